@@ -1,0 +1,171 @@
+package acme
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Problem type URNs (RFC 8555, section 6.7), without the
+// "urn:ietf:params:acme:error:" prefix. [Problem.Is] compares only this
+// suffix, so a CA that spells the type in another case or namespace still
+// matches.
+const (
+	problemPrefix = "urn:ietf:params:acme:error:"
+)
+
+// Sentinel errors matched by [Problem.Is]: errors.Is(err, acme.ErrRateLimited)
+// is true when err wraps a *Problem whose type is rateLimited.
+var (
+	ErrAccountDoesNotExist     = &Problem{Type: problemPrefix + "accountDoesNotExist"}
+	ErrAlreadyReplaced         = &Problem{Type: problemPrefix + "alreadyReplaced"}
+	ErrAlreadyRevoked          = &Problem{Type: problemPrefix + "alreadyRevoked"}
+	ErrBadCSR                  = &Problem{Type: problemPrefix + "badCSR"}
+	ErrBadNonce                = &Problem{Type: problemPrefix + "badNonce"}
+	ErrBadPublicKey            = &Problem{Type: problemPrefix + "badPublicKey"}
+	ErrBadRevocationReason     = &Problem{Type: problemPrefix + "badRevocationReason"}
+	ErrBadSignatureAlgorithm   = &Problem{Type: problemPrefix + "badSignatureAlgorithm"}
+	ErrCAA                     = &Problem{Type: problemPrefix + "caa"}
+	ErrCompound                = &Problem{Type: problemPrefix + "compound"}
+	ErrConnection              = &Problem{Type: problemPrefix + "connection"}
+	ErrDNS                     = &Problem{Type: problemPrefix + "dns"}
+	ErrExternalAccountRequired = &Problem{Type: problemPrefix + "externalAccountRequired"}
+	ErrIncorrectResponse       = &Problem{Type: problemPrefix + "incorrectResponse"}
+	ErrInvalidContact          = &Problem{Type: problemPrefix + "invalidContact"}
+	ErrInvalidProfile          = &Problem{Type: problemPrefix + "invalidProfile"}
+	ErrMalformed               = &Problem{Type: problemPrefix + "malformed"}
+	ErrOrderNotReady           = &Problem{Type: problemPrefix + "orderNotReady"}
+	ErrRateLimited             = &Problem{Type: problemPrefix + "rateLimited"}
+	ErrRejectedIdentifier      = &Problem{Type: problemPrefix + "rejectedIdentifier"}
+	ErrServerInternal          = &Problem{Type: problemPrefix + "serverInternal"}
+	ErrTLS                     = &Problem{Type: problemPrefix + "tls"}
+	ErrUnauthorized            = &Problem{Type: problemPrefix + "unauthorized"}
+	ErrUnsupportedContact      = &Problem{Type: problemPrefix + "unsupportedContact"}
+	ErrUnsupportedIdentifier   = &Problem{Type: problemPrefix + "unsupportedIdentifier"}
+	ErrUserActionRequired      = &Problem{Type: problemPrefix + "userActionRequired"}
+)
+
+// A Problem is an error reported by the ACME server as an RFC 7807 problem
+// document (RFC 8555, section 6.7), or synthesised by the client from an
+// HTTP error response that carried no problem document.
+//
+// Match a kind of problem with errors.Is against the Err* sentinels, and get
+// at the details with errors.As:
+//
+//	var p *acme.Problem
+//	if errors.As(err, &p) && p.RetryAfter > 0 { ... }
+type Problem struct {
+	// Type is the problem type URN, for example
+	// "urn:ietf:params:acme:error:rateLimited".
+	Type string `json:"type"`
+	// Detail is the human-readable explanation.
+	Detail string `json:"detail,omitempty"`
+	// Status is the HTTP status code of the response.
+	Status int `json:"status,omitempty"`
+	// Instance is an optional URL with more information.
+	Instance string `json:"instance,omitempty"`
+	// Identifier is the identifier a subproblem is about.
+	Identifier *Identifier `json:"identifier,omitempty"`
+	// Subproblems are per-identifier problems of a compound problem.
+	Subproblems []Problem `json:"subproblems,omitempty"`
+	// RetryAfter is how long the server asked the client to wait, from the
+	// response's Retry-After header (zero when absent). It is bounded to
+	// [MaxRetryAfter].
+	RetryAfter time.Duration `json:"-"`
+}
+
+// kind returns the part of the type after the last ':' in the ACME namespace,
+// lower-cased, so that comparisons survive odd spellings.
+func (p *Problem) kind() string {
+	t := p.Type
+	if i := strings.LastIndexByte(t, ':'); i >= 0 {
+		t = t[i+1:]
+	}
+	return strings.ToLower(t)
+}
+
+// Error returns a one-line description: "acme: <type>: <detail> (HTTP <status>)".
+func (p *Problem) Error() string {
+	var b strings.Builder
+	b.WriteString("acme: ")
+	if p.Type != "" {
+		b.WriteString(strings.TrimPrefix(p.Type, problemPrefix))
+	} else {
+		b.WriteString("error")
+	}
+	if p.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(p.Detail)
+	}
+	if p.Identifier != nil {
+		fmt.Fprintf(&b, " [%s]", p.Identifier.Value)
+	}
+	if p.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", p.Status)
+	}
+	for i, sp := range p.Subproblems {
+		if i == 0 {
+			b.WriteString("; subproblems:")
+		}
+		b.WriteString(" ")
+		b.WriteString(strings.TrimPrefix(sp.Error(), "acme: "))
+		if i < len(p.Subproblems)-1 {
+			b.WriteString(";")
+		}
+	}
+	return b.String()
+}
+
+// Is reports whether target is a *Problem of the same type. Only the type is
+// compared, case-insensitively and ignoring its namespace, so that
+// errors.Is(err, ErrRateLimited) matches however the server spells it. A
+// compound problem also matches the type of any of its subproblems.
+func (p *Problem) Is(target error) bool {
+	t, ok := target.(*Problem)
+	if !ok || t == nil {
+		return false
+	}
+	k := t.kind()
+	if k == "" {
+		return false
+	}
+	if p.kind() == k {
+		return true
+	}
+	for i := range p.Subproblems {
+		if p.Subproblems[i].kind() == k {
+			return true
+		}
+	}
+	return false
+}
+
+// LogValue implements [slog.LogValuer].
+func (p *Problem) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("type", p.Type)}
+	if p.Detail != "" {
+		attrs = append(attrs, slog.String("detail", p.Detail))
+	}
+	if p.Status != 0 {
+		attrs = append(attrs, slog.Int("status", p.Status))
+	}
+	if p.RetryAfter > 0 {
+		attrs = append(attrs, slog.Duration("retry_after", p.RetryAfter))
+	}
+	if len(p.Subproblems) > 0 {
+		attrs = append(attrs, slog.Int("subproblems", len(p.Subproblems)))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// IsRetryable reports whether err is a server-side condition worth retrying
+// later: a rate limit, an internal server error or a 5xx response.
+func IsRetryable(err error) bool {
+	var p *Problem
+	if !errors.As(err, &p) {
+		return false
+	}
+	return p.Is(ErrRateLimited) || p.Is(ErrServerInternal) || p.Status >= 500
+}
