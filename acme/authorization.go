@@ -1,0 +1,139 @@
+package acme
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// An Authorization is the server's record of proof of control of one
+// identifier (RFC 8555, section 7.1.4).
+type Authorization struct {
+	URL        string      `json:"-"`
+	Status     string      `json:"status"`
+	Expires    time.Time   `json:"expires,omitzero"`
+	Identifier Identifier  `json:"identifier"`
+	Challenges []Challenge `json:"challenges"`
+	Wildcard   bool        `json:"wildcard,omitempty"`
+	// RetryAfter is the server's Retry-After on the last response.
+	RetryAfter time.Duration `json:"-"`
+}
+
+// ErrAuthorizationInvalid is returned (wrapped, with the failed challenge's
+// problem) when an authorization becomes invalid.
+var ErrAuthorizationInvalid = errors.New("acme: authorization is invalid")
+
+// GetAuthorization fetches an authorization (POST-as-GET) by its URL, as
+// listed in [Order.Authorizations].
+func (c *Client) GetAuthorization(ctx context.Context, url string) (*Authorization, error) {
+	resp, err := c.post(ctx, signer{}, url, nil, "", maxJSONBody)
+	if err != nil {
+		return nil, fmt.Errorf("acme: get authorization: %w", err)
+	}
+	return c.parseAuthorization(resp, url)
+}
+
+func (c *Client) parseAuthorization(resp *response, url string) (*Authorization, error) {
+	a := new(Authorization)
+	if err := decodeJSON(resp, a, "authorization"); err != nil {
+		return nil, err
+	}
+	a.URL = url
+	a.RetryAfter = resp.retryAfter
+	if a.Identifier.Type == "" || a.Identifier.Value == "" {
+		return nil, errors.New("acme: malformed authorization: no identifier")
+	}
+	if strings.HasPrefix(a.Identifier.Value, "*.") {
+		a.Wildcard = true
+		a.Identifier.Value = a.Identifier.Value[2:]
+	}
+	for i := range a.Challenges {
+		ch := &a.Challenges[i]
+		if err := checkURL(ch.URL); err != nil {
+			return nil, fmt.Errorf("acme: authorization challenge: %w", err)
+		}
+		c.fillChallenge(ch, a)
+	}
+	return a, nil
+}
+
+// fillChallenge sets the client-side fields of a challenge.
+func (c *Client) fillChallenge(ch *Challenge, a *Authorization) {
+	ch.Identifier = a.Identifier
+	ch.Wildcard = a.Wildcard
+	if ch.Token != "" {
+		if ka, err := c.KeyAuthorization(ch.Token); err == nil {
+			ch.KeyAuthorization = ka
+		}
+	}
+}
+
+// WaitAuthorization polls an authorization until it is no longer pending.
+// It returns the authorization when valid; otherwise an error matching
+// [ErrAuthorizationInvalid] that wraps the failed challenge's problem (so
+// errors.Is(err, ErrUnauthorized) and friends work).
+func (c *Client) WaitAuthorization(ctx context.Context, url string) (*Authorization, error) {
+	p := c.newPoller()
+	var retryAfter time.Duration
+	for {
+		// Wait first: this is called right after a challenge was accepted,
+		// and the server needs a moment to validate it.
+		if err := p.wait(ctx, retryAfter); err != nil {
+			return nil, fmt.Errorf("acme: waiting for authorization %s: %w", url, err)
+		}
+		a, err := c.GetAuthorization(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		switch a.Status {
+		case StatusValid:
+			return a, nil
+		case StatusPending, StatusProcessing:
+			retryAfter = a.RetryAfter
+			continue
+		}
+		return a, authzError(a)
+	}
+}
+
+func authzError(a *Authorization) error {
+	for _, ch := range a.Challenges {
+		if ch.Error != nil {
+			return fmt.Errorf("%w (%s, %s): %w", ErrAuthorizationInvalid, a.Identifier.Value, a.Status, ch.Error)
+		}
+	}
+	return fmt.Errorf("%w (%s, %s)", ErrAuthorizationInvalid, a.Identifier.Value, a.Status)
+}
+
+// DeactivateAuthorization deactivates a pending or valid authorization
+// (RFC 8555, section 7.5.2), so it cannot be reused.
+func (c *Client) DeactivateAuthorization(ctx context.Context, a *Authorization) (*Authorization, error) {
+	resp, err := c.post(ctx, signer{}, a.URL, struct {
+		Status string `json:"status"`
+	}{StatusDeactivated}, "", maxJSONBody)
+	if err != nil {
+		return nil, fmt.Errorf("acme: deactivate authorization: %w", err)
+	}
+	return c.parseAuthorization(resp, a.URL)
+}
+
+// AcceptChallenge tells the server the challenge is ready to be validated
+// (RFC 8555, section 7.5.1) and returns the challenge as the server now sees
+// it (usually "processing").
+func (c *Client) AcceptChallenge(ctx context.Context, ch Challenge) (*Challenge, error) {
+	resp, err := c.post(ctx, signer{}, ch.URL, struct{}{}, "", maxJSONBody)
+	if err != nil {
+		return nil, fmt.Errorf("acme: accept challenge: %w", err)
+	}
+	out := new(Challenge)
+	if err := decodeJSON(resp, out, "challenge"); err != nil {
+		return nil, err
+	}
+	out.Identifier, out.Wildcard, out.KeyAuthorization = ch.Identifier, ch.Wildcard, ch.KeyAuthorization
+	if out.URL == "" {
+		out.URL = ch.URL
+	}
+	return out, nil
+}

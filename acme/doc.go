@@ -1,0 +1,54 @@
+// Package acme is a typed client for the ACME protocol (RFC 8555) with
+// tls-alpn-01 (RFC 8737), IP identifiers (RFC 8738), ACME Renewal
+// Information (RFC 9773), certificate profiles and External Account Binding.
+//
+// Every object of the protocol is a Go type ([Directory], [Account],
+// [Order], [Authorization], [Challenge], [RenewalInfo], [Problem]) and every
+// request a method of [Client]. [Client.Obtain] runs the whole issuance flow
+// through [Solver]s, so the package is usable on its own to build ACME tools.
+//
+// # Getting started
+//
+//	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+//	c := &acme.Client{DirectoryURL: acme.LetsEncryptStaging, Key: key}
+//	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true}); err != nil { ... }
+//	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+//	cert, err := c.Obtain(ctx, acme.ObtainRequest{
+//		Identifiers: acme.DNSNames("example.com"),
+//		CertKey:     certKey,
+//		Solvers:     map[string]acme.Solver{acme.ChallengeHTTP01: mySolver},
+//	})
+//
+// The lower-level flow is [Client.NewOrder], [Client.GetAuthorization],
+// [Client.AcceptChallenge], [Client.WaitAuthorization],
+// [Client.FinalizeOrder] and [Client.FetchCertificate].
+//
+// # Concurrency
+//
+// A [Client] is safe for concurrent use. It fetches the directory once and
+// keeps one pool of nonces, fed by every response's Replay-Nonce; a
+// newNonce request is made only when the pool is empty. A badNonce answer
+// is retried transparently with a fresh nonce, at most ten times.
+//
+// # Errors
+//
+// Problem documents from the server decode into one type, [*Problem]. Match
+// a kind with errors.Is against the Err* sentinels (errors.Is(err,
+// acme.ErrRateLimited)) — the comparison ignores the spelling of the type's
+// namespace — and read details with errors.As. Error responses without a
+// problem document become a *Problem with the HTTP status, typed
+// rateLimited for 429 and serverInternal for 5xx. Retry-After is read in
+// both of its forms and clamped to [MinRetryAfter, MaxRetryAfter].
+//
+// # Untrusted input
+//
+// Every response body is size-limited, JSON is decoded into typed structs,
+// every URL the server hands out must be absolute https, certificate chains
+// are capped in length, and every call takes a context and honours it.
+//
+// # Testing
+//
+// The package's tests run every operation against Let's Encrypt's Pebble CA
+// in-process (internal/testpebble), with real http-01 validation, plus a
+// fault-injecting wrapper for malformed and hostile responses.
+package acme

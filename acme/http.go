@@ -1,0 +1,181 @@
+package acme
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// response is a fully read, size-limited HTTP response.
+type response struct {
+	status     int
+	header     http.Header
+	body       []byte
+	location   string
+	retryAfter time.Duration
+}
+
+// ErrResponseTooLarge is returned when a response body exceeds the size
+// limit for its kind.
+var ErrResponseTooLarge = errors.New("acme: response body too large")
+
+// do sends req and reads at most limit bytes of the body. Every response's
+// Replay-Nonce feeds the pool.
+func (c *Client) do(req *http.Request, limit int64) (*response, error) {
+	ua := "tlsmint-acme/1"
+	if c.UserAgent != "" {
+		ua = c.UserAgent + " " + ua
+	}
+	req.Header.Set("User-Agent", ua)
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("acme: %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	if n := resp.Header.Get("Replay-Nonce"); n != "" {
+		c.putNonce(n)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("acme: reading response to %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	r := &response{
+		status: resp.StatusCode,
+		header: resp.Header,
+		body:   body,
+	}
+	r.retryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if loc := resp.Header.Get("Location"); loc != "" {
+		u, err := resolveURL(req.URL, loc)
+		if err != nil {
+			return nil, fmt.Errorf("acme: bad Location header: %w", err)
+		}
+		r.location = u
+	}
+	if int64(len(body)) > limit {
+		if resp.StatusCode >= 400 {
+			return nil, &Problem{Status: resp.StatusCode, Detail: fmt.Sprintf("error response body larger than %d bytes", limit), RetryAfter: r.retryAfter}
+		}
+		return nil, fmt.Errorf("%w: more than %d bytes from %s", ErrResponseTooLarge, limit, req.URL.Redacted())
+	}
+	if resp.StatusCode >= 400 {
+		return r, r.problem()
+	}
+	return r, nil
+}
+
+// problem turns an error response into a *Problem: the server's problem
+// document when there is one, otherwise one synthesised from the status.
+func (r *response) problem() *Problem {
+	p := &Problem{}
+	ct, _, _ := mime.ParseMediaType(r.header.Get("Content-Type"))
+	if ct == "application/problem+json" || ct == "application/json" {
+		if err := json.Unmarshal(r.body, p); err != nil {
+			p = &Problem{Detail: "malformed problem document: " + err.Error()}
+		}
+	}
+	if p.Type == "" {
+		switch {
+		case r.status == http.StatusTooManyRequests:
+			p.Type = ErrRateLimited.Type
+		case r.status >= 500:
+			p.Type = ErrServerInternal.Type
+		}
+		if p.Detail == "" {
+			p.Detail = fmt.Sprintf("unexpected %s response: %s", orDash(ct), snippet(r.body))
+		}
+	}
+	if p.Status == 0 || p.Status != r.status {
+		p.Status = r.status
+	}
+	p.RetryAfter = r.retryAfter
+	return p
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "untyped"
+	}
+	return s
+}
+
+// snippet returns a short, printable excerpt of an unexpected body.
+func snippet(b []byte) string {
+	const max = 120
+	if len(b) > max {
+		b = b[:max]
+	}
+	s := strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, string(b))
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "(empty body)"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// resolveURL resolves ref against base and requires https.
+func resolveURL(base *url.URL, ref string) (string, error) {
+	u, err := base.Parse(ref)
+	if err != nil {
+		return "", err
+	}
+	if err := checkURL(u.String()); err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
+// ErrInsecureURL is returned when the server hands out a URL that is not an
+// absolute https URL.
+var ErrInsecureURL = errors.New("acme: server URL is not absolute https")
+
+// checkURL requires an absolute https URL with a host.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInsecureURL, s, err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("%w: %q", ErrInsecureURL, s)
+	}
+	return nil
+}
+
+// get sends an unauthenticated GET (used for the directory and ARI).
+func (c *Client) get(ctx context.Context, u string, limit int64) (*response, error) {
+	if err := checkURL(u); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("acme: %w", err)
+	}
+	return c.do(req, limit)
+}
+
+// decodeJSON decodes a response body into v, refusing anything but a JSON
+// object.
+func decodeJSON(r *response, v any, what string) error {
+	body := bytes.TrimSpace(r.body)
+	if len(body) == 0 || body[0] != '{' {
+		return fmt.Errorf("acme: malformed %s: expected a JSON object, got %s", what, snippet(r.body))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("acme: malformed %s: %w", what, err)
+	}
+	return nil
+}

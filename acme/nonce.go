@@ -1,0 +1,54 @@
+package acme
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+)
+
+// putNonce adds a nonce from a Replay-Nonce header to the pool. The pool is
+// bounded; the oldest nonces are dropped first since they are the likeliest
+// to have expired.
+func (c *Client) putNonce(n string) {
+	if len(n) > 256 {
+		return // nonces are short base64url strings; ignore junk
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.nonces) >= maxNonces {
+		c.nonces = c.nonces[1:]
+	}
+	c.nonces = append(c.nonces, n)
+}
+
+// nonce returns a nonce from the pool, or fetches one with HEAD newNonce when
+// the pool is empty.
+func (c *Client) nonce(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	if n := len(c.nonces); n > 0 {
+		v := c.nonces[n-1]
+		c.nonces = c.nonces[:n-1]
+		c.mu.Unlock()
+		return v, nil
+	}
+	c.mu.Unlock()
+
+	dir, err := c.Directory(ctx)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, dir.NewNonce, nil)
+	if err != nil {
+		return "", fmt.Errorf("acme: %w", err)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return "", fmt.Errorf("acme: fetching a nonce: %w", err)
+	}
+	resp.Body.Close()
+	n := resp.Header.Get("Replay-Nonce")
+	if resp.StatusCode >= 400 || n == "" || len(n) > 256 {
+		return "", fmt.Errorf("acme: fetching a nonce: HTTP %d without a usable Replay-Nonce", resp.StatusCode)
+	}
+	return n, nil
+}

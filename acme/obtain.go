@@ -1,0 +1,338 @@
+package acme
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CleanupTimeout bounds each Solver.CleanUp and authorization deactivation
+// that Obtain runs after the flow, under a context detached from the
+// caller's.
+const CleanupTimeout = 30 * time.Second
+
+// DefaultChallengeTypes is the order in which Obtain prefers challenge types
+// when ObtainRequest.ChallengeTypes is empty.
+var defaultChallengeTypes = []string{ChallengeHTTP01, ChallengeTLSALPN01, ChallengeDNS01}
+
+// ObtainRequest describes a certificate to obtain with [Client.Obtain].
+type ObtainRequest struct {
+	// Identifiers lists the names and addresses the certificate is for; the
+	// certificate will hold exactly these. Required.
+	Identifiers []Identifier
+	// CertKey is the certificate's private key. It must not be the account
+	// key. Required.
+	CertKey crypto.Signer
+	// Solvers maps challenge types (ChallengeHTTP01, …) to the solver that
+	// answers them. At least one is required.
+	Solvers map[string]Solver
+	// ChallengeTypes is the order of preference among the types in
+	// Solvers; empty means http-01, tls-alpn-01, dns-01.
+	ChallengeTypes []string
+	// Profile, Replaces, NotBefore and NotAfter are passed to NewOrder. An
+	// order refused with alreadyReplaced is placed once more without
+	// Replaces.
+	Profile             string
+	Replaces            string
+	NotBefore, NotAfter time.Time
+	// PreferredChain selects among the chains the CA offers by the common
+	// name of a root or issuer (see [PreferChain]); empty means the CA's
+	// default chain.
+	PreferredChain string
+}
+
+// A Certificate is the result of [Client.Obtain].
+type Certificate struct {
+	// Chain is the selected chain, leaf first.
+	Chain *Chain
+	// Chains are all chains the CA offered, its default first.
+	Chains []*Chain
+	// Order is the finalized order; Order.URL and Order.Certificate
+	// identify it later.
+	Order *Order
+}
+
+// Leaf returns the issued end-entity certificate.
+func (c *Certificate) Leaf() *x509.Certificate { return c.Chain.Leaf() }
+
+// ErrNoSolver is returned when an authorization offers no challenge type that
+// a configured solver handles.
+var ErrNoSolver = errors.New("acme: no solver for any offered challenge")
+
+// ErrCertificateMismatch is returned when the issued certificate does not
+// carry the requested key or exactly the requested identifiers.
+var ErrCertificateMismatch = errors.New("acme: issued certificate does not match the request")
+
+// Obtain runs the whole issuance flow: it places an order, solves each
+// pending authorization with a configured [Solver], finalizes with a CSR for
+// req.CertKey, downloads the chains, and checks that the leaf holds
+// req.CertKey's public key and exactly the requested identifiers.
+//
+// Every presented challenge is cleaned up, even when ctx is cancelled
+// (CleanUp then runs under a detached context bounded by CleanupTimeout).
+// On failure the order's pending authorizations are deactivated.
+func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, error) {
+	csr, err := c.checkObtain(req)
+	if err != nil {
+		return nil, err
+	}
+	oreq := OrderRequest{Identifiers: req.Identifiers, Profile: req.Profile, Replaces: req.Replaces, NotBefore: req.NotBefore, NotAfter: req.NotAfter}
+	order, err := c.NewOrder(ctx, oreq)
+	if err != nil && oreq.Replaces != "" && errors.Is(err, ErrAlreadyReplaced) {
+		c.logger().InfoContext(ctx, "acme: certificate already replaced; ordering without replaces", "replaces", oreq.Replaces)
+		oreq.Replaces = ""
+		order, err = c.NewOrder(ctx, oreq)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.authorize(ctx, order, req); err != nil {
+		return nil, err
+	}
+	order, err = c.FinalizeOrder(ctx, order, csr)
+	if errors.Is(err, ErrOrderNotReady) {
+		// The server has not yet noticed the valid authorizations.
+		if order, err = c.GetOrder(ctx, order.URL); err == nil {
+			if order, err = c.WaitOrder(ctx, order); err == nil {
+				order, err = c.FinalizeOrder(ctx, order, csr)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	chains, err := c.FetchCertificate(ctx, order.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	chain := PreferChain(chains, req.PreferredChain)
+	if err := checkIssued(chain.Leaf(), req); err != nil {
+		return nil, err
+	}
+	return &Certificate{Chain: chain, Chains: chains, Order: order}, nil
+}
+
+// checkObtain validates the request and returns the CSR.
+func (c *Client) checkObtain(req ObtainRequest) ([]byte, error) {
+	if len(req.Identifiers) == 0 {
+		return nil, errors.New("acme: obtain: no identifiers")
+	}
+	if len(req.Solvers) == 0 {
+		return nil, errors.New("acme: obtain: no solvers")
+	}
+	if _, err := signingAlg(req.CertKey); err != nil {
+		return nil, fmt.Errorf("acme: obtain: certificate key: %w", err)
+	}
+	if ak := c.accountKey(); ak != nil {
+		if eq, ok := ak.Public().(interface{ Equal(crypto.PublicKey) bool }); ok && eq.Equal(req.CertKey.Public()) {
+			return nil, errors.New("acme: obtain: the certificate key must not be the account key")
+		}
+	}
+	return CSR(req.CertKey, req.Identifiers)
+}
+
+// CSR returns a DER certificate signing request for key with exactly the
+// given identifiers as subjectAltNames. The first DNS name, if short
+// enough, is also the subject common name.
+func CSR(key crypto.Signer, ids []Identifier) ([]byte, error) {
+	tmpl := &x509.CertificateRequest{}
+	for _, id := range ids {
+		switch id.Type {
+		case IdentifierDNS:
+			tmpl.DNSNames = append(tmpl.DNSNames, id.Value)
+		case IdentifierIP:
+			ip := net.ParseIP(id.Value)
+			if ip == nil {
+				return nil, fmt.Errorf("acme: CSR: bad IP identifier %q", id.Value)
+			}
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		default:
+			return nil, fmt.Errorf("acme: CSR: unsupported identifier type %q", id.Type)
+		}
+	}
+	if len(tmpl.DNSNames) > 0 && len(tmpl.DNSNames[0]) <= 64 {
+		tmpl.Subject = pkix.Name{CommonName: tmpl.DNSNames[0]}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, fmt.Errorf("acme: CSR: %w", err)
+	}
+	return der, nil
+}
+
+// checkIssued verifies the leaf against the request.
+func checkIssued(leaf *x509.Certificate, req ObtainRequest) error {
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(req.CertKey.Public()) {
+		return fmt.Errorf("%w: public key differs from the CSR's", ErrCertificateMismatch)
+	}
+	var want, got []string
+	for _, id := range req.Identifiers {
+		v := id.Value
+		if id.Type == IdentifierDNS {
+			v = "dns:" + strings.ToLower(v)
+		} else if a, err := netip.ParseAddr(v); err == nil {
+			v = "ip:" + a.Unmap().String()
+		}
+		want = append(want, v)
+	}
+	for _, n := range leaf.DNSNames {
+		got = append(got, "dns:"+strings.ToLower(n))
+	}
+	for _, ip := range leaf.IPAddresses {
+		a, _ := netip.AddrFromSlice(ip)
+		got = append(got, "ip:"+a.Unmap().String())
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	slices.Sort(got)
+	got = slices.Compact(got)
+	if !slices.Equal(want, got) {
+		return fmt.Errorf("%w: names %v, requested %v", ErrCertificateMismatch, got, want)
+	}
+	return nil
+}
+
+// presented is a challenge handed to a solver, to be cleaned up.
+type presented struct {
+	solver Solver
+	chal   Challenge
+}
+
+// authorize solves every pending authorization of the order.
+func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest) (err error) {
+	var done []presented
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+		defer cancel()
+		for _, p := range done {
+			if cerr := p.solver.CleanUp(cctx, p.chal); cerr != nil {
+				c.logger().WarnContext(cctx, "acme: challenge clean-up failed", "type", p.chal.Type, "identifier", p.chal.Identifier.Value, "err", cerr)
+			}
+		}
+		if err != nil {
+			c.deactivatePending(cctx, order)
+		}
+	}()
+
+	types := req.ChallengeTypes
+	if len(types) == 0 {
+		types = defaultChallengeTypes
+	}
+	var pending []string
+	for _, u := range order.Authorizations {
+		a, err := c.GetAuthorization(ctx, u)
+		if err != nil {
+			return err
+		}
+		switch a.Status {
+		case StatusValid:
+			continue
+		case StatusPending:
+		default:
+			return authzError(a)
+		}
+		ch, solver := pickChallenge(a, types, req.Solvers)
+		if solver == nil {
+			offered := make([]string, 0, len(a.Challenges))
+			for _, ch := range a.Challenges {
+				offered = append(offered, ch.Type)
+			}
+			return fmt.Errorf("%w: %s offers %v", ErrNoSolver, a.Identifier.Value, offered)
+		}
+		if err := solver.Present(ctx, ch); err != nil {
+			return fmt.Errorf("acme: presenting %s challenge for %s: %w", ch.Type, a.Identifier.Value, err)
+		}
+		done = append(done, presented{solver, ch})
+		pending = append(pending, a.URL)
+	}
+	if err := eachParallel(ctx, done, func(ctx context.Context, p presented) error {
+		w, ok := p.solver.(Waiter)
+		if !ok {
+			return nil
+		}
+		if err := w.Wait(ctx, p.chal); err != nil {
+			return fmt.Errorf("acme: %s challenge for %s not ready: %w", p.chal.Type, p.chal.Identifier.Value, err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, p := range done {
+		if _, err := c.AcceptChallenge(ctx, p.chal); err != nil {
+			return err
+		}
+	}
+	return eachParallel(ctx, pending, func(ctx context.Context, u string) error {
+		_, err := c.WaitAuthorization(ctx, u)
+		return err
+	})
+}
+
+// pickChallenge returns the first challenge, in order of preference, that a
+// solver handles.
+func pickChallenge(a *Authorization, types []string, solvers map[string]Solver) (Challenge, Solver) {
+	for _, t := range types {
+		s := solvers[t]
+		if s == nil {
+			continue
+		}
+		for _, ch := range a.Challenges {
+			if ch.Type == t && ch.Token != "" && ch.KeyAuthorization != "" {
+				return ch, s
+			}
+		}
+	}
+	return Challenge{}, nil
+}
+
+// deactivatePending deactivates the order's authorizations that are still
+// pending, so that they are not left behind for reuse (RFC 8555, 7.5.2).
+func (c *Client) deactivatePending(ctx context.Context, order *Order) {
+	for _, u := range order.Authorizations {
+		a, err := c.GetAuthorization(ctx, u)
+		if err != nil || a.Status != StatusPending {
+			continue
+		}
+		if _, err := c.DeactivateAuthorization(ctx, a); err != nil {
+			c.logger().DebugContext(ctx, "acme: deactivating authorization failed", "url", u, "err", err)
+		}
+	}
+}
+
+// eachParallel runs f for every item concurrently and returns the first
+// error; the others are cancelled.
+func eachParallel[T any](ctx context.Context, items []T, f func(context.Context, T) error) error {
+	switch len(items) {
+	case 0:
+		return nil
+	case 1:
+		return f(ctx, items[0])
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, it := range items {
+		wg.Go(func() {
+			if err := f(ctx, it); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}

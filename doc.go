@@ -1,0 +1,23 @@
+// Package tlsmint is automatic HTTPS for Go servers over ACME.
+//
+// tlsmint obtains certificates from an ACME CA (Let's Encrypt, ZeroSSL,
+// Google Trust Services, a private step-ca, …) the first time a name is
+// needed, stores them, renews them before they expire, and serves them from
+// tls.Config.GetCertificate.
+//
+// The module is made of small packages that depend only downward:
+//
+//   - acme: a typed, complete ACME client (RFC 8555, RFC 8737, RFC 8738,
+//     RFC 9773, profiles, External Account Binding) with the whole issuance
+//     flow in acme.Client.Obtain, usable on its own.
+//   - solvers: challenge solvers for http-01, tls-alpn-01 and dns-01 over any
+//     libdns provider.
+//   - storage: the Storage interface with cluster-wide locks, the file
+//     backend and an in-memory one; storage/postgres shares certificates
+//     across a fleet; storage/storagetest is the conformance suite.
+//   - autotls: the Manager — lazy issuance in GetCertificate, renewal, host
+//     policy and the one-line listener.
+//
+// The examples folder has runnable programs; examples/local runs the whole
+// flow offline against an in-process test CA.
+package tlsmint
