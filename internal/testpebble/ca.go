@@ -1,0 +1,407 @@
+package testpebble
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+)
+
+// Options configures a [CA]. The zero value is a CA that validates for real,
+// without sleeping, rejects no nonces and never reuses authorizations.
+type Options struct {
+	// HTTPPort and TLSPort are the ports Pebble's validation authority
+	// connects to for http-01 and tls-alpn-01, on the address the mock DNS
+	// server gives for the identifier (always 127.0.0.1) or on the IP
+	// identifier itself. Zero picks a free loopback port, reported by
+	// [CA.HTTPPort] and [CA.TLSPort]; nothing listens on it until the test
+	// starts its own solver there.
+	HTTPPort, TLSPort int
+
+	// AlwaysValid makes the validation authority report every challenge
+	// valid without contacting anything.
+	AlwaysValid bool
+
+	// RequireEAB makes the directory announce externalAccountRequired and
+	// newAccount demand an external account binding.
+	RequireEAB bool
+
+	// EABKeys are external account binding keys: key ID to the HMAC key in
+	// base64url without padding. Nil means none (more can be added later
+	// with [CA.AddEABKey]).
+	EABKeys map[string]string
+
+	// Profiles maps certificate profile names to the validity of the
+	// certificates issued under them; a zero duration means Pebble's default
+	// (90 days). Nil means a single profile "default". An order that names
+	// no profile gets one of them at random.
+	Profiles map[string]time.Duration
+
+	// ChainLength is the number of intermediates between root and leaf.
+	// Zero means 1, Pebble's default.
+	ChainLength int
+
+	// AlternateRoots is the number of alternate chains, each under its own
+	// root, offered besides the default one. Zero means none.
+	AlternateRoots int
+
+	// RetryAfterAuthz and RetryAfterOrder are the Retry-After values, in
+	// seconds, that Pebble sends on pending authorizations and on orders
+	// that are processing. Zero sends none. Pebble picks at random, for each
+	// response, between the delay in seconds and an HTTP date.
+	RetryAfterAuthz, RetryAfterOrder int
+
+	// NonceRejectPercent is the share (0 to 100) of valid nonces that Pebble
+	// rejects with badNonce anyway. Zero rejects none (Pebble's own default
+	// is 5); 100 rejects every one.
+	NonceRejectPercent int
+
+	// AuthzReusePercent is how often (0 to 100) Pebble reuses a valid
+	// authorization of the account for an identifier of a new order. Zero
+	// never reuses (Pebble's own default is 50).
+	AuthzReusePercent int
+
+	// VASleep makes the validation authority sleep a random time before
+	// each validation, as Pebble does by default. False (the default) makes
+	// it validate at once.
+	VASleep bool
+
+	// VASleepMax is the maximum sleep, in seconds, when VASleep is set.
+	// Zero means Pebble's default of 5.
+	VASleepMax int
+
+	// OrdersPerPage is the page size of an account's order list. Zero means
+	// Pebble's default of 3.
+	OrdersPerPage int
+
+	// KeyAlgorithm is the key type of the CA's roots and intermediates:
+	// "ecdsa" (P-256), "rsa" (2048 bits) or "mldsa". Empty means "ecdsa",
+	// which is much faster to generate than Pebble's default "rsa".
+	KeyAlgorithm string
+
+	// Strict turns on Pebble's strict mode (upcoming breaking changes).
+	Strict bool
+
+	// BlockedDomains are domains (and their subdomains) Pebble refuses to
+	// issue for, with a rejectedIdentifier problem.
+	BlockedDomains []string
+
+	// Wrap, if not nil, wraps the ACME handler, for fault injection. Every
+	// request is counted before it reaches Wrap's handler; requests to
+	// Pebble's management paths bypass it.
+	Wrap func(http.Handler) http.Handler
+
+	// Logger receives Pebble's logs. Nil discards them.
+	Logger *log.Logger
+}
+
+// CA is Pebble's ACME CA, validation authority and web front end running
+// in-process: the ACME API is served over HTTPS on a loopback port, and the
+// validation authority resolves names through the CA's own mock
+// [DNSServer].
+//
+// Pebble's management paths (/roots/N, /intermediates/N, /set-renewal-info/,
+// /cert-status-by-serial/…) are served on the same port.
+//
+// A CA is safe for concurrent use. Close stops its HTTPS and DNS servers; the
+// validation authority's goroutine is Pebble's and cannot be stopped, so
+// goroutine leak checkers and testing/synctest bubbles cannot wrap a CA.
+type CA struct {
+	db   *db.MemoryStore
+	ca   *ca.CAImpl
+	va   *va.VAImpl
+	wfe  *wfe.WebFrontEndImpl
+	dns  *DNSServer
+	srv  *http.Server
+	done chan struct{}
+
+	dirURL    string
+	httpPort  int
+	tlsPort   int
+	tlsRoots  *x509.CertPool
+	roots     []*x509.Certificate
+	rootPool  *x509.CertPool
+	transport *http.Transport
+	counts    counters
+
+	mu        sync.Mutex // serialises out-of-band changes to the db
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a CA configured by opts. The caller must Close it.
+func New(opts Options) (*CA, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+
+	c := &CA{counts: newCounters(), done: make(chan struct{})}
+	var err error
+	if c.httpPort, err = portOrFree(opts.HTTPPort); err != nil {
+		return nil, err
+	}
+	if c.tlsPort, err = portOrFree(opts.TLSPort); err != nil {
+		return nil, err
+	}
+	if c.dns, err = NewDNSServer(); err != nil {
+		return nil, err
+	}
+	if err := c.build(&opts, logger); err != nil {
+		_ = c.dns.Close()
+		return nil, err
+	}
+	if err := c.serve(&opts, logger); err != nil {
+		_ = c.dns.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// check validates opts.
+func (o *Options) check() error {
+	var errs []error
+	inRange := func(name string, v, lo, hi int) {
+		if v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("%s %d out of range [%d, %d]", name, v, lo, hi))
+		}
+	}
+	inRange("HTTPPort", o.HTTPPort, 0, 65535)
+	inRange("TLSPort", o.TLSPort, 0, 65535)
+	inRange("NonceRejectPercent", o.NonceRejectPercent, 0, 100)
+	inRange("AuthzReusePercent", o.AuthzReusePercent, 0, 100)
+	inRange("ChainLength", o.ChainLength, 0, 16)
+	inRange("AlternateRoots", o.AlternateRoots, 0, 16)
+	inRange("RetryAfterAuthz", o.RetryAfterAuthz, 0, 1<<20)
+	inRange("RetryAfterOrder", o.RetryAfterOrder, 0, 1<<20)
+	inRange("VASleepMax", o.VASleepMax, 0, 3600)
+	inRange("OrdersPerPage", o.OrdersPerPage, 0, 1<<20)
+	switch o.KeyAlgorithm {
+	case "", "ecdsa", "rsa", "mldsa":
+	default:
+		errs = append(errs, fmt.Errorf("unknown KeyAlgorithm %q", o.KeyAlgorithm))
+	}
+	for name, d := range o.Profiles {
+		if name == "" || d < 0 {
+			errs = append(errs, fmt.Errorf("invalid profile %q: %v", name, d))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("testpebble: options: %w", err)
+	}
+	return nil
+}
+
+// portOrFree returns port, or a free loopback TCP port if port is 0.
+func portOrFree(port int) (int, error) {
+	if port != 0 {
+		return port, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("testpebble: pick a free port: %w", err)
+	}
+	port = ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		return 0, fmt.Errorf("testpebble: pick a free port: %w", err)
+	}
+	return port, nil
+}
+
+// build constructs Pebble's db, CA, VA and WFE.
+func (c *CA) build(opts *Options, logger *log.Logger) (err error) {
+	c.db = db.NewMemoryStore()
+	for kid, key := range opts.EABKeys {
+		if err := c.db.AddExternalAccountKeyByID(kid, key); err != nil {
+			return fmt.Errorf("testpebble: EAB key %q: %w", kid, err)
+		}
+	}
+	for _, d := range opts.BlockedDomains {
+		if err := c.db.AddBlockedDomain(d); err != nil {
+			return fmt.Errorf("testpebble: blocked domain %q: %w", d, err)
+		}
+	}
+
+	profiles := make(map[string]ca.Profile)
+	for name, validity := range opts.Profiles {
+		profiles[name] = ca.Profile{
+			Description:    "testpebble profile " + name,
+			ValidityPeriod: uint64(validity / time.Second),
+		}
+	}
+	if len(profiles) == 0 {
+		profiles["default"] = ca.Profile{Description: "The default profile"}
+	}
+	chainLength := opts.ChainLength
+	if chainLength == 0 {
+		chainLength = 1
+	}
+	keyAlg := opts.KeyAlgorithm
+	if keyAlg == "" {
+		keyAlg = "ecdsa"
+	}
+
+	// Pebble's constructors panic on key generation failures.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("testpebble: pebble: %v", r)
+		}
+	}()
+	err = withEnv(pebbleEnv(opts), func() error {
+		c.ca = ca.New(logger, c.db, "", keyAlg, opts.AlternateRoots, chainLength, profiles)
+		c.va = va.New(logger, c.httpPort, c.tlsPort, opts.Strict, c.dns.Addr(), c.db)
+		w := wfe.New(logger, c.db, c.va, c.ca, []string{"pebble.letsencrypt.org"},
+			opts.Strict, opts.RequireEAB, opts.RetryAfterAuthz, opts.RetryAfterOrder)
+		c.wfe = &w
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("testpebble: environment: %w", err)
+	}
+
+	c.rootPool = x509.NewCertPool()
+	for i := range c.ca.GetNumberOfRootCerts() {
+		root := c.ca.GetRootCert(i)
+		if root == nil || root.Cert == nil {
+			return fmt.Errorf("testpebble: pebble has no root %d", i)
+		}
+		c.roots = append(c.roots, root.Cert)
+		c.rootPool.AddCert(root.Cert)
+	}
+	return nil
+}
+
+// serve starts the HTTPS server.
+func (c *CA) serve(opts *Options, logger *log.Logger) error {
+	cert, leaf, err := newServerCert()
+	if err != nil {
+		return err
+	}
+	c.tlsRoots = x509.NewCertPool()
+	c.tlsRoots.AddCert(leaf)
+
+	var acmeHandler http.Handler = c.wfe.Handler()
+	if opts.Wrap != nil {
+		acmeHandler = opts.Wrap(acmeHandler)
+	}
+	management := c.wfe.ManagementHandler()
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isManagement(r.URL.Path) {
+			management.ServeHTTP(w, r)
+			return
+		}
+		acmeHandler.ServeHTTP(w, r)
+	})
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("testpebble: listen: %w", err)
+	}
+	c.srv = &http.Server{
+		Handler:           c.counts.handler(mux),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          logger,
+	}
+	go func() {
+		defer close(c.done)
+		_ = c.srv.ServeTLS(ln, "", "")
+	}()
+
+	c.dirURL = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)) + wfe.DirectoryPath
+	c.transport = &http.Transport{
+		TLSClientConfig:       &tls.Config{RootCAs: c.tlsRoots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       30 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		ForceAttemptHTTP2:     true,
+	}
+	return nil
+}
+
+// DirectoryURL returns the URL of the ACME directory,
+// https://127.0.0.1:PORT/dir.
+func (c *CA) DirectoryURL() string { return c.dirURL }
+
+// HTTPClient returns a new client that trusts only the CA's HTTPS server
+// certificate, with a 30-second overall timeout. All clients of a CA share
+// one transport, whose idle connections Close closes.
+func (c *CA) HTTPClient() *http.Client {
+	return &http.Client{Transport: c.transport, Timeout: 30 * time.Second}
+}
+
+// TLSRoots returns a new pool holding the CA's HTTPS server certificate.
+func (c *CA) TLSRoots() *x509.CertPool { return c.tlsRoots.Clone() }
+
+// Roots returns the roots that issued certificates chain to: the default
+// chain's root first, then the alternate roots in order.
+func (c *CA) Roots() []*x509.Certificate {
+	return append([]*x509.Certificate(nil), c.roots...)
+}
+
+// RootPool returns a new pool holding every issuing root, to verify the
+// chains of issued certificates.
+func (c *CA) RootPool() *x509.CertPool { return c.rootPool.Clone() }
+
+// HTTPPort returns the port the validation authority connects to for
+// http-01.
+func (c *CA) HTTPPort() int { return c.httpPort }
+
+// TLSPort returns the port the validation authority connects to for
+// tls-alpn-01.
+func (c *CA) TLSPort() int { return c.tlsPort }
+
+// DNS returns the mock DNS server the validation authority resolves names
+// and dns-01 TXT records with.
+func (c *CA) DNS() *DNSServer { return c.dns }
+
+// Requests returns how many requests reached the CA for endpoint: one of
+// "directory", "newNonce", "newAccount", "newOrder", "order", "finalize",
+// "authz", "challenge", "certificate", "revokeCert", "keyChange", "account",
+// "renewalInfo", "orders" (an account's order list), "management" or
+// "other". An unknown name counts 0. Requests answered by [Options.Wrap]
+// are counted too.
+func (c *CA) Requests(endpoint string) int { return c.counts.get(endpoint) }
+
+// RequestCounts returns a copy of the request counters that are not zero,
+// keyed by the endpoint names of [CA.Requests].
+func (c *CA) RequestCounts() map[string]int { return c.counts.snapshot() }
+
+// ResetCounts sets every request counter to zero.
+func (c *CA) ResetCounts() { c.counts.reset() }
+
+// Close stops the HTTPS server (closing its connections at once) and the DNS
+// server, and waits for their goroutines. Pebble's validation authority
+// goroutine keeps running: Pebble offers no way to stop it. Calling Close
+// more than once returns the first result.
+func (c *CA) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		if err := c.srv.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("testpebble: https server: %w", err))
+		}
+		<-c.done
+		c.transport.CloseIdleConnections()
+		if err := c.dns.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
