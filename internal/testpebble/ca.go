@@ -152,13 +152,11 @@ func New(opts Options) (*CA, error) {
 	}
 
 	c := &CA{counts: newCounters(), done: make(chan struct{})}
-	var err error
-	if c.httpPort, err = portOrFree(opts.HTTPPort); err != nil {
+	ports, err := pickPorts(opts.HTTPPort, opts.TLSPort)
+	if err != nil {
 		return nil, err
 	}
-	if c.tlsPort, err = portOrFree(opts.TLSPort); err != nil {
-		return nil, err
-	}
+	c.httpPort, c.tlsPort = ports[0], ports[1]
 	if c.dns, err = NewDNSServer(); err != nil {
 		return nil, err
 	}
@@ -207,20 +205,30 @@ func (o *Options) check() error {
 	return nil
 }
 
-// portOrFree returns port, or a free loopback TCP port if port is 0.
-func portOrFree(port int) (int, error) {
-	if port != 0 {
-		return port, nil
+// pickPorts returns the requested ports, replacing each 0 with a free
+// loopback TCP port. The listeners that reserve the free ports are all open
+// at once, so the ports picked differ from each other.
+func pickPorts(ports ...int) ([]int, error) {
+	out := make([]int, len(ports))
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for i, p := range ports {
+		if p != 0 {
+			out[i] = p
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("testpebble: pick a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		out[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testpebble: pick a free port: %w", err)
-	}
-	port = ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		return 0, fmt.Errorf("testpebble: pick a free port: %w", err)
-	}
-	return port, nil
+	return out, nil
 }
 
 // build constructs Pebble's db, CA, VA and WFE.
