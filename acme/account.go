@@ -132,7 +132,7 @@ func (c *Client) postAccount(ctx context.Context, url string, req accountRequest
 
 // eabJWS builds the externalAccountBinding JWS: the account's public JWK,
 // MACed with the EAB key (HS256), for the newAccount URL.
-func eabJWS(accountKey crypto.Signer, eab *ExternalAccountBinding, url string) (json.RawMessage, error) {
+func eabJWS(accountKey crypto.Signer, eab *ExternalAccountBinding, url string) ([]byte, error) {
 	if eab.KeyID == "" || len(eab.HMACKey) == 0 {
 		return nil, fmt.Errorf("acme: ExternalAccountBinding needs KeyID and HMACKey")
 	}
@@ -153,12 +153,13 @@ func eabJWS(accountKey crypto.Signer, eab *ExternalAccountBinding, url string) (
 	if err != nil {
 		return nil, fmt.Errorf("acme: EAB signing: %w", err)
 	}
-	return json.RawMessage(sig.FullSerialize()), nil
+	return flattened(sig)
 }
 
-// GetAccount fetches the current state of the client's account.
+// GetAccount fetches the current state of the client's account
+// (POST-as-GET).
 func (c *Client) GetAccount(ctx context.Context) (*Account, error) {
-	return c.updateAccount(ctx, struct{}{})
+	return c.updateAccount(ctx, nil)
 }
 
 // UpdateAccount changes the account's contacts (RFC 8555, section 7.3.2).

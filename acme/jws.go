@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
@@ -105,7 +106,26 @@ func signJWS(key crypto.Signer, kid, nonce, url string, payload []byte) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("acme: signing: %w", err)
 	}
-	return []byte(sig.FullSerialize()), nil
+	return flattened(sig)
+}
+
+// flattened returns the flattened JSON serialization of a one-signature JWS.
+// It is built from the compact form because go-jose omits an empty
+// "payload" member, which POST-as-GET needs and servers require.
+func flattened(sig *jose.JSONWebSignature) ([]byte, error) {
+	compact, err := sig.CompactSerialize()
+	if err != nil {
+		return nil, fmt.Errorf("acme: serializing JWS: %w", err)
+	}
+	parts := strings.Split(compact, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("acme: serializing JWS: %d parts", len(parts))
+	}
+	return json.Marshal(struct {
+		Protected string `json:"protected"`
+		Payload   string `json:"payload"`
+		Signature string `json:"signature"`
+	}{parts[0], parts[1], parts[2]})
 }
 
 // signer selects who signs a request: the account (kid) or a key embedded as

@@ -1,0 +1,154 @@
+package acme_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+)
+
+// newCA starts an in-process Pebble for one test.
+func newCA(t testing.TB, opts testpebble.Options) *testpebble.CA {
+	t.Helper()
+	ca, err := testpebble.New(opts)
+	if err != nil {
+		t.Fatalf("testpebble.New: %v", err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	return ca
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newClient returns a client for ca with a fresh P-256 account key, not yet
+// registered.
+func newClient(t testing.TB, ca *testpebble.CA) *acme.Client {
+	t.Helper()
+	return &acme.Client{DirectoryURL: ca.DirectoryURL(), Key: newKey(t), HTTPClient: ca.HTTPClient()}
+}
+
+// registered returns a client with a registered account.
+func registered(t testing.TB, ca *testpebble.CA) *acme.Client {
+	t.Helper()
+	c := newClient(t, ca)
+	if _, err := c.Register(ctxT(t), acme.Account{TermsOfServiceAgreed: true, Contact: []string{"mailto:ops@example.com"}}); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return c
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// httpSolver answers http-01 challenges on the port Pebble's VA connects to.
+type httpSolver struct {
+	mu       sync.Mutex
+	tokens   map[string]string
+	presents int
+	cleanups int
+	srv      *http.Server
+}
+
+func newHTTPSolver(t testing.TB, ca *testpebble.CA) *httpSolver {
+	t.Helper()
+	s := &httpSolver{tokens: map[string]string{}}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatalf("listen for http-01: %v", err)
+	}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(ln)
+	t.Cleanup(func() { s.srv.Close() })
+	return s
+}
+
+func (s *httpSolver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.URL.Path, "/.well-known/acme-challenge/")
+	s.mu.Lock()
+	ka, found := s.tokens[tok]
+	s.mu.Unlock()
+	if !ok || !found {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte(ka))
+}
+
+func (s *httpSolver) Present(_ context.Context, ch acme.Challenge) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.presents++
+	s.tokens[ch.Token] = ch.KeyAuthorization
+	return nil
+}
+
+func (s *httpSolver) CleanUp(_ context.Context, ch acme.Challenge) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cleanups++
+	delete(s.tokens, ch.Token)
+	return nil
+}
+
+func (s *httpSolver) counts() (presents, cleanups, live int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presents, s.cleanups, len(s.tokens)
+}
+
+func (s *httpSolver) solvers() map[string]acme.Solver {
+	return map[string]acme.Solver{acme.ChallengeHTTP01: s}
+}
+
+// obtain runs Obtain for names with a fresh certificate key.
+func obtain(t testing.TB, c *acme.Client, s acme.Solver, ids []acme.Identifier, mod func(*acme.ObtainRequest)) (*acme.Certificate, crypto.Signer, error) {
+	t.Helper()
+	key := newKey(t)
+	req := acme.ObtainRequest{Identifiers: ids, CertKey: key, Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: s}}
+	if mod != nil {
+		mod(&req)
+	}
+	cert, err := c.Obtain(ctxT(t), req)
+	return cert, key, err
+}
+
+func mustObtain(t testing.TB, c *acme.Client, s acme.Solver, names ...string) *acme.Certificate {
+	t.Helper()
+	cert, _, err := obtain(t, c, s, acme.DNSNames(names...), nil)
+	if err != nil {
+		t.Fatalf("Obtain(%v): %v", names, err)
+	}
+	return cert
+}
+
+func wantIs(t testing.TB, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("got error %v, want one matching %v", err, target)
+	}
+}
+
+func isErr(err, target error) bool { return errors.Is(err, target) }
