@@ -214,4 +214,3 @@ func (c *Client) RevokeCertificate(ctx context.Context, certDER []byte, key cryp
 	}
 	return nil
 }
-
