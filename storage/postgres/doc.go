@@ -1,0 +1,59 @@
+// Package postgres is a [storage.Storage] kept in PostgreSQL, so that a
+// fleet of servers shares certificates, keys and accounts, and only one node
+// orders each certificate.
+//
+// # Getting started
+//
+//	s, err := postgres.New(ctx, postgres.Config{DSN: "postgres://tlsmint@db.internal/tlsmint?sslmode=verify-full"})
+//	if err != nil {
+//		return err
+//	}
+//	defer s.Close()
+//
+// [New] connects, then creates the schema or upgrades it (versioned
+// migrations, serialised by an advisory lock so that a fleet may start at
+// once). Everything is named with [Config.TablePrefix], "tlsmint_" by
+// default: tables tlsmint_values (key, value, modified), tlsmint_locks
+// (name, owner, expires, token) and tlsmint_schema_version, the sequence
+// tlsmint_fence, and a trigger that announces every change on the
+// notification channel tlsmint_changes. The database user needs the right to
+// create them on first use.
+//
+// Locks are leases: a row with an owner, an expiry and a fencing token. The
+// holder renews its lease every LockTTL/4; a waiter takes over a lease once
+// it has expired, as judged by the database server's clock alone. A holder
+// learns that it lost its lease: the context returned by
+// [Storage.LockContext] is cancelled, and Store and Delete called with that
+// context are fenced, that is, checked against the lease in the same
+// statement, so a holder that lost its lease cannot overwrite a newer value.
+//
+// [Storage.Watch] uses LISTEN/NOTIFY, so every node learns at once that a
+// certificate was renewed, whichever node renewed it.
+//
+// # Concurrency
+//
+// A [Storage] is safe for concurrent use. It uses at most [Config.MaxConns]
+// connections for calls, one more for Watch, and one goroutine per held lock
+// (its heartbeat) plus one for the listener; [Storage.Close] stops them and
+// waits for them.
+//
+// # Errors
+//
+// Errors are prefixed "postgres: " and wrap their cause. A missing key wraps
+// [io/fs.ErrNotExist], and only a missing key does: a failed connection is
+// reported as itself. A connection that fails (a restarted server,
+// pg_terminate_backend) makes the call that used it fail; the pool then
+// drops every idle connection, so the next call starts on a fresh one. Each
+// Store and Delete is one statement, so a dropped connection never leaves a
+// value half-written. A lost or fenced lease is reported as
+// [storage.ErrLockLost].
+//
+// # Testing
+//
+// The tests need a real server: set TLSMINT_TEST_POSTGRES to the DSN of a
+// disposable database (.ci/run starts a throwaway PostgreSQL 15 cluster and
+// sets it). Without it they are skipped with a message. Each test works
+// under a random table prefix and drops its tables at the end. For fast
+// tests, use a short [Config.LockTTL] (one second) and
+// [Config.LockPollInterval] (ten milliseconds).
+package postgres

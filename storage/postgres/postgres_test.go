@@ -1,0 +1,404 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tlsmint/tlsmint/storage"
+	"github.com/tlsmint/tlsmint/storage/postgres"
+	"github.com/tlsmint/tlsmint/storage/storagetest"
+)
+
+const dsnEnv = "TLSMINT_TEST_POSTGRES"
+
+// testDSN returns the DSN of the test server or skips the test.
+func testDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(dsnEnv)
+	if dsn == "" {
+		t.Skipf("PostgreSQL tests skipped: set %s to the DSN of a disposable PostgreSQL server "+
+			"(for example postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable), or run .ci/run, which starts one", dsnEnv)
+	}
+	return dsn
+}
+
+// testPrefix returns a fresh table prefix whose tables are dropped when the
+// test ends.
+func testPrefix(t testing.TB, dsn string) string {
+	t.Helper()
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	prefix := "t" + hex.EncodeToString(b) + "_"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("clean-up: %v", err)
+			return
+		}
+		defer c.Close(ctx)
+		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
+			kind, name, _ := bytesCut(obj)
+			if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + name}.Sanitize()+" CASCADE"); err != nil {
+				t.Errorf("clean-up: %v", err)
+			}
+		}
+	})
+	return prefix
+}
+
+func bytesCut(s string) (string, string, bool) {
+	i := bytes.IndexByte([]byte(s), ' ')
+	return s[:i], s[i+1:], true
+}
+
+func open(t testing.TB, cfg postgres.Config) *postgres.Storage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func fastConfig(dsn, prefix string) postgres.Config {
+	return postgres.Config{DSN: dsn, TablePrefix: prefix, LockTTL: time.Second, LockPollInterval: 10 * time.Millisecond}
+}
+
+func TestConformance(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	storagetest.Run(t, func(t *testing.T) storage.Storage { return open(t, fastConfig(dsn, prefix)) },
+		storagetest.WithCrash(func(t *testing.T, s storage.Storage) { postgres.Crash(s.(*postgres.Storage)) }),
+		storagetest.WithLockExpiry(time.Second),
+	)
+}
+
+func TestMigrationsConcurrentAndIdempotent(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			s, err := postgres.New(t.Context(), postgres.Config{DSN: dsn, TablePrefix: prefix})
+			if err != nil {
+				errs <- err
+				return
+			}
+			errs <- s.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("New on a fresh database, concurrently: %v", err)
+		}
+	}
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var version, rows int
+	if err := c.QueryRow(t.Context(), "SELECT max(version), count(*) FROM "+pgx.Identifier{prefix + "schema_version"}.Sanitize()).Scan(&version, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if version != 1 || rows != 1 {
+		t.Errorf("schema version = %d in %d rows, want 1 in 1 row", version, rows)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, cfg := range map[string]postgres.Config{
+		"no DSN":     {},
+		"bad prefix": {DSN: "postgres://localhost/x", TablePrefix: "Bad-Prefix"},
+		"bad DSN":    {DSN: "postgres://[::1"},
+	} {
+		if s, err := postgres.New(t.Context(), cfg); err == nil {
+			_ = s.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+// TestLeaseLost takes a holder's lease away behind its back, as a node does
+// after the lease expired: the holder's lock context is cancelled, and its
+// writes are fenced even through a context that is not cancelled.
+func TestLeaseLost(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	s := open(t, fastConfig(dsn, prefix))
+	ctx := t.Context()
+	lockCtx, unlock, err := s.LockContext(ctx, "renew/example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, ok := postgres.FencingToken(lockCtx)
+	if !ok || token <= 0 {
+		t.Fatalf("FencingToken = %d, %v", token, ok)
+	}
+	if err := s.Store(lockCtx, "certs/example.com", []byte("v1 by holder")); err != nil {
+		t.Fatalf("fenced Store while holding the lease: %v", err)
+	}
+	noCancel := context.WithoutCancel(lockCtx)
+
+	// Another node takes the lease over.
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "UPDATE "+pgx.Identifier{prefix + "locks"}.Sanitize()+
+		" SET owner = 'other node', token = nextval('"+prefix+"fence') WHERE name = 'renew/example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store(ctx, "certs/example.com", []byte("v2 by new holder")); err != nil {
+		t.Fatal(err)
+	}
+	// The old holder's write is refused at once, before its heartbeat
+	// notices anything.
+	if err := s.Store(noCancel, "certs/example.com", []byte("stale write")); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Store by a holder that lost its lease = %v, want ErrLockLost", err)
+	}
+	if err := s.Delete(noCancel, "certs/example.com"); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Delete by a holder that lost its lease = %v, want ErrLockLost", err)
+	}
+	if v, err := s.Load(ctx, "certs/example.com"); err != nil || string(v) != "v2 by new holder" {
+		t.Errorf("Load = %q, %v; want the new holder's value", v, err)
+	}
+	select {
+	case <-lockCtx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("lock context not cancelled after the lease was taken over")
+	}
+	if cause := context.Cause(lockCtx); !errors.Is(cause, storage.ErrLockLost) {
+		t.Errorf("cause = %v, want ErrLockLost", cause)
+	}
+	if err := unlock(); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("unlock of a lost lease = %v, want ErrLockLost", err)
+	}
+}
+
+// TestFrozenHolder: a holder whose heartbeat stops (a frozen process) loses
+// the lease after LockTTL; its writes are then fenced.
+func TestFrozenHolder(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	frozen, other := open(t, fastConfig(dsn, prefix)), open(t, fastConfig(dsn, prefix))
+	ctx := t.Context()
+	lockCtx, _, err := frozen.LockContext(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	postgres.Crash(frozen)
+	unlock, err := other.Lock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if err := frozen.Store(context.WithoutCancel(lockCtx), "result", []byte("late")); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Store by the frozen holder after takeover = %v, want ErrLockLost", err)
+	}
+	if _, err := other.Load(ctx, "result"); err == nil {
+		t.Error("the frozen holder's write went through")
+	}
+}
+
+func terminate(t *testing.T, dsn, app string) int {
+	t.Helper()
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func withApp(dsn, app string) string {
+	sep := "?"
+	if bytes.ContainsRune([]byte(dsn), '?') {
+		sep = "&"
+	}
+	return dsn + sep + "application_name=" + app
+}
+
+// TestDroppedConnection kills the backend's connections with
+// pg_terminate_backend: the call that hits a dead connection fails, the next
+// one works, and no value is half-written.
+func TestDroppedConnection(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	app := "tlsmint-test-" + prefix
+	cfg := fastConfig(withApp(dsn, app), prefix)
+	s := open(t, cfg)
+	ctx := t.Context()
+	if err := s.Store(ctx, "k", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the pool with several idle connections, all about to die.
+	var warm sync.WaitGroup
+	for range 4 {
+		warm.Go(func() { _, _ = s.Load(ctx, "k") })
+	}
+	warm.Wait()
+	if n := terminate(t, dsn, app); n == 0 {
+		t.Fatal("no connection to terminate")
+	}
+	if _, err := s.Load(ctx, "k"); err != nil {
+		t.Logf("first call after the drop failed, as allowed: %v", err)
+	}
+	if v, err := s.Load(ctx, "k"); err != nil || string(v) != "before" {
+		t.Fatalf("second call after the drop: Load = %q, %v", v, err)
+	}
+
+	// Now kill connections again and again while large values are written.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var failures, successes int
+	var mu sync.Mutex
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := s.Store(ctx, fmt.Sprintf("big/%d", w), sealed(w, i))
+				mu.Lock()
+				if err != nil {
+					failures++
+				} else {
+					successes++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for range 5 {
+		time.Sleep(50 * time.Millisecond)
+		terminate(t, dsn, app)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d writes succeeded, %d failed on dropped connections", successes, failures)
+	for w := range 3 {
+		key := fmt.Sprintf("big/%d", w)
+		v, err := s.Load(ctx, key)
+		if err != nil {
+			v, err = s.Load(ctx, key)
+		}
+		if err != nil {
+			t.Errorf("Load(%q): %v", key, err)
+			continue
+		}
+		if err := checkSealed(v); err != nil {
+			t.Errorf("Load(%q): %v", key, err)
+		}
+	}
+}
+
+// TestHeartbeatSurvivesDroppedConnection: a lock holder whose connections
+// are killed keeps its lease through the next renewal.
+func TestHeartbeatSurvivesDroppedConnection(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	app := "tlsmint-test-hb-" + prefix
+	s := open(t, fastConfig(withApp(dsn, app), prefix))
+	other := open(t, fastConfig(dsn, prefix))
+	lockCtx, unlock, err := s.LockContext(t.Context(), "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		terminate(t, dsn, app)
+		time.Sleep(400 * time.Millisecond)
+	}
+	if err := context.Cause(lockCtx); err != nil {
+		t.Fatalf("lock lost after dropped connections: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if u, err := other.Lock(ctx, "held"); err == nil {
+		_ = u()
+		t.Fatal("another client took a lock whose holder is alive")
+	}
+	if err := unlock(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestWatchAcrossNodesAndReconnect(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	app := "tlsmint-test-watch-" + prefix
+	watcher := open(t, fastConfig(withApp(dsn, app), prefix))
+	writer := open(t, fastConfig(dsn, prefix))
+	ctx := t.Context()
+	events, err := watcher.Watch(ctx, "certificates/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Store(ctx, "certificates/a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; ev.Key != "certificates/a" || ev.Deleted {
+		t.Errorf("event = %+v", ev)
+	}
+	// Kill the listener's connection: it reconnects and events flow again.
+	terminate(t, dsn, app)
+	deadline := time.After(20 * time.Second)
+	for i := 0; ; i++ {
+		if err := writer.Store(ctx, "certificates/b", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ev := <-events:
+			if ev.Key == "certificates/b" {
+				return
+			}
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no event after the listener's connection was dropped")
+		}
+	}
+}
+
+func sealed(w, i int) []byte {
+	body := bytes.Repeat([]byte{byte(w*31 + i)}, 512<<10+i%1000)
+	out := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	out = binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(body))
+	return append(out, body...)
+}
+
+func checkSealed(v []byte) error {
+	if len(v) < 8 || int(binary.BigEndian.Uint32(v)) != len(v)-8 || crc32.ChecksumIEEE(v[8:]) != binary.BigEndian.Uint32(v[4:]) {
+		return fmt.Errorf("torn value of %d bytes", len(v))
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// names are the quoted SQL names of the objects of one table prefix.
+type names struct {
+	prefix  string
+	values  string // table of values
+	locks   string // table of leases
+	schema  string // table holding the schema version
+	fence   string // sequence of fencing tokens
+	notify  string // trigger function
+	channel string // NOTIFY channel, unquoted
+}
+
+var validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+func newNames(prefix string) (names, error) {
+	if !validPrefix.MatchString(prefix) {
+		return names{}, fmt.Errorf("postgres: table prefix %q must match %s", prefix, validPrefix)
+	}
+	q := func(s string) string { return pgx.Identifier{prefix + s}.Sanitize() }
+	return names{
+		prefix:  prefix,
+		values:  q("values"),
+		locks:   q("locks"),
+		schema:  q("schema_version"),
+		fence:   q("fence"),
+		notify:  q("notify"),
+		channel: prefix + "changes",
+	}, nil
+}
+
+func (n names) expand(sql string) string {
+	return strings.NewReplacer(
+		"{values}", n.values, "{locks}", n.locks, "{fence}", n.fence,
+		"{notify}", n.notify, "{channel}", n.channel, "{trigger}", pgx.Identifier{n.prefix + "notify"}.Sanitize(),
+	).Replace(sql)
+}
+
+// migrations bring the schema from version i to i+1. They are applied in
+// order, each once, and never edited once released: changes are new
+// entries.
+var migrations = []string{
+	// 1: values, leases with fencing tokens, change notifications.
+	`CREATE TABLE {values} (
+		key      text COLLATE "C" PRIMARY KEY,
+		value    bytea NOT NULL,
+		modified timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE TABLE {locks} (
+		name    text COLLATE "C" PRIMARY KEY,
+		owner   text NOT NULL,
+		expires timestamptz NOT NULL,
+		token   bigint NOT NULL
+	);
+	CREATE SEQUENCE {fence};
+	CREATE FUNCTION {notify}() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF TG_OP = 'DELETE' THEN
+			PERFORM pg_notify('{channel}', 'D' || OLD.key);
+		ELSE
+			PERFORM pg_notify('{channel}', 'S' || NEW.key);
+		END IF;
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {values}
+		FOR EACH ROW EXECUTE FUNCTION {notify}();`,
+}
+
+// migrate creates or upgrades the schema. Concurrent callers (a fleet
+// starting at once) are serialised by an advisory lock.
+func migrate(ctx context.Context, c *pgx.Conn, n names) error {
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "tlsmint-migrate:"+n.prefix); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+n.schema+` (version integer NOT NULL)`); err != nil {
+		return err
+	}
+	var version int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+n.schema).Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("postgres: the schema is at version %d, newer than this code knows (%d)", version, len(migrations))
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.Exec(ctx, n.expand(migrations[i])); err != nil {
+			return fmt.Errorf("postgres: migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+n.schema); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+n.schema+` (version) VALUES ($1)`, len(migrations)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
