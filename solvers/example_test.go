@@ -19,6 +19,7 @@ import (
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // An http-01 solver in front of an application on port 80.
@@ -48,10 +49,10 @@ func ExampleHTTP01_Middleware() {
 }
 
 // A fleet behind a load balancer: every node serves the tokens any node
-// presented, from shared storage (a storage.Storage satisfies
-// KeyValueStore as is).
+// presented, from shared storage (any storage.Storage, such as the file
+// backend on a shared volume or the PostgreSQL backend).
 func ExampleStorageTokens() {
-	var shared solvers.KeyValueStore // for example storage.Dir("/var/lib/tlsmint")
+	shared := storage.Dir("/var/lib/tlsmint")
 	h := &solvers.HTTP01{Store: solvers.StorageTokens{Storage: shared}}
 	http.Handle(solvers.HTTP01PathPrefix, h)
 	log.Fatal(http.ListenAndServe(":80", nil))

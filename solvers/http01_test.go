@@ -15,6 +15,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/solvers"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 const (
@@ -329,7 +330,7 @@ func TestHTTP01Pebble(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ca := newCA(t, testpebble.Options{})
-			shared := &mapStorage{}
+			shared := storage.NewMemory()
 			presenter := &solvers.HTTP01{}
 			server := presenter
 			if tt.fleet {
@@ -355,10 +356,8 @@ func TestHTTP01Pebble(t *testing.T) {
 			if n, want := served.Load(), int64(3*len(tt.ids)); n < want {
 				t.Errorf("challenge requests: got %d, want at least %d (three perspectives each)", n, want)
 			}
-			if tt.fleet {
-				if keys := shared.keys(); len(keys) != 0 {
-					t.Errorf("tokens left in shared storage: %q", keys)
-				}
+			if keys, err := shared.List(t.Context(), ""); err != nil || len(keys) != 0 {
+				t.Errorf("tokens left in shared storage: %q, %v", keys, err)
 			}
 		})
 	}

@@ -73,7 +73,8 @@ func (m *MemoryTokens) Delete(_ context.Context, token string) error {
 }
 
 // KeyValueStore is the part of a shared store that [StorageTokens] needs.
-// The tlsmint storage.Storage interface satisfies it as is, as does any
+// The tlsmint [github.com/tlsmint/tlsmint/storage.Storage] interface
+// satisfies it as is (the package does not import storage), as does any
 // store whose Load reports a missing key with an error wrapping
 // [io/fs.ErrNotExist] and whose Delete of a missing key returns nil.
 type KeyValueStore interface {
