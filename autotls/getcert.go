@@ -1,0 +1,154 @@
+package autotls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/tlsmint/tlsmint/solvers"
+)
+
+// GetCertificate is a [crypto/tls.Config.GetCertificate] hook. It answers
+// tls-alpn-01 challenges, serves a cached certificate, loads one from
+// storage, or obtains one if the host policy allows the name.
+//
+// A cached certificate is served without allocating and without holding a
+// lock across I/O. On a miss, one issuance per name runs at a time, across
+// goroutines and (through the storage lock) across processes; the handshake
+// waits for it at most HandshakeTimeout or until the client goes away,
+// while the issuance goes on for the next handshake.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	st := m.state()
+	if solvers.IsChallengeHello(hello) {
+		if m.DisableTLSALPN01 {
+			return nil, errors.New("autotls: tls-alpn-01 is disabled")
+		}
+		return st.alpn.GetCertificate(hello)
+	}
+	if isNormalHost(hello.ServerName) {
+		if c := st.cache.lookup(hello.ServerName); c != nil {
+			return c, nil
+		}
+	}
+	return m.getSlow(st, hello)
+}
+
+func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name, err := m.serverName(hello.ServerName)
+	if err != nil {
+		return nil, err
+	}
+	if c := st.cache.lookup(name); c != nil {
+		return c, nil
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var remote net.Addr
+	if hello.Conn != nil {
+		remote = hello.Conn.RemoteAddr()
+	}
+	onDemand, err := m.authorize(ctx, name, remote)
+	if err != nil {
+		return nil, err
+	}
+	f, err := m.startIssue(name, onDemand, false)
+	if err != nil {
+		return nil, err
+	}
+	return m.waitFlight(ctx, name, f)
+}
+
+// serverName normalises an SNI value and applies the IP rule.
+func (m *Manager) serverName(sni string) (string, error) {
+	if a, ok := parseIPName(sni); ok {
+		if !m.AllowIPCertificates {
+			return "", fmt.Errorf("%w: IP address %q (AllowIPCertificates is off)", ErrHostNotAllowed, sni)
+		}
+		return a.String(), nil
+	}
+	if len(sni) > 0 && sni[0] == '*' {
+		return "", fmt.Errorf("%w: wildcard %q is not a server name", ErrInvalidName, clip(sni))
+	}
+	return NormalizeName(sni)
+}
+
+// authorize applies the host policy; it reports whether the name is an
+// on-demand one (subject to the rate limits).
+func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (onDemand bool, err error) {
+	st := m.st
+	if st.isManaged(name) {
+		return false, nil
+	}
+	var hostErr error
+	if m.Hosts != nil {
+		if hostErr = m.Hosts(ctx, name); hostErr == nil {
+			return false, nil
+		}
+	}
+	if od := m.OnDemand; od != nil && od.Decide != nil {
+		if err := od.Decide(ctx, name, remote); err != nil {
+			return false, fmt.Errorf("%w: %q refused on demand: %w", ErrHostNotAllowed, name, err)
+		}
+		return true, nil
+	}
+	if hostErr != nil {
+		if errors.Is(hostErr, ErrHostNotAllowed) {
+			return false, hostErr
+		}
+		return false, fmt.Errorf("%w: %q: %w", ErrHostNotAllowed, name, hostErr)
+	}
+	return false, fmt.Errorf("%w: %q (no host policy)", ErrHostNotAllowed, name)
+}
+
+// startIssue joins the issuance of name in flight or starts one.
+func (m *Manager) startIssue(name string, onDemand, renew bool) (*flight, error) {
+	st := m.st
+	st.flightMu.Lock()
+	defer st.flightMu.Unlock()
+	if st.closed {
+		return nil, ErrClosed
+	}
+	if f := st.flights[name]; f != nil {
+		return f, nil
+	}
+	release := func() {}
+	if onDemand {
+		r, ok := st.limiter.enter()
+		if !ok {
+			return nil, fmt.Errorf("%w: too many on-demand issuances in flight", ErrOnDemandLimited)
+		}
+		release = r
+	}
+	f := &flight{done: make(chan struct{})}
+	st.flights[name] = f
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		defer release()
+		f.cert, f.err = m.issue(name, onDemand, renew)
+		st.flightMu.Lock()
+		delete(st.flights, name)
+		st.flightMu.Unlock()
+		close(f.done)
+	}()
+	return f, nil
+}
+
+// waitFlight waits for an issuance on behalf of one handshake.
+func (m *Manager) waitFlight(ctx context.Context, name string, f *flight) (*tls.Certificate, error) {
+	t := time.NewTimer(m.handshakeTimeout())
+	defer t.Stop()
+	select {
+	case <-f.done:
+		return f.cert, f.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", ErrIssuancePending, name, context.Cause(ctx))
+	case <-t.C:
+		return nil, fmt.Errorf("%w: %s: gave up after %v", ErrIssuancePending, name, m.handshakeTimeout())
+	}
+}

@@ -1,0 +1,179 @@
+package autotls_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// env is a test CA plus the challenge servers its validation authority
+// reaches (http-01 on HTTPPort, tls-alpn-01 on TLSPort), which forward to
+// the Manager currently "behind the load balancer".
+type env struct {
+	ca      *testpebble.CA
+	mu      sync.Mutex
+	current *autotls.Manager
+	http    http.Handler
+	// failHost, when set, makes the http-01 server answer 404 for it.
+	failHost atomic.Value
+}
+
+func newEnv(t testing.TB, opts testpebble.Options) *env {
+	t.Helper()
+	ca, err := testpebble.New(opts)
+	if err != nil {
+		t.Fatalf("testpebble.New: %v", err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	e := &env{ca: ca}
+	e.failHost.Store("")
+
+	hl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(e.serveHTTP), ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(hl)
+	t.Cleanup(func() { hs.Close() })
+
+	tl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsLn := tls.NewListener(tl, &tls.Config{GetCertificate: e.getCertificate, NextProtos: []string{"acme-tls/1"}})
+	go acceptHandshakes(tlsLn)
+	t.Cleanup(func() { tlsLn.Close() })
+	return e
+}
+
+func (e *env) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if fh := e.failHost.Load().(string); fh != "" && host == fh {
+		http.NotFound(w, r)
+		return
+	}
+	e.mu.Lock()
+	h := e.http
+	e.mu.Unlock()
+	if h == nil {
+		http.NotFound(w, r)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+func (e *env) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	e.mu.Lock()
+	m := e.current
+	e.mu.Unlock()
+	return m.GetCertificate(hello)
+}
+
+// acceptHandshakes completes the handshake of every connection, then closes it.
+func acceptHandshakes(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}()
+	}
+}
+
+// manager returns a Manager pointed at the test CA, made the one the
+// challenge servers forward to.
+func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Manager)) *autotls.Manager {
+	t.Helper()
+	if store == nil {
+		store = storage.Dir(t.TempDir())
+	}
+	m := &autotls.Manager{
+		DirectoryURL: e.ca.DirectoryURL(),
+		HTTPClient:   e.ca.HTTPClient(),
+		Storage:      store,
+		Hosts:        autotls.HostWhitelist("example.com", "*.example.com", "www.example.org"),
+	}
+	if mod != nil {
+		mod(m)
+	}
+	h := m.HTTPHandler(nil)
+	e.mu.Lock()
+	e.current, e.http = m, h
+	e.mu.Unlock()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// serve starts an HTTPS-less TLS server for m on loopback and returns its
+// address: each connection completes a handshake and is closed.
+func serve(t testing.TB, m *autotls.Manager) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := tls.NewListener(ln, m.TLSConfig())
+	go acceptHandshakes(tl)
+	t.Cleanup(func() { tl.Close() })
+	return ln.Addr().String()
+}
+
+// handshake dials addr with SNI name and returns the server's leaf.
+func (e *env) handshake(ctx context.Context, addr, name string) (*x509.Certificate, error) {
+	d := tls.Dialer{Config: &tls.Config{ServerName: name, RootCAs: e.ca.RootPool(), NextProtos: []string{"h2", "http/1.1"}}}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// hello builds a ClientHelloInfo for calling GetCertificate directly.
+func hello(name string) *tls.ClientHelloInfo {
+	return &tls.ClientHelloInfo{ServerName: name, SupportedProtos: []string{"h2", "http/1.1"}}
+}
+
+func totalRequests(ca *testpebble.CA) int {
+	n := 0
+	for _, v := range ca.RequestCounts() {
+		n += v
+	}
+	return n
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func dnsPort(t testing.TB, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}

@@ -1,0 +1,184 @@
+package autotls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/tlsmint/tlsmint/acme"
+)
+
+// TLSConfig returns a TLS configuration that serves the Manager's
+// certificates: GetCertificate, ALPN for h2, http/1.1 and acme-tls/1
+// (tls-alpn-01), TLS 1.2 at least. Each call returns a new Config that the
+// caller may modify.
+func (m *Manager) TLSConfig() *tls.Config {
+	return &tls.Config{
+		GetCertificate: m.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1", acme.ALPNProto},
+		MinVersion:     tls.VersionTLS12,
+	}
+}
+
+// HTTPHandler returns a handler for port 80 that answers http-01 challenges
+// and passes every other request to fallback. With fallback nil, GET and
+// HEAD requests are redirected to https on the same host and path, and
+// anything else gets 400.
+//
+// Calling HTTPHandler tells the Manager that http-01 can be used, and it is
+// then preferred over tls-alpn-01.
+func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
+	st := m.state()
+	if !m.DisableHTTP01 {
+		st.httpInUse.Store(true)
+	}
+	if fallback == nil {
+		fallback = http.HandlerFunc(redirectHTTPS)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !m.DisableHTTP01 && st.http01.Handle(w, r) {
+			return
+		}
+		fallback.ServeHTTP(w, r)
+	})
+}
+
+func redirectHTTPS(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "use HTTPS", http.StatusBadRequest)
+		return
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if _, ok := parseIPName(host); !ok {
+		n, err := NormalizeName(host)
+		if err != nil {
+			http.Error(w, "bad host", http.StatusBadRequest)
+			return
+		}
+		host = n
+	} else if strings.Contains(host, ":") {
+		host = "[" + strings.Trim(host, "[]") + "]"
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusFound)
+}
+
+// Listen announces on the local network address and returns a TLS listener
+// that serves the Manager's certificates. Errors from net.Listen are
+// returned at once.
+func (m *Manager) Listen(network, addr string) (net.Listener, error) {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("autotls: %w", err)
+	}
+	return tls.NewListener(ln, m.TLSConfig()), nil
+}
+
+// NewListener is the one-line way to serve HTTPS: it listens on :443 with
+// a Manager whose host policy allows exactly domains (wildcard patterns
+// such as "*.example.com" included), using Let's Encrypt production, the
+// user's cache folder and tls-alpn-01. Closing the listener closes the
+// Manager.
+//
+//	ln, err := autotls.NewListener("example.com", "www.example.com")
+//	if err != nil { log.Fatal(err) }
+//	log.Fatal(http.Serve(ln, handler))
+//
+// Unlike autocert's, it returns the listen error at once rather than from
+// every Accept.
+func NewListener(domains ...string) (net.Listener, error) {
+	if len(domains) == 0 {
+		return nil, errors.New("autotls: NewListener needs at least one domain")
+	}
+	for _, d := range domains {
+		if _, err := normalizeWildcard(d); err != nil {
+			return nil, err
+		}
+	}
+	m := &Manager{Hosts: HostWhitelist(domains...)}
+	ln, err := m.Listen("tcp", ":443")
+	if err != nil {
+		return nil, err
+	}
+	return &managedListener{Listener: ln, m: m}, nil
+}
+
+type managedListener struct {
+	net.Listener
+	m    *Manager
+	once sync.Once
+}
+
+func (l *managedListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { l.m.Close() })
+	return err
+}
+
+// Manage obtains certificates for names now, with bounded concurrency, and
+// keeps them managed: they are allowed whatever the host policy, and
+// renewed. Wildcard names ("*.example.com") need dns-01 (DNSProvider). It
+// returns when every name has a certificate or failed (errors joined), or
+// when ctx is done; issuance continues in the background after that.
+func (m *Manager) Manage(ctx context.Context, names ...string) error {
+	st := m.state()
+	norm := make([]string, 0, len(names))
+	for _, n := range names {
+		var (
+			v   string
+			err error
+		)
+		if a, ok := parseIPName(n); ok {
+			if !m.AllowIPCertificates {
+				return fmt.Errorf("%w: IP address %q (AllowIPCertificates is off)", ErrHostNotAllowed, n)
+			}
+			v = a.String()
+		} else if v, err = normalizeWildcard(n); err != nil {
+			return err
+		}
+		norm = append(norm, v)
+	}
+	st.managedMu.Lock()
+	for _, n := range norm {
+		st.managed[n] = true
+	}
+	st.managedMu.Unlock()
+
+	sem := make(chan struct{}, manageConcurrency)
+	errs := make([]error, len(norm))
+	var wg sync.WaitGroup
+	for i, n := range norm {
+		if st.cache.get(n) != nil {
+			continue
+		}
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			f, err := m.startIssue(n, false, false)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			select {
+			case <-f.done:
+				errs[i] = f.err
+			case <-ctx.Done():
+				errs[i] = fmt.Errorf("%w: %s: %w", ErrIssuancePending, n, ctx.Err())
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

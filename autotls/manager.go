@@ -1,0 +1,368 @@
+package autotls
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/solvers"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// KeyType selects the kind of private key for new certificates.
+type KeyType string
+
+// Certificate key types.
+const (
+	KeyP256    KeyType = "p256" // ECDSA P-256, the default
+	KeyP384    KeyType = "p384" // ECDSA P-384
+	KeyRSA2048 KeyType = "rsa2048"
+	KeyRSA4096 KeyType = "rsa4096"
+)
+
+// Defaults for the Manager's zero fields.
+const (
+	DefaultHandshakeTimeout = 20 * time.Second
+	DefaultFailureBackoff   = 30 * time.Second
+	maxFailureBackoff       = 6 * time.Hour
+	issueTimeout            = 10 * time.Minute
+	maxRememberedFailures   = 10000
+	manageConcurrency       = 4
+)
+
+// ErrClosed is returned by a Manager after Close.
+var ErrClosed = errors.New("autotls: manager closed")
+
+// ErrIssuancePending is returned (wrapped) when a handshake gave up waiting
+// for a certificate that is still being obtained; a later handshake gets it.
+var ErrIssuancePending = errors.New("autotls: certificate is still being obtained")
+
+// ErrBackoff is returned (wrapped, with the last failure) while a name that
+// recently failed is waiting before its next attempt.
+var ErrBackoff = errors.New("autotls: waiting after a failed attempt")
+
+// A Manager obtains certificates from an ACME CA when a TLS handshake first
+// needs them, stores them and serves them from [Manager.GetCertificate].
+//
+// The zero value plus a host policy (Hosts, or OnDemand, or names given to
+// [Manager.Manage]) is ready to use: it orders from Let's Encrypt's
+// production CA, with ECDSA P-256 keys, keeps everything under the user's
+// cache folder, and solves tls-alpn-01 itself (and http-01 once
+// [Manager.HTTPHandler] is in use). Without any policy nothing is ever
+// ordered.
+//
+// Set the fields before first use and do not change them afterwards. A
+// Manager is safe for concurrent use. Call [Manager.Close] to stop its
+// background work.
+type Manager struct {
+	// Hosts decides which names may be obtained. Nil refuses every name
+	// that is not given to Manage or allowed by OnDemand.
+	Hosts HostPolicy
+
+	// OnDemand, if set, lets names beyond Hosts be obtained when its
+	// decision function allows them, within its rate limits.
+	OnDemand *OnDemand
+
+	// DirectoryURL is the ACME CA's directory. Empty means Let's Encrypt
+	// production ([acme.LetsEncryptProduction]).
+	DirectoryURL string
+
+	// Email is the account's contact address; empty means none.
+	Email string
+
+	// ExternalAccountBinding is required by some CAs (ZeroSSL, Google
+	// Trust Services) to register the account. Nil means none.
+	ExternalAccountBinding *acme.ExternalAccountBinding
+
+	// HTTPClient talks to the CA. Nil means a client with sensible
+	// timeouts that trusts the system's roots.
+	HTTPClient *http.Client
+
+	// Storage keeps certificates, keys and the account, and provides the
+	// locks that make a fleet order each certificate once. Nil means
+	// files under the user's cache folder ("tlsmint" in
+	// os.UserCacheDir).
+	Storage storage.Storage
+
+	// KeyType is the kind of key for new certificates. Empty means
+	// KeyP256.
+	KeyType KeyType
+
+	// DNSProvider enables dns-01 through any libdns provider; it is needed
+	// for wildcard names. Nil disables dns-01 unless DNS01 is set.
+	DNSProvider solvers.DNSProvider
+
+	// DNS01 is a fully configured dns-01 solver (resolvers, propagation
+	// timeout, …); it takes precedence over DNSProvider. Nil means one
+	// built from DNSProvider with default settings.
+	DNS01 *solvers.DNS01
+
+	// DisableHTTP01 and DisableTLSALPN01 turn off the challenges the
+	// Manager solves itself.
+	DisableHTTP01, DisableTLSALPN01 bool
+
+	// AllowIPCertificates lets an IP address in the SNI (or in Manage) be
+	// obtained, as RFC 8738 allows, if the host policy allows the address
+	// in its text form. False refuses IP names.
+	AllowIPCertificates bool
+
+	// Profile asks the CA for a certificate profile (for example
+	// "shortlived"); empty means the CA's default.
+	Profile string
+
+	// PreferredChain selects among the CA's chains by the common name of
+	// their root or an issuer; empty means the CA's default chain.
+	PreferredChain string
+
+	// HandshakeTimeout is how long a handshake waits for a certificate being
+	// obtained before it fails with ErrIssuancePending (the issuance goes
+	// on). Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// FailureBackoff is the wait after a failed attempt for a name before
+	// the next; it doubles with each further failure up to six hours.
+	// Zero means DefaultFailureBackoff.
+	FailureBackoff time.Duration
+
+	// OnEvent, if set, is called for every obtained, renewed, loaded and
+	// failed certificate. It runs on the Manager's goroutines and must not
+	// block. Events never carry key material.
+	OnEvent func(Event)
+
+	// Logger receives the Manager's logs. Nil means silent.
+	Logger *slog.Logger
+
+	once sync.Once
+	st   *state
+}
+
+// state is the Manager's run-time state, created on first use.
+type state struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	store     storage.Storage
+	storeErr  error
+	issuer    string
+	issuerKey string
+	log       *slog.Logger
+
+	cache cache
+
+	flightMu sync.Mutex
+	flights  map[string]*flight
+	closed   bool
+
+	failMu   sync.Mutex
+	failures map[string]*failure
+
+	managedMu sync.RWMutex
+	managed   map[string]bool
+
+	http01      *solvers.HTTP01
+	alpn        *solvers.TLSALPN01
+	dns         acme.Solver
+	httpInUse   atomic.Bool
+	limiter     *limiter
+	clientMu    sync.Mutex
+	client      *acme.Client
+	renewer     renewer
+}
+
+type flight struct {
+	done chan struct{}
+	cert *tls.Certificate
+	err  error
+}
+
+type failure struct {
+	until time.Time
+	n     int
+	err   error
+}
+
+func (m *Manager) state() *state {
+	m.once.Do(m.init)
+	return m.st
+}
+
+func (m *Manager) init() {
+	st := &state{
+		flights:  make(map[string]*flight),
+		failures: make(map[string]*failure),
+		managed:  make(map[string]bool),
+		log:      m.Logger,
+	}
+	if st.log == nil {
+		st.log = slog.New(slog.DiscardHandler)
+	}
+	st.ctx, st.cancel = context.WithCancel(context.Background())
+	st.cache.init()
+	st.issuer = m.DirectoryURL
+	if st.issuer == "" {
+		st.issuer = acme.LetsEncryptProduction
+	}
+	st.issuerKey = issuerKey(st.issuer)
+	st.store = m.Storage
+	if st.store == nil {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			st.storeErr = fmt.Errorf("autotls: no Storage set and no user cache folder: %w", err)
+		} else {
+			st.store = storage.Dir(filepath.Join(dir, "tlsmint"))
+		}
+	}
+	var tokens solvers.TokenStore = &solvers.MemoryTokens{}
+	if st.store != nil {
+		// Tokens in the shared storage: any node of a fleet can answer.
+		tokens = solvers.StorageTokens{Storage: st.store}
+	}
+	st.http01 = &solvers.HTTP01{Store: tokens, Logger: m.Logger}
+	st.alpn = &solvers.TLSALPN01{Logger: m.Logger}
+	switch {
+	case m.DNS01 != nil:
+		st.dns = m.DNS01
+	case m.DNSProvider != nil:
+		st.dns = &solvers.DNS01{Provider: m.DNSProvider, Logger: m.Logger}
+	}
+	if m.OnDemand != nil {
+		st.limiter = newLimiter(m.OnDemand)
+	}
+	st.renewer.init()
+	m.st = st
+}
+
+func (m *Manager) emit(e Event) {
+	st := m.st
+	e.Issuer = st.issuer
+	level := slog.LevelInfo
+	if e.Type == EventFailed {
+		level = slog.LevelWarn
+	}
+	st.log.Log(st.ctx, level, "autotls: certificate "+string(e.Type), "event", e)
+	if m.OnEvent != nil {
+		m.OnEvent(e)
+	}
+}
+
+func (m *Manager) handshakeTimeout() time.Duration {
+	if m.HandshakeTimeout > 0 {
+		return m.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
+}
+
+// Close stops the Manager's background work (issuance and renewal), waits
+// for it to end, and releases every storage lock it holds. Certificates
+// already cached are still served afterwards; nothing new is obtained.
+func (m *Manager) Close() error {
+	st := m.state()
+	st.flightMu.Lock()
+	already := st.closed
+	st.closed = true
+	st.flightMu.Unlock()
+	if already {
+		return nil
+	}
+	st.cancel()
+	st.wg.Wait()
+	return nil
+}
+
+func (m *Manager) storage() (storage.Storage, error) {
+	st := m.st
+	if st.storeErr != nil {
+		return nil, st.storeErr
+	}
+	return st.store, nil
+}
+
+// newCertKey generates a key of the configured type.
+func (m *Manager) newCertKey() (crypto.Signer, error) {
+	switch m.KeyType {
+	case "", KeyP256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case KeyP384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case KeyRSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case KeyRSA4096:
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fmt.Errorf("autotls: unknown KeyType %q", m.KeyType)
+}
+
+func (st *state) isManaged(name string) bool {
+	st.managedMu.RLock()
+	defer st.managedMu.RUnlock()
+	return st.managed[name]
+}
+
+// failureFor returns the remembered failure of name if its backoff has not
+// elapsed.
+func (st *state) failureFor(name string, now time.Time) *failure {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.failures[name]
+	if f == nil || !now.Before(f.until) {
+		return nil
+	}
+	return f
+}
+
+// recordFailure remembers a failure with a growing backoff and returns when
+// the next attempt may be made.
+func (m *Manager) recordFailure(name string, err error, now time.Time) time.Time {
+	st := m.st
+	base := m.FailureBackoff
+	if base <= 0 {
+		base = DefaultFailureBackoff
+	}
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.failures[name]
+	if f == nil {
+		if len(st.failures) >= maxRememberedFailures {
+			for k := range st.failures { // evict an arbitrary entry
+				delete(st.failures, k)
+				break
+			}
+		}
+		f = &failure{}
+		st.failures[name] = f
+	}
+	wait := base << min(f.n, 20)
+	if wait > maxFailureBackoff || wait <= 0 {
+		wait = maxFailureBackoff
+	}
+	// A CA's Retry-After is obeyed when it asks for longer.
+	var p *acme.Problem
+	if errors.As(err, &p) && p.RetryAfter > wait {
+		wait = p.RetryAfter
+	}
+	f.n++
+	f.err = err
+	f.until = now.Add(wait)
+	return f.until
+}
+
+func (st *state) clearFailure(name string) {
+	st.failMu.Lock()
+	delete(st.failures, name)
+	st.failMu.Unlock()
+}

@@ -1,0 +1,466 @@
+package autotls_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/solvers"
+	"github.com/tlsmint/tlsmint/solvers/dns01test"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+func TestObtainCacheAndRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := storage.Dir(t.TempDir())
+	var events []autotls.Event
+	var evMu sync.Mutex
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.OnEvent = func(ev autotls.Event) { evMu.Lock(); events = append(events, ev); evMu.Unlock() }
+	})
+	addr := serve(t, m)
+
+	leaf, err := e.handshake(ctxT(t), addr, "example.com")
+	if err != nil {
+		t.Fatalf("first handshake: %v", err)
+	}
+	if leaf.DNSNames[0] != "example.com" {
+		t.Fatalf("got certificate for %v", leaf.DNSNames)
+	}
+	if got := e.ca.Requests("newOrder"); got != 1 {
+		t.Fatalf("%d orders after the first handshake, want 1", got)
+	}
+	before := totalRequests(e.ca)
+	leaf2, err := e.handshake(ctxT(t), addr, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !leaf2.Equal(leaf) || totalRequests(e.ca) != before {
+		t.Fatal("second handshake did not come from the cache")
+	}
+	evMu.Lock()
+	if len(events) != 1 || events[0].Type != autotls.EventObtained || events[0].Name != "example.com" {
+		t.Fatalf("events = %+v, want one obtained", events)
+	}
+	evMu.Unlock()
+	m.Close()
+
+	// A new Manager over the same storage serves it without the CA.
+	m2 := e.manager(t, store, nil)
+	addr2 := serve(t, m2)
+	leaf3, err := e.handshake(ctxT(t), addr2, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !leaf3.Equal(leaf) {
+		t.Fatal("restarted Manager served another certificate")
+	}
+	if got := totalRequests(e.ca); got != before {
+		t.Fatalf("restarted Manager made %d CA requests, want 0", got-before)
+	}
+}
+
+func TestConcurrentHandshakesOneOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, nil)
+	addr := serve(t, m)
+
+	// The first client hangs up at once; that must not cancel anything.
+	quick, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	e.handshake(quick, addr, "www.example.com")
+
+	const n = 200
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	var firstErr atomic.Value
+	for range n {
+		wg.Go(func() {
+			leaf, err := e.handshake(ctxT(t), addr, "www.example.com")
+			if err != nil || leaf.DNSNames[0] != "www.example.com" {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d handshakes failed: %v", failed.Load(), n, firstErr.Load())
+	}
+	if got := e.ca.Requests("newOrder"); got != 1 {
+		t.Fatalf("%d orders for one name, want 1", got)
+	}
+}
+
+func TestHostileSNI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Hosts = autotls.HostWhitelist("example.com", "bücher.example.com", "127.0.0.1")
+	})
+	label64 := "a123456789012345678901234567890123456789012345678901234567890123"
+	name254 := label64[:63] + "." + label64[:63] + "." + label64[:63] + "." + label64[:61] + ".x"
+	cases := []struct {
+		name    string
+		sni     string
+		wantErr error // nil: a certificate for wantName
+		want    string
+	}{
+		{"upper case", "EXAMPLE.COM", nil, "example.com"},
+		{"trailing dot", "example.com.", nil, "example.com"},
+		{"unicode", "BÜCHER.example.com", nil, "xn--bcher-kva.example.com"},
+		{"punycode", "xn--bcher-kva.example.com", nil, "xn--bcher-kva.example.com"},
+		{"wildcard", "*.example.com", autotls.ErrInvalidName, ""},
+		{"IP while IPs are off", "127.0.0.1", autotls.ErrHostNotAllowed, ""},
+		{"IPv6", "::1", autotls.ErrHostNotAllowed, ""},
+		{"empty", "", autotls.ErrInvalidName, ""},
+		{"64-character label", label64 + ".example.com", autotls.ErrInvalidName, ""},
+		{"254-character name", name254, autotls.ErrInvalidName, ""},
+		{"empty label", "a..b", autotls.ErrInvalidName, ""},
+		{"NUL", "example.com\x00.evil", autotls.ErrInvalidName, ""},
+		{"slash", "a/b", autotls.ErrInvalidName, ""},
+		{"backslash", `a\b`, autotls.ErrInvalidName, ""},
+		{"dot dot", "..", autotls.ErrInvalidName, ""},
+		{"single label", "localhost", autotls.ErrInvalidName, ""},
+		{"underscore", "a_b.example.com", autotls.ErrInvalidName, ""},
+		{"not whitelisted", "other.example.net", autotls.ErrHostNotAllowed, ""},
+	}
+	for _, tc := range cases {
+		before := totalRequests(e.ca)
+		cert, err := m.GetCertificate(hello(tc.sni))
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("%s: GetCertificate(%q) = %v, want %v", tc.name, tc.sni, err, tc.wantErr)
+			}
+			if got := totalRequests(e.ca); got != before {
+				t.Errorf("%s: %d CA requests for a refused name", tc.name, got-before)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: GetCertificate(%q): %v", tc.name, tc.sni, err)
+			continue
+		}
+		if cert.Leaf.DNSNames[0] != tc.want {
+			t.Errorf("%s: certificate for %v, want %s", tc.name, cert.Leaf.DNSNames, tc.want)
+		}
+	}
+	if got := e.ca.Requests("newOrder"); got != 2 {
+		t.Fatalf("%d orders, want 2 (example.com and the IDN)", got)
+	}
+}
+
+func TestIPCertificates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.AllowIPCertificates = true
+		m.Hosts = autotls.HostWhitelist("127.0.0.1")
+	})
+	cert, err := m.GetCertificate(hello("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cert.Leaf.IPAddresses) != 1 || cert.Leaf.IPAddresses[0].String() != "127.0.0.1" {
+		t.Fatalf("IPs = %v", cert.Leaf.IPAddresses)
+	}
+	if _, err := m.GetCertificate(hello("127.0.0.2")); !errors.Is(err, autotls.ErrHostNotAllowed) {
+		t.Fatalf("unlisted IP: %v", err)
+	}
+}
+
+func TestRandomSNIFloodStrictPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, nil)
+	// Warm up so lazily created state does not count.
+	m.GetCertificate(hello("warm.example.net"))
+	e.ca.ResetCounts()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 1000 {
+				name := "r" + itoa(w) + "x" + itoa(i) + ".random.example.net"
+				if _, err := m.GetCertificate(hello(name)); !errors.Is(err, autotls.ErrHostNotAllowed) {
+					t.Errorf("%s: %v", name, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if got := totalRequests(e.ca); got != 0 {
+		t.Fatalf("%d CA requests for 8000 refused names", got)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Fatalf("heap grew by %d bytes after 8000 refused names", grew)
+	}
+	if g := runtime.NumGoroutine(); g > g0+2 {
+		t.Fatalf("goroutines %d -> %d", g0, g)
+	}
+}
+
+func TestOnDemandRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	var asked atomic.Int32
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Hosts = nil
+		m.OnDemand = &autotls.OnDemand{
+			Decide: func(_ context.Context, name string, _ net.Addr) error {
+				asked.Add(1)
+				return nil
+			},
+			RateLimit:    3,
+			RateInterval: time.Hour,
+			MaxInFlight:  2,
+		}
+	})
+	addr := serve(t, m)
+	var wg sync.WaitGroup
+	var ok, limited atomic.Int32
+	for i := range 60 {
+		wg.Go(func() {
+			start := time.Now()
+			_, err := e.handshake(ctxT(t), addr, "od"+itoa(i)+".example.net")
+			if err == nil {
+				ok.Add(1)
+				return
+			}
+			limited.Add(1)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("a refused handshake took %v", took)
+			}
+		})
+	}
+	wg.Wait()
+	if got := e.ca.Requests("newOrder"); got > 3 || got < 1 {
+		t.Fatalf("%d on-demand orders, want 1 to 3 (the rate limit)", got)
+	}
+	if int(ok.Load()) != e.ca.Requests("newOrder") || limited.Load() == 0 {
+		t.Fatalf("%d handshakes got certificates, %d were refused; %d orders", ok.Load(), limited.Load(), e.ca.Requests("newOrder"))
+	}
+	if asked.Load() < 60 {
+		t.Fatalf("decision function asked %d times, want 60", asked.Load())
+	}
+}
+
+func TestOnDemandDecisionRefuses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Hosts = nil
+		m.OnDemand = &autotls.OnDemand{Decide: func(context.Context, string, net.Addr) error { return errors.New("not a customer") }}
+	})
+	_, err := m.GetCertificate(hello("nope.example.net"))
+	if !errors.Is(err, autotls.ErrHostNotAllowed) {
+		t.Fatalf("got %v, want ErrHostNotAllowed", err)
+	}
+	if got := totalRequests(e.ca); got != 0 {
+		t.Fatalf("%d CA requests", got)
+	}
+}
+
+func TestNoPolicyOrdersNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, func(m *autotls.Manager) { m.Hosts = nil })
+	_, err := m.GetCertificate(hello("example.com"))
+	if !errors.Is(err, autotls.ErrHostNotAllowed) {
+		t.Fatalf("got %v", err)
+	}
+	if got := totalRequests(e.ca); got != 0 {
+		t.Fatalf("%d CA requests", got)
+	}
+}
+
+func TestFailingValidationBacksOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	e.failHost.Store("example.com")
+	var failures atomic.Int32
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.DisableTLSALPN01 = true
+		m.OnEvent = func(ev autotls.Event) {
+			if ev.Type == autotls.EventFailed {
+				failures.Add(1)
+			}
+		}
+	})
+	_, err := m.GetCertificate(hello("example.com"))
+	if err == nil {
+		t.Fatal("validation that cannot succeed succeeded")
+	}
+	start := time.Now()
+	for range 50 {
+		_, err := m.GetCertificate(hello("example.com"))
+		if !errors.Is(err, autotls.ErrBackoff) {
+			t.Fatalf("got %v, want ErrBackoff", err)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("50 handshakes in backoff took %v", took)
+	}
+	if got := e.ca.Requests("newOrder"); got != 1 {
+		t.Fatalf("%d orders for a failing name, want 1", got)
+	}
+	if failures.Load() != 1 {
+		t.Fatalf("%d failure events, want 1", failures.Load())
+	}
+}
+
+func TestSharedFileStorageOneOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := storage.Dir(t.TempDir())
+	testSharedStorage(t, e, store, store)
+}
+
+// testSharedStorage runs two Managers over the given stores (the same data)
+// with concurrent handshakes for the same names.
+func testSharedStorage(t *testing.T, e *env, s1, s2 storage.Storage) {
+	t.Helper()
+	// Both Managers solve http-01 through tokens in the shared storage, so
+	// whichever serves the CA's request can answer.
+	mod := func(m *autotls.Manager) { m.DisableTLSALPN01 = true }
+	m1 := e.manager(t, s1, mod)
+	m2 := e.manager(t, s2, mod)
+	a1, a2 := serve(t, m1), serve(t, m2)
+	names := []string{"example.com", "a.example.com", "b.example.com"}
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for _, n := range names {
+		for _, addr := range []string{a1, a2, a1, a2} {
+			wg.Go(func() {
+				if _, err := e.handshake(ctxT(t), addr, n); err != nil {
+					t.Logf("%s via %s: %v", n, addr, err)
+					failed.Add(1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d handshakes failed", failed.Load())
+	}
+	if got := e.ca.Requests("newOrder"); got != len(names) {
+		t.Fatalf("%d orders for %d names across two Managers, want one each", got, len(names))
+	}
+	if got := e.ca.Requests("newAccount"); got != 1 {
+		t.Fatalf("%d accounts registered, want 1 shared", got)
+	}
+}
+
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	// Not parallel: counts goroutines.
+	e := newEnv(t, testpebble.Options{})
+	time.Sleep(50 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	m := e.manager(t, nil, nil)
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.GetCertificate(hello("new.example.com")); !errors.Is(err, autotls.ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+	// The cached certificate is still served.
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		t.Fatalf("cached certificate after Close: %v", err)
+	}
+	e.ca.HTTPClient().CloseIdleConnections()
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > base {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("goroutines %d before, %d after Close:\n%s", base, g, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestRenewal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"tiny": 3 * time.Second}})
+	renewed := make(chan autotls.Event, 4)
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Profile = "tiny"
+		m.OnEvent = func(ev autotls.Event) {
+			if ev.Type == autotls.EventRenewed {
+				renewed <- ev
+			}
+		}
+	})
+	first, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-renewed:
+		if ev.Name != "example.com" {
+			t.Fatalf("renewed %q", ev.Name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no renewal within 10s of a 3s certificate")
+	}
+	second, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0 {
+		t.Fatal("still serving the old certificate after renewal")
+	}
+}
+
+func TestManageAndWildcard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	e.ca.DNS().AddZone("example.com")
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Hosts = nil
+		m.DNS01 = &solvers.DNS01{
+			Provider:           &dns01test.Provider{Server: e.ca.DNS()},
+			Resolvers:          []string{e.ca.DNS().Addr()},
+			NameserverPort:     dnsPort(t, e.ca.DNS().Addr()),
+			PropagationTimeout: 5 * time.Second,
+			PollInterval:       20 * time.Millisecond,
+		}
+	})
+	if err := m.Manage(ctxT(t), "*.example.com", "www.example.org"); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	for _, sni := range []string{"a.example.com", "b.example.com", "www.example.org"} {
+		c, err := m.GetCertificate(hello(sni))
+		if err != nil {
+			t.Fatalf("%s: %v", sni, err)
+		}
+		if c == nil {
+			t.Fatalf("%s: no certificate", sni)
+		}
+	}
+	// A name one label deeper is not covered, and not allowed (no policy).
+	if _, err := m.GetCertificate(hello("x.a.example.com")); !errors.Is(err, autotls.ErrHostNotAllowed) {
+		t.Fatalf("x.a.example.com: %v", err)
+	}
+	if got := e.ca.Requests("newOrder"); got != 2 {
+		t.Fatalf("%d orders, want 2", got)
+	}
+}

@@ -1,0 +1,137 @@
+package autotls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrHostNotAllowed is returned (wrapped) when the host policy refuses a
+// name. A refused name costs no CA request, no storage access and no lock.
+var ErrHostNotAllowed = errors.New("autotls: host not allowed")
+
+// ErrOnDemandLimited is returned (wrapped) when an on-demand order is refused
+// because the rate limit or the cap on orders in flight is reached.
+var ErrOnDemandLimited = errors.New("autotls: on-demand issuance limit reached")
+
+// A HostPolicy decides whether a certificate may be obtained for host, a
+// normalised name (see [NormalizeName]) or IP address. It returns nil to
+// allow, an error to refuse. It must be safe for concurrent use and should
+// be fast: it runs in the TLS handshake.
+type HostPolicy func(ctx context.Context, host string) error
+
+// HostWhitelist returns a policy that allows exactly the given names and,
+// for an entry "*.example.com", any name one label below example.com (not
+// example.com itself, and not a.b.example.com). Entries are normalised as
+// by [NormalizeName]; invalid entries are ignored, so check them with
+// NormalizeName first if they come from configuration.
+func HostWhitelist(names ...string) HostPolicy {
+	exact := make(map[string]bool, len(names))
+	wild := make(map[string]bool)
+	for _, n := range names {
+		if base, ok := strings.CutPrefix(n, "*."); ok {
+			if b, err := NormalizeName(base); err == nil {
+				wild[b] = true
+			}
+			continue
+		}
+		if a, ok := parseIPName(n); ok {
+			exact[a.String()] = true
+			continue
+		}
+		if h, err := NormalizeName(n); err == nil {
+			exact[h] = true
+		}
+	}
+	return func(_ context.Context, host string) error {
+		if exact[host] {
+			return nil
+		}
+		if i := strings.IndexByte(host, '.'); i > 0 && wild[host[i+1:]] {
+			return nil
+		}
+		return fmt.Errorf("%w: %q is not in the whitelist", ErrHostNotAllowed, host)
+	}
+}
+
+// OnDemand configures issuance for names that the host policy does not
+// know in advance: a decision function, a rate limit on new orders and a cap
+// on orders in flight. Without it, only names the host policy allows (and
+// names given to [Manager.Manage]) are ever ordered.
+type OnDemand struct {
+	// Decide is asked about every name the host policy refuses; it sees the
+	// normalised name and the client's address (nil when unknown). Nil
+	// means refuse everything.
+	Decide func(ctx context.Context, name string, client net.Addr) error
+
+	// RateLimit is the number of new on-demand orders allowed per
+	// RateInterval, with bursts up to RateLimit. Zero means 10.
+	RateLimit int
+	// RateInterval is the period of RateLimit. Zero means one minute.
+	RateInterval time.Duration
+	// MaxInFlight caps the on-demand issuances running at once; handshakes
+	// beyond it fail at once. Zero means 8.
+	MaxInFlight int
+}
+
+// limiter is a token bucket plus an in-flight counter.
+type limiter struct {
+	mu       sync.Mutex
+	tokens   float64
+	max      float64
+	perToken time.Duration
+	last     time.Time
+	inflight int
+	maxIn    int
+}
+
+func newLimiter(o *OnDemand) *limiter {
+	rate, every, in := o.RateLimit, o.RateInterval, o.MaxInFlight
+	if rate <= 0 {
+		rate = 10
+	}
+	if every <= 0 {
+		every = time.Minute
+	}
+	if in <= 0 {
+		in = 8
+	}
+	return &limiter{tokens: float64(rate), max: float64(rate), perToken: every / time.Duration(rate), maxIn: in}
+}
+
+// enter reserves an in-flight slot; the returned func releases it.
+func (l *limiter) enter() (func(), bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight >= l.maxIn {
+		return nil, false
+	}
+	l.inflight++
+	return func() {
+		l.mu.Lock()
+		l.inflight--
+		l.mu.Unlock()
+	}, true
+}
+
+// allow takes one token for a new order.
+func (l *limiter) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && l.perToken > 0 {
+		l.tokens += float64(now.Sub(l.last)) / float64(l.perToken)
+		if l.tokens > l.max {
+			l.tokens = l.max
+		}
+	}
+	l.last = now
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}

@@ -1,0 +1,139 @@
+package autotls
+
+import (
+	"container/heap"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// renewer keeps one timer for all certificates: a heap ordered by the next
+// time something must happen to a certificate (renewal or expiry). Nothing
+// scans the cache, and there is no timer per certificate.
+type renewer struct {
+	mu      sync.Mutex
+	h       schedHeap
+	wake    chan struct{}
+	started bool
+}
+
+type sched struct {
+	at time.Time
+	e  *entry
+}
+
+type schedHeap []sched
+
+func (h schedHeap) Len() int           { return len(h) }
+func (h schedHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h schedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *schedHeap) Push(x any)        { *h = append(*h, x.(sched)) }
+func (h *schedHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (r *renewer) init() { r.wake = make(chan struct{}, 1) }
+
+// schedule plans the next step for e: renewal (jittered by up to 1 % of
+// the lifetime so a fleet's certificates do not renew at once), or expiry.
+func (r *renewer) schedule(m *Manager, e *entry) {
+	at := e.renewAt
+	if life := e.notAfter.Sub(e.cert.Leaf.NotBefore); life > 0 {
+		at = at.Add(time.Duration(rand.Int64N(int64(life/100) + 1)))
+	}
+	if !at.Before(e.notAfter) {
+		at = e.notAfter
+	}
+	r.push(m, at, e)
+}
+
+func (r *renewer) push(m *Manager, at time.Time, e *entry) {
+	st := m.st
+	r.mu.Lock()
+	heap.Push(&r.h, sched{at: at, e: e})
+	start := !r.started
+	r.started = true
+	r.mu.Unlock()
+	if start {
+		st.flightMu.Lock()
+		if !st.closed {
+			st.wg.Add(1)
+			go func() {
+				defer st.wg.Done()
+				r.loop(m)
+			}()
+		}
+		st.flightMu.Unlock()
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *renewer) loop(m *Manager) {
+	st := m.st
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		var due []sched
+		now := time.Now()
+		for len(r.h) > 0 && !r.h[0].at.After(now) {
+			due = append(due, heap.Pop(&r.h).(sched))
+		}
+		wait := time.Hour
+		if len(r.h) > 0 {
+			wait = time.Until(r.h[0].at)
+		}
+		r.mu.Unlock()
+		for _, s := range due {
+			r.step(m, s, now)
+		}
+		t.Reset(wait)
+		select {
+		case <-st.ctx.Done():
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// step acts on a due entry: marks it expired, or starts its renewal. An
+// entry that was replaced in the cache since it was scheduled is dropped.
+func (r *renewer) step(m *Manager, s sched, now time.Time) {
+	st := m.st
+	if st.cache.get(s.e.name) != s.e {
+		return
+	}
+	if !now.Before(s.e.notAfter) {
+		s.e.expired.Store(true)
+		st.cache.remove(s.e)
+		return
+	}
+	if _, err := m.startIssue(s.e.name, false, true); err != nil {
+		return // closed
+	}
+	// Check again later: the renewal replaces the entry when it succeeds;
+	// if it fails, the old certificate keeps being served and the next try
+	// waits for the failure backoff (capped so expiry is still noticed).
+	next := now.Add(m.failureBackoff())
+	if f := st.failureFor(s.e.name, now); f != nil && f.until.After(next) {
+		next = f.until
+	}
+	if next.After(s.e.notAfter) {
+		next = s.e.notAfter
+	}
+	r.push(m, next, s.e)
+}
+
+func (m *Manager) failureBackoff() time.Duration {
+	if m.FailureBackoff > 0 {
+		return m.FailureBackoff
+	}
+	return DefaultFailureBackoff
+}
