@@ -236,4 +236,3 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	}
 	return s, types, nil
 }
-

@@ -174,14 +174,14 @@ type state struct {
 	managedMu sync.RWMutex
 	managed   map[string]bool
 
-	http01      *solvers.HTTP01
-	alpn        *solvers.TLSALPN01
-	dns         acme.Solver
-	httpInUse   atomic.Bool
-	limiter     *limiter
-	clientMu    sync.Mutex
-	client      *acme.Client
-	renewer     renewer
+	http01    *solvers.HTTP01
+	alpn      *solvers.TLSALPN01
+	dns       acme.Solver
+	httpInUse atomic.Bool
+	limiter   *limiter
+	clientMu  sync.Mutex
+	client    *acme.Client
+	renewer   renewer
 }
 
 type flight struct {
