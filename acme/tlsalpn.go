@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -60,7 +61,7 @@ func TLSALPN01Certificate(chal Challenge) (*tls.Certificate, error) {
 		if chal.Identifier.Value == "" {
 			return nil, errors.New("acme: tls-alpn-01: empty identifier")
 		}
-		tmpl.DNSNames = []string{chal.Identifier.Value}
+		tmpl.DNSNames = []string{strings.ToLower(strings.TrimSuffix(chal.Identifier.Value, "."))}
 	case IdentifierIP:
 		ip := net.ParseIP(chal.Identifier.Value)
 		if ip == nil {
