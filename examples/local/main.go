@@ -1,102 +1,171 @@
-// Command local obtains a certificate from an in-process test CA (Let's
-// Encrypt's Pebble) with real http-01 validation on loopback, and prints it.
-// It needs no network and no root.
+// Command local runs automatic HTTPS end to end on one machine, offline and
+// without root: an in-process test CA (Let's Encrypt's Pebble), an
+// [autotls.Manager] pointed at it, and an HTTPS server whose certificate the
+// Manager obtains, with real http-01 validation on loopback, during the
+// first TLS handshake.
 //
-//	go run ./examples/local
+// Usage:
+//
+//	go run ./examples/local                    # one HTTPS request to itself, print the certificate, exit
+//	go run ./examples/local -serve             # keep serving; prints a curl command line
+//	go run ./examples/local -serve -addr 127.0.0.1:8443
+//
+// The client trusts only the test CA's roots, so a successful request proves
+// that the certificate was issued for the name and served by the Manager.
 package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/pem"
+	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
+	"os/signal"
 	"strconv"
-	"sync"
+	"syscall"
 	"time"
 
-	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
+// name is the test domain; the CA's mock DNS resolves every name to 127.0.0.1.
+const name = "local.tlsmint.test"
+
 func main() {
-	if err := run(); err != nil {
+	addr := flag.String("addr", "127.0.0.1:0", "loopback address of the HTTPS server")
+	serve := flag.Bool("serve", false, "keep serving until interrupted")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *addr, *serve); err != nil {
 		log.Printf("local: %v", err)
 		os.Exit(1)
 	}
 }
 
-// httpTokens answers http-01 challenges from memory.
-type httpTokens struct{ m sync.Map }
-
-func (s *httpTokens) Present(_ context.Context, ch acme.Challenge) error {
-	s.m.Store(ch.HTTP01ResourcePath(), ch.KeyAuthorization)
-	return nil
-}
-
-func (s *httpTokens) CleanUp(_ context.Context, ch acme.Challenge) error {
-	s.m.Delete(ch.HTTP01ResourcePath())
-	return nil
-}
-
-func (s *httpTokens) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if ka, ok := s.m.Load(r.URL.Path); ok {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprint(w, ka)
-		return
-	}
-	http.NotFound(w, r)
-}
-
-func run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
+func run(ctx context.Context, addr string, serve bool) error {
 	ca, err := testpebble.New(testpebble.Options{})
 	if err != nil {
 		return err
 	}
 	defer ca.Close()
 
-	tokens := new(httpTokens)
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		return err
+	m := &autotls.Manager{
+		DirectoryURL: ca.DirectoryURL(),
+		HTTPClient:   ca.HTTPClient(),             // trusts the CA's HTTPS front end
+		Storage:      storage.NewMemory(),         // gone at exit; use storage.Dir to keep certificates
+		Hosts:        autotls.HostWhitelist(name), // the only name that may be ordered
 	}
-	srv := &http.Server{Handler: tokens, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
+	defer m.Close()
 
-	accountKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	c := &acme.Client{DirectoryURL: ca.DirectoryURL(), Key: accountKey, HTTPClient: ca.HTTPClient()}
-	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true}); err != nil {
-		return err
-	}
-	certKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	cert, err := c.Obtain(ctx, acme.ObtainRequest{
-		Identifiers: acme.DNSNames("local.tlsmint.test"),
-		CertKey:     certKey,
-		Solvers:     map[string]acme.Solver{acme.ChallengeHTTP01: tokens},
+	// The CA's validation authority connects to 127.0.0.1 on these ports:
+	// http-01 on HTTPPort (what the Manager prefers once HTTPHandler is in
+	// use), tls-alpn-01 on TLSPort.
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s over %s\n", r.Host, r.Proto)
 	})
+	if _, err := start(loopback(ca.HTTPPort()), m.HTTPHandler(nil), nil); err != nil {
+		return err
+	}
+	if _, err := start(loopback(ca.TLSPort()), hello, m.TLSConfig()); err != nil {
+		return err
+	}
+	ln, err := start(addr, hello, m.TLSConfig())
 	if err != nil {
 		return err
 	}
-	leaf := cert.Leaf()
-	fmt.Printf("obtained in %v\n", time.Since(start).Round(time.Millisecond))
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	// A client that trusts only the test CA's roots, asks for the test name
+	// and dials our loopback server whatever the URL says.
+	var handshake time.Duration
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.RootPool(), ServerName: name},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, ln.Addr().String())
+		},
+	}}
+	url := fmt.Sprintf("https://%s:%d/", name, port)
+	begin := time.Now()
+	trace := &httptrace.ClientTrace{TLSHandshakeDone: func(tls.ConnectionState, error) { handshake = time.Since(begin) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	leaf := resp.TLS.PeerCertificates[0]
+	fmt.Printf("GET %s -> %s: %s", url, resp.Status, body)
+	fmt.Printf("first handshake: %v (certificate obtained during it)\n", handshake.Round(time.Millisecond))
 	fmt.Printf("names:   %v\n", leaf.DNSNames)
 	fmt.Printf("issuer:  %s\n", leaf.Issuer.CommonName)
+	fmt.Printf("serial:  %s\n", hex.EncodeToString(leaf.SerialNumber.Bytes()))
 	fmt.Printf("expires: %s\n", leaf.NotAfter.Format(time.RFC3339))
-	fmt.Printf("%s", cert.Chain.PEM)
+	if !serve {
+		return nil
+	}
+
+	// Keep serving, with the CA's roots in a file for curl.
+	rootFile, err := writeRoots(ca)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(rootFile)
+	fmt.Printf("\nserving https://%s:%d/ on %s; try:\n", name, port, ln.Addr())
+	fmt.Printf("  curl --resolve %s:%d:127.0.0.1 --cacert %s https://%s:%d/\n", name, port, rootFile, name, port)
+	fmt.Println("Ctrl-C to stop")
+	<-ctx.Done()
+	fmt.Println("stopping")
 	return nil
+}
+
+// start serves h on addr, over TLS when conf is not nil, until the process
+// ends, and returns the listener.
+func start(addr string, h http.Handler, conf *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if conf != nil {
+		go srv.Serve(tls.NewListener(ln, conf))
+	} else {
+		go srv.Serve(ln)
+	}
+	return ln, nil
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// writeRoots writes the roots that the CA's certificates chain to into a
+// temporary PEM file and returns its path.
+func writeRoots(ca *testpebble.CA) (string, error) {
+	f, err := os.CreateTemp("", "tlsmint-local-roots-*.pem")
+	if err != nil {
+		return "", err
+	}
+	for _, c := range ca.Roots() {
+		if err := pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}); err != nil {
+			f.Close()
+			return "", err
+		}
+	}
+	return f.Name(), f.Close()
 }
