@@ -8,83 +8,149 @@ import (
 	"time"
 )
 
-// entry is one cached certificate.
+// entry is one cached certificate with what its lifecycle needs. Entries are
+// not modified once cached; a renewal caches a new entry.
 type entry struct {
 	name     string // managed name: host, "*.domain" or IP
 	cert     *tls.Certificate
 	notAfter time.Time
 	renewAt  time.Time
 	meta     *storedCert
-	// expired is set by the renewal loop once notAfter has passed, so the
-	// hot path need not read the clock.
-	expired atomic.Bool
 }
 
-// cache maps names to certificates. Reads take a read lock for a map
-// lookup only; nothing holds the lock across I/O.
+// certMaps is the read-only view the hot path uses: exact hosts and IPs,
+// and wildcards under their base domain ("*.example.com" under
+// "example.com").
+type certMaps struct {
+	exact map[string]*tls.Certificate
+	wild  map[string]*tls.Certificate
+}
+
+// cache maps names to certificates.
+//
+// The hot path loads an immutable certMaps through an atomic pointer: no
+// lock, no allocation, no pointer chased beyond the map. The authoritative
+// entries live in a locked map; the read view is rebuilt from it when an
+// entry is replaced or removed (rare: renewals and expiries) and, for new
+// entries, once enough have gathered that the rebuild pays for itself — so
+// filling the cache costs amortised O(1) per entry. Until then, new
+// entries are found by the slow path.
 type cache struct {
-	mu    sync.RWMutex
-	exact map[string]*entry
-	wild  map[string]*entry // "*.example.com" under "example.com"
+	read atomic.Pointer[certMaps]
+
+	mu      sync.Mutex
+	entries map[string]*entry // by managed name
+	fresh   int               // entries not yet in the read view
+	misses  int               // slow-path hits since the last rebuild
 }
 
 func (c *cache) init() {
-	c.exact = make(map[string]*entry)
-	c.wild = make(map[string]*entry)
+	c.read.Store(&certMaps{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}})
+	c.entries = make(map[string]*entry)
 }
 
-// lookup returns the certificate for a normalised host name, exact first,
-// then a wildcard one label up. It does not allocate.
-func (c *cache) lookup(host string) *tls.Certificate {
-	c.mu.RLock()
-	e := c.exact[host]
-	if e == nil {
-		if i := strings.IndexByte(host, '.'); i > 0 {
-			e = c.wild[host[i+1:]]
+// lookupFast returns the certificate for an SNI value as sent, exact
+// first, then a wildcard one label up. A hit implies the name is in normal
+// form, since only normalised names are cached. It does not allocate.
+func (c *cache) lookupFast(host string) *tls.Certificate {
+	r := c.read.Load()
+	if cert := r.exact[host]; cert != nil {
+		return cert
+	}
+	i := strings.IndexByte(host, '.')
+	if i <= 0 || !isLabel(host[:i]) {
+		return nil
+	}
+	return r.wild[host[i+1:]]
+}
+
+// isLabel reports whether s is a lower-case LDH label.
+func isLabel(s string) bool {
+	if len(s) == 0 || len(s) > maxLabelLen || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
 		}
 	}
-	c.mu.RUnlock()
-	if e == nil || e.expired.Load() {
+	return true
+}
+
+// lookup is lookupFast plus the entries not yet in the read view, for a
+// normalised host.
+func (c *cache) lookup(host string) *tls.Certificate {
+	if cert := c.lookupFast(host); cert != nil {
+		return cert
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fresh == 0 {
 		return nil
+	}
+	e := c.entries[host]
+	if e == nil {
+		if i := strings.IndexByte(host, '.'); i > 0 {
+			e = c.entries["*."+host[i+1:]]
+		}
+	}
+	if e == nil {
+		return nil
+	}
+	// Hits here mean the read view is stale: rebuild it once it pays.
+	if c.misses++; c.misses > c.fresh {
+		c.rebuildLocked()
 	}
 	return e.cert
 }
 
-// get returns the entry stored under a managed name.
+// get returns the entry cached under a managed name.
 func (c *cache) get(name string) *entry {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if base, ok := strings.CutPrefix(name, "*."); ok {
-		return c.wild[base]
-	}
-	return c.exact[name]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[name]
 }
 
+// put caches e, replacing any entry of the same name at once.
 func (c *cache) put(e *entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if base, ok := strings.CutPrefix(e.name, "*."); ok {
-		c.wild[base] = e
+	old := c.entries[e.name]
+	c.entries[e.name] = e
+	if old != nil {
+		c.rebuildLocked()
 		return
 	}
-	c.exact[e.name] = e
+	if c.fresh++; c.fresh > len(c.entries)/4+16 {
+		c.rebuildLocked()
+	}
 }
 
 // remove deletes e if it is still the entry for its name.
 func (c *cache) remove(e *entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, key := c.exact, e.name
-	if base, ok := strings.CutPrefix(e.name, "*."); ok {
-		m, key = c.wild, base
-	}
-	if m[key] == e {
-		delete(m, key)
+	if c.entries[e.name] == e {
+		delete(c.entries, e.name)
+		c.rebuildLocked()
 	}
 }
 
+func (c *cache) rebuildLocked() {
+	nm := &certMaps{exact: make(map[string]*tls.Certificate, len(c.entries)), wild: make(map[string]*tls.Certificate)}
+	for name, e := range c.entries {
+		if base, ok := strings.CutPrefix(name, "*."); ok {
+			nm.wild[base] = e.cert
+		} else {
+			nm.exact[name] = e.cert
+		}
+	}
+	c.read.Store(nm)
+	c.fresh, c.misses = 0, 0
+}
+
 func (c *cache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.exact) + len(c.wild)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }

@@ -28,10 +28,8 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 		return st.alpn.GetCertificate(hello)
 	}
-	if isNormalHost(hello.ServerName) {
-		if c := st.cache.lookup(hello.ServerName); c != nil {
-			return c, nil
-		}
+	if c := st.cache.lookupFast(hello.ServerName); c != nil {
+		return c, nil
 	}
 	return m.getSlow(st, hello)
 }
@@ -56,11 +54,74 @@ func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo) (*tls.Certifica
 	if err != nil {
 		return nil, err
 	}
-	f, err := m.startIssue(name, onDemand, false)
+	f, lead, err := m.joinFlight(name)
 	if err != nil {
 		return nil, err
 	}
+	if lead {
+		m.leadFlight(f, name, onDemand)
+	}
 	return m.waitFlight(ctx, name, f)
+}
+
+// joinFlight returns the issuance of name in flight, or registers a new one
+// that the caller must lead (lead is true).
+func (m *Manager) joinFlight(name string) (f *flight, lead bool, err error) {
+	st := m.st
+	st.flightMu.Lock()
+	defer st.flightMu.Unlock()
+	if st.closed {
+		return nil, false, ErrClosed
+	}
+	if f := st.flights[name]; f != nil {
+		return f, false, nil
+	}
+	f = &flight{done: make(chan struct{})}
+	st.flights[name] = f
+	st.wg.Add(1)
+	return f, true, nil
+}
+
+// finish completes a flight and wakes its waiters.
+func (m *Manager) finish(name string, f *flight, cert *tls.Certificate, err error) {
+	st := m.st
+	f.cert, f.err = cert, err
+	st.flightMu.Lock()
+	delete(st.flights, name)
+	st.flightMu.Unlock()
+	close(f.done)
+	st.wg.Done()
+}
+
+// leadFlight runs a handshake's flight: the storage look-up inline (a
+// stored certificate is served without a goroutine hand-off), and an order
+// from the CA in the background, so the handshake can stop waiting while
+// the issuance goes on.
+func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
+	st := m.st
+	ctx, cancel := context.WithTimeout(st.ctx, m.handshakeTimeout())
+	cert, err := m.fromStorage(ctx, name, nil, false)
+	cancel()
+	if cert != nil || err != nil {
+		m.finish(name, f, cert, err)
+		return
+	}
+	release := func() {}
+	if onDemand {
+		r, ok := st.limiter.enter()
+		if !ok {
+			m.finish(name, f, nil, fmt.Errorf("%w: too many on-demand issuances in flight", ErrOnDemandLimited))
+			return
+		}
+		release = r
+	}
+	go func() {
+		defer release()
+		ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
+		defer cancel()
+		cert, err := m.order(ctx, name, onDemand, false, nil)
+		m.finish(name, f, cert, err)
+	}()
 }
 
 // serverName normalises an SNI value and applies the IP rule.
@@ -105,36 +166,16 @@ func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (
 	return false, fmt.Errorf("%w: %q (no host policy)", ErrHostNotAllowed, name)
 }
 
-// startIssue joins the issuance of name in flight or starts one.
+// startIssue joins the issuance of name in flight or starts one in the
+// background (for Manage and renewals).
 func (m *Manager) startIssue(name string, onDemand, renew bool) (*flight, error) {
-	st := m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
-		return nil, ErrClosed
+	f, lead, err := m.joinFlight(name)
+	if err != nil || !lead {
+		return f, err
 	}
-	if f := st.flights[name]; f != nil {
-		return f, nil
-	}
-	release := func() {}
-	if onDemand {
-		r, ok := st.limiter.enter()
-		if !ok {
-			return nil, fmt.Errorf("%w: too many on-demand issuances in flight", ErrOnDemandLimited)
-		}
-		release = r
-	}
-	f := &flight{done: make(chan struct{})}
-	st.flights[name] = f
-	st.wg.Add(1)
 	go func() {
-		defer st.wg.Done()
-		defer release()
-		f.cert, f.err = m.issue(name, onDemand, renew)
-		st.flightMu.Lock()
-		delete(st.flights, name)
-		st.flightMu.Unlock()
-		close(f.done)
+		cert, err := m.issue(name, onDemand, renew)
+		m.finish(name, f, cert, err)
 	}()
 	return f, nil
 }

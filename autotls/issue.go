@@ -26,27 +26,41 @@ func (m *Manager) lockName(name string) string {
 // (unless another process already did). It runs under the Manager's
 // context, not a handshake's.
 func (m *Manager) issue(name string, onDemand, renew bool) (*tls.Certificate, error) {
-	st := m.st
-	ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
+	ctx, cancel := context.WithTimeout(m.st.ctx, issueTimeout)
 	defer cancel()
-	store, err := m.storage()
-	if err != nil {
-		return nil, err
+	current := m.st.cache.get(name)
+	if cert, err := m.fromStorage(ctx, name, current, renew); cert != nil || err != nil {
+		return cert, err
 	}
-	current := st.cache.get(name)
+	return m.order(ctx, name, onDemand, renew, current)
+}
 
-	// Anything usable in storage? (For a renewal: anything newer than what
-	// is cached, which another node may have obtained.)
-	if e, err := m.loadStored(ctx, name); err == nil {
+// fromStorage installs and returns a usable stored certificate (for a
+// renewal: one newer than current, which another node may have obtained).
+// It returns (nil, nil) when there is none, and an error only when storage
+// fails: ordering a certificate that cannot be stored could lose it.
+func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, renew bool) (*tls.Certificate, error) {
+	e, err := m.loadStored(ctx, name)
+	switch {
+	case err == nil:
 		if fresh(e, current, renew) {
 			m.install(e, EventLoaded)
 			return e.cert, nil
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errCorrupt) {
-		// Storage is failing: ordering a certificate now could lose it.
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errCorrupt):
 		return nil, fmt.Errorf("autotls: loading %s: %w", name, err)
 	}
+	return nil, nil
+}
 
+// order obtains a certificate from the CA, once across processes: under
+// the name's storage lock, after checking storage again.
+func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, current *entry) (*tls.Certificate, error) {
+	st := m.st
+	store, err := m.storage()
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	if f := st.failureFor(name, now); f != nil {
 		return nil, fmt.Errorf("%w: %s until %s: %w", ErrBackoff, name, f.until.Format(time.RFC3339), f.err)
@@ -132,8 +146,14 @@ func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
 
 func newEntry(name string, cert *tls.Certificate, meta *storedCert) *entry {
 	leaf := cert.Leaf
-	e := &entry{name: name, cert: cert, notAfter: leaf.NotAfter, meta: meta}
+	e := &entry{name: name, cert: cert, notAfter: leaf.NotAfter}
 	e.renewAt = renewalTime(leaf.NotBefore, leaf.NotAfter, meta)
+	// Keep the metadata only when the lifecycle needs it later; the PEM
+	// copies are parsed into cert either way.
+	if meta != nil && (meta.ARI != nil || meta.LastFailure != nil) {
+		meta.CertificatePEM, meta.PrivateKeyPEM = "", ""
+		e.meta = meta
+	}
 	return e
 }
 
@@ -217,8 +237,14 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 		s[acme.ChallengeDNS01] = st.dns
 		return s, []string{acme.ChallengeDNS01}, nil
 	}
-	// http-01 first once HTTPHandler serves it (it works behind load
-	// balancers that terminate TLS), then tls-alpn-01, then dns-01.
+	// dns-01 first when configured: it needs no listener and works behind
+	// anything. Then http-01 once HTTPHandler serves it (it works behind
+	// load balancers that terminate TLS), then tls-alpn-01. Obtain does
+	// not fall back from one type to the next, so the order matters.
+	if _, isIP := parseIPName(name); st.dns != nil && !isIP {
+		s[acme.ChallengeDNS01] = st.dns
+		types = append(types, acme.ChallengeDNS01)
+	}
 	if !m.DisableHTTP01 && st.httpInUse.Load() {
 		s[acme.ChallengeHTTP01] = st.http01
 		types = append(types, acme.ChallengeHTTP01)
@@ -226,10 +252,6 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	if !m.DisableTLSALPN01 {
 		s[acme.ChallengeTLSALPN01] = st.alpn
 		types = append(types, acme.ChallengeTLSALPN01)
-	}
-	if _, isIP := parseIPName(name); st.dns != nil && !isIP {
-		s[acme.ChallengeDNS01] = st.dns
-		types = append(types, acme.ChallengeDNS01)
 	}
 	if len(s) == 0 {
 		return nil, nil, fmt.Errorf("autotls: %s: no challenge can be solved: enable HTTPHandler, tls-alpn-01 or dns-01", name)

@@ -103,7 +103,8 @@ type Manager struct {
 	KeyType KeyType
 
 	// DNSProvider enables dns-01 through any libdns provider; it is needed
-	// for wildcard names. Nil disables dns-01 unless DNS01 is set.
+	// for wildcard names. When set, dns-01 is preferred for every DNS name,
+	// since it needs no listener. Nil disables dns-01 unless DNS01 is set.
 	DNSProvider solvers.DNSProvider
 
 	// DNS01 is a fully configured dns-01 solver (resolvers, propagation
@@ -254,7 +255,9 @@ func (m *Manager) emit(e Event) {
 	if e.Type == EventFailed {
 		level = slog.LevelWarn
 	}
-	st.log.Log(st.ctx, level, "autotls: certificate "+string(e.Type), "event", e)
+	if st.log.Enabled(st.ctx, level) {
+		st.log.Log(st.ctx, level, "autotls: certificate "+string(e.Type), "event", e)
+	}
 	if m.OnEvent != nil {
 		m.OnEvent(e)
 	}

@@ -54,6 +54,7 @@ func (r *renewer) push(m *Manager, at time.Time, e *entry) {
 	st := m.st
 	r.mu.Lock()
 	heap.Push(&r.h, sched{at: at, e: e})
+	earliest := r.h[0].e == e && r.h[0].at.Equal(at)
 	start := !r.started
 	r.started = true
 	r.mu.Unlock()
@@ -68,9 +69,12 @@ func (r *renewer) push(m *Manager, at time.Time, e *entry) {
 		}
 		st.flightMu.Unlock()
 	}
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	if earliest {
+		// Only a new earliest deadline changes the loop's timer.
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -111,7 +115,6 @@ func (r *renewer) step(m *Manager, s sched, now time.Time) {
 		return
 	}
 	if !now.Before(s.e.notAfter) {
-		s.e.expired.Store(true)
 		st.cache.remove(s.e)
 		return
 	}
