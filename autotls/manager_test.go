@@ -434,6 +434,7 @@ func TestManageAndWildcard(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	e.ca.DNS().AddZone("example.com")
+	e.ca.DNS().AddZone("example.org")
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.Hosts = nil
 		m.DNS01 = &solvers.DNS01{
