@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/solvers"
 )
 
 // TLSConfig returns a TLS configuration that serves the Manager's
@@ -26,7 +27,8 @@ func (m *Manager) TLSConfig() *tls.Config {
 }
 
 // HTTPHandler returns a handler for port 80 that answers http-01 challenges
-// and passes every other request to fallback. With fallback nil, GET and
+// (unknown or malformed ones get 404) and passes every other request to
+// fallback. With fallback nil, GET and
 // HEAD requests are redirected to https on the same host and path, and
 // anything else gets 400.
 //
@@ -41,7 +43,12 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 		fallback = http.HandlerFunc(redirectHTTPS)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.DisableHTTP01 && st.http01.Handle(w, r) {
+		if !m.DisableHTTP01 && strings.HasPrefix(r.URL.Path, solvers.HTTP01PathPrefix) {
+			// A challenge the Manager does not know is a 404, never a
+			// redirect the CA would follow.
+			if !st.http01.Handle(w, r) {
+				http.NotFound(w, r)
+			}
 			return
 		}
 		fallback.ServeHTTP(w, r)

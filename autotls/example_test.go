@@ -1,0 +1,73 @@
+package autotls_test
+
+import (
+	"context"
+	"log"
+	"net"
+	"net/http"
+
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// The one-line HTTPS server.
+func ExampleNewListener() {
+	ln, err := autotls.NewListener("example.com", "www.example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("hello over HTTPS\n"))
+	})))
+}
+
+// A Manager with http-01 on port 80 and a TLS server on 443.
+func ExampleManager() {
+	m := &autotls.Manager{
+		Hosts: autotls.HostWhitelist("example.com", "www.example.com"),
+		Email: "ops@example.com",
+	}
+	defer m.Close()
+	go func() { log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil))) }()
+	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), Handler: http.NotFoundHandler()}
+	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+// On-demand issuance for customer domains not known in advance, gated by a
+// decision function and rate limits, with certificates shared by a fleet.
+func ExampleOnDemand() {
+	isCustomer := func(ctx context.Context, name string) bool { return name == "shop.customer.example" }
+	m := &autotls.Manager{
+		Storage: storage.Dir("/var/lib/tlsmint"),
+		OnDemand: &autotls.OnDemand{
+			Decide: func(ctx context.Context, name string, client net.Addr) error {
+				if !isCustomer(ctx, name) {
+					return autotls.ErrHostNotAllowed
+				}
+				return nil
+			},
+			RateLimit:   20, // new orders per minute
+			MaxInFlight: 4,
+		},
+	}
+	defer m.Close()
+	ln, err := m.Listen("tcp", ":443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.Serve(ln, http.NotFoundHandler()))
+}
+
+// Obtain certificates eagerly at start-up and keep them renewed.
+func ExampleManager_Manage() {
+	m := &autotls.Manager{Email: "ops@example.com"}
+	defer m.Close()
+	if err := m.Manage(context.Background(), "example.com", "api.example.com"); err != nil {
+		log.Printf("some certificates are not ready yet: %v", err)
+	}
+	ln, err := m.Listen("tcp", ":443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.Serve(ln, http.NotFoundHandler()))
+}

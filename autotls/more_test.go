@@ -1,0 +1,170 @@
+package autotls_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/storage"
+	"github.com/tlsmint/tlsmint/storage/postgres"
+)
+
+func TestSharedPostgresStorageOneOrder(t *testing.T) {
+	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set TLSMINT_TEST_POSTGRES to a PostgreSQL DSN (or run bash .ci/run) to run the PostgreSQL tests")
+	}
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	// Two independent connections to one database, as two servers would have.
+	prefix := "autotls_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_")[:20] + "_"
+	open := func() storage.Storage {
+		s, err := postgres.New(ctxT(t), postgres.Config{DSN: dsn, TablePrefix: prefix})
+		if err != nil {
+			t.Fatalf("postgres.New: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s1, s2 := open(), open()
+	// Start clean: this test may have run before on the same database.
+	keys, _ := s1.List(ctxT(t), "")
+	for _, k := range keys {
+		s1.Delete(ctxT(t), k)
+	}
+	testSharedStorage(t, e, s1, s2)
+}
+
+func TestTLSALPN01Only(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, func(m *autotls.Manager) { m.DisableHTTP01 = true })
+	addr := serve(t, m)
+	if _, err := e.handshake(ctxT(t), addr, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ca.Requests("newOrder"); got != 1 {
+		t.Fatalf("%d orders", got)
+	}
+}
+
+func TestHTTPHandler(t *testing.T) {
+	t.Parallel()
+	m := &autotls.Manager{Storage: storage.NewMemory(), Hosts: autotls.HostWhitelist("example.com")}
+	defer m.Close()
+	h := m.HTTPHandler(nil)
+	cases := []struct {
+		method, host, target string
+		want                 int
+		location             string
+	}{
+		{"GET", "example.com", "/a?b=c", http.StatusFound, "https://example.com/a?b=c"},
+		{"HEAD", "Example.COM:80", "/", http.StatusFound, "https://example.com/"},
+		{"GET", "[::1]:80", "/x", http.StatusFound, "https://[::1]/x"},
+		{"POST", "example.com", "/form", http.StatusBadRequest, ""},
+		{"GET", "bad/host", "/", http.StatusBadRequest, ""},
+		{"GET", "example.com", "/.well-known/acme-challenge/unknowntoken", http.StatusNotFound, ""},
+	}
+	for _, tc := range cases {
+		r := httptest.NewRequest(tc.method, "http://"+tc.host+tc.target, nil)
+		r.Host = tc.host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want || w.Header().Get("Location") != tc.location {
+			t.Errorf("%s %s%s: %d %q, want %d %q", tc.method, tc.host, tc.target, w.Code, w.Header().Get("Location"), tc.want, tc.location)
+		}
+	}
+	// A fallback receives everything but challenges.
+	var got string
+	h = m.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.URL.Path }))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://example.com/app", nil))
+	if got != "/app" {
+		t.Fatalf("fallback got %q", got)
+	}
+}
+
+func TestListenErrorsAtOnce(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	m := &autotls.Manager{Storage: storage.NewMemory()}
+	defer m.Close()
+	if _, err := m.Listen("tcp", busy.Addr().String()); err == nil {
+		t.Fatal("Listen on a busy address succeeded")
+	}
+	if _, err := autotls.NewListener(); err == nil {
+		t.Fatal("NewListener without domains succeeded")
+	}
+	if _, err := autotls.NewListener("bad/name"); !errors.Is(err, autotls.ErrInvalidName) {
+		t.Fatalf("NewListener(bad/name): %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestNoSecretsInLogsOrEvents(t *testing.T) {
+	t.Parallel()
+	mac := []byte("a very secret EAB MAC key, 32 bytes long!")
+	macB64 := base64.RawURLEncoding.EncodeToString(mac)
+	e := newEnv(t, testpebble.Options{RequireEAB: true, EABKeys: map[string]string{"kid-9": macB64}})
+	var logs syncBuffer
+	var events []string
+	var mu sync.Mutex
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		m.ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: mac}
+		m.OnEvent = func(ev autotls.Event) {
+			mu.Lock()
+			events = append(events, slog.AnyValue(ev).Resolve().String())
+			mu.Unlock()
+		}
+	})
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		t.Fatal(err)
+	}
+	e.failHost.Store("www.example.org")
+	m.GetCertificate(hello("www.example.org"))
+	mu.Lock()
+	all := logs.String() + strings.Join(events, "\n")
+	mu.Unlock()
+	if !strings.Contains(all, "obtained") || !strings.Contains(all, "failed") {
+		t.Fatalf("logs and events miss the obtained/failed records:\n%s", all)
+	}
+	for _, secret := range []string{"PRIVATE KEY", string(mac), macB64, "private_key_pem"} {
+		if strings.Contains(all, secret) {
+			t.Fatalf("logs or events contain %q:\n%s", secret, all)
+		}
+	}
+	_ = context.Background()
+}
