@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -87,6 +88,9 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 	e, err := m.obtain(ctx, name, current)
 	if err != nil {
 		retry := m.recordFailure(name, err, time.Now())
+		if current != nil {
+			m.storeFailure(ctx, name, err)
+		}
 		m.emit(Event{Type: EventFailed, Name: name, Err: err, RetryAt: retry})
 		return nil, err
 	}
@@ -257,4 +261,33 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 		return nil, nil, fmt.Errorf("autotls: %s: no challenge can be solved: enable HTTPHandler, tls-alpn-01 or dns-01", name)
 	}
 	return s, types, nil
+}
+
+// storeFailure records a failed renewal in the stored value's metadata, so
+// that every node (and the next start) knows about it. It runs under the
+// name's lock; a failure to record is only logged.
+func (m *Manager) storeFailure(ctx context.Context, name string, failure error) {
+	store, err := m.storage()
+	if err != nil {
+		return
+	}
+	b, err := store.Load(ctx, m.certKey(name))
+	if err != nil {
+		return
+	}
+	s, err := decodeStored(b)
+	if err != nil {
+		return
+	}
+	msg := failure.Error()
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	s.LastFailure = &failureState{At: time.Now().UTC(), Error: msg}
+	if b, err = json.Marshal(s); err == nil {
+		err = store.Store(ctx, m.certKey(name), b)
+	}
+	if err != nil {
+		m.st.log.Warn("autotls: recording renewal failure", "name", name, "err", err)
+	}
 }

@@ -3,6 +3,7 @@ package autotls_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"net"
 	"runtime"
 	"sync"
@@ -463,5 +464,47 @@ func TestManageAndWildcard(t *testing.T) {
 	}
 	if got := e.ca.Requests("newOrder"); got != 2 {
 		t.Fatalf("%d orders, want 2", got)
+	}
+}
+
+func TestRenewalFailureKeepsServingAndIsRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"tiny": 3 * time.Second}})
+	failed := make(chan autotls.Event, 4)
+	store := storage.NewMemory()
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.Profile = "tiny"
+		m.DisableTLSALPN01 = true
+		m.OnEvent = func(ev autotls.Event) {
+			if ev.Type == autotls.EventFailed {
+				failed <- ev
+			}
+		}
+	})
+	first, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.failHost.Store("example.com") // renewals cannot validate from now on
+	select {
+	case ev := <-failed:
+		if ev.RetryAt.IsZero() || ev.Err == nil {
+			t.Fatalf("failure event = %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failed renewal within 10s")
+	}
+	// The old certificate is still served while it is valid.
+	cur, err := m.GetCertificate(hello("example.com"))
+	if err != nil || cur.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) != 0 {
+		t.Fatalf("after a failed renewal: %v, %v; want the old certificate", cur, err)
+	}
+	keys, _ := store.List(ctxT(t), "certificates")
+	if len(keys) != 1 {
+		t.Fatalf("stored keys %v", keys)
+	}
+	b, _ := store.Load(ctxT(t), keys[0])
+	if !strings.Contains(string(b), `"last_failure"`) {
+		t.Fatalf("stored value does not record the failure: %s", b)
 	}
 }
