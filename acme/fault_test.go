@@ -265,3 +265,26 @@ func TestMalformedCertificateChain(t *testing.T) {
 	_, _, err := obtain(t, c, s, acme.DNSNames("badchain.example.com"), nil)
 	wantIs(t, err, acme.ErrMalformedChain)
 }
+
+// TestIssuedCertificateMismatch serves the chain of an earlier order in place
+// of the new one: Obtain must notice the wrong key and names.
+func TestIssuedCertificateMismatch(t *testing.T) {
+	t.Parallel()
+	var swap atomic.Value // PEM to serve instead of any certificate
+	ca := faultCA(t, func(w http.ResponseWriter, r *http.Request) bool {
+		pemChain, _ := swap.Load().([]byte)
+		if pemChain == nil || !strings.HasPrefix(r.URL.Path, "/certZ/") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/pem-certificate-chain")
+		w.Header().Set("Replay-Nonce", "c3dhcA")
+		w.Write(pemChain)
+		return true
+	})
+	s := newHTTPSolver(t, ca)
+	c := registered(t, ca)
+	old := mustObtain(t, c, s, "old.example.com")
+	swap.Store(old.Chain.PEM)
+	_, _, err := obtain(t, c, s, acme.DNSNames("new.example.com"), nil)
+	wantIs(t, err, acme.ErrCertificateMismatch)
+}
