@@ -108,7 +108,7 @@ func BenchmarkGetCertificate(b *testing.B) {
 			}
 			bare[name] = c
 		}
-		b.Run(fmt.Sprintf("names=%d/manager", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("names=%d/impl=manager", n), func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -121,7 +121,7 @@ func BenchmarkGetCertificate(b *testing.B) {
 				}
 			}
 		})
-		b.Run(fmt.Sprintf("names=%d/map", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("names=%d/impl=map", n), func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -159,8 +159,8 @@ func BenchmarkHandshake(b *testing.B) {
 		name string
 		cfg  *tls.Config
 	}{
-		{"static", &tls.Config{Certificates: []tls.Certificate{static}, NextProtos: mcfg.NextProtos, MinVersion: tls.VersionTLS12}},
-		{"manager", mcfg},
+		{"config=static", &tls.Config{Certificates: []tls.Certificate{static}, NextProtos: mcfg.NextProtos, MinVersion: tls.VersionTLS12}},
+		{"config=manager", mcfg},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
