@@ -31,11 +31,7 @@ var ErrResponseTooLarge = errors.New("acme: response body too large")
 // do sends req and reads at most limit bytes of the body. Every response's
 // Replay-Nonce feeds the pool.
 func (c *Client) do(req *http.Request, limit int64) (*response, error) {
-	ua := "tlsmint-acme/1"
-	if c.UserAgent != "" {
-		ua = c.UserAgent + " " + ua
-	}
-	req.Header.Set("User-Agent", ua)
+	c.setUserAgent(req)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("acme: %s %s: %w", req.Method, req.URL.Redacted(), err)
@@ -71,6 +67,15 @@ func (c *Client) do(req *http.Request, limit int64) (*response, error) {
 		return r, r.problem()
 	}
 	return r, nil
+}
+
+// setUserAgent sets the User-Agent every ACME request must carry.
+func (c *Client) setUserAgent(req *http.Request) {
+	ua := "tlsmint-acme/1"
+	if c.UserAgent != "" {
+		ua = c.UserAgent + " " + ua
+	}
+	req.Header.Set("User-Agent", ua)
 }
 
 // problem turns an error response into a *Problem: the server's problem

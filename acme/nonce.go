@@ -41,6 +41,7 @@ func (c *Client) nonce(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("acme: %w", err)
 	}
+	c.setUserAgent(req)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return "", fmt.Errorf("acme: fetching a nonce: %w", err)

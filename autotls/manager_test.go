@@ -508,3 +508,27 @@ func TestRenewalFailureKeepsServingAndIsRecorded(t *testing.T) {
 		t.Fatalf("stored value does not record the failure: %s", b)
 	}
 }
+
+func TestHandshakeGivesUpWhileIssuanceGoesOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	m := e.manager(t, nil, func(m *autotls.Manager) { m.HandshakeTimeout = time.Millisecond })
+	_, err := m.GetCertificate(hello("example.com"))
+	if !errors.Is(err, autotls.ErrIssuancePending) {
+		t.Fatalf("first handshake: %v, want ErrIssuancePending", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := m.GetCertificate(hello("example.com"))
+		if err == nil && c != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the issuance did not finish after the handshake gave up: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := e.ca.Requests("newOrder"); got != 1 {
+		t.Fatalf("%d orders, want 1", got)
+	}
+}
