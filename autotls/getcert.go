@@ -101,8 +101,9 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	st := m.st
 	ctx, cancel := context.WithTimeout(st.ctx, m.handshakeTimeout())
 	cert, err := m.fromStorage(ctx, name, nil, false)
+	slow := ctx.Err() != nil && st.ctx.Err() == nil
 	cancel()
-	if cert != nil || err != nil {
+	if (cert != nil || err != nil) && !slow {
 		m.finish(name, f, cert, err)
 		return
 	}
@@ -119,7 +120,16 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 		defer release()
 		ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
 		defer cancel()
-		cert, err := m.order(ctx, name, onDemand, false, nil)
+		var cert *tls.Certificate
+		var err error
+		if slow {
+			// Storage did not answer within the handshake's time: look
+			// again with the issuance's time before ordering.
+			cert, err = m.fromStorage(ctx, name, nil, false)
+		}
+		if cert == nil && err == nil {
+			cert, err = m.order(ctx, name, onDemand, false, nil)
+		}
 		m.finish(name, f, cert, err)
 	}()
 }
