@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -204,8 +203,4 @@ func (p *poller) wait(ctx context.Context, retryAfter time.Duration) error {
 		return context.DeadlineExceeded
 	}
 	return sleep(ctx, d)
-}
-
-func wrapCtx(what string, err error) error {
-	return fmt.Errorf("acme: %s: %w", what, err)
 }

@@ -93,7 +93,7 @@ func (s *suite) testLockWaitCancelled(t *testing.T) {
 		u, err := b.Lock(waitCtx, name)
 		if err == nil {
 			_ = u()
-			err = errors.New("Lock succeeded while another holder had it")
+			err = errors.New("lock succeeded while another holder had it")
 		}
 		done <- err
 	}()
