@@ -3,10 +3,12 @@ package acme_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -287,4 +289,54 @@ func TestIssuedCertificateMismatch(t *testing.T) {
 	swap.Store(old.Chain.PEM)
 	_, _, err := obtain(t, c, s, acme.DNSNames("new.example.com"), nil)
 	wantIs(t, err, acme.ErrCertificateMismatch)
+}
+
+// TestPollingObeysRetryAfter: after the challenge is accepted, the CA
+// answers two authorization polls with "pending" and a Retry-After, first in
+// seconds, then as an HTTP date; the client must wait that long each time.
+func TestPollingObeysRetryAfter(t *testing.T) {
+	t.Parallel()
+	var (
+		mu       sync.Mutex
+		accepted bool
+		polls    []time.Time
+	)
+	ca := faultCA(t, func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/chalZ/"):
+			accepted = true
+		case accepted && strings.HasPrefix(r.URL.Path, "/authZ/"):
+			polls = append(polls, time.Now())
+			switch len(polls) {
+			case 1:
+				w.Header().Set("Retry-After", "1")
+			case 2:
+				w.Header().Set("Retry-After", time.Now().Add(2*time.Second).UTC().Format(http.TimeFormat))
+			default:
+				return false
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Replay-Nonce", fmt.Sprintf("cmV0cnk%d", len(polls)))
+			io.WriteString(w, `{"status":"pending","identifier":{"type":"dns","value":"retry.example.com"},"challenges":[]}`)
+			return true
+		}
+		return false
+	})
+	s := newHTTPSolver(t, ca)
+	c := registered(t, ca)
+	mustObtain(t, c, s, "retry.example.com")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(polls) < 3 {
+		t.Fatalf("%d authorization polls, want at least 3", len(polls))
+	}
+	// HTTP dates have one-second resolution: the second wait is 1–2 s.
+	if gap := polls[1].Sub(polls[0]); gap < 950*time.Millisecond {
+		t.Errorf("second poll %v after the first, want Retry-After 1s", gap)
+	}
+	if gap := polls[2].Sub(polls[1]); gap < 950*time.Millisecond {
+		t.Errorf("third poll %v after the second, want the Retry-After date", gap)
+	}
 }
