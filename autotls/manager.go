@@ -284,6 +284,12 @@ func (m *Manager) Close() error {
 	}
 	st.cancel()
 	st.wg.Wait()
+	if m.Storage == nil && st.store != nil {
+		// The default file storage is the Manager's own.
+		if c, ok := st.store.(interface{ Close() error }); ok {
+			return c.Close()
+		}
+	}
 	return nil
 }
 

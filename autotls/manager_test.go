@@ -3,9 +3,9 @@ package autotls_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"

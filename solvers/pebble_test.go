@@ -186,4 +186,3 @@ func (w *teeWriter) Write(b []byte) (int, error) {
 	w.buf.Write(b)
 	return w.ResponseWriter.Write(b)
 }
-
