@@ -1,10 +1,16 @@
 package acme_test
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"io"
 	"math/big"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,9 +106,31 @@ func TestRenewalInfoSetByCA(t *testing.T) {
 	}
 }
 
+// TestAlreadyReplacedRecovery: a replacing order works against Pebble; a CA
+// that refuses replaces with alreadyReplaced is simulated by the fault
+// hook, since Pebble sets "replaced" from a goroutine without a lock and
+// reading it races (see docs/interop.md).
 func TestAlreadyReplacedRecovery(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
+	var refuse atomic.Bool
+	ca := faultCA(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if !refuse.Load() || r.URL.Path != "/order-plz" {
+			return false
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var jws struct{ Payload string }
+		json.Unmarshal(body, &jws)
+		payload, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+		if !bytes.Contains(payload, []byte(`"replaces"`)) {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Replay-Nonce", "cmVwbGFjZWQ")
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, `{"type":"urn:ietf:params:acme:error:alreadyReplaced","detail":"already has a replacement order","status":409}`)
+		return true
+	})
 	s := newHTTPSolver(t, ca)
 	c := registered(t, ca)
 	first := mustObtain(t, c, s, "replace.example.com")
@@ -117,16 +145,21 @@ func TestAlreadyReplacedRecovery(t *testing.T) {
 	if second.Order.Replaces != id {
 		t.Fatalf("order replaces %q, want %q", second.Order.Replaces, id)
 	}
+	refuse.Store(true)
 	// The low-level call reports alreadyReplaced…
 	_, err = c.NewOrder(ctxT(t), acme.OrderRequest{Identifiers: acme.DNSNames("replace.example.com"), Replaces: id})
 	wantIs(t, err, acme.ErrAlreadyReplaced)
-	// …and Obtain recovers by ordering without replaces.
+	// …and Obtain recovers by ordering once more without replaces.
+	before := ca.Requests("newOrder")
 	third, _, err := obtain(t, c, s, acme.DNSNames("replace.example.com"), func(r *acme.ObtainRequest) { r.Replaces = id })
 	if err != nil {
 		t.Fatalf("Obtain after alreadyReplaced: %v", err)
 	}
 	if third.Order.Replaces != "" {
 		t.Fatalf("recovered order still replaces %q", third.Order.Replaces)
+	}
+	if got := ca.Requests("newOrder") - before; got != 2 {
+		t.Fatalf("%d newOrder requests, want 2 (refused, then without replaces)", got)
 	}
 }
 
