@@ -126,7 +126,6 @@ func TestAlreadyReplacedRecovery(t *testing.T) {
 			return false
 		}
 		w.Header().Set("Content-Type", "application/problem+json")
-		w.Header().Set("Replay-Nonce", "cmVwbGFjZWQ")
 		w.WriteHeader(http.StatusConflict)
 		io.WriteString(w, `{"type":"urn:ietf:params:acme:error:alreadyReplaced","detail":"already has a replacement order","status":409}`)
 		return true
