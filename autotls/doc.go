@@ -44,8 +44,9 @@
 // validated does not reach the CA on every handshake.
 //
 // Renewal is scheduled, not scanned: one timer for all certificates fires
-// when a third of a certificate's lifetime is left (or inside the CA's ARI
-// window, when known); a failed renewal is retried with backoff while the old
+// when a third of a certificate's lifetime is left (or in the middle of an
+// ARI window recorded with the stored certificate; the Manager does not yet
+// fetch ARI itself); a failed renewal is retried with backoff while the old
 // certificate keeps being served. [Manager.Close] stops this work, waits for
 // it and releases every lock.
 //
