@@ -168,3 +168,55 @@ func TestNoSecretsInLogsOrEvents(t *testing.T) {
 	}
 	_ = context.Background()
 }
+
+// faultyStorage wraps a Storage and fails the chosen operations.
+type faultyStorage struct {
+	storage.Storage
+	failLoad, failStore bool
+}
+
+var errDisk = errors.New("input/output error")
+
+func (f *faultyStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if f.failLoad && strings.HasPrefix(key, "certificates/") {
+		return nil, errDisk
+	}
+	return f.Storage.Load(ctx, key)
+}
+
+func (f *faultyStorage) Store(ctx context.Context, key string, v []byte) error {
+	if f.failStore && strings.HasPrefix(key, "certificates/") {
+		return errDisk
+	}
+	return f.Storage.Store(ctx, key, v)
+}
+
+func TestStorageFaults(t *testing.T) {
+	t.Parallel()
+	t.Run("load fails: no order", func(t *testing.T) {
+		e := newEnv(t, testpebble.Options{})
+		m := e.manager(t, &faultyStorage{Storage: storage.NewMemory(), failLoad: true}, nil)
+		_, err := m.GetCertificate(hello("example.com"))
+		if !errors.Is(err, errDisk) {
+			t.Fatalf("got %v, want the storage error", err)
+		}
+		if got := e.ca.Requests("newOrder"); got != 0 {
+			t.Fatalf("%d orders while storage cannot be read", got)
+		}
+	})
+	t.Run("store fails: served from memory", func(t *testing.T) {
+		e := newEnv(t, testpebble.Options{})
+		m := e.manager(t, &faultyStorage{Storage: storage.NewMemory(), failStore: true}, nil)
+		c, err := m.GetCertificate(hello("example.com"))
+		if err != nil || c == nil {
+			t.Fatalf("GetCertificate: %v", err)
+		}
+		again, err := m.GetCertificate(hello("example.com"))
+		if err != nil || again != c {
+			t.Fatalf("second handshake: %v", err)
+		}
+		if got := e.ca.Requests("newOrder"); got != 1 {
+			t.Fatalf("%d orders, want 1", got)
+		}
+	})
+}
