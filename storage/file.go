@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tlsmint/tlsmint/storage/internal/wake"
 )
 
 // FileStorage is a [Storage] that keeps each value in a file under one
@@ -70,7 +72,7 @@ type FileStorage struct {
 	root   *os.Root
 	closed bool
 	held   map[*fileLock]struct{}
-	wake   chan struct{} // closed and replaced when a lock is released
+	wake   wake.Signal // broadcast when a lock is released
 }
 
 // Dir returns a [FileStorage] that keeps its data in the folder at path. It

@@ -123,7 +123,7 @@ func (s *FileStorage) LockContext(ctx context.Context, name string) (context.Con
 	var lockWatch, guardWatch staleWatch
 	log := s.logger().With("lock", name)
 	for {
-		wake := s.wakeChan()
+		wake := s.wake.C()
 		l, err := s.tryLock(root, name, dir, file)
 		if err == nil {
 			return l.start(ctx)
@@ -237,24 +237,6 @@ func (s *FileStorage) takeOver(root *os.Root, file, guard string, obs observatio
 	return true
 }
 
-func (s *FileStorage) wakeChan() chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.wake == nil {
-		s.wake = make(chan struct{})
-	}
-	return s.wake
-}
-
-func (s *FileStorage) wakeWaiters() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.wake != nil {
-		close(s.wake)
-		s.wake = nil
-	}
-}
-
 // start registers the held lock and starts its heartbeat.
 func (l *fileLock) start(ctx context.Context) (context.Context, func() error, error) {
 	lockCtx, cancel := context.WithCancelCause(ctx)
@@ -358,7 +340,7 @@ func (l *fileLock) unlock() error {
 	l.s.mu.Lock()
 	delete(l.s.held, l)
 	l.s.mu.Unlock()
-	l.s.wakeWaiters()
+	l.s.wake.Broadcast()
 	if err != nil {
 		return fmt.Errorf("storage: unlock %q: %w", truncate(l.name), err)
 	}

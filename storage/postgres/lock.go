@@ -87,7 +87,7 @@ func (s *Storage) LockContext(ctx context.Context, name string) (context.Context
 	}
 	owner := randomOwner()
 	for {
-		wake := s.wakeChan()
+		wake := s.wake.C()
 		var token int64
 		err := s.with(ctx, func(c *pgx.Conn) error {
 			return c.QueryRow(ctx, s.n.expand(`INSERT INTO {locks} (name, owner, expires, token)
@@ -217,7 +217,7 @@ func (l *lease) unlock() error {
 	l.s.mu.Lock()
 	delete(l.s.held, l)
 	l.s.mu.Unlock()
-	l.s.wakeWaiters()
+	l.s.wake.Broadcast()
 	return wrap("unlock", l.name, err)
 }
 
@@ -239,21 +239,3 @@ func (l *lease) abandon() {
 }
 
 var errUnlocked = errors.New("postgres: unlocked")
-
-func (s *Storage) wakeChan() chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.wake == nil {
-		s.wake = make(chan struct{})
-	}
-	return s.wake
-}
-
-func (s *Storage) wakeWaiters() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.wake != nil {
-		close(s.wake)
-		s.wake = nil
-	}
-}

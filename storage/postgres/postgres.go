@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tlsmint/tlsmint/storage"
+
+	"github.com/tlsmint/tlsmint/storage/internal/wake"
 )
 
 // Config configures [New]. Only DSN is required; every other field has a
@@ -72,7 +74,7 @@ type Storage struct {
 	mu     sync.Mutex
 	closed bool
 	held   map[*lease]struct{}
-	wake   chan struct{}
+	wake   wake.Signal // broadcast when a lock is released
 
 	lmu       sync.Mutex
 	subs      map[*subscriber]struct{}
