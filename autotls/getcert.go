@@ -103,7 +103,7 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	cert, err := m.fromStorage(ctx, name, nil, false)
 	slow := ctx.Err() != nil && st.ctx.Err() == nil
 	cancel()
-	if (cert != nil || err != nil) && !slow {
+	if cert != nil || (err != nil && !slow) {
 		m.finish(name, f, cert, err)
 		return
 	}
@@ -123,11 +123,10 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 		var cert *tls.Certificate
 		var err error
 		if slow {
-			// Storage did not answer within the handshake's time: look
-			// again with the issuance's time before ordering.
-			cert, err = m.fromStorage(ctx, name, nil, false)
-		}
-		if cert == nil && err == nil {
+			// Storage did not answer within the handshake's time: the
+			// whole issuance, storage look-up first, gets the issuance's.
+			cert, err = m.issue(ctx, name, onDemand, false)
+		} else {
 			cert, err = m.order(ctx, name, onDemand, false, nil)
 		}
 		m.finish(name, f, cert, err)
@@ -178,13 +177,15 @@ func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (
 
 // startIssue joins the issuance of name in flight or starts one in the
 // background (for Manage and renewals).
-func (m *Manager) startIssue(name string, onDemand, renew bool) (*flight, error) {
+func (m *Manager) startIssue(name string, renew bool) (*flight, error) {
 	f, lead, err := m.joinFlight(name)
 	if err != nil || !lead {
 		return f, err
 	}
 	go func() {
-		cert, err := m.issue(name, onDemand, renew)
+		ctx, cancel := context.WithTimeout(m.st.ctx, issueTimeout)
+		defer cancel()
+		cert, err := m.issue(ctx, name, false, renew)
 		m.finish(name, f, cert, err)
 	}()
 	return f, nil

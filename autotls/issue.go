@@ -24,11 +24,9 @@ func (m *Manager) lockName(name string) string {
 
 // issue makes a usable certificate for name available: from storage if
 // there is one, else from the CA. With renew set it replaces the cached one
-// (unless another process already did). It runs under the Manager's
-// context, not a handshake's.
-func (m *Manager) issue(name string, onDemand, renew bool) (*tls.Certificate, error) {
-	ctx, cancel := context.WithTimeout(m.st.ctx, issueTimeout)
-	defer cancel()
+// (unless another process already did). ctx derives from the Manager's
+// context, never a handshake's.
+func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) (*tls.Certificate, error) {
 	current := m.st.cache.get(name)
 	if cert, err := m.fromStorage(ctx, name, current, renew); cert != nil || err != nil {
 		return cert, err

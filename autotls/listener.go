@@ -173,7 +173,7 @@ func (m *Manager) Manage(ctx context.Context, names ...string) error {
 				return
 			}
 			defer func() { <-sem }()
-			f, err := m.startIssue(n, false, false)
+			f, err := m.startIssue(n, false)
 			if err != nil {
 				errs[i] = err
 				return

@@ -118,7 +118,7 @@ func (r *renewer) step(m *Manager, s sched, now time.Time) {
 		st.cache.remove(s.e)
 		return
 	}
-	if _, err := m.startIssue(s.e.name, false, true); err != nil {
+	if _, err := m.startIssue(s.e.name, true); err != nil {
 		return // closed
 	}
 	// Check again later: the renewal replaces the entry when it succeeds;
