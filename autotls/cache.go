@@ -15,7 +15,6 @@ type entry struct {
 	cert     *tls.Certificate
 	notAfter time.Time
 	renewAt  time.Time
-	meta     *storedCert
 }
 
 // certMaps is the read-only view the hot path uses: exact hosts and IPs,
@@ -147,10 +146,4 @@ func (c *cache) rebuildLocked() {
 	}
 	c.read.Store(nm)
 	c.fresh, c.misses = 0, 0
-}
-
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
 }

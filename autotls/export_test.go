@@ -16,6 +16,3 @@ func StoreForTest(ctx context.Context, store storage.Storage, directory, name st
 	}
 	return store.Store(ctx, "certificates/"+issuerKey(directory)+"/"+storageName(name)+".json", data)
 }
-
-// CachedForTest reports how many certificates the Manager has cached.
-func CachedForTest(m *Manager) int { return m.state().cache.len() }

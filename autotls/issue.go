@@ -146,17 +146,16 @@ func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
 	return newEntry(name, cert, s), nil
 }
 
+// newEntry makes a cache entry; of the stored metadata it keeps only what
+// renewal planning derives from it, so the PEM copies are not retained.
 func newEntry(name string, cert *tls.Certificate, meta *storedCert) *entry {
 	leaf := cert.Leaf
-	e := &entry{name: name, cert: cert, notAfter: leaf.NotAfter}
-	e.renewAt = renewalTime(leaf.NotBefore, leaf.NotAfter, meta)
-	// Keep the metadata only when the lifecycle needs it later; the PEM
-	// copies are parsed into cert either way.
-	if meta != nil && (meta.ARI != nil || meta.LastFailure != nil) {
-		meta.CertificatePEM, meta.PrivateKeyPEM = "", ""
-		e.meta = meta
+	return &entry{
+		name:     name,
+		cert:     cert,
+		notAfter: leaf.NotAfter,
+		renewAt:  renewalTime(leaf.NotBefore, leaf.NotAfter, meta),
 	}
-	return e
 }
 
 // renewalTime is when a certificate should be renewed: inside the CA's ARI

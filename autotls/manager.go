@@ -338,10 +338,7 @@ func (st *state) failureFor(name string, now time.Time) *failure {
 // the next attempt may be made.
 func (m *Manager) recordFailure(name string, err error, now time.Time) time.Time {
 	st := m.st
-	base := m.FailureBackoff
-	if base <= 0 {
-		base = DefaultFailureBackoff
-	}
+	base := m.failureBackoff()
 	st.failMu.Lock()
 	defer st.failMu.Unlock()
 	f := st.failures[name]
