@@ -143,7 +143,7 @@ func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
 		m.st.log.Warn("autotls: ignoring stored certificate", "name", name, "err", err)
 		return nil, err
 	}
-	return newEntry(name, cert, s), nil
+	return newEntry(name, cert, nil), nil
 }
 
 // newEntry makes a cache entry; of the stored metadata it keeps only what
@@ -209,21 +209,16 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 	if err != nil {
 		return nil, err
 	}
-	s, err := decodeStored(data)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := s.tlsCertificate(name)
-	if err != nil {
-		return nil, fmt.Errorf("autotls: issued certificate for %s: %w", name, err)
-	}
+	// Obtain has checked the leaf's key and names; serve what it parsed
+	// rather than decoding what was just encoded.
+	cert := &tls.Certificate{Certificate: res.Chain.DER(), PrivateKey: key, Leaf: res.Leaf()}
 	store, _ := m.storage()
 	if err := store.Store(ctx, m.certKey(name), data); err != nil {
 		// The certificate is served from memory; it will be ordered
 		// again after a restart unless storage recovers.
 		m.st.log.Error("autotls: storing certificate failed; serving it from memory", "name", name, "err", err)
 	}
-	return newEntry(name, cert, s), nil
+	return newEntry(name, cert, nil), nil
 }
 
 // solversFor returns the solvers and challenge preference for a name.
