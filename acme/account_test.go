@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"errors"
 	"testing"
 
 	"github.com/tlsmint/tlsmint/acme"
@@ -181,7 +182,7 @@ func TestExternalAccountBinding(t *testing.T) {
 
 func errorsIsAny(err error, targets ...error) bool {
 	for _, t := range targets {
-		if isErr(err, t) {
+		if errors.Is(err, t) {
 			return true
 		}
 	}

@@ -150,5 +150,3 @@ func wantIs(t testing.TB, err, target error) {
 		t.Fatalf("got error %v, want one matching %v", err, target)
 	}
 }
-
-func isErr(err, target error) bool { return errors.Is(err, target) }

@@ -132,8 +132,8 @@ func TestAlternateChains(t *testing.T) {
 	}
 }
 
-// failingSolver answers nothing, so validation fails.
-type failingSolver struct{ httpSolver }
+// failingSolver serves a wrong key authorization, so validation fails.
+type failingSolver struct{ *httpSolver }
 
 func (f *failingSolver) Present(ctx context.Context, ch acme.Challenge) error {
 	ch.KeyAuthorization = "wrong"
@@ -143,12 +143,9 @@ func (f *failingSolver) Present(ctx context.Context, ch acme.Challenge) error {
 func TestObtainValidationFailure(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, testpebble.Options{})
-	inner := newHTTPSolver(t, ca)
 	c := registered(t, ca)
 	// Wrong key authorization: the CA's validation fails.
-	f := &failingSolver{}
-	f.tokens = map[string]string{}
-	inner.srv.Handler = f
+	f := &failingSolver{newHTTPSolver(t, ca)}
 	_, _, err := obtain(t, c, f, acme.DNSNames("fail.example.com"), nil)
 	wantIs(t, err, acme.ErrAuthorizationInvalid)
 	wantIs(t, err, acme.ErrUnauthorized)
