@@ -46,9 +46,7 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 		if !m.DisableHTTP01 && strings.HasPrefix(r.URL.Path, solvers.HTTP01PathPrefix) {
 			// A challenge the Manager does not know is a 404, never a
 			// redirect the CA would follow.
-			if !st.http01.Handle(w, r) {
-				http.NotFound(w, r)
-			}
+			st.http01.ServeHTTP(w, r)
 			return
 		}
 		fallback.ServeHTTP(w, r)
