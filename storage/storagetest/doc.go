@@ -41,4 +41,7 @@
 // takeover test takes about as long as the backend's expiry period, so
 // configure a short one (a second or less) for tests and declare it with
 // [WithLockExpiry].
+//
+// [Benchmark] measures Load, Store and Lock plus unlock of a backend, in
+// ops/s, the same way for every backend so their figures compare.
 package storagetest
