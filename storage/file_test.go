@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -41,7 +39,7 @@ func helper(mode, dir string) int {
 	switch mode {
 	case "write":
 		for i := 0; ; i++ {
-			if err := s.Store(ctx, "crash/value", sealedValue(i)); err != nil {
+			if err := s.Store(ctx, "crash/value", storagetest.Sealed(byte(i), 256<<10+i%4096)); err != nil {
 				fmt.Println("error:", err)
 				return 1
 			}
@@ -68,21 +66,6 @@ func helper(mode, dir string) int {
 		return 0
 	}
 	return 2
-}
-
-// sealedValue is a value whose length and checksum are inside it.
-func sealedValue(i int) []byte {
-	body := bytes.Repeat([]byte{byte(i)}, 256<<10+i%4096)
-	out := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
-	out = binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(body))
-	return append(out, body...)
-}
-
-func checkSealed(v []byte) error {
-	if len(v) < 8 || int(binary.BigEndian.Uint32(v)) != len(v)-8 || crc32.ChecksumIEEE(v[8:]) != binary.BigEndian.Uint32(v[4:]) {
-		return fmt.Errorf("torn value of %d bytes", len(v))
-	}
-	return nil
 }
 
 // startHelper runs the test binary in helper mode and waits until it says
@@ -299,7 +282,7 @@ func TestFileCrashDuringWrite(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: Load after kill: %v", round, err)
 		}
-		if err := checkSealed(v); err != nil {
+		if err := storagetest.CheckSealed(v); err != nil {
 			t.Fatalf("round %d: after kill: %v", round, err)
 		}
 	}

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"sync"
 	"testing"
@@ -289,7 +287,7 @@ func TestDroppedConnection(t *testing.T) {
 					return
 				default:
 				}
-				err := s.Store(ctx, fmt.Sprintf("big/%d", w), sealed(w, i))
+				err := s.Store(ctx, fmt.Sprintf("big/%d", w), storagetest.Sealed(byte(w*31+i), 512<<10+i%1000))
 				mu.Lock()
 				if err != nil {
 					failures++
@@ -317,7 +315,7 @@ func TestDroppedConnection(t *testing.T) {
 			t.Errorf("Load(%q): %v", key, err)
 			continue
 		}
-		if err := checkSealed(v); err != nil {
+		if err := storagetest.CheckSealed(v); err != nil {
 			t.Errorf("Load(%q): %v", key, err)
 		}
 	}
@@ -387,18 +385,4 @@ func TestWatchAcrossNodesAndReconnect(t *testing.T) {
 			t.Fatal("no event after the listener's connection was dropped")
 		}
 	}
-}
-
-func sealed(w, i int) []byte {
-	body := bytes.Repeat([]byte{byte(w*31 + i)}, 512<<10+i%1000)
-	out := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
-	out = binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(body))
-	return append(out, body...)
-}
-
-func checkSealed(v []byte) error {
-	if len(v) < 8 || int(binary.BigEndian.Uint32(v)) != len(v)-8 || crc32.ChecksumIEEE(v[8:]) != binary.BigEndian.Uint32(v[4:]) {
-		return fmt.Errorf("torn value of %d bytes", len(v))
-	}
-	return nil
 }
