@@ -21,7 +21,7 @@ import (
 // caller's.
 const CleanupTimeout = 30 * time.Second
 
-// DefaultChallengeTypes is the order in which Obtain prefers challenge types
+// defaultChallengeTypes is the order in which Obtain prefers challenge types
 // when ObtainRequest.ChallengeTypes is empty.
 var defaultChallengeTypes = []string{ChallengeHTTP01, ChallengeTLSALPN01, ChallengeDNS01}
 
