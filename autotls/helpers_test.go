@@ -52,7 +52,7 @@ func newEnv(t testing.TB, opts testpebble.Options) *env {
 		t.Fatal(err)
 	}
 	tlsLn := tls.NewListener(tl, &tls.Config{GetCertificate: e.getCertificate, NextProtos: []string{"acme-tls/1"}})
-	go acceptHandshakes(tlsLn)
+	go testpebble.ServeHandshakes(tlsLn)
 	t.Cleanup(func() { tlsLn.Close() })
 	return e
 }
@@ -81,21 +81,6 @@ func (e *env) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 	m := e.current
 	e.mu.Unlock()
 	return m.GetCertificate(hello)
-}
-
-// acceptHandshakes completes the handshake of every connection, then closes it.
-func acceptHandshakes(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			c.(*tls.Conn).Handshake()
-			c.Close()
-		}()
-	}
 }
 
 // manager returns a Manager pointed at the test CA, made the one the
@@ -131,7 +116,7 @@ func serve(t testing.TB, m *autotls.Manager) string {
 		t.Fatal(err)
 	}
 	tl := tls.NewListener(ln, m.TLSConfig())
-	go acceptHandshakes(tl)
+	go testpebble.ServeHandshakes(tl)
 	t.Cleanup(func() { tl.Close() })
 	return ln.Addr().String()
 }

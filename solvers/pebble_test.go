@@ -107,17 +107,7 @@ func serveTLS(t *testing.T, port int, cfg *tls.Config) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				_ = conn.(*tls.Conn).Handshake()
-			}()
-		}
+		testpebble.ServeHandshakes(ln)
 	}()
 	t.Cleanup(func() { _ = ln.Close(); <-done })
 }

@@ -183,18 +183,7 @@ func TestIssueTLSALPN01(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				conn.(*tls.Conn).Handshake()
-				conn.Close()
-			}()
-		}
-	}()
+	go ServeHandshakes(ln)
 
 	cl := newClient(t, c)
 	obtain(t, c, cl, acme.DNSNames("alpn.example.test"), acme.ChallengeTLSALPN01, func(ch acme.Challenge) {
