@@ -5,7 +5,10 @@ import (
 	"crypto"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -46,12 +49,30 @@ type ExternalAccountBinding struct {
 	HMACKey []byte
 }
 
-// String hides the MAC key.
-func (e *ExternalAccountBinding) String() string {
-	if e == nil {
-		return "<nil>"
-	}
+// String returns the key ID with the MAC key redacted.
+func (e ExternalAccountBinding) String() string {
 	return "EAB(" + e.KeyID + ", key redacted)"
+}
+
+// GoString is String, so that %#v does not print the MAC key either.
+func (e ExternalAccountBinding) GoString() string { return e.String() }
+
+// Format prints String for every verb (%v, %+v, %#v, %s, %x, …): the MAC
+// key never reaches a formatted string, whether e is a value or a pointer.
+func (e ExternalAccountBinding) Format(f fmt.State, _ rune) { io.WriteString(f, e.String()) }
+
+// LogValue implements [slog.LogValuer]: the key ID, never the MAC key.
+func (e ExternalAccountBinding) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("key_id", e.KeyID), slog.String("mac_key", "redacted"))
+}
+
+// MarshalJSON encodes the key ID only; the MAC key is written as
+// "redacted", so that configuration dumps and JSON logs do not leak it.
+func (e ExternalAccountBinding) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		KeyID   string `json:"key_id"`
+		HMACKey string `json:"mac_key"`
+	}{e.KeyID, "redacted"})
 }
 
 // DecodeEABKey decodes a base64url MAC key as CAs hand them out, with or
@@ -71,9 +92,19 @@ type accountRequest struct {
 	ExternalAccountBinding json.RawMessage `json:"externalAccountBinding,omitempty"`
 }
 
+// ErrTermsNotAgreed is returned (wrapped, with the terms' URL) by
+// [Client.Register] when the CA has terms of service and
+// Account.TermsOfServiceAgreed is false. No request is made: agreeing is
+// the account holder's decision, never the library's.
+var ErrTermsNotAgreed = errors.New("acme: the CA's terms of service have not been agreed to")
+
 // Register creates an account for the client's key, or returns the existing
 // one if the key is already registered. On success the client uses the
 // account's URL for all later requests.
+//
+// If the directory names terms of service (meta.termsOfService) and
+// acct.TermsOfServiceAgreed is false, Register fails with
+// [ErrTermsNotAgreed], naming the terms' URL, before sending anything.
 //
 // If the directory says externalAccountRequired and acct has no
 // ExternalAccountBinding, Register fails with [ErrExternalAccountRequired]
@@ -86,6 +117,9 @@ func (c *Client) Register(ctx context.Context, acct Account) (*Account, error) {
 	key := c.accountKey()
 	if _, err := signingAlg(key); err != nil {
 		return nil, err
+	}
+	if tos := dir.Meta.TermsOfService; tos != "" && !acct.TermsOfServiceAgreed {
+		return nil, fmt.Errorf("%w: read %s and set Account.TermsOfServiceAgreed", ErrTermsNotAgreed, clipString(tos, 512))
 	}
 	req := accountRequest{Contact: acct.Contact, TermsOfServiceAgreed: acct.TermsOfServiceAgreed}
 	if eab := acct.ExternalAccountBinding; eab != nil {

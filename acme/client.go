@@ -3,6 +3,8 @@ package acme
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -53,9 +55,18 @@ type Client struct {
 	// before any request that needs the account.
 	AccountURL string
 
-	// HTTPClient sends the requests. Nil means a client with sensible
-	// timeouts. Its Transport decides which CAs are trusted.
+	// HTTPClient sends the requests. Nil means [NewHTTPClient](RootCAs):
+	// the documented default timeouts. Its Transport decides which CAs are
+	// trusted. Whatever its CheckRedirect says, redirects are never
+	// followed: a 3xx response is an error that names its target
+	// ([ErrRedirect]), since a signed request must reach exactly the URL
+	// it was signed for.
 	HTTPClient *http.Client
+
+	// RootCAs are the roots trusted for the CA's HTTPS server when
+	// HTTPClient is nil, for a private CA such as step-ca. Nil means the
+	// system's roots. Ignored when HTTPClient is set.
+	RootCAs *x509.CertPool
 
 	// UserAgent is added to the User-Agent header of every request.
 	UserAgent string
@@ -79,7 +90,7 @@ type Client struct {
 	nonces    []string
 	kid       string        // account URL learned from Register/LookupAccount
 	rolledKey crypto.Signer // key set by RolloverKey
-	defHTTP   *http.Client
+	httpc     *http.Client // HTTPClient (or the default) with redirects refused
 }
 
 // ErrUnsupportedKey is returned when the account or certificate key is of a
@@ -90,26 +101,61 @@ var ErrUnsupportedKey = errors.New("acme: unsupported key type")
 // has none: call Register or LookupAccount first, or set AccountURL.
 var ErrNoAccount = errors.New("acme: no account URL: call Register or LookupAccount first")
 
-func (c *Client) httpClient() *http.Client {
-	if c.HTTPClient != nil {
-		return c.HTTPClient
+// Timeouts of the client [NewHTTPClient] returns.
+const (
+	// DefaultHTTPTimeout bounds a whole request, body included.
+	DefaultHTTPTimeout = 60 * time.Second
+	// DefaultTLSHandshakeTimeout bounds the TLS handshake with the CA.
+	DefaultTLSHandshakeTimeout = 15 * time.Second
+	// DefaultResponseHeaderTimeout bounds the wait for response headers.
+	DefaultResponseHeaderTimeout = 30 * time.Second
+)
+
+// NewHTTPClient returns the HTTP client a [Client] uses when its HTTPClient
+// is nil, for callers that want to change it (a proxy, a dialer) without
+// losing the defaults: a whole request is bounded by DefaultHTTPTimeout,
+// the TLS handshake by DefaultTLSHandshakeTimeout and the wait for headers
+// by DefaultResponseHeaderTimeout; idle connections are closed after 90 s;
+// the proxy comes from the environment; HTTP/2 is used when offered;
+// redirects are not followed. roots are the trusted roots for the CA's
+// server certificate; nil means the system's.
+func NewHTTPClient(roots *x509.CertPool) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		TLSHandshakeTimeout:   DefaultTLSHandshakeTimeout,
+		ResponseHeaderTimeout: DefaultResponseHeaderTimeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		ForceAttemptHTTP2:     true,
 	}
+	if roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: tr, CheckRedirect: refuseRedirect}
+}
+
+// ErrRedirect is returned (wrapped, with the target) when the CA answers
+// with a redirect, which the client never follows.
+var ErrRedirect = errors.New("acme: server redirected the request")
+
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// httpClient returns the client requests go through: HTTPClient (or the
+// default), copied once with CheckRedirect replaced so that no redirect is
+// ever followed, whatever the caller's client says.
+func (c *Client) httpClient() *http.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.defHTTP == nil {
-		c.defHTTP = &http.Client{
-			Timeout: 60 * time.Second,
-			Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				TLSHandshakeTimeout:   15 * time.Second,
-				ResponseHeaderTimeout: 30 * time.Second,
-				IdleConnTimeout:       90 * time.Second,
-				MaxIdleConnsPerHost:   4,
-				ForceAttemptHTTP2:     true,
-			},
+	if c.httpc == nil {
+		if c.HTTPClient != nil {
+			hc := *c.HTTPClient
+			hc.CheckRedirect = refuseRedirect
+			c.httpc = &hc
+		} else {
+			c.httpc = NewHTTPClient(c.RootCAs)
 		}
 	}
-	return c.defHTTP
+	return c.httpc
 }
 
 func (c *Client) logger() *slog.Logger {

@@ -50,12 +50,19 @@ func (c *Client) do(req *http.Request, limit int64) (*response, error) {
 		body:   body,
 	}
 	r.retryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	if loc := resp.Header.Get("Location"); loc != "" {
+	if loc := resp.Header.Get("Location"); loc != "" && (resp.StatusCode < 300 || resp.StatusCode >= 400) {
 		u, err := resolveURL(req.URL, loc)
 		if err != nil {
 			return nil, fmt.Errorf("acme: bad Location header: %w", err)
 		}
 		r.location = u
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		target := resp.Header.Get("Location")
+		if u, err := req.URL.Parse(target); err == nil {
+			target = u.Redacted()
+		}
+		return nil, fmt.Errorf("%w: %s %s answered %d to %q", ErrRedirect, req.Method, req.URL.Redacted(), resp.StatusCode, clipString(target, 200))
 	}
 	if int64(len(body)) > limit {
 		if resp.StatusCode >= 400 {

@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,40 @@ type Problem struct {
 	// response's Retry-After header (zero when absent). It is bounded to
 	// [MaxRetryAfter].
 	RetryAfter time.Duration `json:"-"`
+}
+
+// UnmarshalJSON decodes a problem document from the CA and makes its text
+// safe to print: detail, type and instance are stripped of control
+// characters and capped ([MaxProblemDetail]), and at most 16 subproblems
+// are kept, each treated the same way.
+func (p *Problem) UnmarshalJSON(b []byte) error {
+	type wire Problem // no methods: no recursion
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*p = Problem(w)
+	p.sanitize()
+	return nil
+}
+
+// sanitize caps and cleans the CA-controlled text of p.
+func (p *Problem) sanitize() {
+	p.Type = clipString(p.Type, maxProblemType)
+	p.Instance = clipString(p.Instance, maxProblemType)
+	p.Detail = clipString(p.Detail, MaxProblemDetail)
+	if p.Identifier != nil {
+		p.Identifier.Type = clipString(p.Identifier.Type, 32)
+		p.Identifier.Value = clipString(p.Identifier.Value, 256)
+	}
+	if len(p.Subproblems) > maxSubproblems {
+		p.Subproblems = p.Subproblems[:maxSubproblems]
+	}
+	// Subproblems were cleaned by their own UnmarshalJSON; a subproblem's
+	// own subproblems are not part of RFC 8555 and are dropped.
+	for i := range p.Subproblems {
+		p.Subproblems[i].Subproblems = nil
+	}
 }
 
 // kind returns the part of the type after the last ':' in the ACME namespace,
