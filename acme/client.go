@@ -90,7 +90,7 @@ type Client struct {
 	nonces    []string
 	kid       string        // account URL learned from Register/LookupAccount
 	rolledKey crypto.Signer // key set by RolloverKey
-	httpc     *http.Client // HTTPClient (or the default) with redirects refused
+	httpc     *http.Client  // HTTPClient (or the default) with redirects refused
 }
 
 // ErrUnsupportedKey is returned when the account or certificate key is of a
