@@ -257,7 +257,9 @@ func (s *FileStorage) Load(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
-// Delete implements [Storage.Delete]. Folders left empty are removed.
+// Delete implements [Storage.Delete]. Folders left empty are removed. A key
+// that is missing, or whose folder a concurrent Delete removes meanwhile, is
+// not an error.
 func (s *FileStorage) Delete(ctx context.Context, key string) error {
 	root, err := s.start(ctx, "delete", key)
 	if err != nil {
@@ -270,7 +272,13 @@ func (s *FileStorage) Delete(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("storage: delete %q: %w", truncate(key), err)
 	}
-	if err := syncDir(root, dir); err != nil {
+	if testHookDeleted != nil {
+		testHookDeleted(key)
+	}
+	// A sibling Delete that emptied the folder (or anyone else) may have
+	// removed it since: the file went with it, and there is nothing left
+	// to sync.
+	if err := syncDir(root, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("storage: delete %q: %w", truncate(key), err)
 	}
 	// Remove folders that became empty, deepest first; stop at the first
@@ -280,6 +288,10 @@ func (s *FileStorage) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// testHookDeleted, set only by tests, runs in Delete between the removal of
+// the file and the sync of its folder.
+var testHookDeleted func(key string)
 
 // Stat implements [Storage.Stat].
 func (s *FileStorage) Stat(ctx context.Context, key string) (KeyInfo, error) {

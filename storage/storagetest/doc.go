@@ -15,8 +15,9 @@
 //	}
 //
 // The suite checks the semantics of every method (atomic Store, not-found
-// errors that wrap [io/fs.ErrNotExist], Delete of a missing key, sorted and
-// recursive List, Stat), binary, empty and large values, odd and invalid
+// errors that wrap [io/fs.ErrNotExist], Delete of a missing key, concurrent
+// Deletes of sibling keys that all return nil, sorted and recursive List,
+// Stat), binary, empty and large values, odd and invalid
 // keys, concurrent readers and writers, cancelled contexts, and locks: mutual
 // exclusion among many goroutines spread over several independent clients
 // (verified with a shared counter), waiting that ends when its context is

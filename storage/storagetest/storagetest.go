@@ -77,6 +77,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) storage.Storage, opts ...Op
 	t.Run("Stat", s.testStat)
 	t.Run("CancelledContext", s.testCancelledContext)
 	t.Run("ConcurrentStoreLoad", s.testConcurrentStoreLoad)
+	t.Run("ConcurrentDelete", s.testConcurrentDelete)
 	t.Run("OtherClient", s.testOtherClient)
 	t.Run("Lock", s.testLock)
 	t.Run("LockNamespace", s.testLockNamespace)

@@ -468,6 +468,41 @@ func (s *suite) testConcurrentStoreLoad(t *testing.T) {
 	}
 }
 
+// testConcurrentDelete deletes sibling keys of one folder at once, each
+// twice, from two clients, as the clean-ups of many challenges do: every
+// Delete returns nil (a key a sibling or twin call already removed is a
+// missing key), and none of the keys is left.
+func (s *suite) testConcurrentDelete(t *testing.T) {
+	ctx := testContext(t)
+	clients := []storage.Storage{s.newStorage(t), s.newStorage(t)}
+	const rounds, siblings = 10, 8
+	for r := range rounds {
+		keys := make([]string, siblings)
+		for i := range keys {
+			keys[i] = s.key("concurrent-delete", fmt.Sprintf("r%d", r), fmt.Sprintf("k%d", i))
+			mustStore(t, ctx, clients[i%len(clients)], keys[i], []byte("v"))
+		}
+		errs := make([]error, 2*siblings)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = clients[i%len(clients)].Delete(ctx, keys[i/2]) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: concurrent Delete(%q): got %v, want nil", r, keys[i/2], err)
+			}
+		}
+		for _, k := range keys {
+			wantMissing(t, ctx, clients[0], k)
+		}
+	}
+	prefix := s.key("concurrent-delete") + "/"
+	if got, err := clients[1].List(ctx, prefix); err != nil || len(got) != 0 {
+		t.Errorf("List(%q) after the Deletes: got %q, %v; want no keys", prefix, got, err)
+	}
+}
+
 func (s *suite) testOtherClient(t *testing.T) {
 	ctx := testContext(t)
 	a, b := s.newStorage(t), s.newStorage(t)
