@@ -92,11 +92,14 @@ func (m *Manager) register(ctx context.Context) (*acme.Client, error) {
 	}
 	c := m.newClient()
 	c.Key = key
-	acct := acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: m.ExternalAccountBinding}
+	acct := acme.Account{TermsOfServiceAgreed: m.AcceptTOS, ExternalAccountBinding: m.ExternalAccountBinding}
 	if m.Email != "" {
 		acct.Contact = []string{"mailto:" + m.Email}
 	}
 	got, err := c.Register(ctx, acct)
+	if errors.Is(err, acme.ErrTermsNotAgreed) {
+		return nil, fmt.Errorf("autotls: registering account: set Manager.AcceptTOS to agree to the CA's terms: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("autotls: registering account: %w", err)
 	}
@@ -112,6 +115,11 @@ func (m *Manager) register(ctx context.Context) (*acme.Client, error) {
 	if err := store.Store(ctx, m.accountKey(), b); err != nil {
 		return nil, fmt.Errorf("autotls: storing account: %w", err)
 	}
-	m.st.log.Info("autotls: registered ACME account", "issuer", m.st.issuer, "account", got.URL)
+	attrs := []any{"issuer", m.st.issuer, "account", got.URL}
+	if dir, err := c.Directory(ctx); err == nil && dir.Meta.TermsOfService != "" { // cached by Register
+		// AcceptTOS agreed to these on the operator's behalf: say which.
+		attrs = append(attrs, "terms_of_service", dir.Meta.TermsOfService)
+	}
+	m.st.log.Info("autotls: registered ACME account", attrs...)
 	return c, nil
 }

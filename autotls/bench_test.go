@@ -87,7 +87,7 @@ func storeN(b testing.TB, f *fixture, n int) (storage.Storage, []string, [][]byt
 }
 
 func benchManager(store storage.Storage, names []string) *autotls.Manager {
-	return &autotls.Manager{DirectoryURL: benchDirectory, Storage: store, Hosts: autotls.HostWhitelist(names...)}
+	return &autotls.Manager{DirectoryURL: benchDirectory, Storage: store, Hosts: autotls.HostWhitelist(names...), AcceptTOS: true}
 }
 
 // BenchmarkGetCertificate compares a cache hit with a bare map lookup of

@@ -6,7 +6,8 @@
 // # Getting started
 //
 // The one-liner listens on :443 for the given names, with Let's Encrypt,
-// ECDSA P-256 keys, the user's cache folder and tls-alpn-01:
+// ECDSA P-256 keys, the user's cache folder and tls-alpn-01; calling it
+// accepts Let's Encrypt's terms of service:
 //
 //	ln, err := autotls.NewListener("example.com", "www.example.com")
 //	if err != nil {
@@ -16,7 +17,12 @@
 //
 // With a Manager, everything is a field whose zero value is documented:
 //
-//	m := &autotls.Manager{Hosts: autotls.HostWhitelist("example.com", "*.example.com"), Email: "ops@example.com", DNSProvider: provider}
+//	m := &autotls.Manager{
+//		Hosts:       autotls.HostWhitelist("example.com", "*.example.com"),
+//		Email:       "ops@example.com",
+//		AcceptTOS:   true, // the operator agrees to the CA's terms of service
+//		DNSProvider: provider,
+//	}
 //	defer m.Close()
 //	go http.ListenAndServe(":80", m.HTTPHandler(nil)) // http-01, and redirects to https
 //	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), Handler: handler}

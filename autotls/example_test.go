@@ -24,8 +24,9 @@ func ExampleNewListener() {
 // A Manager with http-01 on port 80 and a TLS server on 443.
 func ExampleManager() {
 	m := &autotls.Manager{
-		Hosts: autotls.HostWhitelist("example.com", "www.example.com"),
-		Email: "ops@example.com",
+		Hosts:     autotls.HostWhitelist("example.com", "www.example.com"),
+		Email:     "ops@example.com",
+		AcceptTOS: true, // the operator agrees to Let's Encrypt's terms
 	}
 	defer m.Close()
 	go func() { log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil))) }()
@@ -38,7 +39,8 @@ func ExampleManager() {
 func ExampleOnDemand() {
 	isCustomer := func(ctx context.Context, name string) bool { return name == "shop.customer.example" }
 	m := &autotls.Manager{
-		Storage: storage.Dir("/var/lib/tlsmint"),
+		Storage:   storage.Dir("/var/lib/tlsmint"),
+		AcceptTOS: true,
 		OnDemand: &autotls.OnDemand{
 			Decide: func(ctx context.Context, name string, client net.Addr) error {
 				if !isCustomer(ctx, name) {
@@ -60,7 +62,7 @@ func ExampleOnDemand() {
 
 // Obtain certificates eagerly at start-up and keep them renewed.
 func ExampleManager_Manage() {
-	m := &autotls.Manager{Email: "ops@example.com"}
+	m := &autotls.Manager{Email: "ops@example.com", AcceptTOS: true}
 	defer m.Close()
 	if err := m.Manage(context.Background(), "example.com", "api.example.com"); err != nil {
 		log.Printf("some certificates are not ready yet: %v", err)

@@ -95,6 +95,7 @@ func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Man
 		HTTPClient:   e.ca.HTTPClient(),
 		Storage:      store,
 		Hosts:        autotls.HostWhitelist("example.com", "*.example.com", "www.example.org"),
+		AcceptTOS:    true,
 	}
 	if mod != nil {
 		mod(m)

@@ -92,6 +92,11 @@ func (m *Manager) Listen(network, addr string) (net.Listener, error) {
 // user's cache folder and tls-alpn-01. Closing the listener closes the
 // Manager.
 //
+// Calling NewListener accepts the CA's terms of service on the caller's
+// behalf: its Manager sets [Manager.AcceptTOS], and the terms' URL is
+// logged when the account is registered. Use a [Manager] to decide
+// otherwise.
+//
 //	ln, err := autotls.NewListener("example.com", "www.example.com")
 //	if err != nil { log.Fatal(err) }
 //	log.Fatal(http.Serve(ln, handler))
@@ -107,7 +112,7 @@ func NewListener(domains ...string) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	m := &Manager{Hosts: HostWhitelist(domains...)}
+	m := &Manager{Hosts: HostWhitelist(domains...), AcceptTOS: true}
 	ln, err := m.Listen("tcp", ":443")
 	if err != nil {
 		return nil, err

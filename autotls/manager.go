@@ -59,7 +59,7 @@ var ErrBackoff = errors.New("autotls: waiting after a failed attempt")
 // needs them, stores them and serves them from [Manager.GetCertificate].
 //
 // The zero value plus a host policy (Hosts, or OnDemand, or names given to
-// [Manager.Manage]) is ready to use: it orders from Let's Encrypt's
+// [Manager.Manage]) and AcceptTOS is ready to use: it orders from Let's Encrypt's
 // production CA, with ECDSA P-256 keys, keeps everything under the user's
 // cache folder, and solves tls-alpn-01 itself (and http-01 once
 // [Manager.HTTPHandler] is in use). Without any policy nothing is ever
@@ -83,6 +83,13 @@ type Manager struct {
 
 	// Email is the account's contact address; empty means none.
 	Email string
+
+	// AcceptTOS says that the operator agrees to the CA's terms of
+	// service. When the account is registered, the terms' URL is logged
+	// at Info. False makes registration fail, before any account is
+	// created, with an error that names the terms' URL and matches
+	// [acme.ErrTermsNotAgreed] (unless the CA has no terms).
+	AcceptTOS bool
 
 	// ExternalAccountBinding is required by some CAs (ZeroSSL, Google
 	// Trust Services) to register the account. Nil means none.

@@ -62,7 +62,7 @@ func TestTLSALPN01Only(t *testing.T) {
 
 func TestHTTPHandler(t *testing.T) {
 	t.Parallel()
-	m := &autotls.Manager{Storage: storage.NewMemory(), Hosts: autotls.HostWhitelist("example.com")}
+	m := &autotls.Manager{Storage: storage.NewMemory(), Hosts: autotls.HostWhitelist("example.com"), AcceptTOS: true}
 	defer m.Close()
 	h := m.HTTPHandler(nil)
 	cases := []struct {
@@ -102,7 +102,7 @@ func TestListenErrorsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	m := &autotls.Manager{Storage: storage.NewMemory()}
+	m := &autotls.Manager{Storage: storage.NewMemory(), AcceptTOS: true}
 	defer m.Close()
 	if _, err := m.Listen("tcp", busy.Addr().String()); err == nil {
 		t.Fatal("Listen on a busy address succeeded")

@@ -105,6 +105,7 @@ func run(dsn string) error {
 			HTTPClient:       ca.HTTPClient(),
 			Storage:          stores[i],
 			Hosts:            autotls.HostWhitelist(name),
+			AcceptTOS:        true, // agree to the CA's terms of service
 			DisableTLSALPN01: true, // the load balancer forwards port 80 only
 			OnEvent: func(e autotls.Event) {
 				fmt.Printf("node %d: certificate %s (serial %s)\n", i+1, e.Type, e.Serial)

@@ -13,7 +13,9 @@
 // Without -full it is the one-liner: [autotls.NewListener] on :443,
 // tls-alpn-01, certificates under the user's cache folder. With -full it
 // spells out the Manager: a contact email, http-01 and redirects to HTTPS on
-// :80, and logs.
+// :80, and logs. Either way, running it agrees to Let's Encrypt's terms of
+// service (the Manager's AcceptTOS; the terms' URL is logged when the account
+// is registered).
 package main
 
 import (
@@ -52,9 +54,10 @@ func main() {
 
 	// The same, spelled out, with server timeouts.
 	m := &autotls.Manager{
-		Hosts:  autotls.HostWhitelist(domains...),
-		Email:  *email,
-		Logger: slog.Default(),
+		Hosts:     autotls.HostWhitelist(domains...),
+		Email:     *email,
+		AcceptTOS: true, // running this agrees to Let's Encrypt's terms of service
+		Logger:    slog.Default(),
 	}
 	go func() {
 		// http-01 challenges; every other request is redirected to HTTPS.

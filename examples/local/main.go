@@ -65,6 +65,7 @@ func run(ctx context.Context, addr string, serve bool) error {
 		HTTPClient:   ca.HTTPClient(),             // trusts the CA's HTTPS front end
 		Storage:      storage.NewMemory(),         // gone at exit; use storage.Dir to keep certificates
 		Hosts:        autotls.HostWhitelist(name), // the only name that may be ordered
+		AcceptTOS:    true,                        // agree to the CA's terms of service
 	}
 	defer m.Close()
 

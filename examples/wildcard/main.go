@@ -71,6 +71,7 @@ func runProduction(domain, email string) error {
 	m := &autotls.Manager{
 		DNSProvider: provider, // dns-01 with default propagation checks
 		Email:       email,
+		AcceptTOS:   true, // running this agrees to Let's Encrypt's terms of service
 		// dns-01 for DOMAIN too: otherwise tls-alpn-01 is tried first,
 		// and nothing listens on :443 yet while Manage runs.
 		DisableHTTP01:    true,
@@ -115,6 +116,7 @@ func runLocal(domain string) error {
 		DirectoryURL: ca.DirectoryURL(),
 		HTTPClient:   ca.HTTPClient(),
 		Storage:      storage.NewMemory(),
+		AcceptTOS:    true, // agree to the CA's terms of service
 		// A fully configured solver instead of DNSProvider: the mock
 		// server is the resolver and the zone's nameserver.
 		DNS01: &solvers.DNS01{
