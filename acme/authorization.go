@@ -70,17 +70,41 @@ func (c *Client) fillChallenge(ch *Challenge, a *Authorization) {
 	}
 }
 
+// ChallengeErrorGrace is how long [Client.WaitAuthorization] keeps polling
+// an authorization that is still pending although one of its challenges
+// carries an error, for a CA that retries validation by itself. step-ca
+// (and so Caddy's acme_server) leaves a challenge whose validation failed
+// pending with the error attached and never retries; Boulder and Pebble
+// make it invalid.
+const ChallengeErrorGrace = 2 * time.Second
+
 // WaitAuthorization polls an authorization until it is no longer pending.
 // It returns the authorization when valid; otherwise an error matching
 // [ErrAuthorizationInvalid] that wraps the failed challenge's problem (so
-// errors.Is(err, ErrUnauthorized) and friends work).
+// errors.Is(err, ErrUnauthorized) and friends work, and errors.As finds the
+// *Problem). An authorization that stays pending while a challenge carries
+// an error fails the same way once ChallengeErrorGrace has passed, rather
+// than being polled until ctx ends.
+//
+// The first poll is made at about the time this server recently took to
+// validate (see [Client.PollTimings]).
 func (c *Client) WaitAuthorization(ctx context.Context, url string) (*Authorization, error) {
-	p := c.newPoller()
-	var retryAfter time.Duration
+	p := c.newPoller(pollAuthz)
+	var (
+		retryAfter     time.Duration
+		retryAfterSeen bool
+		erred          time.Time // when a pending challenge was first seen with an error
+	)
 	for {
 		// Wait first: this is called right after a challenge was accepted,
 		// and the server needs a moment to validate it.
-		if err := p.wait(ctx, retryAfter); err != nil {
+		var err error
+		if erred.IsZero() {
+			err = p.wait(ctx, retryAfter)
+		} else {
+			err = p.waitAtMost(ctx, ChallengeErrorGrace-time.Since(erred))
+		}
+		if err != nil {
 			return nil, fmt.Errorf("acme: waiting for authorization %s: %w", url, err)
 		}
 		a, err := c.GetAuthorization(ctx, url)
@@ -89,13 +113,36 @@ func (c *Client) WaitAuthorization(ctx context.Context, url string) (*Authorizat
 		}
 		switch a.Status {
 		case StatusValid:
+			p.done(retryAfterSeen)
 			return a, nil
 		case StatusPending, StatusProcessing:
+			if ch := failedChallenge(a); ch != nil {
+				if erred.IsZero() {
+					erred = time.Now()
+					c.logger().DebugContext(ctx, "acme: pending authorization carries a challenge error; waiting briefly for a retry", "identifier", a.Identifier.Value, "type", ch.Type, "problem", ch.Error)
+				}
+				if time.Since(erred) >= ChallengeErrorGrace || retryAfter >= ChallengeErrorGrace {
+					p.done(retryAfterSeen)
+					return a, fmt.Errorf("%w (%s, still %s, %s challenge failed): %w", ErrAuthorizationInvalid, a.Identifier.Value, a.Status, ch.Type, ch.Error)
+				}
+			}
 			retryAfter = a.RetryAfter
+			retryAfterSeen = retryAfterSeen || retryAfter > 0
 			continue
 		}
+		p.done(retryAfterSeen)
 		return a, authzError(a)
 	}
+}
+
+// failedChallenge returns a challenge of a that carries an error, if any.
+func failedChallenge(a *Authorization) *Challenge {
+	for i := range a.Challenges {
+		if a.Challenges[i].Error != nil && a.Challenges[i].Status != StatusValid {
+			return &a.Challenges[i]
+		}
+	}
+	return nil
 }
 
 func authzError(a *Authorization) error {

@@ -1,7 +1,6 @@
 package acme
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,9 +19,10 @@ const (
 
 // Default limits applied to untrusted responses and polling.
 const (
-	// DefaultPollInterval is the first wait between two polls of an order or
-	// authorization when the server sends no Retry-After.
-	DefaultPollInterval = 20 * time.Millisecond
+	// DefaultPollInterval is the first wait before polling an order or
+	// authorization when the server sends no Retry-After and the client has
+	// no history of the server's timing.
+	DefaultPollInterval = 100 * time.Millisecond
 	// DefaultMaxPollInterval caps the growing wait between two polls.
 	DefaultMaxPollInterval = 2 * time.Second
 
@@ -75,9 +75,14 @@ type Client struct {
 	// Key material is never logged.
 	Logger *slog.Logger
 
-	// PollInterval is the first wait between polls of a pending object when
-	// the server does not send Retry-After; zero means DefaultPollInterval.
-	// Later waits grow by half each time up to MaxPollInterval.
+	// PollInterval is the first wait before polling a pending
+	// authorization or order while the client has no history of this
+	// server's timing; zero means DefaultPollInterval. Later waits grow by
+	// half each time up to MaxPollInterval. Once the client has seen the
+	// server validate and finalize, it polls first at about the time the
+	// server took recently (see [Client.PollTimings]), so a CA that takes
+	// two seconds is polled about once, and one that takes milliseconds is
+	// not kept waiting. A Retry-After from the server is always obeyed.
 	PollInterval time.Duration
 
 	// MaxPollInterval caps the wait between polls; zero means
@@ -91,6 +96,7 @@ type Client struct {
 	kid       string        // account URL learned from Register/LookupAccount
 	rolledKey crypto.Signer // key set by RolloverKey
 	httpc     *http.Client  // HTTPClient (or the default) with redirects refused
+	timing    pollTiming
 }
 
 // ErrUnsupportedKey is returned when the account or certificate key is of a
@@ -195,58 +201,4 @@ func (c *Client) setAccountID(u string) {
 	c.mu.Lock()
 	c.kid = u
 	c.mu.Unlock()
-}
-
-func (c *Client) pollIntervals() (first, max time.Duration) {
-	first, max = c.PollInterval, c.MaxPollInterval
-	if first <= 0 {
-		first = DefaultPollInterval
-	}
-	if max <= 0 {
-		max = DefaultMaxPollInterval
-	}
-	if max < first {
-		max = first
-	}
-	return first, max
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// poller yields the waits between polls: it starts at the client's poll
-// interval and grows by half up to the maximum, and obeys Retry-After.
-type poller struct {
-	next, max time.Duration
-}
-
-func (c *Client) newPoller() *poller {
-	first, max := c.pollIntervals()
-	return &poller{next: first, max: max}
-}
-
-func (p *poller) wait(ctx context.Context, retryAfter time.Duration) error {
-	d := p.next
-	if retryAfter > 0 {
-		d = retryAfter
-	}
-	p.next += p.next / 2
-	if p.next > p.max {
-		p.next = p.max
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		// Waiting past the deadline is pointless: fail now, as the
-		// context would, so the caller learns why at once.
-		return context.DeadlineExceeded
-	}
-	return sleep(ctx, d)
 }

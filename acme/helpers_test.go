@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ func ctxT(t testing.TB) context.Context {
 
 // httpSolver answers http-01 challenges on the port Pebble's VA connects to.
 type httpSolver struct {
+	// delay, in nanoseconds, is how long each challenge request waits
+	// before it is answered: the CA's validation then takes that long.
+	delay    atomic.Int64
 	mu       sync.Mutex
 	tokens   map[string]string
 	presents int
@@ -85,6 +89,9 @@ func newHTTPSolver(t testing.TB, ca *testpebble.CA) *httpSolver {
 }
 
 func (s *httpSolver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		time.Sleep(d) // the simulated validation time, not synchronisation
+	}
 	tok, ok := strings.CutPrefix(r.URL.Path, "/.well-known/acme-challenge/")
 	s.mu.Lock()
 	ka, found := s.tokens[tok]

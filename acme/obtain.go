@@ -99,19 +99,11 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 	if err := c.authorize(ctx, order, req); err != nil {
 		return nil, err
 	}
-	order, err = c.FinalizeOrder(ctx, order, csr)
-	if errors.Is(err, ErrOrderNotReady) {
-		// The server has not yet noticed the valid authorizations.
-		if order, err = c.GetOrder(ctx, order.URL); err == nil {
-			if order, err = c.WaitOrder(ctx, order); err == nil {
-				order, err = c.FinalizeOrder(ctx, order, csr)
-			}
-		}
-	}
+	final, err := c.finalize(ctx, order, csr)
 	if err != nil {
 		return nil, err
 	}
-	chains, err := c.FetchCertificate(ctx, order.Certificate)
+	chains, err := c.FetchCertificate(ctx, final.Certificate)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +111,30 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 	if err := checkIssued(chain.Leaf(), req); err != nil {
 		return nil, err
 	}
-	return &Certificate{Chain: chain, Chains: chains, Order: order}, nil
+	return &Certificate{Chain: chain, Chains: chains, Order: final}, nil
+}
+
+// finalize finalizes a ready order. A server that has not yet noticed the
+// valid authorizations answers orderNotReady: the order is then polled
+// until it is ready and finalized once more. order is never overwritten, so
+// every error path still knows the order it is about.
+func (c *Client) finalize(ctx context.Context, order *Order, csr []byte) (*Order, error) {
+	final, err := c.FinalizeOrder(ctx, order, csr)
+	if err == nil || !errors.Is(err, ErrOrderNotReady) {
+		return final, err
+	}
+	cur, gerr := c.GetOrder(ctx, order.URL)
+	if gerr != nil {
+		return nil, fmt.Errorf("%w (after %w)", gerr, err)
+	}
+	ready, werr := c.WaitOrder(ctx, cur)
+	if werr != nil {
+		return nil, werr
+	}
+	if ready.Status == StatusValid && ready.Certificate != "" {
+		return ready, nil // finalized meanwhile
+	}
+	return c.FinalizeOrder(ctx, ready, csr)
 }
 
 // checkObtain validates the request and returns the CSR.

@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -82,10 +85,14 @@ func (c *Client) NewOrder(ctx context.Context, req OrderRequest) (*Order, error)
 	if err != nil {
 		return nil, err
 	}
-	if req.Profile != "" && dir.Meta.Profiles != nil {
+	if req.Profile != "" {
 		if _, ok := dir.Meta.Profiles[req.Profile]; !ok {
 			p := *ErrInvalidProfile
-			p.Detail = fmt.Sprintf("profile %q is not offered by this CA", req.Profile)
+			if len(dir.Meta.Profiles) == 0 {
+				p.Detail = fmt.Sprintf("profile %q requested, but this CA's directory offers no profiles", req.Profile)
+			} else {
+				p.Detail = fmt.Sprintf("profile %q is not offered by this CA (it offers %s)", req.Profile, strings.Join(slices.Sorted(maps.Keys(dir.Meta.Profiles)), ", "))
+			}
 			return nil, &p
 		}
 	}
@@ -131,7 +138,7 @@ func parseOrder(resp *response, url string) (*Order, error) {
 	switch o.Status {
 	case StatusPending, StatusReady, StatusProcessing, StatusValid, StatusInvalid, StatusExpired:
 	default:
-		return nil, fmt.Errorf("acme: malformed order: unknown status %q", o.Status)
+		return nil, fmt.Errorf("acme: malformed order: unknown status %q", clipString(o.Status, 64))
 	}
 	return o, nil
 }
@@ -153,15 +160,19 @@ var ErrOrderInvalid = errors.New("acme: order is invalid")
 // returns it. An invalid order is returned with an error matching
 // [ErrOrderInvalid] and the order's problem.
 func (c *Client) WaitOrder(ctx context.Context, o *Order) (*Order, error) {
-	p := c.newPoller()
+	p := c.newPoller(pollOrder)
 	cur := o
+	retryAfterSeen := false
 	for {
 		switch cur.Status {
 		case StatusValid, StatusReady:
+			p.done(retryAfterSeen)
 			return cur, nil
 		case StatusInvalid, StatusExpired:
+			p.done(retryAfterSeen)
 			return cur, orderError(cur)
 		}
+		retryAfterSeen = retryAfterSeen || cur.RetryAfter > 0
 		if err := p.wait(ctx, cur.RetryAfter); err != nil {
 			return cur, fmt.Errorf("acme: waiting for order %s (still %s): %w", cur.URL, cur.Status, err)
 		}
@@ -201,12 +212,12 @@ func (c *Client) FinalizeOrder(ctx context.Context, o *Order, csrDER []byte) (*O
 	if err != nil {
 		return nil, err
 	}
-	cur, err = c.WaitOrder(ctx, cur)
+	done, err := c.WaitOrder(ctx, cur)
 	if err != nil {
-		return cur, err
+		return done, err
 	}
-	if cur.Status != StatusValid || cur.Certificate == "" {
-		return cur, fmt.Errorf("acme: finalize: order is %s without a certificate URL", cur.Status)
+	if done.Status != StatusValid || done.Certificate == "" {
+		return done, fmt.Errorf("acme: finalize: order is %s without a certificate URL", done.Status)
 	}
-	return cur, nil
+	return done, nil
 }
