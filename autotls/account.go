@@ -63,7 +63,7 @@ func (m *Manager) acmeClient(ctx context.Context) (*acme.Client, error) {
 }
 
 func (m *Manager) newClient() *acme.Client {
-	return &acme.Client{DirectoryURL: m.st.issuer, HTTPClient: m.HTTPClient, Logger: m.Logger, UserAgent: "tlsmint-autotls"}
+	return &acme.Client{DirectoryURL: m.st.issuer, HTTPClient: m.HTTPClient, RootCAs: m.RootCAs, Logger: m.Logger, UserAgent: "tlsmint-autotls"}
 }
 
 func (m *Manager) loadAccount(ctx context.Context) (*acme.Client, error) {

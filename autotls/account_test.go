@@ -1,6 +1,7 @@
 package autotls_test
 
 import (
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"strings"
@@ -69,5 +70,42 @@ func TestTermsOfServiceAcceptedIsLogged(t *testing.T) {
 	}
 	if !strings.Contains(line, "level=INFO") || !strings.Contains(line, "terms_of_service=") || !strings.Contains(line, tos) {
 		t.Fatalf("registration log line %q does not name the terms %q at Info", line, tos)
+	}
+}
+
+func TestRootCAs(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		roots   bool
+		wantErr bool
+	}{
+		{"the test CA's roots", true, false},
+		{"the system's roots", false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testpebble.Options{})
+			m := e.manager(t, nil, func(m *autotls.Manager) {
+				m.HTTPClient = nil
+				if tc.roots {
+					m.RootCAs = e.ca.TLSRoots()
+				}
+			})
+			c, err := m.GetCertificate(hello("example.com"))
+			if tc.wantErr {
+				var unknown x509.UnknownAuthorityError
+				if !errors.As(err, &unknown) {
+					t.Fatalf("got %v, want x509.UnknownAuthorityError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got %v, want a certificate", err)
+			}
+			if got := c.Leaf.DNSNames; len(got) != 1 || got[0] != "example.com" {
+				t.Fatalf("got a certificate for %v, want example.com", got)
+			}
+		})
 	}
 }

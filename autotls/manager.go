@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,9 +96,18 @@ type Manager struct {
 	// Trust Services) to register the account. Nil means none.
 	ExternalAccountBinding *acme.ExternalAccountBinding
 
-	// HTTPClient talks to the CA. Nil means a client with sensible
-	// timeouts that trusts the system's roots.
+	// HTTPClient talks to the CA. Nil means [acme.NewHTTPClient](RootCAs):
+	// the acme package's documented timeouts (DefaultHTTPTimeout and
+	// friends), the proxy from the environment, and the system's roots
+	// unless RootCAs is set. To change it (a proxy, a dialer) without
+	// losing those defaults, start from acme.NewHTTPClient. Redirects are
+	// never followed, whatever its CheckRedirect says.
 	HTTPClient *http.Client
+
+	// RootCAs are the roots trusted for the CA's HTTPS server when
+	// HTTPClient is nil, for a private CA such as step-ca. Nil means the
+	// system's roots. Ignored when HTTPClient is set.
+	RootCAs *x509.CertPool
 
 	// Storage keeps certificates, keys and the account, and provides the
 	// locks that make a fleet order each certificate once. Nil means
