@@ -108,11 +108,15 @@ func NewListener(domains ...string) (net.Listener, error) {
 		return nil, errors.New("autotls: NewListener needs at least one domain")
 	}
 	for _, d := range domains {
-		if _, err := normalizeWildcard(d); err != nil {
-			return nil, err
+		if _, ok := parseIPName(d); ok {
+			return nil, fmt.Errorf("%w: %q is an IP address: use a Manager with AllowIPCertificates", ErrInvalidName, d)
 		}
 	}
-	m := &Manager{Hosts: HostWhitelist(domains...), AcceptTOS: true}
+	hosts, err := NewHostWhitelist(domains...)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{Hosts: hosts, AcceptTOS: true}
 	ln, err := m.Listen("tcp", ":443")
 	if err != nil {
 		return nil, err

@@ -135,7 +135,9 @@ type Manager struct {
 
 	// AllowIPCertificates lets an IP address in the SNI (or in Manage) be
 	// obtained, as RFC 8738 allows, if the host policy allows the address
-	// in its text form. False refuses IP names.
+	// in canonical form (as [net/netip.Addr.String] prints it, IPv4-mapped
+	// addresses as IPv4; [NewHostWhitelist] canonicalises its entries).
+	// False refuses IP names.
 	AllowIPCertificates bool
 
 	// Profile asks the CA for a certificate profile (for example

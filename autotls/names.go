@@ -70,9 +70,12 @@ func isNormalHost(name string) bool {
 // It returns an error wrapping [ErrInvalidName] for anything that is not a
 // valid DNS host name: empty, too long, empty or over-long labels, or
 // characters such as '/', '\', NUL, '*', '_' or spaces. IP addresses are
-// not host names; see [Manager.AllowIPCertificates].
+// not host names and are refused too; see [Manager.AllowIPCertificates].
 func NormalizeName(name string) (string, error) {
 	if isNormalHost(name) {
+		if isIPv4(name) {
+			return "", fmt.Errorf("%w: %q is an IP address", ErrInvalidName, name)
+		}
 		return name, nil
 	}
 	if name == "" {
@@ -101,7 +104,20 @@ func NormalizeName(name string) (string, error) {
 	if !isNormalHost(a) {
 		return "", fmt.Errorf("%w: %q", ErrInvalidName, clip(name))
 	}
+	if isIPv4(a) {
+		return "", fmt.Errorf("%w: %q is an IP address", ErrInvalidName, clip(name))
+	}
 	return a, nil
+}
+
+// isIPv4 reports whether a name in normal form is an IPv4 address, the only
+// kind of address that looks like a host name.
+func isIPv4(name string) bool {
+	if c := name[len(name)-1]; c < '0' || c > '9' {
+		return false
+	}
+	_, ok := parseIPName(name)
+	return ok
 }
 
 // normalizeWildcard accepts "*.example.com" as a name to manage (never as

@@ -25,6 +25,8 @@ func TestNormalizeName(t *testing.T) {
 		{"a_b.example", ""},
 		{"例え.テスト", "xn--r8jz45g.xn--zckzah"},
 		{strings.Repeat("a", 64) + ".example", ""},
+		{"127.0.0.1", ""},
+		{"192.0.2.1.", ""},
 	}
 	for _, tc := range cases {
 		got, err := NormalizeName(tc.in)

@@ -24,28 +24,47 @@ var ErrOnDemandLimited = errors.New("autotls: on-demand issuance limit reached")
 // be fast: it runs in the TLS handshake.
 type HostPolicy func(ctx context.Context, host string) error
 
-// HostWhitelist returns a policy that allows exactly the given names and,
-// for an entry "*.example.com", any name one label below example.com (not
-// example.com itself, and not a.b.example.com). Entries are normalised as
-// by [NormalizeName]; invalid entries are ignored, so check them with
-// NormalizeName first if they come from configuration.
-func HostWhitelist(names ...string) HostPolicy {
+// NewHostWhitelist returns a policy that allows exactly the given names
+// and, for an entry "*.example.com", any name one label below example.com
+// (not example.com itself, and not a.b.example.com). Name entries are
+// normalised as by [NormalizeName], so "Bücher.Example." matches the SNI
+// "xn--bcher-kva.example". IP address entries ("192.0.2.1", "2001:db8::1",
+// "[2001:db8::1]") are matched in canonical form (lower case, shortest
+// IPv6 form, IPv4-mapped addresses as IPv4) and only matter when
+// [Manager.AllowIPCertificates] is set; otherwise IP names are refused
+// before the policy is asked.
+//
+// It reports every invalid entry (empty, malformed, a wildcard anywhere
+// but in the first label, a wildcard of an IP address), each error naming
+// its entry and wrapping [ErrInvalidName], joined with [errors.Join]; the
+// policy is nil then.
+func NewHostWhitelist(names ...string) (HostPolicy, error) {
 	exact := make(map[string]bool, len(names))
 	wild := make(map[string]bool)
+	var errs []error
 	for _, n := range names {
 		if base, ok := strings.CutPrefix(n, "*."); ok {
-			if b, err := NormalizeName(base); err == nil {
-				wild[b] = true
+			b, err := NormalizeName(base)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("autotls: host whitelist entry %q: %w", clip(n), err))
+				continue
 			}
+			wild[b] = true
 			continue
 		}
 		if a, ok := parseIPName(n); ok {
 			exact[a.String()] = true
 			continue
 		}
-		if h, err := NormalizeName(n); err == nil {
-			exact[h] = true
+		h, err := NormalizeName(n)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("autotls: host whitelist entry %q: %w", clip(n), err))
+			continue
 		}
+		exact[h] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return func(_ context.Context, host string) error {
 		if exact[host] {
@@ -55,7 +74,19 @@ func HostWhitelist(names ...string) HostPolicy {
 			return nil
 		}
 		return fmt.Errorf("%w: %q is not in the whitelist", ErrHostNotAllowed, host)
+	}, nil
+}
+
+// HostWhitelist is like [NewHostWhitelist] but panics if an entry is
+// invalid, as [regexp.MustCompile] does. It is for names fixed in the
+// program; use NewHostWhitelist for names from configuration, flags or
+// users.
+func HostWhitelist(names ...string) HostPolicy {
+	p, err := NewHostWhitelist(names...)
+	if err != nil {
+		panic(err)
 	}
+	return p
 }
 
 // OnDemand configures issuance for names that the host policy does not

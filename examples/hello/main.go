@@ -52,9 +52,14 @@ func main() {
 		log.Fatal(http.Serve(ln, handler))
 	}
 
-	// The same, spelled out, with server timeouts.
+	// The same, spelled out, with server timeouts. The names come from the
+	// command line: NewHostWhitelist reports the invalid ones.
+	hosts, err := autotls.NewHostWhitelist(domains...)
+	if err != nil {
+		log.Fatal(err)
+	}
 	m := &autotls.Manager{
-		Hosts:     autotls.HostWhitelist(domains...),
+		Hosts:     hosts,
 		Email:     *email,
 		AcceptTOS: true, // running this agrees to Let's Encrypt's terms of service
 		Logger:    slog.Default(),
