@@ -54,6 +54,11 @@ func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo) (*tls.Certifica
 	if err != nil {
 		return nil, err
 	}
+	// A Manager that cannot obtain certificates says so before storage or
+	// the CA is touched (TLSConfig had no way to).
+	if err := m.validate(st); err != nil {
+		return nil, err
+	}
 	f, lead, err := m.joinFlight(name)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,11 @@ import (
 // certificates: GetCertificate, ALPN for h2, http/1.1 and acme-tls/1
 // (tls-alpn-01), TLS 1.2 at least. Each call returns a new Config that the
 // caller may modify.
+//
+// TLSConfig cannot return an error: call [Manager.Validate] to learn of a
+// configuration that cannot obtain certificates. Otherwise the first
+// handshake for a name that is not cached fails with Validate's error
+// (without touching storage or the CA).
 func (m *Manager) TLSConfig() *tls.Config {
 	return &tls.Config{
 		GetCertificate: m.GetCertificate,
@@ -76,9 +81,13 @@ func redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listen announces on the local network address and returns a TLS listener
-// that serves the Manager's certificates. Errors from net.Listen are
-// returned at once.
+// that serves the Manager's certificates. It calls [Manager.Validate] first
+// and returns its error without listening; errors from net.Listen are
+// returned at once too.
 func (m *Manager) Listen(network, addr string) (net.Listener, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("autotls: %w", err)
@@ -101,7 +110,8 @@ func (m *Manager) Listen(network, addr string) (net.Listener, error) {
 //	if err != nil { log.Fatal(err) }
 //	log.Fatal(http.Serve(ln, handler))
 //
-// Unlike autocert's, it returns the listen error at once rather than from
+// Unlike autocert's, it returns the listen error (or [Manager.Validate]'s,
+// for example when there is no user cache folder) at once rather than from
 // every Accept.
 func NewListener(domains ...string) (net.Listener, error) {
 	if len(domains) == 0 {
@@ -117,8 +127,9 @@ func NewListener(domains ...string) (net.Listener, error) {
 		return nil, err
 	}
 	m := &Manager{Hosts: hosts, AcceptTOS: true}
-	ln, err := m.Listen("tcp", ":443")
+	ln, err := m.Listen("tcp", ":443") // Validate first
 	if err != nil {
+		m.Close()
 		return nil, err
 	}
 	return &managedListener{Listener: ln, m: m}, nil
@@ -140,9 +151,14 @@ func (l *managedListener) Close() error {
 // keeps them managed: they are allowed whatever the host policy, and
 // renewed. Wildcard names ("*.example.com") need dns-01 (DNSProvider). It
 // returns when every name has a certificate or failed (errors joined), or
-// when ctx is done; issuance continues in the background after that.
+// when ctx is done; issuance continues in the background after that. It
+// calls [Manager.Validate] first and returns its error before anything is
+// ordered.
 func (m *Manager) Manage(ctx context.Context, names ...string) error {
 	st := m.state()
+	if err := m.validate(st); err != nil {
+		return err
+	}
 	norm := make([]string, 0, len(names))
 	for _, n := range names {
 		var (

@@ -178,6 +178,7 @@ type state struct {
 
 	store     storage.Storage
 	storeErr  error
+	configErr error // what Validate finds in the fields, checked once
 	issuer    string
 	issuerKey string
 	log       *slog.Logger
@@ -242,7 +243,7 @@ func (m *Manager) init() {
 	if st.store == nil {
 		dir, err := os.UserCacheDir()
 		if err != nil {
-			st.storeErr = fmt.Errorf("autotls: no Storage set and no user cache folder: %w", err)
+			st.storeErr = fmt.Errorf("%w: no Storage set and no user cache folder (%w): set Manager.Storage", ErrInvalidConfig, err)
 		} else {
 			st.store = storage.Dir(filepath.Join(dir, "tlsmint"))
 		}
@@ -264,6 +265,7 @@ func (m *Manager) init() {
 		st.limiter = newLimiter(m.OnDemand)
 	}
 	st.renewer.init()
+	st.configErr = m.checkFields(st)
 	m.st = st
 }
 
