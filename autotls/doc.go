@@ -36,7 +36,10 @@
 // limit and cap on orders in flight. Server names are normalised once at the
 // edge ([NormalizeName]: IDNA to ASCII, lower case, no trailing dot) and
 // invalid ones are refused before storage or the CA is touched. A refused
-// name costs no CA request, no storage access and no lock.
+// name costs no CA request, no storage access and no lock. A client that
+// sends no server name (one connecting to an IP address, a health check)
+// gets the certificate of [Manager.DefaultServerName], if set, under the
+// same rules.
 //
 // # Concurrency
 //

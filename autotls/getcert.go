@@ -13,7 +13,9 @@ import (
 
 // GetCertificate is a [crypto/tls.Config.GetCertificate] hook. It answers
 // tls-alpn-01 challenges, serves a cached certificate, loads one from
-// storage, or obtains one if the host policy allows the name.
+// storage, or obtains one if the host policy allows the name. A
+// ClientHello without a server name gets the certificate of
+// [Manager.DefaultServerName].
 //
 // A cached certificate is served without allocating and without holding a
 // lock across I/O. On a miss, one issuance per name runs at a time, across
@@ -28,14 +30,23 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 		return st.alpn.GetCertificate(hello)
 	}
-	if c := st.cache.lookupFast(hello.ServerName); c != nil {
+	sni := hello.ServerName
+	if sni == "" {
+		sni = st.defaultName
+	}
+	if c := st.cache.lookupFast(sni); c != nil {
 		return c, nil
 	}
-	return m.getSlow(st, hello)
+	return m.getSlow(st, hello, sni)
 }
 
-func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name, err := m.serverName(hello.ServerName)
+// getSlow serves a name that is not in the cache's read view: sni is the
+// client's server name, or DefaultServerName when it sent none.
+func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*tls.Certificate, error) {
+	if sni == "" {
+		return nil, fmt.Errorf("%w: the client sent no server name (SNI): set Manager.DefaultServerName to serve such clients", ErrInvalidName)
+	}
+	name, err := m.serverName(sni)
 	if err != nil {
 		return nil, err
 	}

@@ -140,6 +140,16 @@ type Manager struct {
 	// False refuses IP names.
 	AllowIPCertificates bool
 
+	// DefaultServerName is the name whose certificate is served when the
+	// ClientHello carries no server name (SNI): clients that connect to an
+	// IP address (which RFC 6066 keeps out of SNI, so curl to
+	// https://192.0.2.1/ sends none), old clients and health checks. It
+	// goes through the same normalisation and host policy as a server
+	// name from the client; an IP address is allowed with
+	// AllowIPCertificates. Empty means such handshakes fail with an error
+	// wrapping ErrInvalidName.
+	DefaultServerName string
+
 	// Profile asks the CA for a certificate profile (for example
 	// "shortlived"); empty means the CA's default.
 	Profile string
@@ -179,6 +189,10 @@ type state struct {
 	store     storage.Storage
 	storeErr  error
 	configErr error // what Validate finds in the fields, checked once
+	// defaultName is DefaultServerName normalised (as given if invalid,
+	// for getSlow to report), so that a client without SNI is served
+	// from the cache without allocating.
+	defaultName string
 	issuer    string
 	issuerKey string
 	log       *slog.Logger
@@ -266,6 +280,10 @@ func (m *Manager) init() {
 	}
 	st.renewer.init()
 	st.configErr = m.checkFields(st)
+	st.defaultName = m.DefaultServerName
+	if n, err := m.serverName(m.DefaultServerName); err == nil {
+		st.defaultName = n
+	}
 	m.st = st
 }
 

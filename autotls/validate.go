@@ -18,7 +18,9 @@ var ErrInvalidConfig = errors.New("autotls: invalid configuration")
 // [ErrInvalidConfig] for each problem that says what to change: no
 // challenge that can be solved, an unknown KeyType, a DirectoryURL that is
 // not an absolute https URL, no storage (Storage nil and no user cache
-// folder), or an Email that is not a bare address.
+// folder), an Email that is not a bare address, or a DefaultServerName
+// that is not a valid server name (or an IP address without
+// AllowIPCertificates).
 //
 // Whether a challenge can be solved depends on [Manager.HTTPHandler]
 // having been called when only http-01 is left, so call HTTPHandler first.
@@ -73,6 +75,11 @@ func (m *Manager) checkFields(st *state) error {
 	}
 	if st.storeErr != nil {
 		errs = append(errs, st.storeErr)
+	}
+	if m.DefaultServerName != "" {
+		if _, err := m.serverName(m.DefaultServerName); err != nil {
+			bad("DefaultServerName %q: %w", clip(m.DefaultServerName), err)
+		}
 	}
 	if m.Email != "" {
 		if err := checkEmail(m.Email); err != nil {
