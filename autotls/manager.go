@@ -193,9 +193,9 @@ type state struct {
 	// for getSlow to report), so that a client without SNI is served
 	// from the cache without allocating.
 	defaultName string
-	issuer    string
-	issuerKey string
-	log       *slog.Logger
+	issuer      string
+	issuerKey   string
+	log         *slog.Logger
 
 	cache cache
 
