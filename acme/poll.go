@@ -16,18 +16,21 @@ const (
 // Bounds of the learned poll schedule.
 const (
 	minPollStep = 5 * time.Millisecond // shortest wait between two polls
-	// probeDecay shrinks the estimate after a first poll that found the
-	// object done, so the client notices when the server gets faster.
-	probeDecay = 0.97
+	maxLearned  = time.Minute          // longest learned first wait
+	// loDecay shrinks the known lower bound after each first poll that
+	// found the object done, so the client notices when the server gets
+	// faster.
+	loDecay = 0.99
 )
 
 // pollTiming is what the client has learned of the server's timing: for
-// each kind, about how long the server took from the request (challenge
-// accepted, CSR submitted) to the object being done. It is shared by all
-// of a Client's goroutines.
+// each kind, bounds on how long the server takes from the request
+// (challenge accepted, CSR submitted) to the object being done — at least
+// lo (a poll found it not yet done), at most hi (a poll found it done). It
+// is shared by all of a Client's goroutines.
 type pollTiming struct {
-	mu  sync.Mutex
-	est [2]time.Duration // zero: no history
+	mu     sync.Mutex
+	lo, hi [2]time.Duration // hi zero: no history
 }
 
 // PollTimings reports how long the client expects the server to take, as
@@ -38,22 +41,30 @@ type pollTiming struct {
 func (c *Client) PollTimings() (validation, finalization time.Duration) {
 	c.timing.mu.Lock()
 	defer c.timing.mu.Unlock()
-	return c.timing.est[pollAuthz], c.timing.est[pollOrder]
+	return c.timing.hi[pollAuthz], c.timing.hi[pollOrder]
 }
 
-// poller yields the waits before each poll of one object. With history, the
-// first wait is the learned estimate, and later ones start at an eighth of
-// it and grow by half; without, they start at the client's PollInterval
-// and grow by half. Waits are capped at MaxPollInterval; a Retry-After is
-// obeyed whatever its length.
+// poller yields the waits before each poll of one object.
+//
+// Without history the waits start at the client's PollInterval and grow by
+// half. With history the first poll is made between the learned bounds (at
+// their middle while they are far apart, at the upper one once they are
+// within an eighth of it), the second at the upper bound, and later ones a
+// tenth of it apart, growing by half. So a server that takes two seconds
+// is polled about once per object, and one that takes milliseconds soon
+// gets its first poll after a few. The waits after the learned ones are
+// capped at MaxPollInterval; a Retry-After is obeyed whatever its length.
 type poller struct {
 	c     *Client
 	kind  int
 	start time.Time
 	polls int
-	next  time.Duration
-	step  time.Duration
+	hi    time.Duration // learned upper bound; zero without history
+	next  time.Duration // the next wait
+	step  time.Duration // the wait after that, growing
 	max   time.Duration
+	// at and prev are when the last two polls were made, since start.
+	at, prev time.Duration
 }
 
 func (c *Client) newPoller(kind int) *poller {
@@ -69,11 +80,16 @@ func (c *Client) newPoller(kind int) *poller {
 	}
 	p := &poller{c: c, kind: kind, start: time.Now(), next: first, step: first, max: limit}
 	c.timing.mu.Lock()
-	est := c.timing.est[kind]
+	lo, hi := c.timing.lo[kind], c.timing.hi[kind]
 	c.timing.mu.Unlock()
-	if est > 0 {
-		p.next = min(est, limit)
-		p.step = max(est/8, minPollStep)
+	if hi > 0 {
+		p.hi = hi
+		p.next = hi
+		if gap := hi - lo; gap > hi/8 {
+			p.next = lo + gap/2
+		}
+		p.next = min(max(p.next, minPollStep), maxLearned)
+		p.step = max(hi/10, minPollStep)
 	}
 	return p
 }
@@ -84,26 +100,42 @@ func (p *poller) wait(ctx context.Context, retryAfter time.Duration) error {
 	if retryAfter > 0 {
 		d = retryAfter
 	}
-	if p.polls > 0 || retryAfter > 0 {
-		p.step += p.step / 2
-		if p.step > p.max {
-			p.step = p.max
+	switch {
+	case p.polls == 0 && p.hi > d:
+		p.next = p.hi - d // the second poll at the upper bound
+	default:
+		if p.polls > 0 {
+			p.step = min(p.step+p.step/2, p.max)
 		}
+		p.next = p.step
 	}
-	p.next = p.step
-	p.polls++
+	if p.polls > 0 || p.hi == 0 {
+		p.next = min(p.next, p.max)
+	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		// Waiting past the deadline is pointless: fail now, as the
 		// context would, so the caller learns why at once.
 		return context.DeadlineExceeded
 	}
-	return sleep(ctx, d)
+	if err := sleep(ctx, d); err != nil {
+		return err
+	}
+	p.polled()
+	return nil
 }
 
 // waitAtMost is wait with the sleep capped at limit (for a short grace).
 func (p *poller) waitAtMost(ctx context.Context, limit time.Duration) error {
+	if err := sleep(ctx, min(p.next, max(limit, 0))); err != nil {
+		return err
+	}
+	p.polled()
+	return nil
+}
+
+func (p *poller) polled() {
 	p.polls++
-	return sleep(ctx, min(p.next, limit))
+	p.prev, p.at = p.at, time.Since(p.start)
 }
 
 // done records that the polled object reached a final state at the last
@@ -113,22 +145,19 @@ func (p *poller) done(retryAfterSeen bool) {
 	if p.polls == 0 || retryAfterSeen {
 		return
 	}
-	elapsed := time.Since(p.start)
 	t := &p.c.timing
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch cur := t.est[p.kind]; {
-	case cur == 0 || p.polls > 1:
-		// No history, or the first poll came too early: what it took
-		// (an upper bound, by at most one poll step) is the new estimate.
-		t.est[p.kind] = elapsed
-	default:
-		// Done at the first poll: the server may be faster than thought.
-		t.est[p.kind] = max(time.Duration(float64(cur)*probeDecay), minPollStep)
+	k := p.kind
+	if p.polls == 1 {
+		// Done at the first poll: the server took at most this long, and
+		// may have become faster than the lower bound says.
+		t.lo[k] = time.Duration(float64(t.lo[k]) * loDecay)
+	} else {
+		t.lo[k] = p.prev
 	}
-	if t.est[p.kind] > p.max {
-		t.est[p.kind] = p.max
-	}
+	t.hi[k] = min(p.at, maxLearned)
+	t.lo[k] = min(t.lo[k], t.hi[k])
 }
 
 // sleep waits for d or until ctx is done.
