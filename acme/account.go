@@ -170,7 +170,7 @@ func eabJWS(accountKey crypto.Signer, eab *ExternalAccountBinding, url string) (
 	if eab.KeyID == "" || len(eab.HMACKey) == 0 {
 		return nil, fmt.Errorf("acme: ExternalAccountBinding needs KeyID and HMACKey")
 	}
-	jwk, err := JWK(accountKey)
+	jwk, err := publicJWK(accountKey)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (c *Client) RolloverKey(ctx context.Context, newKey crypto.Signer) error {
 		return err
 	}
 	oldKey := c.accountKey()
-	oldJWK, err := JWK(oldKey)
+	oldJWK, err := publicJWK(oldKey)
 	if err != nil {
 		return err
 	}

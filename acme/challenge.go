@@ -65,8 +65,9 @@ func (c Challenge) DNS01TXTValue() string {
 // Present is called before the challenge is accepted at the CA; CleanUp is
 // always called once Present has been called, even when issuance fails or the
 // caller's context was cancelled (CleanUp then gets a detached context with a
-// timeout). Implementations must be safe for concurrent use: an order for
-// several identifiers presents several challenges at once.
+// timeout). Implementations must be safe for concurrent use: an order's
+// challenges are presented one after another (and waited for, with
+// [Waiter], in parallel), but several orders may run at once.
 type Solver interface {
 	Present(ctx context.Context, chal Challenge) error
 	CleanUp(ctx context.Context, chal Challenge) error

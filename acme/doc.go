@@ -21,7 +21,27 @@
 //
 // The lower-level flow is [Client.NewOrder], [Client.GetAuthorization],
 // [Client.AcceptChallenge], [Client.WaitAuthorization],
-// [Client.FinalizeOrder] and [Client.FetchCertificate].
+// [Client.FinalizeOrder] and [Client.FetchCertificate]; besides, there are
+// pre-authorization ([Client.NewAuthorization]), an account's orders list
+// ([Client.ListOrders]), account updates, key rollover, deactivation,
+// revocation and ARI ([Client.RenewalInfo]).
+//
+// Registration needs the account holder's explicit agreement to the CA's
+// terms of service (Account.TermsOfServiceAgreed); without it
+// [Client.Register] fails with [ErrTermsNotAgreed], naming the terms' URL,
+// before any request.
+//
+// # Polling
+//
+// Orders and authorizations are polled on a schedule learned from the
+// server: the client remembers how long this CA recently took to validate
+// and to finalize ([Client.PollTimings]) and polls first at about that
+// time, so a CA that validates in milliseconds is not kept waiting and one
+// that takes seconds is not asked ten times. Without history the first
+// wait is PollInterval, growing by half. Retry-After is always obeyed. An
+// authorization left pending while a challenge carries an error (step-ca's
+// way of reporting a failed validation) ends the wait after
+// [ChallengeErrorGrace] with the CA's problem.
 //
 // # Concurrency
 //
@@ -45,6 +65,11 @@
 // Every response body is size-limited, JSON is decoded into typed structs,
 // every URL the server hands out must be absolute https, certificate chains
 // are capped in length, and every call takes a context and honours it.
+// Redirects are never followed, whatever the HTTPClient's CheckRedirect
+// says: a 3xx is an [ErrRedirect] naming its target. Text from the CA
+// (problem details, subproblems) is stripped of control characters and
+// capped ([MaxProblemDetail]) before it reaches an error or a log. The
+// External Account Binding MAC key is redacted in every printed form.
 //
 // # Testing
 //

@@ -51,8 +51,8 @@ func joseKey(key crypto.Signer) any {
 	return cryptosigner.Opaque(key)
 }
 
-// JWK returns the public JSON Web Key of key.
-func JWK(key crypto.Signer) (*jose.JSONWebKey, error) {
+// publicJWK returns the public JSON Web Key of key.
+func publicJWK(key crypto.Signer) (*jose.JSONWebKey, error) {
 	if _, err := signingAlg(key); err != nil {
 		return nil, err
 	}
