@@ -65,6 +65,12 @@
 // [ErrOnDemandLimited], [ErrBackoff], [ErrIssuancePending] or [ErrClosed]
 // for errors.Is, and the CA's *acme.Problem for errors.As.
 //
+// A panic during an issuance or renewal (in a solver, a DNS provider,
+// storage, OnEvent) does not end the process: it becomes that issuance's
+// error ("autotls: obtaining NAME: panic: …"), its stack is logged at
+// Error, EventFailed is emitted and the name backs off as after any
+// failure.
+//
 // # Events and logs
 //
 // [Manager.OnEvent] receives typed [Event]s (obtained, renewed, loaded,

@@ -112,13 +112,20 @@ func (m *Manager) finish(name string, f *flight, cert *tls.Certificate, err erro
 // leadFlight runs a handshake's flight: the storage look-up inline (a
 // stored certificate is served without a goroutine hand-off), and an order
 // from the CA in the background, so the handshake can stop waiting while
-// the issuance goes on.
+// the issuance goes on. A panic in either part fails the flight (see
+// recovered) instead of leaving its waiters hanging or, in the background,
+// ending the process.
 func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	st := m.st
+	defer func() {
+		if v := recover(); v != nil {
+			m.finish(name, f, nil, m.recovered(name, v))
+		}
+	}()
 	ctx, cancel := context.WithTimeout(st.ctx, m.handshakeTimeout())
+	defer cancel()
 	cert, err := m.fromStorage(ctx, name, nil, false)
 	slow := ctx.Err() != nil && st.ctx.Err() == nil
-	cancel()
 	if cert != nil || (err != nil && !slow) {
 		m.finish(name, f, cert, err)
 		return
@@ -134,10 +141,16 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	}
 	go func() {
 		defer release()
-		ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
-		defer cancel()
 		var cert *tls.Certificate
 		var err error
+		defer func() {
+			if v := recover(); v != nil {
+				cert, err = nil, m.recovered(name, v)
+			}
+			m.finish(name, f, cert, err)
+		}()
+		ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
+		defer cancel()
 		if slow {
 			// Storage did not answer within the handshake's time: the
 			// whole issuance, storage look-up first, gets the issuance's.
@@ -145,7 +158,6 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 		} else {
 			cert, err = m.order(ctx, name, onDemand, false, nil)
 		}
-		m.finish(name, f, cert, err)
 	}()
 }
 
@@ -199,10 +211,17 @@ func (m *Manager) startIssue(name string, renew bool) (*flight, error) {
 		return f, err
 	}
 	go func() {
+		var cert *tls.Certificate
+		var err error
+		defer func() {
+			if v := recover(); v != nil {
+				cert, err = nil, m.recovered(name, v)
+			}
+			m.finish(name, f, cert, err)
+		}()
 		ctx, cancel := context.WithTimeout(m.st.ctx, issueTimeout)
 		defer cancel()
-		cert, err := m.issue(ctx, name, false, renew)
-		m.finish(name, f, cert, err)
+		cert, err = m.issue(ctx, name, false, renew)
 	}()
 	return f, nil
 }

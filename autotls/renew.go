@@ -2,6 +2,8 @@ package autotls
 
 import (
 	"container/heap"
+	"fmt"
+	"runtime/debug"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -64,7 +66,17 @@ func (r *renewer) push(m *Manager, at time.Time, e *entry) {
 			st.wg.Add(1)
 			go func() {
 				defer st.wg.Done()
-				r.loop(m)
+				for !r.loop(m) {
+					// A panic ended the loop; it was logged. Start
+					// again after the failure backoff.
+					t := time.NewTimer(m.failureBackoff())
+					select {
+					case <-st.ctx.Done():
+						t.Stop()
+						return
+					case <-t.C:
+					}
+				}
 			}()
 		}
 		st.flightMu.Unlock()
@@ -78,33 +90,64 @@ func (r *renewer) push(m *Manager, at time.Time, e *entry) {
 	}
 }
 
-func (r *renewer) loop(m *Manager) {
+// loop runs the renewals until the Manager closes (it returns true then),
+// or until a panic outside a step, which it recovers, logs and reports
+// with false. A panic in a step fails that certificate's renewal only.
+func (r *renewer) loop(m *Manager) (closed bool) {
 	st := m.st
+	defer func() {
+		if v := recover(); v != nil {
+			stack := debug.Stack()
+			guard(func() {
+				st.log.Error("autotls: recovered from a panic in the renewal loop", "panic", fmt.Sprint(v), "stack", string(stack))
+			})
+			closed = false
+		}
+	}()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		r.mu.Lock()
-		var due []sched
 		now := time.Now()
-		for len(r.h) > 0 && !r.h[0].at.After(now) {
-			due = append(due, heap.Pop(&r.h).(sched))
-		}
-		wait := time.Hour
-		if len(r.h) > 0 {
-			wait = time.Until(r.h[0].at)
-		}
-		r.mu.Unlock()
+		due, wait := r.due(now)
 		for _, s := range due {
-			r.step(m, s, now)
+			r.safeStep(m, s, now)
 		}
 		t.Reset(wait)
 		select {
 		case <-st.ctx.Done():
-			return
+			return true
 		case <-r.wake:
 		case <-t.C:
 		}
 	}
+}
+
+// due pops the entries due at now and returns them with the wait until the
+// next one.
+func (r *renewer) due(now time.Time) ([]sched, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var due []sched
+	for len(r.h) > 0 && !r.h[0].at.After(now) {
+		due = append(due, heap.Pop(&r.h).(sched))
+	}
+	wait := time.Hour
+	if len(r.h) > 0 {
+		wait = time.Until(r.h[0].at)
+	}
+	return due, wait
+}
+
+// safeStep is step with a panic turned into a failed renewal of the entry,
+// tried again after its backoff.
+func (r *renewer) safeStep(m *Manager, s sched, now time.Time) {
+	defer func() {
+		if v := recover(); v != nil {
+			m.recovered(s.e.name, v)
+			r.retry(m, s.e, now)
+		}
+	}()
+	r.step(m, s, now)
 }
 
 // step acts on a due entry: marks it expired, or starts its renewal. An
@@ -121,17 +164,22 @@ func (r *renewer) step(m *Manager, s sched, now time.Time) {
 	if _, err := m.startIssue(s.e.name, true); err != nil {
 		return // closed
 	}
-	// Check again later: the renewal replaces the entry when it succeeds;
-	// if it fails, the old certificate keeps being served and the next try
-	// waits for the failure backoff (capped so expiry is still noticed).
+	r.retry(m, s.e, now)
+}
+
+// retry schedules e to be checked again: the renewal replaces the entry
+// when it succeeds; if it fails, the old certificate keeps being served and
+// the next try waits for the failure backoff (capped so expiry is still
+// noticed).
+func (r *renewer) retry(m *Manager, e *entry, now time.Time) {
 	next := now.Add(m.failureBackoff())
-	if f := st.failureFor(s.e.name, now); f != nil && f.until.After(next) {
+	if f := m.st.failureFor(e.name, now); f != nil && f.until.After(next) {
 		next = f.until
 	}
-	if next.After(s.e.notAfter) {
-		next = s.e.notAfter
+	if next.After(e.notAfter) {
+		next = e.notAfter
 	}
-	r.push(m, next, s.e)
+	r.push(m, next, e)
 }
 
 func (m *Manager) failureBackoff() time.Duration {
