@@ -3,8 +3,8 @@ package autotls
 import (
 	"container/heap"
 	"fmt"
-	"runtime/debug"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 )
