@@ -25,6 +25,9 @@
 //	}
 //	defer m.Close()
 //	go http.ListenAndServe(":80", m.HTTPHandler(nil)) // http-01, and redirects to https
+//	if err := m.Validate(); err != nil { // TLSConfig cannot report a bad configuration
+//		log.Fatal(err)
+//	}
 //	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), Handler: handler}
 //	log.Fatal(srv.ListenAndServeTLS("", ""))
 //
@@ -53,17 +56,20 @@
 // validated does not reach the CA on every handshake.
 //
 // Renewal is scheduled, not scanned: one timer for all certificates fires
-// when a third of a certificate's lifetime is left (or in the middle of an
-// ARI window recorded with the stored certificate; the Manager does not yet
-// fetch ARI itself); a failed renewal is retried with backoff while the old
-// certificate keeps being served. [Manager.Close] stops this work, waits for
+// when a third of a certificate's lifetime is left, jittered by up to 1 %
+// of the lifetime. ACME Renewal Information (ARI, RFC 9773) is not used
+// yet: the Manager neither fetches nor stores a CA's suggested window. A
+// failed renewal is retried with backoff while the old certificate keeps
+// being served. [Manager.Close] stops this work, waits for
 // it and releases every lock.
 //
 // # Errors
 //
 // GetCertificate's errors wrap [ErrInvalidName], [ErrHostNotAllowed],
-// [ErrOnDemandLimited], [ErrBackoff], [ErrIssuancePending] or [ErrClosed]
-// for errors.Is, and the CA's *acme.Problem for errors.As.
+// [ErrInvalidConfig], [ErrOnDemandLimited], [ErrBackoff],
+// [ErrIssuancePending] or [ErrClosed] for errors.Is, and the CA's
+// *acme.Problem for errors.As. [Manager.Validate] reports a configuration
+// that cannot obtain certificates before any handshake does.
 //
 // A panic during an issuance or renewal (in a solver, a DNS provider,
 // storage, OnEvent) does not end the process: it becomes that issuance's

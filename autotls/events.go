@@ -10,7 +10,8 @@ type EventType string
 
 // Event types.
 const (
-	// EventObtained: a new certificate was issued and stored.
+	// EventObtained: a new certificate was issued (and stored, unless
+	// storage failed, which is logged at Error; it is served from memory).
 	EventObtained EventType = "obtained"
 	// EventRenewed: a certificate was replaced before it expired.
 	EventRenewed EventType = "renewed"

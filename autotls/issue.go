@@ -158,8 +158,9 @@ func newEntry(name string, cert *tls.Certificate, meta *storedCert) *entry {
 	}
 }
 
-// renewalTime is when a certificate should be renewed: inside the CA's ARI
-// window when one is known, else when a third of its lifetime is left.
+// renewalTime is when a certificate should be renewed: when a third of its
+// lifetime is left, or in the middle of an ARI window given in meta (no
+// caller passes one yet: ARI is not used).
 func renewalTime(notBefore, notAfter time.Time, meta *storedCert) time.Time {
 	if meta != nil && meta.ARI != nil && !meta.ARI.WindowStart.IsZero() {
 		return meta.ARI.WindowStart.Add(meta.ARI.WindowEnd.Sub(meta.ARI.WindowStart) / 2)
@@ -255,9 +256,11 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	return s, types, nil
 }
 
-// storeFailure records a failed renewal in the stored value's metadata, so
-// that every node (and the next start) knows about it. It runs under the
-// name's lock; a failure to record is only logged.
+// storeFailure records a failed renewal in the stored value's metadata
+// (last_failure), for operators reading storage and for later use: nothing
+// in the Manager reads it back, so neither other nodes nor the next start
+// act on it (their backoff is their own). It runs under the name's lock; a
+// failure to record is only logged.
 func (m *Manager) storeFailure(ctx context.Context, name string, failure error) {
 	store, err := m.storage()
 	if err != nil {

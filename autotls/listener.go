@@ -37,8 +37,9 @@ func (m *Manager) TLSConfig() *tls.Config {
 // HEAD requests are redirected to https on the same host and path, and
 // anything else gets 400.
 //
-// Calling HTTPHandler tells the Manager that http-01 can be used, and it is
-// then preferred over tls-alpn-01.
+// Calling HTTPHandler tells the Manager that http-01 can be used (unless
+// DisableHTTP01 is set), and it is then preferred over tls-alpn-01; dns-01,
+// when configured, comes first for DNS names.
 func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 	st := m.state()
 	if !m.DisableHTTP01 {

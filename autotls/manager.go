@@ -82,7 +82,9 @@ type Manager struct {
 	// production ([acme.LetsEncryptProduction]).
 	DirectoryURL string
 
-	// Email is the account's contact address; empty means none.
+	// Email is the account's contact address, a bare address such as
+	// "ops@example.com" (Validate reports anything else); empty means
+	// none.
 	Email string
 
 	// AcceptTOS says that the operator agrees to the CA's terms of
@@ -130,7 +132,8 @@ type Manager struct {
 	DNS01 *solvers.DNS01
 
 	// DisableHTTP01 and DisableTLSALPN01 turn off the challenges the
-	// Manager solves itself.
+	// Manager solves itself; [Manager.Validate] reports a Manager left
+	// with no challenge it can solve.
 	DisableHTTP01, DisableTLSALPN01 bool
 
 	// AllowIPCertificates lets an IP address in the SNI (or in Manage) be
@@ -155,7 +158,8 @@ type Manager struct {
 	Profile string
 
 	// PreferredChain selects among the CA's chains by the common name of
-	// their root or an issuer; empty means the CA's default chain.
+	// their root or an issuer; empty, or a name no chain has, means the
+	// CA's default chain.
 	PreferredChain string
 
 	// HandshakeTimeout is how long a handshake waits for a certificate being
@@ -164,13 +168,17 @@ type Manager struct {
 	HandshakeTimeout time.Duration
 
 	// FailureBackoff is the wait after a failed attempt for a name before
-	// the next; it doubles with each further failure up to six hours.
-	// Zero means DefaultFailureBackoff.
+	// the next; it doubles with each further failure up to six hours, and
+	// a longer Retry-After from the CA is obeyed. Failures are remembered
+	// in memory only, per Manager. Zero means DefaultFailureBackoff.
 	FailureBackoff time.Duration
 
 	// OnEvent, if set, is called for every obtained, renewed, loaded and
-	// failed certificate. It runs on the Manager's goroutines and must not
-	// block. Events never carry key material.
+	// failed certificate. It runs on the Manager's background goroutines
+	// and also inline on handshake goroutines (GetCertificate emits
+	// EventLoaded when it loads a certificate from storage), so it must be
+	// safe for concurrent use and must not block: a slow OnEvent delays
+	// TLS handshakes. Events never carry key material.
 	OnEvent func(Event)
 
 	// Logger receives the Manager's logs. Nil means silent.

@@ -27,9 +27,11 @@ type storedCert struct {
 	OrderURL       string    `json:"order_url,omitempty"`
 	CertificateURL string    `json:"certificate_url,omitempty"`
 	ObtainedAt     time.Time `json:"obtained_at"`
-	// ARI is the last renewal information fetched for the certificate.
+	// ARI is reserved for the renewal information of the certificate;
+	// nothing fetches or writes it yet.
 	ARI *ariState `json:"ari,omitempty"`
-	// LastFailure records the last failed attempt to replace it.
+	// LastFailure records the last failed attempt to replace it, for
+	// operators; nothing reads it back.
 	LastFailure *failureState `json:"last_failure,omitempty"`
 }
 
