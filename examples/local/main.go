@@ -47,13 +47,16 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *serve); err != nil {
+	if err := run(ctx, os.Stdout, *addr, *serve); err != nil {
 		log.Printf("local: %v", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr string, serve bool) error {
+// run starts the CA, the Manager and the servers, makes one request and
+// writes what it got to out; with serve set it then serves until ctx is
+// done.
+func run(ctx context.Context, out io.Writer, addr string, serve bool) error {
 	ca, err := testpebble.New(testpebble.Options{})
 	if err != nil {
 		return err
@@ -88,13 +91,16 @@ func run(ctx context.Context, addr string, serve bool) error {
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	// A client that trusts only the test CA's roots, asks for the test name
-	// and dials our loopback server whatever the URL says.
+	// and dials our loopback server whatever the URL says. It offers h2 and
+	// http/1.1 as browsers do (a Transport with its own TLS config or dialer
+	// offers only http/1.1 unless told otherwise).
 	var handshake time.Duration
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: ca.RootPool(), ServerName: name},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return new(net.Dialer).DialContext(ctx, network, ln.Addr().String())
 		},
+		ForceAttemptHTTP2: true,
 	}}
 	url := fmt.Sprintf("https://%s:%d/", name, port)
 	begin := time.Now()
@@ -113,12 +119,12 @@ func run(ctx context.Context, addr string, serve bool) error {
 		return err
 	}
 	leaf := resp.TLS.PeerCertificates[0]
-	fmt.Printf("GET %s -> %s: %s", url, resp.Status, body)
-	fmt.Printf("first handshake: %v (certificate obtained during it)\n", handshake.Round(time.Millisecond))
-	fmt.Printf("names:   %v\n", leaf.DNSNames)
-	fmt.Printf("issuer:  %s\n", leaf.Issuer.CommonName)
-	fmt.Printf("serial:  %s\n", hex.EncodeToString(leaf.SerialNumber.Bytes()))
-	fmt.Printf("expires: %s\n", leaf.NotAfter.Format(time.RFC3339))
+	fmt.Fprintf(out, "GET %s -> %s: %s", url, resp.Status, body)
+	fmt.Fprintf(out, "first handshake: %v (certificate obtained during it)\n", handshake.Round(time.Millisecond))
+	fmt.Fprintf(out, "names:   %v\n", leaf.DNSNames)
+	fmt.Fprintf(out, "issuer:  %s\n", leaf.Issuer.CommonName)
+	fmt.Fprintf(out, "serial:  %s\n", hex.EncodeToString(leaf.SerialNumber.Bytes()))
+	fmt.Fprintf(out, "expires: %s\n", leaf.NotAfter.Format(time.RFC3339))
 	if !serve {
 		return nil
 	}
@@ -129,11 +135,11 @@ func run(ctx context.Context, addr string, serve bool) error {
 		return err
 	}
 	defer os.Remove(rootFile)
-	fmt.Printf("\nserving https://%s:%d/ on %s; try:\n", name, port, ln.Addr())
-	fmt.Printf("  curl --resolve %s:%d:127.0.0.1 --cacert %s https://%s:%d/\n", name, port, rootFile, name, port)
-	fmt.Println("Ctrl-C to stop")
+	fmt.Fprintf(out, "\nserving https://%s:%d/ on %s; try:\n", name, port, ln.Addr())
+	fmt.Fprintf(out, "  curl --resolve %s:%d:127.0.0.1 --cacert %s https://%s:%d/\n", name, port, rootFile, name, port)
+	fmt.Fprintln(out, "Ctrl-C to stop")
 	<-ctx.Done()
-	fmt.Println("stopping")
+	fmt.Fprintln(out, "stopping")
 	return nil
 }
 
