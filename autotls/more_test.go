@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -133,37 +136,97 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// secretForms are the ways a MAC key could show up in text.
+func secretForms(mac []byte) []string {
+	return []string{
+		string(mac),
+		base64.RawURLEncoding.EncodeToString(mac),
+		base64.URLEncoding.EncodeToString(mac),
+		base64.StdEncoding.EncodeToString(mac),
+		hex.EncodeToString(mac),
+		fmt.Sprint(mac), // as a byte slice: [97 32 ...]
+	}
+}
+
+// The EAB MAC key and the keys never reach logs (JSON and text handlers at
+// Debug, the acme client's request logs included) or events, through
+// registration, issuance, a failed validation and a refused EAB key; nor
+// does printing or marshalling the binding show it.
 func TestNoSecretsInLogsOrEvents(t *testing.T) {
 	t.Parallel()
 	mac := []byte("a very secret EAB MAC key, 32 bytes long!")
-	macB64 := base64.RawURLEncoding.EncodeToString(mac)
-	e := newEnv(t, testpebble.Options{RequireEAB: true, EABKeys: map[string]string{"kid-9": macB64}})
-	var logs syncBuffer
+	wrong := []byte("another secret key that the CA does not know")
+	e := newEnv(t, testpebble.Options{RequireEAB: true, EABKeys: map[string]string{"kid-9": base64.RawURLEncoding.EncodeToString(mac)}})
+	var jsonLogs, textLogs syncBuffer
+	logger := slog.New(slog.NewMultiHandler(
+		slog.NewJSONHandler(&jsonLogs, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		slog.NewTextHandler(&textLogs, &slog.HandlerOptions{Level: slog.LevelDebug}),
+	))
 	var events []string
 	var mu sync.Mutex
+	onEvent := func(ev autotls.Event) {
+		mu.Lock()
+		events = append(events, slog.AnyValue(ev).Resolve().String(), fmt.Sprintf("%+v", ev))
+		mu.Unlock()
+	}
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		m.Logger = logger
 		m.ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: mac}
-		m.OnEvent = func(ev autotls.Event) {
-			mu.Lock()
-			events = append(events, slog.AnyValue(ev).Resolve().String())
-			mu.Unlock()
-		}
+		m.OnEvent = onEvent
 	})
+	// Registration and issuance.
 	if _, err := m.GetCertificate(hello("example.com")); err != nil {
 		t.Fatal(err)
 	}
+	// A failed validation.
 	e.failHost.Store("www.example.org")
-	m.GetCertificate(hello("www.example.org"))
-	mu.Lock()
-	all := logs.String() + strings.Join(events, "\n")
-	mu.Unlock()
-	if !strings.Contains(all, "obtained") || !strings.Contains(all, "failed") {
-		t.Fatalf("logs and events miss the obtained/failed records:\n%s", all)
+	if _, err := m.GetCertificate(hello("www.example.org")); err == nil {
+		t.Fatal("got a certificate for a name that cannot be validated")
 	}
-	for _, secret := range []string{"PRIVATE KEY", string(mac), macB64, "private_key_pem"} {
-		if strings.Contains(all, secret) {
-			t.Fatalf("logs or events contain %q:\n%s", secret, all)
+	// A refused binding.
+	bad := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Logger = logger
+		m.ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: wrong}
+		m.OnEvent = onEvent
+	})
+	_, err := bad.GetCertificate(hello("example.com"))
+	if err == nil {
+		t.Fatal("registered with a wrong EAB key")
+	}
+
+	printed := map[string]string{"error of the refused binding": err.Error()}
+	for _, b := range []*acme.ExternalAccountBinding{m.ExternalAccountBinding, bad.ExternalAccountBinding} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+			printed[verb+" of the pointer"] += fmt.Sprintf(verb, b)
+			printed[verb+" of the value"] += fmt.Sprintf(verb, *b)
+		}
+		for name, v := range map[string]any{"pointer": b, "value": *b} {
+			j, err := json.Marshal(v)
+			if err != nil {
+				t.Fatalf("json.Marshal(%s): %v", name, err)
+			}
+			printed["JSON of the "+name] += string(j)
+		}
+	}
+	mu.Lock()
+	printed["events"] = strings.Join(events, "\n")
+	mu.Unlock()
+	printed["JSON logs"], printed["text logs"] = jsonLogs.String(), textLogs.String()
+
+	for _, logs := range []string{"JSON logs", "text logs"} {
+		for _, want := range []string{"registered ACME account", "obtained", "failed"} {
+			if !strings.Contains(printed[logs], want) {
+				t.Errorf("%s miss %q; the test would prove nothing:\n%s", logs, want, printed[logs])
+			}
+		}
+	}
+	secrets := append(secretForms(mac), secretForms(wrong)...)
+	secrets = append(secrets, "PRIVATE KEY", "private_key_pem")
+	for where, text := range printed {
+		for _, secret := range secrets {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s contain %q:\n%s", where, secret, text)
+			}
 		}
 	}
 }
