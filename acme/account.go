@@ -110,12 +110,12 @@ var ErrTermsNotAgreed = errors.New("acme: the CA's terms of service have not bee
 // ExternalAccountBinding, Register fails with [ErrExternalAccountRequired]
 // before sending anything.
 func (c *Client) Register(ctx context.Context, acct Account) (*Account, error) {
-	dir, err := c.Directory(ctx)
-	if err != nil {
-		return nil, err
-	}
 	key := c.accountKey()
 	if _, err := signingAlg(key); err != nil {
+		return nil, err
+	}
+	dir, err := c.Directory(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if tos := dir.Meta.TermsOfService; tos != "" && !acct.TermsOfServiceAgreed {
@@ -140,6 +140,9 @@ func (c *Client) Register(ctx context.Context, acct Account) (*Account, error) {
 // creating one (onlyReturnExisting). When there is none, the error matches
 // [ErrAccountDoesNotExist].
 func (c *Client) LookupAccount(ctx context.Context) (*Account, error) {
+	if _, err := signingAlg(c.accountKey()); err != nil {
+		return nil, err
+	}
 	dir, err := c.Directory(ctx)
 	if err != nil {
 		return nil, err
@@ -233,6 +236,9 @@ func (c *Client) updateAccount(ctx context.Context, payload any) (*Account, erro
 // old key is refused by the server from then on.
 func (c *Client) RolloverKey(ctx context.Context, newKey crypto.Signer) error {
 	if _, err := signingAlg(newKey); err != nil {
+		return err
+	}
+	if _, err := signingAlg(c.accountKey()); err != nil {
 		return err
 	}
 	dir, err := c.Directory(ctx)

@@ -194,6 +194,13 @@ const (
 // certificate's own private key it is signed by that key, which needs no
 // account.
 func (c *Client) RevokeCertificate(ctx context.Context, certDER []byte, key crypto.Signer, reason int) error {
+	k := key
+	if k == nil {
+		k = c.accountKey()
+	}
+	if _, err := signingAlg(k); err != nil {
+		return err
+	}
 	dir, err := c.Directory(ctx)
 	if err != nil {
 		return err

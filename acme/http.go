@@ -172,11 +172,20 @@ func (c *Client) get(ctx context.Context, u string, limit int64) (*response, err
 	if err := checkURL(u); err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("acme: %w", err)
+	for retries := 0; ; retries++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+		resp, err := c.do(req, limit)
+		if ok, _ := transient(ctx, err); !ok || retries == MaxTransientRetries {
+			return resp, err
+		}
+		c.logger().DebugContext(ctx, "acme: transient failure, retrying", "url", u, "retry", retries+1, "err", err)
+		if werr := retryWait(ctx, retries); werr != nil {
+			return resp, err
+		}
 	}
-	return c.do(req, limit)
 }
 
 // decodeJSON decodes a response body into v, refusing anything but a JSON

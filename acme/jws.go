@@ -167,6 +167,8 @@ func (c *Client) post(ctx context.Context, s signer, url string, payload any, ac
 		}
 	}
 	var lastErr error
+	safe := payload == nil // POST-as-GET may be repeated
+	retries := 0
 	for try := 0; try < maxTries; try++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -190,6 +192,15 @@ func (c *Client) post(ctx context.Context, s signer, url string, payload any, ac
 		resp, err := c.do(req, limit)
 		if err == nil {
 			return resp, nil
+		}
+		if ok, unsent := transient(ctx, err); ok && (safe || unsent) && retries < MaxTransientRetries {
+			c.logger().DebugContext(ctx, "acme: transient failure, retrying", "url", url, "retry", retries+1, "err", err)
+			if werr := retryWait(ctx, retries); werr != nil {
+				return resp, err
+			}
+			retries++
+			try-- // a transient failure is not a rejected nonce
+			continue
 		}
 		if !errors.Is(err, ErrBadNonce) {
 			return resp, err

@@ -28,6 +28,9 @@ func (c *Client) NewAuthorization(ctx context.Context, id Identifier) (*Authoriz
 	if id.Value == "" {
 		return nil, errors.New("acme: new authorization: empty identifier")
 	}
+	if _, err := signingAlg(c.accountKey()); err != nil {
+		return nil, err
+	}
 	dir, err := c.Directory(ctx)
 	if err != nil {
 		return nil, err

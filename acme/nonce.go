@@ -37,7 +37,21 @@ func (c *Client) nonce(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, dir.NewNonce, nil)
+	for retries := 0; ; retries++ {
+		n, err := c.fetchNonce(ctx, dir.NewNonce)
+		if ok, _ := transient(ctx, err); !ok || retries == MaxTransientRetries {
+			return n, err
+		}
+		c.logger().DebugContext(ctx, "acme: transient failure fetching a nonce, retrying", "retry", retries+1, "err", err)
+		if werr := retryWait(ctx, retries); werr != nil {
+			return "", err
+		}
+	}
+}
+
+// fetchNonce asks newNonce for a fresh nonce (HEAD).
+func (c *Client) fetchNonce(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
 	if err != nil {
 		return "", fmt.Errorf("acme: %w", err)
 	}
@@ -48,6 +62,9 @@ func (c *Client) nonce(ctx context.Context) (string, error) {
 	}
 	resp.Body.Close()
 	n := resp.Header.Get("Replay-Nonce")
+	if resp.StatusCode >= 500 {
+		return "", fmt.Errorf("acme: fetching a nonce: %w", &Problem{Type: ErrServerInternal.Type, Status: resp.StatusCode, Detail: "newNonce failed"})
+	}
 	if resp.StatusCode >= 400 || n == "" || len(n) > 256 {
 		return "", fmt.Errorf("acme: fetching a nonce: HTTP %d without a usable Replay-Nonce", resp.StatusCode)
 	}

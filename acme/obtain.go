@@ -40,8 +40,9 @@ type ObtainRequest struct {
 	// Solvers; empty means http-01, tls-alpn-01, dns-01.
 	ChallengeTypes []string
 	// Profile, Replaces, NotBefore and NotAfter are passed to NewOrder. An
-	// order refused with alreadyReplaced is placed once more without
-	// Replaces.
+	// order refused because of Replaces (alreadyReplaced, or a 403 saying
+	// this account did not request the certificate) is placed once more
+	// without it.
 	Profile             string
 	Replaces            string
 	NotBefore, NotAfter time.Time
@@ -82,14 +83,21 @@ var ErrCertificateMismatch = errors.New("acme: issued certificate does not match
 // (CleanUp then runs under a detached context bounded by CleanupTimeout).
 // On failure the order's pending authorizations are deactivated.
 func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, error) {
+	if len(req.Identifiers) > 0 {
+		ids, err := NormalizeIdentifiers(req.Identifiers)
+		if err != nil {
+			return nil, fmt.Errorf("acme: obtain: %w", err)
+		}
+		req.Identifiers = ids
+	}
 	csr, err := c.checkObtain(req)
 	if err != nil {
 		return nil, err
 	}
 	oreq := OrderRequest{Identifiers: req.Identifiers, Profile: req.Profile, Replaces: req.Replaces, NotBefore: req.NotBefore, NotAfter: req.NotAfter}
 	order, err := c.NewOrder(ctx, oreq)
-	if err != nil && oreq.Replaces != "" && errors.Is(err, ErrAlreadyReplaced) {
-		c.logger().InfoContext(ctx, "acme: certificate already replaced; ordering without replaces", "replaces", oreq.Replaces)
+	if err != nil && oreq.Replaces != "" && replacesRefused(err) {
+		c.logger().InfoContext(ctx, "acme: replaces refused; ordering without it", "replaces", oreq.Replaces, "err", err)
 		oreq.Replaces = ""
 		order, err = c.NewOrder(ctx, oreq)
 	}
@@ -137,6 +145,22 @@ func (c *Client) finalize(ctx context.Context, order *Order, csr []byte) (*Order
 	return c.FinalizeOrder(ctx, ready, csr)
 }
 
+// replacesRefused reports whether a newOrder failed because of its
+// "replaces" field: the certificate already has a replacement (409
+// alreadyReplaced), or this account did not request it (Boulder: 403
+// unauthorized, "requester account did not request the certificate being
+// replaced").
+func replacesRefused(err error) bool {
+	if errors.Is(err, ErrAlreadyReplaced) {
+		return true
+	}
+	var p *Problem
+	if !errors.As(err, &p) || p.Status != 403 {
+		return false
+	}
+	return (p.Is(ErrUnauthorized) || p.Is(ErrMalformed)) && strings.Contains(strings.ToLower(p.Detail), "replace")
+}
+
 // checkObtain validates the request and returns the CSR.
 func (c *Client) checkObtain(req ObtainRequest) ([]byte, error) {
 	if len(req.Identifiers) == 0 {
@@ -160,6 +184,10 @@ func (c *Client) checkObtain(req ObtainRequest) ([]byte, error) {
 // given identifiers as subjectAltNames. The first DNS name, if short
 // enough, is also the subject common name.
 func CSR(key crypto.Signer, ids []Identifier) ([]byte, error) {
+	ids, err := NormalizeIdentifiers(ids)
+	if err != nil {
+		return nil, fmt.Errorf("acme: CSR: %w", err)
+	}
 	tmpl := &x509.CertificateRequest{}
 	for _, id := range ids {
 		switch id.Type {

@@ -69,17 +69,18 @@ type orderPayload struct {
 }
 
 // NewOrder places an order (RFC 8555, section 7.4).
+//
+// Identifiers are normalised first ([NormalizeIdentifiers]). An order whose
+// identifiers differ, as a set, from those requested is refused with
+// [ErrOrderMismatch]: it must not be finalized.
 func (c *Client) NewOrder(ctx context.Context, req OrderRequest) (*Order, error) {
-	if len(req.Identifiers) == 0 {
-		return nil, errors.New("acme: new order: no identifiers")
+	ids, err := NormalizeIdentifiers(req.Identifiers)
+	if err != nil {
+		return nil, fmt.Errorf("acme: new order: %w", err)
 	}
-	for _, id := range req.Identifiers {
-		if id.Type != IdentifierDNS && id.Type != IdentifierIP {
-			return nil, fmt.Errorf("acme: new order: unsupported identifier type %q", id.Type)
-		}
-		if id.Value == "" {
-			return nil, errors.New("acme: new order: empty identifier")
-		}
+	req.Identifiers = ids
+	if _, err := signingAlg(c.accountKey()); err != nil {
+		return nil, err
 	}
 	dir, err := c.Directory(ctx)
 	if err != nil {
@@ -110,7 +111,49 @@ func (c *Client) NewOrder(ctx context.Context, req OrderRequest) (*Order, error)
 	if resp.location == "" {
 		return nil, errors.New("acme: new order: response has no Location")
 	}
-	return parseOrder(resp, resp.location)
+	o, err := parseOrder(resp, resp.location)
+	if err != nil {
+		return nil, err
+	}
+	if !sameIdentifiers(o.Identifiers, req.Identifiers) {
+		return nil, fmt.Errorf("%w: the CA's order %s is for %v, requested %v", ErrOrderMismatch, o.URL, clipIdentifiers(o.Identifiers), req.Identifiers)
+	}
+	return o, nil
+}
+
+// ErrOrderMismatch is returned (wrapped) when the CA answers a new order
+// with an order for other identifiers than those requested.
+var ErrOrderMismatch = errors.New("acme: order identifiers differ from the request")
+
+// sameIdentifiers compares two identifier lists as sets, after
+// normalisation.
+func sameIdentifiers(got, want []Identifier) bool {
+	g, err := NormalizeIdentifiers(got)
+	if err != nil {
+		return false
+	}
+	key := func(ids []Identifier) []string {
+		out := make([]string, 0, len(ids))
+		for _, id := range ids {
+			out = append(out, id.Type+":"+id.Value)
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(key(g), key(want))
+}
+
+// clipIdentifiers bounds what a CA's identifiers add to an error.
+func clipIdentifiers(ids []Identifier) []string {
+	out := make([]string, 0, min(len(ids), 10))
+	for i, id := range ids {
+		if i == 10 {
+			out = append(out, fmt.Sprintf("… %d more", len(ids)-10))
+			break
+		}
+		out = append(out, clipString(id.String(), 256))
+	}
+	return out
 }
 
 func parseOrder(resp *response, url string) (*Order, error) {
