@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -27,7 +28,9 @@ type Options struct {
 	// server gives for the identifier (always 127.0.0.1) or on the IP
 	// identifier itself. Zero picks a free loopback port, reported by
 	// [CA.HTTPPort] and [CA.TLSPort]; nothing listens on it until the test
-	// starts its own solver there.
+	// starts its own solver there, and until then (for about a minute) the
+	// port is kept from other sockets, so that the test's net.Listen on it
+	// cannot find it taken.
 	HTTPPort, TLSPort int
 
 	// AlwaysValid makes the validation authority report every challenge
@@ -206,8 +209,9 @@ func (o *Options) check() error {
 }
 
 // pickPorts returns the requested ports, replacing each 0 with a free
-// loopback TCP port. The listeners that reserve the free ports are all open
-// at once, so the ports picked differ from each other.
+// loopback TCP port. The listeners that pick the free ports are all open at
+// once, so the ports picked differ from each other, and each is reserved
+// (see reserve) before its listener closes.
 func pickPorts(ports ...int) ([]int, error) {
 	out := make([]int, len(ports))
 	var lns []net.Listener
@@ -228,7 +232,48 @@ func pickPorts(ports ...int) ([]int, error) {
 		lns = append(lns, ln)
 		out[i] = ln.Addr().(*net.TCPAddr).Port
 	}
+	for _, ln := range lns {
+		if err := reserve(ln); err != nil {
+			return nil, fmt.Errorf("testpebble: reserve port %s: %w", ln.Addr(), err)
+		}
+	}
 	return out, nil
+}
+
+// reserve keeps the port of ln from being handed out again once ln is
+// closed, until the test listens on it itself. Without it, a port picked
+// and released could be taken in the meantime by any other socket on the
+// machine (a listener on port 0, or an outgoing connection's local port),
+// and the test's own Listen would fail with "address already in use" (seen
+// about once in ten runs of a busy test suite).
+//
+// It connects to ln and closes the accepted end first, which leaves that end
+// in TIME_WAIT on the port for about a minute. Meanwhile the kernel picks
+// the port for no bind to port 0 and no outgoing connection, but a listener
+// that sets SO_REUSEADDR, as net.Listen does on Unix, can still bind it. On
+// Windows, whose listeners do not set it, nothing is reserved.
+func reserve(ln net.Listener) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	client, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	if err := server.Close(); err != nil {
+		return err
+	}
+	// Wait for the server's FIN, so that the server's end closes first.
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read after the server closed: got %v, want EOF", err)
+	}
+	return nil
 }
 
 // build constructs Pebble's db, CA, VA and WFE.
