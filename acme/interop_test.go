@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +53,9 @@ func TestInteropExternalCA(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 
-	c := &acme.Client{DirectoryURL: dir, Key: newKey(t), RootCAs: roots}
+	var logs strings.Builder
+	c := &acme.Client{DirectoryURL: dir, Key: newKey(t), RootCAs: roots, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	t.Cleanup(func() { t.Logf("client log:\n%s", logs.String()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d, err := c.Directory(ctx)
@@ -84,4 +89,16 @@ func TestInteropExternalCA(t *testing.T) {
 		_, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames(names[0]), Profile: "shortlived"})
 		wantIs(t, err, acme.ErrInvalidProfile)
 	}
+}
+
+// syncWriter serialises writes of concurrent loggers.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

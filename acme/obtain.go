@@ -311,12 +311,19 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 	}); err != nil {
 		return err
 	}
-	for _, p := range done {
-		if _, err := c.AcceptChallenge(ctx, p.chal); err != nil {
+	var waits []string
+	for i, p := range done {
+		got, err := c.AcceptChallenge(ctx, p.chal)
+		if err != nil {
 			return err
 		}
+		if got.Status == StatusValid {
+			// Validated synchronously (step-ca): nothing to poll.
+			continue
+		}
+		waits = append(waits, pending[i])
 	}
-	return eachParallel(ctx, pending, func(ctx context.Context, u string) error {
+	return eachParallel(ctx, waits, func(ctx context.Context, u string) error {
 		_, err := c.WaitAuthorization(ctx, u)
 		return err
 	})
