@@ -100,13 +100,18 @@ func fastFile(dir string) *storage.FileStorage {
 
 func TestFileConformance(t *testing.T) {
 	dir := t.TempDir()
+	// The suite's holders are alive while others wait: StaleAfter is 20
+	// refresh intervals, so that no stall of a heartbeat (an fsync on a busy
+	// disk, a starved process) lets a waiter take a live lock over.
+	const staleAfter = 2 * time.Second
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		s := fastFile(dir)
+		s.StaleAfter = staleAfter
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	},
 		storagetest.WithCrash(func(t *testing.T, s storage.Storage) { storage.Crash(s.(*storage.FileStorage)) }),
-		storagetest.WithLockExpiry(500*time.Millisecond),
+		storagetest.WithLockExpiry(staleAfter),
 	)
 }
 
@@ -371,12 +376,15 @@ func TestFileClockSkew(t *testing.T) {
 	_, file := storage.KeyPath("skew")
 	p := filepath.Join(dir, ".locks", file)
 	// The holder's clock says the file is a day old: a waiter comparing
-	// clocks would take it over; this one must not, the holder is alive.
+	// clocks would take it over at its first look; this one must not, the
+	// holder is alive. Waiting half of StaleAfter gives it dozens of looks,
+	// and no correct waiter can take a lock over before StaleAfter, however
+	// late the holder's heartbeat runs on a busy machine.
 	old := time.Now().Add(-24 * time.Hour)
 	if err := os.Chtimes(p, old, old); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*waiter.StaleAfter)
+	ctx, cancel := context.WithTimeout(t.Context(), waiter.StaleAfter/2)
 	_, err = waiter.Lock(ctx, "skew")
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {

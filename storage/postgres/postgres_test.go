@@ -78,8 +78,14 @@ func open(t testing.TB, cfg postgres.Config) *postgres.Storage {
 	return s
 }
 
+// fastLockTTL is short, so that the take-over of a dead holder's lease is
+// quick, yet long enough that a live holder keeps its lease on a busy
+// machine: it is lost only after LockTTL/2 (a second) without one
+// successful renewal, each renewal having LockTTL/4 to answer.
+const fastLockTTL = 2 * time.Second
+
 func fastConfig(dsn, prefix string) postgres.Config {
-	return postgres.Config{DSN: dsn, TablePrefix: prefix, LockTTL: time.Second, LockPollInterval: 10 * time.Millisecond}
+	return postgres.Config{DSN: dsn, TablePrefix: prefix, LockTTL: fastLockTTL, LockPollInterval: 10 * time.Millisecond}
 }
 
 func TestConformance(t *testing.T) {
@@ -87,7 +93,7 @@ func TestConformance(t *testing.T) {
 	prefix := testPrefix(t, dsn)
 	storagetest.Run(t, func(t *testing.T) storage.Storage { return open(t, fastConfig(dsn, prefix)) },
 		storagetest.WithCrash(func(t *testing.T, s storage.Storage) { postgres.Crash(s.(*postgres.Storage)) }),
-		storagetest.WithLockExpiry(time.Second),
+		storagetest.WithLockExpiry(fastLockTTL),
 	)
 }
 
@@ -333,9 +339,31 @@ func TestHeartbeatSurvivesDroppedConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 {
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	expires := func() time.Time {
+		t.Helper()
+		var e time.Time
+		if err := c.QueryRow(t.Context(), "SELECT expires FROM "+pgx.Identifier{prefix + "locks"}.Sanitize()+" WHERE name = 'held'").Scan(&e); err != nil {
+			t.Fatalf("read the lease: %v", err)
+		}
+		return e
+	}
+	// Each time, wait for a renewal made after the drop (on a new
+	// connection), rather than sleeping for what should be enough.
+	for i := range 3 {
 		terminate(t, dsn, app)
-		time.Sleep(400 * time.Millisecond)
+		before := expires()
+		deadline := time.Now().Add(30 * time.Second)
+		for !expires().After(before) {
+			if time.Now().After(deadline) {
+				t.Fatalf("drop %d: lease not renewed within 30s (lock context: %v)", i+1, context.Cause(lockCtx))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	if err := context.Cause(lockCtx); err != nil {
 		t.Fatalf("lock lost after dropped connections: %v", err)

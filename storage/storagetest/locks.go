@@ -97,6 +97,9 @@ func (s *suite) testLockWaitCancelled(t *testing.T) {
 		}
 		done <- err
 	}()
+	// Give the waiter time to start waiting. This is not synchronisation:
+	// a Lock whose context is cancelled before it waits must return the
+	// same error, so the test passes however late the goroutine runs.
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	select {
