@@ -181,13 +181,18 @@ func TestObtainPresentFailureDeactivatesAuthorizations(t *testing.T) {
 	}
 }
 
-// blockingSolver's Present succeeds; Wait blocks until the context ends.
+// blockingSolver's Present succeeds; Wait calls waiting (if set), then
+// blocks until the context ends.
 type blockingSolver struct {
 	httpSolver
+	waiting       func()
 	cleanupCtxErr error
 }
 
 func (b *blockingSolver) Wait(ctx context.Context, _ acme.Challenge) error {
+	if b.waiting != nil {
+		b.waiting()
+	}
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -201,12 +206,14 @@ func TestObtainCancelledStillCleansUp(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, testpebble.Options{})
 	c := registered(t, ca)
-	b := &blockingSolver{}
-	b.tokens = map[string]string{}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// The context ends while the solver waits, however long the steps
+	// before took: a fixed deadline could end before Present.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	b := &blockingSolver{waiting: cancel}
+	b.tokens = map[string]string{}
 	_, err := c.Obtain(ctx, acme.ObtainRequest{Identifiers: acme.DNSNames("c.example.com"), CertKey: newKey(t), Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: b}})
-	wantIs(t, err, context.DeadlineExceeded)
+	wantIs(t, err, context.Canceled)
 	if _, cleanups, _ := b.counts(); cleanups != 1 {
 		t.Fatalf("cleanups = %d, want 1", cleanups)
 	}
