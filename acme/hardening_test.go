@@ -366,3 +366,20 @@ func TestPollLearnsValidationTime(t *testing.T) {
 		t.Errorf("%d authorization requests for one name, want at most 3 (fetch + 1-2 polls)", n)
 	}
 }
+
+// A failed validation names its challenge type, for a fallback next time.
+func TestChallengeErrorNamesType(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, testpebble.Options{})
+	c := registered(t, ca)
+	s := newHTTPSolver(t, ca)
+	_, _, err := obtain(t, c, s, acme.DNSNames("cherr.example.com"), func(r *acme.ObtainRequest) {
+		r.Solvers = map[string]acme.Solver{acme.ChallengeHTTP01: noopSolver{}}
+	})
+	var ce *acme.ChallengeError
+	if !errors.As(err, &ce) || ce.Type != acme.ChallengeHTTP01 || ce.Identifier.Value != "cherr.example.com" {
+		t.Fatalf("got %v, want a *acme.ChallengeError for http-01 and the name", err)
+	}
+	wantIs(t, err, acme.ErrAuthorizationInvalid)
+	wantIs(t, err, acme.ErrUnauthorized)
+}

@@ -81,7 +81,9 @@ var ErrCertificateMismatch = errors.New("acme: issued certificate does not match
 //
 // Every presented challenge is cleaned up, even when ctx is cancelled
 // (CleanUp then runs under a detached context bounded by CleanupTimeout).
-// On failure the order's pending authorizations are deactivated.
+// On failure the order's pending authorizations are deactivated. A failed
+// validation is a [*ChallengeError] (errors.As) naming the challenge type,
+// wrapping [ErrAuthorizationInvalid] and the CA's problem.
 func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, error) {
 	if len(req.Identifiers) > 0 {
 		ids, err := NormalizeIdentifiers(req.Identifiers)
@@ -250,7 +252,25 @@ func checkIssued(leaf *x509.Certificate, req ObtainRequest) error {
 type presented struct {
 	solver Solver
 	chal   Challenge
+	authz  string // the authorization's URL
 }
+
+// A ChallengeError reports that the CA could not validate a challenge: the
+// authorization became invalid, or stayed pending with the challenge's
+// error. Err wraps the CA's *Problem when it sent one. Callers use Type to
+// try another challenge type next time.
+type ChallengeError struct {
+	Type       string     // the challenge type, such as ChallengeHTTP01
+	Identifier Identifier // what was being validated
+	Err        error
+}
+
+func (e *ChallengeError) Error() string {
+	return fmt.Sprintf("acme: %s challenge for %s failed: %v", e.Type, e.Identifier.Value, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *ChallengeError) Unwrap() error { return e.Err }
 
 // authorize solves every pending authorization of the order.
 func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest) (err error) {
@@ -272,7 +292,6 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 	if len(types) == 0 {
 		types = defaultChallengeTypes
 	}
-	var pending []string
 	for _, u := range order.Authorizations {
 		a, err := c.GetAuthorization(ctx, u)
 		if err != nil {
@@ -296,8 +315,7 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 		if err := solver.Present(ctx, ch); err != nil {
 			return fmt.Errorf("acme: presenting %s challenge for %s: %w", ch.Type, a.Identifier.Value, err)
 		}
-		done = append(done, presented{solver, ch})
-		pending = append(pending, a.URL)
+		done = append(done, presented{solver, ch, a.URL})
 	}
 	if err := eachParallel(ctx, done, func(ctx context.Context, p presented) error {
 		w, ok := p.solver.(Waiter)
@@ -311,8 +329,8 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 	}); err != nil {
 		return err
 	}
-	var waits []string
-	for i, p := range done {
+	var waits []presented
+	for _, p := range done {
 		got, err := c.AcceptChallenge(ctx, p.chal)
 		if err != nil {
 			return err
@@ -321,10 +339,13 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 			// Validated synchronously (step-ca): nothing to poll.
 			continue
 		}
-		waits = append(waits, pending[i])
+		waits = append(waits, p)
 	}
-	return eachParallel(ctx, waits, func(ctx context.Context, u string) error {
-		_, err := c.WaitAuthorization(ctx, u)
+	return eachParallel(ctx, waits, func(ctx context.Context, p presented) error {
+		_, err := c.WaitAuthorization(ctx, p.authz)
+		if err != nil && errors.Is(err, ErrAuthorizationInvalid) {
+			return &ChallengeError{Type: p.chal.Type, Identifier: p.chal.Identifier, Err: err}
+		}
 		return err
 	})
 }
