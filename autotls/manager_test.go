@@ -215,6 +215,12 @@ func TestRandomSNIFloodStrictPolicy(t *testing.T) {
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
 		t.Fatalf("heap grew by %d bytes after 20000 refused names", grew)
 	}
+	// The workers call Done just before they exit: give the exits time,
+	// however busy the machine, rather than counting at once.
+	deadline := time.Now().Add(30 * time.Second)
+	for runtime.NumGoroutine() > g0+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if g := runtime.NumGoroutine(); g > g0+2 {
 		t.Fatalf("goroutines %d -> %d", g0, g)
 	}
@@ -391,7 +397,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("cached certificate after Close: %v", err)
 	}
 	e.ca.HTTPClient().CloseIdleConnections()
-	deadline := time.Now().Add(3 * time.Second)
+	// Polled with a generous deadline: on a busy machine connections
+	// take a while to wind down.
+	deadline := time.Now().Add(30 * time.Second)
 	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -422,8 +430,8 @@ func TestRenewal(t *testing.T) {
 		if ev.Name != "example.com" {
 			t.Fatalf("renewed %q", ev.Name)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no renewal within 10s of a 3s certificate")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no renewal within 30s of a 3s certificate")
 	}
 	second, err := m.GetCertificate(hello("example.com"))
 	if err != nil {
@@ -502,8 +510,8 @@ func TestRenewalFailureKeepsServingAndIsRecorded(t *testing.T) {
 		if ev.RetryAt.IsZero() || ev.Err == nil {
 			t.Fatalf("failure event = %+v", ev)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no failed renewal within 10s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no failed renewal within 30s")
 	}
 	// The last good certificate is still served while it is valid.
 	cur, err := m.GetCertificate(hello("example.com"))
@@ -531,7 +539,7 @@ func TestHandshakeGivesUpWhileIssuanceGoesOn(t *testing.T) {
 	if !errors.Is(err, autotls.ErrIssuancePending) {
 		t.Fatalf("first handshake: %v, want ErrIssuancePending", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := m.GetCertificate(hello("example.com"))
 		if err == nil && c != nil {
