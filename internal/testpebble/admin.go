@@ -23,15 +23,16 @@ func (c *CA) Revoke(cert *x509.Certificate, reason int) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	issued := c.db.GetCertificateByDER(cert.Raw)
+	store := c.cur.Load().db
+	issued := store.GetCertificateByDER(cert.Raw)
 	if issued == nil || issued.Cert.IsCA {
 		return fmt.Errorf("testpebble: revoke: certificate with serial %x was not issued by this CA", cert.SerialNumber)
 	}
-	if c.db.GetRevokedCertificateByDER(cert.Raw) != nil {
+	if store.GetRevokedCertificateByDER(cert.Raw) != nil {
 		return fmt.Errorf("testpebble: revoke: certificate with serial %x is already revoked", cert.SerialNumber)
 	}
 	r := uint(reason)
-	c.db.RevokeCertificate(&core.RevokedCertificate{
+	store.RevokeCertificate(&core.RevokedCertificate{
 		Certificate: issued,
 		RevokedAt:   time.Now(),
 		Reason:      &r,
@@ -75,7 +76,7 @@ func (c *CA) SetRenewalInfoJSON(cert *x509.Certificate, body string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.db.SetARIResponse(cert.SerialNumber, body); err != nil {
+	if err := c.cur.Load().db.SetARIResponse(cert.SerialNumber, body); err != nil {
 		return fmt.Errorf("testpebble: renewal info: %w", err)
 	}
 	return nil
@@ -84,8 +85,14 @@ func (c *CA) SetRenewalInfoJSON(cert *x509.Certificate, body string) error {
 // AddEABKey adds an external account binding key: kid is the key ID, b64key
 // the HMAC key in base64url without padding. Adding a key ID twice fails.
 func (c *CA) AddEABKey(kid, b64key string) error {
-	if err := c.db.AddExternalAccountKeyByID(kid, b64key); err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.cur.Load().db.AddExternalAccountKeyByID(kid, b64key); err != nil {
 		return fmt.Errorf("testpebble: EAB key %q: %w", kid, err)
 	}
+	if c.eab == nil {
+		c.eab = make(map[string]string)
+	}
+	c.eab[kid] = b64key
 	return nil
 }

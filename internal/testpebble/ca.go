@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 )
 
 // Options configures a [CA]. The zero value is a CA that validates for real,
@@ -101,9 +98,11 @@ type Options struct {
 	// issue for, with a rejectedIdentifier problem.
 	BlockedDomains []string
 
-	// Wrap, if not nil, wraps the ACME handler, for fault injection. Every
-	// request is counted before it reaches Wrap's handler; requests to
-	// Pebble's management paths bypass it.
+	// Wrap, if not nil, wraps the ACME handler, for fault injection. It is
+	// called once, by New. Every
+	// request is counted and logged before it reaches Wrap's handler, and
+	// the faults of [CA.SetDown] and [CA.RateLimit] answer before it;
+	// requests to Pebble's management paths bypass it.
 	Wrap func(http.Handler) http.Handler
 
 	// Logger receives Pebble's logs. Nil discards them.
@@ -122,15 +121,29 @@ type Options struct {
 // validation authority's goroutine is Pebble's and cannot be stopped, so
 // goroutine leak checkers and testing/synctest bubbles cannot wrap a CA.
 type CA struct {
-	db   *db.MemoryStore
-	ca   *ca.CAImpl
-	va   *va.VAImpl
-	wfe  *wfe.WebFrontEndImpl
-	dns  *DNSServer
-	srv  *http.Server
-	done chan struct{}
+	opts   Options     // as given to New, checked
+	logger *log.Logger // never nil
+	dns    *DNSServer
+
+	// cur is Pebble's current incarnation.
+	cur atomic.Pointer[backend]
+	mu  sync.Mutex        // serialises out-of-band changes to the db
+	eab map[string]string // every EAB key; guarded by mu
+
+	// The HTTPS server, one per period of listening (see server.go).
+	srvMu     sync.Mutex
+	srv       *http.Server  // nil while connections are refused or after Close
+	srvDone   chan struct{} // closed when srv's Serve returns
+	closed    bool
+	down503   atomic.Bool // the mode is Down503
+	serverTLS *tls.Config
+	handler   http.Handler
+
+	limits rateLimits
+	reqLog requestLog
 
 	dirURL    string
+	port      int // of the HTTPS server
 	httpPort  int
 	tlsPort   int
 	tlsRoots  *x509.CertPool
@@ -139,7 +152,6 @@ type CA struct {
 	transport *http.Transport
 	counts    counters
 
-	mu        sync.Mutex // serialises out-of-band changes to the db
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -153,8 +165,17 @@ func New(opts Options) (*CA, error) {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
+	opts.EABKeys = maps.Clone(opts.EABKeys)
+	opts.Profiles = maps.Clone(opts.Profiles)
+	opts.BlockedDomains = slices.Clone(opts.BlockedDomains)
 
-	c := &CA{counts: newCounters(), done: make(chan struct{})}
+	c := &CA{
+		opts:   opts,
+		logger: logger,
+		eab:    maps.Clone(opts.EABKeys),
+		counts: newCounters(),
+		reqLog: newRequestLog(requestLogSize),
+	}
 	ports, err := pickPorts(opts.HTTPPort, opts.TLSPort)
 	if err != nil {
 		return nil, err
@@ -163,11 +184,11 @@ func New(opts Options) (*CA, error) {
 	if c.dns, err = NewDNSServer(); err != nil {
 		return nil, err
 	}
-	if err := c.build(&opts, logger); err != nil {
+	if err := c.build(); err != nil {
 		_ = c.dns.Close()
 		return nil, err
 	}
-	if err := c.serve(&opts, logger); err != nil {
+	if err := c.serve(); err != nil {
 		_ = c.dns.Close()
 		return nil, err
 	}
@@ -276,118 +297,6 @@ func reserve(ln net.Listener) error {
 	return nil
 }
 
-// build constructs Pebble's db, CA, VA and WFE.
-func (c *CA) build(opts *Options, logger *log.Logger) (err error) {
-	c.db = db.NewMemoryStore()
-	for kid, key := range opts.EABKeys {
-		if err := c.db.AddExternalAccountKeyByID(kid, key); err != nil {
-			return fmt.Errorf("testpebble: EAB key %q: %w", kid, err)
-		}
-	}
-	for _, d := range opts.BlockedDomains {
-		if err := c.db.AddBlockedDomain(d); err != nil {
-			return fmt.Errorf("testpebble: blocked domain %q: %w", d, err)
-		}
-	}
-
-	profiles := make(map[string]ca.Profile)
-	for name, validity := range opts.Profiles {
-		profiles[name] = ca.Profile{
-			Description:    "testpebble profile " + name,
-			ValidityPeriod: uint64(validity / time.Second),
-		}
-	}
-	if len(profiles) == 0 {
-		profiles["default"] = ca.Profile{Description: "The default profile"}
-	}
-	chainLength := opts.ChainLength
-	if chainLength == 0 {
-		chainLength = 1
-	}
-	keyAlg := opts.KeyAlgorithm
-	if keyAlg == "" {
-		keyAlg = "ecdsa"
-	}
-
-	// Pebble's constructors panic on key generation failures.
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("testpebble: pebble: %v", r)
-		}
-	}()
-	err = withEnv(pebbleEnv(opts), func() error {
-		c.ca = ca.New(logger, c.db, "", keyAlg, opts.AlternateRoots, chainLength, profiles)
-		c.va = va.New(logger, c.httpPort, c.tlsPort, opts.Strict, c.dns.Addr(), c.db)
-		w := wfe.New(logger, c.db, c.va, c.ca, []string{"pebble.letsencrypt.org"},
-			opts.Strict, opts.RequireEAB, opts.RetryAfterAuthz, opts.RetryAfterOrder)
-		c.wfe = &w
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("testpebble: environment: %w", err)
-	}
-
-	c.rootPool = x509.NewCertPool()
-	for i := range c.ca.GetNumberOfRootCerts() {
-		root := c.ca.GetRootCert(i)
-		if root == nil || root.Cert == nil {
-			return fmt.Errorf("testpebble: pebble has no root %d", i)
-		}
-		c.roots = append(c.roots, root.Cert)
-		c.rootPool.AddCert(root.Cert)
-	}
-	return nil
-}
-
-// serve starts the HTTPS server.
-func (c *CA) serve(opts *Options, logger *log.Logger) error {
-	cert, leaf, err := newServerCert()
-	if err != nil {
-		return err
-	}
-	c.tlsRoots = x509.NewCertPool()
-	c.tlsRoots.AddCert(leaf)
-
-	var acmeHandler http.Handler = c.wfe.Handler()
-	if opts.Wrap != nil {
-		acmeHandler = opts.Wrap(acmeHandler)
-	}
-	management := c.wfe.ManagementHandler()
-	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isManagement(r.URL.Path) {
-			management.ServeHTTP(w, r)
-			return
-		}
-		acmeHandler.ServeHTTP(w, r)
-	})
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("testpebble: listen: %w", err)
-	}
-	c.srv = &http.Server{
-		Handler:           c.counts.handler(mux),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          logger,
-	}
-	go func() {
-		defer close(c.done)
-		_ = c.srv.ServeTLS(ln, "", "")
-	}()
-
-	c.dirURL = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)) + wfe.DirectoryPath
-	c.transport = &http.Transport{
-		TLSClientConfig:       &tls.Config{RootCAs: c.tlsRoots, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		IdleConnTimeout:       30 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		ForceAttemptHTTP2:     true,
-	}
-	return nil
-}
-
 // DirectoryURL returns the URL of the ACME directory,
 // https://127.0.0.1:PORT/dir.
 func (c *CA) DirectoryURL() string { return c.dirURL }
@@ -441,15 +350,17 @@ func (c *CA) ResetCounts() { c.counts.reset() }
 
 // Close stops the HTTPS server (closing its connections at once) and the DNS
 // server, and waits for their goroutines. Pebble's validation authority
-// goroutine keeps running: Pebble offers no way to stop it. Calling Close
+// goroutines keep running: Pebble offers no way to stop them. Calling Close
 // more than once returns the first result.
 func (c *CA) Close() error {
 	c.closeOnce.Do(func() {
 		var errs []error
-		if err := c.srv.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("testpebble: https server: %w", err))
+		c.srvMu.Lock()
+		c.closed = true
+		if err := c.stopLocked(false); err != nil {
+			errs = append(errs, err)
 		}
-		<-c.done
+		c.srvMu.Unlock()
 		c.transport.CloseIdleConnections()
 		if err := c.dns.Close(); err != nil {
 			errs = append(errs, err)

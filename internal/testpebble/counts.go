@@ -1,7 +1,6 @@
 package testpebble
 
 import (
-	"net/http"
 	"strings"
 	"sync/atomic"
 )
@@ -80,13 +79,8 @@ func newCounters() counters {
 	return c
 }
 
-// handler counts every request by endpoint, then passes it to next.
-func (c counters) handler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c[classify(r.URL.Path)].Add(1)
-		next.ServeHTTP(w, r)
-	})
-}
+// add counts one request to endpoint, which must be one of endpointNames.
+func (c counters) add(endpoint string) { c[endpoint].Add(1) }
 
 // get returns the count of endpoint, 0 for an unknown name.
 func (c counters) get(endpoint string) int {

@@ -34,9 +34,14 @@
 //
 // # Faults and counting
 //
-// [Options.Wrap] wraps the ACME handler to inject faults. [CA.Requests]
-// counts the requests per ACME endpoint, including those the wrapper
-// answers itself, so tests can check how many round trips a flow takes.
+// [Options.Wrap] wraps the ACME handler to inject faults per request. A
+// running CA can also be taken down ([CA.SetDown]: 503 everywhere, or
+// connections refused) and rate limited per endpoint ([CA.RateLimit]: 429
+// with Retry-After). [CA.Requests] counts the requests
+// per ACME endpoint, including those that faults or the wrapper answer, so
+// tests can check how many round trips a flow takes; [CA.RequestLog] gives
+// the time, endpoint, method and status of each, so tests can check that
+// nothing was sent before a Retry-After expired.
 //
 // # Concurrency
 //
