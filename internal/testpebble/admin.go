@@ -84,6 +84,7 @@ func (c *CA) SetRenewalInfoJSON(cert *x509.Certificate, body string) error {
 
 // AddEABKey adds an external account binding key: kid is the key ID, b64key
 // the HMAC key in base64url without padding. Adding a key ID twice fails.
+// The key survives [CA.Reset].
 func (c *CA) AddEABKey(kid, b64key string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -14,7 +14,8 @@ import (
 
 // backend is one incarnation of Pebble: its database and the CA, VA and WFE
 // built on it. A backend is never modified after it is built (Pebble's
-// objects guard their own state).
+// objects guard their own state); [CA.Reset] replaces the whole of it, so a
+// request that started on the old one finishes there.
 type backend struct {
 	db         *db.MemoryStore
 	ca         *ca.CAImpl

@@ -99,7 +99,7 @@ type Options struct {
 	BlockedDomains []string
 
 	// Wrap, if not nil, wraps the ACME handler, for fault injection. It is
-	// called once, by New. Every
+	// called once, by New, and its handler survives [CA.Reset]. Every
 	// request is counted and logged before it reaches Wrap's handler, and
 	// the faults of [CA.SetDown] and [CA.RateLimit] answer before it;
 	// requests to Pebble's management paths bypass it.
@@ -125,10 +125,10 @@ type CA struct {
 	logger *log.Logger // never nil
 	dns    *DNSServer
 
-	// cur is Pebble's current incarnation.
+	// cur is Pebble's current incarnation; [CA.Reset] replaces it.
 	cur atomic.Pointer[backend]
-	mu  sync.Mutex        // serialises out-of-band changes to the db
-	eab map[string]string // every EAB key; guarded by mu
+	mu  sync.Mutex        // serialises out-of-band changes to the db, and Reset
+	eab map[string]string // every EAB key, kept across Reset; guarded by mu
 
 	// The HTTPS server, one per period of listening (see server.go).
 	srvMu     sync.Mutex

@@ -36,8 +36,9 @@
 //
 // [Options.Wrap] wraps the ACME handler to inject faults per request. A
 // running CA can also be taken down ([CA.SetDown]: 503 everywhere, or
-// connections refused) and rate limited per endpoint ([CA.RateLimit]: 429
-// with Retry-After). [CA.Requests] counts the requests
+// connections refused), rate limited per endpoint ([CA.RateLimit]: 429 with
+// Retry-After) and reset as if its database were lost ([CA.Reset]: every
+// account forgotten, same URL and roots). [CA.Requests] counts the requests
 // per ACME endpoint, including those that faults or the wrapper answer, so
 // tests can check how many round trips a flow takes; [CA.RequestLog] gives
 // the time, endpoint, method and status of each, so tests can check that

@@ -25,7 +25,7 @@ const (
 	Down503
 	// Refuse closes the listener and every open connection, so that every
 	// connection to the CA is refused until the mode changes again; the
-	// CA's out-of-band methods (Revoke, …) keep working.
+	// CA's out-of-band methods (Revoke, Reset, …) keep working.
 	Refuse
 )
 
