@@ -58,12 +58,50 @@ func (m *Manager) acmeClient(ctx context.Context) (*acme.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.client = c
+	st.client, st.accountURL = c, c.AccountURL
 	return c, nil
 }
 
-func (m *Manager) newClient() *acme.Client {
-	return &acme.Client{DirectoryURL: m.st.issuer, HTTPClient: m.HTTPClient, RootCAs: m.RootCAs, Logger: m.Logger, UserAgent: "tlsmint-autotls"}
+// recoverAccount replaces an account the CA no longer knows
+// (accountDoesNotExist: the CA was reset, or the account deactivated): under
+// the account lock, the stored account is used if another process already
+// replaced the failed one, else exactly one new account is registered and
+// stored. failed is the client whose account was refused.
+func (m *Manager) recoverAccount(ctx context.Context, failed *acme.Client) (*acme.Client, error) {
+	st := m.st
+	st.clientMu.Lock()
+	defer st.clientMu.Unlock()
+	if st.client != nil && st.client != failed {
+		return st.client, nil // replaced meanwhile in this process
+	}
+	store, err := m.storage()
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := store.Lock(ctx, "account/"+st.issuerKey)
+	if err != nil {
+		return nil, fmt.Errorf("autotls: locking account: %w", err)
+	}
+	defer unlock()
+	c, err := m.loadAccount(ctx)
+	if err == nil && c.AccountURL != failed.AccountURL {
+		st.client, st.accountURL = c, c.AccountURL // another node re-registered
+		return c, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	m.st.log.Warn("autotls: the CA no longer knows the account; registering a new one", "issuer", st.issuer, "account", failed.AccountURL)
+	c, err = m.register(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.client, st.accountURL = c, c.AccountURL
+	return c, nil
+}
+
+func (m *Manager) newClient(issuer string) *acme.Client {
+	return &acme.Client{DirectoryURL: issuer, HTTPClient: m.HTTPClient, RootCAs: m.RootCAs, Logger: m.Logger, UserAgent: "tlsmint-autotls"}
 }
 
 func (m *Manager) loadAccount(ctx context.Context) (*acme.Client, error) {
@@ -80,7 +118,7 @@ func (m *Manager) loadAccount(ctx context.Context) (*acme.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("autotls: stored account: %w", err)
 	}
-	c := m.newClient()
+	c := m.newClient(m.st.issuer)
 	c.Key, c.AccountURL = key, a.URL
 	return c, nil
 }
@@ -90,7 +128,7 @@ func (m *Manager) register(ctx context.Context) (*acme.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := m.newClient()
+	c := m.newClient(m.st.issuer)
 	c.Key = key
 	acct := acme.Account{TermsOfServiceAgreed: m.AcceptTOS, ExternalAccountBinding: m.ExternalAccountBinding}
 	if m.Email != "" {
@@ -103,6 +141,7 @@ func (m *Manager) register(ctx context.Context) (*acme.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("autotls: registering account: %w", err)
 	}
+	c.AccountURL = got.URL
 	keyPEM, err := encodeKey(key)
 	if err != nil {
 		return nil, err

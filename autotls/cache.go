@@ -2,6 +2,7 @@ package autotls
 
 import (
 	"crypto/tls"
+	"encoding/hex"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,10 +12,32 @@ import (
 // entry is one cached certificate with what its lifecycle needs. Entries are
 // not modified once cached; a renewal caches a new entry.
 type entry struct {
-	name     string // managed name: host, "*.domain" or IP
-	cert     *tls.Certificate
-	notAfter time.Time
-	renewAt  time.Time
+	name      string // managed name: host, "*.domain" or IP
+	cert      *tls.Certificate
+	notBefore time.Time
+	notAfter  time.Time
+	renewAt   time.Time
+	reason    string // why renewAt: ReasonSchedule, ReasonARI, ReasonARIPast
+	ari       *ariState
+	ariPoll   time.Time // next ARI poll; zero: none planned
+	account   string    // URL of the account that obtained it; "" unknown
+	// unstored is the encoded value when storing it failed: it is served
+	// from memory and its Store retried until it succeeds.
+	unstored []byte
+}
+
+// serial returns the certificate's serial number in hex.
+func (e *entry) serial() string { return hex.EncodeToString(e.cert.Leaf.SerialNumber.Bytes()) }
+
+// ariDue reports whether an ARI poll is due.
+func (e *entry) ariDue(now time.Time) bool { return !e.ariPoll.IsZero() && !now.Before(e.ariPoll) }
+
+// with returns a copy of e, changed by f; cached entries are never
+// modified in place.
+func (e *entry) with(f func(*entry)) *entry {
+	c := *e
+	f(&c)
+	return &c
 }
 
 // certMaps is the read-only view the hot path uses: exact hosts and IPs,
@@ -117,12 +140,37 @@ func (c *cache) put(e *entry) {
 	old := c.entries[e.name]
 	c.entries[e.name] = e
 	if old != nil {
-		c.rebuildLocked()
+		if old.cert != e.cert {
+			c.rebuildLocked()
+		}
+		// Same certificate, new metadata (an ARI poll, a Store that
+		// succeeded): the read view is unchanged.
 		return
 	}
 	if c.fresh++; c.fresh > len(c.entries)/4+16 {
 		c.rebuildLocked()
 	}
+}
+
+// swap replaces old by e if old is still the entry for its name, and
+// reports whether it did.
+func (c *cache) swap(old, e *entry) bool {
+	c.mu.Lock()
+	cur := c.entries[e.name]
+	c.mu.Unlock()
+	if cur != old {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[e.name] != old {
+		return false
+	}
+	c.entries[e.name] = e
+	if old.cert != e.cert {
+		c.rebuildLocked()
+	}
+	return true
 }
 
 // remove deletes e if it is still the entry for its name.

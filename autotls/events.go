@@ -10,22 +10,42 @@ type EventType string
 
 // Event types.
 const (
-	// EventObtained: a new certificate was issued (and stored, unless
-	// storage failed, which is logged at Error; it is served from memory).
+	// EventObtained: a new certificate was issued and stored (see
+	// EventNotStored when the Store failed).
 	EventObtained EventType = "obtained"
 	// EventRenewed: a certificate was replaced before it expired.
 	EventRenewed EventType = "renewed"
 	// EventLoaded: a certificate was loaded from storage into the cache.
 	EventLoaded EventType = "loaded"
-	// EventFailed: obtaining or renewing a certificate failed.
+	// EventScheduled: a certificate's renewal time changed after the CA's
+	// renewal information (ARI) was read; RenewAt and Reason say when and
+	// why. Renewal times chosen at issuance are in the obtained, renewed
+	// and loaded events.
+	EventScheduled EventType = "scheduled"
+	// EventFailed: obtaining or renewing a certificate failed; Err says
+	// why and RetryAt when the next attempt is made.
 	EventFailed EventType = "failed"
+	// EventRateLimited: the CA asked to wait (rate limit, or a 429/503
+	// with Retry-After) until RetryAt; the wait is stored, so other nodes
+	// and a restarted Manager obey it too.
+	EventRateLimited EventType = "rate_limited"
+	// EventNotStored: a certificate was obtained but storing it failed; it
+	// is served from memory and its Store retried until it succeeds.
+	EventNotStored EventType = "not_stored"
+	// EventStored: a certificate whose Store had failed was stored.
+	EventStored EventType = "stored"
+	// EventExpired: a certificate expired without a successful renewal;
+	// Err is the last failure. Whether it is still served is
+	// Manager.ServeExpired's choice.
+	EventExpired EventType = "expired"
 )
 
 // An Event reports a step in a certificate's life to [Manager.OnEvent]. It
 // never carries key material or account secrets.
 type Event struct {
 	Type EventType
-	// Name is the name the certificate is managed under.
+	// Name is the name the certificate is managed under, which is also
+	// the certificate's one subject alternative name.
 	Name string
 	// Issuer is the ACME directory URL of the CA.
 	Issuer string
@@ -33,9 +53,16 @@ type Event struct {
 	NotAfter time.Time
 	// Serial is the certificate's serial number in hex (empty for failures).
 	Serial string
-	// Err is the failure, for EventFailed.
+	// RenewAt is when the certificate is planned to be renewed, and Reason
+	// why then (ReasonSchedule, ReasonARI, ReasonARIPast); for obtained,
+	// renewed, loaded and scheduled events.
+	RenewAt time.Time
+	Reason  string
+	// Err is the failure, for EventFailed, EventRateLimited,
+	// EventNotStored and EventExpired.
 	Err error
-	// RetryAt is when the Manager will try again, for EventFailed.
+	// RetryAt is when the Manager will try again, for EventFailed and
+	// EventRateLimited.
 	RetryAt time.Time
 }
 
@@ -50,6 +77,9 @@ func (e Event) LogValue() slog.Value {
 	}
 	if e.Serial != "" {
 		attrs = append(attrs, slog.String("serial", e.Serial))
+	}
+	if !e.RenewAt.IsZero() {
+		attrs = append(attrs, slog.Time("renew_at", e.RenewAt), slog.String("reason", e.Reason))
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("err", e.Err.Error()))

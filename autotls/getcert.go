@@ -106,6 +106,11 @@ func (m *Manager) finish(name string, f *flight, cert *tls.Certificate, err erro
 	delete(st.flights, name)
 	st.flightMu.Unlock()
 	close(f.done)
+	// A step that came due while this flight ran found it in flight and
+	// consumed its plan: plan the certificate again.
+	if e := st.cache.get(name); e != nil && !st.sched.has(name) {
+		m.plan(e)
+	}
 	st.wg.Done()
 }
 
@@ -148,9 +153,21 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 				cert, err = nil, m.recovered(name, v)
 			}
 			m.finish(name, f, cert, err)
+			if err != nil && st.isManaged(name) {
+				m.retryLater(name, m.now())
+			}
 		}()
 		ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
 		defer cancel()
+		// Orders started by handshakes are capped too, so a burst of new
+		// names sends the CA a bounded number of orders at once.
+		select {
+		case st.handshakeSlots <- struct{}{}:
+			defer func() { <-st.handshakeSlots }()
+		case <-ctx.Done():
+			err = fmt.Errorf("autotls: obtaining %s: waiting for an order slot: %w", name, ctx.Err())
+			return
+		}
 		if slow {
 			// Storage did not answer within the handshake's time: the
 			// whole issuance, storage look-up first, gets the issuance's.
@@ -201,29 +218,6 @@ func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (
 		return false, fmt.Errorf("%w: %q: %w", ErrHostNotAllowed, name, hostErr)
 	}
 	return false, fmt.Errorf("%w: %q (no host policy)", ErrHostNotAllowed, name)
-}
-
-// startIssue joins the issuance of name in flight or starts one in the
-// background (for Manage and renewals).
-func (m *Manager) startIssue(name string, renew bool) (*flight, error) {
-	f, lead, err := m.joinFlight(name)
-	if err != nil || !lead {
-		return f, err
-	}
-	go func() {
-		var cert *tls.Certificate
-		var err error
-		defer func() {
-			if v := recover(); v != nil {
-				cert, err = nil, m.recovered(name, v)
-			}
-			m.finish(name, f, cert, err)
-		}()
-		ctx, cancel := context.WithTimeout(m.st.ctx, issueTimeout)
-		defer cancel()
-		cert, err = m.issue(ctx, name, false, renew)
-	}()
-	return f, nil
 }
 
 // waitFlight waits for an issuance on behalf of one handshake.

@@ -3,15 +3,15 @@ package autotls
 import (
 	"context"
 	"crypto/tls"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 func (m *Manager) certKey(name string) string {
@@ -37,14 +37,20 @@ func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) 
 // fromStorage installs and returns a usable stored certificate (for a
 // renewal: one newer than current, which another node may have obtained).
 // It returns (nil, nil) when there is none, and an error only when storage
-// fails: ordering a certificate that cannot be stored could lose it.
+// fails: ordering a certificate that cannot be stored could lose it. With
+// ServeExpired, an expired stored certificate is installed as a last
+// resort when nothing is cached, and its renewal planned at once.
 func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, renew bool) (*tls.Certificate, error) {
 	e, err := m.loadStored(ctx, name)
 	switch {
 	case err == nil:
-		if fresh(e, current, renew) {
+		if m.fresh(e, current, renew) {
 			m.install(e, EventLoaded)
 			return e.cert, nil
+		}
+		if m.ServeExpired && current == nil && m.st.cache.get(name) == nil {
+			m.st.cache.put(e)
+			m.st.log.Warn("autotls: serving an expired certificate while it is renewed (ServeExpired)", "name", name, "not_after", e.notAfter)
 		}
 	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errCorrupt):
 		return nil, fmt.Errorf("autotls: loading %s: %w", name, err)
@@ -53,22 +59,31 @@ func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, 
 }
 
 // order obtains a certificate from the CA, once across processes: under
-// the name's storage lock, after checking storage again.
+// the name's storage lock, after checking storage again. The order and the
+// final Store run under the lock's context, so a holder that lost its
+// lease (stalled, partitioned) stops, and a fencing backend refuses its
+// Store.
 func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, current *entry) (*tls.Certificate, error) {
 	st := m.st
 	store, err := m.storage()
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := m.now()
 	if f := st.failureFor(name, now); f != nil {
 		return nil, fmt.Errorf("%w: %s until %s: %w", ErrBackoff, name, f.until.Format(time.RFC3339), f.err)
+	}
+	// A Retry-After that another node, or this one before a restart, got
+	// from the CA holds here too.
+	if b := m.loadBackoff(ctx, name); b != nil && now.Before(b.Until) {
+		err := st.rememberBackoff(name, b)
+		return nil, fmt.Errorf("%w: %s until %s (the CA's Retry-After, stored): %w", ErrBackoff, name, b.Until.Format(time.RFC3339), err)
 	}
 	if onDemand && !st.limiter.allow(now) {
 		return nil, fmt.Errorf("%w: %s: rate limit of new orders", ErrOnDemandLimited, name)
 	}
 
-	unlock, err := store.Lock(ctx, m.lockName(name))
+	lockCtx, unlock, err := storage.LockContext(ctx, store, m.lockName(name))
 	if err != nil {
 		return nil, fmt.Errorf("autotls: locking %s: %w", name, err)
 	}
@@ -78,21 +93,27 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		}
 	}()
 	// Another process may have finished while we waited for the lock.
-	if e, err := m.loadStored(ctx, name); err == nil && fresh(e, current, renew) {
+	if e, err := m.loadStored(lockCtx, name); err == nil && m.fresh(e, current, renew) {
 		m.install(e, EventLoaded)
 		return e.cert, nil
 	}
 
-	e, err := m.obtain(ctx, name, current)
+	e, err := m.obtain(lockCtx, name, current)
 	if err != nil {
-		retry := m.recordFailure(name, err, time.Now())
-		if current != nil {
-			m.storeFailure(ctx, name, err)
+		if cause := context.Cause(lockCtx); errors.Is(cause, storage.ErrLockLost) {
+			err = fmt.Errorf("%w (%w)", err, cause)
 		}
-		m.emit(Event{Type: EventFailed, Name: name, Err: err, RetryAt: retry})
+		retry := m.recordFailure(name, err, m.now())
+		m.persistBackoff(ctx, name, err, retry)
+		if current != nil {
+			m.storeFailure(lockCtx, name, err)
+		}
+		m.emitFailure(name, err, retry)
 		return nil, err
 	}
-	st.clearFailure(name)
+	if st.clearFailure(name) {
+		m.clearBackoff(ctx, name)
+	}
 	typ := EventObtained
 	if current != nil {
 		typ = EventRenewed
@@ -104,8 +125,8 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 // fresh reports whether a stored entry should be used instead of ordering:
 // when not renewing, any unexpired certificate; when renewing, only one
 // newer than the cached one that is not itself due for renewal.
-func fresh(e, current *entry, renew bool) bool {
-	now := time.Now()
+func (m *Manager) fresh(e, current *entry, renew bool) bool {
+	now := m.now()
 	if !now.Before(e.notAfter) {
 		return false
 	}
@@ -115,13 +136,29 @@ func fresh(e, current *entry, renew bool) bool {
 	return e.notAfter.After(current.notAfter) && now.Before(e.renewAt)
 }
 
-// install caches an entry, schedules its renewal and reports it.
+// install caches an entry, plans its next step and reports it. A new
+// certificate's renewal information is fetched soon after, in the
+// background, when the CA offers it and none is stored for it.
 func (m *Manager) install(e *entry, typ EventType) {
 	st := m.st
+	if e.ari == nil || e.ari.NextPoll.IsZero() {
+		if st.ariOffered.Load() != ariNo {
+			e.ariPoll = m.now()
+		}
+	} else {
+		e.ariPoll = e.ari.NextPoll
+	}
 	st.cache.put(e)
-	st.renewer.schedule(m, e)
-	m.emit(Event{Type: typ, Name: e.name, NotAfter: e.notAfter, Serial: hex.EncodeToString(e.cert.Leaf.SerialNumber.Bytes())})
+	st.setLapsed(e.name, false)
+	m.plan(e)
+	m.emit(Event{Type: typ, Name: e.name, NotAfter: e.notAfter, Serial: e.serial(), RenewAt: e.renewAt, Reason: e.reason})
+	if e.unstored != nil {
+		m.emit(Event{Type: EventNotStored, Name: e.name, NotAfter: e.notAfter, Serial: e.serial(), Err: errNotStored})
+	}
 }
+
+// errNotStored explains EventNotStored.
+var errNotStored = errors.New("autotls: storing the certificate failed; it is served from memory and the Store is retried")
 
 // loadStored reads and parses the stored certificate of name.
 func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
@@ -143,33 +180,30 @@ func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
 		m.st.log.Warn("autotls: ignoring stored certificate", "name", name, "err", err)
 		return nil, err
 	}
-	return newEntry(name, cert, nil), nil
+	return m.newEntry(name, cert, s.ARI, s.AccountURL), nil
 }
 
-// newEntry makes a cache entry; of the stored metadata it keeps only what
-// renewal planning derives from it, so the PEM copies are not retained.
-func newEntry(name string, cert *tls.Certificate, meta *storedCert) *entry {
+// newEntry makes a cache entry with its renewal plan; of the stored
+// metadata it keeps only what planning needs, so the PEM copies are not
+// retained.
+func (m *Manager) newEntry(name string, cert *tls.Certificate, ari *ariState, account string) *entry {
 	leaf := cert.Leaf
-	return &entry{
-		name:     name,
-		cert:     cert,
-		notAfter: leaf.NotAfter,
-		renewAt:  renewalTime(leaf.NotBefore, leaf.NotAfter, meta),
+	e := &entry{
+		name:      name,
+		cert:      cert,
+		notBefore: leaf.NotBefore,
+		notAfter:  leaf.NotAfter,
+		ari:       ari,
+		account:   account,
 	}
+	e.renewAt, e.reason = planRenewal(name, leaf.SerialNumber.Bytes(), e.notBefore, e.notAfter, ari, m.now())
+	return e
 }
 
-// renewalTime is when a certificate should be renewed: when a third of its
-// lifetime is left, or in the middle of an ARI window given in meta (no
-// caller passes one yet: ARI is not used).
-func renewalTime(notBefore, notAfter time.Time, meta *storedCert) time.Time {
-	if meta != nil && meta.ARI != nil && !meta.ARI.WindowStart.IsZero() {
-		return meta.ARI.WindowStart.Add(meta.ARI.WindowEnd.Sub(meta.ARI.WindowStart) / 2)
-	}
-	life := notAfter.Sub(notBefore)
-	return notAfter.Add(-life / 3)
-}
-
-// obtain orders a certificate for name from the CA and stores it.
+// obtain orders a certificate for name from the CA and stores it. An
+// account the CA no longer knows is replaced by exactly one new one, and
+// the order placed again (without replaces: the new account did not
+// obtain the old certificate).
 func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*entry, error) {
 	client, err := m.acmeClient(ctx)
 	if err != nil {
@@ -184,6 +218,7 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 		return nil, err
 	}
 	var ids []acme.Identifier
+	_, isIP := parseIPName(name)
 	if a, ok := parseIPName(name); ok {
 		ids = acme.IPAddresses(a)
 	} else {
@@ -197,32 +232,79 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 		Profile:        m.Profile,
 		PreferredChain: m.PreferredChain,
 	}
-	if current != nil {
+	dir, err := client.Directory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
+	}
+	if req.Profile == "" && isIP {
+		// IP certificates are short-lived where the CA says so.
+		if _, ok := dir.Meta.Profiles["shortlived"]; ok {
+			req.Profile = "shortlived"
+		}
+	}
+	// replaces only for a certificate this account obtained, at a CA
+	// that offers ARI (RFC 9773 ties the two).
+	if current != nil && dir.RenewalInfo != "" && current.account != "" && current.account == m.currentAccount() {
 		if id, err := acme.CertificateID(current.cert.Leaf); err == nil {
 			req.Replaces = id
 		}
 	}
 	res, err := client.Obtain(ctx, req)
+	if errors.Is(err, acme.ErrAccountDoesNotExist) {
+		if client, err = m.recoverAccount(ctx, client); err != nil {
+			return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
+		}
+		req.Replaces = ""
+		res, err = client.Obtain(ctx, req)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 	}
-	data, err := encodeStored(name, m.st.issuer, res.Chain.PEM, key, res.Order.URL, res.Order.Certificate)
+	account := m.currentAccount()
+	cert := &tls.Certificate{Certificate: res.Chain.DER(), PrivateKey: key, Leaf: res.Leaf()}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	data, err := encodeStoredCert(&storedCert{
+		Name:           name,
+		CertificatePEM: string(res.Chain.PEM),
+		PrivateKeyPEM:  string(keyPEM),
+		Issuer:         m.st.issuer,
+		OrderURL:       res.Order.URL,
+		CertificateURL: res.Order.Certificate,
+		ObtainedAt:     m.now().UTC(),
+		AccountURL:     account,
+	})
 	if err != nil {
 		return nil, err
 	}
 	// Obtain has checked the leaf's key and names; serve what it parsed
 	// rather than decoding what was just encoded.
-	cert := &tls.Certificate{Certificate: res.Chain.DER(), PrivateKey: key, Leaf: res.Leaf()}
+	e := m.newEntry(name, cert, nil, account)
 	store, _ := m.storage()
 	if err := store.Store(ctx, m.certKey(name), data); err != nil {
-		// The certificate is served from memory; it will be ordered
-		// again after a restart unless storage recovers.
-		m.st.log.Error("autotls: storing certificate failed; serving it from memory", "name", name, "err", err)
+		if errors.Is(err, storage.ErrLockLost) || errors.Is(context.Cause(ctx), storage.ErrLockLost) {
+			// Another node holds the name now and stores its own: this
+			// one is served from memory until then, never written.
+			m.st.log.Warn("autotls: lock lost before the certificate was stored; not storing it", "name", name, "err", err)
+			return e, nil
+		}
+		m.st.log.Error("autotls: storing certificate failed; serving it from memory and retrying the Store", "name", name, "err", err)
+		e.unstored = data
 	}
-	return newEntry(name, cert, nil), nil
+	return e, nil
 }
 
-// solversFor returns the solvers and challenge preference for a name.
+func (m *Manager) currentAccount() string {
+	st := m.st
+	st.clientMu.Lock()
+	defer st.clientMu.Unlock()
+	return st.accountURL
+}
+
+// solversFor returns the solvers and challenge preference for a name. A
+// challenge type whose validation failed at the last attempt goes last.
 func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, error) {
 	st := m.st
 	s := make(map[string]acme.Solver)
@@ -237,7 +319,8 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	// dns-01 first when configured: it needs no listener and works behind
 	// anything. Then http-01 once HTTPHandler serves it (it works behind
 	// load balancers that terminate TLS), then tls-alpn-01. Obtain does
-	// not fall back from one type to the next, so the order matters.
+	// not fall back from one type to the next within an order, so the
+	// order matters.
 	if _, isIP := parseIPName(name); st.dns != nil && !isIP {
 		s[acme.ChallengeDNS01] = st.dns
 		types = append(types, acme.ChallengeDNS01)
@@ -253,36 +336,10 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	if len(s) == 0 {
 		return nil, nil, fmt.Errorf("autotls: %s: no challenge can be solved: enable HTTPHandler, tls-alpn-01 or dns-01", name)
 	}
+	if bad := st.failedChallenge(name); bad != "" && len(types) > 1 {
+		if i := slices.Index(types, bad); i >= 0 {
+			types = append(slices.Delete(types, i, i+1), bad)
+		}
+	}
 	return s, types, nil
-}
-
-// storeFailure records a failed renewal in the stored value's metadata
-// (last_failure), for operators reading storage and for later use: nothing
-// in the Manager reads it back, so neither other nodes nor the next start
-// act on it (their backoff is their own). It runs under the name's lock; a
-// failure to record is only logged.
-func (m *Manager) storeFailure(ctx context.Context, name string, failure error) {
-	store, err := m.storage()
-	if err != nil {
-		return
-	}
-	b, err := store.Load(ctx, m.certKey(name))
-	if err != nil {
-		return
-	}
-	s, err := decodeStored(b)
-	if err != nil {
-		return
-	}
-	msg := failure.Error()
-	if len(msg) > 1024 {
-		msg = msg[:1024]
-	}
-	s.LastFailure = &failureState{At: time.Now().UTC(), Error: msg}
-	if b, err = json.Marshal(s); err == nil {
-		err = store.Store(ctx, m.certKey(name), b)
-	}
-	if err != nil {
-		m.st.log.Warn("autotls: recording renewal failure", "name", name, "err", err)
-	}
 }

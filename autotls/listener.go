@@ -148,9 +148,11 @@ func (l *managedListener) Close() error {
 	return err
 }
 
-// Manage obtains certificates for names now, with bounded concurrency, and
-// keeps them managed: they are allowed whatever the host policy, and
-// renewed. Wildcard names ("*.example.com") need dns-01 (DNSProvider). It
+// Manage obtains certificates for names now, through the bounded
+// background queue (MaxBackgroundOrders at once), and keeps them managed:
+// they are allowed whatever the host policy, renewed, and, while one has
+// no valid certificate (its order failed, its stored one expired), retried
+// in the background with backoff. Wildcard names ("*.example.com") need dns-01 (DNSProvider). It
 // returns when every name has a certificate or failed (errors joined), or
 // when ctx is done; issuance continues in the background after that. It
 // calls [Manager.Validate] first and returns its error before anything is
@@ -182,34 +184,32 @@ func (m *Manager) Manage(ctx context.Context, names ...string) error {
 	}
 	st.managedMu.Unlock()
 
-	sem := make(chan struct{}, manageConcurrency)
-	errs := make([]error, len(norm))
-	var wg sync.WaitGroup
+	// Every name goes through the bounded background queue; a name whose
+	// order fails is retried there with backoff, handshake or not.
+	flights := make([]*flight, len(norm))
+	var errs []error
 	for i, n := range norm {
 		if st.cache.get(n) != nil {
 			continue
 		}
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			f, err := m.startIssue(n, false)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			select {
-			case <-f.done:
-				errs[i] = f.err
-			case <-ctx.Done():
-				errs[i] = fmt.Errorf("%w: %s: %w", ErrIssuancePending, n, ctx.Err())
-			}
-		})
+		f, err := m.enqueueIssue(n, false)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		flights[i] = f
 	}
-	wg.Wait()
+	for i, f := range flights {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.done:
+			if f.err != nil {
+				errs = append(errs, f.err)
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("%w: %s: %w", ErrIssuancePending, norm[i], ctx.Err()))
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -38,11 +38,10 @@ const (
 // Defaults for the Manager's zero fields.
 const (
 	DefaultHandshakeTimeout = 20 * time.Second
-	DefaultFailureBackoff   = 30 * time.Second
-	maxFailureBackoff       = 6 * time.Hour
+	DefaultFailureBackoff   = time.Minute
+	maxFailureBackoff       = 4 * time.Hour
 	issueTimeout            = 10 * time.Minute
 	maxRememberedFailures   = 10000
-	manageConcurrency       = 4
 )
 
 // ErrClosed is returned by a Manager after Close.
@@ -168,10 +167,35 @@ type Manager struct {
 	HandshakeTimeout time.Duration
 
 	// FailureBackoff is the wait after a failed attempt for a name before
-	// the next; it doubles with each further failure up to six hours, and
-	// a longer Retry-After from the CA is obeyed. Failures are remembered
-	// in memory only, per Manager. Zero means DefaultFailureBackoff.
+	// the next; it doubles with each further failure up to four hours,
+	// with ±10 % jitter, and a longer Retry-After from the CA is obeyed.
+	// Failures are remembered in memory; a CA's Retry-After (rate limits,
+	// 429 and 503 answers) is also written to storage, so a restarted
+	// Manager and the other nodes of a fleet wait for it too. Zero means
+	// DefaultFailureBackoff.
 	FailureBackoff time.Duration
+
+	// MaxBackgroundOrders caps the work no handshake waits for — renewals,
+	// Manage, retries after failures, ARI polls, retried Stores — which
+	// runs through one queue, so that a start-up with thousands of due
+	// names sends the CA a bounded number of requests at once. Zero means
+	// DefaultMaxBackgroundOrders.
+	MaxBackgroundOrders int
+
+	// MaxHandshakeOrders caps the orders started by handshakes for names
+	// the host policy allows that run at once; handshakes beyond it wait
+	// for a slot within HandshakeTimeout. On-demand names have their own
+	// limits (OnDemand). Zero means DefaultMaxHandshakeOrders.
+	MaxHandshakeOrders int
+
+	// ServeExpired decides what a handshake gets while a name's only
+	// certificate has expired and no valid one can be had (the CA is down,
+	// renewal keeps failing). True serves the expired certificate as a
+	// last resort, as certmagic does; false, the default, fails the
+	// handshake with an error naming the expiry and the last failure. The
+	// expired value stays in storage until its replacement is stored, and
+	// renewal is retried either way.
+	ServeExpired bool
 
 	// OnEvent, if set, is called for every obtained, renewed, loaded and
 	// failed certificate. It runs on the Manager's background goroutines
@@ -213,6 +237,7 @@ type state struct {
 
 	failMu   sync.Mutex
 	failures map[string]*failure
+	lapsed   map[string]bool // names whose expired certificate was dropped
 
 	managedMu sync.RWMutex
 	managed   map[string]bool
@@ -224,19 +249,26 @@ type state struct {
 	limiter   *limiter
 	clientMu  sync.Mutex
 	client    *acme.Client
-	renewer   renewer
+	// accountURL is the account URL of client, for replaces.
+	accountURL string
+
+	sched          schedule
+	queue          queue
+	handshakeSlots chan struct{}
+	// now is the Manager's one clock (time.Now; tests set another).
+	now func() time.Time
+	// ari is a key-less client for renewalInfo, which needs no account;
+	// ariOffered caches whether the directory offers it (0 unknown, 1
+	// yes, 2 no).
+	ari        *acme.Client
+	ariOffered atomic.Int32
+	ariBusy    sync.Map // names whose ARI poll runs
 }
 
 type flight struct {
 	done chan struct{}
 	cert *tls.Certificate
 	err  error
-}
-
-type failure struct {
-	until time.Time
-	n     int
-	err   error
 }
 
 func (m *Manager) state() *state {
@@ -248,6 +280,7 @@ func (m *Manager) init() {
 	st := &state{
 		flights:  make(map[string]*flight),
 		failures: make(map[string]*failure),
+		lapsed:   make(map[string]bool),
 		managed:  make(map[string]bool),
 		log:      m.Logger,
 	}
@@ -286,7 +319,10 @@ func (m *Manager) init() {
 	if m.OnDemand != nil {
 		st.limiter = newLimiter(m.OnDemand)
 	}
-	st.renewer.init()
+	st.sched.init()
+	st.now = time.Now
+	st.handshakeSlots = make(chan struct{}, m.handshakeLimit())
+	st.ari = m.newClient(st.issuer)
 	st.configErr = m.checkFields(st)
 	st.defaultName = m.DefaultServerName
 	if n, err := m.serverName(m.DefaultServerName); err == nil {
@@ -294,6 +330,9 @@ func (m *Manager) init() {
 	}
 	m.st = st
 }
+
+// now is the time as the Manager sees it.
+func (m *Manager) now() time.Time { return m.st.now() }
 
 func (m *Manager) emit(e Event) {
 	st := m.st
@@ -367,55 +406,4 @@ func (st *state) isManaged(name string) bool {
 	st.managedMu.RLock()
 	defer st.managedMu.RUnlock()
 	return st.managed[name]
-}
-
-// failureFor returns the remembered failure of name if its backoff has not
-// elapsed.
-func (st *state) failureFor(name string, now time.Time) *failure {
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	f := st.failures[name]
-	if f == nil || !now.Before(f.until) {
-		return nil
-	}
-	return f
-}
-
-// recordFailure remembers a failure with a growing backoff and returns when
-// the next attempt may be made.
-func (m *Manager) recordFailure(name string, err error, now time.Time) time.Time {
-	st := m.st
-	base := m.failureBackoff()
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	f := st.failures[name]
-	if f == nil {
-		if len(st.failures) >= maxRememberedFailures {
-			for k := range st.failures { // evict an arbitrary entry
-				delete(st.failures, k)
-				break
-			}
-		}
-		f = &failure{}
-		st.failures[name] = f
-	}
-	wait := base << min(f.n, 20)
-	if wait > maxFailureBackoff || wait <= 0 {
-		wait = maxFailureBackoff
-	}
-	// A CA's Retry-After is obeyed when it asks for longer.
-	var p *acme.Problem
-	if errors.As(err, &p) && p.RetryAfter > wait {
-		wait = p.RetryAfter
-	}
-	f.n++
-	f.err = err
-	f.until = now.Add(wait)
-	return f.until
-}
-
-func (st *state) clearFailure(name string) {
-	st.failMu.Lock()
-	delete(st.failures, name)
-	st.failMu.Unlock()
 }

@@ -27,8 +27,12 @@ type storedCert struct {
 	OrderURL       string    `json:"order_url,omitempty"`
 	CertificateURL string    `json:"certificate_url,omitempty"`
 	ObtainedAt     time.Time `json:"obtained_at"`
-	// ARI is reserved for the renewal information of the certificate;
-	// nothing fetches or writes it yet.
+	// AccountURL is the account that obtained the certificate; renewals
+	// send "replaces" only when the same account renews it.
+	AccountURL string `json:"account_url,omitempty"`
+	// ARI is the CA's last renewal information for the certificate (RFC
+	// 9773), so that a restart and every node of a fleet reuse it until
+	// its next poll.
 	ARI *ariState `json:"ari,omitempty"`
 	// LastFailure records the last failed attempt to replace it, for
 	// operators; nothing reads it back.
@@ -39,7 +43,9 @@ type ariState struct {
 	WindowStart    time.Time `json:"window_start"`
 	WindowEnd      time.Time `json:"window_end"`
 	ExplanationURL string    `json:"explanation_url,omitempty"`
-	RetryAfter     time.Time `json:"retry_after,omitzero"`
+	// NextPoll is when to ask the CA again (its Retry-After, clamped to
+	// between a minute and a day).
+	NextPoll time.Time `json:"next_poll,omitzero"`
 }
 
 type failureState struct {
@@ -107,6 +113,16 @@ func encodeStored(name, issuer string, chainPEM []byte, key crypto.Signer, order
 		CertificateURL: certURL,
 		ObtainedAt:     time.Now().UTC(),
 	})
+}
+
+// encodeStoredCert encodes a complete stored value.
+func encodeStoredCert(s *storedCert) ([]byte, error) {
+	s.Version = storedVersion
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("autotls: encoding stored certificate: %w", err)
+	}
+	return b, nil
 }
 
 func decodeStored(b []byte) (*storedCert, error) {

@@ -1,0 +1,265 @@
+package autotls
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+)
+
+// A failure is what the Manager remembers of a name's last failed attempt.
+type failure struct {
+	until time.Time
+	n     int
+	err   error
+	at    time.Time
+	// badType is the challenge type whose validation failed, tried last
+	// next time.
+	badType string
+	// persisted is set when a Retry-After was written to storage.
+	persisted bool
+}
+
+// storedBackoff is a CA's Retry-After for a name, kept in storage per
+// issuer, account and name, so that a restarted Manager and every node of
+// a fleet wait for it too.
+type storedBackoff struct {
+	Until time.Time `json:"until"`
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+// maxStoredError caps the error text kept with a stored backoff.
+const maxStoredError = 1024
+
+func (m *Manager) backoffKey(name string) string {
+	who := "default"
+	if m.Email != "" {
+		sum := sha256.Sum256([]byte(m.Email))
+		who = hex.EncodeToString(sum[:8])
+	}
+	return "backoff/" + m.st.issuerKey + "/" + who + "/" + storageName(name) + ".json"
+}
+
+// isLapsed reports whether name's certificate expired and is no longer
+// served; the name is retried in the background until one is obtained.
+func (st *state) isLapsed(name string) bool {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	return st.lapsed[name]
+}
+
+func (st *state) setLapsed(name string, v bool) {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	if v {
+		st.lapsed[name] = true
+	} else {
+		delete(st.lapsed, name)
+	}
+}
+
+// failureFor returns the remembered failure of name if its backoff has not
+// elapsed.
+func (st *state) failureFor(name string, now time.Time) *failure {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.failures[name]
+	if f == nil || !now.Before(f.until) {
+		return nil
+	}
+	return f
+}
+
+// lastFailure returns the error of name's last failed attempt, if any.
+func (m *Manager) lastFailure(name string) error {
+	st := m.st
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	if f := st.failures[name]; f != nil {
+		return f.err
+	}
+	return nil
+}
+
+// failedChallenge returns the challenge type that failed at name's last
+// attempt.
+func (st *state) failedChallenge(name string) string {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	if f := st.failures[name]; f != nil {
+		return f.badType
+	}
+	return ""
+}
+
+// recordFailure remembers a failure with a growing, jittered backoff and
+// returns when the next attempt may be made.
+func (m *Manager) recordFailure(name string, err error, now time.Time) time.Time {
+	st := m.st
+	base := m.failureBackoff()
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.failures[name]
+	if f == nil {
+		if len(st.failures) >= maxRememberedFailures {
+			for k := range st.failures { // evict an arbitrary entry
+				delete(st.failures, k)
+				break
+			}
+		}
+		f = &failure{}
+		st.failures[name] = f
+	}
+	wait := base << min(f.n, 20)
+	if wait > maxFailureBackoff || wait <= 0 {
+		wait = maxFailureBackoff
+	}
+	wait = jitter(wait)
+	// A CA's Retry-After is obeyed when it asks for longer.
+	if ra := retryAfter(err); ra > wait {
+		wait = ra
+	}
+	var ce *acme.ChallengeError
+	if errors.As(err, &ce) {
+		f.badType = ce.Type
+	}
+	f.n++
+	f.err = err
+	f.at = now
+	f.until = now.Add(wait)
+	return f.until
+}
+
+// retryAfter returns the CA's Retry-After carried by err, if any.
+func retryAfter(err error) time.Duration {
+	var p *acme.Problem
+	if errors.As(err, &p) {
+		return p.RetryAfter
+	}
+	return 0
+}
+
+// rememberBackoff records a stored Retry-After in memory and returns the
+// error it stands for.
+func (st *state) rememberBackoff(name string, b *storedBackoff) error {
+	err := errors.New(b.Error)
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.failures[name]
+	if f == nil {
+		f = &failure{}
+		st.failures[name] = f
+	}
+	if b.Until.After(f.until) {
+		f.until, f.err, f.at, f.persisted = b.Until, err, b.At, true
+	}
+	return err
+}
+
+// clearFailure forgets name's failure; it reports whether a Retry-After
+// of it may be in storage.
+func (st *state) clearFailure(name string) (persisted bool) {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.failures[name]
+	delete(st.failures, name)
+	return f != nil && f.persisted
+}
+
+// persistBackoff writes the CA's Retry-After for name to storage, when the
+// failure carried one. A failure to write is logged: the memory backoff
+// still holds for this process.
+func (m *Manager) persistBackoff(ctx context.Context, name string, err error, until time.Time) {
+	if retryAfter(err) <= 0 {
+		return
+	}
+	store, serr := m.storage()
+	if serr != nil {
+		return
+	}
+	msg := err.Error()
+	if len(msg) > maxStoredError {
+		msg = msg[:maxStoredError]
+	}
+	b, _ := json.Marshal(storedBackoff{Until: until.UTC(), Error: msg, At: m.now().UTC()})
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if serr := store.Store(ctx, m.backoffKey(name), b); serr != nil {
+		m.st.log.Warn("autotls: storing the CA's Retry-After failed", "name", name, "err", serr)
+		return
+	}
+	st := m.st
+	st.failMu.Lock()
+	if f := st.failures[name]; f != nil {
+		f.persisted = true
+	}
+	st.failMu.Unlock()
+	m.emit(Event{Type: EventRateLimited, Name: name, Err: err, RetryAt: until})
+}
+
+// loadBackoff returns the stored Retry-After for name, or nil.
+func (m *Manager) loadBackoff(ctx context.Context, name string) *storedBackoff {
+	store, err := m.storage()
+	if err != nil {
+		return nil
+	}
+	raw, err := store.Load(ctx, m.backoffKey(name))
+	if err != nil {
+		return nil
+	}
+	var b storedBackoff
+	if json.Unmarshal(raw, &b) != nil || b.Until.IsZero() {
+		return nil
+	}
+	return &b
+}
+
+// clearBackoff removes name's stored Retry-After after a success.
+func (m *Manager) clearBackoff(ctx context.Context, name string) {
+	store, err := m.storage()
+	if err != nil {
+		return
+	}
+	if err := store.Delete(ctx, m.backoffKey(name)); err != nil {
+		m.st.log.Warn("autotls: removing a stored Retry-After failed", "name", name, "err", err)
+	}
+}
+
+// emitFailure reports a failed attempt.
+func (m *Manager) emitFailure(name string, err error, retry time.Time) {
+	m.emit(Event{Type: EventFailed, Name: name, Err: err, RetryAt: retry})
+}
+
+// storeFailure records a failed renewal in the stored value's metadata
+// (last_failure), for operators reading storage. It runs under the name's
+// lock; a failure to record is only logged.
+func (m *Manager) storeFailure(ctx context.Context, name string, failure error) {
+	store, err := m.storage()
+	if err != nil {
+		return
+	}
+	b, err := store.Load(ctx, m.certKey(name))
+	if err != nil {
+		return
+	}
+	s, err := decodeStored(b)
+	if err != nil {
+		return
+	}
+	msg := failure.Error()
+	if len(msg) > maxStoredError {
+		msg = msg[:maxStoredError]
+	}
+	s.LastFailure = &failureState{At: m.now().UTC(), Error: msg}
+	if b, err = encodeStoredCert(s); err == nil {
+		err = store.Store(ctx, m.certKey(name), b)
+	}
+	if err != nil {
+		m.st.log.Warn("autotls: recording renewal failure", "name", name, "err", err)
+	}
+}

@@ -1,0 +1,94 @@
+package autotls
+
+import (
+	"hash/fnv"
+	"time"
+)
+
+// Renewal planning. Every certificate gets its renewal time from its own
+// NotBefore/NotAfter, so certificates of 6, 45, 90 or 200 days need no
+// configuration, and from the CA's ACME Renewal Information when it offers
+// it.
+
+const (
+	// shortLifetime: certificates living this long or less are renewed
+	// when half their lifetime is left, longer ones when a third is.
+	shortLifetime = 10 * 24 * time.Hour
+	// windowShare is the width of the Manager's own renewal window, as a
+	// share of the lifetime: wide enough that a fleet's certificates, or a
+	// thousand issued in the same minute, do not renew together.
+	windowShare = 10
+	// latestShare: whatever ARI says, renewal is not planned later than
+	// when a tenth of the lifetime is left.
+	latestShare = 10
+)
+
+// Reasons a renewal time was chosen, as reported in events and
+// [CertificateInfo].
+const (
+	// ReasonSchedule: the Manager's own window, ending when a third of the
+	// lifetime is left (half, for certificates of ten days or less).
+	ReasonSchedule = "schedule"
+	// ReasonARI: a random point in the CA's suggested window (RFC 9773).
+	ReasonARI = "ari"
+	// ReasonARIPast: the CA's suggested window has already begun or
+	// passed (revocation, CA incident): renew at once.
+	ReasonARIPast = "ari-window-passed"
+)
+
+// ownWindow is the Manager's renewal window for a certificate.
+func ownWindow(notBefore, notAfter time.Time) (start, end time.Time) {
+	life := notAfter.Sub(notBefore)
+	left := life / 3
+	if life <= shortLifetime {
+		left = life / 2
+	}
+	end = notAfter.Add(-left)
+	return end.Add(-life / windowShare), end
+}
+
+// spread returns a fraction in [0, 1) fixed for one certificate, so that
+// every node and every restart pick the same point in a window, while
+// different certificates spread uniformly over it.
+func spread(name string, serial []byte) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write(serial)
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// usableARI reports whether a suggested window can be used for a
+// certificate: well formed, and ending before the certificate expires.
+func usableARI(a *ariState, notBefore, notAfter time.Time) bool {
+	if a == nil || a.WindowStart.IsZero() || a.WindowEnd.IsZero() {
+		return false
+	}
+	return !a.WindowEnd.Before(a.WindowStart) && !a.WindowEnd.After(notAfter) && a.WindowEnd.After(notBefore)
+}
+
+// planRenewal returns when to renew a certificate and why: at a point of the
+// CA's window that is fixed per certificate (or at once when the window has
+// begun), else at such a point of the Manager's own window, never later
+// than when a tenth of the lifetime is left.
+func planRenewal(name string, serial []byte, notBefore, notAfter time.Time, a *ariState, now time.Time) (time.Time, string) {
+	frac := spread(name, serial)
+	life := notAfter.Sub(notBefore)
+	latest := notAfter.Add(-life / latestShare)
+	if usableARI(a, notBefore, notAfter) {
+		if !a.WindowEnd.After(now) {
+			// The window has passed (revocation, CA incident).
+			return now, ReasonARIPast
+		}
+		at := a.WindowStart.Add(time.Duration(frac * float64(a.WindowEnd.Sub(a.WindowStart))))
+		if at.After(latest) {
+			at = latest
+		}
+		if at.Before(now) {
+			at = now // RFC 9773: a chosen time in the past means now
+		}
+		return at, ReasonARI
+	}
+	start, end := ownWindow(notBefore, notAfter)
+	return start.Add(time.Duration(frac * float64(end.Sub(start)))), ReasonSchedule
+}

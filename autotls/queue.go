@@ -1,0 +1,152 @@
+package autotls
+
+import (
+	"context"
+	"crypto/tls"
+	"sync"
+)
+
+// Defaults of the bounded issuance queues.
+const (
+	// DefaultMaxBackgroundOrders is how many orders no handshake waits
+	// for (renewals, Manage, retries, ARI polls, retried Stores) run at
+	// once.
+	DefaultMaxBackgroundOrders = 4
+	// DefaultMaxHandshakeOrders is how many orders started by handshakes
+	// for names the host policy allows run at once.
+	DefaultMaxHandshakeOrders = 16
+)
+
+// queue is the bounded FIFO queue for background work: at most
+// MaxBackgroundOrders workers run its tasks; a worker exits when the queue
+// is empty, so an idle Manager runs no worker.
+type queue struct {
+	mu      sync.Mutex
+	tasks   []task
+	head    int
+	running int
+}
+
+type task struct {
+	name string
+	run  func(ctx context.Context)
+}
+
+func (m *Manager) backgroundLimit() int {
+	if m.MaxBackgroundOrders > 0 {
+		return m.MaxBackgroundOrders
+	}
+	return DefaultMaxBackgroundOrders
+}
+
+func (m *Manager) handshakeLimit() int {
+	if m.MaxHandshakeOrders > 0 {
+		return m.MaxHandshakeOrders
+	}
+	return DefaultMaxHandshakeOrders
+}
+
+// enqueue adds a task, starting a worker if fewer than the limit run. It
+// reports false when the Manager is closed.
+func (m *Manager) enqueue(t task) bool {
+	st := m.st
+	q := &st.queue
+	st.flightMu.Lock()
+	defer st.flightMu.Unlock()
+	if st.closed {
+		return false
+	}
+	q.mu.Lock()
+	q.tasks = append(q.tasks, t)
+	start := q.running < m.backgroundLimit()
+	if start {
+		q.running++
+	}
+	q.mu.Unlock()
+	if start {
+		st.wg.Add(1)
+		go m.worker()
+	}
+	return true
+}
+
+// pending reports the tasks waiting in the queue.
+func (q *queue) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.tasks) - q.head
+}
+
+func (q *queue) pop() (task, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.tasks) {
+		q.tasks, q.head = q.tasks[:0], 0
+		q.running--
+		return task{}, false
+	}
+	t := q.tasks[q.head]
+	q.tasks[q.head] = task{}
+	q.head++
+	if q.head > 1024 && q.head*2 > len(q.tasks) {
+		q.tasks = append(q.tasks[:0], q.tasks[q.head:]...)
+		q.head = 0
+	}
+	return t, true
+}
+
+func (m *Manager) worker() {
+	st := m.st
+	defer st.wg.Done()
+	for {
+		t, ok := st.queue.pop()
+		if !ok {
+			return
+		}
+		// After Close the tasks still run, under the cancelled context,
+		// so that they fail at once and their flights finish.
+		m.runTask(t)
+	}
+}
+
+// runTask runs one task; a panic fails that task only.
+func (m *Manager) runTask(t task) {
+	defer func() {
+		if v := recover(); v != nil {
+			m.recovered(t.name, v)
+			m.retryLater(t.name, m.now())
+		}
+	}()
+	t.run(m.st.ctx)
+}
+
+// enqueueIssue queues the issuance (renew: the renewal) of name, unless
+// one is in flight already, and returns its flight. On failure the name is
+// planned again after its backoff.
+func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
+	f, lead, err := m.joinFlight(name)
+	if err != nil || !lead {
+		return f, err
+	}
+	ok := m.enqueue(task{name: name, run: func(ctx context.Context) {
+		var cert *tls.Certificate
+		var err error
+		defer func() {
+			if v := recover(); v != nil {
+				cert, err = nil, m.recovered(name, v)
+			}
+			m.finish(name, f, cert, err)
+			if err != nil {
+				m.retryLater(name, m.now())
+			}
+		}()
+		ctx, cancel := context.WithTimeout(ctx, issueTimeout)
+		defer cancel()
+		cert, err = m.issue(ctx, name, false, renew)
+	}})
+	if !ok {
+		m.finish(name, f, nil, ErrClosed)
+		return nil, ErrClosed
+	}
+	return f, nil
+}
