@@ -221,6 +221,9 @@ func (c *Client) WaitOrder(ctx context.Context, o *Order) (*Order, error) {
 		}
 		next, err := c.GetOrder(ctx, cur.URL)
 		if err != nil {
+			if ctx.Err() != nil {
+				return cur, fmt.Errorf("acme: waiting for order %s (still %s): %w", cur.URL, cur.Status, err)
+			}
 			return cur, err
 		}
 		cur = next
