@@ -24,6 +24,11 @@
 // cancelled, and, given [WithCrash], the takeover of a lock whose holder
 // vanished. Optional interfaces ([storage.Watcher],
 // [storage.LockerWithContext]) are tested when the backend implements them.
+// For a Watcher, a change made through another client must be reported
+// within 10 seconds, so a backend that polls must poll more often than that
+// in tests; if its clients implement [io.Closer], the suite closes one to
+// check that its watches end, so Close must be safe to call again (from the
+// clean-up newStorage registered).
 //
 // # Concurrency
 //
