@@ -14,7 +14,7 @@
 //
 //   - [FileStorage], created by [Dir]: one file per value under a folder. It
 //     is the default, and it also works for several processes sharing a
-//     folder, locally or over a network file system.
+//     folder, locally or over a network file system; its Watch polls.
 //   - [MemoryStorage], created by [NewMemory]: everything in memory, for
 //     tests and for programs that need nothing persisted.
 //
@@ -71,6 +71,9 @@
 //
 // A [FileStorage] starts one goroutine per held lock, for its heartbeat;
 // unlock stops it, and [FileStorage.Close] releases every lock still held.
+// It also starts one goroutine per [FileStorage.Watch], which polls the
+// folder (one List and one Stat per key every WatchInterval, 1 second by
+// default) until its context is done or Close stops it.
 //
 // # Errors
 //

@@ -19,7 +19,8 @@ import (
 )
 
 // FileStorage is a [Storage] that keeps each value in a file under one
-// folder: the embedded default. It also implements [LockerWithContext].
+// folder: the embedded default. It also implements [LockerWithContext], and
+// [Watcher] by polling (see [FileStorage.Watch]).
 //
 // Create one with [Dir] or as a struct literal with Path set; set any other
 // field before first use and do not change it afterwards. A FileStorage is
@@ -64,15 +65,21 @@ type FileStorage struct {
 	// are also woken at once when a lock is released.
 	PollInterval time.Duration
 
-	// Logger receives warnings about stale or damaged lock files and lost
-	// locks. Nil means no logging.
+	// WatchInterval is how often each [FileStorage.Watch] lists its prefix
+	// to look for changes. Zero means 1 second.
+	WatchInterval time.Duration
+
+	// Logger receives warnings about stale or damaged lock files, lost
+	// locks and failed watch listings. Nil means no logging.
 	Logger *slog.Logger
 
-	mu     sync.Mutex
-	root   *os.Root
-	closed bool
-	held   map[*fileLock]struct{}
-	wake   wake.Signal // broadcast when a lock is released
+	mu        sync.Mutex
+	root      *os.Root
+	closed    bool
+	held      map[*fileLock]struct{}
+	wake      wake.Signal    // broadcast when a lock is released
+	stopWatch chan struct{}  // closed by Close, to stop the watchers
+	watchers  sync.WaitGroup // one per Watch goroutine
 }
 
 // Dir returns a [FileStorage] that keeps its data in the folder at path. It
@@ -405,8 +412,9 @@ func (w *lister) walk(dir, keyPrefix, pending string) error {
 	return nil
 }
 
-// Close releases every lock still held through s and closes the folder.
-// Later calls on s return [ErrClosed].
+// Close releases every lock still held through s, stops every Watch (closing
+// its channel) and waits for its goroutine, and closes the folder. Later
+// calls on s return [ErrClosed]; calling Close again does nothing more.
 func (s *FileStorage) Close() error {
 	s.mu.Lock()
 	locks := make([]*fileLock, 0, len(s.held))
@@ -421,8 +429,19 @@ func (s *FileStorage) Close() error {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
+	if s.stopWatch == nil {
+		s.stopWatch = make(chan struct{})
+	}
+	select {
+	case <-s.stopWatch:
+	default:
+		close(s.stopWatch)
+	}
+	s.mu.Unlock()
+	s.watchers.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.root != nil {
 		errs = append(errs, s.root.Close())
 		s.root = nil

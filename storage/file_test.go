@@ -47,6 +47,20 @@ func helper(mode, dir string) int {
 				fmt.Println("ready")
 			}
 		}
+	case "store", "delete":
+		// One change to watched/value, for the watch tests.
+		var err error
+		if mode == "store" {
+			err = s.Store(ctx, "watched/value", []byte("from another process"))
+		} else {
+			err = s.Delete(ctx, "watched/value")
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Println("ready")
+		return 0
 	case "lock":
 		if _, err := s.Lock(ctx, "crash/lock"); err != nil {
 			fmt.Println("error:", err)
@@ -107,6 +121,7 @@ func TestFileConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		s := fastFile(dir)
 		s.StaleAfter = staleAfter
+		s.WatchInterval = 50 * time.Millisecond
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	},
