@@ -271,3 +271,6 @@ func (m *Manager) failureBackoff() time.Duration {
 	}
 	return DefaultFailureBackoff
 }
+
+// heapInit orders h as a heap (for bulk loads).
+func heapInit(h *schedHeap) { heap.Init(h) }
