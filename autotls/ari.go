@@ -72,7 +72,7 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	st.ariOffered.Store(ariYes)
 	wait := defaultARIPoll
 	if ri.RetryAfter > 0 {
-		wait = min(max(ri.RetryAfter, minARIPoll), maxARIPoll)
+		wait = min(max(ri.RetryAfter, st.minARIPoll), maxARIPoll)
 	}
 	a := &ariState{
 		WindowStart:    ri.SuggestedWindow.Start,

@@ -3,6 +3,7 @@ package autotls
 import (
 	"context"
 	"crypto"
+	"time"
 
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -15,4 +16,19 @@ func StoreForTest(ctx context.Context, store storage.Storage, directory, name st
 		return err
 	}
 	return store.Store(ctx, "certificates/"+issuerKey(directory)+"/"+storageName(name)+".json", data)
+}
+
+// SetMinARIPollForTest lowers the floor of the ARI poll interval (one
+// minute) so that tests can follow a CA's Retry-After of seconds. Call it
+// before the Manager's first use.
+func SetMinARIPollForTest(m *Manager, d time.Duration) { m.state().minARIPoll = d }
+
+// SetClockForTest makes the Manager read the time from now. Call it before
+// the Manager's first use.
+func SetClockForTest(m *Manager, now func() time.Time) { m.state().now = now }
+
+// RunDueForTest runs every scheduled step due at now, as the Manager's
+// loop would, and returns the wait until the next.
+func RunDueForTest(m *Manager, now time.Time) time.Duration {
+	return m.state().sched.runDue(m, now)
 }

@@ -263,6 +263,7 @@ type state struct {
 	ari        *acme.Client
 	ariOffered atomic.Int32
 	ariBusy    sync.Map // names whose ARI poll runs
+	minARIPoll time.Duration
 }
 
 type flight struct {
@@ -321,6 +322,7 @@ func (m *Manager) init() {
 	}
 	st.sched.init()
 	st.now = time.Now
+	st.minARIPoll = minARIPoll
 	st.handshakeSlots = make(chan struct{}, m.handshakeLimit())
 	st.ari = m.newClient(st.issuer)
 	st.configErr = m.checkFields(st)

@@ -59,12 +59,14 @@ func spread(name string, serial []byte) float64 {
 }
 
 // usableARI reports whether a suggested window can be used for a
-// certificate: well formed, and ending before the certificate expires.
+// certificate: well formed, and ending before the certificate expires. A
+// window entirely in the past — even before the certificate was issued,
+// as CAs answer for a revoked one — is usable: it means renew now.
 func usableARI(a *ariState, notBefore, notAfter time.Time) bool {
 	if a == nil || a.WindowStart.IsZero() || a.WindowEnd.IsZero() {
 		return false
 	}
-	return !a.WindowEnd.Before(a.WindowStart) && !a.WindowEnd.After(notAfter) && a.WindowEnd.After(notBefore)
+	return !a.WindowEnd.Before(a.WindowStart) && !a.WindowEnd.After(notAfter)
 }
 
 // planRenewal returns when to renew a certificate and why: at a point of the

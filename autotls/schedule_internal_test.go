@@ -63,6 +63,7 @@ func TestPlanRenewalARI(t *testing.T) {
 		{"none", nil, ReasonSchedule, nb.Add(51 * day), nb.Add(60 * day)},
 		{"window", &ariState{WindowStart: nb.Add(59 * day), WindowEnd: nb.Add(61 * day)}, ReasonARI, nb.Add(59 * day), nb.Add(61 * day)},
 		{"passed (revocation)", &ariState{WindowStart: now.Add(-2 * time.Hour), WindowEnd: now.Add(-time.Hour)}, ReasonARIPast, now, now},
+		{"revoked: window before issuance", &ariState{WindowStart: nb.Add(-2 * time.Hour), WindowEnd: nb.Add(-time.Hour)}, ReasonARIPast, now, now},
 		{"ends after expiry", &ariState{WindowStart: nb.Add(80 * day), WindowEnd: na.Add(day)}, ReasonSchedule, nb.Add(51 * day), nb.Add(60 * day)},
 		{"inverted", &ariState{WindowStart: nb.Add(61 * day), WindowEnd: nb.Add(59 * day)}, ReasonSchedule, nb.Add(51 * day), nb.Add(60 * day)},
 		{"late window clamped", &ariState{WindowStart: na.Add(-5 * day), WindowEnd: na.Add(-time.Hour)}, ReasonARI, na.Add(-9 * day), na.Add(-9 * day)},

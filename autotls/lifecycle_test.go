@@ -1,0 +1,421 @@
+package autotls_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// events collects a Manager's events and lets a test wait for one.
+type events struct {
+	mu  sync.Mutex
+	all []autotls.Event
+	ch  chan autotls.Event
+}
+
+func newEvents() *events { return &events{ch: make(chan autotls.Event, 1024)} }
+
+func (ev *events) on(e autotls.Event) {
+	ev.mu.Lock()
+	ev.all = append(ev.all, e)
+	ev.mu.Unlock()
+	select {
+	case ev.ch <- e:
+	default:
+	}
+}
+
+// wait returns the next event of type typ for name, or fails the test.
+func (ev *events) wait(t *testing.T, typ autotls.EventType, name string, within time.Duration) autotls.Event {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case e := <-ev.ch:
+			if e.Type == typ && (name == "" || e.Name == name) {
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("no %s event for %s within %v; events: %v", typ, name, within, ev.types())
+		}
+	}
+}
+
+func (ev *events) count(typ autotls.EventType) int {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	n := 0
+	for _, e := range ev.all {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+func (ev *events) types() []autotls.EventType {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var out []autotls.EventType
+	for _, e := range ev.all {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+// rewrite returns a Wrap that passes responses on paths with prefix
+// through edit before they reach the client.
+func rewrite(prefix string, edit func(rec *httptest.ResponseRecorder) []byte) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, prefix) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			body := edit(rec)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Del("Content-Length")
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+}
+
+// A certificate of a few seconds renews again and again while clients
+// keep handshaking, and no handshake ever gets an expired certificate.
+func TestRenewsWithoutGap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 8 * time.Second}})
+	ev := newEvents()
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Profile = "short"
+		m.OnEvent = ev.on
+	})
+	addr := serve(t, m)
+	first, err := e.handshake(ctxT(t), addr, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serials := map[string]bool{first.SerialNumber.String(): true}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(serials) < 3 && time.Now().Before(deadline) {
+		leaf, err := e.handshake(ctxT(t), addr, "example.com")
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if now := time.Now(); !now.Before(leaf.NotAfter) {
+			t.Fatalf("served a certificate that expired at %v (now %v)", leaf.NotAfter, now)
+		}
+		serials[leaf.SerialNumber.String()] = true
+		time.Sleep(100 * time.Millisecond) // the clients' pace, not synchronisation
+	}
+	if len(serials) < 3 {
+		t.Fatalf("served %d certificates in 20s of an 8s profile, want at least 3 (two renewals); events %v", len(serials), ev.types())
+	}
+}
+
+// Revocation at the CA moves its ARI window into the past: the next ARI
+// poll renews at once, with replaces naming the revoked certificate.
+func TestRevocationReplaced(t *testing.T) {
+	t.Parallel()
+	var replaces atomic.Value
+	replaces.Store("")
+	shortRetry := rewrite("/draft-ietf-acme-ari-03/renewalInfo", func(rec *httptest.ResponseRecorder) []byte {
+		rec.Header().Set("Retry-After", "1")
+		return rec.Body.Bytes()
+	})
+	capture := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/order-plz" {
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				var jws struct{ Payload string }
+				json.Unmarshal(body, &jws)
+				p, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+				var o struct{ Replaces string }
+				json.Unmarshal(p, &o)
+				if o.Replaces != "" {
+					replaces.Store(o.Replaces)
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return capture(shortRetry(h)) }})
+	ev := newEvents()
+	var logs syncBuffer
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.OnEvent = ev.on
+		m.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+	autotls.SetMinARIPollForTest(m, time.Second)
+	first, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := ev.wait(t, autotls.EventScheduled, "example.com", 30*time.Second); s.Reason != autotls.ReasonARI {
+		t.Fatalf("scheduled by %q, want ari", s.Reason)
+	}
+	if err := e.ca.Revoke(first.Leaf, acme.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	renewed := ev.wait(t, autotls.EventRenewed, "example.com", 30*time.Second)
+	id, _ := acme.CertificateID(first.Leaf)
+	if got := replaces.Load().(string); got != id {
+		t.Fatalf("renewal order replaces %q, want %q", got, id)
+	}
+	cur, err := m.GetCertificate(hello("example.com"))
+	if err != nil || cur.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0 || renewed.Serial == "" {
+		t.Fatalf("after revocation: got %v, want a new certificate served", err)
+	}
+}
+
+// An ARI answer whose window ends after expiry is ignored: the Manager's
+// own schedule stays.
+func TestMalformedARIOwnSchedule(t *testing.T) {
+	t.Parallel()
+	late := rewrite("/draft-ietf-acme-ari-03/renewalInfo", func(rec *httptest.ResponseRecorder) []byte {
+		return []byte(`{"suggestedWindow":{"start":"2099-01-01T00:00:00Z","end":"2099-01-02T00:00:00Z"}}`)
+	})
+	e := newEnv(t, testpebble.Options{Wrap: late})
+	m := e.manager(t, nil, nil)
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the poll to have been applied (its next poll is set).
+	var info autotls.CertificateInfo
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		infos, err := m.Certificates(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(infos) == 1 && !infos[0].ARIWindowStart.IsZero() {
+			info = infos[0]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if info.ARIWindowStart.IsZero() {
+		t.Fatal("the ARI answer was never recorded")
+	}
+	if info.RenewReason != autotls.ReasonSchedule || !info.RenewAt.Before(info.NotAfter) {
+		t.Fatalf("renewal at %v by %q, want the Manager's own schedule before %v", info.RenewAt, info.RenewReason, info.NotAfter)
+	}
+}
+
+// The CA answers 503 to everything during a renewal: the old certificate
+// is served throughout, attempts back off, and the renewal succeeds once
+// the CA is back.
+func TestCADown503DuringRenewal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 30 * time.Second}})
+	ev := newEvents()
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Profile = "short"
+		m.FailureBackoff = 300 * time.Millisecond
+		m.OnEvent = ev.on
+	})
+	first, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ca.SetDown(testpebble.Down503); err != nil {
+		t.Fatal(err)
+	}
+	f1 := ev.wait(t, autotls.EventFailed, "example.com", 30*time.Second)
+	f2 := ev.wait(t, autotls.EventFailed, "example.com", 30*time.Second)
+	if !f2.RetryAt.After(f1.RetryAt) {
+		t.Errorf("retries at %v then %v, want later and later", f1.RetryAt, f2.RetryAt)
+	}
+	if cur, err := m.GetCertificate(hello("example.com")); err != nil || cur != first {
+		t.Fatalf("while the CA is down: got %v, want the old certificate", err)
+	}
+	if err := e.ca.SetDown(testpebble.Up); err != nil {
+		t.Fatal(err)
+	}
+	ev.wait(t, autotls.EventRenewed, "example.com", 30*time.Second)
+	if cur, _ := m.GetCertificate(hello("example.com")); cur == first {
+		t.Fatal("the renewed certificate is not served")
+	}
+}
+
+// A 429 with Retry-After is obeyed — and stored, so a restarted Manager and
+// a second one on the same storage make no order before that time.
+func TestRateLimitStored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	if err := e.ca.RateLimit("newOrder", time.Hour, -1); err != nil {
+		t.Fatal(err)
+	}
+	store := storage.Dir(t.TempDir())
+	ev := newEvents()
+	m1 := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
+	err := m1.Manage(ctxT(t), "www.example.org")
+	if !errors.Is(err, acme.ErrRateLimited) {
+		t.Fatalf("first Manage: got %v, want rateLimited", err)
+	}
+	rl := ev.wait(t, autotls.EventRateLimited, "www.example.org", 10*time.Second)
+	if d := time.Until(rl.RetryAt); d < 50*time.Minute {
+		t.Fatalf("rate limited until %v, want about an hour from now", rl.RetryAt)
+	}
+	m1.Close()
+	orders := e.ca.Requests("newOrder")
+	for i, m := range []*autotls.Manager{e.manager(t, store, nil), e.manager(t, store, nil)} {
+		if err := m.Manage(ctxT(t), "www.example.org"); !errors.Is(err, autotls.ErrBackoff) {
+			t.Fatalf("Manager %d after the restart: got %v, want ErrBackoff", i+2, err)
+		}
+	}
+	if got := e.ca.Requests("newOrder"); got != orders {
+		t.Fatalf("%d newOrder requests inside the Retry-After window, want 0", got-orders)
+	}
+}
+
+// failingStore fails every Store of a certificate while fail is set.
+type failingStore struct {
+	storage.Storage
+	fail atomic.Bool
+}
+
+func (s *failingStore) Store(ctx context.Context, key string, value []byte) error {
+	if s.fail.Load() && strings.HasPrefix(key, "certificates/") {
+		return errors.New("disk full")
+	}
+	return s.Storage.Store(ctx, key, value)
+}
+
+// A certificate whose Store failed is served from memory and stored once
+// storage recovers, without a second order.
+func TestFailedStoreRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := &failingStore{Storage: storage.NewMemory()}
+	store.fail.Store(true)
+	ev := newEvents()
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.FailureBackoff = 200 * time.Millisecond
+		m.OnEvent = ev.on
+	})
+	if err := m.Manage(ctxT(t), "www.example.org"); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	ev.wait(t, autotls.EventNotStored, "www.example.org", 10*time.Second)
+	infos, err := m.Certificates(ctxT(t))
+	if err != nil || len(infos) != 1 || infos[0].Stored || !infos[0].InMemory {
+		t.Fatalf("Certificates = %+v, %v; want one in memory, not stored", infos, err)
+	}
+	if _, err := store.Load(ctxT(t), "certificates/"); !errors.Is(err, fs.ErrNotExist) {
+		t.Logf("load: %v", err)
+	}
+	store.fail.Store(false)
+	ev.wait(t, autotls.EventStored, "www.example.org", 30*time.Second)
+	if n := e.ca.Requests("newOrder"); n != 1 {
+		t.Fatalf("%d orders, want 1", n)
+	}
+	m2 := e.manager(t, store, nil)
+	if _, err := m2.GetCertificate(hello("www.example.org")); err != nil {
+		t.Fatalf("a second Manager on the storage: %v", err)
+	}
+	if n := e.ca.Requests("newOrder"); n != 1 {
+		t.Fatalf("%d orders after the restart, want 1", n)
+	}
+}
+
+// A managed name whose first order failed is retried in the background
+// and obtained without any handshake.
+func TestManagedRetriedInBackground(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	e.failHost.Store("www.example.org")
+	ev := newEvents()
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.DisableTLSALPN01 = true // http-01 only, which fails for now
+		m.FailureBackoff = 200 * time.Millisecond
+		m.OnEvent = ev.on
+	})
+	if err := m.Manage(ctxT(t), "www.example.org"); err == nil {
+		t.Fatal("first Manage succeeded, want the validation failure")
+	}
+	e.failHost.Store("")
+	ev.wait(t, autotls.EventObtained, "www.example.org", 30*time.Second)
+}
+
+// http-01 validation failing: the next attempt uses tls-alpn-01.
+func TestChallengeFallback(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	e.failHost.Store("www.example.org") // http-01 never works for it
+	ev := newEvents()
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.FailureBackoff = 200 * time.Millisecond
+		m.OnEvent = ev.on
+	})
+	err := m.Manage(ctxT(t), "www.example.org")
+	var ce *acme.ChallengeError
+	if !errors.As(err, &ce) || ce.Type != acme.ChallengeHTTP01 {
+		t.Fatalf("first Manage: got %v, want an http-01 ChallengeError", err)
+	}
+	ev.wait(t, autotls.EventObtained, "www.example.org", 30*time.Second)
+}
+
+// Many names at once: the CA never sees more orders in flight than
+// MaxBackgroundOrders.
+func TestBackgroundOrdersBounded(t *testing.T) {
+	t.Parallel()
+	var inflight, peak atomic.Int32
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.URL.Path == "/order-plz":
+				n := inflight.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+			case strings.HasPrefix(r.URL.Path, "/certZ/"):
+				defer inflight.Add(-1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, testpebble.Options{Wrap: count})
+	const limit = 3
+	m := e.manager(t, nil, func(m *autotls.Manager) { m.MaxBackgroundOrders = limit })
+	names := make([]string, 200)
+	for i := range names {
+		names[i] = "n" + itoa(i) + ".example.org"
+	}
+	if err := m.Manage(ctxT(t), names...); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	if p := peak.Load(); p > limit || p == 0 {
+		t.Fatalf("peak of %d orders in flight at the CA, want 1 to %d", p, limit)
+	}
+	if n := e.ca.Requests("newOrder"); n != len(names) {
+		t.Fatalf("%d orders for %d names", n, len(names))
+	}
+}

@@ -1,0 +1,170 @@
+package autotls
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// CertificateInfo is the state of one managed certificate (or of a managed
+// name that has none yet), as [Manager.Certificates] reports it. It never
+// carries key material.
+type CertificateInfo struct {
+	// Name is the name the certificate is managed under.
+	Name string
+	// Names are the certificate's subject alternative names (DNS names,
+	// then IP addresses); empty when there is no certificate.
+	Names []string
+	// Issuer is the ACME directory URL of the CA.
+	Issuer string
+	// Serial is the certificate's serial number in hex; empty when there
+	// is no certificate.
+	Serial string
+	// NotBefore and NotAfter bound the certificate's validity.
+	NotBefore, NotAfter time.Time
+	// RenewAt is when the Manager plans to renew it, and RenewReason why
+	// then: ReasonSchedule, ReasonARI or ReasonARIPast.
+	RenewAt     time.Time
+	RenewReason string
+	// ARIWindowStart and ARIWindowEnd are the CA's suggested renewal
+	// window (RFC 9773), zero when the CA offers none or it has not been
+	// fetched; ARIExplanationURL is the CA's explanation of it, and
+	// NextARIPoll when the Manager asks again.
+	ARIWindowStart, ARIWindowEnd time.Time
+	ARIExplanationURL            string
+	NextARIPoll                  time.Time
+	// LastError is the last failed attempt to obtain or renew it, at
+	// LastErrorAt; BackoffUntil is when the next attempt may be made
+	// (zero when none is pending).
+	LastError    string
+	LastErrorAt  time.Time
+	BackoffUntil time.Time
+	// Stored reports whether the certificate is in storage (false while a
+	// failed Store is retried); InMemory whether it is cached, and so
+	// served without a storage read.
+	Stored, InMemory bool
+	// Managed reports whether the name was given to Manage.
+	Managed bool
+}
+
+// Certificates lists every certificate the Manager manages — those in
+// memory, those in its storage for its issuer (read from storage, so the
+// call costs one List and one Load per certificate not in memory), and the
+// names given to Manage that have none yet — with their state, sorted by
+// name. It is the data a status page or a command shows.
+func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
+	st := m.state()
+	now := m.now()
+	infos := map[string]*CertificateInfo{}
+	st.cache.mu.Lock()
+	entries := make([]*entry, 0, len(st.cache.entries))
+	for _, e := range st.cache.entries {
+		entries = append(entries, e)
+	}
+	st.cache.mu.Unlock()
+	for _, e := range entries {
+		info := m.entryInfo(e)
+		info.InMemory = true
+		infos[e.name] = info
+	}
+	var errs []error
+	if store, err := m.storage(); err != nil {
+		errs = append(errs, err)
+	} else {
+		prefix := "certificates/" + st.issuerKey + "/"
+		keys, err := store.List(ctx, prefix)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("autotls: listing stored certificates: %w", err))
+		}
+		for _, k := range keys {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
+			if info := infos[name]; info != nil {
+				continue
+			}
+			e, err := m.loadStored(ctx, name)
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					infos[name] = &CertificateInfo{Name: name, Issuer: st.issuer, LastError: err.Error()}
+				}
+				continue
+			}
+			infos[name] = m.entryInfo(e)
+		}
+	}
+	st.managedMu.RLock()
+	for name := range st.managed {
+		if infos[name] == nil {
+			infos[name] = &CertificateInfo{Name: name, Issuer: st.issuer}
+		}
+		infos[name].Managed = true
+	}
+	st.managedMu.RUnlock()
+	st.failMu.Lock()
+	for name, f := range st.failures {
+		info := infos[name]
+		if info == nil {
+			continue // a refused or failed on-demand name, not managed
+		}
+		info.LastError, info.LastErrorAt = f.err.Error(), f.at
+		if now.Before(f.until) {
+			info.BackoffUntil = f.until
+		}
+	}
+	st.failMu.Unlock()
+	out := make([]CertificateInfo, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, *info)
+	}
+	slices.SortFunc(out, func(a, b CertificateInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, errors.Join(errs...)
+}
+
+// entryInfo describes a cached or loaded entry.
+func (m *Manager) entryInfo(e *entry) *CertificateInfo {
+	leaf := e.cert.Leaf
+	info := &CertificateInfo{
+		Name:        e.name,
+		Names:       append([]string(nil), leaf.DNSNames...),
+		Issuer:      m.st.issuer,
+		Serial:      hex.EncodeToString(leaf.SerialNumber.Bytes()),
+		NotBefore:   e.notBefore,
+		NotAfter:    e.notAfter,
+		RenewAt:     e.renewAt,
+		RenewReason: e.reason,
+		NextARIPoll: e.ariPoll,
+		Stored:      e.unstored == nil,
+	}
+	for _, ip := range leaf.IPAddresses {
+		info.Names = append(info.Names, net.IP(ip).String())
+	}
+	if a := e.ari; a != nil {
+		info.ARIWindowStart, info.ARIWindowEnd, info.ARIExplanationURL = a.WindowStart, a.WindowEnd, a.ExplanationURL
+		if info.NextARIPoll.IsZero() {
+			info.NextARIPoll = a.NextPoll
+		}
+	}
+	return info
+}
+
+// nameFromKey inverts storageName.
+func nameFromKey(s string) string {
+	if base, ok := strings.CutPrefix(s, "_wildcard."); ok {
+		return "*." + base
+	}
+	if strings.Count(s, "-") >= 2 && !strings.Contains(s, ".") {
+		// An IPv6 address, whose colons became dashes.
+		if ip := net.ParseIP(strings.ReplaceAll(s, "-", ":")); ip != nil {
+			return ip.String()
+		}
+	}
+	return s
+}
