@@ -32,9 +32,6 @@ const (
 	ariNo
 )
 
-// ariOffered reports whether the CA is known to offer renewalInfo.
-func (m *Manager) ariOffered() bool { return m.st.ariOffered.Load() == ariYes }
-
 // enqueueARI queues an ARI poll for e.
 func (m *Manager) enqueueARI(e *entry) {
 	if !m.enqueue(task{name: e.name, run: func(ctx context.Context) { m.pollARI(ctx, e) }}) {

@@ -58,18 +58,6 @@ func (ev *events) wait(t *testing.T, typ autotls.EventType, name string, within 
 	}
 }
 
-func (ev *events) count(typ autotls.EventType) int {
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
-	n := 0
-	for _, e := range ev.all {
-		if e.Type == typ {
-			n++
-		}
-	}
-	return n
-}
-
 func (ev *events) types() []autotls.EventType {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()

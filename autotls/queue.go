@@ -70,13 +70,6 @@ func (m *Manager) enqueue(t task) bool {
 	return true
 }
 
-// pending reports the tasks waiting in the queue.
-func (q *queue) pending() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.tasks) - q.head
-}
-
 func (q *queue) pop() (task, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -78,6 +78,11 @@ func (s *schedule) at(m *Manager, name string, t time.Time) {
 			st.wg.Add(1)
 			go func() {
 				defer st.wg.Done()
+				m.watch()
+			}()
+			st.wg.Add(1)
+			go func() {
+				defer st.wg.Done()
 				for !s.loop(m) {
 					// A panic ended the loop; it was logged. Start
 					// again after the failure backoff.
@@ -100,13 +105,6 @@ func (s *schedule) at(m *Manager, name string, t time.Time) {
 		default:
 		}
 	}
-}
-
-// forget drops the plan of name.
-func (s *schedule) forget(name string) {
-	s.mu.Lock()
-	delete(s.plans, name)
-	s.mu.Unlock()
 }
 
 // has reports whether name has a live plan.
