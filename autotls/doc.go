@@ -55,13 +55,44 @@
 // remembered per name with a growing backoff, so a name that cannot be
 // validated does not reach the CA on every handshake.
 //
-// Renewal is scheduled, not scanned: one timer for all certificates fires
-// when a third of a certificate's lifetime is left, jittered by up to 1 %
-// of the lifetime. ACME Renewal Information (ARI, RFC 9773) is not used
-// yet: the Manager neither fetches nor stores a CA's suggested window. A
-// failed renewal is retried with backoff while the old certificate keeps
-// being served. [Manager.Close] stops this work, waits for
-// it and releases every lock.
+// # Renewal
+//
+// Every managed certificate — obtained on demand, through Manage, or loaded
+// from storage — is renewed in the background at its own time: one timer
+// for all certificates fires for what is due, through a bounded queue
+// (MaxBackgroundOrders), so nothing scans the cache and a restart with
+// thousands of due certificates sends the CA a bounded number of orders.
+// The time is a point, fixed per certificate and uniformly spread, of a
+// window that ends when a third of the lifetime is left (half, for
+// certificates of ten days or less), or, when the CA offers ACME Renewal
+// Information (RFC 9773), of the CA's suggested window — never later than
+// when a tenth of the lifetime is left. ARI is fetched after issuance, when
+// a certificate without stored renewal information is loaded, and again at
+// the CA's Retry-After (between a minute and a day); it is stored with the
+// certificate, so a restart and every node of a fleet reuse it. A window
+// in the past (a revocation, a CA incident) renews at once, with
+// "replaces" naming the old certificate when the same account obtained it.
+// [Manager.Certificates] lists every certificate with its plan.
+//
+// # Failures
+//
+// A failed attempt is remembered per name with a growing, jittered backoff
+// (FailureBackoff), and the old certificate keeps being served; a managed
+// name without a valid certificate is retried in the background, handshake
+// or not. A CA's Retry-After is obeyed and written to storage, so a
+// restarted Manager and the other nodes wait too. An account the CA no
+// longer knows is replaced by exactly one new one. After a failed
+// validation the next attempt prefers another enabled challenge type. A
+// certificate that could not be stored is served from memory and stored
+// later, without a second order. Orders and their Store run under the
+// storage lock's context, so a node that lost its lock (stalled,
+// partitioned) cannot overwrite what the node that took over stored. A
+// certificate that expired while renewals failed is served only with
+// [Manager.ServeExpired].
+//
+// Other nodes' certificates are picked up at once when the storage reports
+// changes ([storage.Watcher]), else at the next scheduled check.
+// [Manager.Close] stops this work, waits for it and releases every lock.
 //
 // # Errors
 //
@@ -80,8 +111,9 @@
 // # Events and logs
 //
 // [Manager.OnEvent] receives typed [Event]s (obtained, renewed, loaded,
-// failed) and [Manager.Logger] structured logs; neither ever carries key
-// material or account secrets.
+// scheduled, failed, rate limited, not stored, stored, expired) and
+// [Manager.Logger] structured logs; neither ever carries key material or
+// account secrets.
 //
 // # Testing
 //

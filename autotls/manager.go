@@ -197,8 +197,8 @@ type Manager struct {
 	// renewal is retried either way.
 	ServeExpired bool
 
-	// OnEvent, if set, is called for every obtained, renewed, loaded and
-	// failed certificate. It runs on the Manager's background goroutines
+	// OnEvent, if set, is called for every step in a certificate's life
+	// (see [EventType]). It runs on the Manager's background goroutines
 	// and also inline on handshake goroutines (GetCertificate emits
 	// EventLoaded when it loads a certificate from storage), so it must be
 	// safe for concurrent use and must not block: a slow OnEvent delays
