@@ -24,7 +24,7 @@ const (
 	ariStoreWait   = 5 * time.Second // the lock wait to store renewal info
 )
 
-// Values of state.ariOffered: whether the CA's directory offers
+// Values of issuer.ariOffered: whether the CA's directory offers
 // renewalInfo.
 const (
 	ariUnknown = iota
@@ -54,10 +54,10 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	defer st.ariBusy.Delete(e.name)
 	ctx, cancel := context.WithTimeout(ctx, ariTimeout)
 	defer cancel()
-	ri, err := st.ari.RenewalInfo(ctx, cur.cert.Leaf)
+	ri, err := cur.iss.ari.RenewalInfo(ctx, cur.cert.Leaf)
 	now := m.now()
 	if errors.Is(err, acme.ErrNoRenewalInfo) {
-		st.ariOffered.Store(ariNo)
+		cur.iss.ariOffered.Store(ariNo)
 		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = time.Time{} }))
 		return
 	}
@@ -66,7 +66,7 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = now.Add(jitter(ariErrorPoll)) }))
 		return
 	}
-	st.ariOffered.Store(ariYes)
+	cur.iss.ariOffered.Store(ariYes)
 	wait := defaultARIPoll
 	if ri.RetryAfter > 0 {
 		wait = min(max(ri.RetryAfter, st.minARIPoll), maxARIPoll)
@@ -90,7 +90,7 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	}
 	m.storeARI(ctx, ne)
 	if !ne.renewAt.Equal(cur.renewAt) {
-		m.emit(Event{Type: EventScheduled, Name: ne.name, NotAfter: ne.notAfter, Serial: ne.serial(), RenewAt: ne.renewAt, Reason: ne.reason})
+		m.emit(Event{Type: EventScheduled, Name: ne.name, Issuer: ne.iss.url, NotAfter: ne.notAfter, Serial: ne.serial(), RenewAt: ne.renewAt, Reason: ne.reason})
 	}
 }
 
@@ -120,7 +120,7 @@ func (m *Manager) storeARI(ctx context.Context, e *entry) {
 		return
 	}
 	defer unlock()
-	b, err := store.Load(ctx, m.certKey(e.name))
+	b, err := store.Load(ctx, certKey(e.iss, e.name))
 	if err != nil {
 		return
 	}
@@ -130,7 +130,7 @@ func (m *Manager) storeARI(ctx context.Context, e *entry) {
 	}
 	s.ARI = e.ari
 	if b, err = encodeStoredCert(s); err == nil {
-		err = store.Store(ctx, m.certKey(e.name), b)
+		err = store.Store(ctx, certKey(e.iss, e.name), b)
 	}
 	if err != nil {
 		m.st.log.Warn("autotls: storing renewal information failed", "name", e.name, "err", err)
@@ -171,12 +171,12 @@ func (m *Manager) retryStore(ctx context.Context, e *entry) {
 		m.replan(e, stored) // another node stored one as good
 		return
 	}
-	if err := store.Store(lockCtx, m.certKey(e.name), e.unstored); err != nil {
+	if err := store.Store(lockCtx, certKey(e.iss, e.name), e.unstored); err != nil {
 		st.log.Warn("autotls: retrying the Store failed; trying again later", "name", e.name, "err", err)
 		m.plan(e)
 		return
 	}
 	if m.replan(e, stored) {
-		m.emit(Event{Type: EventStored, Name: e.name, NotAfter: e.notAfter, Serial: e.serial()})
+		m.emit(Event{Type: EventStored, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial()})
 	}
 }

@@ -2,8 +2,6 @@ package autotls
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -36,13 +34,8 @@ type storedBackoff struct {
 // maxStoredError caps the error text kept with a stored backoff.
 const maxStoredError = 1024
 
-func (m *Manager) backoffKey(name string) string {
-	who := "default"
-	if m.Email != "" {
-		sum := sha256.Sum256([]byte(m.Email))
-		who = hex.EncodeToString(sum[:8])
-	}
-	return "backoff/" + m.st.issuerKey + "/" + who + "/" + storageName(name) + ".json"
+func backoffKey(iss *issuer, name string) string {
+	return "backoff/" + iss.key + "/" + iss.who + "/" + storageName(name) + ".json"
 }
 
 // isLapsed reports whether name's certificate expired and is no longer
@@ -99,7 +92,9 @@ func (st *state) failedChallenge(name string) string {
 
 // recordFailure remembers a failure with a growing, jittered backoff and
 // returns when the next attempt may be made.
-func (m *Manager) recordFailure(name string, err error, now time.Time) time.Time {
+// retryAfter is the CA's Retry-After when every issuer asked to wait (the
+// shortest of them), zero otherwise.
+func (m *Manager) recordFailure(name string, err error, now time.Time, retryAfter time.Duration) time.Time {
 	st := m.st
 	base := m.failureBackoff()
 	st.failMu.Lock()
@@ -121,8 +116,8 @@ func (m *Manager) recordFailure(name string, err error, now time.Time) time.Time
 	}
 	wait = jitter(wait)
 	// A CA's Retry-After is obeyed when it asks for longer.
-	if ra := retryAfter(err); ra > wait {
-		wait = ra
+	if retryAfter > wait {
+		wait = retryAfter
 	}
 	var ce *acme.ChallengeError
 	if errors.As(err, &ce) {
@@ -174,7 +169,7 @@ func (st *state) clearFailure(name string) (persisted bool) {
 // persistBackoff writes the CA's Retry-After for name to storage, when the
 // failure carried one. A failure to write is logged: the memory backoff
 // still holds for this process.
-func (m *Manager) persistBackoff(ctx context.Context, name string, err error, until time.Time) {
+func (m *Manager) persistBackoff(ctx context.Context, iss *issuer, name string, err error, until time.Time) {
 	if retryAfter(err) <= 0 {
 		return
 	}
@@ -189,7 +184,7 @@ func (m *Manager) persistBackoff(ctx context.Context, name string, err error, un
 	b, _ := json.Marshal(storedBackoff{Until: until.UTC(), Error: msg, At: m.now().UTC()})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if serr := store.Store(ctx, m.backoffKey(name), b); serr != nil {
+	if serr := store.Store(ctx, backoffKey(iss, name), b); serr != nil {
 		m.st.log.Warn("autotls: storing the CA's Retry-After failed", "name", name, "err", serr)
 		return
 	}
@@ -199,16 +194,16 @@ func (m *Manager) persistBackoff(ctx context.Context, name string, err error, un
 		f.persisted = true
 	}
 	st.failMu.Unlock()
-	m.emit(Event{Type: EventRateLimited, Name: name, Err: err, RetryAt: until})
+	m.emit(Event{Type: EventRateLimited, Name: name, Issuer: iss.url, Err: err, RetryAt: until})
 }
 
 // loadBackoff returns the stored Retry-After for name, or nil.
-func (m *Manager) loadBackoff(ctx context.Context, name string) *storedBackoff {
+func (m *Manager) loadBackoff(ctx context.Context, iss *issuer, name string) *storedBackoff {
 	store, err := m.storage()
 	if err != nil {
 		return nil
 	}
-	raw, err := store.Load(ctx, m.backoffKey(name))
+	raw, err := store.Load(ctx, backoffKey(iss, name))
 	if err != nil {
 		return nil
 	}
@@ -220,12 +215,12 @@ func (m *Manager) loadBackoff(ctx context.Context, name string) *storedBackoff {
 }
 
 // clearBackoff removes name's stored Retry-After after a success.
-func (m *Manager) clearBackoff(ctx context.Context, name string) {
+func (m *Manager) clearBackoff(ctx context.Context, iss *issuer, name string) {
 	store, err := m.storage()
 	if err != nil {
 		return
 	}
-	if err := store.Delete(ctx, m.backoffKey(name)); err != nil {
+	if err := store.Delete(ctx, backoffKey(iss, name)); err != nil {
 		m.st.log.Warn("autotls: removing a stored Retry-After failed", "name", name, "err", err)
 	}
 }
@@ -238,12 +233,12 @@ func (m *Manager) emitFailure(name string, err error, retry time.Time) {
 // storeFailure records a failed renewal in the stored value's metadata
 // (last_failure), for operators reading storage. It runs under the name's
 // lock; a failure to record is only logged.
-func (m *Manager) storeFailure(ctx context.Context, name string, failure error) {
+func (m *Manager) storeFailure(ctx context.Context, iss *issuer, name string, failure error) {
 	store, err := m.storage()
 	if err != nil {
 		return
 	}
-	b, err := store.Load(ctx, m.certKey(name))
+	b, err := store.Load(ctx, certKey(iss, name))
 	if err != nil {
 		return
 	}
@@ -257,7 +252,7 @@ func (m *Manager) storeFailure(ctx context.Context, name string, failure error) 
 	}
 	s.LastFailure = &failureState{At: m.now().UTC(), Error: msg}
 	if b, err = encodeStoredCert(s); err == nil {
-		err = store.Store(ctx, m.certKey(name), b)
+		err = store.Store(ctx, certKey(iss, name), b)
 	}
 	if err != nil {
 		m.st.log.Warn("autotls: recording renewal failure", "name", name, "err", err)

@@ -21,6 +21,7 @@ type entry struct {
 	ari       *ariState
 	ariPoll   time.Time // next ARI poll; zero: none planned
 	account   string    // URL of the account that obtained it; "" unknown
+	iss       *issuer   // the issuer it came from
 	// unstored is the encoded value when storing it failed: it is served
 	// from memory and its Store retried until it succeeds.
 	unstored []byte

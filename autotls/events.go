@@ -25,6 +25,9 @@ const (
 	// EventFailed: obtaining or renewing a certificate failed; Err says
 	// why and RetryAt when the next attempt is made.
 	EventFailed EventType = "failed"
+	// EventIssuerFailed: one of several issuers failed (Issuer, Err) and
+	// the next is tried; EventFailed follows only when every one failed.
+	EventIssuerFailed EventType = "issuer_failed"
 	// EventRateLimited: the CA asked to wait (rate limit, or a 429/503
 	// with Retry-After) until RetryAt; the wait is stored, so other nodes
 	// and a restarted Manager obey it too.
@@ -58,8 +61,9 @@ type Event struct {
 	// renewed, loaded and scheduled events.
 	RenewAt time.Time
 	Reason  string
-	// Err is the failure, for EventFailed, EventRateLimited,
-	// EventNotStored and EventExpired.
+	// Err is the failure, for EventFailed, EventIssuerFailed,
+	// EventRateLimited, EventNotStored and EventExpired. With several
+	// issuers, EventFailed's Err joins an [*IssuerError] per issuer tried.
 	Err error
 	// RetryAt is when the Manager will try again, for EventFailed and
 	// EventRateLimited.

@@ -14,12 +14,15 @@ import (
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-func (m *Manager) certKey(name string) string {
-	return "certificates/" + m.st.issuerKey + "/" + storageName(name) + ".json"
+// certKey is where the certificate of name from iss is stored.
+func certKey(iss *issuer, name string) string {
+	return "certificates/" + iss.key + "/" + storageName(name) + ".json"
 }
 
+// lockName is the lock that makes a fleet order name once, from whichever
+// issuer.
 func (m *Manager) lockName(name string) string {
-	return "issue/" + m.st.issuerKey + "/" + storageName(name)
+	return "issue/" + storageName(name)
 }
 
 // issue makes a usable certificate for name available: from storage if
@@ -74,10 +77,21 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		return nil, fmt.Errorf("%w: %s until %s: %w", ErrBackoff, name, f.until.Format(time.RFC3339), f.err)
 	}
 	// A Retry-After that another node, or this one before a restart, got
-	// from the CA holds here too.
-	if b := m.loadBackoff(ctx, name); b != nil && now.Before(b.Until) {
-		err := st.rememberBackoff(name, b)
-		return nil, fmt.Errorf("%w: %s until %s (the CA's Retry-After, stored): %w", ErrBackoff, name, b.Until.Format(time.RFC3339), err)
+	// from an issuer holds here too: that issuer is skipped until then.
+	var usable []*issuer
+	var waiting *storedBackoff
+	for _, iss := range st.issuers {
+		if b := m.loadBackoff(ctx, iss, name); b != nil && now.Before(b.Until) {
+			if waiting == nil || b.Until.Before(waiting.Until) {
+				waiting = b
+			}
+			continue
+		}
+		usable = append(usable, iss)
+	}
+	if len(usable) == 0 {
+		err := st.rememberBackoff(name, waiting)
+		return nil, fmt.Errorf("%w: %s until %s (the CA's Retry-After, stored): %w", ErrBackoff, name, waiting.Until.Format(time.RFC3339), err)
 	}
 	if onDemand && !st.limiter.allow(now) {
 		return nil, fmt.Errorf("%w: %s: rate limit of new orders", ErrOnDemandLimited, name)
@@ -98,21 +112,48 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		return e.cert, nil
 	}
 
-	e, err := m.obtain(lockCtx, name, current)
-	if err != nil {
+	var (
+		e        *entry
+		attempts []error
+		minWait  time.Duration // the shortest Retry-After, if every issuer sent one
+	)
+	for i, iss := range usable {
+		e, err = m.obtain(lockCtx, iss, name, current)
+		if err == nil {
+			break
+		}
 		if cause := context.Cause(lockCtx); errors.Is(cause, storage.ErrLockLost) {
 			err = fmt.Errorf("%w (%w)", err, cause)
 		}
-		retry := m.recordFailure(name, err, m.now())
-		m.persistBackoff(ctx, name, err, retry)
+		ra := retryAfter(err)
+		m.persistBackoff(ctx, iss, name, err, m.now().Add(ra))
+		if i == 0 || (minWait > 0 && ra < minWait) {
+			minWait = ra
+		}
+		attempts = append(attempts, &IssuerError{Issuer: iss.url, Err: err})
+		if lockCtx.Err() != nil {
+			break // lost the lock or closing: no other issuer either
+		}
+		if i+1 < len(usable) {
+			st.log.Warn("autotls: issuer failed; trying the next", "name", name, "issuer", iss.url, "next", usable[i+1].url, "err", err)
+			m.emit(Event{Type: EventIssuerFailed, Name: name, Issuer: iss.url, Err: err})
+		}
+	}
+	if err != nil {
+		if len(st.issuers) > 1 {
+			err = fmt.Errorf("autotls: obtaining %s failed at %d issuer(s): %w", name, len(attempts), errors.Join(attempts...))
+		}
+		retry := m.recordFailure(name, err, m.now(), minWait)
 		if current != nil {
-			m.storeFailure(lockCtx, name, err)
+			m.storeFailure(lockCtx, current.iss, name, err)
 		}
 		m.emitFailure(name, err, retry)
 		return nil, err
 	}
 	if st.clearFailure(name) {
-		m.clearBackoff(ctx, name)
+		for _, iss := range st.issuers {
+			m.clearBackoff(ctx, iss, name)
+		}
 	}
 	typ := EventObtained
 	if current != nil {
@@ -142,7 +183,7 @@ func (m *Manager) fresh(e, current *entry, renew bool) bool {
 func (m *Manager) install(e *entry, typ EventType) {
 	st := m.st
 	if e.ari == nil || e.ari.NextPoll.IsZero() {
-		if st.ariOffered.Load() != ariNo {
+		if e.iss.ariOffered.Load() != ariNo {
 			e.ariPoll = m.now()
 		}
 	} else {
@@ -151,22 +192,47 @@ func (m *Manager) install(e *entry, typ EventType) {
 	st.cache.put(e)
 	st.setLapsed(e.name, false)
 	m.plan(e)
-	m.emit(Event{Type: typ, Name: e.name, NotAfter: e.notAfter, Serial: e.serial(), RenewAt: e.renewAt, Reason: e.reason})
+	m.emit(Event{Type: typ, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial(), RenewAt: e.renewAt, Reason: e.reason})
 	if e.unstored != nil {
-		m.emit(Event{Type: EventNotStored, Name: e.name, NotAfter: e.notAfter, Serial: e.serial(), Err: errNotStored})
+		m.emit(Event{Type: EventNotStored, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial(), Err: errNotStored})
 	}
 }
 
 // errNotStored explains EventNotStored.
 var errNotStored = errors.New("autotls: storing the certificate failed; it is served from memory and the Store is retried")
 
-// loadStored reads and parses the stored certificate of name.
+// loadStored reads and parses the stored certificates of name, one per
+// issuer, and returns the one that expires last. It fails with an error
+// wrapping fs.ErrNotExist when there is none, and with a storage error
+// when storage fails.
 func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
+	var best *entry
+	var firstErr error
+	for _, iss := range m.st.issuers {
+		e, err := m.loadStoredFrom(ctx, iss, name)
+		if err != nil {
+			if firstErr == nil || (errors.Is(firstErr, fs.ErrNotExist) && !errors.Is(err, fs.ErrNotExist)) {
+				firstErr = err
+			}
+			continue
+		}
+		if best == nil || e.notAfter.After(best.notAfter) {
+			best = e
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	return nil, firstErr
+}
+
+// loadStoredFrom reads and parses the certificate of name from iss.
+func (m *Manager) loadStoredFrom(ctx context.Context, iss *issuer, name string) (*entry, error) {
 	store, err := m.storage()
 	if err != nil {
 		return nil, err
 	}
-	b, err := store.Load(ctx, m.certKey(name))
+	b, err := store.Load(ctx, certKey(iss, name))
 	if err != nil {
 		return nil, err
 	}
@@ -180,15 +246,16 @@ func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
 		m.st.log.Warn("autotls: ignoring stored certificate", "name", name, "err", err)
 		return nil, err
 	}
-	return m.newEntry(name, cert, s.ARI, s.AccountURL), nil
+	return m.newEntry(iss, name, cert, s.ARI, s.AccountURL), nil
 }
 
 // newEntry makes a cache entry with its renewal plan; of the stored
 // metadata it keeps only what planning needs, so the PEM copies are not
 // retained.
-func (m *Manager) newEntry(name string, cert *tls.Certificate, ari *ariState, account string) *entry {
+func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari *ariState, account string) *entry {
 	leaf := cert.Leaf
 	e := &entry{
+		iss:       iss,
 		name:      name,
 		cert:      cert,
 		notBefore: leaf.NotBefore,
@@ -204,8 +271,8 @@ func (m *Manager) newEntry(name string, cert *tls.Certificate, ari *ariState, ac
 // account the CA no longer knows is replaced by exactly one new one, and
 // the order placed again (without replaces: the new account did not
 // obtain the old certificate).
-func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*entry, error) {
-	client, err := m.acmeClient(ctx)
+func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current *entry) (*entry, error) {
+	client, err := m.acmeClient(ctx, iss)
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +296,8 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 		CertKey:        key,
 		Solvers:        solvers,
 		ChallengeTypes: types,
-		Profile:        m.Profile,
-		PreferredChain: m.PreferredChain,
+		Profile:        iss.cfg.Profile,
+		PreferredChain: iss.cfg.PreferredChain,
 	}
 	dir, err := client.Directory(ctx)
 	if err != nil {
@@ -244,14 +311,14 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 	}
 	// replaces only for a certificate this account obtained, at a CA
 	// that offers ARI (RFC 9773 ties the two).
-	if current != nil && dir.RenewalInfo != "" && current.account != "" && current.account == m.currentAccount() {
+	if current != nil && current.iss == iss && dir.RenewalInfo != "" && current.account != "" && current.account == iss.currentAccount() {
 		if id, err := acme.CertificateID(current.cert.Leaf); err == nil {
 			req.Replaces = id
 		}
 	}
 	res, err := client.Obtain(ctx, req)
 	if errors.Is(err, acme.ErrAccountDoesNotExist) {
-		if client, err = m.recoverAccount(ctx, client); err != nil {
+		if client, err = m.recoverAccount(ctx, iss, client); err != nil {
 			return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 		}
 		req.Replaces = ""
@@ -260,7 +327,7 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 	if err != nil {
 		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 	}
-	account := m.currentAccount()
+	account := iss.currentAccount()
 	cert := &tls.Certificate{Certificate: res.Chain.DER(), PrivateKey: key, Leaf: res.Leaf()}
 	keyPEM, err := encodeKey(key)
 	if err != nil {
@@ -270,7 +337,7 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 		Name:           name,
 		CertificatePEM: string(res.Chain.PEM),
 		PrivateKeyPEM:  string(keyPEM),
-		Issuer:         m.st.issuer,
+		Issuer:         iss.url,
 		OrderURL:       res.Order.URL,
 		CertificateURL: res.Order.Certificate,
 		ObtainedAt:     m.now().UTC(),
@@ -281,9 +348,9 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 	}
 	// Obtain has checked the leaf's key and names; serve what it parsed
 	// rather than decoding what was just encoded.
-	e := m.newEntry(name, cert, nil, account)
+	e := m.newEntry(iss, name, cert, nil, account)
 	store, _ := m.storage()
-	if err := store.Store(ctx, m.certKey(name), data); err != nil {
+	if err := store.Store(ctx, certKey(iss, name), data); err != nil {
 		if errors.Is(err, storage.ErrLockLost) || errors.Is(context.Cause(ctx), storage.ErrLockLost) {
 			// Another node holds the name now and stores its own: this
 			// one is served from memory until then, never written.
@@ -294,13 +361,6 @@ func (m *Manager) obtain(ctx context.Context, name string, current *entry) (*ent
 		e.unstored = data
 	}
 	return e, nil
-}
-
-func (m *Manager) currentAccount() string {
-	st := m.st
-	st.clientMu.Lock()
-	defer st.clientMu.Unlock()
-	return st.accountURL
 }
 
 // solversFor returns the solvers and challenge preference for a name. A

@@ -77,8 +77,17 @@ type Manager struct {
 	// decision function allows them, within its rate limits.
 	OnDemand *OnDemand
 
-	// DirectoryURL is the ACME CA's directory. Empty means Let's Encrypt
-	// production ([acme.LetsEncryptProduction]).
+	// Issuers are the ACME CAs to obtain certificates from, in order of
+	// preference, each with its own account (see [LetsEncrypt], [ZeroSSL],
+	// [GoogleTrustServices]). When one fails (an outage, a rate limit, a
+	// refusal, an EAB error) the next is tried; every issuance and renewal
+	// starts with the first. Stored certificates remember their issuer.
+	// Empty means the one issuer that DirectoryURL, Email,
+	// ExternalAccountBinding, Profile and PreferredChain describe.
+	Issuers []Issuer
+
+	// DirectoryURL is the ACME CA's directory, when Issuers is empty.
+	// Empty means Let's Encrypt production ([acme.LetsEncryptProduction]).
 	DirectoryURL string
 
 	// Email is the account's contact address, a bare address such as
@@ -225,9 +234,10 @@ type state struct {
 	// for getSlow to report), so that a client without SNI is served
 	// from the cache without allocating.
 	defaultName string
-	issuer      string
-	issuerKey   string
-	log         *slog.Logger
+	// issuers are Manager.Issuers (or the one the shorthand fields
+	// describe), in order of preference.
+	issuers []*issuer
+	log     *slog.Logger
 
 	cache cache
 
@@ -247,21 +257,12 @@ type state struct {
 	dns       acme.Solver
 	httpInUse atomic.Bool
 	limiter   *limiter
-	clientMu  sync.Mutex
-	client    *acme.Client
-	// accountURL is the account URL of client, for replaces.
-	accountURL string
 
 	sched          schedule
 	queue          queue
 	handshakeSlots chan struct{}
 	// now is the Manager's one clock (time.Now; tests set another).
-	now func() time.Time
-	// ari is a key-less client for renewalInfo, which needs no account;
-	// ariOffered caches whether the directory offers it (0 unknown, 1
-	// yes, 2 no).
-	ari        *acme.Client
-	ariOffered atomic.Int32
+	now        func() time.Time
 	ariBusy    sync.Map // names whose ARI poll runs
 	minARIPoll time.Duration
 }
@@ -290,11 +291,7 @@ func (m *Manager) init() {
 	}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.cache.init()
-	st.issuer = m.DirectoryURL
-	if st.issuer == "" {
-		st.issuer = acme.LetsEncryptProduction
-	}
-	st.issuerKey = issuerKey(st.issuer)
+	st.issuers = m.issuersFrom()
 	st.store = m.Storage
 	if st.store == nil {
 		dir, err := os.UserCacheDir()
@@ -324,7 +321,7 @@ func (m *Manager) init() {
 	st.now = time.Now
 	st.minARIPoll = minARIPoll
 	st.handshakeSlots = make(chan struct{}, m.handshakeLimit())
-	st.ari = m.newClient(st.issuer)
+
 	st.configErr = m.checkFields(st)
 	st.defaultName = m.DefaultServerName
 	if n, err := m.serverName(m.DefaultServerName); err == nil {
@@ -338,7 +335,9 @@ func (m *Manager) now() time.Time { return m.st.now() }
 
 func (m *Manager) emit(e Event) {
 	st := m.st
-	e.Issuer = st.issuer
+	if e.Issuer == "" {
+		e.Issuer = st.primary().url
+	}
 	level := slog.LevelInfo
 	if e.Type == EventFailed {
 		level = slog.LevelWarn

@@ -3,7 +3,6 @@ package autotls
 import (
 	"fmt"
 	"runtime/debug"
-	"time"
 )
 
 // recovered turns a panic during the issuance of name (in a solver, a DNS
@@ -20,7 +19,7 @@ func (m *Manager) recovered(name string, v any) error {
 		err = fmt.Errorf("autotls: obtaining %s: panic: %v", name, v)
 	}
 	stack := debug.Stack()
-	retry := m.recordFailure(name, err, time.Now())
+	retry := m.recordFailure(name, err, m.now(), 0)
 	// The logger and OnEvent are the user's and may be what panicked:
 	// a panic of theirs here is dropped rather than let through.
 	guard(func() {

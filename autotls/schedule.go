@@ -217,7 +217,7 @@ func (m *Manager) step(name string, now time.Time) {
 		m.enqueueIssue(name, true)
 	case !now.Before(e.renewAt):
 		m.enqueueIssue(name, true)
-	case e.ariDue(now) && st.ariOffered.Load() != ariNo:
+	case e.ariDue(now) && e.iss.ariOffered.Load() != ariNo:
 		m.enqueueARI(e)
 	default:
 		m.plan(e) // woken early: plan again
@@ -231,7 +231,7 @@ func (m *Manager) plan(e *entry) {
 	if e.unstored != nil {
 		next = m.now().Add(jitter(m.failureBackoff()))
 	}
-	if !e.ariPoll.IsZero() && e.ariPoll.Before(next) && m.st.ariOffered.Load() != ariNo {
+	if !e.ariPoll.IsZero() && e.ariPoll.Before(next) && e.iss.ariOffered.Load() != ariNo {
 		next = e.ariPoll
 	}
 	if e.notAfter.Before(next) {

@@ -77,33 +77,35 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	if store, err := m.storage(); err != nil {
 		errs = append(errs, err)
 	} else {
-		prefix := "certificates/" + st.issuerKey + "/"
-		keys, err := store.List(ctx, prefix)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("autotls: listing stored certificates: %w", err))
-		}
-		for _, k := range keys {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
-			if info := infos[name]; info != nil {
-				continue
-			}
-			e, err := m.loadStored(ctx, name)
+		for _, iss := range st.issuers {
+			prefix := "certificates/" + iss.key + "/"
+			keys, err := store.List(ctx, prefix)
 			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					infos[name] = &CertificateInfo{Name: name, Issuer: st.issuer, LastError: err.Error()}
-				}
-				continue
+				errs = append(errs, fmt.Errorf("autotls: listing stored certificates: %w", err))
 			}
-			infos[name] = m.entryInfo(e)
+			for _, k := range keys {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
+				if info := infos[name]; info != nil {
+					continue
+				}
+				e, err := m.loadStored(ctx, name)
+				if err != nil {
+					if !errors.Is(err, fs.ErrNotExist) {
+						infos[name] = &CertificateInfo{Name: name, Issuer: iss.url, LastError: err.Error()}
+					}
+					continue
+				}
+				infos[name] = m.entryInfo(e)
+			}
 		}
 	}
 	st.managedMu.RLock()
 	for name := range st.managed {
 		if infos[name] == nil {
-			infos[name] = &CertificateInfo{Name: name, Issuer: st.issuer}
+			infos[name] = &CertificateInfo{Name: name, Issuer: st.primary().url}
 		}
 		infos[name].Managed = true
 	}
@@ -134,7 +136,7 @@ func (m *Manager) entryInfo(e *entry) *CertificateInfo {
 	info := &CertificateInfo{
 		Name:        e.name,
 		Names:       append([]string(nil), leaf.DNSNames...),
-		Issuer:      m.st.issuer,
+		Issuer:      e.iss.url,
 		Serial:      hex.EncodeToString(leaf.SerialNumber.Bytes()),
 		NotBefore:   e.notBefore,
 		NotAfter:    e.notAfter,

@@ -67,10 +67,21 @@ func (m *Manager) checkFields(st *state) error {
 	default:
 		bad("unknown KeyType %q: use KeyP256, KeyP384, KeyRSA2048 or KeyRSA4096 (empty means KeyP256)", clip(string(m.KeyType)))
 	}
-	if m.DirectoryURL != "" {
-		u, err := url.Parse(m.DirectoryURL)
+	field := func(i int, name string) string {
+		if len(m.Issuers) == 0 {
+			return name
+		}
+		return fmt.Sprintf("Issuers[%d].%s", i, name)
+	}
+	for i, iss := range st.issuers {
+		u, err := url.Parse(iss.url)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
-			bad("DirectoryURL %q is not an absolute https URL such as %s", clip(m.DirectoryURL), "https://acme-v02.api.letsencrypt.org/directory")
+			bad("%s %q is not an absolute https URL such as %s", field(i, "DirectoryURL"), clip(iss.url), "https://acme-v02.api.letsencrypt.org/directory")
+		}
+		if iss.cfg.Email != "" {
+			if err := checkEmail(iss.cfg.Email); err != nil {
+				bad("%s %q: %v: use a bare address such as ops@example.com", field(i, "Email"), clip(iss.cfg.Email), err)
+			}
 		}
 	}
 	if st.storeErr != nil {
@@ -79,11 +90,6 @@ func (m *Manager) checkFields(st *state) error {
 	if m.DefaultServerName != "" {
 		if _, err := m.serverName(m.DefaultServerName); err != nil {
 			bad("DefaultServerName %q: %w", clip(m.DefaultServerName), err)
-		}
-	}
-	if m.Email != "" {
-		if err := checkEmail(m.Email); err != nil {
-			bad("Email %q: %v: use a bare address such as ops@example.com", clip(m.Email), err)
 		}
 	}
 	return errors.Join(errs...)

@@ -23,7 +23,7 @@ func (m *Manager) watch() {
 	if !ok {
 		return
 	}
-	prefix := "certificates/" + st.issuerKey + "/"
+	const prefix = "certificates/"
 	for st.ctx.Err() == nil {
 		ch, err := w.Watch(st.ctx, prefix)
 		if err != nil {
@@ -33,8 +33,13 @@ func (m *Manager) watch() {
 				if ev.Deleted {
 					continue
 				}
-				name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(ev.Key, prefix), ".json"))
-				m.pickUp(name)
+				// certificates/<issuer>/<name>.json, for any issuer of ours
+				rest := strings.TrimPrefix(ev.Key, prefix)
+				i := strings.IndexByte(rest, '/')
+				if i < 0 || !st.hasIssuerKey(rest[:i]) {
+					continue
+				}
+				m.pickUp(nameFromKey(strings.TrimSuffix(rest[i+1:], ".json")))
 			}
 		}
 		t := time.NewTimer(watchRetry)
