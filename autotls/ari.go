@@ -22,6 +22,7 @@ const (
 	ariErrorPoll   = time.Hour     // after a failed or malformed answer
 	ariTimeout     = 30 * time.Second
 	ariStoreWait   = 5 * time.Second // the lock wait to store renewal info
+	ariBusyRetry   = time.Second     // when another poll of the name runs
 )
 
 // Values of issuer.ariOffered: whether the CA's directory offers
@@ -49,6 +50,9 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 		return // replaced or polled meanwhile; the new entry has its own plan
 	}
 	if _, busy := st.ariBusy.LoadOrStore(e.name, true); busy {
+		// The poll of the certificate this one replaced is still being
+		// stored: come back shortly rather than drop this one.
+		st.sched.at(m, e.name, m.now().Add(ariBusyRetry))
 		return
 	}
 	defer st.ariBusy.Delete(e.name)

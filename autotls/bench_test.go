@@ -121,6 +121,41 @@ func BenchmarkGetCertificate(b *testing.B) {
 				}
 			}
 		})
+		if n > 1 {
+			// Renewals swap certificates in while handshakes are served:
+			// 100 swaps a second, each rebuilding the read view.
+			b.Run(fmt.Sprintf("names=%d/impl=manager-renewing", n), func(b *testing.B) {
+				stop := make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					t := time.NewTicker(10 * time.Millisecond)
+					defer t.Stop()
+					for j := 0; ; j++ {
+						select {
+						case <-stop:
+							return
+						case <-t.C:
+							autotls.SwapForTest(m, names[j%n])
+						}
+					}
+				}()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if c, _ := m.GetCertificate(hellos[i]); c == nil {
+						b.Fatal("miss")
+					}
+					i++
+					if i == n {
+						i = 0
+					}
+				}
+				b.StopTimer()
+				close(stop)
+				<-done
+			})
+		}
 		b.Run(fmt.Sprintf("names=%d/impl=map", n), func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0

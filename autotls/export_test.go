@@ -32,3 +32,27 @@ func SetClockForTest(m *Manager, now func() time.Time) { m.state().now = now }
 func RunDueForTest(m *Manager, now time.Time) time.Duration {
 	return m.state().sched.runDue(m, now)
 }
+
+// SwapForTest replaces name's cached certificate by a copy, as a renewal
+// swaps in a new one, and reports whether name was cached.
+func SwapForTest(m *Manager, name string) bool {
+	st := m.state()
+	e := st.cache.get(name)
+	if e == nil {
+		return false
+	}
+	c := *e.cert
+	st.cache.put(e.with(func(x *entry) { x.cert = &c }))
+	return true
+}
+
+// RenewForTest renews name's certificate now, as its scheduled renewal
+// would, and waits for the result.
+func RenewForTest(m *Manager, name string) error {
+	f, err := m.enqueueIssue(name, true)
+	if err != nil {
+		return err
+	}
+	<-f.done
+	return f.err
+}

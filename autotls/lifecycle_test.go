@@ -407,3 +407,36 @@ func TestBackgroundOrdersBounded(t *testing.T) {
 		t.Fatalf("%d orders for %d names", n, len(names))
 	}
 }
+
+// BenchmarkRenewal measures one renewal against the in-process CA: its
+// ACME requests, the ARI poll that follows it included, and its time.
+func BenchmarkRenewal(b *testing.B) {
+	e := newEnv(b, testpebble.Options{})
+	m := e.manager(b, storage.NewMemory(), nil)
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		b.Fatal(err)
+	}
+	ariPolls := func() int { return e.ca.Requests("renewalInfo") }
+	waitARI := func(n int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for ariPolls() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitARI(1)
+	e.ca.ResetCounts()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		if err := autotls.RenewForTest(m, "example.com"); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		waitARI(n)
+	}
+	b.StopTimer()
+	total := totalRequests(e.ca)
+	b.ReportMetric(float64(total)/float64(n), "requests/renewal")
+	b.ReportMetric(float64(ariPolls())/float64(n), "ari/renewal")
+	b.ReportMetric(float64(e.ca.Requests("newOrder"))/float64(n), "orders/renewal")
+}
