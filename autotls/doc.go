@@ -94,6 +94,15 @@
 // changes ([storage.Watcher]), else at the next scheduled check.
 // [Manager.Close] stops this work, waits for it and releases every lock.
 //
+// # Issuers
+//
+// [Manager.Issuers] lists ACME CAs in order of preference, each with its own
+// account ([LetsEncrypt], [LetsEncryptStaging], [ZeroSSL],
+// [GoogleTrustServices], or any directory). When one fails — an outage, a
+// rate limit, a refusal — the next is tried (EventIssuerFailed), and an
+// error joins an [*IssuerError] per issuer tried. Stored certificates
+// remember their issuer; every renewal starts with the first again.
+//
 // # Errors
 //
 // GetCertificate's errors wrap [ErrInvalidName], [ErrHostNotAllowed],

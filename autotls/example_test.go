@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -72,4 +73,40 @@ func ExampleManager_Manage() {
 		log.Fatal(err)
 	}
 	log.Fatal(http.Serve(ln, http.NotFoundHandler()))
+}
+
+// Two CAs: Let's Encrypt first, ZeroSSL (with its External Account
+// Binding) when Let's Encrypt fails or rate-limits.
+func ExampleIssuer() {
+	mac, err := acme.DecodeEABKey("from-the-zerossl-dashboard")
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := &autotls.Manager{
+		Hosts:     autotls.HostWhitelist("example.com"),
+		AcceptTOS: true, // the operator agrees to both CAs' terms
+		Issuers: []autotls.Issuer{
+			autotls.LetsEncrypt("ops@example.com"),
+			autotls.ZeroSSL("ops@example.com", &acme.ExternalAccountBinding{KeyID: "kid-from-zerossl", HMACKey: mac}),
+		},
+	}
+	defer m.Close()
+	ln, err := m.Listen("tcp", ":443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.Serve(ln, http.NotFoundHandler()))
+}
+
+// What the Manager holds, for a status page or an alert.
+func ExampleManager_Certificates() {
+	m := &autotls.Manager{Hosts: autotls.HostWhitelist("example.com"), AcceptTOS: true}
+	defer m.Close()
+	infos, err := m.Certificates(context.Background())
+	if err != nil {
+		log.Print(err)
+	}
+	for _, c := range infos {
+		log.Printf("%s: expires %s, renews %s (%s), last error %q", c.Name, c.NotAfter, c.RenewAt, c.RenewReason, c.LastError)
+	}
 }
