@@ -120,7 +120,8 @@
 // # Events and logs
 //
 // [Manager.OnEvent] receives typed [Event]s (obtained, renewed, loaded,
-// scheduled, failed, rate limited, not stored, stored, expired) and
+// scheduled, replaced, failed, issuer failed, rate limited, not stored,
+// stored, expiring, expired) and
 // [Manager.Logger] structured logs; neither ever carries key material or
 // account secrets.
 //

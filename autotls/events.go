@@ -13,7 +13,8 @@ const (
 	// EventObtained: a new certificate was issued and stored (see
 	// EventNotStored when the Store failed).
 	EventObtained EventType = "obtained"
-	// EventRenewed: a certificate was replaced before it expired.
+	// EventRenewed: a certificate was renewed at its planned time (the
+	// Manager's own window or the CA's ARI window).
 	EventRenewed EventType = "renewed"
 	// EventLoaded: a certificate was loaded from storage into the cache.
 	EventLoaded EventType = "loaded"
@@ -37,6 +38,13 @@ const (
 	EventNotStored EventType = "not_stored"
 	// EventStored: a certificate whose Store had failed was stored.
 	EventStored EventType = "stored"
+	// EventReplaced: a certificate was replaced early because the CA's
+	// renewal window moved into the past (a revocation, a CA incident).
+	EventReplaced EventType = "replaced"
+	// EventExpiring: renewing a certificate failed and less than a tenth
+	// of its lifetime is left (NotAfter says when it expires; Err is the
+	// failure). Emitted at each such failure.
+	EventExpiring EventType = "expiring"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is
 	// Manager.ServeExpired's choice.

@@ -119,6 +119,18 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 	)
 	for i, iss := range usable {
 		e, err = m.obtain(lockCtx, iss, name, current)
+		if errors.Is(err, errFenced) {
+			// The node that took the lock over stores its own: serve
+			// that one when it is there, this one from memory until then.
+			if stored, lerr := m.loadStored(ctx, name); lerr == nil && m.fresh(stored, current, renew) {
+				m.install(stored, EventLoaded)
+				return stored.cert, nil
+			}
+			st.clearFailure(name)
+			m.install(e, EventObtained)
+			m.emit(Event{Type: EventNotStored, Name: name, Issuer: iss.url, NotAfter: e.notAfter, Serial: e.serial(), Err: errFenced})
+			return e.cert, nil
+		}
 		if err == nil {
 			break
 		}
@@ -148,6 +160,9 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 			m.storeFailure(lockCtx, current.iss, name, err)
 		}
 		m.emitFailure(name, err, retry)
+		if current != nil && m.now().After(current.notAfter.Add(-current.notAfter.Sub(current.notBefore)/latestShare)) {
+			m.emit(Event{Type: EventExpiring, Name: name, Issuer: current.iss.url, NotAfter: current.notAfter, Serial: current.serial(), Err: err, RetryAt: retry})
+		}
 		return nil, err
 	}
 	if st.clearFailure(name) {
@@ -156,7 +171,10 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		}
 	}
 	typ := EventObtained
-	if current != nil {
+	switch {
+	case current != nil && current.reason == ReasonARIPast:
+		typ = EventReplaced
+	case current != nil:
 		typ = EventRenewed
 	}
 	m.install(e, typ)
@@ -174,7 +192,17 @@ func (m *Manager) fresh(e, current *entry, renew bool) bool {
 	if !renew || current == nil {
 		return true
 	}
-	return e.notAfter.After(current.notAfter) && now.Before(e.renewAt)
+	return newer(e, current) && now.Before(e.renewAt)
+}
+
+// newer reports whether e holds a newer certificate than cur: one that
+// expires later, or another one that expires at the same second (a
+// replacement issued within the second, or by a CA that caps NotAfter).
+func newer(e, cur *entry) bool {
+	if e.notAfter.Equal(cur.notAfter) {
+		return e.cert.Leaf.SerialNumber.Cmp(cur.cert.Leaf.SerialNumber) != 0
+	}
+	return e.notAfter.After(cur.notAfter)
 }
 
 // install caches an entry, plans its next step and reports it. A new
@@ -353,15 +381,20 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 	if err := store.Store(ctx, certKey(iss, name), data); err != nil {
 		if errors.Is(err, storage.ErrLockLost) || errors.Is(context.Cause(ctx), storage.ErrLockLost) {
 			// Another node holds the name now and stores its own: this
-			// one is served from memory until then, never written.
+			// one is never written (order serves the stored one, or this
+			// one from memory until the other is stored).
 			m.st.log.Warn("autotls: lock lost before the certificate was stored; not storing it", "name", name, "err", err)
-			return e, nil
+			return e, errFenced
 		}
 		m.st.log.Error("autotls: storing certificate failed; serving it from memory and retrying the Store", "name", name, "err", err)
 		e.unstored = data
 	}
 	return e, nil
 }
+
+// errFenced: the certificate was obtained but the lock was lost before it
+// was stored, so it was not written.
+var errFenced = errors.New("autotls: the lock was lost before the certificate was stored")
 
 // solversFor returns the solvers and challenge preference for a name. A
 // challenge type whose validation failed at the last attempt goes last.

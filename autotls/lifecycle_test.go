@@ -173,7 +173,7 @@ func TestRevocationReplaced(t *testing.T) {
 	if err := e.ca.Revoke(first.Leaf, acme.ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
-	renewed := ev.wait(t, autotls.EventRenewed, "example.com", 30*time.Second)
+	renewed := ev.wait(t, autotls.EventReplaced, "example.com", 30*time.Second)
 	id, _ := acme.CertificateID(first.Leaf)
 	if got := replaces.Load().(string); got != id {
 		t.Fatalf("renewal order replaces %q, want %q", got, id)
@@ -439,4 +439,81 @@ func BenchmarkRenewal(b *testing.B) {
 	b.ReportMetric(float64(total)/float64(n), "requests/renewal")
 	b.ReportMetric(float64(ariPolls())/float64(n), "ari/renewal")
 	b.ReportMetric(float64(e.ca.Requests("newOrder"))/float64(n), "orders/renewal")
+}
+
+// An IP address gets the CA's shortlived profile when it offers one and
+// no profile is configured.
+func TestIPShortlived(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"default": 0, "shortlived": 7 * 24 * time.Hour}})
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.AllowIPCertificates = true
+		m.Hosts = autotls.HostWhitelist("127.0.0.1")
+	})
+	c, err := m.GetCertificate(hello("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore); life > 8*24*time.Hour {
+		t.Fatalf("IP certificate lives %v, want the shortlived profile's 7 days", life)
+	}
+}
+
+// With the clock past expiry and the CA down: the expired certificate is
+// dropped (an error names the failure) unless ServeExpired keeps it.
+func TestServeExpired(t *testing.T) {
+	t.Parallel()
+	for _, serve := range []bool{false, true} {
+		e := newEnv(t, testpebble.Options{})
+		ev := newEvents()
+		var offset atomic.Int64
+		m := e.manager(t, nil, func(m *autotls.Manager) {
+			m.ServeExpired = serve
+			m.OnEvent = ev.on
+		})
+		autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+		first, err := m.GetCertificate(hello("example.com"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ca.SetDown(testpebble.Down503)
+		offset.Store(int64(time.Until(first.Leaf.NotAfter) + time.Minute))
+		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
+		exp := ev.wait(t, autotls.EventExpired, "example.com", 10*time.Second)
+		if !exp.NotAfter.Equal(first.Leaf.NotAfter) {
+			t.Fatalf("expired event for %v, want %v", exp.NotAfter, first.Leaf.NotAfter)
+		}
+		ev.wait(t, autotls.EventFailed, "example.com", 30*time.Second)
+		cur, err := m.GetCertificate(hello("example.com"))
+		switch {
+		case serve && cur != first:
+			t.Fatalf("ServeExpired: got %v, want the expired certificate as a last resort", err)
+		case !serve && (cur != nil || err == nil):
+			t.Fatalf("without ServeExpired: got a certificate, want an error")
+		}
+	}
+}
+
+// A renewal failing with less than a tenth of the lifetime left says the
+// certificate is expiring.
+func TestExpiringEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	ev := newEvents()
+	var offset atomic.Int64
+	m := e.manager(t, nil, func(m *autotls.Manager) { m.OnEvent = ev.on })
+	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	first, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ca.SetDown(testpebble.Down503)
+	// Five days before expiry: past the renewal time and within the last
+	// tenth of a 90-day lifetime.
+	offset.Store(int64(time.Until(first.Leaf.NotAfter) - 5*24*time.Hour))
+	autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
+	x := ev.wait(t, autotls.EventExpiring, "example.com", 30*time.Second)
+	if !x.NotAfter.Equal(first.Leaf.NotAfter) || x.Err == nil {
+		t.Fatalf("expiring event %+v, want the certificate's expiry and the failure", x)
+	}
 }

@@ -67,7 +67,7 @@ func (m *Manager) pickUp(name string) {
 	if err != nil || !m.now().Before(e.notAfter) {
 		return
 	}
-	if cur != nil && !e.notAfter.After(cur.notAfter) {
+	if cur != nil && !newer(e, cur) {
 		return // ours, or not newer
 	}
 	m.install(e, EventLoaded)
