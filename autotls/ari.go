@@ -23,6 +23,7 @@ const (
 	ariTimeout     = 30 * time.Second
 	ariStoreWait   = 5 * time.Second // the lock wait to store renewal info
 	ariBusyRetry   = time.Second     // when another poll of the name runs
+	ariLoadSpread  = time.Minute     // first polls of loaded certificates
 )
 
 // Values of issuer.ariOffered: whether the CA's directory offers
@@ -56,6 +57,10 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 		return
 	}
 	defer st.ariBusy.Delete(e.name)
+	if until, held := cur.iss.ariHeld(m.now()); held {
+		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = until.Add(jitter(time.Minute)) }))
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, ariTimeout)
 	defer cancel()
 	ri, err := cur.iss.ari.RenewalInfo(ctx, cur.cert.Leaf)
@@ -67,7 +72,9 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	}
 	if err != nil {
 		st.log.Warn("autotls: fetching renewal information failed; keeping the current plan", "name", cur.name, "err", err)
-		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = now.Add(jitter(ariErrorPoll)) }))
+		next := now.Add(jitter(ariErrorPoll))
+		cur.iss.ariHold.Store(next.UnixNano())
+		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = next }))
 		return
 	}
 	cur.iss.ariOffered.Store(ariYes)

@@ -62,6 +62,21 @@ func (f *fixture) leafPEM(b testing.TB, name string, serial int64) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
+// leafPEMValid is leafPEM with the given validity.
+func (f *fixture) leafPEMValid(b testing.TB, name string, serial int64, notBefore, notAfter time.Time) []byte {
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: notBefore, NotAfter: notAfter,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		AuthorityKeyId: []byte{1, 2, 3, 4},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.ca, &f.leafKy.PublicKey, f.caKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
 func benchNames(n int) []string {
 	names := make([]string, n)
 	for i := range names {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -212,7 +213,14 @@ func (m *Manager) install(e *entry, typ EventType) {
 	st := m.st
 	if e.ari == nil || e.ari.NextPoll.IsZero() {
 		if e.iss.ariOffered.Load() != ariNo {
+			// Right after issuance; for certificates loaded from storage,
+			// at a random point of the next minute, so that loading many
+			// (a start-up, a burst of handshakes) neither sends the CA a
+			// herd nor wakes the schedule for each.
 			e.ariPoll = m.now()
+			if typ == EventLoaded {
+				e.ariPoll = e.ariPoll.Add(time.Duration(rand.Int64N(int64(ariLoadSpread))))
+			}
 		}
 	} else {
 		e.ariPoll = e.ari.NextPoll

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 )
@@ -100,6 +101,16 @@ type issuer struct {
 	// ariOffered caches whether the directory offers it.
 	ari        *acme.Client
 	ariOffered atomic.Int32
+	// ariHold is when polls may be made again (Unix nanoseconds) after
+	// one failed: the other certificates' polls wait for it instead of
+	// each failing in turn against a CA that is down.
+	ariHold atomic.Int64
+}
+
+// ariHeld returns when ARI polls may resume, if they are held at now.
+func (iss *issuer) ariHeld(now time.Time) (time.Time, bool) {
+	t := time.Unix(0, iss.ariHold.Load())
+	return t, now.Before(t)
 }
 
 // issuersFrom builds the issuers of a Manager: Issuers, or the one that

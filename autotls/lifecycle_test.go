@@ -517,3 +517,56 @@ func TestExpiringEvent(t *testing.T) {
 		t.Fatalf("expiring event %+v, want the certificate's expiry and the failure", x)
 	}
 }
+
+// Hundreds of stored certificates all due for renewal when a Manager
+// starts: the CA never sees more orders in flight than
+// MaxBackgroundOrders, and every one is renewed.
+func TestDueAfterRestartBounded(t *testing.T) {
+	t.Parallel()
+	var inflight, peak atomic.Int32
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.URL.Path == "/order-plz":
+				n := inflight.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+			case strings.HasPrefix(r.URL.Path, "/certZ/"):
+				defer inflight.Add(-1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, testpebble.Options{Wrap: count})
+	// Certificates of a local CA, 80 days into a 90-day life: past their
+	// renewal window, still valid.
+	f := newFixture(t)
+	store := storage.NewMemory()
+	const n, limit = 300, 3
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "due" + itoa(i) + ".example.org"
+		chain := f.leafPEMValid(t, names[i], int64(i+2), time.Now().Add(-80*24*time.Hour), time.Now().Add(10*24*time.Hour))
+		if err := autotls.StoreForTest(ctxT(t), store, e.ca.DirectoryURL(), names[i], chain, f.leafKy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := newEvents()
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.MaxBackgroundOrders = limit
+		m.OnEvent = ev.on
+	})
+	if err := m.Manage(ctxT(t), names...); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for e.ca.Requests("certificate") < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := e.ca.Requests("newOrder"); got != n {
+		t.Fatalf("%d renewal orders for %d due certificates", got, n)
+	}
+	if p := peak.Load(); p > limit || p == 0 {
+		t.Fatalf("peak of %d orders in flight at the CA, want 1 to %d", p, limit)
+	}
+}

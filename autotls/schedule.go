@@ -218,6 +218,11 @@ func (m *Manager) step(name string, now time.Time) {
 	case !now.Before(e.renewAt):
 		m.enqueueIssue(name, true)
 	case e.ariDue(now) && e.iss.ariOffered.Load() != ariNo:
+		if until, held := e.iss.ariHeld(now); held {
+			// A poll failed a moment ago: wait with the others.
+			m.replan(e, e.with(func(x *entry) { x.ariPoll = until.Add(jitter(time.Minute)) }))
+			return
+		}
 		m.enqueueARI(e)
 	default:
 		m.plan(e) // woken early: plan again
