@@ -225,9 +225,14 @@ func (m *Manager) clearBackoff(ctx context.Context, iss *issuer, name string) {
 	}
 }
 
-// emitFailure reports a failed attempt.
-func (m *Manager) emitFailure(name string, err error, retry time.Time) {
-	m.emit(Event{Type: EventFailed, Name: name, Err: err, RetryAt: retry})
+// emitFailure reports a failed attempt; for a renewal, with the serial,
+// expiry and issuer of the certificate still served.
+func (m *Manager) emitFailure(name string, current *entry, err error, retry time.Time) {
+	ev := Event{Type: EventFailed, Name: name, Err: err, RetryAt: retry}
+	if current != nil {
+		ev.Issuer, ev.Serial, ev.NotAfter = current.iss.url, current.serial(), current.notAfter
+	}
+	m.emit(ev)
 }
 
 // storeFailure records a failed renewal in the stored value's metadata

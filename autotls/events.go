@@ -60,10 +60,11 @@ type Event struct {
 	Name string
 	// Issuer is the ACME directory URL of the CA.
 	Issuer string
-	// NotAfter is the certificate's expiry (zero for failures).
+	// NotAfter is the certificate's expiry, and Serial its serial number
+	// in hex; for a failed renewal, those of the certificate still served
+	// (zero and empty when there is none).
 	NotAfter time.Time
-	// Serial is the certificate's serial number in hex (empty for failures).
-	Serial string
+	Serial   string
 	// RenewAt is when the certificate is planned to be renewed, and Reason
 	// why then (ReasonSchedule, ReasonARI, ReasonARIPast); for obtained,
 	// renewed, loaded and scheduled events.

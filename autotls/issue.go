@@ -160,7 +160,7 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		if current != nil {
 			m.storeFailure(lockCtx, current.iss, name, err)
 		}
-		m.emitFailure(name, err, retry)
+		m.emitFailure(name, current, err, retry)
 		if current != nil && m.now().After(current.notAfter.Add(-current.notAfter.Sub(current.notBefore)/latestShare)) {
 			m.emit(Event{Type: EventExpiring, Name: name, Issuer: current.iss.url, NotAfter: current.notAfter, Serial: current.serial(), Err: err, RetryAt: retry})
 		}
