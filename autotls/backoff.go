@@ -18,8 +18,6 @@ type failure struct {
 	// badType is the challenge type whose validation failed, tried last
 	// next time.
 	badType string
-	// persisted is set when a Retry-After was written to storage.
-	persisted bool
 }
 
 // storedBackoff is a CA's Retry-After for a name, kept in storage per
@@ -151,19 +149,16 @@ func (st *state) rememberBackoff(name string, b *storedBackoff) error {
 		st.failures[name] = f
 	}
 	if b.Until.After(f.until) {
-		f.until, f.err, f.at, f.persisted = b.Until, err, b.At, true
+		f.until, f.err, f.at = b.Until, err, b.At
 	}
 	return err
 }
 
-// clearFailure forgets name's failure; it reports whether a Retry-After
-// of it may be in storage.
-func (st *state) clearFailure(name string) (persisted bool) {
+// clearFailure forgets name's failure.
+func (st *state) clearFailure(name string) {
 	st.failMu.Lock()
 	defer st.failMu.Unlock()
-	f := st.failures[name]
 	delete(st.failures, name)
-	return f != nil && f.persisted
 }
 
 // persistBackoff writes the CA's Retry-After for name to storage, when the
@@ -188,12 +183,6 @@ func (m *Manager) persistBackoff(ctx context.Context, iss *issuer, name string, 
 		m.st.log.Warn("autotls: storing the CA's Retry-After failed", "name", name, "err", serr)
 		return
 	}
-	st := m.st
-	st.failMu.Lock()
-	if f := st.failures[name]; f != nil {
-		f.persisted = true
-	}
-	st.failMu.Unlock()
 	m.emit(Event{Type: EventRateLimited, Name: name, Issuer: iss.url, Err: err, RetryAt: until})
 }
 

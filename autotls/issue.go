@@ -79,14 +79,18 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 	}
 	// A Retry-After that another node, or this one before a restart, got
 	// from an issuer holds here too: that issuer is skipped until then.
-	var usable []*issuer
+	var usable, lapsed []*issuer // lapsed: a stored Retry-After that is over
 	var waiting *storedBackoff
 	for _, iss := range st.issuers {
-		if b := m.loadBackoff(ctx, iss, name); b != nil && now.Before(b.Until) {
+		b := m.loadBackoff(ctx, iss, name)
+		if b != nil && now.Before(b.Until) {
 			if waiting == nil || b.Until.Before(waiting.Until) {
 				waiting = b
 			}
 			continue
+		}
+		if b != nil {
+			lapsed = append(lapsed, iss)
 		}
 		usable = append(usable, iss)
 	}
@@ -166,10 +170,11 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		}
 		return nil, err
 	}
-	if st.clearFailure(name) {
-		for _, iss := range st.issuers {
-			m.clearBackoff(ctx, iss, name)
-		}
+	st.clearFailure(name)
+	// Stored Retry-Afters that are over are removed; those still running
+	// (an issuer that was skipped) stay.
+	for _, iss := range lapsed {
+		m.clearBackoff(ctx, iss, name)
 	}
 	typ := EventObtained
 	switch {

@@ -104,3 +104,29 @@ func TestIssuersAllFail(t *testing.T) {
 		t.Errorf("error %q does not say what each issuer answered", err)
 	}
 }
+
+// An issuer that rate-limited a name is skipped for it until its
+// Retry-After is over, even after another issuer succeeded.
+func TestIssuerRateLimitKept(t *testing.T) {
+	t.Parallel()
+	m, e1, e2 := twoIssuers(t, nil)
+	if err := e1.ca.RateLimit("newOrder", time.Hour, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Manage(ctxT(t), "www.example.org"); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	if n := e2.ca.Requests("newOrder"); n != 1 {
+		t.Fatalf("%d orders at the second issuer, want 1", n)
+	}
+	before := e1.ca.Requests("newOrder")
+	if err := autotls.RenewForTest(m, "www.example.org"); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if n := e1.ca.Requests("newOrder") - before; n != 0 {
+		t.Fatalf("%d orders at the rate-limiting issuer inside its Retry-After, want 0", n)
+	}
+	if n := e2.ca.Requests("newOrder"); n != 2 {
+		t.Fatalf("%d orders at the second issuer, want 2", n)
+	}
+}
