@@ -151,7 +151,7 @@ func (c *Client) LookupAccount(ctx context.Context) (*Account, error) {
 }
 
 func (c *Client) postAccount(ctx context.Context, url string, req accountRequest) (*Account, error) {
-	resp, err := c.post(ctx, signer{useJWK: true}, url, req, "", maxJSONBody)
+	resp, err := c.post(ctx, signer{useJWK: true, op: OpNewAccount}, url, req, "", maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: account: %w", err)
 	}
@@ -219,7 +219,7 @@ func (c *Client) updateAccount(ctx context.Context, payload any) (*Account, erro
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.post(ctx, signer{}, kid, payload, "", maxJSONBody)
+	resp, err := c.post(ctx, signer{op: OpAccount}, kid, payload, "", maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: account update: %w", err)
 	}
@@ -268,7 +268,7 @@ func (c *Client) RolloverKey(ctx context.Context, newKey crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.post(ctx, signer{key: oldKey}, dir.KeyChange, json.RawMessage(innerJWS), "", maxJSONBody); err != nil {
+	if _, err := c.post(ctx, signer{key: oldKey, op: OpKeyChange}, dir.KeyChange, json.RawMessage(innerJWS), "", maxJSONBody); err != nil {
 		return fmt.Errorf("acme: key change: %w", err)
 	}
 	c.mu.Lock()

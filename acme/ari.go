@@ -78,7 +78,7 @@ func (c *Client) RenewalInfo(ctx context.Context, cert *x509.Certificate) (*Rene
 		return nil, ErrNoRenewalInfo
 	}
 	u := strings.TrimSuffix(dir.RenewalInfo, "/") + "/" + id
-	resp, err := c.get(ctx, u, maxJSONBody)
+	resp, err := c.get(ctx, OpRenewalInfo, u, maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: renewal info: %w", err)
 	}

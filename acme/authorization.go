@@ -28,7 +28,7 @@ var ErrAuthorizationInvalid = errors.New("acme: authorization is invalid")
 // GetAuthorization fetches an authorization (POST-as-GET) by its URL, as
 // listed in [Order.Authorizations].
 func (c *Client) GetAuthorization(ctx context.Context, url string) (*Authorization, error) {
-	resp, err := c.post(ctx, signer{}, url, nil, "", maxJSONBody)
+	resp, err := c.post(ctx, signer{op: OpAuthz}, url, nil, "", maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: get authorization: %w", err)
 	}
@@ -157,7 +157,7 @@ func authzError(a *Authorization) error {
 // DeactivateAuthorization deactivates a pending or valid authorization
 // (RFC 8555, section 7.5.2), so it cannot be reused.
 func (c *Client) DeactivateAuthorization(ctx context.Context, a *Authorization) (*Authorization, error) {
-	resp, err := c.post(ctx, signer{}, a.URL, struct {
+	resp, err := c.post(ctx, signer{op: OpAuthz, ids: []Identifier{a.Identifier}}, a.URL, struct {
 		Status string `json:"status"`
 	}{StatusDeactivated}, "", maxJSONBody)
 	if err != nil {
@@ -170,7 +170,7 @@ func (c *Client) DeactivateAuthorization(ctx context.Context, a *Authorization) 
 // (RFC 8555, section 7.5.1) and returns the challenge as the server now sees
 // it (usually "processing").
 func (c *Client) AcceptChallenge(ctx context.Context, ch Challenge) (*Challenge, error) {
-	resp, err := c.post(ctx, signer{}, ch.URL, struct{}{}, "", maxJSONBody)
+	resp, err := c.post(ctx, signer{op: OpChallenge, ids: []Identifier{ch.Identifier}}, ch.URL, struct{}{}, "", maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: accept challenge: %w", err)
 	}

@@ -102,7 +102,7 @@ func (c *Client) FetchCertificate(ctx context.Context, url string) ([]*Chain, er
 }
 
 func (c *Client) fetchChain(ctx context.Context, url string) (*Chain, []string, error) {
-	resp, err := c.post(ctx, signer{}, url, nil, "application/pem-certificate-chain", maxCertBody)
+	resp, err := c.post(ctx, signer{op: OpCertificate}, url, nil, "application/pem-certificate-chain", maxCertBody)
 	if err != nil {
 		return nil, nil, fmt.Errorf("acme: fetch certificate: %w", err)
 	}
@@ -208,9 +208,9 @@ func (c *Client) RevokeCertificate(ctx context.Context, certDER []byte, key cryp
 	if dir.RevokeCert == "" {
 		return errors.New("acme: server has no revokeCert endpoint")
 	}
-	s := signer{}
+	s := signer{op: OpRevoke}
 	if key != nil {
-		s = signer{key: key, useJWK: true}
+		s = signer{key: key, useJWK: true, op: OpRevoke}
 	}
 	_, err = c.post(ctx, s, dir.RevokeCert, struct {
 		Certificate string `json:"certificate"`

@@ -68,6 +68,10 @@ type Client struct {
 	// system's roots. Ignored when HTTPClient is set.
 	RootCAs *x509.CertPool
 
+	// Observer, if set, is told of every exchange with the CA (see
+	// [Exchange]), for audit trails and metrics. Nil means none.
+	Observer Observer
+
 	// UserAgent is added to the User-Agent header of every request.
 	UserAgent string
 

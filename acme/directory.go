@@ -40,7 +40,7 @@ func (c *Client) Directory(ctx context.Context) (*Directory, error) {
 	if c.DirectoryURL == "" {
 		return nil, fmt.Errorf("acme: Client.DirectoryURL is empty")
 	}
-	resp, err := c.get(ctx, c.DirectoryURL, maxJSONBody)
+	resp, err := c.get(ctx, OpDirectory, c.DirectoryURL, maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: fetching directory: %w", err)
 	}

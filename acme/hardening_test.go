@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -383,4 +384,85 @@ func TestChallengeErrorNamesType(t *testing.T) {
 	}
 	wantIs(t, err, acme.ErrAuthorizationInvalid)
 	wantIs(t, err, acme.ErrUnauthorized)
+}
+
+// exchanges records what an Observer is told.
+type exchanges struct {
+	mu  sync.Mutex
+	all []acme.Exchange
+}
+
+func (x *exchanges) ObserveExchange(e acme.Exchange) {
+	x.mu.Lock()
+	x.all = append(x.all, e)
+	x.mu.Unlock()
+}
+
+func (x *exchanges) ops() map[string]int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	m := map[string]int{}
+	for _, e := range x.all {
+		m[e.Operation]++
+	}
+	return m
+}
+
+// The Observer sees every exchange of an issuance, with its operation,
+// status and identifiers, one report per call, and the CA's problem on
+// failure; never a nonce or a key.
+func TestObserver(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, testpebble.Options{})
+	s := newHTTPSolver(t, ca)
+	obs := &exchanges{}
+	c := newClient(t, ca)
+	c.Observer = obs
+	if _, err := c.Register(ctxT(t), acme.Account{TermsOfServiceAgreed: true}); err != nil {
+		t.Fatal(err)
+	}
+	mustObtain(t, c, s, "observed.example.com")
+	got := obs.ops()
+	for op, want := range map[string]int{acme.OpDirectory: 1, acme.OpNewNonce: 1, acme.OpNewAccount: 1, acme.OpNewOrder: 1, acme.OpAuthz: 2, acme.OpChallenge: 1, acme.OpFinalize: 1, acme.OpOrder: 1, acme.OpCertificate: 1} {
+		if got[op] != want {
+			t.Errorf("%s reported %d times, want %d (all: %v)", op, got[op], want, got)
+		}
+	}
+	obs.mu.Lock()
+	for _, e := range obs.all {
+		if e.Status == 0 || e.Status >= 400 || e.Latency <= 0 || e.Time.IsZero() || e.Directory != ca.DirectoryURL() {
+			t.Errorf("exchange %+v: want a status, a latency, a time and the directory", e)
+		}
+		if e.Operation == acme.OpNewOrder && (len(e.Identifiers) != 1 || e.Identifiers[0].Value != "observed.example.com") {
+			t.Errorf("newOrder exchange identifiers %v", e.Identifiers)
+		}
+		if (e.Operation == acme.OpNewOrder || e.Operation == acme.OpFinalize) && e.Account == "" {
+			t.Errorf("%s exchange without the account URL", e.Operation)
+		}
+	}
+	obs.mu.Unlock()
+	// A refusal carries the CA's problem.
+	_, err := c.NewOrder(ctxT(t), acme.OrderRequest{Identifiers: acme.DNSNames("x.example.com"), Profile: "nope"})
+	wantIs(t, err, acme.ErrInvalidProfile)
+	ca2 := faultCA(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/order-plz" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders","status":429}`)
+		return true
+	})
+	obs2 := &exchanges{}
+	c2 := registered(t, ca2)
+	c2.Observer = obs2
+	_, err = c2.NewOrder(ctxT(t), acme.OrderRequest{Identifiers: acme.DNSNames("rl.example.com")})
+	wantIs(t, err, acme.ErrRateLimited)
+	obs2.mu.Lock()
+	defer obs2.mu.Unlock()
+	last := obs2.all[len(obs2.all)-1]
+	if last.Operation != acme.OpNewOrder || last.Status != 429 || !strings.HasSuffix(last.ProblemType, "rateLimited") || last.ProblemDetail != "too many new orders" || last.RetryAfter != time.Minute {
+		t.Fatalf("rate-limited exchange = %+v", last)
+	}
 }

@@ -168,11 +168,14 @@ func checkURL(s string) error {
 }
 
 // get sends an unauthenticated GET (used for the directory and ARI).
-func (c *Client) get(ctx context.Context, u string, limit int64) (*response, error) {
+func (c *Client) get(ctx context.Context, op, u string, limit int64) (resp *response, err error) {
 	if err := checkURL(u); err != nil {
 		return nil, err
 	}
-	for retries := 0; ; retries++ {
+	start := time.Now()
+	retries := 0
+	defer func() { c.observe(op, nil, start, resp, retries, err) }()
+	for ; ; retries++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return nil, fmt.Errorf("acme: %w", err)

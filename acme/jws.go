@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
@@ -133,11 +134,21 @@ func flattened(sig *jose.JSONWebSignature) ([]byte, error) {
 type signer struct {
 	key    crypto.Signer
 	useJWK bool
+	op     string       // the Exchange operation reported to the Observer
+	ids    []Identifier // the identifiers it is about, when known
 }
 
 // post sends a JWS-signed POST of payload (nil payload = POST-as-GET) and
 // retries transparently with a fresh nonce when the server answers badNonce.
-func (c *Client) post(ctx context.Context, s signer, url string, payload any, accept string, limit int64) (*response, error) {
+func (c *Client) post(ctx context.Context, s signer, url string, payload any, accept string, limit int64) (resp *response, err error) {
+	start := time.Now()
+	attempts := 0
+	defer func() { c.observe(s.op, s.ids, start, resp, max(attempts-1, 0), err) }()
+	return c.postOnce(ctx, s, url, payload, accept, limit, &attempts)
+}
+
+// postOnce is post without the report; attempts counts the requests made.
+func (c *Client) postOnce(ctx context.Context, s signer, url string, payload any, accept string, limit int64, attempts *int) (*response, error) {
 	if err := checkURL(url); err != nil {
 		return nil, err
 	}
@@ -189,6 +200,7 @@ func (c *Client) post(ctx context.Context, s signer, url string, payload any, ac
 		if accept != "" {
 			req.Header.Set("Accept", accept)
 		}
+		*attempts++
 		resp, err := c.do(req, limit)
 		if err == nil {
 			return resp, nil

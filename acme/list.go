@@ -38,7 +38,7 @@ func (c *Client) NewAuthorization(ctx context.Context, id Identifier) (*Authoriz
 	if dir.NewAuthz == "" {
 		return nil, fmt.Errorf("%w: the directory has no newAuthz (pre-authorization)", ErrUnsupported)
 	}
-	resp, err := c.post(ctx, signer{}, dir.NewAuthz, struct {
+	resp, err := c.post(ctx, signer{op: OpNewAuthz, ids: []Identifier{id}}, dir.NewAuthz, struct {
 		Identifier Identifier `json:"identifier"`
 	}{id}, "", maxJSONBody)
 	if err != nil {
@@ -71,7 +71,7 @@ func (c *Client) ListOrders(ctx context.Context, acct *Account) ([]string, error
 	next := acct.Orders
 	for page := 0; next != "" && page < maxOrderPages && !seen[next]; page++ {
 		seen[next] = true
-		resp, err := c.post(ctx, signer{}, next, nil, "", maxJSONBody)
+		resp, err := c.post(ctx, signer{op: OpOrders}, next, nil, "", maxJSONBody)
 		if err != nil {
 			return out, fmt.Errorf("acme: list orders: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // putNonce adds a nonce from a Replay-Nonce header to the pool. The pool is
@@ -37,9 +38,15 @@ func (c *Client) nonce(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	start := time.Now()
 	for retries := 0; ; retries++ {
 		n, err := c.fetchNonce(ctx, dir.NewNonce)
 		if ok, _ := transient(ctx, err); !ok || retries == MaxTransientRetries {
+			var ok *response
+			if err == nil {
+				ok = &response{status: http.StatusOK}
+			}
+			c.observe(OpNewNonce, nil, start, ok, retries, err)
 			return n, err
 		}
 		c.logger().DebugContext(ctx, "acme: transient failure fetching a nonce, retrying", "retry", retries+1, "err", err)

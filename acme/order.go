@@ -104,7 +104,7 @@ func (c *Client) NewOrder(ctx context.Context, req OrderRequest) (*Order, error)
 	if !req.NotAfter.IsZero() {
 		p.NotAfter = req.NotAfter.UTC().Format(time.RFC3339)
 	}
-	resp, err := c.post(ctx, signer{}, dir.NewOrder, p, "", maxJSONBody)
+	resp, err := c.post(ctx, signer{op: OpNewOrder, ids: req.Identifiers}, dir.NewOrder, p, "", maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: new order: %w", err)
 	}
@@ -188,7 +188,7 @@ func parseOrder(resp *response, url string) (*Order, error) {
 
 // GetOrder fetches the current state of an order (POST-as-GET).
 func (c *Client) GetOrder(ctx context.Context, url string) (*Order, error) {
-	resp, err := c.post(ctx, signer{}, url, nil, "", maxJSONBody)
+	resp, err := c.post(ctx, signer{op: OpOrder}, url, nil, "", maxJSONBody)
 	if err != nil {
 		return nil, fmt.Errorf("acme: get order: %w", err)
 	}
@@ -244,7 +244,7 @@ func (c *Client) FinalizeOrder(ctx context.Context, o *Order, csrDER []byte) (*O
 	if o == nil || o.Finalize == "" {
 		return nil, errors.New("acme: finalize: order has no finalize URL")
 	}
-	resp, err := c.post(ctx, signer{}, o.Finalize, struct {
+	resp, err := c.post(ctx, signer{op: OpFinalize, ids: o.Identifiers}, o.Finalize, struct {
 		CSR string `json:"csr"`
 	}{base64.RawURLEncoding.EncodeToString(csrDER)}, "", maxJSONBody)
 	if err != nil {

@@ -570,3 +570,40 @@ func TestDueAfterRestartBounded(t *testing.T) {
 		t.Fatalf("peak of %d orders in flight at the CA, want 1 to %d", p, limit)
 	}
 }
+
+// exchangeLog records the ACME exchanges an ACMEObserver is told of.
+type exchangeLog struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (x *exchangeLog) ObserveExchange(e acme.Exchange) {
+	x.mu.Lock()
+	x.ops = append(x.ops, e.Operation)
+	x.mu.Unlock()
+}
+
+// The Manager's ACMEObserver sees its clients' exchanges, the background
+// ARI poll included.
+func TestACMEObserver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	obs := &exchangeLog{}
+	ev := newEvents()
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.ACMEObserver = obs
+		m.OnEvent = ev.on
+	})
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		t.Fatal(err)
+	}
+	ev.wait(t, autotls.EventScheduled, "example.com", 30*time.Second)
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	seen := strings.Join(obs.ops, ",")
+	for _, op := range []string{acme.OpNewAccount, acme.OpNewOrder, acme.OpFinalize, acme.OpCertificate, acme.OpRenewalInfo} {
+		if !strings.Contains(seen, op) {
+			t.Errorf("observer saw %s, want %s among them", seen, op)
+		}
+	}
+}

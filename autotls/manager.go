@@ -214,6 +214,13 @@ type Manager struct {
 	// TLS handshakes. Events never carry key material.
 	OnEvent func(Event)
 
+	// ACMEObserver, if set, is told of every exchange the Manager's ACME
+	// clients have with the CAs (see [acme.Exchange]: operation, status,
+	// problem, latency; never bodies or secrets), for an audit trail or
+	// metrics. It must be safe for concurrent use and must not block. Nil
+	// means none.
+	ACMEObserver acme.Observer
+
 	// Logger receives the Manager's logs. Nil means silent.
 	Logger *slog.Logger
 
