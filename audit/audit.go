@@ -1,0 +1,461 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// Defaults of a Log's zero fields.
+const (
+	DefaultRetention     = 30 * 24 * time.Hour
+	DefaultFlushInterval = 5 * time.Second
+	DefaultMaxBuffered   = 10000
+	flushAt              = 256       // records that trigger a flush at once
+	gcEvery              = time.Hour // how often Flush looks for expired batches
+	prefix               = "audit/"
+)
+
+// Kinds of records.
+const (
+	KindExchange = "exchange" // one exchange with a CA (acme.Exchange)
+	KindDecision = "decision" // something the Manager decided or saw happen
+)
+
+// Outcomes of records.
+const (
+	OutcomeOK      = "ok"
+	OutcomeFailure = "failure"
+)
+
+// A Record is one entry of the audit trail. It never carries request or
+// response bodies, JWS, nonces, keys or EAB secrets.
+type Record struct {
+	Time time.Time `json:"time"`
+	// Node names the process that wrote it (Log.Node).
+	Node string `json:"node"`
+	// Kind is KindExchange or KindDecision.
+	Kind string `json:"kind"`
+	// Outcome is OutcomeOK or OutcomeFailure.
+	Outcome string `json:"outcome"`
+	// Issuer is the CA's directory URL; Account the account URL.
+	Issuer  string `json:"issuer,omitempty"`
+	Account string `json:"account,omitempty"`
+	// Operation is the ACME operation (acme.OpNewOrder, …) of an exchange,
+	// or the event type (autotls.EventFailed, …) of a decision.
+	Operation string `json:"operation"`
+	// Names are the identifiers or the managed name concerned.
+	Names []string `json:"names,omitempty"`
+	// Status, Problem and Detail are the CA's answer; RetryAfter its
+	// Retry-After; Latency and Retries how the exchange went.
+	Status     int           `json:"status,omitempty"`
+	Problem    string        `json:"problem,omitempty"`
+	Detail     string        `json:"detail,omitempty"`
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+	Latency    time.Duration `json:"latency,omitempty"`
+	Retries    int           `json:"retries,omitempty"`
+	// Serial, NotAfter and Until describe a decision: the certificate,
+	// its expiry, and when a back-off or rate limit ends.
+	Serial   string    `json:"serial,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	Until    time.Time `json:"until,omitzero"`
+}
+
+// A Log is an append-only, bounded audit trail of a Manager's exchanges with
+// its CAs and of its decisions, kept in a storage.Storage: every node of a
+// fleet that shares the storage writes its own batches, each record says
+// which node, and the trail survives restarts. Records are buffered and
+// written in batches (one stored value per batch, under audit/), at the
+// latest every FlushInterval; batches older than Retention are deleted.
+//
+// Wire it to a Manager as its ACMEObserver and, through [Log.OnEvent], its
+// OnEvent. A Log is safe for concurrent use; call [Log.Close] to write what
+// is buffered and stop its goroutine. Its zero value plus Storage is ready.
+type Log struct {
+	// Storage keeps the trail. Required.
+	Storage storage.Storage
+	// Node names this process in its records and batch keys. Empty means
+	// the host name and process ID.
+	Node string
+	// Retention is how long records are kept. Zero means DefaultRetention.
+	Retention time.Duration
+	// FlushInterval is the longest a record waits in memory. Zero means
+	// DefaultFlushInterval.
+	FlushInterval time.Duration
+	// MaxBuffered bounds the records kept in memory while storage fails;
+	// beyond it the oldest are dropped and counted in the log. Zero means
+	// DefaultMaxBuffered.
+	MaxBuffered int
+	// Logger receives the Log's own problems. Nil means silent.
+	Logger *slog.Logger
+
+	once    sync.Once
+	mu      sync.Mutex
+	buf     []Record
+	dropped int
+	seq     int
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closed  bool
+	node    string
+	now     func() time.Time
+	lastGC  time.Time
+	flushMu sync.Mutex // one flush at a time
+}
+
+func (l *Log) init() {
+	l.once.Do(func() {
+		l.node = l.Node
+		if l.node == "" {
+			h, _ := os.Hostname()
+			l.node = fmt.Sprintf("%s-%d", h, os.Getpid())
+		}
+		l.node = sanitizeNode(l.node)
+		if l.now == nil {
+			l.now = time.Now
+		}
+		l.kick = make(chan struct{}, 1)
+		l.stop = make(chan struct{})
+		l.done = make(chan struct{})
+		go l.loop()
+	})
+}
+
+// sanitizeNode keeps a node name usable as a storage key segment.
+func sanitizeNode(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+			return r
+		}
+		return '-'
+	}, s)
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	if s == "" || s == "." || s == ".." {
+		s = "node"
+	}
+	return s
+}
+
+func (l *Log) logger() *slog.Logger {
+	if l.Logger != nil {
+		return l.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Add appends a record; Time and Node are filled in when empty.
+func (l *Log) Add(r Record) {
+	l.init()
+	if r.Time.IsZero() {
+		r.Time = l.now()
+	}
+	r.Node = l.node
+	max := l.MaxBuffered
+	if max <= 0 {
+		max = DefaultMaxBuffered
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.buf = append(l.buf, r)
+	if len(l.buf) > max {
+		n := len(l.buf) - max
+		l.buf = append(l.buf[:0], l.buf[n:]...)
+		l.dropped += n
+	}
+	full := len(l.buf) >= flushAt
+	l.mu.Unlock()
+	if full {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ObserveExchange records an exchange with a CA (acme.Observer).
+func (l *Log) ObserveExchange(e acme.Exchange) {
+	r := Record{
+		Time: e.Time, Kind: KindExchange, Outcome: OutcomeOK,
+		Issuer: e.Directory, Account: e.Account, Operation: e.Operation,
+		Status: e.Status, Problem: e.ProblemType, Detail: e.ProblemDetail,
+		RetryAfter: e.RetryAfter, Latency: e.Latency, Retries: e.Retries,
+	}
+	for _, id := range e.Identifiers {
+		r.Names = append(r.Names, id.Value)
+	}
+	if e.Status == 0 || e.Status >= 400 || e.Err != "" {
+		r.Outcome = OutcomeFailure
+		if r.Detail == "" {
+			r.Detail = e.Err
+		}
+	}
+	l.Add(r)
+}
+
+// OnEvent records a Manager's event as a decision. Chain it with an
+// OnEvent of your own: m.OnEvent = func(e autotls.Event) { log.OnEvent(e); mine(e) }.
+func (l *Log) OnEvent(e autotls.Event) {
+	r := Record{
+		Kind: KindDecision, Outcome: OutcomeOK, Issuer: e.Issuer, Operation: string(e.Type),
+		Names: []string{e.Name}, Serial: e.Serial, NotAfter: e.NotAfter, Until: e.RetryAt,
+	}
+	switch e.Type {
+	case autotls.EventFailed, autotls.EventIssuerFailed, autotls.EventRateLimited,
+		autotls.EventNotStored, autotls.EventExpiring, autotls.EventExpired:
+		r.Outcome = OutcomeFailure
+	}
+	if e.Err != nil {
+		r.Detail = clip(e.Err.Error(), 1024)
+		var p *acme.Problem
+		if errors.As(e.Err, &p) {
+			r.Problem, r.Status, r.RetryAfter = p.Type, p.Status, p.RetryAfter
+		}
+	}
+	l.Add(r)
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func (l *Log) flushInterval() time.Duration {
+	if l.FlushInterval > 0 {
+		return l.FlushInterval
+	}
+	return DefaultFlushInterval
+}
+
+func (l *Log) loop() {
+	defer close(l.done)
+	t := time.NewTicker(l.flushInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		case <-l.kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := l.Flush(ctx); err != nil {
+			l.logger().Warn("audit: writing records failed; they stay buffered", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Flush writes the buffered records as one batch, and deletes batches past
+// the retention (looking for them at most once an hour). On failure the records stay
+// buffered for the next flush.
+func (l *Log) Flush(ctx context.Context) error {
+	l.init()
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.Lock()
+	batch := l.buf
+	l.buf = nil
+	dropped := l.dropped
+	l.dropped = 0
+	l.seq++
+	seq := l.seq
+	l.mu.Unlock()
+	if dropped > 0 {
+		l.logger().Error("audit: records dropped while storage failed", "dropped", dropped)
+	}
+	if len(batch) > 0 {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		for _, r := range batch {
+			if err := enc.Encode(r); err != nil {
+				return fmt.Errorf("audit: encoding a record: %w", err)
+			}
+		}
+		key := fmt.Sprintf("%s%s/%020d-%06d.jsonl", prefix, l.node, batch[0].Time.UnixNano(), seq%1000000)
+		if err := l.Storage.Store(ctx, key, b.Bytes()); err != nil {
+			l.mu.Lock()
+			l.buf = append(batch, l.buf...) // keep them, oldest first
+			l.mu.Unlock()
+			return fmt.Errorf("audit: storing records: %w", err)
+		}
+	}
+	if now := l.now(); now.Sub(l.lastGC) >= gcEvery {
+		l.lastGC = now
+		if err := l.expire(ctx, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expire deletes batches whose records are all past the retention. A
+// batch's key starts with the time of its first record; records within a
+// batch are at most a flush apart, so a batch is kept until its first
+// record is a retention (plus a day of margin) old.
+func (l *Log) expire(ctx context.Context, now time.Time) error {
+	ret := l.Retention
+	if ret <= 0 {
+		ret = DefaultRetention
+	}
+	keys, err := l.Storage.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("audit: listing batches: %w", err)
+	}
+	cutoff := now.Add(-ret - 24*time.Hour)
+	for _, k := range keys {
+		if t, ok := batchTime(k); ok && t.Before(cutoff) {
+			if err := l.Storage.Delete(ctx, k); err != nil {
+				return fmt.Errorf("audit: deleting an old batch: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// batchTime parses the time of a batch key audit/<node>/<nanos>-<seq>.jsonl.
+func batchTime(key string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return time.Time{}, false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	name := rest[i+1:]
+	j := strings.IndexByte(name, '-')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	n, err := strconv.ParseInt(name[:j], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, n), true
+}
+
+// Close writes what is buffered and stops the Log's goroutine. Records
+// added afterwards are dropped.
+func (l *Log) Close() error {
+	l.init()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return l.Flush(ctx)
+}
+
+// A Filter selects records for [Log.Query]; zero fields match everything.
+type Filter struct {
+	// Name matches records about this name (exactly).
+	Name string
+	// Issuer matches records of this directory URL.
+	Issuer string
+	// Outcome is OutcomeOK or OutcomeFailure.
+	Outcome string
+	// Kind is KindExchange or KindDecision.
+	Kind string
+	// Since and Until bound the records' time (Until exclusive).
+	Since, Until time.Time
+	// Limit caps the records returned (the newest); zero means 1000.
+	Limit int
+}
+
+func (f Filter) match(r Record) bool {
+	if f.Name != "" && !slices.Contains(r.Names, f.Name) {
+		return false
+	}
+	if f.Issuer != "" && r.Issuer != f.Issuer {
+		return false
+	}
+	if f.Outcome != "" && r.Outcome != f.Outcome {
+		return false
+	}
+	if f.Kind != "" && r.Kind != f.Kind {
+		return false
+	}
+	if !f.Since.IsZero() && r.Time.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !r.Time.Before(f.Until) {
+		return false
+	}
+	return true
+}
+
+// Query returns the stored records of every node that match f, oldest
+// first (the newest Limit of them). Buffered records not yet written are
+// included for this node. It reads every batch whose time range can
+// match: bound it with Since.
+func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
+	l.init()
+	keys, err := l.Storage.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("audit: listing batches: %w", err)
+	}
+	var out []Record
+	for _, k := range keys {
+		t, ok := batchTime(k)
+		if !ok || (!f.Until.IsZero() && !t.Before(f.Until)) || (!f.Since.IsZero() && t.Before(f.Since.Add(-time.Hour))) {
+			continue
+		}
+		b, err := l.Storage.Load(ctx, k)
+		if err != nil {
+			continue // deleted meanwhile by retention
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			var r Record
+			if json.Unmarshal(sc.Bytes(), &r) == nil && f.match(r) {
+				out = append(out, r)
+			}
+		}
+	}
+	l.mu.Lock()
+	for _, r := range l.buf {
+		if f.match(r) {
+			out = append(out, r)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortStableFunc(out, func(a, b Record) int { return a.Time.Compare(b.Time) })
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
+}

@@ -1,0 +1,296 @@
+package audit
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// manager returns a Manager for a fresh in-process CA with http-01 served
+// on the port the CA validates.
+func manager(t *testing.T, store storage.Storage, mod func(*autotls.Manager)) (*autotls.Manager, *testpebble.CA) {
+	t.Helper()
+	ca, err := testpebble.New(testpebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	m := &autotls.Manager{
+		DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: store,
+		Hosts: autotls.HostWhitelist("example.com", "www.example.com"), AcceptTOS: true,
+		DisableTLSALPN01: true,
+	}
+	if mod != nil {
+		mod(m)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); m.Close() })
+	return m, ca
+}
+
+// The trail of an issuance: the exchanges and the decision, written to
+// storage, read back after a restart, without any secret.
+func TestTrailOfAnIssuance(t *testing.T) {
+	t.Parallel()
+	store := storage.NewMemory()
+	log := &Log{Storage: store, Node: "node-a"}
+	m, ca := manager(t, store, func(m *autotls.Manager) {
+		m.ACMEObserver = log
+		m.OnEvent = log.OnEvent
+	})
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// A new Log on the same storage: a restart.
+	again := &Log{Storage: store, Node: "node-b"}
+	defer again.Close()
+	recs, err := again.Query(ctxT(t), Filter{Name: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]int{}
+	for _, r := range recs {
+		ops[r.Kind+"/"+r.Operation]++
+		if r.Node != "node-a" || r.Time.IsZero() {
+			t.Errorf("record %+v: want node-a and a time", r)
+		}
+	}
+	for _, want := range []string{"exchange/newOrder", "exchange/challenge", "exchange/finalize", "decision/obtained"} {
+		if ops[want] != 1 {
+			t.Errorf("%s recorded %d times for example.com, want 1 (all: %v)", want, ops[want], ops)
+		}
+	}
+	all, _ := again.Query(ctxT(t), Filter{})
+	for _, r := range all {
+		if r.Kind == KindExchange && (r.Issuer != ca.DirectoryURL() || r.Status == 0 || r.Latency <= 0) {
+			t.Errorf("exchange record %+v: want the issuer, a status and a latency", r)
+		}
+	}
+	// Nothing secret reaches storage.
+	keys, _ := store.List(ctxT(t), "audit/")
+	for _, k := range keys {
+		b, _ := store.Load(ctxT(t), k)
+		for _, bad := range []string{"PRIVATE KEY", "BEGIN CERTIFICATE", `"protected"`, `"signature"`, "Replay-Nonce"} {
+			if strings.Contains(string(b), bad) {
+				t.Fatalf("batch %s holds %q", k, bad)
+			}
+		}
+	}
+}
+
+// Filters by outcome, issuer, kind and time; a fleet's nodes share the
+// trail.
+func TestQueryFilters(t *testing.T) {
+	t.Parallel()
+	store := storage.NewMemory()
+	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a := &Log{Storage: store, Node: "a"}
+	b := &Log{Storage: store, Node: "b"}
+	defer a.Close()
+	defer b.Close()
+	a.Add(Record{Time: base, Kind: KindExchange, Outcome: OutcomeOK, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}})
+	a.Add(Record{Time: base.Add(time.Minute), Kind: KindExchange, Outcome: OutcomeFailure, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}, Status: 429})
+	b.Add(Record{Time: base.Add(2 * time.Minute), Kind: KindDecision, Outcome: OutcomeFailure, Issuer: "https://ca2/dir", Operation: string(autotls.EventFailed), Names: []string{"x.example.com"}})
+	b.Add(Record{Time: base.Add(3 * time.Minute), Kind: KindDecision, Outcome: OutcomeOK, Issuer: "https://ca2/dir", Operation: string(autotls.EventObtained), Names: []string{"y.example.com"}})
+	for _, l := range []*Log{a, b} {
+		if err := l.Flush(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name string
+		f    Filter
+		want int
+	}{
+		{"all", Filter{}, 4},
+		{"by name", Filter{Name: "x.example.com"}, 3},
+		{"failures", Filter{Outcome: OutcomeFailure}, 2},
+		{"by issuer", Filter{Issuer: "https://ca2/dir"}, 2},
+		{"decisions", Filter{Kind: KindDecision}, 2},
+		{"time range", Filter{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}, 2},
+		{"limit keeps the newest", Filter{Limit: 1}, 1},
+	}
+	for _, tc := range cases {
+		got, err := a.Query(ctxT(t), tc.f)
+		if err != nil || len(got) != tc.want {
+			t.Errorf("%s: got %d records (%v), want %d", tc.name, len(got), err, tc.want)
+		}
+	}
+	newest, _ := a.Query(ctxT(t), Filter{Limit: 1})
+	if len(newest) == 1 && newest[0].Node != "b" {
+		t.Errorf("the newest record is node %q's, want b's", newest[0].Node)
+	}
+}
+
+// flaky is a storage whose Stores fail while fail is set.
+type flaky struct {
+	storage.Storage
+	fail atomic.Bool
+}
+
+func (f *flaky) Store(ctx context.Context, key string, v []byte) error {
+	if f.fail.Load() {
+		return errors.New("disk full")
+	}
+	return f.Storage.Store(ctx, key, v)
+}
+
+// While storage fails nothing is lost up to MaxBuffered, then the oldest
+// records are dropped; retention deletes old batches.
+func TestStorageFailureAndRetention(t *testing.T) {
+	t.Parallel()
+	store := &flaky{Storage: storage.NewMemory()}
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := &Log{Storage: store, Node: "n", MaxBuffered: 5, Retention: 24 * time.Hour}
+	l.init()
+	l.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	defer l.Close()
+	store.fail.Store(true)
+	for i := range 8 {
+		l.Add(Record{Time: now.Add(time.Duration(i) * time.Second), Kind: KindDecision, Operation: "x" + strconv.Itoa(i)})
+	}
+	if err := l.Flush(ctxT(t)); err == nil {
+		t.Fatal("Flush succeeded on a failing storage")
+	}
+	store.fail.Store(false)
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Query(ctxT(t), Filter{})
+	if len(got) != 5 || got[0].Operation != "x3" || got[4].Operation != "x7" {
+		t.Fatalf("after recovery: %d records from %v, want the newest 5 (x3…x7)", len(got), got)
+	}
+	// Three days later the old batch goes.
+	mu.Lock()
+	now = now.Add(72 * time.Hour)
+	mu.Unlock()
+	l.Add(Record{Kind: KindDecision, Operation: "late"})
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = l.Query(ctxT(t), Filter{})
+	if len(got) != 1 || got[0].Operation != "late" {
+		t.Fatalf("after retention: %v, want only the late record", got)
+	}
+}
+
+// The rate-limit picture: new orders per account in 3 hours, certificates
+// per registered domain in 7 days, against the limits.
+func TestRateLimits(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	l := &Log{Storage: storage.NewMemory(), Node: "n"}
+	defer l.Close()
+	const iss = "https://ca/dir"
+	for i := range 280 { // 280 in the window, near 300
+		l.Add(Record{Time: now.Add(-time.Duration(i) * 30 * time.Second), Kind: KindExchange, Outcome: OutcomeOK, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder})
+	}
+	l.Add(Record{Time: now.Add(-4 * time.Hour), Kind: KindExchange, Outcome: OutcomeOK, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder})
+	l.Add(Record{Time: now.Add(-time.Hour), Kind: KindExchange, Outcome: OutcomeFailure, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder, Status: 429})
+	for _, n := range []string{"a.example.com", "b.example.com", "*.example.com", "a.other.co.uk"} {
+		l.Add(Record{Time: now.Add(-24 * time.Hour), Kind: KindDecision, Outcome: OutcomeOK, Issuer: iss, Operation: string(autotls.EventObtained), Names: []string{n}})
+	}
+	l.Add(Record{Time: now.Add(-8 * 24 * time.Hour), Kind: KindDecision, Outcome: OutcomeOK, Issuer: iss, Operation: string(autotls.EventRenewed), Names: []string{"c.example.com"}})
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	usage, err := l.RateLimits(ctxT(t), now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string]Usage{}
+	for _, u := range usage {
+		byKey[u.Kind+"/"+u.Key] = u
+	}
+	if u := byKey[UsageNewOrders+"/acct-1"]; u.Count != 280 || u.Limit != 300 || !u.Near() || u.Window != 3*time.Hour {
+		t.Errorf("new orders: %+v, want 280 of 300 in 3h, near", u)
+	}
+	if u := byKey[UsageCertificates+"/example.com"]; u.Count != 3 || u.Limit != 50 || u.Near() {
+		t.Errorf("example.com: %+v, want 3 of 50", u)
+	}
+	if u := byKey[UsageCertificates+"/other.co.uk"]; u.Count != 1 {
+		t.Errorf("other.co.uk: %+v, want 1", u)
+	}
+	if usage[0].Kind != UsageNewOrders {
+		t.Errorf("first usage %+v, want the one nearest its limit", usage[0])
+	}
+	// A custom limit for the issuer.
+	usage, _ = l.RateLimits(ctxT(t), now, map[string]Limits{iss: {NewOrders: 1000, NewOrdersWindow: time.Hour, CertificatesPerDomain: 2, CertificatesWindow: 48 * time.Hour}})
+	for _, u := range usage {
+		if u.Kind == UsageNewOrders && (u.Limit != 1000 || u.Count != 120) {
+			t.Errorf("custom new orders: %+v, want 120 of 1000 in 1h", u)
+		}
+		if u.Kind == UsageCertificates && u.Key == "example.com" && !u.Near() {
+			t.Errorf("custom certificates: %+v, want near (3 of 2)", u)
+		}
+	}
+	b, _ := json.Marshal(usage)
+	if len(b) == 0 {
+		t.Fatal("usage does not encode")
+	}
+}
+
+// countingStore counts what is written.
+type countingStore struct {
+	storage.Storage
+	stores, bytes atomic.Int64
+}
+
+func (c *countingStore) Store(ctx context.Context, key string, v []byte) error {
+	c.stores.Add(1)
+	c.bytes.Add(int64(len(v)))
+	return c.Storage.Store(ctx, key, v)
+}
+
+// BenchmarkIssuanceRecords measures the trail of one issuance: the ten
+// exchanges of an order and its decision, written in one batch.
+func BenchmarkIssuanceRecords(b *testing.B) {
+	store := &countingStore{Storage: storage.NewMemory()}
+	l := &Log{Storage: store, Node: "bench"}
+	defer l.Close()
+	ops := []string{acme.OpNewOrder, acme.OpAuthz, acme.OpChallenge, acme.OpAuthz, acme.OpFinalize, acme.OpOrder, acme.OpCertificate, acme.OpRenewalInfo}
+	ids := []acme.Identifier{{Type: acme.IdentifierDNS, Value: "www.example.com"}}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		for _, op := range ops {
+			l.ObserveExchange(acme.Exchange{Time: time.Now(), Latency: time.Millisecond, Directory: "https://acme-v02.api.letsencrypt.org/directory", Account: "https://acme-v02.api.letsencrypt.org/acme/acct/123456789", Operation: op, Identifiers: ids, Status: 200})
+		}
+		l.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: "www.example.com", Issuer: "https://acme-v02.api.letsencrypt.org/directory", Serial: "04a1b2c3d4e5f6", NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+		if err := l.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(store.bytes.Load())/float64(n), "bytes/issuance")
+	b.ReportMetric(float64(store.stores.Load())/float64(n), "stores/issuance")
+}
