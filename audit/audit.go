@@ -82,8 +82,8 @@ type Record struct {
 // written in batches (one stored value per batch, under audit/), at the
 // latest every FlushInterval; batches older than Retention are deleted.
 //
-// Wire it to a Manager as its ACMEObserver and, through [Log.OnEvent], its
-// OnEvent. A Log is safe for concurrent use; call [Log.Close] to write what
+// Give it to a Manager as its AuditLog (or as ACMEObserver, with
+// [Log.OnEvent] called from OnEvent). A Log is safe for concurrent use; call [Log.Close] to write what
 // is buffered and stop its goroutine. Its zero value plus Storage is ready.
 type Log struct {
 	// Storage keeps the trail. Required.

@@ -60,8 +60,7 @@ func TestTrailOfAnIssuance(t *testing.T) {
 	store := storage.NewMemory()
 	log := &Log{Storage: store, Node: "node-a"}
 	m, ca := manager(t, store, func(m *autotls.Manager) {
-		m.ACMEObserver = log
-		m.OnEvent = log.OnEvent
+		m.AuditLog = log
 	})
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "example.com"}); err != nil {
 		t.Fatal(err)

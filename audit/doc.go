@@ -9,7 +9,7 @@
 //
 //	log := &audit.Log{Storage: store, Node: "web-1"}
 //	defer log.Close()
-//	m := &autotls.Manager{Storage: store, ACMEObserver: log, OnEvent: log.OnEvent, …}
+//	m := &autotls.Manager{Storage: store, AuditLog: log, …}
 //	recs, err := log.Query(ctx, audit.Filter{Name: "example.com", Since: time.Now().Add(-24 * time.Hour)})
 //	usage, err := log.RateLimits(ctx, time.Now(), nil) // Let's Encrypt's limits
 //

@@ -17,11 +17,10 @@ func Example() {
 	trail := &audit.Log{Storage: store, Node: "web-1"}
 	defer trail.Close()
 	m := &autotls.Manager{
-		Storage:      store,
-		Hosts:        autotls.HostWhitelist("example.com"),
-		AcceptTOS:    true,
-		ACMEObserver: trail,
-		OnEvent:      trail.OnEvent,
+		Storage:   store,
+		Hosts:     autotls.HostWhitelist("example.com"),
+		AcceptTOS: true,
+		AuditLog:  trail,
 	}
 	defer m.Close()
 

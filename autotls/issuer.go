@@ -236,7 +236,7 @@ func (m *Manager) recoverAccount(ctx context.Context, iss *issuer, failed *acme.
 }
 
 func (m *Manager) newClient(directory string) *acme.Client {
-	return &acme.Client{DirectoryURL: directory, HTTPClient: m.HTTPClient, RootCAs: m.RootCAs, Logger: m.Logger, UserAgent: "tlsmint-autotls", Observer: m.ACMEObserver}
+	return &acme.Client{DirectoryURL: directory, HTTPClient: m.HTTPClient, RootCAs: m.RootCAs, Logger: m.Logger, UserAgent: "tlsmint-autotls", Observer: m.acmeObserver()}
 }
 
 func (m *Manager) loadAccount(ctx context.Context, iss *issuer) (*acme.Client, error) {

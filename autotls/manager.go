@@ -221,6 +221,12 @@ type Manager struct {
 	// means none.
 	ACMEObserver acme.Observer
 
+	// AuditLog, if set, receives the Manager's audit trail: every ACME
+	// exchange (as ACMEObserver does) and every event (as OnEvent does).
+	// Package audit provides one kept in storage, with queries and the
+	// rate-limit picture. Nil means none.
+	AuditLog AuditLog
+
 	// Logger receives the Manager's logs. Nil means silent.
 	Logger *slog.Logger
 
@@ -337,6 +343,41 @@ func (m *Manager) init() {
 	m.st = st
 }
 
+// An AuditLog receives a Manager's exchanges with its CAs and its events
+// (see [Manager.AuditLog]); the Log of package audit is one. Both methods must be safe
+// for concurrent use and must not block.
+type AuditLog interface {
+	acme.Observer
+	OnEvent(Event)
+}
+
+// observers joins the ACME observers the Manager's clients report to.
+type observers []acme.Observer
+
+func (o observers) ObserveExchange(e acme.Exchange) {
+	for _, x := range o {
+		x.ObserveExchange(e)
+	}
+}
+
+// acmeObserver returns what the Manager's ACME clients report to.
+func (m *Manager) acmeObserver() acme.Observer {
+	var o observers
+	if m.ACMEObserver != nil {
+		o = append(o, m.ACMEObserver)
+	}
+	if m.AuditLog != nil {
+		o = append(o, m.AuditLog)
+	}
+	switch len(o) {
+	case 0:
+		return nil
+	case 1:
+		return o[0]
+	}
+	return o
+}
+
 // now is the time as the Manager sees it.
 func (m *Manager) now() time.Time { return m.st.now() }
 
@@ -351,6 +392,9 @@ func (m *Manager) emit(e Event) {
 	}
 	if st.log.Enabled(st.ctx, level) {
 		st.log.Log(st.ctx, level, "autotls: certificate "+string(e.Type), "event", e)
+	}
+	if m.AuditLog != nil {
+		m.AuditLog.OnEvent(e)
 	}
 	if m.OnEvent != nil {
 		m.OnEvent(e)
