@@ -15,8 +15,11 @@
 //   - storage: the Storage interface with cluster-wide locks, the file
 //     backend and an in-memory one; storage/postgres shares certificates
 //     across a fleet; storage/storagetest is the conformance suite.
-//   - autotls: the Manager — lazy issuance in GetCertificate, renewal, host
-//     policy and the one-line listener.
+//   - autotls: the Manager — lazy issuance in GetCertificate, background
+//     renewal (its own windows or the CA's ARI), retries, issuers with
+//     fallback, host policy and the one-line listener.
+//   - audit: the ACME audit trail in storage, its queries and the
+//     rate-limit picture.
 //
 // The examples folder has runnable programs; examples/local runs the whole
 // flow offline against an in-process test CA.
