@@ -40,6 +40,7 @@ const (
 const (
 	OutcomeOK      = "ok"
 	OutcomeFailure = "failure"
+	OutcomeRefused = "refused" // a name the host policy refused
 )
 
 // A Record is one entry of the audit trail. It never carries request or
@@ -50,7 +51,7 @@ type Record struct {
 	Node string `json:"node"`
 	// Kind is KindExchange or KindDecision.
 	Kind string `json:"kind"`
-	// Outcome is OutcomeOK or OutcomeFailure.
+	// Outcome is OutcomeOK, OutcomeFailure or OutcomeRefused.
 	Outcome string `json:"outcome"`
 	// Issuer is the CA's directory URL; Account the account URL.
 	Issuer  string `json:"issuer,omitempty"`
@@ -224,6 +225,8 @@ func (l *Log) OnEvent(e autotls.Event) {
 	case autotls.EventFailed, autotls.EventIssuerFailed, autotls.EventRateLimited,
 		autotls.EventNotStored, autotls.EventExpiring, autotls.EventExpired:
 		r.Outcome = OutcomeFailure
+	case autotls.EventRefused:
+		r.Outcome = OutcomeRefused
 	}
 	if e.Err != nil {
 		r.Detail = clip(e.Err.Error(), 1024)

@@ -293,3 +293,28 @@ func BenchmarkIssuanceRecords(b *testing.B) {
 	b.ReportMetric(float64(store.bytes.Load())/float64(n), "bytes/issuance")
 	b.ReportMetric(float64(store.stores.Load())/float64(n), "stores/issuance")
 }
+
+// Policy refusals reach the trail, paced: a flood of random names records
+// at most autotls.MaxRefusedEvents a minute.
+func TestRefusalsPaced(t *testing.T) {
+	t.Parallel()
+	store := storage.NewMemory()
+	log := &Log{Storage: store, Node: "n"}
+	defer log.Close()
+	m, _ := manager(t, store, func(m *autotls.Manager) { m.AuditLog = log })
+	for i := range 500 {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "random" + strconv.Itoa(i) + ".example.net"}); !errors.Is(err, autotls.ErrHostNotAllowed) {
+			t.Fatalf("got %v, want ErrHostNotAllowed", err)
+		}
+	}
+	recs, err := log.Query(ctxT(t), Filter{Outcome: OutcomeRefused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) == 0 || len(recs) > autotls.MaxRefusedEvents {
+		t.Fatalf("%d refusal records for 500 refused names, want 1 to %d", len(recs), autotls.MaxRefusedEvents)
+	}
+	if !strings.Contains(recs[0].Detail, "not allowed") || len(recs[0].Names) != 1 {
+		t.Fatalf("refusal record %+v, want the name and the reason", recs[0])
+	}
+}

@@ -45,6 +45,11 @@ const (
 	// of its lifetime is left (NotAfter says when it expires; Err is the
 	// failure). Emitted at each such failure.
 	EventExpiring EventType = "expiring"
+	// EventRefused: the host policy (or OnDemand's decision) refused a
+	// name a handshake asked for; Err says why. At most
+	// MaxRefusedEvents are emitted a minute, so that a flood of random
+	// server names cannot flood OnEvent, the logs or the audit trail.
+	EventRefused EventType = "refused"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is
 	// Manager.ServeExpired's choice.

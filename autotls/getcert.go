@@ -63,6 +63,7 @@ func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*t
 	}
 	onDemand, err := m.authorize(ctx, name, remote)
 	if err != nil {
+		m.refused(name, err)
 		return nil, err
 	}
 	// A Manager that cannot obtain certificates says so before storage or

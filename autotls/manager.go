@@ -270,6 +270,7 @@ type state struct {
 	dns       acme.Solver
 	httpInUse atomic.Bool
 	limiter   *limiter
+	refusals  *limiter // paces EventRefused
 
 	sched          schedule
 	queue          queue
@@ -330,6 +331,7 @@ func (m *Manager) init() {
 	if m.OnDemand != nil {
 		st.limiter = newLimiter(m.OnDemand)
 	}
+	st.refusals = newLimiter(&OnDemand{RateLimit: MaxRefusedEvents, RateInterval: time.Minute})
 	st.sched.init()
 	st.now = time.Now
 	st.minARIPoll = minARIPoll
@@ -387,8 +389,11 @@ func (m *Manager) emit(e Event) {
 		e.Issuer = st.primary().url
 	}
 	level := slog.LevelInfo
-	if e.Type == EventFailed {
+	switch e.Type {
+	case EventFailed:
 		level = slog.LevelWarn
+	case EventRefused:
+		level = slog.LevelDebug
 	}
 	if st.log.Enabled(st.ctx, level) {
 		st.log.Log(st.ctx, level, "autotls: certificate "+string(e.Type), "event", e)

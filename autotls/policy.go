@@ -14,6 +14,18 @@ import (
 // name. A refused name costs no CA request, no storage access and no lock.
 var ErrHostNotAllowed = errors.New("autotls: host not allowed")
 
+// MaxRefusedEvents is how many EventRefused a Manager emits a minute at
+// most (in bursts of as many); further refusals are not reported.
+const MaxRefusedEvents = 60
+
+// refused reports a refused name, within MaxRefusedEvents a minute.
+func (m *Manager) refused(name string, err error) {
+	if !m.st.refusals.allow(m.now()) {
+		return
+	}
+	m.emit(Event{Type: EventRefused, Name: clip(name), Err: err})
+}
+
 // ErrOnDemandLimited is returned (wrapped) when an on-demand order is refused
 // because the rate limit or the cap on orders in flight is reached.
 var ErrOnDemandLimited = errors.New("autotls: on-demand issuance limit reached")
