@@ -1,0 +1,202 @@
+package watchdog
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+// Probe runs one round now: it probes every target — each of Listeners
+// with each of Names (or every name the Manager holds), then Targets — at
+// most Concurrency at a time, records the results for [Watchdog.Last],
+// calls OnResult and OnProblem, and returns the results in target order.
+//
+// Problems found are in the results, not in the error. The error reports
+// what kept the round from being complete: the Manager's certificates
+// could not be listed (the round still probes what it can), ctx ended (the
+// results so far are returned, and neither recorded nor reported), or
+// ErrClosed.
+func (w *Watchdog) Probe(ctx context.Context) ([]Result, error) {
+	w.init()
+	if w.isClosed() {
+		return nil, ErrClosed
+	}
+	targets, infos, listErr := w.targets(ctx)
+	results := make([]Result, len(targets))
+	var wg sync.WaitGroup
+	started := 0
+	for i, t := range targets {
+		if w.acquire(ctx) != nil {
+			break
+		}
+		started++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.release()
+			results[i] = w.check(ctx, t, infos, listErr)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return results[:started], errors.Join(listErr, err)
+	}
+	w.mu.Lock()
+	w.last = append([]Result(nil), results...)
+	w.mu.Unlock()
+	w.report(results)
+	return results, listErr
+}
+
+// Check probes one target now, within the Concurrency limit, and returns
+// what it found; a managed target reads the Manager's certificates first.
+// It neither records the result for Last nor calls OnResult or OnProblem.
+// The error is ErrClosed or ctx's, when the probe could not start.
+func (w *Watchdog) Check(ctx context.Context, t Target) (Result, error) {
+	w.init()
+	if w.isClosed() {
+		return Result{}, ErrClosed
+	}
+	var (
+		infos   []autotls.CertificateInfo
+		listErr error
+	)
+	if t.Managed && w.Manager != nil {
+		infos, listErr = w.Manager.Certificates(ctx)
+		if listErr != nil {
+			listErr = fmt.Errorf("watchdog: listing the Manager's certificates: %w", listErr)
+		}
+	}
+	if err := w.acquire(ctx); err != nil {
+		return Result{}, err
+	}
+	defer w.release()
+	return w.check(ctx, t, infos, listErr), nil
+}
+
+func (w *Watchdog) acquire(ctx context.Context) error {
+	select {
+	case w.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Watchdog) release() { <-w.sem }
+
+// check probes t and inspects what it serves. infos are the Manager's
+// certificates, and listErr the failure to list them.
+func (w *Watchdog) check(ctx context.Context, t Target, infos []autotls.CertificateInfo, listErr error) (r Result) {
+	r.Target = t
+	defer func() {
+		if p := recover(); p != nil {
+			w.logger().Error("watchdog: probe panicked", "target", t.String(), "panic", p, "stack", string(debug.Stack()))
+			r.Problems = append(r.Problems, fmt.Errorf("watchdog: probe of %s panicked: %v", t, p))
+		}
+	}()
+	name, ip, err := serverName(t)
+	if err == nil && t.Managed && w.Manager == nil {
+		err = fmt.Errorf("%w: %s is managed but Watchdog.Manager is nil", ErrInvalidTarget, t)
+	}
+	if err != nil {
+		r.Time, r.Problems = w.now(), []error{err}
+		return r
+	}
+	chain, latency, err := w.handshake(ctx, t.Addr, name, ip)
+	r.Time, r.Latency = w.now(), latency
+	if err != nil {
+		r.Problems = []error{err}
+		return r
+	}
+	r.Chain = chain
+	roots := t.Roots
+	if roots == nil {
+		roots = w.Roots
+	}
+	r.Problems = w.inspect(chain, name, roots, r.Time)
+	if t.Managed {
+		info := held(infos, name)
+		switch {
+		case info != nil:
+			c := *info
+			r.Held = &c
+			err = compareHeld(chain[0], &c, name)
+		case listErr != nil:
+			err = fmt.Errorf("%w: the Manager's certificates could not be read: %w", ErrNotManagerCertificate, listErr)
+		default:
+			err = compareHeld(chain[0], nil, name)
+		}
+		if err != nil {
+			r.Problems = append(r.Problems, err)
+		}
+	}
+	return r
+}
+
+// handshake dials addr and runs a TLS handshake with SNI name (none for an
+// IP address), and returns the chain served. It sends nothing but the
+// handshake, and closes the connection right after it.
+func (w *Watchdog) handshake(ctx context.Context, addr, name string, ip bool) ([]*x509.Certificate, time.Duration, error) {
+	timeout := w.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dial := w.DialContext
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	start := time.Now()
+	raw, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, time.Since(start), fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	defer raw.Close()
+	conf := &tls.Config{
+		// The chain is verified by inspect, against the configured roots,
+		// so that an untrusted one is still seen and reported.
+		InsecureSkipVerify: true,
+	}
+	if !ip {
+		conf.ServerName = name
+	}
+	tc := tls.Client(raw, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, time.Since(start), fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	latency := time.Since(start)
+	chain := tc.ConnectionState().PeerCertificates
+	if len(chain) == 0 {
+		return nil, latency, fmt.Errorf("%w: the server sent no certificate", ErrHandshake)
+	}
+	return chain, latency, nil
+}
+
+// report records results with the callbacks and the logger.
+func (w *Watchdog) report(results []Result) {
+	log := w.logger()
+	for _, r := range results {
+		if w.OnResult != nil {
+			w.OnResult(r)
+		}
+		if r.OK() {
+			continue
+		}
+		log.Warn("watchdog: problem", "addr", r.Target.Addr, "server_name", r.Target.ServerName,
+			"serial", r.Serial(), "err", r.Err())
+		if w.OnProblem != nil {
+			w.OnProblem(r)
+		}
+	}
+}
