@@ -372,12 +372,11 @@ func TestChallengeFallback(t *testing.T) {
 	ev.wait(t, autotls.EventObtained, "www.example.org", 30*time.Second)
 }
 
-// Many names at once: the CA never sees more orders in flight than
-// MaxBackgroundOrders.
-func TestBackgroundOrdersBounded(t *testing.T) {
-	t.Parallel()
+// ordersInFlight returns a Wrap that tracks the orders in flight at the CA
+// (from newOrder to the certificate download), and their peak.
+func ordersInFlight() (func(http.Handler) http.Handler, *atomic.Int32) {
 	var inflight, peak atomic.Int32
-	count := func(next http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case r.URL.Path == "/order-plz":
@@ -389,7 +388,14 @@ func TestBackgroundOrdersBounded(t *testing.T) {
 			}
 			next.ServeHTTP(w, r)
 		})
-	}
+	}, &peak
+}
+
+// Many names at once: the CA never sees more orders in flight than
+// MaxBackgroundOrders.
+func TestBackgroundOrdersBounded(t *testing.T) {
+	t.Parallel()
+	count, peak := ordersInFlight()
 	e := newEnv(t, testpebble.Options{Wrap: count})
 	const limit = 3
 	m := e.manager(t, nil, func(m *autotls.Manager) { m.MaxBackgroundOrders = limit })
@@ -523,20 +529,7 @@ func TestExpiringEvent(t *testing.T) {
 // MaxBackgroundOrders, and every one is renewed.
 func TestDueAfterRestartBounded(t *testing.T) {
 	t.Parallel()
-	var inflight, peak atomic.Int32
-	count := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			switch {
-			case r.URL.Path == "/order-plz":
-				n := inflight.Add(1)
-				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-				}
-			case strings.HasPrefix(r.URL.Path, "/certZ/"):
-				defer inflight.Add(-1)
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
+	count, peak := ordersInFlight()
 	e := newEnv(t, testpebble.Options{Wrap: count})
 	// Certificates of a local CA, 80 days into a 90-day life: past their
 	// renewal window, still valid.
