@@ -3,7 +3,6 @@ package acme_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -161,11 +160,7 @@ func refuseDeactivation(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/authZ/") {
 		return false
 	}
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	var jws struct{ Payload string }
-	json.Unmarshal(body, &jws)
-	payload, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+	payload := jwsPayload(r)
 	if !bytes.Contains(payload, []byte(acme.StatusDeactivated)) {
 		return false
 	}

@@ -1,12 +1,16 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -156,4 +160,15 @@ func wantIs(t testing.TB, err, target error) {
 	if !errors.Is(err, target) {
 		t.Fatalf("got error %v, want one matching %v", err, target)
 	}
+}
+
+// jwsPayload returns the decoded payload of the JWS in r's body, leaving
+// the body readable for the next handler.
+func jwsPayload(r *http.Request) []byte {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var jws struct{ Payload string }
+	json.Unmarshal(body, &jws)
+	p, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+	return p
 }

@@ -2,7 +2,6 @@ package acme_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -92,10 +91,7 @@ func TestNewAuthorization(t *testing.T) {
 			if r.URL.Path != "/new-authz" {
 				return false
 			}
-			body, _ := io.ReadAll(r.Body)
-			var jws struct{ Payload string }
-			json.Unmarshal(body, &jws)
-			p, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+			p := jwsPayload(r)
 			payload.Store(string(p))
 			base := "https://" + r.Host
 			w.Header().Set("Location", base+"/authZ/pre1")

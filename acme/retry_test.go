@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -159,11 +157,7 @@ func TestReplacesRefusedForOtherAccount(t *testing.T) {
 		if r.URL.Path != "/order-plz" {
 			return false
 		}
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		var jws struct{ Payload string }
-		json.Unmarshal(body, &jws)
-		payload, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+		payload := jwsPayload(r)
 		if !bytes.Contains(payload, []byte(`"replaces"`)) {
 			return false
 		}

@@ -3,9 +3,7 @@ package acme_test
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"math/big"
 	"net/http"
@@ -117,11 +115,7 @@ func TestAlreadyReplacedRecovery(t *testing.T) {
 		if !refuse.Load() || r.URL.Path != "/order-plz" {
 			return false
 		}
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		var jws struct{ Payload string }
-		json.Unmarshal(body, &jws)
-		payload, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+		payload := jwsPayload(r)
 		if !bytes.Contains(payload, []byte(`"replaces"`)) {
 			return false
 		}
