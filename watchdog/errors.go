@@ -37,6 +37,8 @@ var (
 	// address without a port, an invalid server name, Managed without a
 	// Manager).
 	ErrInvalidTarget = errors.New("watchdog: invalid target")
+	// ErrStarted is returned by a second call to Start.
+	ErrStarted = errors.New("watchdog: already started")
 	// ErrClosed is returned by Probe, Check and Start after Close.
 	ErrClosed = errors.New("watchdog: closed")
 )

@@ -261,3 +261,67 @@ func TestProbeManagerListFails(t *testing.T) {
 }
 
 func equal(a, b []string) bool { return slices.Equal(a, b) }
+
+// staticSource lists fixed certificates.
+type staticSource []autotls.CertificateInfo
+
+func (s staticSource) Certificates(context.Context) ([]autotls.CertificateInfo, error) { return s, nil }
+
+func TestListenerNames(t *testing.T) {
+	ca := newTestCA(t)
+	now := time.Now()
+	cert := ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "b.test", "a.test", "x.w.test", "pending.test")
+	addr := serveCert(t, cert)
+	info := func(name string) autotls.CertificateInfo {
+		return autotls.CertificateInfo{Name: name, Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
+	}
+	src := staticSource{info("b.test"), info("a.test"), info("*.w.test"), {Name: "pending.test", Managed: true}}
+
+	tests := []struct {
+		name      string
+		manager   watchdog.Source
+		names     []string
+		wantNames []string
+		wantHeld  []string
+		want      error
+	}{
+		{name: "every name held, sorted, without wildcards and names without a certificate", manager: src,
+			wantNames: []string{"a.test", "b.test"}, wantHeld: []string{"a.test", "b.test"}},
+		{name: "a name under a wildcard", manager: src, names: []string{"x.w.test"},
+			wantNames: []string{"x.w.test"}, wantHeld: []string{"*.w.test"}},
+		{name: "a name without a certificate", manager: src, names: []string{"pending.test"},
+			wantNames: []string{"pending.test"}, wantHeld: []string{""}, want: watchdog.ErrNotManagerCertificate},
+		{name: "no Manager, no names", wantNames: nil},
+		{name: "no Manager", names: []string{"a.test"}, wantNames: []string{"a.test"}, wantHeld: []string{""},
+			want: watchdog.ErrInvalidTarget},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &watchdog.Watchdog{Manager: tt.manager, Listeners: []string{addr}, Names: tt.names, Roots: ca.pool}
+			results, err := w.Probe(ctxT(t))
+			if err != nil {
+				t.Fatalf("Probe: %v", err)
+			}
+			var names, helds []string
+			for _, r := range results {
+				names = append(names, r.Target.ServerName)
+				h := ""
+				if r.Held != nil {
+					h = r.Held.Name
+				}
+				helds = append(helds, h)
+				if tt.want == nil {
+					checkProblems(t, r)
+				} else {
+					checkProblems(t, r, tt.want)
+				}
+			}
+			if !equal(names, tt.wantNames) {
+				t.Errorf("names probed: got %v, want %v", names, tt.wantNames)
+			}
+			if !equal(helds, tt.wantHeld) {
+				t.Errorf("held: got %v, want %v", helds, tt.wantHeld)
+			}
+		})
+	}
+}

@@ -3,7 +3,6 @@ package watchdog
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -21,10 +20,8 @@ const (
 	DefaultTimeout = 10 * time.Second
 )
 
-// ErrStarted is returned by a second call to [Watchdog.Start].
-var ErrStarted = errors.New("watchdog: already started")
-
-// A Watchdog probes what TLS endpoints actually serve — a [Manager]'s own
+// A Watchdog probes what TLS endpoints actually serve — an
+// [autotls.Manager]'s own
 // listeners and remote endpoints — and reports what is wrong with it:
 // expiry, names, trust, and whether it is the certificate the Manager
 // holds.
@@ -33,12 +30,11 @@ var ErrStarted = errors.New("watchdog: already started")
 // Check or Start and do not change them afterwards. The zero value probes
 // nothing; set Listeners (with a Manager) or Targets. A Watchdog is safe
 // for concurrent use.
-//
-// [Manager]: https://pkg.go.dev/github.com/tlsmint/tlsmint/autotls#Manager
 type Watchdog struct {
 	// Manager is the Manager whose certificates the listeners must serve,
-	// usually an [*autotls.Manager]; nil means none: Listeners are not
-	// probed and managed Targets report ErrInvalidTarget.
+	// usually an [*autotls.Manager]. Nil means none: managed targets
+	// (those of Listeners included) report ErrInvalidTarget, and without
+	// Names the Listeners have no name to be probed with.
 	Manager Source
 	// Listeners are the addresses ("host:port") of the Manager's own
 	// listeners. Each is probed with every name in Names, as a managed
