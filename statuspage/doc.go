@@ -1,0 +1,56 @@
+// Package statuspage serves a status page of an [autotls.Manager]'s
+// certificates: what an operator needs at a glance, as HTML for a browser
+// and as JSON for scripts.
+//
+// # Getting started
+//
+// Mount a [Handler] on a listener only operators reach; by default it
+// answers loopback clients only:
+//
+//	http.Handle("/status", &statuspage.Handler{Manager: m, Audit: trail})
+//
+// The page lists every managed certificate, the soonest expiry first, with
+// its [State] (as a word and a colour), days left, next renewal and why,
+// the CA's ARI window, issuer, last error and back-off; a timeline of
+// expiries and renewals drawn as inline SVG; and, with an [audit.Log], the
+// recent ACME activity, the rate-limit picture and the nodes of a fleet
+// with what each holds. ?format=json, or an Accept header preferring
+// application/json, returns the same data as a [Status].
+//
+// # States
+//
+// Each certificate gets one [State], judged at the Handler's Now:
+// [StateExpired], [StateFailing] (its last attempt failed), [StateExpiring]
+// (past the point the Manager renews at: a third of the lifetime left, half
+// for lifetimes of ten days or less, a tenth while the CA's ARI window still
+// lies ahead), [StatePending] (a managed name whose first order is under
+// way) or [StateOK]. A state other than ok means the renewal plan did not
+// work out.
+//
+// # Security
+//
+// The page is self-contained: server-rendered with html/template, its
+// stylesheet embedded and inlined, allowed by hash in a
+// Content-Security-Policy of default-src 'none'; no script, no external
+// asset, no CDN. Every name, error text and URL — the CA's and the
+// client's words included — is escaped. Responses carry
+// X-Content-Type-Options: nosniff and Cache-Control: no-store. The data
+// holds no key material: [autotls.CertificateInfo] has none. A request
+// that [Handler.Authorize] refuses (by default, [LoopbackOnly]: any client
+// not on 127.0.0.0/8 or ::1) gets 403 and nothing else, so mounting the page
+// on a public listener by mistake leaks nothing.
+//
+// # Concurrency
+//
+// A [Handler] is safe for concurrent use once its fields are set. Each
+// request reads the Manager's certificates and, with an audit trail, the
+// trail of the last [AuditWindow] (twice: for activity and nodes, and for
+// rate limits).
+//
+// # Testing
+//
+// The tests run a real Manager against the in-process test CA, render the
+// page in headless Chromium (skipped when /usr/bin/chromium is missing),
+// check its HTML and accessibility, and compute the contrast of the state
+// colours against WCAG AA.
+package statuspage

@@ -1,0 +1,324 @@
+package statuspage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+// trio is the synthetic set: one healthy, one expiring soon, one failing,
+// plus an expired one and a pending one, in no particular order.
+func trio() []autotls.CertificateInfo {
+	healthy := cert("healthy.example.com", -7*day, 90*day)
+	soon := cert("soon.example.com", -85*day, 90*day)
+	failing := cert("failing.example.com", -65*day, 90*day)
+	failing.LastError = "acme: urn:ietf:params:acme:error:rateLimited: too many certificates"
+	failing.LastErrorAt, failing.BackoffUntil = t0.Add(-10*time.Minute), t0.Add(50*time.Minute)
+	expired := cert("expired.example.com", -100*day, 90*day)
+	pending := autotls.CertificateInfo{Name: "new.example.com", Issuer: "https://ca.example/dir", Managed: true}
+	return []autotls.CertificateInfo{healthy, soon, failing, pending, expired}
+}
+
+// synthetic returns a Handler over infos at t0.
+func synthetic(infos []autotls.CertificateInfo, err error) *Handler {
+	return &Handler{
+		Now:    func() time.Time { return t0 },
+		source: func(context.Context) ([]autotls.CertificateInfo, error) { return infos, err },
+	}
+}
+
+func decodeStatus(t *testing.T, w *httptest.ResponseRecorder) Status {
+	t.Helper()
+	if w.Code != http.StatusOK {
+		t.Fatalf("got status %d (%q), want 200", w.Code, w.Body.String())
+	}
+	var st Status
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
+		t.Fatalf("decoding the JSON: %v", err)
+	}
+	return st
+}
+
+func TestSortedByExpiryWithStates(t *testing.T) {
+	st := decodeStatus(t, get(t, synthetic(trio(), nil), "/?format=json", nil))
+	type nameState struct {
+		Name  string
+		State State
+		Days  int
+	}
+	var got []nameState
+	for _, c := range st.Certificates {
+		got = append(got, nameState{c.Name, c.State, c.DaysLeft})
+	}
+	want := []nameState{
+		{"new.example.com", StatePending, 0},
+		{"expired.example.com", StateExpired, -10},
+		{"soon.example.com", StateExpiring, 5},
+		{"failing.example.com", StateFailing, 25},
+		{"healthy.example.com", StateOK, 83},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	wantCounts := map[State]int{StateOK: 1, StateExpiring: 1, StateFailing: 1, StateExpired: 1, StatePending: 1}
+	if !mapsEqual(st.Counts, wantCounts) {
+		t.Errorf("got counts %v, want %v", st.Counts, wantCounts)
+	}
+	if !st.Now.Equal(t0) || st.Title != DefaultTitle {
+		t.Errorf("got now %v, title %q, want %v, %q", st.Now, st.Title, t0, DefaultTitle)
+	}
+}
+
+func mapsEqual(a, b map[State]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestHTMLShowsEveryCertificate(t *testing.T) {
+	w := get(t, synthetic(trio(), nil), "/", nil)
+	body := w.Body.String()
+	for _, want := range []string{
+		`data-name="healthy.example.com" data-state="ok"`,
+		`data-name="soon.example.com" data-state="expiring"`,
+		`data-name="failing.example.com" data-state="failing"`,
+		`data-name="expired.example.com" data-state="expired"`,
+		`data-name="new.example.com" data-state="pending"`,
+		"83 days left", "5 days left", "expired 10 days ago",
+		"too many certificates", "backing off until", "2026-12-01 12:50 UTC",
+		"the Manager&#39;s schedule", "ca.example",
+		`<svg class="timeline" role="img"`,
+		"<title>healthy.example.com: ok, expires 2027-02-22 12:00 UTC (83 days left)",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `id="activity"`) {
+		t.Errorf("the page has an activity section without an audit trail")
+	}
+}
+
+// Names and CA error texts are hostile input: nothing of them may become
+// markup, in HTML or in JSON.
+func TestEscaping(t *testing.T) {
+	const evilName = `<script>alert("name")</script>.example.com`
+	infos := []autotls.CertificateInfo{cert(evilName, -day, 90*day), cert("ok.example.com", -day, 90*day)}
+	infos[0].Names = []string{evilName, `"><img src=x onerror=alert(1)>`}
+	infos[1].LastError = `</td><script>alert('ca')</script>&lt;`
+	infos[1].LastErrorAt = t0
+	infos[1].ARIWindowStart, infos[1].ARIWindowEnd = t0.Add(day), t0.Add(2*day)
+	infos[1].ARIExplanationURL = `javascript:alert(1)`
+	infos[0].ARIWindowStart, infos[0].ARIWindowEnd = t0.Add(day), t0.Add(2*day)
+	infos[0].ARIExplanationURL = `https://ca.example/why?a=1&b="x"`
+	h := synthetic(infos, errors.New(`storage: <b>bold</b>`))
+	h.Title = `<i>title</i>`
+
+	body := get(t, h, "/", nil).Body.String()
+	for _, bad := range []string{"<script", "<img", "<i>", "<b>bold", "javascript:", `"x"`, "</td><"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("the page contains %q", bad)
+		}
+	}
+	for _, want := range []string{
+		"&lt;script&gt;alert(&#34;name&#34;)&lt;/script&gt;.example.com",
+		"&lt;/td&gt;&lt;script&gt;alert(&#39;ca&#39;)&lt;/script&gt;&amp;lt;",
+		"&lt;i&gt;title&lt;/i&gt;", "storage: &lt;b&gt;bold&lt;/b&gt;",
+		`href="https://ca.example/why?a=1&amp;b=%22x%22"`, `href="#ZgotmplZ"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+
+	js := get(t, h, "/?format=json", nil).Body.String()
+	if strings.Contains(js, "<") || strings.Contains(js, ">") {
+		t.Errorf("the JSON holds a raw < or >: %s", js)
+	}
+	st := decodeStatus(t, get(t, h, "/?format=json", nil))
+	if len(st.Certificates) != 2 || !slices.ContainsFunc(st.Certificates, func(c Certificate) bool { return c.Name == evilName }) {
+		t.Errorf("got certificates %+v, want the hostile name intact in JSON", st.Certificates)
+	}
+	if len(st.Errors) != 1 || st.Errors[0] != `storage: <b>bold</b>` {
+		t.Errorf("got errors %q, want the storage error", st.Errors)
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	refuse := func(*http.Request) error { return errors.New("no") }
+	allow := func(*http.Request) error { return nil }
+	for _, tc := range []struct {
+		name      string
+		remote    string
+		authorize func(*http.Request) error
+		want      int
+	}{
+		{"IPv4 loopback", "127.0.0.1:40000", nil, 200},
+		{"other 127/8 address", "127.3.2.1:40000", nil, 200},
+		{"IPv6 loopback", "[::1]:40000", nil, 200},
+		{"IPv4-mapped loopback", "[::ffff:127.0.0.1]:40000", nil, 200},
+		{"public IPv4", "203.0.113.9:40000", nil, 403},
+		{"private IPv4", "10.0.0.7:40000", nil, 403},
+		{"public IPv6", "[2001:db8::1]:40000", nil, 403},
+		{"unspecified", "0.0.0.0:40000", nil, 403},
+		{"no port", "127.0.0.1", nil, 200},
+		{"garbage", "localhost:80", nil, 403},
+		{"empty", "", nil, 403},
+		{"authorizer allows a public client", "203.0.113.9:40000", allow, 200},
+		{"authorizer refuses loopback", "127.0.0.1:40000", refuse, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := synthetic(trio(), nil)
+			h.Authorize = tc.authorize
+			for _, target := range []string{"/", "/?format=json"} {
+				r := httptest.NewRequest(http.MethodGet, target, nil)
+				r.RemoteAddr = tc.remote
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != tc.want {
+					t.Fatalf("%s: got status %d, want %d", target, w.Code, tc.want)
+				}
+				if tc.want == 403 {
+					if body := w.Body.String(); body != "forbidden\n" {
+						t.Errorf("%s: got body %q, want only %q", target, body, "forbidden\n")
+					}
+					if got := w.Header().Get("Cache-Control"); got != "no-store" {
+						t.Errorf("%s: got Cache-Control %q, want no-store", target, got)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestContentNegotiation(t *testing.T) {
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	for _, tc := range []struct {
+		target, accept string
+		want           string // content type, or "400"
+	}{
+		{"/", "", "text/html"},
+		{"/", "*/*", "text/html"},
+		{"/", browser, "text/html"},
+		{"/", "application/json", "application/json"},
+		{"/", "application/json, text/html;q=0.5", "application/json"},
+		{"/", "text/html;q=0.5, application/json;q=0.9", "application/json"},
+		{"/", "text/html, application/json", "text/html"},
+		{"/", "application/*", "application/json"},
+		{"/", "application/json;q=0, */*", "text/html"},
+		{"/", "text/plain", "text/html"},
+		{"/?format=json", browser, "application/json"},
+		{"/?format=html", "application/json", "text/html"},
+		{"/?format=xml", "", "400"},
+	} {
+		h := http.Header{}
+		if tc.accept != "" {
+			h.Set("Accept", tc.accept)
+		}
+		w := get(t, synthetic(trio(), nil), tc.target, h)
+		got := strings.Split(w.Header().Get("Content-Type"), ";")[0]
+		if tc.want == "400" {
+			if w.Code != 400 {
+				t.Errorf("%s Accept %q: got %d %s, want 400", tc.target, tc.accept, w.Code, got)
+			}
+			continue
+		}
+		if w.Code != 200 || got != tc.want {
+			t.Errorf("%s Accept %q: got %d %s, want 200 %s", tc.target, tc.accept, w.Code, got, tc.want)
+		}
+		if tc.want == "application/json" && !json.Valid(w.Body.Bytes()) {
+			t.Errorf("%s Accept %q: the body is not JSON", tc.target, tc.accept)
+		}
+		if v := w.Header().Get("Vary"); v != "Accept" {
+			t.Errorf("%s: got Vary %q, want Accept", tc.target, v)
+		}
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	for _, target := range []string{"/", "/?format=json"} {
+		w := get(t, synthetic(trio(), nil), target, nil)
+		for k, want := range map[string]string{
+			"X-Content-Type-Options": "nosniff",
+			"Cache-Control":          "no-store",
+			"Referrer-Policy":        "no-referrer",
+			"X-Frame-Options":        "DENY",
+		} {
+			if got := w.Header().Get(k); got != want {
+				t.Errorf("%s: got %s %q, want %q", target, k, got, want)
+			}
+		}
+		csp := w.Header().Get("Content-Security-Policy")
+		if !strings.HasPrefix(csp, "default-src 'none';") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: got CSP %q, want default-src 'none' and frame-ancestors 'none'", target, csp)
+		}
+	}
+	// The inline stylesheet is the one the policy's hash allows, and the
+	// page has no script, no style attribute and no external reference.
+	w := get(t, synthetic(trio(), nil), "/", nil)
+	body := w.Body.String()
+	m := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindAllStringSubmatch(body, -1)
+	if len(m) != 1 {
+		t.Fatalf("got %d style elements, want 1", len(m))
+	}
+	sum := sha256.Sum256([]byte(m[0][1]))
+	want := "style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.HasSuffix(csp, "; "+want) {
+		t.Errorf("got CSP %q, want it to end with %q", csp, want)
+	}
+	for _, bad := range []string{"<script", " style=", "<link", "<img", "<iframe", "<object", "src=", "url("} {
+		if strings.Contains(body, bad) {
+			t.Errorf("the page contains %q", bad)
+		}
+	}
+}
+
+func TestMethods(t *testing.T) {
+	h := synthetic(trio(), nil)
+	for _, tc := range []struct {
+		method string
+		want   int
+		body   bool
+	}{
+		{http.MethodGet, 200, true},
+		{http.MethodHead, 200, false},
+		{http.MethodPost, 405, false},
+		{http.MethodDelete, 405, false},
+	} {
+		r := httptest.NewRequest(tc.method, "/", nil)
+		r.RemoteAddr = "127.0.0.1:1"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s: got %d, want %d", tc.method, w.Code, tc.want)
+		}
+		if has := strings.Contains(w.Body.String(), "healthy.example.com"); has != tc.body {
+			t.Errorf("%s: got data in the body %v, want %v", tc.method, has, tc.body)
+		}
+	}
+}
+
+// Without a Manager the page says so instead of failing.
+func TestNoManager(t *testing.T) {
+	st := decodeStatus(t, get(t, &Handler{}, "/?format=json", nil))
+	if len(st.Certificates) != 0 || len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "Manager is nil") {
+		t.Errorf("got %+v, want no certificates and the error", st)
+	}
+}

@@ -1,0 +1,265 @@
+package statuspage
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+// Bounds of what a page shows from the audit trail.
+const (
+	// AuditWindow is how far back the page reads the audit trail for
+	// recent activity and nodes.
+	AuditWindow = 7 * 24 * time.Hour
+	// MaxActivity is the number of recent records shown, newest first.
+	MaxActivity = 50
+	// maxNodeRecords caps the records read to describe the nodes.
+	maxNodeRecords = 100000
+)
+
+// Status is everything the page shows, and what ?format=json returns. It
+// never holds key material: certificates are described by names, serial
+// and dates only.
+type Status struct {
+	// Title is Handler.Title (or its default).
+	Title string `json:"title"`
+	// Now is the time the status was taken.
+	Now time.Time `json:"now"`
+	// Certificates are sorted by expiry: names without a certificate
+	// first, then the soonest NotAfter first, then by name.
+	Certificates []Certificate `json:"certificates"`
+	// Counts is the number of certificates per state; states without any
+	// are left out.
+	Counts map[State]int `json:"counts"`
+	// Activity is the newest MaxActivity records of the audit trail
+	// within AuditWindow, newest first; nil without Handler.Audit.
+	Activity []audit.Record `json:"activity,omitempty"`
+	// RateLimits is the audit trail's rate-limit picture, the closest to
+	// its limit first; nil without Handler.Audit.
+	RateLimits []RateLimit `json:"rate_limits,omitempty"`
+	// Nodes are the nodes that wrote to the audit trail within
+	// AuditWindow, by name; nil without Handler.Audit.
+	Nodes []Node `json:"nodes,omitempty"`
+	// Errors are what could not be read (storage, the audit trail); the
+	// rest of the status is still shown.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Certificate is one managed certificate (or a managed name without one)
+// as [autotls.Manager.Certificates] reports it — its fields mirror
+// [autotls.CertificateInfo] — with its State and days left.
+type Certificate struct {
+	// Name is the name the certificate is managed under; Names its
+	// subject alternative names (empty without a certificate).
+	Name  string   `json:"name"`
+	Names []string `json:"names,omitempty"`
+	// Issuer is the CA's ACME directory URL.
+	Issuer string `json:"issuer"`
+	// Serial is in hex; empty, like NotBefore and NotAfter zero, when
+	// there is no certificate.
+	Serial    string    `json:"serial,omitempty"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	// State is the verdict at Status.Now.
+	State State `json:"state"`
+	// DaysLeft is the whole days until NotAfter, rounded down: 0 in the
+	// last day, negative once expired; 0 as well when NotAfter is zero.
+	DaysLeft int `json:"days_left"`
+	// RenewAt is the planned renewal (zero when none is planned) and
+	// RenewReason why then (autotls.ReasonSchedule, ReasonARI,
+	// ReasonARIPast).
+	RenewAt     time.Time `json:"renew_at,omitzero"`
+	RenewReason string    `json:"renew_reason,omitempty"`
+	// ARIWindowStart and ARIWindowEnd are the CA's suggested window, zero
+	// when it offers none; ARIExplanationURL its explanation, and
+	// NextARIPoll when the Manager asks again.
+	ARIWindowStart    time.Time `json:"ari_window_start,omitzero"`
+	ARIWindowEnd      time.Time `json:"ari_window_end,omitzero"`
+	ARIExplanationURL string    `json:"ari_explanation_url,omitempty"`
+	NextARIPoll       time.Time `json:"next_ari_poll,omitzero"`
+	// LastError is the CA's or the Manager's last failure, at LastErrorAt;
+	// empty when the last attempt succeeded. BackoffUntil is when the next
+	// attempt may be made, zero when none is pending.
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	BackoffUntil time.Time `json:"backoff_until,omitzero"`
+	// Stored reports whether the certificate is in storage, InMemory
+	// whether it is cached, Managed whether the name was given to Manage.
+	Stored   bool `json:"stored"`
+	InMemory bool `json:"in_memory"`
+	Managed  bool `json:"managed"`
+}
+
+// RateLimit is one counted rate limit ([audit.Usage]).
+type RateLimit struct {
+	// Issuer is the CA's directory URL.
+	Issuer string `json:"issuer"`
+	// Kind is audit.UsageNewOrders or audit.UsageCertificates; Key the
+	// account URL or the registered domain.
+	Kind string `json:"kind"`
+	Key  string `json:"key"`
+	// Count is what the trail holds within the window; Limit the CA's.
+	Count int `json:"count"`
+	Limit int `json:"limit"`
+	// WindowSeconds is the length of the limit's window.
+	WindowSeconds int64 `json:"window_seconds"`
+	// Frees is when the oldest counted use leaves the window.
+	Frees time.Time `json:"frees,omitzero"`
+	// Near reports that at least nine tenths of the limit are used.
+	Near bool `json:"near"`
+}
+
+// Node is one process of a fleet as the audit trail shows it.
+type Node struct {
+	// Name is the node's audit.Log.Node.
+	Name string `json:"name"`
+	// LastSeen is the time of its newest record.
+	LastSeen time.Time `json:"last_seen"`
+	// Records and Failures count its records within AuditWindow.
+	Records  int `json:"records"`
+	Failures int `json:"failures"`
+	// Holds are the names this node obtained, renewed, replaced or loaded
+	// within AuditWindow and did not see expire since, sorted.
+	Holds []string `json:"holds,omitempty"`
+}
+
+// status gathers the Status at now.
+func (h *Handler) status(ctx context.Context, now time.Time) *Status {
+	st := &Status{Title: h.title(), Now: now, Counts: map[State]int{}}
+	infos, err := h.certificates(ctx)
+	if err != nil {
+		st.Errors = append(st.Errors, err.Error())
+	}
+	st.Certificates = make([]Certificate, 0, len(infos))
+	for _, info := range infos {
+		c := certificateOf(info, now)
+		st.Counts[c.State]++
+		st.Certificates = append(st.Certificates, c)
+	}
+	slices.SortFunc(st.Certificates, func(a, b Certificate) int {
+		if a.NotAfter.IsZero() != b.NotAfter.IsZero() {
+			if a.NotAfter.IsZero() {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(a.NotAfter.Compare(b.NotAfter), strings.Compare(a.Name, b.Name))
+	})
+	if h.Audit != nil {
+		h.auditStatus(ctx, st, now)
+	}
+	return st
+}
+
+func (h *Handler) certificates(ctx context.Context) ([]autotls.CertificateInfo, error) {
+	if h.source != nil {
+		return h.source(ctx)
+	}
+	if h.Manager == nil {
+		return nil, errors.New("statuspage: Handler.Manager is nil")
+	}
+	return h.Manager.Certificates(ctx)
+}
+
+func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
+	c := Certificate{
+		Name: info.Name, Names: info.Names, Issuer: info.Issuer, Serial: info.Serial,
+		NotBefore: info.NotBefore, NotAfter: info.NotAfter,
+		State:   stateOf(info, now),
+		RenewAt: info.RenewAt, RenewReason: info.RenewReason,
+		ARIWindowStart: info.ARIWindowStart, ARIWindowEnd: info.ARIWindowEnd,
+		ARIExplanationURL: info.ARIExplanationURL, NextARIPoll: info.NextARIPoll,
+		LastError: info.LastError, LastErrorAt: info.LastErrorAt, BackoffUntil: info.BackoffUntil,
+		Stored: info.Stored, InMemory: info.InMemory, Managed: info.Managed,
+	}
+	if !c.NotAfter.IsZero() {
+		c.DaysLeft = daysLeft(c.NotAfter, now)
+	}
+	return c
+}
+
+// auditStatus adds the audit trail's activity, rate limits and nodes.
+func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
+	recs, err := h.Audit.Query(ctx, audit.Filter{Since: now.Add(-AuditWindow), Until: now.Add(time.Second), Limit: maxNodeRecords})
+	if err != nil {
+		st.Errors = append(st.Errors, err.Error())
+	}
+	n := min(len(recs), MaxActivity)
+	st.Activity = make([]audit.Record, 0, n)
+	for i := len(recs) - 1; i >= len(recs)-n; i-- {
+		st.Activity = append(st.Activity, recs[i])
+	}
+	st.Nodes = nodesOf(recs)
+
+	usage, err := h.Audit.RateLimits(ctx, now, h.Limits)
+	if err != nil {
+		st.Errors = append(st.Errors, err.Error())
+	}
+	st.RateLimits = make([]RateLimit, 0, len(usage))
+	for _, u := range usage {
+		st.RateLimits = append(st.RateLimits, RateLimit{
+			Issuer: u.Issuer, Kind: u.Kind, Key: u.Key, Count: u.Count, Limit: u.Limit,
+			WindowSeconds: int64(u.Window / time.Second), Frees: u.Frees, Near: u.Near(),
+		})
+	}
+}
+
+// nodesOf describes the nodes of recs (oldest first).
+func nodesOf(recs []audit.Record) []Node {
+	nodes := map[string]*Node{}
+	holds := map[string]map[string]bool{}
+	for _, r := range recs {
+		n := nodes[r.Node]
+		if n == nil {
+			n = &Node{Name: r.Node}
+			nodes[r.Node] = n
+			holds[r.Node] = map[string]bool{}
+		}
+		n.Records++
+		if r.Outcome == audit.OutcomeFailure {
+			n.Failures++
+		}
+		if r.Time.After(n.LastSeen) {
+			n.LastSeen = r.Time
+		}
+		if r.Kind != audit.KindDecision {
+			continue
+		}
+		switch autotls.EventType(r.Operation) {
+		case autotls.EventObtained, autotls.EventRenewed, autotls.EventReplaced, autotls.EventLoaded:
+			for _, name := range r.Names {
+				holds[r.Node][name] = true
+			}
+		case autotls.EventExpired:
+			for _, name := range r.Names {
+				delete(holds[r.Node], name)
+			}
+		}
+	}
+	out := make([]Node, 0, len(nodes))
+	for name, n := range nodes {
+		for h := range holds[name] {
+			n.Holds = append(n.Holds, h)
+		}
+		slices.Sort(n.Holds)
+		out = append(out, *n)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// issuerHost shortens a directory URL to its host for display.
+func issuerHost(directory string) string {
+	u, err := url.Parse(directory)
+	if err != nil || u.Host == "" {
+		return directory
+	}
+	return u.Host
+}
