@@ -7,8 +7,13 @@
 // Usage:
 //
 //	go run ./examples/local                    # one HTTPS request to itself, print the certificate, exit
-//	go run ./examples/local -serve             # keep serving; prints a curl command line
-//	go run ./examples/local -serve -addr 127.0.0.1:8443
+//	go run ./examples/local -serve             # keep serving; prints a curl command line and the status page's URL
+//	go run ./examples/local -serve -addr 127.0.0.1:8443 -status 127.0.0.1:8080
+//
+// With -serve the Manager also keeps an audit trail, and the status page
+// (package statuspage) is served over plain HTTP on a loopback port, at
+// /status: the certificate, its renewal plan and the ACME exchanges that
+// obtained it, in any browser.
 //
 // The client trusts only the test CA's roots, so a successful request proves
 // that the certificate was issued for the name and served by the Manager.
@@ -32,8 +37,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/statuspage"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -42,33 +49,45 @@ const name = "local.tlsmint.test"
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "loopback address of the HTTPS server")
-	serve := flag.Bool("serve", false, "keep serving until interrupted")
+	serve := flag.Bool("serve", false, "keep serving until interrupted, with the status page")
+	status := flag.String("status", "127.0.0.1:0", "loopback address of the status page's HTTP server (with -serve)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, *addr, *serve); err != nil {
+	if err := run(ctx, os.Stdout, *addr, *serve, *status); err != nil {
 		log.Printf("local: %v", err)
 		os.Exit(1)
 	}
 }
 
 // run starts the CA, the Manager and the servers, makes one request and
-// writes what it got to out; with serve set it then serves until ctx is
-// done.
-func run(ctx context.Context, out io.Writer, addr string, serve bool) error {
+// writes what it got to out; with serve set it then serves, with the
+// status page on statusAddr, until ctx is done.
+func run(ctx context.Context, out io.Writer, addr string, serve bool, statusAddr string) error {
 	ca, err := testpebble.New(testpebble.Options{})
 	if err != nil {
 		return err
 	}
 	defer ca.Close()
 
+	store := storage.NewMemory() // gone at exit; use storage.Dir to keep certificates
+	var trail *audit.Log
+	if serve {
+		// The audit trail the status page shows, kept with the certificates;
+		// closed after the Manager, which reports its last events to it.
+		trail = &audit.Log{Storage: store, Node: "local"}
+		defer trail.Close()
+	}
 	m := &autotls.Manager{
 		DirectoryURL: ca.DirectoryURL(),
 		HTTPClient:   ca.HTTPClient(),             // trusts the CA's HTTPS front end
-		Storage:      storage.NewMemory(),         // gone at exit; use storage.Dir to keep certificates
+		Storage:      store,                       // certificates, account, audit trail
 		Hosts:        autotls.HostWhitelist(name), // the only name that may be ordered
 		AcceptTOS:    true,                        // agree to the CA's terms of service
+	}
+	if trail != nil {
+		m.AuditLog = trail
 	}
 	defer m.Close()
 
@@ -137,6 +156,16 @@ func run(ctx context.Context, out io.Writer, addr string, serve bool) error {
 	defer os.Remove(rootFile)
 	fmt.Fprintf(out, "\nserving https://%s:%d/ on %s; try:\n", name, port, ln.Addr())
 	fmt.Fprintf(out, "  curl --resolve %s:%d:127.0.0.1 --cacert %s https://%s:%d/\n", name, port, rootFile, name, port)
+
+	// The status page, for loopback clients only (its default), on plain
+	// HTTP so that any browser opens it without trusting the test CA.
+	mux := http.NewServeMux()
+	mux.Handle("/status", &statuspage.Handler{Manager: m, Audit: trail, Title: "examples/local", Refresh: 30 * time.Second})
+	sl, err := start(statusAddr, mux, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "status page: http://%s/status (JSON: ?format=json)\n", sl.Addr())
 	fmt.Fprintln(out, "Ctrl-C to stop")
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
