@@ -1,0 +1,180 @@
+package metrics
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+// Defaults for the zero fields of [Options].
+const (
+	DefaultMaxNames        = 1000
+	DefaultRefreshInterval = time.Minute
+	DefaultRefreshTimeout  = 30 * time.Second
+)
+
+// Options configures a [Collector]. The zero value is ready to use.
+type Options struct {
+	// MaxNames caps the names that get per-name series
+	// (tlsmint_certificate_*): those whose certificates expire soonest,
+	// names without a certificate first. The aggregates count every name
+	// whatever the cap. It also caps the names tracked for
+	// tlsmint_rate_limited_until_timestamp_seconds. Zero means
+	// DefaultMaxNames; a negative value means no per-name series at all.
+	MaxNames int
+
+	// RefreshInterval is how old the collector's copy of
+	// [autotls.Manager.Certificates] may get before a scrape reads it
+	// again, in the background (the scrape is answered from the copy it
+	// has, kept current by OnEvent in between). Zero means
+	// DefaultRefreshInterval; a negative value means only when
+	// [Collector.Refresh] is called.
+	RefreshInterval time.Duration
+
+	// RefreshTimeout bounds one read of Manager.Certificates. Zero means
+	// DefaultRefreshTimeout.
+	RefreshTimeout time.Duration
+}
+
+// A Collector is a [prometheus.Collector] for a Manager's certificates and
+// its ACME traffic. Create it with [New], register it, and wire it to the
+// Manager: set Manager.ACMEObserver to it and call [Collector.OnEvent] from
+// Manager.OnEvent.
+//
+// A Collector is safe for concurrent use. A scrape may start a background
+// read of Manager.Certificates; [Collector.Close] stops and waits for it.
+type Collector struct {
+	maxNames        int
+	refreshInterval time.Duration
+	refreshTimeout  time.Duration
+
+	// source reads the Manager's certificates (nil: none); now is the
+	// clock. Tests replace both.
+	source func(context.Context) ([]autotls.CertificateInfo, error)
+	now    func() time.Time
+
+	d descs
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// refreshSem is held by the one read of the source that runs;
+	// bgMu guards the fields after it.
+	refreshSem chan struct{}
+	bgMu       sync.Mutex
+	closed     bool
+	refreshed  time.Time     // when the last successful read started
+	attempted  time.Time     // when the last read started
+	background bool          // a background read is running
+	first      chan struct{} // closed when the first scrape's read ends
+
+	// mu guards tab. Lock order: mu, then pendMu.
+	mu  sync.Mutex
+	tab *table
+
+	// pendMu guards the events not yet applied to tab (pending), and,
+	// while a read of the source runs (reading), those since it started
+	// (replay), applied to the table the read builds.
+	pendMu  sync.Mutex
+	pending map[string]update
+	reading bool
+	replay  map[string]update
+
+	// lifeMu guards the rate limits and issuance start times.
+	lifeMu      sync.Mutex
+	rateLimited map[nameKey]time.Time
+	starts      map[string]time.Time
+
+	requests         *prometheus.CounterVec
+	requestDuration  *prometheus.HistogramVec
+	issuance         *prometheus.CounterVec
+	issuanceDuration *prometheus.HistogramVec
+	rateLimits       *prometheus.CounterVec
+	refreshErrors    prometheus.Counter
+}
+
+// New returns a Collector for m's certificates. A nil m is allowed: the
+// Collector then reports only what ObserveExchange and OnEvent tell it.
+// New starts nothing; m is only read (through Manager.Certificates) when
+// a scrape or Refresh needs it.
+func New(m *autotls.Manager, opts Options) *Collector {
+	c := &Collector{
+		maxNames:        opts.MaxNames,
+		refreshInterval: opts.RefreshInterval,
+		refreshTimeout:  opts.RefreshTimeout,
+		now:             time.Now,
+		d:               newDescs(),
+		refreshSem:      make(chan struct{}, 1),
+		tab:             newTable(nil),
+		pending:         make(map[string]update),
+		rateLimited:     make(map[nameKey]time.Time),
+		starts:          make(map[string]time.Time),
+	}
+	if c.maxNames == 0 {
+		c.maxNames = DefaultMaxNames
+	}
+	if c.refreshInterval == 0 {
+		c.refreshInterval = DefaultRefreshInterval
+	}
+	if c.refreshTimeout <= 0 {
+		c.refreshTimeout = DefaultRefreshTimeout
+	}
+	if m != nil {
+		c.source = m.Certificates
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.initVecs()
+	return c
+}
+
+// Describe implements [prometheus.Collector].
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	c.d.describe(ch)
+	c.requests.Describe(ch)
+	c.requestDuration.Describe(ch)
+	c.issuance.Describe(ch)
+	c.issuanceDuration.Describe(ch)
+	c.rateLimits.Describe(ch)
+	c.refreshErrors.Describe(ch)
+}
+
+// Collect implements [prometheus.Collector]. It reads Manager.Certificates
+// itself only for the first scrape (bounded by RefreshTimeout); later ones
+// are answered from the collector's copy, and start a background read when
+// it is older than RefreshInterval.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.maybeRefresh()
+	c.collectCertificates(ch)
+	c.collectRateLimits(ch)
+	if t := c.lastRefresh(); !t.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.d.refreshTime, prometheus.GaugeValue, seconds(t.UnixNano()))
+	}
+	c.requests.Collect(ch)
+	c.requestDuration.Collect(ch)
+	c.issuance.Collect(ch)
+	c.issuanceDuration.Collect(ch)
+	c.rateLimits.Collect(ch)
+	c.refreshErrors.Collect(ch)
+}
+
+// Close stops a background read of Manager.Certificates, waits for it to
+// end, and starts no other. The collector keeps answering scrapes from
+// what it has. Close always returns nil.
+func (c *Collector) Close() error {
+	c.bgMu.Lock()
+	c.closed = true
+	c.bgMu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// seconds converts Unix nanoseconds to seconds, exactly for whole seconds.
+func seconds(ns int64) float64 {
+	return float64(ns/1e9) + float64(ns%1e9)/1e9
+}

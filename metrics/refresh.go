@@ -1,0 +1,147 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+// Refresh reads Manager.Certificates now and replaces the collector's copy
+// of every name's state with it; events that arrive during the read are
+// applied on top. Scrapes call it on their own (see
+// Options.RefreshInterval); call it yourself with a negative
+// RefreshInterval, or to have a scrape show a change at once. One read
+// runs at a time: a call waits for the one running, or for ctx. A read
+// that returns some certificates and an error (a storage List failed)
+// still replaces the copy. With a nil Manager, Refresh does nothing.
+func (c *Collector) Refresh(ctx context.Context) error {
+	if c.source == nil {
+		return nil
+	}
+	select {
+	case c.refreshSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("metrics: waiting for a refresh: %w", ctx.Err())
+	}
+	defer func() { <-c.refreshSem }()
+	return c.read(ctx)
+}
+
+// read does one read of the source; refreshSem is held.
+func (c *Collector) read(ctx context.Context) error {
+	start := c.now()
+	c.bgMu.Lock()
+	c.attempted = start
+	c.bgMu.Unlock()
+	c.pendMu.Lock()
+	c.reading, c.replay = true, make(map[string]update)
+	c.pendMu.Unlock()
+
+	infos, err := c.readSource(ctx)
+	var tab *table
+	if infos != nil || err == nil {
+		tab = newTable(infos)
+	}
+
+	c.mu.Lock()
+	c.pendMu.Lock()
+	replay := c.replay
+	c.reading, c.replay = false, nil
+	if tab != nil {
+		// Events from before the read are in what it returned; those
+		// since are not, or not surely.
+		for name, u := range replay {
+			tab.apply(name, u)
+		}
+		c.tab = tab
+		c.pending = make(map[string]update)
+	}
+	c.pendMu.Unlock()
+	c.mu.Unlock()
+
+	if tab != nil {
+		c.bgMu.Lock()
+		c.refreshed = start
+		c.bgMu.Unlock()
+	}
+	if err != nil {
+		c.refreshErrors.Inc()
+		return fmt.Errorf("metrics: reading the Manager's certificates: %w", err)
+	}
+	return nil
+}
+
+// readSource calls the source, turning a panic into an error.
+func (c *Collector) readSource(ctx context.Context) (infos []autotls.CertificateInfo, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			infos, err = nil, fmt.Errorf("metrics: Manager.Certificates panicked: %v", p)
+		}
+	}()
+	return c.source(ctx)
+}
+
+// maybeRefresh is a scrape's part in keeping the copy fresh: the first
+// scrape reads the source and those that come meanwhile wait for it;
+// later ones start a background read when the last is older than
+// RefreshInterval.
+func (c *Collector) maybeRefresh() {
+	if c.source == nil || c.refreshInterval < 0 {
+		return
+	}
+	now := c.now()
+	c.bgMu.Lock()
+	if c.closed {
+		c.bgMu.Unlock()
+		return
+	}
+	if c.attempted.IsZero() && c.first == nil {
+		first := make(chan struct{})
+		c.first = first
+		c.bgMu.Unlock()
+		ctx, cancel := context.WithTimeout(c.ctx, c.refreshTimeout)
+		defer cancel()
+		defer close(first)
+		_ = c.Refresh(ctx) // counted in tlsmint_metrics_refresh_errors_total
+		return
+	}
+	if first := c.first; first != nil {
+		select {
+		case <-first:
+		default:
+			c.bgMu.Unlock()
+			select {
+			case <-first:
+			case <-c.ctx.Done():
+			}
+			return
+		}
+	}
+	if !c.background && now.Sub(c.attempted) >= c.refreshInterval {
+		c.background = true
+		c.wg.Add(1)
+		go c.backgroundRefresh()
+	}
+	c.bgMu.Unlock()
+}
+
+func (c *Collector) backgroundRefresh() {
+	defer c.wg.Done()
+	defer func() {
+		c.bgMu.Lock()
+		c.background = false
+		c.bgMu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(c.ctx, c.refreshTimeout)
+	defer cancel()
+	_ = c.Refresh(ctx) // counted in tlsmint_metrics_refresh_errors_total
+}
+
+// lastRefresh is when the last successful read started.
+func (c *Collector) lastRefresh() time.Time {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	return c.refreshed
+}
