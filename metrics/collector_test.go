@@ -486,3 +486,39 @@ func TestLabels(t *testing.T) {
 		}
 	}
 }
+
+// Events, scrapes and reads at once (run with -race): every name ends up
+// counted once, whichever ran first; more pending names than flushPending
+// are applied by OnEvent itself.
+func TestConcurrent(t *testing.T) {
+	const workers, perWorker = 4, flushPending
+	clk := newClock()
+	infos := simulated(workers*perWorker, clk.now())
+	c := fake(infos, Options{RefreshInterval: -1}, clk)
+	defer c.Close()
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for _, info := range infos[w*perWorker : (w+1)*perWorker] {
+				c.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: info.Name, Issuer: testIssuer, NotAfter: info.NotAfter, RenewAt: info.RenewAt, Reason: info.RenewReason})
+			}
+		}()
+	}
+	for range 3 {
+		scrape(t, c)
+		if err := c.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range workers {
+		<-done
+	}
+	got := scrape(t, c)
+	if v := got.value(t, "tlsmint_certificates", "state=valid"); v != workers*perWorker {
+		t.Errorf("certificates{valid}: got %v, want %d", v, workers*perWorker)
+	}
+	if v := got.value(t, "tlsmint_issuance_total", "issuer="+testIssuer, "result=success"); v != workers*perWorker {
+		t.Errorf("issuance_total: got %v, want %d", v, workers*perWorker)
+	}
+}
