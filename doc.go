@@ -20,6 +20,11 @@
 //     fallback, host policy and the one-line listener.
 //   - audit: the ACME audit trail in storage, its queries and the
 //     rate-limit picture.
+//   - metrics: the Prometheus collector of a Manager (client_golang lives
+//     only there).
+//   - statuspage: the HTML and JSON status page of a Manager's
+//     certificates.
+//   - watchdog: probes what listeners actually serve.
 //
 // The examples folder has runnable programs; examples/local runs the whole
 // flow offline against an in-process test CA.
