@@ -147,36 +147,45 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	}
 	go func() {
 		defer release()
-		var cert *tls.Certificate
-		var err error
-		defer func() {
-			if v := recover(); v != nil {
-				cert, err = nil, m.recovered(name, v)
+		m.runFlight(name, f, func() bool { return st.isManaged(name) }, func() (*tls.Certificate, error) {
+			ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
+			defer cancel()
+			// Orders started by handshakes are capped too, so a burst of
+			// new names sends the CA a bounded number of orders at once.
+			select {
+			case st.handshakeSlots <- struct{}{}:
+				defer func() { <-st.handshakeSlots }()
+			case <-ctx.Done():
+				return nil, fmt.Errorf("autotls: obtaining %s: waiting for an order slot: %w", name, ctx.Err())
 			}
-			m.finish(name, f, cert, err)
-			if err != nil && st.isManaged(name) {
-				m.retryLater(name, m.now())
+			if slow {
+				// Storage did not answer within the handshake's time: the
+				// whole issuance, storage look-up first, gets the
+				// issuance's.
+				return m.issue(ctx, name, onDemand, false)
 			}
-		}()
-		ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
-		defer cancel()
-		// Orders started by handshakes are capped too, so a burst of new
-		// names sends the CA a bounded number of orders at once.
-		select {
-		case st.handshakeSlots <- struct{}{}:
-			defer func() { <-st.handshakeSlots }()
-		case <-ctx.Done():
-			err = fmt.Errorf("autotls: obtaining %s: waiting for an order slot: %w", name, ctx.Err())
-			return
+			return m.order(ctx, name, onDemand, false, nil)
+		})
+	}()
+}
+
+// runFlight runs the issuance of a flight in the background: a panic in
+// issue fails the flight (see recovered) rather than the process, the
+// flight is finished so its waiters wake, and after a failure the name is
+// planned again after its backoff when retry says so.
+func (m *Manager) runFlight(name string, f *flight, retry func() bool, issue func() (*tls.Certificate, error)) {
+	var cert *tls.Certificate
+	var err error
+	defer func() {
+		if v := recover(); v != nil {
+			cert, err = nil, m.recovered(name, v)
 		}
-		if slow {
-			// Storage did not answer within the handshake's time: the
-			// whole issuance, storage look-up first, gets the issuance's.
-			cert, err = m.issue(ctx, name, onDemand, false)
-		} else {
-			cert, err = m.order(ctx, name, onDemand, false, nil)
+		m.finish(name, f, cert, err)
+		if err != nil && retry() {
+			m.retryLater(name, m.now())
 		}
 	}()
+	cert, err = issue()
 }
 
 // serverName normalises an SNI value and applies the IP rule.

@@ -122,20 +122,11 @@ func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
 		return f, err
 	}
 	ok := m.enqueue(task{name: name, run: func(ctx context.Context) {
-		var cert *tls.Certificate
-		var err error
-		defer func() {
-			if v := recover(); v != nil {
-				cert, err = nil, m.recovered(name, v)
-			}
-			m.finish(name, f, cert, err)
-			if err != nil {
-				m.retryLater(name, m.now())
-			}
-		}()
-		ctx, cancel := context.WithTimeout(ctx, issueTimeout)
-		defer cancel()
-		cert, err = m.issue(ctx, name, false, renew)
+		m.runFlight(name, f, func() bool { return true }, func() (*tls.Certificate, error) {
+			ctx, cancel := context.WithTimeout(ctx, issueTimeout)
+			defer cancel()
+			return m.issue(ctx, name, false, renew)
+		})
 	}})
 	if !ok {
 		m.finish(name, f, nil, ErrClosed)
