@@ -11,7 +11,11 @@ import (
 // StoreForTest writes a certificate chain and key for name into store where
 // a Manager for directory finds it, as if it had been obtained.
 func StoreForTest(ctx context.Context, store storage.Storage, directory, name string, chainPEM []byte, key crypto.Signer) error {
-	data, err := encodeStored(name, directory, chainPEM, key, "", "")
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return err
+	}
+	data, err := encodeStoredCert(&storedCert{Name: name, Issuer: directory, CertificatePEM: string(chainPEM), PrivateKeyPEM: string(keyPEM), ObtainedAt: time.Now().UTC()})
 	if err != nil {
 		return err
 	}

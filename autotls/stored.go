@@ -98,23 +98,6 @@ func covers(leaf *x509.Certificate, name string) bool {
 	return false
 }
 
-func encodeStored(name, issuer string, chainPEM []byte, key crypto.Signer, orderURL, certURL string) ([]byte, error) {
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(storedCert{
-		Version:        storedVersion,
-		Name:           name,
-		CertificatePEM: string(chainPEM),
-		PrivateKeyPEM:  string(keyPEM),
-		Issuer:         issuer,
-		OrderURL:       orderURL,
-		CertificateURL: certURL,
-		ObtainedAt:     time.Now().UTC(),
-	})
-}
-
 // encodeStoredCert encodes a complete stored value.
 func encodeStoredCert(s *storedCert) ([]byte, error) {
 	s.Version = storedVersion
