@@ -26,19 +26,9 @@ const (
 	ariLoadSpread  = time.Minute     // first polls of loaded certificates
 )
 
-// Values of issuer.ariOffered: whether the CA's directory offers
-// renewalInfo.
-const (
-	ariUnknown = iota
-	ariYes
-	ariNo
-)
-
 // enqueueARI queues an ARI poll for e.
 func (m *Manager) enqueueARI(e *entry) {
-	if !m.enqueue(task{name: e.name, run: func(ctx context.Context) { m.pollARI(ctx, e) }}) {
-		return
-	}
+	m.enqueue(task{name: e.name, run: func(ctx context.Context) { m.pollARI(ctx, e) }})
 }
 
 // pollARI fetches the renewal information of e's certificate, plans its
@@ -66,7 +56,7 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	ri, err := cur.iss.ari.RenewalInfo(ctx, cur.cert.Leaf)
 	now := m.now()
 	if errors.Is(err, acme.ErrNoRenewalInfo) {
-		cur.iss.ariOffered.Store(ariNo)
+		cur.iss.noARI.Store(true)
 		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = time.Time{} }))
 		return
 	}
@@ -77,7 +67,6 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 		m.replan(cur, cur.with(func(x *entry) { x.ariPoll = next }))
 		return
 	}
-	cur.iss.ariOffered.Store(ariYes)
 	wait := defaultARIPoll
 	if ri.RetryAfter > 0 {
 		wait = min(max(ri.RetryAfter, st.minARIPoll), maxARIPoll)

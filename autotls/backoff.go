@@ -89,9 +89,9 @@ func (st *state) failedChallenge(name string) string {
 }
 
 // recordFailure remembers a failure with a growing, jittered backoff and
-// returns when the next attempt may be made.
-// retryAfter is the CA's Retry-After when every issuer asked to wait (the
-// shortest of them), zero otherwise.
+// returns when the next attempt may be made. retryAfter is the CA's
+// Retry-After when every issuer asked to wait (the shortest of them), zero
+// otherwise; a longer one than the backoff is obeyed.
 func (m *Manager) recordFailure(name string, err error, now time.Time, retryAfter time.Duration) time.Time {
 	st := m.st
 	base := m.failureBackoff()

@@ -217,7 +217,7 @@ func newer(e, cur *entry) bool {
 func (m *Manager) install(e *entry, typ EventType) {
 	st := m.st
 	if e.ari == nil || e.ari.NextPoll.IsZero() {
-		if e.iss.ariOffered.Load() != ariNo {
+		if !e.iss.noARI.Load() {
 			// Right after issuance; for certificates loaded from storage,
 			// at a random point of the next minute, so that loading many
 			// (a start-up, a burst of handshakes) neither sends the CA a

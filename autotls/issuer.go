@@ -98,9 +98,9 @@ type issuer struct {
 	accountURL string
 
 	// ari is a key-less client for renewalInfo, which needs no account;
-	// ariOffered caches whether the directory offers it.
-	ari        *acme.Client
-	ariOffered atomic.Int32
+	// noARI is set once the directory is known not to offer it.
+	ari   *acme.Client
+	noARI atomic.Bool
 	// ariHold is when polls may be made again (Unix nanoseconds) after
 	// one failed: the other certificates' polls wait for it instead of
 	// each failing in turn against a CA that is down.

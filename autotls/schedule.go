@@ -217,7 +217,7 @@ func (m *Manager) step(name string, now time.Time) {
 		m.enqueueIssue(name, true)
 	case !now.Before(e.renewAt):
 		m.enqueueIssue(name, true)
-	case e.ariDue(now) && e.iss.ariOffered.Load() != ariNo:
+	case e.ariDue(now) && !e.iss.noARI.Load():
 		if until, held := e.iss.ariHeld(now); held {
 			// A poll failed a moment ago: wait with the others.
 			m.replan(e, e.with(func(x *entry) { x.ariPoll = until.Add(jitter(time.Minute)) }))
@@ -236,7 +236,7 @@ func (m *Manager) plan(e *entry) {
 	if e.unstored != nil {
 		next = m.now().Add(jitter(m.failureBackoff()))
 	}
-	if !e.ariPoll.IsZero() && e.ariPoll.Before(next) && e.iss.ariOffered.Load() != ariNo {
+	if !e.ariPoll.IsZero() && e.ariPoll.Before(next) && !e.iss.noARI.Load() {
 		next = e.ariPoll
 	}
 	if e.notAfter.Before(next) {
@@ -274,6 +274,3 @@ func (m *Manager) failureBackoff() time.Duration {
 	}
 	return DefaultFailureBackoff
 }
-
-// heapInit orders h as a heap (for bulk loads).
-func heapInit(h *schedHeap) { heap.Init(h) }

@@ -1,10 +1,10 @@
 package autotls
 
 import (
+	"container/heap"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"math"
 	"math/big"
 	"runtime"
 	"testing"
@@ -133,7 +133,7 @@ func TestScheduleHundredThousand(t *testing.T) {
 		st.sched.mu.Unlock()
 	}
 	st.sched.mu.Lock()
-	heapInit(&st.sched.h)
+	heap.Init(&st.sched.h)
 	st.sched.mu.Unlock()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -166,9 +166,6 @@ func TestScheduleHundredThousand(t *testing.T) {
 	}
 	if left := st.sched.planned(); left != n-want {
 		t.Fatalf("%d plans left, want %d", left, n-want)
-	}
-	if math.IsNaN(perName) {
-		t.Fatal("no memory figure")
 	}
 }
 
