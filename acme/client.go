@@ -89,9 +89,10 @@ type Client struct {
 	// not kept waiting. A Retry-After from the server is always obeyed.
 	PollInterval time.Duration
 
-	// MaxPollInterval caps the wait between polls; zero means
-	// DefaultMaxPollInterval. A Retry-After from the server is obeyed even
-	// when it is longer.
+	// MaxPollInterval caps the growing wait between polls; zero means
+	// DefaultMaxPollInterval. It does not cap the first, learned waits (a
+	// CA that takes five seconds is first polled after about five), and a
+	// Retry-After from the server is obeyed even when it is longer.
 	MaxPollInterval time.Duration
 
 	mu        sync.Mutex
