@@ -36,6 +36,8 @@ type eventLog struct {
 	mu   sync.Mutex
 	all  []loggedEvent
 	more chan struct{} // closed, and replaced, on every event
+	// seen counts, per type and name, the events next has returned.
+	seen map[string]int
 }
 
 type loggedEvent struct {
@@ -43,7 +45,9 @@ type loggedEvent struct {
 	at time.Time
 }
 
-func newEventLog() *eventLog { return &eventLog{more: make(chan struct{})} }
+func newEventLog() *eventLog {
+	return &eventLog{more: make(chan struct{}), seen: map[string]int{}}
+}
 
 // on is an OnEvent hook; it never blocks.
 func (l *eventLog) on(e autotls.Event) {
@@ -85,6 +89,21 @@ func (l *eventLog) waitN(t *testing.T, typ autotls.EventType, name string, n int
 			t.Fatalf("got %d %s events for %s within %v, want %d; all events: %s", len(got), typ, name, within, n, l)
 		}
 	}
+}
+
+// next returns the next event of type typ for name that next has not
+// returned yet, waiting for it at most within.
+func (l *eventLog) next(t *testing.T, typ autotls.EventType, name string, within time.Duration) autotls.Event {
+	t.Helper()
+	k := string(typ) + " " + name
+	l.mu.Lock()
+	n := l.seen[k]
+	l.mu.Unlock()
+	e := l.waitN(t, typ, name, n+1, within)[n]
+	l.mu.Lock()
+	l.seen[k] = n + 1
+	l.mu.Unlock()
+	return e.Event
 }
 
 // count returns how many events of type typ for name have arrived.

@@ -57,7 +57,7 @@ func twoIssuers(t *testing.T, mod func(*autotls.Manager)) (*autotls.Manager, *en
 // events name both.
 func TestIssuerFallback(t *testing.T) {
 	t.Parallel()
-	ev := newEvents()
+	ev := newEventLog()
 	m, e1, e2 := twoIssuers(t, func(m *autotls.Manager) { m.OnEvent = ev.on })
 	if err := e1.ca.SetDown(testpebble.Down503); err != nil {
 		t.Fatal(err)
@@ -65,11 +65,11 @@ func TestIssuerFallback(t *testing.T) {
 	if err := m.Manage(ctxT(t), "www.example.org"); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
-	failed := ev.wait(t, autotls.EventIssuerFailed, "www.example.org", 10*time.Second)
+	failed := ev.next(t, autotls.EventIssuerFailed, "www.example.org", 10*time.Second)
 	if failed.Issuer != e1.ca.DirectoryURL() || failed.Err == nil {
 		t.Fatalf("issuer_failed names %q (%v), want the first issuer and its error", failed.Issuer, failed.Err)
 	}
-	got := ev.wait(t, autotls.EventObtained, "www.example.org", 10*time.Second)
+	got := ev.next(t, autotls.EventObtained, "www.example.org", 10*time.Second)
 	if got.Issuer != e2.ca.DirectoryURL() {
 		t.Fatalf("obtained from %q, want the second issuer %q", got.Issuer, e2.ca.DirectoryURL())
 	}

@@ -22,51 +22,6 @@ import (
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-// events collects a Manager's events and lets a test wait for one.
-type events struct {
-	mu  sync.Mutex
-	all []autotls.Event
-	ch  chan autotls.Event
-}
-
-func newEvents() *events { return &events{ch: make(chan autotls.Event, 1024)} }
-
-func (ev *events) on(e autotls.Event) {
-	ev.mu.Lock()
-	ev.all = append(ev.all, e)
-	ev.mu.Unlock()
-	select {
-	case ev.ch <- e:
-	default:
-	}
-}
-
-// wait returns the next event of type typ for name, or fails the test.
-func (ev *events) wait(t *testing.T, typ autotls.EventType, name string, within time.Duration) autotls.Event {
-	t.Helper()
-	deadline := time.After(within)
-	for {
-		select {
-		case e := <-ev.ch:
-			if e.Type == typ && (name == "" || e.Name == name) {
-				return e
-			}
-		case <-deadline:
-			t.Fatalf("no %s event for %s within %v; events: %v", typ, name, within, ev.types())
-		}
-	}
-}
-
-func (ev *events) types() []autotls.EventType {
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
-	var out []autotls.EventType
-	for _, e := range ev.all {
-		out = append(out, e.Type)
-	}
-	return out
-}
-
 // rewrite returns a Wrap that passes responses on paths with prefix
 // through edit before they reach the client.
 func rewrite(prefix string, edit func(rec *httptest.ResponseRecorder) []byte) func(http.Handler) http.Handler {
@@ -94,7 +49,7 @@ func rewrite(prefix string, edit func(rec *httptest.ResponseRecorder) []byte) fu
 func TestRenewsWithoutGap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 8 * time.Second}})
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.Profile = "short"
 		m.OnEvent = ev.on
@@ -118,7 +73,7 @@ func TestRenewsWithoutGap(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the clients' pace, not synchronisation
 	}
 	if len(serials) < 3 {
-		t.Fatalf("served %d certificates in 20s of an 8s profile, want at least 3 (two renewals); events %v", len(serials), ev.types())
+		t.Fatalf("served %d certificates in 20s of an 8s profile, want at least 3 (two renewals); events %s", len(serials), ev)
 	}
 }
 
@@ -150,7 +105,7 @@ func TestRevocationReplaced(t *testing.T) {
 		})
 	}
 	e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return capture(shortRetry(h)) }})
-	ev := newEvents()
+	ev := newEventLog()
 	var logs syncBuffer
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.OnEvent = ev.on
@@ -166,13 +121,13 @@ func TestRevocationReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := ev.wait(t, autotls.EventScheduled, "example.com", 30*time.Second); s.Reason != autotls.ReasonARI {
+	if s := ev.next(t, autotls.EventScheduled, "example.com", 30*time.Second); s.Reason != autotls.ReasonARI {
 		t.Fatalf("scheduled by %q, want ari", s.Reason)
 	}
 	if err := e.ca.Revoke(first.Leaf, acme.ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
-	renewed := ev.wait(t, autotls.EventReplaced, "example.com", 30*time.Second)
+	renewed := ev.next(t, autotls.EventReplaced, "example.com", 30*time.Second)
 	id, _ := acme.CertificateID(first.Leaf)
 	if got := replaces.Load().(string); got != id {
 		t.Fatalf("renewal order replaces %q, want %q", got, id)
@@ -223,7 +178,7 @@ func TestMalformedARIOwnSchedule(t *testing.T) {
 func TestCADown503DuringRenewal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 30 * time.Second}})
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.Profile = "short"
 		m.FailureBackoff = 300 * time.Millisecond
@@ -236,8 +191,8 @@ func TestCADown503DuringRenewal(t *testing.T) {
 	if err := e.ca.SetDown(testpebble.Down503); err != nil {
 		t.Fatal(err)
 	}
-	f1 := ev.wait(t, autotls.EventFailed, "example.com", 30*time.Second)
-	f2 := ev.wait(t, autotls.EventFailed, "example.com", 30*time.Second)
+	f1 := ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
+	f2 := ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
 	if !f2.RetryAt.After(f1.RetryAt) {
 		t.Errorf("retries at %v then %v, want later and later", f1.RetryAt, f2.RetryAt)
 	}
@@ -247,7 +202,7 @@ func TestCADown503DuringRenewal(t *testing.T) {
 	if err := e.ca.SetDown(testpebble.Up); err != nil {
 		t.Fatal(err)
 	}
-	ev.wait(t, autotls.EventRenewed, "example.com", 30*time.Second)
+	ev.next(t, autotls.EventRenewed, "example.com", 30*time.Second)
 	if cur, _ := m.GetCertificate(hello("example.com")); cur == first {
 		t.Fatal("the renewed certificate is not served")
 	}
@@ -262,13 +217,13 @@ func TestRateLimitStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := storage.Dir(t.TempDir())
-	ev := newEvents()
+	ev := newEventLog()
 	m1 := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
 	err := m1.Manage(ctxT(t), "www.example.org")
 	if !errors.Is(err, acme.ErrRateLimited) {
 		t.Fatalf("first Manage: got %v, want rateLimited", err)
 	}
-	rl := ev.wait(t, autotls.EventRateLimited, "www.example.org", 10*time.Second)
+	rl := ev.next(t, autotls.EventRateLimited, "www.example.org", 10*time.Second)
 	if d := time.Until(rl.RetryAt); d < 50*time.Minute {
 		t.Fatalf("rate limited until %v, want about an hour from now", rl.RetryAt)
 	}
@@ -304,7 +259,7 @@ func TestFailedStoreRetried(t *testing.T) {
 	e := newEnv(t, testpebble.Options{})
 	store := &failingStore{Storage: storage.NewMemory()}
 	store.fail.Store(true)
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
@@ -312,7 +267,7 @@ func TestFailedStoreRetried(t *testing.T) {
 	if err := m.Manage(ctxT(t), "www.example.org"); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
-	ev.wait(t, autotls.EventNotStored, "www.example.org", 10*time.Second)
+	ev.next(t, autotls.EventNotStored, "www.example.org", 10*time.Second)
 	infos, err := m.Certificates(ctxT(t))
 	if err != nil || len(infos) != 1 || infos[0].Stored || !infos[0].InMemory {
 		t.Fatalf("Certificates = %+v, %v; want one in memory, not stored", infos, err)
@@ -321,7 +276,7 @@ func TestFailedStoreRetried(t *testing.T) {
 		t.Fatalf("stored certificates %v (%v) while every Store fails, want none", keys, err)
 	}
 	store.fail.Store(false)
-	ev.wait(t, autotls.EventStored, "www.example.org", 30*time.Second)
+	ev.next(t, autotls.EventStored, "www.example.org", 30*time.Second)
 	if n := e.ca.Requests("newOrder"); n != 1 {
 		t.Fatalf("%d orders, want 1", n)
 	}
@@ -340,7 +295,7 @@ func TestManagedRetriedInBackground(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	e.failHost.Store("www.example.org")
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.DisableTLSALPN01 = true // http-01 only, which fails for now
 		m.FailureBackoff = 200 * time.Millisecond
@@ -350,7 +305,7 @@ func TestManagedRetriedInBackground(t *testing.T) {
 		t.Fatal("first Manage succeeded, want the validation failure")
 	}
 	e.failHost.Store("")
-	ev.wait(t, autotls.EventObtained, "www.example.org", 30*time.Second)
+	ev.next(t, autotls.EventObtained, "www.example.org", 30*time.Second)
 }
 
 // http-01 validation failing: the next attempt uses tls-alpn-01.
@@ -358,7 +313,7 @@ func TestChallengeFallback(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	e.failHost.Store("www.example.org") // http-01 never works for it
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
@@ -368,7 +323,7 @@ func TestChallengeFallback(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Type != acme.ChallengeHTTP01 {
 		t.Fatalf("first Manage: got %v, want an http-01 ChallengeError", err)
 	}
-	ev.wait(t, autotls.EventObtained, "www.example.org", 30*time.Second)
+	ev.next(t, autotls.EventObtained, "www.example.org", 30*time.Second)
 }
 
 // ordersInFlight returns a Wrap that tracks the orders in flight at the CA
@@ -470,7 +425,7 @@ func TestServeExpired(t *testing.T) {
 	t.Parallel()
 	for _, serve := range []bool{false, true} {
 		e := newEnv(t, testpebble.Options{})
-		ev := newEvents()
+		ev := newEventLog()
 		var offset atomic.Int64
 		m := e.manager(t, nil, func(m *autotls.Manager) {
 			m.ServeExpired = serve
@@ -484,11 +439,11 @@ func TestServeExpired(t *testing.T) {
 		e.ca.SetDown(testpebble.Down503)
 		offset.Store(int64(time.Until(first.Leaf.NotAfter) + time.Minute))
 		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		exp := ev.wait(t, autotls.EventExpired, "example.com", 10*time.Second)
+		exp := ev.next(t, autotls.EventExpired, "example.com", 10*time.Second)
 		if !exp.NotAfter.Equal(first.Leaf.NotAfter) {
 			t.Fatalf("expired event for %v, want %v", exp.NotAfter, first.Leaf.NotAfter)
 		}
-		ev.wait(t, autotls.EventFailed, "example.com", 30*time.Second)
+		ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
 		cur, err := m.GetCertificate(hello("example.com"))
 		switch {
 		case serve && cur != first:
@@ -504,7 +459,7 @@ func TestServeExpired(t *testing.T) {
 func TestExpiringEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
-	ev := newEvents()
+	ev := newEventLog()
 	var offset atomic.Int64
 	m := e.manager(t, nil, func(m *autotls.Manager) { m.OnEvent = ev.on })
 	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
@@ -517,7 +472,7 @@ func TestExpiringEvent(t *testing.T) {
 	// tenth of a 90-day lifetime.
 	offset.Store(int64(time.Until(first.Leaf.NotAfter) - 5*24*time.Hour))
 	autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-	x := ev.wait(t, autotls.EventExpiring, "example.com", 30*time.Second)
+	x := ev.next(t, autotls.EventExpiring, "example.com", 30*time.Second)
 	if !x.NotAfter.Equal(first.Leaf.NotAfter) || x.Err == nil {
 		t.Fatalf("expiring event %+v, want the certificate's expiry and the failure", x)
 	}
@@ -543,7 +498,7 @@ func TestDueAfterRestartBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.MaxBackgroundOrders = limit
 		m.OnEvent = ev.on
@@ -581,7 +536,7 @@ func TestACMEObserver(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	obs := &exchangeLog{}
-	ev := newEvents()
+	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.ACMEObserver = obs
 		m.OnEvent = ev.on
@@ -589,7 +544,7 @@ func TestACMEObserver(t *testing.T) {
 	if _, err := m.GetCertificate(hello("example.com")); err != nil {
 		t.Fatal(err)
 	}
-	ev.wait(t, autotls.EventScheduled, "example.com", 30*time.Second)
+	ev.next(t, autotls.EventScheduled, "example.com", 30*time.Second)
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	seen := strings.Join(obs.ops, ",")
