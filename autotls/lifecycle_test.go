@@ -554,3 +554,36 @@ func TestACMEObserver(t *testing.T) {
 		}
 	}
 }
+
+// With ServeExpired, an expired certificate found in storage is served at
+// once while the CA is down, and renewed in the background once the CA is
+// back, without another handshake.
+func TestServeExpiredFromStorage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	f := newFixture(t)
+	store := storage.NewMemory()
+	chain := f.leafPEMValid(t, "example.com", 7, time.Now().Add(-91*24*time.Hour), time.Now().Add(-time.Hour))
+	if err := autotls.StoreForTest(ctxT(t), store, e.ca.DirectoryURL(), "example.com", chain, f.leafKy); err != nil {
+		t.Fatal(err)
+	}
+	ev := newEventLog()
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.ServeExpired = true
+		m.FailureBackoff = 200 * time.Millisecond
+		m.OnEvent = ev.on
+	})
+	e.ca.SetDown(testpebble.Down503)
+	c, _ := m.GetCertificate(hello("example.com"))
+	ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
+	if c == nil {
+		if c, _ = m.GetCertificate(hello("example.com")); c == nil {
+			t.Fatal("the expired stored certificate is not served as a last resort")
+		}
+	}
+	if c.Leaf.SerialNumber.Int64() != 7 {
+		t.Fatalf("served serial %v, want the stored expired one", c.Leaf.SerialNumber)
+	}
+	e.ca.SetDown(testpebble.Up)
+	ev.next(t, autotls.EventRenewed, "example.com", 30*time.Second)
+}
