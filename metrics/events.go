@@ -103,9 +103,13 @@ func eventUpdate(e autotls.Event) (update, bool) {
 func (c *Collector) applyPendingLocked() {
 	c.pendMu.Lock()
 	p := c.pending
-	if len(p) > 0 {
-		c.pending = make(map[string]update)
+	if len(p) == 0 {
+		// Nothing to apply; p is still the live map, which OnEvent may
+		// be writing as soon as pendMu is released: never range over it.
+		c.pendMu.Unlock()
+		return
 	}
+	c.pending = make(map[string]update)
 	c.pendMu.Unlock()
 	for name, u := range p {
 		c.tab.apply(name, u)
