@@ -306,6 +306,10 @@ func TestPollingObeysRetryAfter(t *testing.T) {
 		mu       sync.Mutex
 		accepted bool
 		polls    []time.Time
+		// Pebble may validate before it answers the challenge POST, and
+		// a challenge answered "valid" is not polled: the solver holds
+		// the validation until the first poll.
+		firstPoll = make(chan struct{})
 	)
 	ca := faultCA(t, func(w http.ResponseWriter, r *http.Request) bool {
 		mu.Lock()
@@ -317,6 +321,7 @@ func TestPollingObeysRetryAfter(t *testing.T) {
 			polls = append(polls, time.Now())
 			switch len(polls) {
 			case 1:
+				close(firstPoll)
 				w.Header().Set("Retry-After", "1")
 			case 2:
 				w.Header().Set("Retry-After", time.Now().Add(2*time.Second).UTC().Format(http.TimeFormat))
@@ -331,6 +336,7 @@ func TestPollingObeysRetryAfter(t *testing.T) {
 		return false
 	})
 	s := newHTTPSolver(t, ca)
+	s.gate = firstPoll
 	c := registered(t, ca)
 	mustObtain(t, c, s, "retry.example.com")
 	mu.Lock()

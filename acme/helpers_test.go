@@ -71,7 +71,10 @@ func ctxT(t testing.TB) context.Context {
 type httpSolver struct {
 	// delay, in nanoseconds, is how long each challenge request waits
 	// before it is answered: the CA's validation then takes that long.
-	delay    atomic.Int64
+	delay atomic.Int64
+	// gate, when set before the first challenge, holds every challenge
+	// request until it is closed: the CA cannot validate before then.
+	gate     chan struct{}
 	mu       sync.Mutex
 	tokens   map[string]string
 	presents int
@@ -93,6 +96,13 @@ func newHTTPSolver(t testing.TB, ca *testpebble.CA) *httpSolver {
 }
 
 func (s *httpSolver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if d := time.Duration(s.delay.Load()); d > 0 {
 		time.Sleep(d) // the simulated validation time, not synchronisation
 	}
