@@ -44,10 +44,12 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // client's server name, or DefaultServerName when it sent none.
 func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*tls.Certificate, error) {
 	if sni == "" {
+		st.refusalCounts.noServerName.Add(1)
 		return nil, fmt.Errorf("%w: the client sent no server name (SNI): set Manager.DefaultServerName to serve such clients", ErrInvalidName)
 	}
 	name, err := m.serverName(sni)
 	if err != nil {
+		st.refusalCounts.count(err)
 		return nil, err
 	}
 	if c := st.cache.lookup(name); c != nil {
@@ -140,7 +142,9 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	if onDemand {
 		r, ok := st.limiter.enter()
 		if !ok {
-			m.finish(name, f, nil, fmt.Errorf("%w: too many on-demand issuances in flight", ErrOnDemandLimited))
+			err := fmt.Errorf("%w: too many on-demand issuances in flight", ErrOnDemandLimited)
+			st.refusalCounts.count(err)
+			m.finish(name, f, nil, err)
 			return
 		}
 		release = r

@@ -99,7 +99,9 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		return nil, fmt.Errorf("%w: %s until %s (the CA's Retry-After, stored): %w", ErrBackoff, name, waiting.Until.Format(time.RFC3339), err)
 	}
 	if onDemand && !st.limiter.allow(now) {
-		return nil, fmt.Errorf("%w: %s: rate limit of new orders", ErrOnDemandLimited, name)
+		err := fmt.Errorf("%w: %s: rate limit of new orders", ErrOnDemandLimited, name)
+		st.refusalCounts.count(err)
+		return nil, err
 	}
 
 	lockCtx, unlock, err := storage.LockContext(ctx, store, m.lockName(name))

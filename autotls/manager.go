@@ -271,6 +271,8 @@ type state struct {
 	httpInUse atomic.Bool
 	limiter   *limiter
 	refusals  *limiter // paces EventRefused
+	// refusalCounts counts every refusal (Manager.Refusals).
+	refusalCounts refusalCounts
 
 	sched          schedule
 	queue          queue

@@ -193,6 +193,11 @@ func TestHostileSNI(t *testing.T) {
 	if got := e.ca.Requests("newOrder"); got != 2 {
 		t.Fatalf("%d orders, want 2 (example.com and the IDN)", got)
 	}
+	// Every refusal is counted by its reason.
+	want := autotls.Refusals{NoServerName: 1, InvalidName: 10, NotAllowed: 3}
+	if got := m.Refusals(); got != want {
+		t.Fatalf("Refusals() = %+v, want %+v", got, want)
+	}
 }
 
 func TestIPCertificates(t *testing.T) {
@@ -302,6 +307,9 @@ func TestOnDemandRateLimit(t *testing.T) {
 	}
 	if asked.Load() < 60 {
 		t.Fatalf("decision function asked %d times, want 60", asked.Load())
+	}
+	if got := m.Refusals(); got != (autotls.Refusals{OnDemandLimited: uint64(limited.Load())}) {
+		t.Fatalf("Refusals() = %+v, want %d on-demand-limited", got, limited.Load())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,8 +19,59 @@ var ErrHostNotAllowed = errors.New("autotls: host not allowed")
 // most (in bursts of as many); further refusals are not reported.
 const MaxRefusedEvents = 60
 
-// refused reports a refused name, within MaxRefusedEvents a minute.
+// Refusals counts the handshakes a Manager refused a certificate to, by
+// reason, since it was created (see [Manager.Refusals]). Every refusal is
+// counted, including those past MaxRefusedEvents that no event reports.
+type Refusals struct {
+	// NoServerName: the client sent no server name and DefaultServerName
+	// is not set.
+	NoServerName uint64
+	// InvalidName: the server name is not a valid host name
+	// ([ErrInvalidName]): a wildcard, an empty or too long label, a
+	// character no host name has, a single label.
+	InvalidName uint64
+	// NotAllowed: the host policy, OnDemand.Decide or AllowIPCertificates
+	// refused the name ([ErrHostNotAllowed]).
+	NotAllowed uint64
+	// OnDemandLimited: an on-demand order was refused by OnDemand's rate
+	// limit or its cap on orders in flight ([ErrOnDemandLimited]).
+	OnDemandLimited uint64
+}
+
+// refusalCounts are a Manager's Refusals, counted atomically.
+type refusalCounts struct {
+	noServerName, invalidName, notAllowed, onDemandLimited atomic.Uint64
+}
+
+// count counts a refusal by its error.
+func (c *refusalCounts) count(err error) {
+	switch {
+	case errors.Is(err, ErrOnDemandLimited):
+		c.onDemandLimited.Add(1)
+	case errors.Is(err, ErrHostNotAllowed):
+		c.notAllowed.Add(1)
+	default:
+		c.invalidName.Add(1)
+	}
+}
+
+// Refusals returns how many handshakes the Manager refused a certificate
+// to since it was created, by reason. It is cheap (four atomic loads) and
+// safe for concurrent use: metrics read it at each scrape.
+func (m *Manager) Refusals() Refusals {
+	c := &m.state().refusalCounts
+	return Refusals{
+		NoServerName:    c.noServerName.Load(),
+		InvalidName:     c.invalidName.Load(),
+		NotAllowed:      c.notAllowed.Load(),
+		OnDemandLimited: c.onDemandLimited.Load(),
+	}
+}
+
+// refused counts a refused name and reports it, within MaxRefusedEvents a
+// minute.
 func (m *Manager) refused(name string, err error) {
+	m.st.refusalCounts.count(err)
 	if !m.st.refusals.allow(m.now()) {
 		return
 	}

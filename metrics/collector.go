@@ -56,6 +56,8 @@ type Collector struct {
 	// clock. Tests replace both.
 	source func(context.Context) ([]autotls.CertificateInfo, error)
 	now    func() time.Time
+	// refusals reads the Manager's refusal counts (nil: none).
+	refusals func() autotls.Refusals
 
 	d descs
 
@@ -126,6 +128,7 @@ func New(m *autotls.Manager, opts Options) *Collector {
 	}
 	if m != nil {
 		c.source = m.Certificates
+		c.refusals = m.Refusals
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.initVecs()
@@ -151,6 +154,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.maybeRefresh()
 	c.collectCertificates(ch)
 	c.collectRateLimits(ch)
+	c.collectRefusals(ch)
 	if t := c.lastRefresh(); !t.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.d.refreshTime, prometheus.GaugeValue, seconds(t.UnixNano()))
 	}
@@ -172,6 +176,35 @@ func (c *Collector) Close() error {
 	c.cancel()
 	c.wg.Wait()
 	return nil
+}
+
+// Label values of tlsmint_on_demand_refused_total's reason.
+const (
+	reasonNoServerName    = "no_server_name"
+	reasonInvalidName     = "invalid_name"
+	reasonNotAllowed      = "not_allowed"
+	reasonOnDemandLimited = "on_demand_limited"
+)
+
+// collectRefusals reports the Manager's refusal counters, read at once
+// (they are counted in the Manager, every refusal, not from the paced
+// EventRefused).
+func (c *Collector) collectRefusals(ch chan<- prometheus.Metric) {
+	if c.refusals == nil {
+		return
+	}
+	r := c.refusals()
+	for _, v := range []struct {
+		reason string
+		n      uint64
+	}{
+		{reasonNoServerName, r.NoServerName},
+		{reasonInvalidName, r.InvalidName},
+		{reasonNotAllowed, r.NotAllowed},
+		{reasonOnDemandLimited, r.OnDemandLimited},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.d.refused, prometheus.CounterValue, float64(v.n), v.reason)
+	}
 }
 
 // seconds converts Unix nanoseconds to seconds, exactly for whole seconds.

@@ -22,6 +22,7 @@ type descs struct {
 	notAfter, renewal, ready                  *prometheus.Desc
 	certificates, expiring, failing, unstored *prometheus.Desc
 	omitted, rateLimitedUntil, refreshTime    *prometheus.Desc
+	refused                                   *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -48,11 +49,14 @@ func newDescs() descs {
 			"Until when the CA asked not to order the name again (rate limit or Retry-After), as a Unix time; only while that is in the future.", nameIssuer, nil),
 		refreshTime: prometheus.NewDesc("tlsmint_metrics_refresh_timestamp_seconds",
 			"When the collector last read the Manager's certificates (between reads, events keep its copy current), as a Unix time.", nil, nil),
+		refused: prometheus.NewDesc("tlsmint_on_demand_refused_total",
+			"Handshakes the Manager refused a certificate to, by reason: no_server_name (no SNI and no DefaultServerName), invalid_name (not a valid host name), not_allowed (the host policy, OnDemand.Decide or AllowIPCertificates) or on_demand_limited (OnDemand's rate limit or cap on orders in flight). Every refusal is counted, also those no event reports.",
+			[]string{"reason"}, nil),
 	}
 }
 
 func (d *descs) describe(ch chan<- *prometheus.Desc) {
-	for _, x := range []*prometheus.Desc{d.notAfter, d.renewal, d.ready, d.certificates, d.expiring, d.failing, d.unstored, d.omitted, d.rateLimitedUntil, d.refreshTime} {
+	for _, x := range []*prometheus.Desc{d.notAfter, d.renewal, d.ready, d.certificates, d.expiring, d.failing, d.unstored, d.omitted, d.rateLimitedUntil, d.refreshTime, d.refused} {
 		ch <- x
 	}
 }

@@ -48,6 +48,7 @@
 //	tlsmint_issuance_total{issuer,result}                               result: success, failure, fallback
 //	tlsmint_issuance_duration_seconds{issuer,result}                    histogram, first newOrder to outcome
 //	tlsmint_rate_limited_total{issuer}
+//	tlsmint_on_demand_refused_total{reason}                             reason: no_server_name, invalid_name, not_allowed, on_demand_limited
 //	tlsmint_metrics_refresh_timestamp_seconds, tlsmint_metrics_refresh_errors_total
 //
 // The issuer label is the CA's directory URL; status is the final HTTP
@@ -56,7 +57,9 @@
 // list, empty for none, so a CA cannot grow the label set. An issuance is
 // timed from the first newOrder for its name to the event that ends it,
 // fallbacks to other issuers included; a certificate another node
-// obtained (EventLoaded) is not timed.
+// obtained (EventLoaded) is not timed. Refusals are read from
+// [autotls.Manager.Refusals] at each scrape: every refused handshake
+// counts, also those past the pace of EventRefused.
 //
 // # Cost
 //

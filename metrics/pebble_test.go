@@ -1,12 +1,15 @@
 package metrics
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/autotls"
 )
 
 // Certificates obtained from the in-process CA, scraped through promhttp:
@@ -118,4 +121,36 @@ func TestPebbleScrape(t *testing.T) {
 			lint(t, c)
 		})
 	}
+}
+
+// TestRefusedTotal: every refused handshake is counted by its reason, also
+// past the pace of EventRefused (autotls.MaxRefusedEvents a minute).
+func TestRefusedTotal(t *testing.T) {
+	e := newEnv(t)
+	m, c := e.manager(t, Options{RefreshInterval: -1})
+	refuse := func(sni string, want error) {
+		t.Helper()
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: sni}); !errors.Is(err, want) {
+			t.Fatalf("GetCertificate(%q) = %v, want %v", sni, err, want)
+		}
+	}
+	refuse("", autotls.ErrInvalidName)
+	refuse("a_b.example.com", autotls.ErrInvalidName)
+	refuse("*.example.com", autotls.ErrInvalidName)
+	n := autotls.MaxRefusedEvents + 10
+	for i := range n {
+		refuse(fmt.Sprintf("n%d.example.net", i), autotls.ErrHostNotAllowed)
+	}
+	got := scrape(t, c)
+	for reason, want := range map[string]float64{
+		"no_server_name": 1, "invalid_name": 2, "not_allowed": float64(n), "on_demand_limited": 0,
+	} {
+		if v := got.value(t, "tlsmint_on_demand_refused_total", "reason="+reason); v != want {
+			t.Errorf("on_demand_refused_total{reason=%s}: got %v, want %v", reason, v, want)
+		}
+	}
+	if v := got.sum("tlsmint_acme_requests_total"); v != 0 {
+		t.Errorf("acme_requests_total: got %v for refused names, want 0", v)
+	}
+	lint(t, c)
 }
