@@ -34,6 +34,7 @@ const (
 const (
 	KindExchange = "exchange" // one exchange with a CA (acme.Exchange)
 	KindDecision = "decision" // something the Manager decided or saw happen
+	KindProbe    = "probe"    // what a watchdog found served (package watchdog)
 )
 
 // Outcomes of records.
@@ -49,7 +50,7 @@ type Record struct {
 	Time time.Time `json:"time"`
 	// Node names the process that wrote it (Log.Node).
 	Node string `json:"node"`
-	// Kind is KindExchange or KindDecision.
+	// Kind is KindExchange, KindDecision or KindProbe.
 	Kind string `json:"kind"`
 	// Outcome is OutcomeOK, OutcomeFailure or OutcomeRefused.
 	Outcome string `json:"outcome"`
@@ -57,12 +58,17 @@ type Record struct {
 	Issuer  string `json:"issuer,omitempty"`
 	Account string `json:"account,omitempty"`
 	// Operation is the ACME operation (acme.OpNewOrder, …) of an exchange,
-	// or the event type (autotls.EventFailed, …) of a decision.
+	// the event type (autotls.EventFailed, …) of a decision, or "probe".
 	Operation string `json:"operation"`
-	// Names are the identifiers or the managed name concerned.
+	// Names are the identifiers or the managed name concerned (for a
+	// probe, the server name it asked for).
 	Names []string `json:"names,omitempty"`
+	// Target is the address ("host:port") a probe dialled.
+	Target string `json:"target,omitempty"`
 	// Status, Problem and Detail are the CA's answer; RetryAfter its
-	// Retry-After; Latency and Retries how the exchange went.
+	// Retry-After; Latency and Retries how the exchange went. For a
+	// probe, Problem lists the problems' names (watchdog.ProblemName),
+	// comma-separated, and Detail says what they are.
 	Status     int           `json:"status,omitempty"`
 	Problem    string        `json:"problem,omitempty"`
 	Detail     string        `json:"detail,omitempty"`
@@ -386,7 +392,7 @@ type Filter struct {
 	Issuer string
 	// Outcome is OutcomeOK or OutcomeFailure.
 	Outcome string
-	// Kind is KindExchange or KindDecision.
+	// Kind is KindExchange, KindDecision or KindProbe.
 	Kind string
 	// Since and Until bound the records' time (Until exclusive).
 	Since, Until time.Time

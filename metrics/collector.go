@@ -98,6 +98,7 @@ type Collector struct {
 	issuanceDuration *prometheus.HistogramVec
 	rateLimits       *prometheus.CounterVec
 	refreshErrors    prometheus.Counter
+	probes           *probes
 }
 
 // New returns a Collector for m's certificates. A nil m is allowed: the
@@ -116,6 +117,7 @@ func New(m *autotls.Manager, opts Options) *Collector {
 		pending:         make(map[string]update),
 		rateLimited:     make(map[nameKey]time.Time),
 		starts:          make(map[string]time.Time),
+		probes:          newProbes(),
 	}
 	if c.maxNames == 0 {
 		c.maxNames = DefaultMaxNames
@@ -144,6 +146,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.issuanceDuration.Describe(ch)
 	c.rateLimits.Describe(ch)
 	c.refreshErrors.Describe(ch)
+	c.probes.describe(ch)
 }
 
 // Collect implements [prometheus.Collector]. It reads Manager.Certificates
@@ -164,6 +167,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.issuanceDuration.Collect(ch)
 	c.rateLimits.Collect(ch)
 	c.refreshErrors.Collect(ch)
+	c.probes.collect(ch, c.maxNames)
 }
 
 // Close stops a background read of Manager.Certificates, waits for it to

@@ -51,6 +51,15 @@
 //	tlsmint_on_demand_refused_total{reason}                             reason: no_server_name, invalid_name, not_allowed, on_demand_limited
 //	tlsmint_metrics_refresh_timestamp_seconds, tlsmint_metrics_refresh_errors_total
 //
+// From a [watchdog.Watchdog] whose OnResult is [Collector.ObserveProbe]
+// (what clients are actually served):
+//
+//	tlsmint_watchdog_probes_total{result}                               result: ok, problem
+//	tlsmint_watchdog_problems_total{problem}                            problem: watchdog.ProblemName (expired, expiring_soon, untrusted, …)
+//	tlsmint_watchdog_targets_failing                                    targets whose last probe found a problem
+//	tlsmint_watchdog_target_problem{target,server_name,problem}         1 per problem of a failing target (at most MaxNames targets)
+//	tlsmint_watchdog_last_probe_timestamp_seconds
+//
 // The issuer label is the CA's directory URL; status is the final HTTP
 // status ("none" when no response came); problem is the ACME error name
 // ("rateLimited", "badNonce", …), "other" for a type outside RFC 8555's

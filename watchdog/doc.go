@@ -50,6 +50,22 @@
 // A target that cannot be reached reports [ErrUnreachable]; one whose
 // handshake fails (an alert, not TLS, a timeout) reports [ErrHandshake].
 //
+// # Reporting
+//
+// Every result goes to [Watchdog.OnResult], those with problems also to
+// [Watchdog.OnProblem] and to the Logger (a warning). Wire them to the
+// rest of tlsmint's observability:
+//
+//	trail := &audit.Log{Storage: store}    // the Manager's AuditLog too
+//	c := metrics.New(m, metrics.Options{}) // the Manager's collector
+//	w := &watchdog.Watchdog{Manager: m, Listeners: addrs, AuditLog: trail, OnResult: c.ObserveProbe}
+//
+// With an AuditLog each result with problems becomes an audit record
+// (audit.KindProbe, the problems by [ProblemName], target, serial and
+// expiry served), and a target that recovers writes one record with
+// outcome ok; metrics.Collector.ObserveProbe counts results and
+// problems and exposes the failing targets.
+//
 // # Errors
 //
 // The problems of a [Result] are errors, each wrapping one of the

@@ -42,3 +42,33 @@ var (
 	// ErrClosed is returned by Probe, Check and Start after Close.
 	ErrClosed = errors.New("watchdog: closed")
 )
+
+// problemNames are the short names of the problems, in [ProblemName].
+var problemNames = []struct {
+	err  error
+	name string
+}{
+	{ErrExpired, "expired"},
+	{ErrExpiringSoon, "expiring_soon"},
+	{ErrNotYetValid, "not_yet_valid"},
+	{ErrNameMismatch, "name_mismatch"},
+	{ErrUntrusted, "untrusted"},
+	{ErrNotManagerCertificate, "not_manager_certificate"},
+	{ErrUnreachable, "unreachable"},
+	{ErrHandshake, "handshake"},
+	{ErrInvalidTarget, "invalid_target"},
+}
+
+// ProblemName returns the short name of a problem, for metric labels and
+// audit records: "expired", "expiring_soon", "not_yet_valid",
+// "name_mismatch", "untrusted", "not_manager_certificate", "unreachable",
+// "handshake" or "invalid_target" for an error wrapping the Err value of
+// that name, and "other" for anything else.
+func ProblemName(err error) string {
+	for _, p := range problemNames {
+		if errors.Is(err, p.err) {
+			return p.name
+		}
+	}
+	return "other"
+}

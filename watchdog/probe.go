@@ -50,9 +50,10 @@ func (w *Watchdog) Probe(ctx context.Context) ([]Result, error) {
 		return results[:started], errors.Join(listErr, err)
 	}
 	w.mu.Lock()
+	prev := w.last
 	w.last = append([]Result(nil), results...)
 	w.mu.Unlock()
-	w.report(results)
+	w.report(results, prev)
 	return results, listErr
 }
 
@@ -183,12 +184,27 @@ func (w *Watchdog) handshake(ctx context.Context, addr, name string, ip bool) ([
 	return chain, latency, nil
 }
 
-// report records results with the callbacks and the logger.
-func (w *Watchdog) report(results []Result) {
+// report records results with the callbacks, the logger and the audit
+// log; prev are the previous round's.
+func (w *Watchdog) report(results, prev []Result) {
 	log := w.logger()
+	var failed map[targetKey]bool // the previous round's targets with problems
+	if w.AuditLog != nil {
+		for _, r := range prev {
+			if !r.OK() {
+				if failed == nil {
+					failed = make(map[targetKey]bool)
+				}
+				failed[r.Target.key()] = true
+			}
+		}
+	}
 	for _, r := range results {
 		if w.OnResult != nil {
 			w.OnResult(r)
+		}
+		if w.AuditLog != nil && (!r.OK() || failed[r.Target.key()]) {
+			w.AuditLog.Add(r.auditRecord())
 		}
 		if r.OK() {
 			continue

@@ -4,8 +4,11 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
 )
 
@@ -59,3 +62,36 @@ func (r Result) Serial() string {
 }
 
 func serialHex(c *x509.Certificate) string { return hex.EncodeToString(c.SerialNumber.Bytes()) }
+
+// maxAuditDetail caps the problems' text in an audit record.
+const maxAuditDetail = 1024
+
+// auditRecord is the result as an audit record: the target, the served
+// leaf's serial and expiry, and the problems (names and text).
+func (r Result) auditRecord() audit.Record {
+	rec := audit.Record{
+		Time: r.Time, Kind: audit.KindProbe, Outcome: audit.OutcomeOK, Operation: "probe",
+		Target: r.Target.Addr, Serial: r.Serial(), Latency: r.Latency,
+	}
+	if r.Target.ServerName != "" {
+		rec.Names = []string{r.Target.ServerName}
+	}
+	if l := r.Leaf(); l != nil {
+		rec.NotAfter = l.NotAfter
+	}
+	if !r.OK() {
+		rec.Outcome = audit.OutcomeFailure
+		names := make([]string, 0, len(r.Problems))
+		for _, p := range r.Problems {
+			if n := ProblemName(p); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		rec.Problem = strings.Join(names, ",")
+		rec.Detail = r.Err().Error()
+		if len(rec.Detail) > maxAuditDetail {
+			rec.Detail = rec.Detail[:maxAuditDetail]
+		}
+	}
+	return rec
+}

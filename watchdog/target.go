@@ -39,6 +39,14 @@ func (t Target) String() string {
 	return t.Addr + " (" + t.ServerName + ")"
 }
 
+// targetKey identifies a target across rounds.
+type targetKey struct {
+	addr, name string
+	managed    bool
+}
+
+func (t Target) key() targetKey { return targetKey{t.Addr, t.ServerName, t.Managed} }
+
 // A Source reports the certificates a Manager holds. [*autotls.Manager]
 // is one; the watchdog only reads it.
 type Source interface {

@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/tlsmint/tlsmint/audit"
 )
 
 // Defaults for the zero values of [Watchdog]'s fields.
@@ -84,6 +86,13 @@ type Watchdog struct {
 	// for rounds it runs), once every target of the round is probed. Nil
 	// means none.
 	OnResult, OnProblem func(Result)
+	// AuditLog, if set, receives an audit record (Kind audit.KindProbe)
+	// for every result of a round that has problems, and one with
+	// Outcome audit.OutcomeOK for a target that had problems in the
+	// previous round and has none now. An [*audit.Log] is one; give the
+	// Manager's, and the trail says what clients were served next to
+	// what the Manager did. Nil means none.
+	AuditLog Recorder
 	// Logger receives a warning for each result with problems and the
 	// errors of the loop's rounds. Nil means silent.
 	Logger *slog.Logger
@@ -99,6 +108,12 @@ type Watchdog struct {
 	started bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+}
+
+// A Recorder keeps audit records; [*audit.Log] is one. Add must be safe
+// for concurrent use and should not block.
+type Recorder interface {
+	Add(audit.Record)
 }
 
 func (w *Watchdog) init() {
