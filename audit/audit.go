@@ -44,43 +44,9 @@ const (
 	OutcomeRefused = "refused" // a name the host policy refused
 )
 
-// A Record is one entry of the audit trail. It never carries request or
-// response bodies, JWS, nonces, keys or EAB secrets.
-type Record struct {
-	Time time.Time `json:"time"`
-	// Node names the process that wrote it (Log.Node).
-	Node string `json:"node"`
-	// Kind is KindExchange, KindDecision or KindProbe.
-	Kind string `json:"kind"`
-	// Outcome is OutcomeOK, OutcomeFailure or OutcomeRefused.
-	Outcome string `json:"outcome"`
-	// Issuer is the CA's directory URL; Account the account URL.
-	Issuer  string `json:"issuer,omitempty"`
-	Account string `json:"account,omitempty"`
-	// Operation is the ACME operation (acme.OpNewOrder, …) of an exchange,
-	// the event type (autotls.EventFailed, …) of a decision, or "probe".
-	Operation string `json:"operation"`
-	// Names are the identifiers or the managed name concerned (for a
-	// probe, the server name it asked for).
-	Names []string `json:"names,omitempty"`
-	// Target is the address ("host:port") a probe dialled.
-	Target string `json:"target,omitempty"`
-	// Status, Problem and Detail are the CA's answer; RetryAfter its
-	// Retry-After; Latency and Retries how the exchange went. For a
-	// probe, Problem lists the problems' names (watchdog.ProblemName),
-	// comma-separated, and Detail says what they are.
-	Status     int           `json:"status,omitempty"`
-	Problem    string        `json:"problem,omitempty"`
-	Detail     string        `json:"detail,omitempty"`
-	RetryAfter time.Duration `json:"retry_after,omitempty"`
-	Latency    time.Duration `json:"latency,omitempty"`
-	Retries    int           `json:"retries,omitempty"`
-	// Serial, NotAfter and Until describe a decision: the certificate,
-	// its expiry, and when a back-off or rate limit ends.
-	Serial   string    `json:"serial,omitempty"`
-	NotAfter time.Time `json:"not_after,omitzero"`
-	Until    time.Time `json:"until,omitzero"`
-}
+// A Record is one entry of the audit trail. It is [autotls.AuditRecord],
+// so that [autotls.Manager.Audit] returns it.
+type Record = autotls.AuditRecord
 
 // A Log is an append-only, bounded audit trail of a Manager's exchanges with
 // its CAs and of its decisions, kept in a storage.Storage: every node of a
@@ -385,22 +351,11 @@ func (l *Log) Close() error {
 }
 
 // A Filter selects records for [Log.Query]; zero fields match everything.
-type Filter struct {
-	// Name matches records about this name (exactly).
-	Name string
-	// Issuer matches records of this directory URL.
-	Issuer string
-	// Outcome is OutcomeOK or OutcomeFailure.
-	Outcome string
-	// Kind is KindExchange, KindDecision or KindProbe.
-	Kind string
-	// Since and Until bound the records' time (Until exclusive).
-	Since, Until time.Time
-	// Limit caps the records returned (the newest); zero means 1000.
-	Limit int
-}
+// It is [autotls.AuditFilter], so that [autotls.Manager.Audit] takes it.
+type Filter = autotls.AuditFilter
 
-func (f Filter) match(r Record) bool {
+// match reports whether r matches f.
+func match(f Filter, r Record) bool {
 	if f.Name != "" && !slices.Contains(r.Names, f.Name) {
 		return false
 	}
@@ -446,14 +401,14 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 		for sc.Scan() {
 			var r Record
-			if json.Unmarshal(sc.Bytes(), &r) == nil && f.match(r) {
+			if json.Unmarshal(sc.Bytes(), &r) == nil && match(f, r) {
 				out = append(out, r)
 			}
 		}
 	}
 	l.mu.Lock()
 	for _, r := range l.buf {
-		if f.match(r) {
+		if match(f, r) {
 			out = append(out, r)
 		}
 	}

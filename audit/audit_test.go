@@ -65,6 +65,14 @@ func TestTrailOfAnIssuance(t *testing.T) {
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "example.com"}); err != nil {
 		t.Fatal(err)
 	}
+	// The Manager answers from its AuditLog, buffered records included.
+	viaManager, err := m.Audit(ctxT(t), autotls.AuditFilter{Name: "example.com", Kind: KindDecision})
+	if err != nil {
+		t.Fatalf("Manager.Audit: %v", err)
+	}
+	if len(viaManager) != 1 || viaManager[0].Operation != string(autotls.EventObtained) {
+		t.Fatalf("Manager.Audit(example.com decisions) = %+v, want the one obtained", viaManager)
+	}
 	if err := log.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -316,5 +324,12 @@ func TestRefusalsPaced(t *testing.T) {
 	}
 	if !strings.Contains(recs[0].Detail, "not allowed") || len(recs[0].Names) != 1 {
 		t.Fatalf("refusal record %+v, want the name and the reason", recs[0])
+	}
+}
+
+func TestManagerAuditWithoutLog(t *testing.T) {
+	m := &autotls.Manager{}
+	if _, err := m.Audit(ctxT(t), autotls.AuditFilter{}); !errors.Is(err, autotls.ErrNoAuditLog) {
+		t.Fatalf("Audit without AuditLog: got %v, want ErrNoAuditLog", err)
 	}
 }

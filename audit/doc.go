@@ -5,12 +5,16 @@
 // a CA answered, how close each account and registered domain is to the
 // CA's rate limits.
 //
+// [Record] and [Filter] are [autotls.AuditRecord] and [autotls.AuditFilter]:
+// [autotls.Manager.Audit] queries the Log given as Manager.AuditLog, so code
+// that holds only the Manager can read its trail.
+//
 // # Getting started
 //
 //	log := &audit.Log{Storage: store, Node: "web-1"}
 //	defer log.Close()
 //	m := &autotls.Manager{Storage: store, AuditLog: log, …}
-//	recs, err := log.Query(ctx, audit.Filter{Name: "example.com", Since: time.Now().Add(-24 * time.Hour)})
+//	recs, err := m.Audit(ctx, audit.Filter{Name: "example.com", Since: time.Now().Add(-24 * time.Hour)}) // or log.Query
 //	usage, err := log.RateLimits(ctx, time.Now(), nil) // Let's Encrypt's limits
 //
 // # Storage
