@@ -5,10 +5,12 @@
 // The [Storage] interface has six methods: Store (atomic), Load, Delete,
 // List, Stat and Lock (a cluster-wide lock that expires when its holder
 // dies). Its documentation states the exact semantics every backend
-// provides, checked by the conformance suite in package storagetest. Two
+// provides, checked by the conformance suite in package storagetest. Three
 // optional interfaces add to it: [Watcher], for backends that can report
-// changes as they happen, and [LockerWithContext], for backends that can tell
-// a holder that it lost its lock.
+// changes as they happen, [LockerWithContext], for backends that can tell
+// a holder that it lost its lock, and [Journal], for backends that keep
+// append-only logs natively (the audit trail): FileStorage in JSON-lines
+// files rotated every hour under .journal/, PostgreSQL in a table.
 //
 // This package has two backends:
 //

@@ -73,6 +73,8 @@ type FileStorage struct {
 	// locks and failed watch listings. Nil means no logging.
 	Logger *slog.Logger
 
+	journalMu sync.Mutex // serialises this client's journal appends and trims
+
 	mu        sync.Mutex
 	root      *os.Root
 	closed    bool

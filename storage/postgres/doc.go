@@ -14,7 +14,9 @@
 // migrations, serialised by an advisory lock so that a fleet may start at
 // once). Everything is named with [Config.TablePrefix], "tlsmint_" by
 // default: tables tlsmint_values (key, value, modified), tlsmint_locks
-// (name, owner, expires, token) and tlsmint_schema_version, the sequence
+// (name, owner, expires, token), tlsmint_journal (storage.Journal's entries:
+// journal, time, node, keys, data; indexed by journal and time, and by key)
+// and tlsmint_schema_version, the sequence
 // tlsmint_fence, and a trigger that announces every change on the
 // notification channel tlsmint_changes. The database user needs the right to
 // create them on first use.

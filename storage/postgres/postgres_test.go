@@ -47,7 +47,7 @@ func testPrefix(t testing.TB, dsn string) string {
 			return
 		}
 		defer c.Close(ctx)
-		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
+		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE journal", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
 			kind, name, _ := bytesCut(obj)
 			if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + name}.Sanitize()+" CASCADE"); err != nil {
 				t.Errorf("clean-up: %v", err)
@@ -128,8 +128,43 @@ func TestMigrationsConcurrentAndIdempotent(t *testing.T) {
 	if err := c.QueryRow(t.Context(), "SELECT max(version), count(*) FROM "+pgx.Identifier{prefix + "schema_version"}.Sanitize()).Scan(&version, &rows); err != nil {
 		t.Fatal(err)
 	}
-	if version != 1 || rows != 1 {
-		t.Errorf("schema version = %d in %d rows, want 1 in 1 row", version, rows)
+	if version != 2 || rows != 1 {
+		t.Errorf("schema version = %d in %d rows, want 2 in 1 row", version, rows)
+	}
+}
+
+// A database at schema version 1 (before journals) is upgraded by New: its
+// values stay, and the journal works.
+func TestMigrationFromVersion1(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(t.Context(), postgres.SchemaAt(prefix, 1)); err != nil {
+		t.Fatalf("creating schema version 1: %v", err)
+	}
+	if _, err := c.Exec(t.Context(), "INSERT INTO "+pgx.Identifier{prefix + "values"}.Sanitize()+" (key, value) VALUES ('old/key', 'kept')"); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, fastConfig(dsn, prefix))
+	ctx := t.Context()
+	if v, err := s.Load(ctx, "old/key"); err != nil || string(v) != "kept" {
+		t.Fatalf("Load after the upgrade: %q, %v; want the old value", v, err)
+	}
+	e := storage.JournalEntry{Time: time.Now(), Node: "n1", Keys: []string{"example.com"}, Data: []byte(`{"a":1}`)}
+	if err := s.Append(ctx, "audit", []storage.JournalEntry{e}); err != nil {
+		t.Fatalf("Append after the upgrade: %v", err)
+	}
+	got, err := s.ReadJournal(ctx, "audit", storage.JournalQuery{Key: "example.com"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ReadJournal after the upgrade: %d entries, %v; want 1", len(got), err)
+	}
+	var version int
+	if err := c.QueryRow(ctx, "SELECT max(version) FROM "+pgx.Identifier{prefix + "schema_version"}.Sanitize()).Scan(&version); err != nil || version != 2 {
+		t.Fatalf("schema version after the upgrade: %d, %v; want 2", version, err)
 	}
 }
 

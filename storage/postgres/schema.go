@@ -18,6 +18,7 @@ type names struct {
 	fence   string // sequence of fencing tokens
 	notify  string // trigger function
 	channel string // NOTIFY channel, unquoted
+	journal string // table of journal entries
 }
 
 var validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
@@ -35,6 +36,7 @@ func newNames(prefix string) (names, error) {
 		fence:   q("fence"),
 		notify:  q("notify"),
 		channel: prefix + "changes",
+		journal: q("journal"),
 	}, nil
 }
 
@@ -42,6 +44,8 @@ func (n names) expand(sql string) string {
 	return strings.NewReplacer(
 		"{values}", n.values, "{locks}", n.locks, "{fence}", n.fence,
 		"{notify}", n.notify, "{channel}", n.channel, "{trigger}", pgx.Identifier{n.prefix + "notify"}.Sanitize(),
+		"{journal}", n.journal, "{journal_time}", pgx.Identifier{n.prefix + "journal_time"}.Sanitize(),
+		"{journal_keys}", pgx.Identifier{n.prefix + "journal_keys"}.Sanitize(),
 	).Replace(sql)
 }
 
@@ -73,6 +77,18 @@ var migrations = []string{
 	END $$;
 	CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {values}
 		FOR EACH ROW EXECUTE FUNCTION {notify}();`,
+	// 2: journals (storage.Journal): append-only entries, read by journal
+	// and time range and by key, trimmed by time.
+	`CREATE TABLE {journal} (
+		id      bigserial PRIMARY KEY,
+		journal text COLLATE "C" NOT NULL,
+		time    timestamptz NOT NULL,
+		node    text NOT NULL,
+		keys    text[] NOT NULL,
+		data    json NOT NULL
+	);
+	CREATE INDEX {journal_time} ON {journal} (journal, time);
+	CREATE INDEX {journal_keys} ON {journal} USING gin (keys);`,
 }
 
 // migrate creates or upgrades the schema. Concurrent callers (a fleet

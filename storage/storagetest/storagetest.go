@@ -86,6 +86,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) storage.Storage, opts ...Op
 	t.Run("LockVanishedHolder", s.testLockVanishedHolder)
 	t.Run("LockContext", s.testLockContext)
 	t.Run("Watch", s.testWatch)
+	t.Run("Journal", s.testJournal)
 }
 
 type suite struct {
