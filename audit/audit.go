@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
@@ -28,6 +30,8 @@ const (
 	flushAt              = 256       // records that trigger a flush at once
 	gcEvery              = time.Hour // how often Flush looks for expired batches
 	prefix               = "audit/"
+	journalName          = "audit" // the journal of a storage.Journal
+	defaultLimit         = 1000    // records a Query returns by default
 )
 
 // Kinds of records.
@@ -50,14 +54,17 @@ type Record = autotls.AuditRecord
 
 // A Log is an append-only, bounded audit trail of a Manager's exchanges with
 // its CAs and of its decisions, kept in a storage.Storage: every node of a
-// fleet that shares the storage writes its own batches, each record says
-// which node, and the trail survives restarts. Records are buffered and
-// written in batches (one stored value per batch, under audit/), at the
-// latest every FlushInterval; batches older than Retention are deleted.
+// fleet that shares the storage writes its own records, each says which
+// node, and the trail survives restarts. Records are buffered and written
+// at the latest every FlushInterval — appended to the storage's journal
+// when it is a [storage.Journal] (rotated JSON-lines files, a PostgreSQL
+// table), else as one stored value per flush under audit/ — and deleted
+// once older than Retention.
 //
 // Give it to a Manager as its AuditLog (or as ACMEObserver, with
-// [Log.OnEvent] called from OnEvent). A Log is safe for concurrent use; call [Log.Close] to write what
-// is buffered and stop its goroutine. Its zero value plus Storage is ready.
+// [Log.OnEvent] called from OnEvent). A Log is safe for concurrent use;
+// call [Log.Close] to write what is buffered and stop its goroutine. Its
+// zero value plus Storage is ready.
 type Log struct {
 	// Storage keeps the trail. Required.
 	Storage storage.Storage
@@ -123,6 +130,9 @@ func sanitizeNode(s string) string {
 	}
 	if s == "" || s == "." || s == ".." {
 		s = "node"
+	}
+	if s[0] == '.' {
+		s = "n" + s[:min(len(s), 63)]
 	}
 	return s
 }
@@ -261,7 +271,14 @@ func (l *Log) Flush(ctx context.Context) error {
 	if dropped > 0 {
 		l.logger().Error("audit: records dropped while storage failed", "dropped", dropped)
 	}
-	if len(batch) > 0 {
+	if j, ok := l.Storage.(storage.Journal); ok && len(batch) > 0 {
+		if err := j.Append(ctx, journalName, journalEntries(batch)); err != nil {
+			l.mu.Lock()
+			l.buf = append(batch, l.buf...) // keep them, oldest first
+			l.mu.Unlock()
+			return fmt.Errorf("audit: appending records: %w", err)
+		}
+	} else if len(batch) > 0 {
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
 		for _, r := range batch {
@@ -286,6 +303,40 @@ func (l *Log) Flush(ctx context.Context) error {
 	return nil
 }
 
+// journalEntries turns records into journal entries, indexed by their
+// names (those a journal accepts as keys, at most storage.MaxJournalKeys).
+func journalEntries(batch []Record) []storage.JournalEntry {
+	out := make([]storage.JournalEntry, 0, len(batch))
+	for _, r := range batch {
+		data, err := json.Marshal(r)
+		if err != nil || len(data) > storage.MaxJournalData {
+			r.Names, r.Detail = clipNames(r.Names), clip(r.Detail, 256)
+			data, _ = json.Marshal(r)
+		}
+		var keys []string
+		for _, n := range r.Names {
+			if len(keys) < storage.MaxJournalKeys && validKey(n) && !slices.Contains(keys, n) {
+				keys = append(keys, n)
+			}
+		}
+		out = append(out, storage.JournalEntry{Time: r.Time, Node: r.Node, Keys: keys, Data: data})
+	}
+	return out
+}
+
+// validKey reports whether a name can index a journal entry.
+func validKey(n string) bool {
+	return n != "" && len(n) <= storage.MaxKeyLen && utf8.ValidString(n) && !strings.ContainsFunc(n, unicode.IsControl)
+}
+
+// clipNames keeps the first names of a record too large for a journal.
+func clipNames(names []string) []string {
+	if len(names) > 100 {
+		return names[:100]
+	}
+	return names
+}
+
 // expire deletes batches whose records are all past the retention. A
 // batch's key starts with the time of its first record; records within a
 // batch are at most a flush apart, so a batch is kept until its first
@@ -294,6 +345,11 @@ func (l *Log) expire(ctx context.Context, now time.Time) error {
 	ret := l.Retention
 	if ret <= 0 {
 		ret = DefaultRetention
+	}
+	if j, ok := l.Storage.(storage.Journal); ok {
+		if err := j.TrimJournal(ctx, journalName, now.Add(-ret)); err != nil {
+			return fmt.Errorf("audit: trimming the journal: %w", err)
+		}
 	}
 	keys, err := l.Storage.List(ctx, prefix)
 	if err != nil {
@@ -388,6 +444,28 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		return nil, fmt.Errorf("audit: listing batches: %w", err)
 	}
 	var out []Record
+	if j, ok := l.Storage.(storage.Journal); ok {
+		q := storage.JournalQuery{Since: f.Since, Until: f.Until, Key: f.Name}
+		// The journal can apply the limit when it applies every filter
+		// and no batches stored as values (written before the storage
+		// had a journal) are to be merged.
+		if f.Issuer == "" && f.Outcome == "" && f.Kind == "" && len(keys) == 0 {
+			q.Limit = max(f.Limit, 0)
+			if q.Limit == 0 {
+				q.Limit = defaultLimit
+			}
+		}
+		entries, err := j.ReadJournal(ctx, journalName, q)
+		if err != nil {
+			return nil, fmt.Errorf("audit: reading the journal: %w", err)
+		}
+		for _, e := range entries {
+			var r Record
+			if json.Unmarshal(e.Data, &r) == nil && match(f, r) {
+				out = append(out, r)
+			}
+		}
+	}
 	for _, k := range keys {
 		t, ok := batchTime(k)
 		if !ok || (!f.Until.IsZero() && !t.Before(f.Until)) || (!f.Since.IsZero() && t.Before(f.Since.Add(-time.Hour))) {
@@ -416,7 +494,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 	slices.SortStableFunc(out, func(a, b Record) int { return a.Time.Compare(b.Time) })
 	limit := f.Limit
 	if limit <= 0 {
-		limit = 1000
+		limit = defaultLimit
 	}
 	if len(out) > limit {
 		out = out[len(out)-limit:]

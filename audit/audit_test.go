@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,10 +119,13 @@ func TestTrailOfAnIssuance(t *testing.T) {
 // trail.
 func TestQueryFilters(t *testing.T) {
 	t.Parallel()
-	store := storage.NewMemory()
+	forBackends(t, testQueryFilters)
+}
+
+func testQueryFilters(t *testing.T, open func() storage.Storage) {
 	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	a := &Log{Storage: store, Node: "a"}
-	b := &Log{Storage: store, Node: "b"}
+	a := &Log{Storage: open(), Node: "a"}
+	b := &Log{Storage: open(), Node: "b"}
 	defer a.Close()
 	defer b.Close()
 	a.Add(Record{Time: base, Kind: KindExchange, Outcome: OutcomeOK, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}})
@@ -157,38 +162,30 @@ func TestQueryFilters(t *testing.T) {
 	}
 }
 
-// flaky is a storage whose Stores fail while fail is set.
-type flaky struct {
-	storage.Storage
-	fail atomic.Bool
-}
-
-func (f *flaky) Store(ctx context.Context, key string, v []byte) error {
-	if f.fail.Load() {
-		return errors.New("disk full")
-	}
-	return f.Storage.Store(ctx, key, v)
-}
-
 // While storage fails nothing is lost up to MaxBuffered, then the oldest
 // records are dropped; retention deletes old batches.
 func TestStorageFailureAndRetention(t *testing.T) {
 	t.Parallel()
-	store := &flaky{Storage: storage.NewMemory()}
+	forBackends(t, testStorageFailureAndRetention)
+}
+
+func testStorageFailureAndRetention(t *testing.T, open func() storage.Storage) {
+	var fail atomic.Bool
+	store := withFailures(open(), fail.Load)
 	var mu sync.Mutex
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	l := &Log{Storage: store, Node: "n", MaxBuffered: 5, Retention: 24 * time.Hour}
 	l.init()
 	l.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	defer l.Close()
-	store.fail.Store(true)
+	fail.Store(true)
 	for i := range 8 {
 		l.Add(Record{Time: now.Add(time.Duration(i) * time.Second), Kind: KindDecision, Operation: "x" + strconv.Itoa(i)})
 	}
 	if err := l.Flush(ctxT(t)); err == nil {
 		t.Fatal("Flush succeeded on a failing storage")
 	}
-	store.fail.Store(false)
+	fail.Store(false)
 	if err := l.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -214,8 +211,12 @@ func TestStorageFailureAndRetention(t *testing.T) {
 // per registered domain in 7 days, against the limits.
 func TestRateLimits(t *testing.T) {
 	t.Parallel()
+	forBackends(t, testRateLimits)
+}
+
+func testRateLimits(t *testing.T, open func() storage.Storage) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	l := &Log{Storage: storage.NewMemory(), Node: "n"}
+	l := &Log{Storage: open(), Node: "n"}
 	defer l.Close()
 	const iss = "https://ca/dir"
 	for i := range 280 { // 280 in the window, near 300
@@ -281,7 +282,33 @@ func (c *countingStore) Store(ctx context.Context, key string, v []byte) error {
 // BenchmarkIssuanceRecords measures the trail of one issuance: the ten
 // exchanges of an order and its decision, written in one batch.
 func BenchmarkIssuanceRecords(b *testing.B) {
-	store := &countingStore{Storage: storage.NewMemory()}
+	b.Run("storage=memory", func(b *testing.B) {
+		store := &countingStore{Storage: storage.NewMemory()}
+		n := benchIssuanceRecords(b, store)
+		b.ReportMetric(float64(store.bytes.Load())/float64(n), "bytes/issuance")
+		b.ReportMetric(float64(store.stores.Load())/float64(n), "stores/issuance")
+	})
+	// Files: a journal of hourly JSON-lines files, one append and fsync
+	// per flush.
+	b.Run("storage=files", func(b *testing.B) {
+		dir := b.TempDir()
+		store := storage.Dir(dir)
+		defer store.Close()
+		n := benchIssuanceRecords(b, store)
+		var size int64
+		filepath.WalkDir(filepath.Join(dir, ".journal"), func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if fi, err := d.Info(); err == nil {
+					size += fi.Size()
+				}
+			}
+			return nil
+		})
+		b.ReportMetric(float64(size)/float64(n), "bytes/issuance")
+	})
+}
+
+func benchIssuanceRecords(b *testing.B, store storage.Storage) int {
 	l := &Log{Storage: store, Node: "bench"}
 	defer l.Close()
 	ops := []string{acme.OpNewOrder, acme.OpAuthz, acme.OpChallenge, acme.OpAuthz, acme.OpFinalize, acme.OpOrder, acme.OpCertificate, acme.OpRenewalInfo}
@@ -298,8 +325,7 @@ func BenchmarkIssuanceRecords(b *testing.B) {
 		}
 		n++
 	}
-	b.ReportMetric(float64(store.bytes.Load())/float64(n), "bytes/issuance")
-	b.ReportMetric(float64(store.stores.Load())/float64(n), "stores/issuance")
+	return n
 }
 
 // Policy refusals reach the trail, paced: a flood of random names records

@@ -19,12 +19,18 @@
 //
 // # Storage
 //
-// Records are buffered and written in batches of JSON lines, one stored
-// value per batch under audit/<node>/, at the latest every FlushInterval
-// (and at once when 256 are waiting); batches past Retention are deleted.
-// Every storage backend works: files (one file per batch) or PostgreSQL
-// (one row per batch). While storage fails, records stay in memory (up to
-// MaxBuffered, then the oldest are dropped and the drop is logged).
+// Records are buffered and written at the latest every FlushInterval (and
+// at once when 256 are waiting); records past Retention are deleted. Where
+// the storage is a [storage.Journal] the trail is its journal "audit": in
+// the file backend, JSON-lines files rotated every hour
+// (.journal/audit/<node>/<YYYYMMDDHH>.jsonl, one record per line, whole
+// hours deleted by retention); in PostgreSQL, rows of the journal table,
+// indexed by time and by name, so a query by name or time range reads
+// only what matches. Other storages (MemoryStorage, your own) keep each
+// flush as one value of JSON lines under audit/<node>/; Query also reads
+// such batches where a journal is used, so a trail written before is not
+// lost. While storage fails, records stay in memory (up to MaxBuffered,
+// then the oldest are dropped and the drop is logged).
 //
 // # Secrets
 //

@@ -1,0 +1,217 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tlsmint/tlsmint/storage"
+	"github.com/tlsmint/tlsmint/storage/postgres"
+)
+
+// backends returns the storages the trail is tested on: in memory (batches
+// stored as values), files and PostgreSQL (journals: rotated JSON-lines
+// files, a table). PostgreSQL needs TLSMINT_TEST_POSTGRES; without it that
+// case is skipped. Each call of a backend's function opens another client of
+// the same backing store.
+func backends(t *testing.T) map[string]func() storage.Storage {
+	mem := storage.NewMemory()
+	dir := t.TempDir()
+	out := map[string]func() storage.Storage{
+		"memory": func() storage.Storage { return mem },
+		"files": func() storage.Storage {
+			s := storage.Dir(dir)
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	}
+	out["postgres"] = nil // skipped without a database
+	if dsn := os.Getenv("TLSMINT_TEST_POSTGRES"); dsn != "" {
+		b := make([]byte, 5)
+		_, _ = rand.Read(b)
+		prefix := "audit" + hex.EncodeToString(b) + "_"
+		t.Cleanup(func() { dropTables(t, dsn, prefix) })
+		out["postgres"] = func() storage.Storage {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := postgres.New(ctx, postgres.Config{DSN: dsn, TablePrefix: prefix})
+			if err != nil {
+				t.Fatalf("postgres.New: %v", err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+	}
+	return out
+}
+
+func dropTables(t *testing.T, dsn, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Errorf("clean-up: %v", err)
+		return
+	}
+	defer c.Close(ctx)
+	for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE journal", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
+		kind, name, _ := cut(obj)
+		if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + name}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("clean-up: %v", err)
+		}
+	}
+}
+
+func cut(s string) (string, string, bool) {
+	for i := range len(s) {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// forBackends runs f on every backend, as subtests.
+func forBackends(t *testing.T, f func(t *testing.T, open func() storage.Storage)) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			if open == nil {
+				t.Skip("TLSMINT_TEST_POSTGRES is not set: no PostgreSQL to test on")
+			}
+			f(t, open)
+		})
+	}
+}
+
+// failing makes a storage's writes fail while fail is set: Store for
+// batches stored as values, Append for journals.
+type failing struct {
+	storage.Storage
+	fail func() bool
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (f *failing) Store(ctx context.Context, key string, v []byte) error {
+	if f.fail() {
+		return errDiskFull
+	}
+	return f.Storage.Store(ctx, key, v)
+}
+
+// failingJournal is failing for a storage with a journal.
+type failingJournal struct {
+	*failing
+	j storage.Journal
+}
+
+func (f *failingJournal) Append(ctx context.Context, name string, e []storage.JournalEntry) error {
+	if f.fail() {
+		return errDiskFull
+	}
+	return f.j.Append(ctx, name, e)
+}
+
+func (f *failingJournal) ReadJournal(ctx context.Context, name string, q storage.JournalQuery) ([]storage.JournalEntry, error) {
+	return f.j.ReadJournal(ctx, name, q)
+}
+
+func (f *failingJournal) TrimJournal(ctx context.Context, name string, before time.Time) error {
+	return f.j.TrimJournal(ctx, name, before)
+}
+
+// withFailures wraps s so that its writes fail while fail returns true,
+// keeping its journal if it has one.
+func withFailures(s storage.Storage, fail func() bool) storage.Storage {
+	f := &failing{Storage: s, fail: fail}
+	if j, ok := s.(storage.Journal); ok {
+		return &failingJournal{failing: f, j: j}
+	}
+	return f
+}
+
+// The file backend keeps the trail in JSON-lines files rotated by the hour
+// (0600, one record per line), not as values under keys.
+func TestFileJournalLayout(t *testing.T) {
+	dir := t.TempDir()
+	store := storage.Dir(dir)
+	defer store.Close()
+	at := time.Date(2026, 12, 1, 10, 30, 0, 0, time.UTC)
+	l := &Log{Storage: store, Node: "web-1"}
+	defer l.Close()
+	l.Add(Record{Time: at, Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{"a.example"}})
+	l.Add(Record{Time: at.Add(time.Hour), Kind: KindDecision, Outcome: OutcomeOK, Operation: "renewed", Names: []string{"a.example"}})
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, hour := range []string{"2026120110", "2026120111"} {
+		p := filepath.Join(dir, ".journal", "audit", "web-1", hour+".jsonl")
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("hour file: %v", err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
+		}
+		b, _ := os.ReadFile(p)
+		var line struct {
+			Node string `json:"node"`
+			Data Record `json:"data"`
+		}
+		if err := json.Unmarshal(bytes.TrimSpace(b), &line); err != nil || line.Node != "web-1" || line.Data.Names[0] != "a.example" {
+			t.Errorf("%s: %q (%v), want one JSON line with the record", p, b, err)
+		}
+	}
+	if keys, _ := store.List(context.Background(), "audit/"); len(keys) != 0 {
+		t.Errorf("batches stored as values too: %v", keys)
+	}
+}
+
+// PostgreSQL keeps the trail in its journal table, a row per record.
+func TestPostgresJournalTable(t *testing.T) {
+	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("TLSMINT_TEST_POSTGRES is not set: no PostgreSQL to test on")
+	}
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	prefix := "audit" + hex.EncodeToString(b) + "_"
+	t.Cleanup(func() { dropTables(t, dsn, prefix) })
+	ctx := context.Background()
+	s, err := postgres.New(ctx, postgres.Config{DSN: dsn, TablePrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := &Log{Storage: s, Node: "db-node"}
+	defer l.Close()
+	for i := range 3 {
+		l.Add(Record{Kind: KindExchange, Outcome: OutcomeOK, Operation: "newOrder", Names: []string{fmt.Sprintf("n%d.example", i)}})
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var rows int
+	var op string
+	if err := c.QueryRow(ctx, "SELECT count(*), min(data->>'operation') FROM "+pgx.Identifier{prefix + "journal"}.Sanitize()+" WHERE journal = 'audit' AND node = 'db-node' AND keys @> ARRAY['n1.example']").Scan(&rows, &op); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || op != "newOrder" {
+		t.Fatalf("journal rows for n1.example: %d (%q), want 1 newOrder", rows, op)
+	}
+}
