@@ -33,6 +33,9 @@ func pages(t *testing.T) map[string]string {
 	trail.Add(audit.Record{Time: t0.Add(-time.Minute), Kind: audit.KindExchange, Outcome: audit.OutcomeFailure,
 		Issuer: "https://ca.example/dir", Operation: acme.OpNewOrder, Names: []string{"failing.example.com"},
 		Status: 429, Problem: "urn:ietf:params:acme:error:rateLimited", Detail: "<b>too many</b>"})
+	trail.Add(audit.Record{Time: t0.Add(-30 * time.Minute), Kind: audit.KindProbe, Outcome: audit.OutcomeFailure,
+		Operation: "probe", Target: "127.0.0.1:443", Names: []string{"failing.example.com"}, Serial: "0badc0de",
+		NotAfter: t0.Add(day), Problem: "expiring_soon", Detail: "watchdog: certificate expires soon: in 1 day"})
 	withAudit := synthetic(trio(), nil)
 	withAudit.Audit = trail
 	withAudit.Refresh = 30 * time.Second

@@ -13,8 +13,9 @@
 // its [State] (as a word and a colour), days left, next renewal and why,
 // the CA's ARI window, issuer, last error and back-off; a timeline of
 // expiries and renewals drawn as inline SVG; and, with an [audit.Log], the
-// recent ACME activity, the rate-limit picture and the nodes of a fleet
-// with what each holds. ?format=json, or an Accept header preferring
+// recent ACME activity, the rate-limit picture, what a watchdog found
+// clients are served (its probe records: set watchdog.Watchdog.AuditLog to
+// the same Log) and the nodes of a fleet with what each holds. ?format=json, or an Accept header preferring
 // application/json, returns the same data as a [Status].
 //
 // # States

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // trio is the synthetic set: one healthy, one expiring soon, one failing,
@@ -320,5 +322,40 @@ func TestNoManager(t *testing.T) {
 	st := decodeStatus(t, get(t, &Handler{}, "/?format=json", nil))
 	if len(st.Certificates) != 0 || len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "Manager is nil") {
 		t.Errorf("got %+v, want no certificates and the error", st)
+	}
+}
+
+// The watchdog's findings from the audit trail: the newest per endpoint
+// and name, problems first, in the JSON and the HTML.
+func TestServedSection(t *testing.T) {
+	trail := &audit.Log{Storage: storage.NewMemory(), Node: "node-a"}
+	defer trail.Close()
+	probe := func(at time.Duration, target, name, outcome, problem string) {
+		trail.Add(audit.Record{Time: t0.Add(at), Kind: audit.KindProbe, Outcome: outcome, Operation: "probe",
+			Target: target, Names: []string{name}, Serial: "01ab", NotAfter: t0.Add(30 * day), Problem: problem})
+	}
+	probe(-3*time.Hour, "10.0.0.1:443", "a.example.com", audit.OutcomeFailure, "not_manager_certificate")
+	probe(-2*time.Hour, "10.0.0.1:443", "a.example.com", audit.OutcomeOK, "") // recovered
+	probe(-time.Hour, "10.0.0.2:443", "b.example.com", audit.OutcomeFailure, "untrusted")
+	h := synthetic(trio(), nil)
+	h.Audit = trail
+
+	w := get(t, h, "/?format=json", nil)
+	var st Status
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Served) != 2 || st.Served[0].Names[0] != "b.example.com" || st.Served[0].Problem != "untrusted" ||
+		st.Served[1].Names[0] != "a.example.com" || st.Served[1].Outcome != audit.OutcomeOK {
+		t.Fatalf("Served = %+v, want b.example.com's problem, then a.example.com ok", st.Served)
+	}
+	body := get(t, h, "/", nil).Body.String()
+	i, j := strings.Index(body, `id="served"`), strings.Index(body, `id="nodes"`)
+	if i < 0 || j < i {
+		t.Fatalf("no served section before the nodes in:\n%s", body)
+	}
+	section := body[i:j]
+	if !strings.Contains(section, "10.0.0.2:443") || !strings.Contains(section, "untrusted") || strings.Contains(section, "not_manager_certificate") {
+		t.Errorf("served section:\n%s\nwant b's untrusted, and a's old problem gone", section)
 	}
 }

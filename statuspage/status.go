@@ -47,6 +47,12 @@ type Status struct {
 	// Nodes are the nodes that wrote to the audit trail within
 	// AuditWindow, by name; nil without Handler.Audit.
 	Nodes []Node `json:"nodes,omitempty"`
+	// Served is what a watchdog found served (package watchdog with
+	// Watchdog.AuditLog set): the newest probe record of each target and
+	// name within AuditWindow, failures first; nil without Handler.Audit.
+	// A watchdog records healthy targets only when they recover, so a
+	// target never in trouble is not listed.
+	Served []audit.Record `json:"served,omitempty"`
 	// Errors are what could not be read (storage, the audit trail); the
 	// rest of the status is still shown.
 	Errors []string `json:"errors,omitempty"`
@@ -197,6 +203,7 @@ func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
 		st.Activity = append(st.Activity, recs[i])
 	}
 	st.Nodes = nodesOf(recs)
+	st.Served = servedOf(recs)
 
 	usage, err := h.Audit.RateLimits(ctx, now, h.Limits)
 	if err != nil {
@@ -209,6 +216,38 @@ func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
 			WindowSeconds: int64(u.Window / time.Second), Frees: u.Frees, Near: u.Near(),
 		})
 	}
+}
+
+// servedOf returns the newest probe record of each target and name in
+// recs (oldest first): failures first, then by target and name.
+func servedOf(recs []audit.Record) []audit.Record {
+	type key struct{ target, name string }
+	latest := map[key]audit.Record{}
+	for _, r := range recs {
+		if r.Kind != audit.KindProbe {
+			continue
+		}
+		k := key{target: r.Target}
+		if len(r.Names) > 0 {
+			k.name = r.Names[0]
+		}
+		latest[k] = r
+	}
+	out := make([]audit.Record, 0, len(latest))
+	for _, r := range latest {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b audit.Record) int {
+		af, bf := a.Outcome != audit.OutcomeOK, b.Outcome != audit.OutcomeOK
+		switch {
+		case af && !bf:
+			return -1
+		case bf && !af:
+			return 1
+		}
+		return cmp.Or(cmp.Compare(a.Target, b.Target), slices.Compare(a.Names, b.Names))
+	})
+	return out
 }
 
 // nodesOf describes the nodes of recs (oldest first).
