@@ -297,7 +297,7 @@ func (m *Manager) loadStoredFrom(ctx context.Context, iss *issuer, name string) 
 // retained.
 func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari *ariState, account string) *entry {
 	leaf := cert.Leaf
-	e := &entry{
+	e := &entry{entryData: entryData{
 		iss:       iss,
 		name:      name,
 		cert:      cert,
@@ -305,7 +305,7 @@ func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari 
 		notAfter:  leaf.NotAfter,
 		ari:       ari,
 		account:   account,
-	}
+	}}
 	e.renewAt, e.reason = planRenewal(name, leaf.SerialNumber.Bytes(), e.notBefore, e.notAfter, ari, m.now())
 	return e
 }

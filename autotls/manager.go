@@ -191,6 +191,17 @@ type Manager struct {
 	// DefaultMaxBackgroundOrders.
 	MaxBackgroundOrders int
 
+	// CacheCapacity caps the certificates kept in memory. Beyond it, those
+	// that have not served a handshake for the longest while (a CLOCK
+	// policy: every handshake marks its certificate, a sweep evicts the
+	// unmarked) leave memory; they stay in storage and in the renewal
+	// schedule, and are loaded again — one storage read and one parse —
+	// on their next handshake or when their renewal comes due. A
+	// certificate whose Store is pending is never evicted. Zero or
+	// negative means no limit: every certificate obtained or loaded stays
+	// in memory.
+	CacheCapacity int
+
 	// MaxHandshakeOrders caps the orders started by handshakes for names
 	// the host policy allows that run at once; handshakes beyond it wait
 	// for a slot within HandshakeTimeout. On-demand names have their own
@@ -306,7 +317,7 @@ func (m *Manager) init() {
 		st.log = slog.New(slog.DiscardHandler)
 	}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
-	st.cache.init()
+	st.cache.init(m.CacheCapacity)
 	st.issuers = m.issuersFrom()
 	st.store = m.Storage
 	if st.store == nil {

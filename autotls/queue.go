@@ -3,6 +3,9 @@ package autotls
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
 	"sync"
 )
 
@@ -133,4 +136,40 @@ func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
 		return nil, ErrClosed
 	}
 	return f, nil
+}
+
+// errNothingStored is the result of reloading a name that has nothing stored.
+var errNothingStored = errors.New("autotls: no stored certificate to reload")
+
+// enqueueReload queues the reload from storage of a name whose plan came
+// due while its certificate was not in memory (evicted): a usable stored
+// certificate is cached and planned again; an expired one is renewed; a
+// name with nothing stored that is not managed is forgotten.
+func (m *Manager) enqueueReload(name string) {
+	f, lead, err := m.joinFlight(name)
+	if err != nil || !lead {
+		return
+	}
+	ok := m.enqueue(task{name: name, run: func(ctx context.Context) {
+		forgotten := false
+		m.runFlight(name, f, func() bool { return !forgotten }, func() (*tls.Certificate, error) {
+			ctx, cancel := context.WithTimeout(ctx, issueTimeout)
+			defer cancel()
+			e, err := m.loadStored(ctx, name)
+			switch {
+			case err == nil && m.fresh(e, nil, false):
+				m.install(e, EventLoaded)
+				return e.cert, nil
+			case err == nil: // expired in storage: renew it
+				return m.issue(ctx, name, false, false)
+			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
+				forgotten = true
+				return nil, fmt.Errorf("%w: %s", errNothingStored, name)
+			}
+			return nil, fmt.Errorf("autotls: loading %s: %w", name, err)
+		})
+	}})
+	if !ok {
+		m.finish(name, f, nil, ErrClosed)
+	}
 }

@@ -199,10 +199,15 @@ func (m *Manager) step(name string, now time.Time) {
 	e := st.cache.get(name)
 	if e == nil {
 		// A managed name without a certificate, or one whose certificate
-		// expired and is no longer served, is obtained again.
+		// expired and is no longer served, is obtained again (from
+		// storage when it is there).
 		if st.isManaged(name) || st.isLapsed(name) {
 			m.enqueueIssue(name, false)
+			return
 		}
+		// A certificate evicted from memory (CacheCapacity): loaded
+		// again, which plans its next step.
+		m.enqueueReload(name)
 		return
 	}
 	switch {

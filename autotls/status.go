@@ -62,13 +62,7 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	st := m.state()
 	now := m.now()
 	infos := map[string]*CertificateInfo{}
-	st.cache.mu.Lock()
-	entries := make([]*entry, 0, len(st.cache.entries))
-	for _, e := range st.cache.entries {
-		entries = append(entries, e)
-	}
-	st.cache.mu.Unlock()
-	for _, e := range entries {
+	for _, e := range st.cache.all() {
 		info := m.entryInfo(e)
 		info.InMemory = true
 		infos[e.name] = info
