@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,10 +37,17 @@ func (c *Client) GetAuthorization(ctx context.Context, url string) (*Authorizati
 }
 
 func (c *Client) parseAuthorization(resp *response, url string) (*Authorization, error) {
-	a := new(Authorization)
-	if err := decodeJSON(resp, a, "authorization"); err != nil {
+	// The challenges are decoded one by one: a CA may offer types this
+	// client has never heard of, with fields of their own, and one that
+	// does not decode must not make the whole authorization unusable.
+	var w struct {
+		Authorization
+		Challenges []json.RawMessage `json:"challenges"`
+	}
+	if err := decodeJSON(resp, &w, "authorization"); err != nil {
 		return nil, err
 	}
+	a := &w.Authorization
 	a.URL = url
 	a.RetryAfter = resp.retryAfter
 	if a.Identifier.Type == "" || a.Identifier.Value == "" {
@@ -49,23 +57,61 @@ func (c *Client) parseAuthorization(resp *response, url string) (*Authorization,
 		a.Wildcard = true
 		a.Identifier.Value = a.Identifier.Value[2:]
 	}
-	for i := range a.Challenges {
-		ch := &a.Challenges[i]
-		if err := checkURL(ch.URL); err != nil {
-			return nil, fmt.Errorf("acme: authorization challenge: %w", err)
+	a.Challenges = make([]Challenge, 0, len(w.Challenges))
+	for _, raw := range w.Challenges {
+		var ch Challenge
+		err := json.Unmarshal(raw, &ch)
+		if err == nil {
+			err = checkURL(ch.URL)
 		}
-		c.fillChallenge(ch, a)
+		if err != nil {
+			typ := challengeType(raw)
+			if knownChallengeType(typ) {
+				return nil, fmt.Errorf("acme: authorization %s challenge: %w", clipString(typ, 64), err)
+			}
+			c.logger().Debug("acme: ignoring a challenge of an unknown type that does not decode", "identifier", a.Identifier.Value, "type", clipString(typ, 64), "err", err)
+			continue
+		}
+		c.fillChallenge(&ch, a)
+		a.Challenges = append(a.Challenges, ch)
 	}
 	return a, nil
 }
 
-// fillChallenge sets the client-side fields of a challenge.
+// challengeType returns the "type" of a challenge object, or "" if it has
+// none that is a string.
+func challengeType(raw json.RawMessage) string {
+	var t struct {
+		Type any `json:"type"`
+	}
+	_ = json.Unmarshal(raw, &t)
+	s, _ := t.Type.(string)
+	return s
+}
+
+// knownChallengeType reports whether typ is one of the challenge types this
+// package defines.
+func knownChallengeType(typ string) bool {
+	switch typ {
+	case ChallengeHTTP01, ChallengeDNS01, ChallengeTLSALPN01, ChallengeDNSAccount01, ChallengeDNSPersist01:
+		return true
+	}
+	return false
+}
+
+// fillChallenge sets the client-side fields of a challenge, and its
+// account URI when the CA sent none.
 func (c *Client) fillChallenge(ch *Challenge, a *Authorization) {
 	ch.Identifier = a.Identifier
 	ch.Wildcard = a.Wildcard
 	if ch.Token != "" {
 		if ka, err := c.KeyAuthorization(ch.Token); err == nil {
 			ch.KeyAuthorization = ka
+		}
+	}
+	if ch.AccountURI == "" {
+		if kid, err := c.accountID(); err == nil {
+			ch.AccountURI = kid
 		}
 	}
 }
@@ -179,6 +225,9 @@ func (c *Client) AcceptChallenge(ctx context.Context, ch Challenge) (*Challenge,
 		return nil, err
 	}
 	out.Identifier, out.Wildcard, out.KeyAuthorization = ch.Identifier, ch.Wildcard, ch.KeyAuthorization
+	if out.AccountURI == "" {
+		out.AccountURI = ch.AccountURI
+	}
 	if out.URL == "" {
 		out.URL = ch.URL
 	}

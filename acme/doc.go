@@ -26,6 +26,23 @@
 // ([Client.ListOrders]), account updates, key rollover, deactivation,
 // revocation and ARI ([Client.RenewalInfo]).
 //
+// # Challenge types
+//
+// Besides http-01, dns-01 and tls-alpn-01, the client knows the ACME
+// working group's two DNS drafts: dns-account-01
+// (draft-ietf-acme-dns-account-label: the dns-01 value under
+// [Challenge.DNSAccount01TXTRecordName], a label derived from the account
+// URL, so that independent clients can validate one name at once) and
+// dns-persist-01 (draft-ietf-acme-dns-persist: one long-lived record at
+// [Challenge.DNSPersist01RecordName] naming one of the challenge's
+// IssuerDomainNames and the AccountURI; it has no token). [Client.Obtain]
+// prefers dns-persist-01, then http-01, tls-alpn-01, dns-account-01 and
+// dns-01, among the types it has a [Solver] for. It hands a solver only a
+// challenge it can answer: a dns-persist-01 challenge that passes
+// [Challenge.CheckDNSPersist01], any other with a token. Challenges of
+// types it does not know, or without a token, are kept (or dropped, when
+// they do not even decode) and never make an authorization unusable.
+//
 // Registration needs the account holder's explicit agreement to the CA's
 // terms of service (Account.TermsOfServiceAgreed); without it
 // [Client.Register] fails with [ErrTermsNotAgreed], naming the terms' URL,

@@ -93,3 +93,29 @@ func FuzzPEMChain(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAuthorization(f *testing.F) {
+	f.Add(`{"status":"pending","identifier":{"type":"dns","value":"*.a.example"},"challenges":[{"type":"dns-01","url":"https://a/c/1","status":"pending","token":"abc"}]}`)
+	f.Add(`{"status":"pending","identifier":{"type":"dns","value":"a.example"},"challenges":[{"type":"dns-persist-01","url":"https://a/c/2","status":"pending","issuer-domain-names":["ca.example"],"accounturi":"https://a/acct/1"}]}`)
+	f.Add(`{"status":"pending","identifier":{"type":"dns","value":"a.example"},"challenges":[{"type":"x-99","token":7},{"type":null},1,"s",null]}`)
+	f.Add(`{"identifier":{},"challenges":{}}`)
+	c := &Client{AccountURL: "https://a/acct/1"}
+	f.Fuzz(func(t *testing.T, body string) {
+		a, err := c.parseAuthorization(&response{body: []byte(body), header: http.Header{}}, "https://a/z/1")
+		if err != nil {
+			return
+		}
+		if a.Identifier.Value == "" {
+			t.Fatal("accepted an authorization without an identifier")
+		}
+		for _, ch := range a.Challenges {
+			if checkURL(ch.URL) != nil {
+				t.Fatalf("kept a challenge with insecure URL %q", ch.URL)
+			}
+			if ch.AccountURI == "" {
+				t.Fatalf("challenge %q without an account URI", ch.Type)
+			}
+			_ = answerable(ch)
+		}
+	})
+}

@@ -22,8 +22,11 @@ import (
 const CleanupTimeout = 30 * time.Second
 
 // defaultChallengeTypes is the order in which Obtain prefers challenge types
-// when ObtainRequest.ChallengeTypes is empty.
-var defaultChallengeTypes = []string{ChallengeHTTP01, ChallengeTLSALPN01, ChallengeDNS01}
+// when ObtainRequest.ChallengeTypes is empty: dns-persist-01 first (once its
+// record exists it needs no change anywhere), then the types that need a
+// listener, then the DNS types that write a record per validation, the
+// account-scoped one before plain dns-01.
+var defaultChallengeTypes = []string{ChallengeDNSPersist01, ChallengeHTTP01, ChallengeTLSALPN01, ChallengeDNSAccount01, ChallengeDNS01}
 
 // ObtainRequest describes a certificate to obtain with [Client.Obtain].
 type ObtainRequest struct {
@@ -37,7 +40,9 @@ type ObtainRequest struct {
 	// answers them. At least one is required.
 	Solvers map[string]Solver
 	// ChallengeTypes is the order of preference among the types in
-	// Solvers; empty means http-01, tls-alpn-01, dns-01.
+	// Solvers; empty means dns-persist-01, http-01, tls-alpn-01,
+	// dns-account-01, dns-01 (then any other type in Solvers is never
+	// chosen: list it here).
 	ChallengeTypes []string
 	// Profile, Replaces, NotBefore and NotAfter are passed to NewOrder. An
 	// order refused because of Replaces (alreadyReplaced, or a 403 saying
@@ -304,11 +309,14 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 		default:
 			return authzError(a)
 		}
-		ch, solver := pickChallenge(a, types, req.Solvers)
+		ch, solver, skipped := pickChallenge(a, types, req.Solvers)
 		if solver == nil {
 			offered := make([]string, 0, len(a.Challenges))
 			for _, ch := range a.Challenges {
-				offered = append(offered, ch.Type)
+				offered = append(offered, clipString(ch.Type, 64))
+			}
+			if skipped != nil {
+				return fmt.Errorf("%w: %s offers %v: %w", ErrNoSolver, a.Identifier.Value, offered, skipped)
 			}
 			return fmt.Errorf("%w: %s offers %v", ErrNoSolver, a.Identifier.Value, offered)
 		}
@@ -351,20 +359,40 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 }
 
 // pickChallenge returns the first challenge, in order of preference, that a
-// solver handles.
-func pickChallenge(a *Authorization, types []string, solvers map[string]Solver) (Challenge, Solver) {
+// solver handles and that is complete enough to answer: dns-persist-01
+// with valid issuer domain names and an account URI, every other type with
+// a token (and so a key authorization). When a challenge of a type with a
+// solver was passed over, skipped says why.
+func pickChallenge(a *Authorization, types []string, solvers map[string]Solver) (_ Challenge, _ Solver, skipped error) {
 	for _, t := range types {
 		s := solvers[t]
 		if s == nil {
 			continue
 		}
 		for _, ch := range a.Challenges {
-			if ch.Type == t && ch.Token != "" && ch.KeyAuthorization != "" {
-				return ch, s
+			if ch.Type != t {
+				continue
 			}
+			if err := answerable(ch); err != nil {
+				skipped = errors.Join(skipped, err)
+				continue
+			}
+			return ch, s, nil
 		}
 	}
-	return Challenge{}, nil
+	return Challenge{}, nil, skipped
+}
+
+// answerable reports why a challenge cannot be handed to a solver, if it
+// cannot.
+func answerable(ch Challenge) error {
+	if ch.Type == ChallengeDNSPersist01 {
+		return ch.CheckDNSPersist01()
+	}
+	if ch.Token == "" || ch.KeyAuthorization == "" {
+		return fmt.Errorf("%w: %s challenge without a token", ErrMalformedChallenge, clipString(ch.Type, 64))
+	}
+	return nil
 }
 
 // deactivatePending deactivates the order's authorizations that are still

@@ -20,10 +20,11 @@ const (
 	DefaultTXTTTL             = time.Minute
 )
 
-// ErrNotPropagated is returned (wrapped) by [DNS01.Wait] when the TXT record
-// is not visible at every authoritative nameserver of its zone before the
-// propagation timeout. The challenge is then never submitted to the CA.
-var ErrNotPropagated = errors.New("solvers: dns-01 record not propagated")
+// ErrNotPropagated is returned (wrapped) by [DNS01.Wait] and
+// [DNSPersist01.Wait] when the TXT record is not visible at every
+// authoritative nameserver of its zone before the propagation timeout. The
+// challenge is then never submitted to the CA.
+var ErrNotPropagated = errors.New("solvers: DNS record not propagated")
 
 // DNSProvider is what [DNS01] needs of a DNS provider: the libdns
 // interfaces that add and delete records. Hundreds of provider modules
@@ -34,9 +35,14 @@ type DNSProvider interface {
 }
 
 // DNS01 answers dns-01 challenges (RFC 8555, section 8.4) by publishing a
-// TXT record at _acme-challenge.<name> through a libdns provider.
+// TXT record at _acme-challenge.<name> through a libdns provider, and
+// dns-account-01 challenges (draft-ietf-acme-dns-account-label) by
+// publishing the same value at _<label>._acme-challenge.<name>, where the
+// label is derived from the account URL ([acme.DNSAccountLabel]): give it
+// to Obtain under both types. Clients of different accounts using
+// dns-account-01 never touch each other's records, nor a dns-01 client's.
 //
-// Present follows a CNAME at _acme-challenge.<name> (so the record can live
+// Present follows a CNAME at the record's name (so the record can live
 // in a delegated zone), finds the zone by SOA look-up, and appends the TXT
 // record. Wait asks the zone's authoritative nameservers (found by NS
 // look-up) until every one of them answers with the exact value, or fails
@@ -85,6 +91,7 @@ type DNS01 struct {
 
 // dnsRecord is what Present did for one challenge.
 type dnsRecord struct {
+	typ     string          // challenge type
 	zone    string          // canonical, trailing dot
 	fqdn    string          // canonical name the record is at
 	value   string          // TXT value
@@ -122,41 +129,52 @@ func challengeKey(chal acme.Challenge) string {
 	return chal.Token + " " + chal.Identifier.Value
 }
 
-// Present implements [acme.Solver]: it appends the TXT record through the
-// provider. An error from the provider is returned wrapped.
+// Present implements [acme.Solver]: it appends the TXT record of a dns-01
+// or dns-account-01 challenge through the provider. An error from the
+// provider is returned wrapped.
 func (d *DNS01) Present(ctx context.Context, chal acme.Challenge) error {
-	if err := checkChallenge(chal, acme.ChallengeDNS01); err != nil {
+	typ := chal.Type
+	if typ != acme.ChallengeDNSAccount01 {
+		typ = acme.ChallengeDNS01 // checkChallenge refuses any other
+	}
+	if err := checkChallenge(chal, typ); err != nil {
 		return err
 	}
 	if d.Provider == nil {
-		return errors.New("solvers: dns-01: no Provider")
+		return fmt.Errorf("solvers: %s: no Provider", typ)
 	}
 	id := chal.Identifier
 	id.Value = strings.TrimPrefix(id.Value, "*.")
 	if id.Type != acme.IdentifierDNS {
-		return fmt.Errorf("%w: dns-01 proves DNS names only, not %q", ErrInvalidIdentifier, id.Type)
+		return fmt.Errorf("%w: %s proves DNS names only, not %q", ErrInvalidIdentifier, typ, id.Type)
 	}
 	if _, err := normalizeIdentifier(id); err != nil {
 		return err
 	}
+	name := chal.DNS01TXTRecordName()
+	if typ == acme.ChallengeDNSAccount01 {
+		if chal.AccountURI == "" {
+			return fmt.Errorf("solvers: %s: challenge has no account URI", typ)
+		}
+		name = chal.DNSAccount01TXTRecordName()
+	}
 	q, err := d.querier()
 	if err != nil {
-		return fmt.Errorf("solvers: dns-01: %w", err)
+		return fmt.Errorf("solvers: %s: %w", typ, err)
 	}
-	name := chal.DNS01TXTRecordName()
 	fqdn, err := q.followCNAME(ctx, name)
 	if err != nil {
-		return fmt.Errorf("solvers: dns-01: following CNAME at %s: %w", name, err)
+		return fmt.Errorf("solvers: %s: following CNAME at %s: %w", typ, name, err)
 	}
 	zone, err := q.findZone(ctx, fqdn)
 	if err != nil {
-		return fmt.Errorf("solvers: dns-01: %w", err)
+		return fmt.Errorf("solvers: %s: %w", typ, err)
 	}
 	ttl := d.TTL
 	if ttl <= 0 {
 		ttl = DefaultTXTTTL
 	}
-	rec := &dnsRecord{zone: zone, fqdn: fqdn, value: chal.DNS01TXTValue()}
+	rec := &dnsRecord{typ: typ, zone: zone, fqdn: fqdn, value: chal.DNS01TXTValue()}
 	want := libdns.TXT{Name: libdns.RelativeName(fqdn, zone), TTL: ttl, Text: rec.value}
 
 	key := challengeKey(chal)
@@ -166,7 +184,7 @@ func (d *DNS01) Present(ctx context.Context, chal acme.Challenge) error {
 	}
 	if _, dup := d.records[key]; dup {
 		d.mu.Unlock()
-		return fmt.Errorf("solvers: dns-01: challenge %s already presented", key)
+		return fmt.Errorf("solvers: %s: challenge %s already presented", typ, key)
 	}
 	d.records[key] = rec // reserved; created is filled in below
 	d.mu.Unlock()
@@ -176,7 +194,7 @@ func (d *DNS01) Present(ctx context.Context, chal acme.Challenge) error {
 		d.mu.Lock()
 		delete(d.records, key)
 		d.mu.Unlock()
-		return fmt.Errorf("solvers: dns-01: appending TXT %s in zone %s: %w", want.Name, zone, err)
+		return fmt.Errorf("solvers: %s: appending TXT %s in zone %s: %w", typ, want.Name, zone, err)
 	}
 	if len(created) == 0 {
 		// A provider that reports nothing: delete what was asked for.
@@ -185,7 +203,7 @@ func (d *DNS01) Present(ctx context.Context, chal acme.Challenge) error {
 	d.mu.Lock()
 	rec.created = created
 	d.mu.Unlock()
-	d.logger().InfoContext(ctx, "solvers: dns-01 record appended", "zone", zone, "name", fqdn, "identifier", chal.Identifier.Value)
+	d.logger().InfoContext(ctx, "solvers: "+typ+" record appended", "zone", zone, "name", fqdn, "identifier", chal.Identifier.Value)
 	return nil
 }
 
@@ -194,35 +212,42 @@ func (d *DNS01) Present(ctx context.Context, chal acme.Challenge) error {
 // fails with an error wrapping [ErrNotPropagated] after the propagation
 // timeout, or with ctx's error.
 func (d *DNS01) Wait(ctx context.Context, chal acme.Challenge) error {
-	timeout := d.PropagationTimeout
+	if d.PropagationTimeout < 0 {
+		return nil
+	}
+	d.mu.Lock()
+	rec := d.records[challengeKey(chal)]
+	d.mu.Unlock()
+	if rec == nil {
+		return fmt.Errorf("solvers: %s: challenge for %s was not presented", chal.Type, chal.Identifier.Value)
+	}
+	q, err := d.querier()
+	if err != nil {
+		return fmt.Errorf("solvers: %s: %w", rec.typ, err)
+	}
+	return waitVisible(ctx, q, rec.typ, d.NameserverPort, rec, d.PropagationTimeout, d.PollInterval)
+}
+
+// waitVisible polls the authoritative nameservers of rec's zone (on port,
+// 53 when zero) every interval until every one answers rec's value at its
+// name, for at most timeout (DefaultPropagationTimeout when zero; no wait
+// when negative). typ names the challenge type in errors.
+func waitVisible(ctx context.Context, q querier, typ string, port int, rec *dnsRecord, timeout, interval time.Duration) error {
 	if timeout < 0 {
 		return nil
 	}
 	if timeout == 0 {
 		timeout = DefaultPropagationTimeout
 	}
-	interval := d.PollInterval
 	if interval <= 0 {
 		interval = DefaultPollInterval
 	}
-	d.mu.Lock()
-	rec := d.records[challengeKey(chal)]
-	d.mu.Unlock()
-	if rec == nil {
-		return fmt.Errorf("solvers: dns-01: challenge for %s was not presented", chal.Identifier.Value)
-	}
-	q, err := d.querier()
-	if err != nil {
-		return fmt.Errorf("solvers: dns-01: %w", err)
-	}
-
-	deadline := time.Now().Add(timeout)
-	wctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	port := d.NameserverPort
 	if port == 0 {
 		port = 53
 	}
+	deadline := time.Now().Add(timeout)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	var servers []string
 	var lastErr error
 	for {
@@ -230,7 +255,7 @@ func (d *DNS01) Wait(ctx context.Context, chal acme.Challenge) error {
 			servers, lastErr = q.nameservers(wctx, rec.zone, port)
 		}
 		if servers != nil {
-			missing, err := d.missingAt(wctx, q, servers, rec)
+			missing, err := missingAt(wctx, q, servers, rec)
 			if err == nil && len(missing) == 0 {
 				return nil
 			}
@@ -245,15 +270,15 @@ func (d *DNS01) Wait(ctx context.Context, chal acme.Challenge) error {
 		case <-wctx.Done():
 			t.Stop()
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("solvers: dns-01: waiting for %s: %w", rec.fqdn, err)
+				return fmt.Errorf("solvers: %s: waiting for %s: %w", typ, rec.fqdn, err)
 			}
-			return fmt.Errorf("%w: TXT %s = %q after %v: %v", ErrNotPropagated, rec.fqdn, rec.value, timeout, lastErr)
+			return fmt.Errorf("%w: %s: TXT %s = %q after %v: %v", ErrNotPropagated, typ, rec.fqdn, rec.value, timeout, lastErr)
 		}
 	}
 }
 
 // missingAt returns the servers that do not yet answer the record.
-func (d *DNS01) missingAt(ctx context.Context, q querier, servers []string, rec *dnsRecord) ([]string, error) {
+func missingAt(ctx context.Context, q querier, servers []string, rec *dnsRecord) ([]string, error) {
 	var missing []string
 	for _, srv := range servers {
 		ok, err := q.hasTXT(ctx, srv, rec.fqdn, rec.value)
@@ -283,9 +308,9 @@ func (d *DNS01) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	ctx, cancel := cleanupContext(ctx, d.CleanupTimeout)
 	defer cancel()
 	if _, err := d.Provider.DeleteRecords(ctx, rec.zone, rec.created); err != nil {
-		d.logger().WarnContext(ctx, "solvers: dns-01 record not deleted", "zone", rec.zone, "name", rec.fqdn, "err", err)
-		return fmt.Errorf("solvers: dns-01: deleting TXT %s in zone %s: %w", rec.fqdn, rec.zone, err)
+		d.logger().WarnContext(ctx, "solvers: "+rec.typ+" record not deleted", "zone", rec.zone, "name", rec.fqdn, "err", err)
+		return fmt.Errorf("solvers: %s: deleting TXT %s in zone %s: %w", rec.typ, rec.fqdn, rec.zone, err)
 	}
-	d.logger().InfoContext(ctx, "solvers: dns-01 record deleted", "zone", rec.zone, "name", rec.fqdn)
+	d.logger().InfoContext(ctx, "solvers: "+rec.typ+" record deleted", "zone", rec.zone, "name", rec.fqdn)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,17 +199,34 @@ func (q querier) addresses(ctx context.Context, host string) ([]string, error) {
 // hasTXT reports whether server answers name with a TXT record whose value
 // is exactly value.
 func (q querier) hasTXT(ctx context.Context, server, name, value string) (bool, error) {
-	r, err := q.exchange(ctx, name, dns.TypeTXT, false, []string{server})
+	values, err := q.txt(ctx, server, name)
 	if err != nil {
 		return false, err
 	}
+	return slices.Contains(values, value), nil
+}
+
+// txt returns the values (each record's character-strings joined) of the
+// TXT records server answers for name, at most maxTXTRecords of them.
+func (q querier) txt(ctx context.Context, server, name string) ([]string, error) {
+	r, err := q.exchange(ctx, name, dns.TypeTXT, false, []string{server})
+	if err != nil {
+		return nil, err
+	}
+	var values []string
 	for _, rr := range r.Answer {
-		if t, ok := rr.(*dns.TXT); ok && canonical(t.Hdr.Name) == canonical(name) && strings.Join(t.Txt, "") == value {
-			return true, nil
+		if t, ok := rr.(*dns.TXT); ok && canonical(t.Hdr.Name) == canonical(name) {
+			values = append(values, strings.Join(t.Txt, ""))
+			if len(values) == maxTXTRecords {
+				break
+			}
 		}
 	}
-	return false, nil
+	return values, nil
 }
+
+// maxTXTRecords bounds the TXT records read at one name.
+const maxTXTRecords = 64
 
 // systemResolvers returns the nameservers of /etc/resolv.conf.
 func systemResolvers() ([]string, error) {
