@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -34,8 +35,15 @@ type ObtainRequest struct {
 	// certificate will hold exactly these. Required.
 	Identifiers []Identifier
 	// CertKey is the certificate's private key. It must not be the account
-	// key. Required.
+	// key. Required unless CSR is set.
 	CertKey crypto.Signer
+	// CSR, if set, is the DER certificate signing request to finalize with,
+	// instead of one made for CertKey (which must then be nil): the key
+	// stays with whoever made the CSR, as with an ACME relay. Its
+	// signature must verify, its key must be one [Client] supports and not
+	// the account key, and its names (subjectAltNames, and a common name,
+	// which must be one of them) must be exactly Identifiers.
+	CSR []byte
 	// Solvers maps challenge types (ChallengeHTTP01, …) to the solver that
 	// answers them. At least one is required.
 	Solvers map[string]Solver
@@ -81,8 +89,8 @@ var ErrCertificateMismatch = errors.New("acme: issued certificate does not match
 
 // Obtain runs the whole issuance flow: it places an order, solves each
 // pending authorization with a configured [Solver], finalizes with a CSR for
-// req.CertKey, downloads the chains, and checks that the leaf holds
-// req.CertKey's public key and exactly the requested identifiers.
+// req.CertKey (or with req.CSR), downloads the chains, and checks that the
+// leaf holds that CSR's public key and exactly the requested identifiers.
 //
 // Every presented challenge is cleaned up, even when ctx is cancelled
 // (CleanUp then runs under a detached context bounded by CleanupTimeout).
@@ -97,7 +105,7 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 		}
 		req.Identifiers = ids
 	}
-	csr, err := c.checkObtain(req)
+	csr, pub, err := c.checkObtain(req)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +131,7 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 		return nil, err
 	}
 	chain := PreferChain(chains, req.PreferredChain)
-	if err := checkIssued(chain.Leaf(), req); err != nil {
+	if err := checkIssued(chain.Leaf(), pub, req.Identifiers); err != nil {
 		return nil, err
 	}
 	return &Certificate{Chain: chain, Chains: chains, Order: final}, nil
@@ -168,23 +176,119 @@ func replacesRefused(err error) bool {
 	return (p.Is(ErrUnauthorized) || p.Is(ErrMalformed)) && strings.Contains(strings.ToLower(p.Detail), "replace")
 }
 
-// checkObtain validates the request and returns the CSR.
-func (c *Client) checkObtain(req ObtainRequest) ([]byte, error) {
+// checkObtain validates the request and returns the CSR and the public key
+// the certificate must carry.
+func (c *Client) checkObtain(req ObtainRequest) ([]byte, crypto.PublicKey, error) {
 	if len(req.Identifiers) == 0 {
-		return nil, errors.New("acme: obtain: no identifiers")
+		return nil, nil, errors.New("acme: obtain: no identifiers")
 	}
 	if len(req.Solvers) == 0 {
-		return nil, errors.New("acme: obtain: no solvers")
+		return nil, nil, errors.New("acme: obtain: no solvers")
+	}
+	if req.CSR != nil {
+		if req.CertKey != nil {
+			return nil, nil, errors.New("acme: obtain: CSR and CertKey are exclusive")
+		}
+		pub, err := c.checkCSR(req.CSR, req.Identifiers)
+		if err != nil {
+			return nil, nil, err
+		}
+		return req.CSR, pub, nil
 	}
 	if _, err := signingAlg(req.CertKey); err != nil {
-		return nil, fmt.Errorf("acme: obtain: certificate key: %w", err)
+		return nil, nil, fmt.Errorf("acme: obtain: certificate key: %w", err)
 	}
-	if ak := c.accountKey(); ak != nil {
-		if eq, ok := ak.Public().(interface{ Equal(crypto.PublicKey) bool }); ok && eq.Equal(req.CertKey.Public()) {
-			return nil, errors.New("acme: obtain: the certificate key must not be the account key")
-		}
+	if c.isAccountKey(req.CertKey.Public()) {
+		return nil, nil, errors.New("acme: obtain: the certificate key must not be the account key")
 	}
-	return CSR(req.CertKey, req.Identifiers)
+	csr, err := CSR(req.CertKey, req.Identifiers)
+	return csr, req.CertKey.Public(), err
+}
+
+// isAccountKey reports whether pub is the client's account key.
+func (c *Client) isAccountKey(pub crypto.PublicKey) bool {
+	ak := c.accountKey()
+	if ak == nil {
+		return false
+	}
+	eq, ok := ak.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(pub)
+}
+
+// ErrBadCSRRequest is returned (wrapped, with the reason) by [Client.Obtain]
+// for an ObtainRequest.CSR that cannot be used.
+var ErrBadCSRRequest = errors.New("acme: obtain: unusable CSR")
+
+// checkCSR checks a caller's CSR against the identifiers to order and
+// returns its public key.
+func (c *Client) checkCSR(der []byte, ids []Identifier) (crypto.PublicKey, error) {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSRRequest, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: signature: %v", ErrBadCSRRequest, err)
+	}
+	if _, err := signingAlg(publicOnly{csr.PublicKey}); err != nil {
+		return nil, fmt.Errorf("%w: key: %w", ErrBadCSRRequest, err)
+	}
+	if c.isAccountKey(csr.PublicKey) {
+		return nil, fmt.Errorf("%w: its key is the account key", ErrBadCSRRequest)
+	}
+	got := slices.Clone(csr.DNSNames)
+	for i := range got {
+		got[i] = "dns:" + strings.ToLower(got[i])
+	}
+	for _, ip := range csr.IPAddresses {
+		a, _ := netip.AddrFromSlice(ip)
+		got = append(got, "ip:"+a.Unmap().String())
+	}
+	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
+		return nil, fmt.Errorf("%w: it has e-mail or URI names", ErrBadCSRRequest)
+	}
+	if cn := csr.Subject.CommonName; cn != "" && !slices.Contains(got, "dns:"+strings.ToLower(cn)) && !slices.Contains(got, "ip:"+cn) {
+		return nil, fmt.Errorf("%w: common name %q is not one of its names", ErrBadCSRRequest, clipString(cn, 64))
+	}
+	if !slices.Equal(identifierKeys(got), identifierKeys(idStrings(ids))) {
+		return nil, fmt.Errorf("%w: names %v, identifiers %v", ErrBadCSRRequest, clipStrings(got), ids)
+	}
+	return csr.PublicKey, nil
+}
+
+// publicOnly is a crypto.Signer that only knows its public key, so that
+// signingAlg can judge a public key.
+type publicOnly struct{ pub crypto.PublicKey }
+
+func (p publicOnly) Public() crypto.PublicKey { return p.pub }
+func (p publicOnly) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("acme: public key only")
+}
+
+// idStrings returns "dns:name" / "ip:addr" for normalised identifiers.
+func idStrings(ids []Identifier) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, id.Type+":"+id.Value)
+	}
+	return out
+}
+
+// identifierKeys returns a sorted, duplicate-free copy of s.
+func identifierKeys(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// clipStrings bounds what a list of names adds to an error.
+func clipStrings(s []string) []string {
+	if len(s) > 10 {
+		s = append(slices.Clone(s[:10]), fmt.Sprintf("… %d more", len(s)-10))
+	}
+	for i := range s {
+		s[i] = clipString(s[i], 256)
+	}
+	return s
 }
 
 // CSR returns a DER certificate signing request for key with exactly the
@@ -220,14 +324,15 @@ func CSR(key crypto.Signer, ids []Identifier) ([]byte, error) {
 	return der, nil
 }
 
-// checkIssued verifies the leaf against the request.
-func checkIssued(leaf *x509.Certificate, req ObtainRequest) error {
-	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(req.CertKey.Public()) {
+// checkIssued verifies the leaf against the request: it carries pub and
+// exactly the identifiers ids.
+func checkIssued(leaf *x509.Certificate, pub crypto.PublicKey, ids []Identifier) error {
+	lp, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !lp.Equal(pub) {
 		return fmt.Errorf("%w: public key differs from the CSR's", ErrCertificateMismatch)
 	}
 	var want, got []string
-	for _, id := range req.Identifiers {
+	for _, id := range ids {
 		v := id.Value
 		if id.Type == IdentifierDNS {
 			v = "dns:" + strings.ToLower(v)
@@ -243,10 +348,7 @@ func checkIssued(leaf *x509.Certificate, req ObtainRequest) error {
 		a, _ := netip.AddrFromSlice(ip)
 		got = append(got, "ip:"+a.Unmap().String())
 	}
-	slices.Sort(want)
-	want = slices.Compact(want)
-	slices.Sort(got)
-	got = slices.Compact(got)
+	want, got = identifierKeys(want), identifierKeys(got)
 	if !slices.Equal(want, got) {
 		return fmt.Errorf("%w: names %v, requested %v", ErrCertificateMismatch, got, want)
 	}
