@@ -190,7 +190,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		}
 		defer closeStore()
 		store = s
-		trail = &audit.Log{Storage: store, Node: cliNode()}
+		trail = &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
 		defer trail.Close()
 	}
 	certFile, keyFile := f.certFile, f.keyFile

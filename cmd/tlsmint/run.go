@@ -147,6 +147,10 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 		a.renewCommand(),
 		a.revokeCommand(),
 		a.ariCommand(),
+		a.certsCommand(),
+		a.auditCommand(),
+		a.rateLimitsCommand(),
+		a.checkCommand(),
 	)
 	return root
 }
