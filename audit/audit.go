@@ -71,7 +71,10 @@ type Log struct {
 	// Node names this process in its records and batch keys. Empty means
 	// the host name and process ID.
 	Node string
-	// Retention is how long records are kept. Zero means DefaultRetention.
+	// Retention is how long records are kept. Zero means DefaultRetention;
+	// negative means this Log never deletes a batch, for a reader that
+	// must not apply its own retention to a trail others keep (the Logs
+	// of the nodes that write it still do).
 	Retention time.Duration
 	// FlushInterval is the longest a record waits in memory. Zero means
 	// DefaultFlushInterval.
@@ -343,7 +346,10 @@ func clipNames(names []string) []string {
 // record is a retention (plus a day of margin) old.
 func (l *Log) expire(ctx context.Context, now time.Time) error {
 	ret := l.Retention
-	if ret <= 0 {
+	if ret < 0 {
+		return nil
+	}
+	if ret == 0 {
 		ret = DefaultRetention
 	}
 	if j, ok := l.Storage.(storage.Journal); ok {

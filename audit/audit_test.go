@@ -359,3 +359,28 @@ func TestManagerAuditWithoutLog(t *testing.T) {
 		t.Fatalf("Audit without AuditLog: got %v, want ErrNoAuditLog", err)
 	}
 }
+
+// A Log with a negative Retention deletes no batch, however old.
+func TestNegativeRetentionKeepsEverything(t *testing.T) {
+	t.Parallel()
+	store := storage.NewMemory()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	w := &Log{Storage: store, Node: "writer"}
+	w.init()
+	w.now = func() time.Time { return now }
+	w.Add(Record{Kind: KindDecision, Operation: "old"})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := &Log{Storage: store, Node: "reader", Retention: -1}
+	r.init()
+	r.now = func() time.Time { return now.Add(365 * 24 * time.Hour) }
+	defer r.Close()
+	if err := r.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.Query(ctxT(t), Filter{})
+	if len(got) != 1 || got[0].Operation != "old" {
+		t.Fatalf("a year later: %v, want the old record kept", got)
+	}
+}

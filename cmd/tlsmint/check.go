@@ -1,0 +1,132 @@
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tlsmint/tlsmint/watchdog"
+)
+
+// checkOutput is what check prints.
+type checkOutput struct {
+	Target     string    `json:"target"`
+	ServerName string    `json:"server_name,omitempty"`
+	OK         bool      `json:"ok"`
+	Names      []string  `json:"names,omitempty"`
+	Serial     string    `json:"serial,omitempty"`
+	NotBefore  time.Time `json:"not_before,omitzero"`
+	NotAfter   time.Time `json:"not_after,omitzero"`
+	DaysLeft   int       `json:"days_left"`
+	Issuer     string    `json:"issuer,omitempty"`
+	Chain      []string  `json:"chain,omitempty"`
+	LatencyMS  int64     `json:"latency_ms"`
+	Problems   []string  `json:"problems"`
+}
+
+func (a *app) checkCommand() *cobra.Command {
+	var sni, warn, trust string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "check HOST[:PORT]",
+		Short: "Check what a TLS server serves: expiry, names, chain",
+		Long: `check connects to HOST:PORT (443 by default), runs one TLS handshake with the
+server name (--sni, else HOST) and checks the served certificate: that it
+covers the name, that its chain verifies (against the system's roots, or
+--trust), and that it does not expire within --warn. Nothing but the handshake
+is sent.
+
+It exits 0 when all is well and 3 when anything is wrong — expiring within
+--warn, expired, not for the name, a chain that does not verify, a server that
+cannot be reached — so it fits a cron job or a monitoring check.`,
+		Example: `  tlsmint check example.com
+  tlsmint check example.com:8443 --warn 30d
+  tlsmint check 192.0.2.10:443 --sni www.example.com --json
+  tlsmint check ca.internal:443 --trust internal-root.pem`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr := args[0]
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				addr = net.JoinHostPort(strings.Trim(addr, "[]"), "443")
+			}
+			threshold, err := parseDays(warn)
+			if err != nil {
+				return usagef("--warn: %v", err)
+			}
+			w := &watchdog.Watchdog{ExpiryThreshold: threshold, ExpiryFraction: -1, Timeout: timeout}
+			if threshold == 0 {
+				w.ExpiryThreshold = -1 // only expired certificates
+			}
+			if trust != "" {
+				b, err := readSmallFile(trust)
+				if err != nil {
+					return fmt.Errorf("reading --trust: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(b) {
+					return usagef("--trust %s: no PEM certificate in it", trust)
+				}
+				w.Roots = pool
+			}
+			res, err := w.Check(cmd.Context(), watchdog.Target{Addr: addr, ServerName: sni})
+			if err != nil {
+				return err
+			}
+			out := checkOutput{Target: addr, ServerName: res.Target.ServerName, OK: res.OK(), LatencyMS: res.Latency.Milliseconds(), Problems: []string{}}
+			if out.ServerName == "" {
+				out.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			if leaf := res.Leaf(); leaf != nil {
+				out.Names = leafNames(leaf)
+				out.Serial = res.Serial()
+				out.NotBefore, out.NotAfter = leaf.NotBefore, leaf.NotAfter
+				out.DaysLeft = daysLeft(leaf.NotAfter, res.Time)
+				out.Issuer = leaf.Issuer.CommonName
+				for _, c := range res.Chain {
+					out.Chain = append(out.Chain, c.Subject.CommonName)
+				}
+			}
+			for _, p := range res.Problems {
+				out.Problems = append(out.Problems, p.Error())
+			}
+			if a.jsonOut {
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				t := a.table()
+				verdict := "OK"
+				if !out.OK {
+					verdict = "PROBLEM"
+				}
+				fmt.Fprintf(t, "%s:\t%s (%s)\n", verdict, out.Target, out.ServerName)
+				if out.Serial != "" {
+					fmt.Fprintf(t, "names:\t%s\n", strings.Join(out.Names, ", "))
+					fmt.Fprintf(t, "expires:\t%s (%d days left)\n", fmtTime(out.NotAfter), out.DaysLeft)
+					fmt.Fprintf(t, "issuer:\t%s\n", out.Issuer)
+					fmt.Fprintf(t, "chain:\t%s\n", strings.Join(out.Chain, " <- "))
+					fmt.Fprintf(t, "serial:\t%s\n", out.Serial)
+				}
+				for _, p := range out.Problems {
+					fmt.Fprintf(t, "problem:\t%s\n", p)
+				}
+				if err := t.Flush(); err != nil {
+					return err
+				}
+			}
+			if !out.OK {
+				return errProblem
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sni, "sni", "", "server name to send and check (default HOST)")
+	f.StringVar(&warn, "warn", "14d", "a problem when the certificate expires within this: 14d, 36h, … (0: only when expired)")
+	f.StringVar(&trust, "trust", "", "PEM file of roots to verify the chain against (default the system's)")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "bound on the connection and handshake")
+	return cmd
+}

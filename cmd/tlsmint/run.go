@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Exit codes, as documented in the package doc and docs/cli.md.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the operation failed
+	exitUsage   = 2 // the command line is wrong
+	exitProblem = 3 // check found a problem
+)
+
+// exitError carries the exit code of a failure.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usagef is an error in the command line: exit code 2.
+func usagef(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// errProblem reports that check found problems (already printed).
+var errProblem = &exitError{code: exitProblem, err: errors.New("problems found")}
+
+// run is the whole command: it parses args, runs the command and returns
+// the exit code. Output goes to stdout, messages (progress, -v, errors)
+// to stderr.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runEnv(ctx, args, stdin, stdout, stderr, os.Getenv)
+}
+
+// runEnv is run with the environment read through getenv.
+func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if err == errProblem {
+		return exitProblem
+	}
+	code := exitFailure
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case isCobraUsage(err):
+		code = exitUsage
+	}
+	msg := err.Error()
+	if code == exitUsage && !strings.Contains(msg, "--help") {
+		msg += " (see tlsmint " + a.cmdPath + " --help)"
+	}
+	fmt.Fprintf(stderr, "tlsmint: %s\n", msg)
+	return code
+}
+
+// isCobraUsage reports errors cobra makes for a wrong command line, which
+// it does not type.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "required flag", "invalid argument", "accepts ", "requires at least", "flag needs an argument", "if any flags in the group"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// app holds the streams and the global options of one run; nothing is
+// global, so tests run commands in parallel.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	cmdPath        string // of the command being run, for messages
+
+	// global flags
+	ca, caRoots, storageURL, accountKey string
+	jsonOut, verbose, progress          bool
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tlsmint",
+		Short: "An ACME client: accounts, certificates, storage, audit, checks and migrations",
+		Long: `tlsmint obtains, renews and revokes certificates from an ACME CA (Let's
+Encrypt, ZeroSSL, Google Trust Services, a private step-ca, …), shows what a
+tlsmint storage holds and what its audit trail recorded, checks what a server
+serves, and imports autocert and certmagic certificates into a storage.
+
+Flags can be set from the environment: TLSMINT_CA, TLSMINT_CA_ROOTS,
+TLSMINT_STORAGE, TLSMINT_ACCOUNT_KEY, TLSMINT_EMAIL, TLSMINT_EAB_KID,
+TLSMINT_EAB_HMAC (the MAC key itself), TLSMINT_EAB_HMAC_FILE, TLSMINT_KEY_TYPE,
+TLSMINT_PROFILE, TLSMINT_PREFERRED_CHAIN, TLSMINT_HTTP, TLSMINT_TLS_ALPN.
+A flag on the command line wins over the environment.
+
+Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
+3 check found a problem.`,
+		Example: `  tlsmint account register --email ops@example.com --accept-tos
+  tlsmint obtain example.com --http :80
+  tlsmint certs list --storage /var/lib/tlsmint
+  tlsmint check example.com --warn 14d`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			a.cmdPath = strings.TrimPrefix(cmd.CommandPath(), "tlsmint ")
+			return a.applyEnv(cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		a.cmdPath = strings.TrimPrefix(cmd.CommandPath(), "tlsmint ")
+		return &exitError{code: exitUsage, err: err}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.ca, "ca", "letsencrypt", "ACME CA: letsencrypt, letsencrypt-staging, zerossl, google, or a directory URL (env TLSMINT_CA)")
+	pf.StringVar(&a.caRoots, "ca-roots", "", "PEM file of roots to trust for the CA's HTTPS server, for a private CA (env TLSMINT_CA_ROOTS; default the system's)")
+	pf.StringVar(&a.accountKey, "account-key", "", "account key file, PEM (env TLSMINT_ACCOUNT_KEY; default one per CA under the user's config folder)")
+	pf.StringVar(&a.storageURL, "storage", "", "tlsmint storage: a folder or postgres://… (env TLSMINT_STORAGE)")
+	pf.BoolVar(&a.jsonOut, "json", false, "print JSON for scripts instead of text")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "print every ACME exchange on stderr")
+	pf.BoolVar(&a.progress, "progress", isTerminal(a.stderr), "print progress on stderr (default: when stderr is a terminal)")
+
+	root.AddCommand(
+		a.accountCommand(),
+		a.obtainCommand(),
+		a.renewCommand(),
+		a.revokeCommand(),
+		a.ariCommand(),
+		a.certsCommand(),
+		a.auditCommand(),
+		a.rateLimitsCommand(),
+		a.checkCommand(),
+	)
+	return root
+}
+
+// envFlags are the flags that environment variables set, when not given
+// on the command line.
+var envFlags = map[string]string{
+	"ca":              "TLSMINT_CA",
+	"ca-roots":        "TLSMINT_CA_ROOTS",
+	"storage":         "TLSMINT_STORAGE",
+	"account-key":     "TLSMINT_ACCOUNT_KEY",
+	"email":           "TLSMINT_EMAIL",
+	"eab-kid":         "TLSMINT_EAB_KID",
+	"eab-hmac-file":   "TLSMINT_EAB_HMAC_FILE",
+	"key-type":        "TLSMINT_KEY_TYPE",
+	"profile":         "TLSMINT_PROFILE",
+	"preferred-chain": "TLSMINT_PREFERRED_CHAIN",
+	"http":            "TLSMINT_HTTP",
+	"tls-alpn":        "TLSMINT_TLS_ALPN",
+}
+
+// applyEnv sets the flags of cmd that the command line left alone from
+// their environment variables.
+func (a *app) applyEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		env, ok := envFlags[f.Name]
+		if !ok || f.Changed || err != nil {
+			return
+		}
+		v := a.getenv(env)
+		if v == "" {
+			return
+		}
+		if serr := cmd.Flags().Set(f.Name, v); serr != nil {
+			err = usagef("%s=%q: %v", env, v, serr)
+		}
+	})
+	return err
+}
+
+// flagSet reports whether the flag was given on the command line or by
+// its environment variable.
+func flagSet(cmd *cobra.Command, name string) bool {
+	f := cmd.Flags().Lookup(name)
+	return f != nil && f.Changed
+}

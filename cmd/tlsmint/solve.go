@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/solvers"
+)
+
+// solverFlags are the challenge options of obtain and renew.
+type solverFlags struct {
+	http, tlsALPN string
+	dns           bool
+	dnsResolvers  []string
+	dnsPort       int
+	dnsTimeout    time.Duration
+}
+
+func (s *solverFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&s.http, "http", "", "solve http-01 with a built-in server on this address, such as :80 (env TLSMINT_HTTP)")
+	f.StringVar(&s.tlsALPN, "tls-alpn", "", "solve tls-alpn-01 with a built-in server on this address, such as :443 (env TLSMINT_TLS_ALPN)")
+	f.BoolVar(&s.dns, "dns", false, "solve dns-01 by hand: print the TXT record to create and wait until it is visible")
+	f.StringSliceVar(&s.dnsResolvers, "dns-resolver", nil, "with --dns: recursive resolver host:port for finding the zone (default /etc/resolv.conf's)")
+	f.IntVar(&s.dnsPort, "dns-port", 0, "with --dns: port of the zone's authoritative nameservers (default 53)")
+	f.DurationVar(&s.dnsTimeout, "dns-timeout", 10*time.Minute, "with --dns: how long to wait for the record to be visible")
+}
+
+// solvers is what the flags start: the solvers for Obtain, their
+// preference, and a function that stops the servers.
+type solverSet struct {
+	solvers map[string]acme.Solver
+	types   []string
+	stop    func()
+}
+
+// start listens on the challenge addresses. Nothing is ordered if a
+// listener cannot be opened.
+func (s *solverFlags) start(a *app, p *progress) (*solverSet, error) {
+	set := &solverSet{solvers: map[string]acme.Solver{}}
+	var stops []func()
+	set.stop = func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+	fail := func(err error) (*solverSet, error) {
+		set.stop()
+		return nil, err
+	}
+	if s.dns {
+		d := &solvers.DNS01{
+			Provider:           &solvers.ManualDNS{Out: a.stderr},
+			Resolvers:          s.dnsResolvers,
+			NameserverPort:     s.dnsPort,
+			PropagationTimeout: s.dnsTimeout,
+		}
+		set.solvers[acme.ChallengeDNS01] = announce(d, p, acme.ChallengeDNS01)
+		set.types = append(set.types, acme.ChallengeDNS01)
+	}
+	if s.http != "" {
+		ln, err := net.Listen("tcp", s.http)
+		if err != nil {
+			return fail(listenError("http-01", s.http, err))
+		}
+		h := &solvers.HTTP01{}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		stops = append(stops, func() { srv.Close() })
+		set.solvers[acme.ChallengeHTTP01] = announce(h, p, acme.ChallengeHTTP01)
+		set.types = append(set.types, acme.ChallengeHTTP01)
+	}
+	if s.tlsALPN != "" {
+		ln, err := net.Listen("tcp", s.tlsALPN)
+		if err != nil {
+			return fail(listenError("tls-alpn-01", s.tlsALPN, err))
+		}
+		t := &solvers.TLSALPN01{}
+		tl := tls.NewListener(ln, t.TLSConfig())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveHandshakes(tl)
+		}()
+		stops = append(stops, func() { tl.Close(); wg.Wait() })
+		set.solvers[acme.ChallengeTLSALPN01] = announce(t, p, acme.ChallengeTLSALPN01)
+		set.types = append(set.types, acme.ChallengeTLSALPN01)
+	}
+	if len(set.solvers) == 0 {
+		return fail(usagef("no way to solve a challenge: pass --http :80, --tls-alpn :443 or --dns"))
+	}
+	return set, nil
+}
+
+func listenError(kind, addr string, err error) error {
+	msg := fmt.Sprintf("listening on %s for %s: %v", addr, kind, err)
+	if errors.Is(err, fs.ErrPermission) {
+		msg += ": ports below 1024 need root or CAP_NET_BIND_SERVICE"
+	} else if errors.Is(err, syscall.EADDRINUSE) {
+		msg += ": another server listens there; stop it, or solve through it"
+	}
+	return errors.New(msg)
+}
+
+// serveHandshakes completes the TLS handshake of every connection (all a
+// tls-alpn-01 validation needs) and closes it.
+func serveHandshakes(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if tc, ok := c.(*tls.Conn); ok {
+				tc.Handshake()
+			}
+		}()
+	}
+}
+
+// announced reports each presented challenge as a progress step, and
+// forwards Wait when the solver has one.
+type announced struct {
+	acme.Solver
+	p    *progress
+	kind string
+}
+
+type announcedWaiter struct {
+	announced
+	w acme.Waiter
+}
+
+func (s announced) Present(ctx context.Context, ch acme.Challenge) error {
+	s.p.step("validating %s via %s", ch.Identifier.Value, s.kind)
+	return s.Solver.Present(ctx, ch)
+}
+
+func (s announcedWaiter) Wait(ctx context.Context, ch acme.Challenge) error {
+	s.p.step("waiting until the TXT record of %s is visible", ch.Identifier.Value)
+	return s.w.Wait(ctx, ch)
+}
+
+func announce(s acme.Solver, p *progress, kind string) acme.Solver {
+	a := announced{Solver: s, p: p, kind: kind}
+	if w, ok := s.(acme.Waiter); ok {
+		return announcedWaiter{announced: a, w: w}
+	}
+	return a
+}
