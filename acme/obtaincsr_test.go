@@ -55,7 +55,9 @@ func TestObtainWithBadCSR(t *testing.T) {
 		mod  func(*acme.ObtainRequest)
 		want error
 	}{
-		{"extra name", func(r *acme.ObtainRequest) { r.CertKey, r.CSR = nil, mk(newKey(t), acme.DNSNames("a.example.com", "b.example.com")) }, acme.ErrBadCSRRequest},
+		{"extra name", func(r *acme.ObtainRequest) {
+			r.CertKey, r.CSR = nil, mk(newKey(t), acme.DNSNames("a.example.com", "b.example.com"))
+		}, acme.ErrBadCSRRequest},
 		{"missing name", func(r *acme.ObtainRequest) {
 			r.Identifiers = acme.DNSNames("a.example.com", "b.example.com")
 			r.CertKey, r.CSR = nil, good
