@@ -60,3 +60,13 @@ func RenewForTest(m *Manager, name string) error {
 	<-f.done
 	return f.err
 }
+
+// CacheStatsForTest returns the number of certificates in memory and how
+// many were evicted so far.
+func CacheStatsForTest(m *Manager) (size int, evicted uint64) {
+	st := m.state()
+	return st.cache.size(), st.cache.evicted.Load()
+}
+
+// CachedForTest reports whether name's certificate is in memory.
+func CachedForTest(m *Manager, name string) bool { return m.state().cache.get(name) != nil }
