@@ -37,7 +37,13 @@ func (m *Manager) enqueueARI(e *entry) {
 func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	st := m.st
 	cur := st.cache.get(e.name)
-	if cur == nil || cur.cert != e.cert || !cur.ariPoll.Equal(e.ariPoll) {
+	if cur == nil {
+		// Evicted meanwhile (CacheCapacity): keep the name planned; the
+		// step loads it again and polls then.
+		m.plan(e)
+		return
+	}
+	if cur.cert != e.cert || !cur.ariPoll.Equal(e.ariPoll) {
 		return // replaced or polled meanwhile; the new entry has its own plan
 	}
 	if _, busy := st.ariBusy.LoadOrStore(e.name, true); busy {
@@ -98,6 +104,11 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 // e's next step.
 func (m *Manager) replan(old, e *entry) bool {
 	if !m.st.cache.swap(old, e) {
+		if m.st.cache.get(old.name) == nil {
+			// Evicted meanwhile: the name keeps a plan, and its step
+			// loads it again.
+			m.plan(e)
+		}
 		return false
 	}
 	m.plan(e)

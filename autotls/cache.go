@@ -13,10 +13,11 @@ import (
 // entry is one cached certificate with what its lifecycle needs. Entries are
 // not modified once cached, except for ref; a renewal caches a new entry.
 type entry struct {
-	entryData
 	// ref is the CLOCK reference bit, set (atomically) by every handshake
-	// the entry serves and cleared by the eviction sweep.
+	// the entry serves and cleared by the eviction sweep. It comes first,
+	// on the cache line of cert, which the hot path reads with it.
 	ref uint32
+	entryData
 }
 
 // entryData is an entry's content, copied whole by [entry.with].
@@ -66,8 +67,6 @@ type shard struct {
 	wild  map[string]*entry
 }
 
-func (s *shard) len() int { return len(s.exact) + len(s.wild) }
-
 // view is the set of shards; a name's shard is chosen by its hash (a
 // wildcard's by its base domain's).
 type view struct {
@@ -91,7 +90,7 @@ func (v *view) index(key string) int { return int(maphash.String(v.seed, key) & 
 // bounded size, whatever the number of names.
 const (
 	minShards   = 16
-	maxPerShard = 32
+	maxPerShard = 64
 )
 
 // cache maps names to certificates.
@@ -129,11 +128,27 @@ func (c *cache) init(capacity int) {
 // first, then a wildcard one label up. A hit implies the name is in normal
 // form, since only normalised names are cached. It does not allocate.
 func (c *cache) lookupFast(host string) *tls.Certificate {
+	if cert := c.lookupExact(host); cert != nil {
+		return cert
+	}
+	return c.lookupWild(host)
+}
+
+// lookupExact is lookupFast's exact part, small enough to be inlined into
+// GetCertificate.
+func (c *cache) lookupExact(host string) *tls.Certificate {
 	v := c.read.Load()
 	if e := v.shards[v.index(host)].Load().exact[host]; e != nil {
 		e.touch()
 		return e.cert
 	}
+	return nil
+}
+
+// lookupWild is lookupFast's wildcard part: the certificate of the
+// wildcard one label up.
+func (c *cache) lookupWild(host string) *tls.Certificate {
+	v := c.read.Load()
 	i := strings.IndexByte(host, '.')
 	if i <= 0 || !isLabel(host[:i]) {
 		return nil

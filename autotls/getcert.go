@@ -34,7 +34,10 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if sni == "" {
 		sni = st.defaultName
 	}
-	if c := st.cache.lookupFast(sni); c != nil {
+	if c := st.cache.lookupExact(sni); c != nil {
+		return c, nil
+	}
+	if c := st.cache.lookupWild(sni); c != nil {
 		return c, nil
 	}
 	return m.getSlow(st, hello, sni)

@@ -32,6 +32,13 @@ func (m *Manager) lockName(name string) string {
 // context, never a handshake's.
 func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) (*tls.Certificate, error) {
 	current := m.st.cache.get(name)
+	if current == nil && renew {
+		// Evicted from memory (CacheCapacity): the stored certificate is
+		// the one to renew.
+		if e, err := m.loadStored(ctx, name); err == nil {
+			current = e
+		}
+	}
 	if cert, err := m.fromStorage(ctx, name, current, renew); cert != nil || err != nil {
 		return cert, err
 	}

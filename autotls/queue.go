@@ -138,18 +138,22 @@ func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
 	return f, nil
 }
 
-// errNothingStored is the result of reloading a name that has nothing stored.
+// errNothingStored is the result of reloading a name that has nothing
+// stored and is not managed.
 var errNothingStored = errors.New("autotls: no stored certificate to reload")
 
-// enqueueReload queues the reload from storage of a name whose plan came
-// due while its certificate was not in memory (evicted): a usable stored
-// certificate is cached and planned again; an expired one is renewed; a
-// name with nothing stored that is not managed is forgotten.
+// enqueueReload queues the step of a name whose plan came due while its
+// certificate was not in memory, acting on what storage holds: a stored
+// certificate due for renewal (or expired) is renewed at once — not cached
+// first, so that a cache under pressure cannot evict it between two steps
+// — and one that is not due is cached and planned again; a managed or
+// lapsed name with nothing stored is obtained; any other is forgotten.
 func (m *Manager) enqueueReload(name string) {
 	f, lead, err := m.joinFlight(name)
 	if err != nil || !lead {
 		return
 	}
+	st := m.st
 	ok := m.enqueue(task{name: name, run: func(ctx context.Context) {
 		forgotten := false
 		m.runFlight(name, f, func() bool { return !forgotten }, func() (*tls.Certificate, error) {
@@ -157,12 +161,15 @@ func (m *Manager) enqueueReload(name string) {
 			defer cancel()
 			e, err := m.loadStored(ctx, name)
 			switch {
-			case err == nil && m.fresh(e, nil, false):
+			case err == nil && m.fresh(e, nil, false) && m.now().Before(e.renewAt):
 				m.install(e, EventLoaded)
 				return e.cert, nil
-			case err == nil: // expired in storage: renew it
-				return m.issue(ctx, name, false, false)
+			case err == nil: // due or expired: renew it
+				return m.issue(ctx, name, false, true)
 			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
+				if st.isManaged(name) || st.isLapsed(name) {
+					return m.issue(ctx, name, false, false)
+				}
 				forgotten = true
 				return nil, fmt.Errorf("%w: %s", errNothingStored, name)
 			}

@@ -198,15 +198,9 @@ func (m *Manager) step(name string, now time.Time) {
 	st := m.st
 	e := st.cache.get(name)
 	if e == nil {
-		// A managed name without a certificate, or one whose certificate
-		// expired and is no longer served, is obtained again (from
-		// storage when it is there).
-		if st.isManaged(name) || st.isLapsed(name) {
-			m.enqueueIssue(name, false)
-			return
-		}
-		// A certificate evicted from memory (CacheCapacity): loaded
-		// again, which plans its next step.
+		// Not in memory: a certificate evicted (CacheCapacity), a managed
+		// name without a certificate, or one whose certificate expired
+		// and is no longer served. The reload acts on what storage holds.
 		m.enqueueReload(name)
 		return
 	}

@@ -62,7 +62,7 @@ func (s *FileStorage) Append(ctx context.Context, name string, entries []Journal
 			bufs[k] = b
 			order = append(order, k)
 		}
-		line, err := json.Marshal(fileEntry{Time: e.Time, Node: e.Node, Keys: e.Keys, Data: e.Data})
+		line, err := json.Marshal(fileEntry(e))
 		if err != nil {
 			return fmt.Errorf("storage: journal %q: %w", name, err)
 		}
@@ -192,7 +192,7 @@ func (s *FileStorage) ReadJournal(ctx context.Context, name string, q JournalQue
 			if json.Unmarshal(sc.Bytes(), &fe) != nil || fe.Time.IsZero() {
 				continue
 			}
-			e := JournalEntry{Time: fe.Time, Node: fe.Node, Keys: fe.Keys, Data: fe.Data}
+			e := JournalEntry(fe)
 			if q.matches(e) {
 				out = append(out, e)
 			}

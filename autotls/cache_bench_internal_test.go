@@ -1,0 +1,200 @@
+package autotls
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// benchEntries returns n entries with distinct names sharing one
+// certificate: the cache's own costs, without the certificates'.
+func benchEntries(n int) []*entry {
+	cert := &tls.Certificate{Leaf: &x509.Certificate{SerialNumber: big.NewInt(1)}}
+	out := make([]*entry, n)
+	for i := range out {
+		out[i] = &entry{entryData: entryData{name: fmt.Sprintf("host%d.bench.example.com", i), cert: cert}}
+	}
+	return out
+}
+
+func filledCache(n int) (*cache, []*entry) {
+	var c cache
+	c.init(0)
+	es := benchEntries(n)
+	for _, e := range es {
+		c.put(e)
+	}
+	return &c, es
+}
+
+// BenchmarkCacheHit is the hot path's lookup with 10,000 and 1,000,000
+// names cached, against a bare map of the same names, in the same run.
+func BenchmarkCacheHit(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		if testing.Short() && n > 10_000 {
+			continue
+		}
+		c, es := filledCache(n)
+		names := make([]string, n)
+		bare := make(map[string]*tls.Certificate, n)
+		for i, e := range es {
+			names[i] = e.name
+			bare[e.name] = e.cert
+		}
+		b.Run(fmt.Sprintf("names=%d/impl=cache", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if c.lookupFast(names[i]) == nil {
+					b.Fatal("miss")
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("names=%d/impl=map", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if bare[names[i]] == nil {
+					b.Fatal("miss")
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCacheSwap is one renewal's update of the read view (a new entry
+// replacing a cached one) at 10,000, 100,000 and 1,000,000 names.
+func BenchmarkCacheSwap(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		c, es := filledCache(n)
+		b.Run(fmt.Sprintf("names=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				old := es[i]
+				e := old.with(func(*entry) {})
+				if !c.swap(old, e) {
+					b.Fatal("not swapped")
+				}
+				es[i] = e
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCacheEvict is a cache at capacity taking in new names: each
+// put evicts one (the sweep's cost, amortised).
+func BenchmarkCacheEvict(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		var c cache
+		c.init(n)
+		es := benchEntries(2 * n)
+		for _, e := range es[:n] {
+			c.put(e)
+		}
+		b.Run(fmt.Sprintf("capacity=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				e := es[n+i%n]
+				if c.get(e.name) == nil {
+					c.put(e)
+				} else {
+					c.put(es[i%n])
+				}
+				i++
+			}
+			if c.size() > n {
+				b.Fatalf("%d entries, capacity %d", c.size(), n)
+			}
+		})
+	}
+}
+
+// BenchmarkScheduleMemory is what a managed name costs when its
+// certificate is not in memory: its plan in the renewal schedule (heap
+// item and map entry, the name's bytes included).
+func BenchmarkScheduleMemory(b *testing.B) {
+	const n = 1_000_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("host%d.bench.example.com", i)
+	}
+	for b.Loop() {
+		m := &Manager{}
+		st := m.state()
+		st.sched.started = true // no loop: the plans alone
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		at := time.Now()
+		for i, name := range names {
+			st.sched.at(m, name, at.Add(time.Duration(i)*time.Second))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "B/name")
+		b.ReportMetric(float64(len(names[0])), "name-bytes")
+		runtime.KeepAlive(m)
+	}
+}
+
+// BenchmarkGetCertificateHit is GetCertificate on a cache hit with
+// 10,000 and 1,000,000 names cached (simulated: distinct names sharing one
+// certificate), against a bare map lookup of the same names in the same
+// run.
+func BenchmarkGetCertificateHit(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		if testing.Short() && n > 10_000 {
+			continue
+		}
+		m := &Manager{Hosts: HostWhitelist("example.com")}
+		st := m.state()
+		es := benchEntries(n)
+		hellos := make([]*tls.ClientHelloInfo, n)
+		bare := make(map[string]*tls.Certificate, n)
+		for i, e := range es {
+			st.cache.put(e)
+			hellos[i] = &tls.ClientHelloInfo{ServerName: e.name, SupportedProtos: []string{"h2", "http/1.1"}}
+			bare[e.name] = e.cert
+		}
+		b.Run(fmt.Sprintf("names=%d/impl=manager", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if c, _ := m.GetCertificate(hellos[i]); c == nil {
+					b.Fatal("miss")
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("names=%d/impl=map", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if bare[hellos[i].ServerName] == nil {
+					b.Fatal("miss")
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+		m.Close()
+	}
+}
