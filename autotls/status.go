@@ -51,6 +51,12 @@ type CertificateInfo struct {
 	Stored, InMemory bool
 	// Managed reports whether the name was given to Manage.
 	Managed bool
+	// DNSRecords are the DNS records the operator must publish for the
+	// name: with a read-only Manager.DNSPersist01, its dns-persist-01
+	// record while it is missing (the certificate is obtained as soon as
+	// it appears), or the one to publish before the published record's
+	// persistUntil. Empty when none is needed.
+	DNSRecords []DNSRecord
 }
 
 // Certificates lists every certificate the Manager manages — those in
@@ -104,6 +110,7 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 		infos[name].Managed = true
 	}
 	st.managedMu.RUnlock()
+	m.addDNSRecords(infos)
 	st.failMu.Lock()
 	for name, f := range st.failures {
 		info := infos[name]
