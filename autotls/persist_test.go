@@ -8,11 +8,13 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libdns/libdns"
+	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/solvers"
@@ -297,5 +299,44 @@ func TestDNSPersistRecordEnding(t *testing.T) {
 	}
 	if n := log.count(autotls.EventDNSRecordEnding, "end.example.com"); n != 1 {
 		t.Errorf("%d ending events, want 1", n)
+	}
+}
+
+// nameRecorder records the names of the records a provider appends.
+type nameRecorder struct {
+	solvers.DNSProvider
+	mu    sync.Mutex
+	names []string
+}
+
+func (p *nameRecorder) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	p.mu.Lock()
+	for _, r := range recs {
+		p.names = append(p.names, libdns.AbsoluteName(r.RR().Name, zone))
+	}
+	p.mu.Unlock()
+	return p.DNSProvider.AppendRecords(ctx, zone, recs)
+}
+
+// TestPreferDNSAccount01: the dns-01 solver answers dns-account-01, under
+// the account's label, when the CA offers it.
+func TestPreferDNSAccount01(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	e.ca.DNS().AddZone("example.com")
+	prov := &nameRecorder{DNSProvider: &dns01test.Provider{Server: e.ca.DNS()}}
+	store := storage.NewMemory()
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.DNS01 = &solvers.DNS01{Provider: prov, Resolvers: []string{e.ca.DNS().Addr()}, NameserverPort: dnsPort(t, e.ca.DNS().Addr()), PollInterval: 20 * time.Millisecond}
+		m.PreferDNSAccount01 = true
+	})
+	if err := m.Manage(ctxT(t), "*.example.com"); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	want := "_" + acme.DNSAccountLabel(storedAccountURL(t, store)) + "._acme-challenge.example.com."
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if len(prov.names) != 1 || prov.names[0] != want {
+		t.Errorf("records appended at %q, want [%s]", prov.names, want)
 	}
 }
