@@ -61,10 +61,12 @@ const (
 	// EventDNSRecordFound: a dns-persist-01 record that a name waited for
 	// (DNSRecord) is published; the certificate is obtained next.
 	EventDNSRecordFound EventType = "dns_record_found"
-	// EventDNSRecordEnding: a name's published dns-persist-01 record
-	// ends within the solver's PersistUntilWarning (DNSRecord.PersistUntil
-	// says when); after that the CA refuses it. DNSRecord is the record
-	// to publish instead. Emitted once per persistUntil.
+	// EventDNSRecordEnding: a name's dns-persist-01 record ends within
+	// the solver's PersistUntilWarning (DNSRecord.PersistUntil says when);
+	// after that the CA refuses it. Read-only: the published record's
+	// persistUntil, and DNSRecord is the record to publish instead; with a
+	// Provider: DNSPersist01.PersistUntil, which should be moved later.
+	// Emitted once per name and persistUntil.
 	EventDNSRecordEnding EventType = "dns_record_ending"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is
@@ -92,7 +94,8 @@ type Event struct {
 	RenewAt time.Time
 	Reason  string
 	// Err is the failure, for EventFailed, EventIssuerFailed,
-	// EventRateLimited, EventNotStored and EventExpired. With several
+	// EventRateLimited, EventNotStored, EventExpired and
+	// EventDNSRecordMissing. With several
 	// issuers, EventFailed's Err joins an [*IssuerError] per issuer tried.
 	Err error
 	// RetryAt is when the Manager will try again, for EventFailed and

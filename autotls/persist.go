@@ -128,8 +128,12 @@ func (m *Manager) dnsPersistIssuerName(ctx context.Context, iss *issuer, client 
 // with the other challenge types if there are any, else fails at once
 // with the *solvers.PersistRecordError.
 func (m *Manager) dnsPersistPrecheck(ctx context.Context, iss *issuer, client *acme.Client, name string, s map[string]acme.Solver, types []string) (map[string]acme.Solver, []string, error) {
+	if s[acme.ChallengeDNSPersist01] == nil {
+		return s, types, nil
+	}
 	d := m.dnsPersistReadOnly()
-	if d == nil || s[acme.ChallengeDNSPersist01] == nil {
+	if d == nil {
+		m.dnsPersistConfigEnding(ctx, iss, client, name)
 		return s, types, nil
 	}
 	issuerName := m.dnsPersistIssuerName(ctx, iss, client)
@@ -158,6 +162,41 @@ func (m *Manager) dnsPersistPrecheck(ctx context.Context, iss *issuer, client *a
 		}
 	}
 	return rest, slices.DeleteFunc(slices.Clone(types), func(t string) bool { return t == acme.ChallengeDNSPersist01 }), nil
+}
+
+// dnsPersistConfigEnding reports, once per name and persistUntil, that
+// the records a provider-mode DNSPersist01 creates end soon: its
+// PersistUntil is within PersistUntilWarning.
+func (m *Manager) dnsPersistConfigEnding(ctx context.Context, iss *issuer, client *acme.Client, name string) {
+	d := m.DNSPersist01
+	if d.PersistUntil.IsZero() {
+		return
+	}
+	want := d.RecordFor(m.dnsPersistIssuerName(ctx, iss, client), client.AccountURL, m.dnsPersistWildcard(name))
+	if !d.EndsSoon(want) {
+		return
+	}
+	ps := &m.st.dnsPersist
+	key := dnsPersistKey{name, iss.url}
+	ps.mu.Lock()
+	old := ps.needs[key]
+	if old != nil && old.ending && old.record.PersistUntil.Equal(want.PersistUntil) {
+		ps.mu.Unlock()
+		return
+	}
+	rec := DNSRecord{
+		Name: solvers.PersistRecordLabel + "." + strings.TrimPrefix(name, "*."), Type: "TXT",
+		Value: want.String(), ZoneFileValue: want.ZoneFileValue(), Issuer: iss.url,
+		Reason:       fmt.Sprintf("DNSPersist01.PersistUntil (%s) is near: the records it creates end then; set a later one, or none", want.PersistUntil.UTC().Format(time.RFC3339)),
+		PersistUntil: want.PersistUntil,
+	}
+	if ps.needs == nil {
+		ps.needs = make(map[dnsPersistKey]*dnsPersistNeed)
+	}
+	ps.needs[key] = &dnsPersistNeed{want: want, record: rec, ending: true}
+	ps.mu.Unlock()
+	m.st.log.Warn("autotls: the dns-persist-01 records created for "+name+" end soon", "record", rec.String(), "persist_until", rec.PersistUntil)
+	m.emit(Event{Type: EventDNSRecordEnding, Name: name, Issuer: iss.url, DNSRecord: &rec})
 }
 
 // dnsPersistObtained learns from a failed order's error: a read-only

@@ -169,9 +169,13 @@ func TestDNSPersistProvider(t *testing.T) {
 	e := newEnv(t, testpebble.Options{})
 	e.ca.DNS().AddZone("example.com")
 	prov := &writeCounter{DNSProvider: &dns01test.Provider{Server: e.ca.DNS()}}
+	log := newEventLog()
+	until := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Second)
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.Hosts = nil
 		m.DNSPersist01 = persistSolver(t, e.ca, prov)
+		m.DNSPersist01.PersistUntil = until // within the 30-day warning
+		m.OnEvent = log.on
 		// tls-alpn-01 stays enabled: dns-persist-01 must be chosen first.
 	})
 	if err := m.Manage(ctxT(t), "p.example.com"); err != nil {
@@ -189,11 +193,22 @@ func TestDNSPersistProvider(t *testing.T) {
 	if a, d := prov.appends.Load(), prov.deletes.Load(); a != 2 || d != 0 {
 		t.Errorf("%d records appended, %d deleted; want 2 (one per base name), 0", a, d)
 	}
-	if got := e.ca.DNS().TXT("_validation-persist.w.example.com"); len(got) != 1 || !strings.HasSuffix(got[0], "; policy=wildcard") {
+	if got := e.ca.DNS().TXT("_validation-persist.w.example.com"); len(got) != 1 || !strings.Contains(got[0], "; policy=wildcard") {
 		t.Errorf("wildcard record %q, want one with policy=wildcard", got)
 	}
 	if n := e.ca.Requests("challenge"); n != 4 {
 		t.Errorf("%d challenge POSTs, want 4 (issuance, renewal, wildcard, base)", n)
+	}
+	// The records end in ten days: said once per name, ahead of time.
+	for _, name := range []string{"p.example.com", "*.w.example.com", "w.example.com"} {
+		if n := log.count(autotls.EventDNSRecordEnding, name); n != 1 {
+			t.Errorf("%s: %d ending events, want 1", name, n)
+			continue
+		}
+		ev := log.next(t, autotls.EventDNSRecordEnding, name, time.Second)
+		if r := ev.DNSRecord; r == nil || !r.PersistUntil.Equal(until) || !strings.Contains(r.Value, "persistUntil="+strconv.FormatInt(until.Unix(), 10)) {
+			t.Errorf("%s: ending record %+v, want persistUntil %v", name, ev.DNSRecord, until)
+		}
 	}
 }
 

@@ -51,11 +51,13 @@ type CertificateInfo struct {
 	Stored, InMemory bool
 	// Managed reports whether the name was given to Manage.
 	Managed bool
-	// DNSRecords are the DNS records the operator must publish for the
-	// name: with a read-only Manager.DNSPersist01, its dns-persist-01
-	// record while it is missing (the certificate is obtained as soon as
-	// it appears), or the one to publish before the published record's
-	// persistUntil. Empty when none is needed.
+	// DNSRecords are the name's dns-persist-01 records that need the
+	// operator: with a read-only Manager.DNSPersist01, the record while
+	// it is missing (the certificate is obtained as soon as it appears);
+	// and, once its persistUntil is near (see EventDNSRecordEnding), the
+	// record to publish instead (read-only) or the one the provider
+	// writes, whose DNSPersist01.PersistUntil should move (with a
+	// Provider). Empty when none needs anything.
 	DNSRecords []DNSRecord
 }
 
