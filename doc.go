@@ -10,8 +10,9 @@
 //   - acme: a typed, complete ACME client (RFC 8555, RFC 8737, RFC 8738,
 //     RFC 9773, profiles, External Account Binding) with the whole issuance
 //     flow in acme.Client.Obtain, usable on its own.
-//   - solvers: challenge solvers for http-01, tls-alpn-01 and dns-01 over any
-//     libdns provider.
+//   - solvers: challenge solvers for http-01, tls-alpn-01, dns-01 and
+//     dns-account-01 over any libdns provider, and dns-persist-01 (one
+//     long-lived record, created through a provider or read-only).
 //   - storage: the Storage interface with cluster-wide locks, the file
 //     backend and an in-memory one; storage/postgres shares certificates
 //     across a fleet; storage/storagetest is the conformance suite.

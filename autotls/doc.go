@@ -44,6 +44,41 @@
 // gets the certificate of [Manager.DefaultServerName], if set, under the
 // same rules.
 //
+// # Challenges
+//
+// The Manager solves tls-alpn-01 itself, and http-01 once
+// [Manager.HTTPHandler] serves port 80. With [Manager.DNSProvider] (or
+// [Manager.DNS01]) it solves dns-01, which wildcard names need, and with
+// PreferDNSAccount01 dns-account-01, whose record is under a label of the
+// account so that other ACME clients validating the same name never
+// overwrite it. With [Manager.DNSPersist01] it uses dns-persist-01 first
+// for every DNS name: one long-lived record at _validation-persist.<name>
+// binds the name to the account at the CA, and no later issuance or
+// renewal changes DNS. The solver can create the record through a libdns
+// provider, or be read-only, so that the servers hold no DNS credentials
+// at all:
+//
+//	m := &autotls.Manager{
+//		Email:            "ops@example.com",
+//		AcceptTOS:        true,
+//		DNSPersist01:     &solvers.DNSPersist01{}, // read-only
+//		DisableTLSALPN01: true,
+//	}
+//	err := m.Manage(ctx, "example.com", "*.example.com")
+//
+// A read-only Manager looks each record up before ordering (no request to
+// the CA). While one is missing it says exactly which record to create —
+// in EventDNSRecordMissing, in [CertificateInfo.DNSRecords], in the log
+// and in Manage's error (a [*solvers.PersistRecordError]) — and obtains
+// the certificate as soon as the record appears, looking it up every
+// DNSRecordCheckInterval. The record names the CA's issuer domain name
+// (DNSPersist01.IssuerDomainName, else the one the CA's challenges offer,
+// else the CA's first CAA identity) and the account's URL, and carries
+// policy=wildcard when a wildcard of the name is managed, so one record
+// serves both. When other challenge types are enabled, a name whose
+// record is missing is obtained with them meanwhile, and renewed with
+// dns-persist-01 once the record exists.
+//
 // # Concurrency
 //
 // A Manager is safe for concurrent use. A cached certificate is served

@@ -50,6 +50,24 @@ const (
 	// MaxRefusedEvents are emitted a minute, so that a flood of random
 	// server names cannot flood OnEvent, the logs or the audit trail.
 	EventRefused EventType = "refused"
+	// EventDNSRecordMissing: with a read-only Manager.DNSPersist01, the
+	// name's dns-persist-01 record is missing or does not do; DNSRecord is
+	// the exact record to create (and why what is published does not do)
+	// and Err the solver's *solvers.PersistRecordError. Emitted when a
+	// name's needed record is first seen missing or changes, not at
+	// every retry; the certificate is obtained as soon as the record
+	// appears.
+	EventDNSRecordMissing EventType = "dns_record_missing"
+	// EventDNSRecordFound: a dns-persist-01 record that a name waited for
+	// (DNSRecord) is published; the certificate is obtained next.
+	EventDNSRecordFound EventType = "dns_record_found"
+	// EventDNSRecordEnding: a name's dns-persist-01 record ends within
+	// the solver's PersistUntilWarning (DNSRecord.PersistUntil says when);
+	// after that the CA refuses it. Read-only: the published record's
+	// persistUntil, and DNSRecord is the record to publish instead; with a
+	// Provider: DNSPersist01.PersistUntil, which should be moved later.
+	// Emitted once per name and persistUntil.
+	EventDNSRecordEnding EventType = "dns_record_ending"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is
 	// Manager.ServeExpired's choice.
@@ -76,12 +94,17 @@ type Event struct {
 	RenewAt time.Time
 	Reason  string
 	// Err is the failure, for EventFailed, EventIssuerFailed,
-	// EventRateLimited, EventNotStored and EventExpired. With several
+	// EventRateLimited, EventNotStored, EventExpired and
+	// EventDNSRecordMissing. With several
 	// issuers, EventFailed's Err joins an [*IssuerError] per issuer tried.
 	Err error
 	// RetryAt is when the Manager will try again, for EventFailed and
 	// EventRateLimited.
 	RetryAt time.Time
+	// DNSRecord is the DNS record the operator must publish, for
+	// EventDNSRecordMissing, EventDNSRecordFound and EventDNSRecordEnding;
+	// nil otherwise.
+	DNSRecord *DNSRecord
 }
 
 // LogValue implements [slog.LogValuer].
@@ -104,6 +127,9 @@ func (e Event) LogValue() slog.Value {
 	}
 	if !e.RetryAt.IsZero() {
 		attrs = append(attrs, slog.Time("retry_at", e.RetryAt))
+	}
+	if e.DNSRecord != nil {
+		attrs = append(attrs, slog.Any("dns_record", e.DNSRecord.LogValue()))
 	}
 	return slog.GroupValue(attrs...)
 }

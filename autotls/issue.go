@@ -334,6 +334,9 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 	if err != nil {
 		return nil, err
 	}
+	if solvers, types, err = m.dnsPersistPrecheck(ctx, iss, client, name, solvers, types); err != nil {
+		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
+	}
 	var ids []acme.Identifier
 	_, isIP := parseIPName(name)
 	if a, ok := parseIPName(name); ok {
@@ -375,6 +378,7 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 		res, err = client.Obtain(ctx, req)
 	}
 	if err != nil {
+		m.dnsPersistObtained(name, iss, err)
 		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 	}
 	account := iss.currentAccount()
@@ -424,21 +428,39 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	st := m.st
 	s := make(map[string]acme.Solver)
 	var types []string
-	if strings.HasPrefix(name, "*.") {
-		if st.dns == nil {
-			return nil, nil, fmt.Errorf("autotls: %s: wildcard names need dns-01: set Manager.DNSProvider", name)
-		}
-		s[acme.ChallengeDNS01] = st.dns
-		return s, []string{acme.ChallengeDNS01}, nil
+	// dns-persist-01 first when configured: once its record exists it
+	// needs no listener and no DNS change at all.
+	_, isIP := parseIPName(name)
+	if m.DNSPersist01 != nil && !isIP {
+		s[acme.ChallengeDNSPersist01] = m.DNSPersist01
+		types = append(types, acme.ChallengeDNSPersist01)
 	}
-	// dns-01 first when configured: it needs no listener and works behind
+	dnsTypes := []string{acme.ChallengeDNS01}
+	if m.PreferDNSAccount01 {
+		dnsTypes = []string{acme.ChallengeDNSAccount01, acme.ChallengeDNS01}
+	}
+	if strings.HasPrefix(name, "*.") {
+		if st.dns == nil && m.DNSPersist01 == nil {
+			return nil, nil, fmt.Errorf("autotls: %s: wildcard names need dns-01 or dns-persist-01: set Manager.DNSProvider or Manager.DNSPersist01", name)
+		}
+		if st.dns != nil {
+			for _, t := range dnsTypes {
+				s[t] = st.dns
+			}
+			types = append(types, dnsTypes...)
+		}
+		return s, types, nil
+	}
+	// dns-01 next when configured: it needs no listener and works behind
 	// anything. Then http-01 once HTTPHandler serves it (it works behind
 	// load balancers that terminate TLS), then tls-alpn-01. Obtain does
 	// not fall back from one type to the next within an order, so the
 	// order matters.
-	if _, isIP := parseIPName(name); st.dns != nil && !isIP {
-		s[acme.ChallengeDNS01] = st.dns
-		types = append(types, acme.ChallengeDNS01)
+	if st.dns != nil && !isIP {
+		for _, t := range dnsTypes {
+			s[t] = st.dns
+		}
+		types = append(types, dnsTypes...)
 	}
 	if !m.DisableHTTP01 && st.httpInUse.Load() {
 		s[acme.ChallengeHTTP01] = st.http01

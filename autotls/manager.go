@@ -129,15 +129,48 @@ type Manager struct {
 	// KeyP256.
 	KeyType KeyType
 
-	// DNSProvider enables dns-01 through any libdns provider; it is needed
-	// for wildcard names. When set, dns-01 is preferred for every DNS name,
-	// since it needs no listener. Nil disables dns-01 unless DNS01 is set.
+	// DNSProvider enables dns-01 through any libdns provider; it (or
+	// DNSPersist01) is needed for wildcard names. When set, dns-01 is
+	// preferred for every DNS name, after dns-persist-01 when DNSPersist01
+	// is set, since it needs no listener. Nil disables dns-01 unless DNS01
+	// is set.
 	DNSProvider solvers.DNSProvider
 
 	// DNS01 is a fully configured dns-01 solver (resolvers, propagation
 	// timeout, …); it takes precedence over DNSProvider. Nil means one
 	// built from DNSProvider with default settings.
 	DNS01 *solvers.DNS01
+
+	// PreferDNSAccount01 makes the dns-01 solver (DNSProvider or DNS01)
+	// answer dns-account-01 (draft-ietf-acme-dns-account-label) when the
+	// CA offers it, and dns-01 otherwise: the record is then at
+	// _<label>._acme-challenge.<name>, with a label of the account, so
+	// that other ACME clients validating the same name (a CDN, another
+	// fleet) never overwrite it. False uses dns-01 only.
+	PreferDNSAccount01 bool
+
+	// DNSPersist01 enables dns-persist-01 (draft-ietf-acme-dns-persist):
+	// one long-lived TXT record at _validation-persist.<name> binds the
+	// name to the account at the CA, and every later issuance and renewal
+	// validates with no DNS change. When set it is preferred for every
+	// DNS name, wildcards included (it needs neither a listener nor a DNS
+	// write per issuance), then the other types in their usual order. With
+	// a Provider the solver creates the record once. Without one
+	// (read-only: no DNS credentials on the server) the Manager looks the
+	// record up before each order, at no cost to the CA; while it is
+	// missing it emits EventDNSRecordMissing with the exact record to
+	// create, lists it in [CertificateInfo.DNSRecords], orders with the
+	// other challenge types if any are enabled (else fails the attempt
+	// without an order), and obtains the certificate as soon as the
+	// record appears (looked up every DNSRecordCheckInterval). The record
+	// carries policy=wildcard for a wildcard name and for a name whose
+	// wildcard is managed too, so one record serves both. Nil disables it.
+	DNSPersist01 *solvers.DNSPersist01
+
+	// DNSRecordCheckInterval is how often a dns-persist-01 record that a
+	// name waits for is looked up again. Zero means
+	// DefaultDNSRecordCheckInterval.
+	DNSRecordCheckInterval time.Duration
 
 	// DisableHTTP01 and DisableTLSALPN01 turn off the challenges the
 	// Manager solves itself; [Manager.Validate] reports a Manager left
@@ -275,6 +308,8 @@ type state struct {
 
 	managedMu sync.RWMutex
 	managed   map[string]bool
+
+	dnsPersist dnsPersistState
 
 	http01    *solvers.HTTP01
 	alpn      *solvers.TLSALPN01

@@ -51,6 +51,14 @@ type CertificateInfo struct {
 	Stored, InMemory bool
 	// Managed reports whether the name was given to Manage.
 	Managed bool
+	// DNSRecords are the name's dns-persist-01 records that need the
+	// operator: with a read-only Manager.DNSPersist01, the record while
+	// it is missing (the certificate is obtained as soon as it appears);
+	// and, once its persistUntil is near (see EventDNSRecordEnding), the
+	// record to publish instead (read-only) or the one the provider
+	// writes, whose DNSPersist01.PersistUntil should move (with a
+	// Provider). Empty when none needs anything.
+	DNSRecords []DNSRecord
 }
 
 // Certificates lists every certificate the Manager manages — those in
@@ -104,6 +112,7 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 		infos[name].Managed = true
 	}
 	st.managedMu.RUnlock()
+	m.addDNSRecords(infos)
 	st.failMu.Lock()
 	for name, f := range st.failures {
 		info := infos[name]

@@ -44,11 +44,11 @@ func (m *Manager) validate(st *state) error {
 }
 
 func (m *Manager) challengeErr(st *state) error {
-	if st.dns != nil || !m.DisableTLSALPN01 {
+	if st.dns != nil || m.DNSPersist01 != nil || !m.DisableTLSALPN01 {
 		return nil
 	}
 	if m.DisableHTTP01 {
-		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 and DisableHTTP01 are set and dns-01 is not configured: enable tls-alpn-01 or http-01, or set DNSProvider", ErrInvalidConfig)
+		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 and DisableHTTP01 are set and neither dns-01 nor dns-persist-01 is configured: enable tls-alpn-01 or http-01, or set DNSProvider or DNSPersist01", ErrInvalidConfig)
 	}
 	if !st.httpInUse.Load() {
 		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 is set, dns-01 is not configured and HTTPHandler has not been called: call HTTPHandler before Listen or enable tls-alpn-01 or dns-01 (DNSProvider)", ErrInvalidConfig)

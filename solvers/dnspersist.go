@@ -162,7 +162,17 @@ type DNSPersist01 struct {
 	Logger *slog.Logger
 
 	mu      sync.Mutex
-	created map[string]*dnsRecord // by challenge key, for Wait
+	created map[string]*persistCreated // by challenge key, for Wait
+	// appended holds name+value of the records appended whose Wait has
+	// not ended, so that one not yet visible is not appended twice.
+	appended map[string]bool
+}
+
+// persistCreated is a record Present appended (or found appended by
+// another challenge and not yet visible), to wait for.
+type persistCreated struct {
+	rec       *dnsRecord
+	appendKey string // set for the challenge that appended it
 }
 
 var (
@@ -288,10 +298,38 @@ func (d *DNSPersist01) create(ctx context.Context, chal acme.Challenge, lk *pers
 	}
 	rel := libdns.RelativeName(lk.fqdn, lk.zone)
 	value := want.String()
-	if _, err := d.Provider.AppendRecords(ctx, lk.zone, []libdns.Record{libdns.TXT{Name: rel, TTL: ttl, Text: value}}); err != nil {
-		return fmt.Errorf("solvers: dns-persist-01: appending TXT %s in zone %s: %w", rel, lk.zone, err)
+	// A record this solver appended, or one some nameservers answer
+	// already, is only waited for: appending it again would publish it
+	// twice.
+	appendKey := lk.fqdn + "\x00" + value
+	d.mu.Lock()
+	pending := d.appended[appendKey]
+	if !pending {
+		if d.appended == nil {
+			d.appended = make(map[string]bool)
+		}
+		d.appended[appendKey] = true
 	}
-	d.logger().InfoContext(ctx, "solvers: dns-persist-01 record created", "zone", lk.zone, "name", lk.fqdn, "value", value)
+	d.mu.Unlock()
+	owner := ""
+	switch {
+	case pending:
+		d.logger().InfoContext(ctx, "solvers: dns-persist-01 record appended already, not yet at every nameserver", "zone", lk.zone, "name", lk.fqdn)
+	case slices.ContainsFunc(lk.ours, func(o foundRecord) bool { return o.raw == value }):
+		d.mu.Lock()
+		delete(d.appended, appendKey) // published already: nothing to append
+		d.mu.Unlock()
+		d.logger().InfoContext(ctx, "solvers: dns-persist-01 record published, not yet at every nameserver", "zone", lk.zone, "name", lk.fqdn, "reason", lk.reason)
+	default:
+		if _, err := d.Provider.AppendRecords(ctx, lk.zone, []libdns.Record{libdns.TXT{Name: rel, TTL: ttl, Text: value}}); err != nil {
+			d.mu.Lock()
+			delete(d.appended, appendKey)
+			d.mu.Unlock()
+			return fmt.Errorf("solvers: dns-persist-01: appending TXT %s in zone %s: %w", rel, lk.zone, err)
+		}
+		owner = appendKey
+		d.logger().InfoContext(ctx, "solvers: dns-persist-01 record created", "zone", lk.zone, "name", lk.fqdn, "value", value)
+	}
 	var stale []libdns.Record
 	for _, old := range lk.ours {
 		if old.raw != value {
@@ -309,11 +347,21 @@ func (d *DNSPersist01) create(ctx context.Context, chal acme.Challenge, lk *pers
 	key := challengeKey(chal)
 	d.mu.Lock()
 	if d.created == nil {
-		d.created = make(map[string]*dnsRecord)
+		d.created = make(map[string]*persistCreated)
 	}
-	d.created[key] = &dnsRecord{zone: lk.zone, fqdn: lk.fqdn, value: value}
+	d.created[key] = &persistCreated{rec: &dnsRecord{typ: acme.ChallengeDNSPersist01, zone: lk.zone, fqdn: lk.fqdn, value: value}, appendKey: owner}
 	d.mu.Unlock()
 	return nil
+}
+
+// release ends the wait for a record this challenge appended.
+func (d *DNSPersist01) release(c *persistCreated) {
+	if c == nil || c.appendKey == "" {
+		return
+	}
+	d.mu.Lock()
+	delete(d.appended, c.appendKey)
+	d.mu.Unlock()
 }
 
 // Wait implements [acme.Waiter]: after Present created a record, it polls
@@ -322,24 +370,28 @@ func (d *DNSPersist01) create(ctx context.Context, chal acme.Challenge, lk *pers
 // timeout. When Present created nothing, it returns at once.
 func (d *DNSPersist01) Wait(ctx context.Context, chal acme.Challenge) error {
 	d.mu.Lock()
-	rec := d.created[challengeKey(chal)]
+	c := d.created[challengeKey(chal)]
 	d.mu.Unlock()
-	if rec == nil {
+	if c == nil {
 		return nil
 	}
+	defer d.release(c)
 	q, err := d.querier()
 	if err != nil {
 		return fmt.Errorf("solvers: dns-persist-01: %w", err)
 	}
-	return waitVisible(ctx, q, acme.ChallengeDNSPersist01, d.port(), rec, d.PropagationTimeout, d.PollInterval)
+	return waitVisible(ctx, q, acme.ChallengeDNSPersist01, d.port(), c.rec, d.PropagationTimeout, d.PollInterval)
 }
 
 // CleanUp implements [acme.Solver]. It deletes nothing: the record is
 // meant to stay for every later validation.
 func (d *DNSPersist01) CleanUp(_ context.Context, chal acme.Challenge) error {
+	key := challengeKey(chal)
 	d.mu.Lock()
-	delete(d.created, challengeKey(chal))
+	c := d.created[key]
+	delete(d.created, key)
 	d.mu.Unlock()
+	d.release(c)
 	return nil
 }
 

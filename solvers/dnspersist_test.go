@@ -451,3 +451,26 @@ func TestDNSPersist01PresentRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSPersist01SlowPropagation: a record appended but not yet visible
+// is waited for, not appended again by the next challenge that needs it
+// (here the wildcard's, in the same order).
+func TestDNSPersist01SlowPropagation(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, testpebble.Options{})
+	d := ca.DNS()
+	d.AddZone("example.com")
+	prov := &countingProvider{DNSProvider: &dns01test.Provider{Server: d, Delay: 300 * time.Millisecond}}
+	s := newPersist(ca, prov)
+	s.Wildcard = true
+	c := newClient(t, ca)
+	if _, err := obtain(t, ca, c, acme.ChallengeDNSPersist01, s, acme.DNSNames("slow.example.com", "*.slow.example.com")); err != nil {
+		t.Fatalf("Obtain: %v", err)
+	}
+	if a, del := prov.counts(); a != 1 || del != 0 {
+		t.Errorf("%d appends, %d deletes; want 1, 0", a, del)
+	}
+	if got := d.TXT("_validation-persist.slow.example.com"); len(got) != 1 {
+		t.Errorf("records %q, want exactly one", got)
+	}
+}

@@ -1,8 +1,11 @@
 // Package solvers answers ACME challenges for [acme.Client.Obtain]:
-// http-01 with [HTTP01], tls-alpn-01 (RFC 8737) with [TLSALPN01], and dns-01
-// over any libdns provider with [DNS01]. Each is an [acme.Solver]; [DNS01]
-// is also an [acme.Waiter], so Obtain submits its challenge only once the
-// record is visible at the zone's authoritative nameservers.
+// http-01 with [HTTP01], tls-alpn-01 (RFC 8737) with [TLSALPN01], dns-01
+// and dns-account-01 (draft-ietf-acme-dns-account-label) over any libdns
+// provider with [DNS01], and dns-persist-01 (draft-ietf-acme-dns-persist)
+// with [DNSPersist01]. Each is an [acme.Solver]; [DNS01] and
+// [DNSPersist01] are also [acme.Waiter]s, so Obtain submits their
+// challenges only once the record is visible at the zone's authoritative
+// nameservers.
 //
 // # Getting started
 //
@@ -36,6 +39,20 @@
 //	d := &solvers.DNS01{Provider: &cloudflare.Provider{APIToken: token}}
 //	Solvers: map[string]acme.Solver{acme.ChallengeDNS01: d}
 //
+// dns-account-01: the same solver, under the account's label, so that
+// several ACME clients can validate one name at once:
+//
+//	Solvers: map[string]acme.Solver{acme.ChallengeDNSAccount01: d, acme.ChallengeDNS01: d}
+//
+// dns-persist-01: one long-lived record names the CA and the account
+// ([PersistRecord]); with a Provider it is created once and never deleted,
+// and without one (read-only, no DNS credentials) Present fails with a
+// [*PersistRecordError] naming the exact record to create until it is
+// published:
+//
+//	p := &solvers.DNSPersist01{} // read-only
+//	Solvers: map[string]acme.Solver{acme.ChallengeDNSPersist01: p}
+//
 // # Concurrency
 //
 // Every solver is safe for concurrent use: Obtain presents the challenges of
@@ -59,6 +76,9 @@
 // Obtain's error; Obtain then deactivates the order's pending
 // authorizations. [DNS01.Wait] fails with [ErrNotPropagated] when the record
 // is not visible in time, and the challenge is never submitted. A
+// read-only [DNSPersist01] fails before any challenge is submitted with a
+// [*PersistRecordError] (errors.Is: [ErrPersistRecordMissing], and
+// [ErrPersistUntilPassed] when the record found has ended). A
 // tls-alpn-01 hello for a name with no active challenge fails with
 // [ErrNoChallenge].
 //
@@ -67,7 +87,7 @@
 // cancelled. [DNS01.CleanUp] deletes exactly the records the provider
 // returned when they were appended, nothing else at the same name; its
 // failure is logged and returned, and Obtain logs it without failing the
-// issuance.
+// issuance. [DNSPersist01.CleanUp] deletes nothing: its record stays.
 //
 // # Testing
 //

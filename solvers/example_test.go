@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -157,4 +158,58 @@ func ExampleDNS01() {
 	// Output:
 	// [*.example.com example.com]
 	// []
+}
+
+// Read-only dns-persist-01, here against the in-process test CA and its
+// mock DNS server: without a Provider the solver only checks, and the
+// first Obtain fails — before any challenge is accepted — with the record
+// to create. Once the operator has published it, this and every later
+// issuance validate with no DNS change. In production, Resolvers and
+// NameserverPort stay zero.
+func ExampleDNSPersist01() {
+	ca, err := testpebble.New(testpebble.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ca.Close()
+	ca.DNS().AddZone("example.com")
+	_, port, _ := net.SplitHostPort(ca.DNS().Addr())
+	nsPort, _ := strconv.Atoi(port)
+
+	// Wildcard: one record for the name and its wildcard, whichever
+	// authorization comes first.
+	d := &solvers.DNSPersist01{Wildcard: true, Resolvers: []string{ca.DNS().Addr()}, NameserverPort: nsPort}
+
+	accountKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	client := &acme.Client{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Key: accountKey}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := client.Register(ctx, acme.Account{TermsOfServiceAgreed: true}); err != nil {
+		log.Fatal(err)
+	}
+	obtain := func() (*acme.Certificate, error) {
+		certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		return client.Obtain(ctx, acme.ObtainRequest{
+			Identifiers: acme.DNSNames("example.com", "*.example.com"),
+			CertKey:     certKey,
+			Solvers:     map[string]acme.Solver{acme.ChallengeDNSPersist01: d},
+		})
+	}
+	_, err = obtain()
+	var missing *solvers.PersistRecordError
+	if !errors.As(err, &missing) {
+		log.Fatal(err)
+	}
+	fmt.Println("create:", missing.Name, "with policy=wildcard:", missing.Record.Wildcard)
+
+	// The operator's part, once.
+	ca.DNS().AddTXT(missing.Name, missing.Record.String())
+	cert, err := obtain()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(slices.Sorted(slices.Values(cert.Leaf().DNSNames)))
+	// Output:
+	// create: _validation-persist.example.com with policy=wildcard: true
+	// [*.example.com example.com]
 }
