@@ -26,6 +26,10 @@
 //   - statuspage: the HTML and JSON status page of a Manager's
 //     certificates.
 //   - watchdog: probes what listeners actually serve.
+//   - migrate: imports the certificates of autocert and certmagic into a
+//     tlsmint storage, so a migration re-orders nothing.
+//   - cmd/tlsmint: the tlsmint command, an ACME client for operators built
+//     on the packages above (see docs/cli.md).
 //
 // The examples folder has runnable programs; examples/local runs the whole
 // flow offline against an in-process test CA.

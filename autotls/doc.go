@@ -160,6 +160,14 @@
 // [Manager.Logger] structured logs; neither ever carries key material or
 // account secrets.
 //
+// # Importing
+//
+// ImportCertificate stores a certificate obtained elsewhere (another ACME
+// client, the tlsmint command, package migrate) in the Manager's format,
+// under the name's storage lock, so that a Manager for its CA serves it with
+// no order and renews it when due; StoredIssuers lists the CAs a storage
+// holds certificates of.
+//
 // # Testing
 //
 // The package's tests run real TLS handshakes against Let's Encrypt's Pebble

@@ -89,6 +89,12 @@
 // failure is logged and returned, and Obtain logs it without failing the
 // issuance. [DNSPersist01.CleanUp] deletes nothing: its record stays.
 //
+// # By hand
+//
+// ManualDNS is a DNSProvider for a person: DNS01 with it prints the exact TXT
+// record to create, waits until the zone's nameservers answer it, and says
+// when it may be deleted.
+//
 // # Testing
 //
 // The package's tests obtain real certificates from Let's Encrypt's Pebble

@@ -48,6 +48,11 @@
 // trail of the last [AuditWindow] (twice: for activity and nodes, and for
 // rate limits).
 //
+// # Without serving
+//
+// Handler.Status returns the same data without an HTTP request, for a
+// command (tlsmint certs list) or a report.
+//
 // # Testing
 //
 // The tests run a real Manager against the in-process test CA, render the

@@ -18,7 +18,7 @@ func parseDays(s string) (time.Duration, error) {
 	rest := s
 	if i := strings.Index(rest, "d"); i > 0 {
 		n, err := strconv.Atoi(rest[:i])
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > 100000 {
 			return 0, fmt.Errorf("invalid duration %q: want for example 14d, 36h or 1d12h", s)
 		}
 		total = time.Duration(n) * 24 * time.Hour
@@ -30,6 +30,9 @@ func parseDays(s string) (time.Duration, error) {
 			return 0, fmt.Errorf("invalid duration %q: want for example 14d, 36h or 1d12h", s)
 		}
 		total += d
+		if total < 0 {
+			return 0, fmt.Errorf("invalid duration %q: too long", s)
+		}
 	}
 	return total, nil
 }

@@ -151,6 +151,7 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 		a.auditCommand(),
 		a.rateLimitsCommand(),
 		a.checkCommand(),
+		a.importCommand(),
 	)
 	return root
 }

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseDays(t *testing.T) {
+	for in, want := range map[string]time.Duration{"14d": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour, "0": 0, "90m": 90 * time.Minute} {
+		if got, err := parseDays(in); err != nil || got != want {
+			t.Errorf("parseDays(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "-1d", "1x", "soon", "1d-2h"} {
+		if got, err := parseDays(in); err == nil && in != "" {
+			t.Errorf("parseDays(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+// FuzzParseDays: durations from the command line never panic and are
+// never negative.
+func FuzzParseDays(f *testing.F) {
+	for _, s := range []string{"14d", "1d12h", "36h", "0", "d", "9999999999999d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := parseDays(s); err == nil && d < 0 {
+			t.Fatalf("parseDays(%q) = %v", s, d)
+		}
+	})
+}
