@@ -96,6 +96,7 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	}
 	m.storeARI(ctx, ne)
 	if !ne.renewAt.Equal(cur.renewAt) {
+		m.indexPut(ne)
 		m.emit(Event{Type: EventScheduled, Name: ne.name, Issuer: ne.iss.url, NotAfter: ne.notAfter, Serial: ne.serial(), RenewAt: ne.renewAt, Reason: ne.reason})
 	}
 }

@@ -70,3 +70,18 @@ func CacheStatsForTest(m *Manager) (size int, evicted uint64) {
 
 // CachedForTest reports whether name's certificate is in memory.
 func CachedForTest(m *Manager, name string) bool { return m.state().cache.get(name) != nil }
+
+// DiscoveredForTest returns a channel closed when the Manager's schedule
+// is built from storage.
+func DiscoveredForTest(m *Manager) <-chan struct{} { return m.state().discovered }
+
+// SetFastDiscoveryForTest lifts the pace of the loads of stored
+// certificates the schedule index does not know. Call it before the
+// Manager's first use.
+func SetFastDiscoveryForTest(m *Manager) { m.state().fastDiscovery = true }
+
+// PlannedForTest returns the number of names with a plan.
+func PlannedForTest(m *Manager) int { return m.state().sched.planned() }
+
+// PlannedAtForTest reports whether name has a plan.
+func PlannedAtForTest(m *Manager, name string) bool { return m.state().sched.has(name) }

@@ -128,6 +128,7 @@ func (m *Manager) finish(name string, f *flight, cert *tls.Certificate, err erro
 // ending the process.
 func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	st := m.st
+	m.startBackground()
 	defer func() {
 		if v := recover(); v != nil {
 			m.finish(name, f, nil, m.recovered(name, v))

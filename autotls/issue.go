@@ -242,6 +242,9 @@ func (m *Manager) install(e *entry, typ EventType) {
 	st.cache.put(e)
 	st.setLapsed(e.name, false)
 	m.plan(e)
+	if typ != EventLoaded {
+		m.indexPut(e) // a certificate stored here: its plan goes to the index
+	}
 	m.emit(Event{Type: typ, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial(), RenewAt: e.renewAt, Reason: e.reason})
 	if e.unstored != nil {
 		m.emit(Event{Type: EventNotStored, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial(), Err: errNotStored})

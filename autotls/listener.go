@@ -19,11 +19,20 @@ import (
 // (tls-alpn-01), TLS 1.2 at least. Each call returns a new Config that the
 // caller may modify.
 //
+// With a valid configuration, TLSConfig also starts the Manager's
+// background work (as Listen, Manage and the first handshake that reaches
+// storage do): the schedule is built from storage — the renewal of every
+// stored certificate planned, from the schedule index without loading
+// them — and the index kept up to date.
+//
 // TLSConfig cannot return an error: call [Manager.Validate] to learn of a
 // configuration that cannot obtain certificates. Otherwise the first
 // handshake for a name that is not cached fails with Validate's error
 // (without touching storage or the CA).
 func (m *Manager) TLSConfig() *tls.Config {
+	if st := m.state(); m.validate(st) == nil {
+		m.startBackground()
+	}
 	return &tls.Config{
 		GetCertificate: m.GetCertificate,
 		NextProtos:     []string{"h2", "http/1.1", acme.ALPNProto},
@@ -162,6 +171,7 @@ func (m *Manager) Manage(ctx context.Context, names ...string) error {
 	if err := m.validate(st); err != nil {
 		return err
 	}
+	m.startBackground()
 	norm := make([]string, 0, len(names))
 	for _, n := range names {
 		var (

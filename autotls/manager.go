@@ -320,6 +320,15 @@ type state struct {
 	// refusalCounts counts every refusal (Manager.Refusals).
 	refusalCounts refusalCounts
 
+	// index holds the schedule index's pending updates; bgOnce starts the
+	// index writer and the discovery of stored certificates, and
+	// discovered is closed when the discovery ends. fastDiscovery (tests
+	// and benchmarks) lifts its pace.
+	index         index
+	bgOnce        sync.Once
+	discovered    chan struct{}
+	fastDiscovery bool
+
 	sched          schedule
 	queue          queue
 	handshakeSlots chan struct{}
@@ -353,6 +362,7 @@ func (m *Manager) init() {
 	}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.cache.init(m.CacheCapacity)
+	st.discovered = make(chan struct{})
 	st.issuers = m.issuersFrom()
 	st.store = m.Storage
 	if st.store == nil {

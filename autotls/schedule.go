@@ -49,9 +49,16 @@ func (s *schedule) init() {
 }
 
 // at plans the next step for name at t, replacing any earlier plan.
-func (s *schedule) at(m *Manager, name string, t time.Time) {
+func (s *schedule) at(m *Manager, name string, t time.Time) { s.plan(m, name, t, false) }
+
+// plan is at, or atIfNone with ifNone.
+func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool {
 	st := m.st
 	s.mu.Lock()
+	if _, ok := s.plans[name]; ok && ifNone {
+		s.mu.Unlock()
+		return false
+	}
 	s.gen++
 	s.plans[name] = s.gen
 	heap.Push(&s.h, sched{at: t, name: name, gen: s.gen})
@@ -105,6 +112,13 @@ func (s *schedule) at(m *Manager, name string, t time.Time) {
 		default:
 		}
 	}
+	return true
+}
+
+// atIfNone plans the next step for name at t unless it has a live plan
+// (checked and planned at once), and reports whether it planned.
+func (s *schedule) atIfNone(m *Manager, name string, t time.Time) bool {
+	return s.plan(m, name, t, true)
 }
 
 // has reports whether name has a live plan.
@@ -235,13 +249,20 @@ func (m *Manager) plan(e *entry) {
 	if e.unstored != nil {
 		next = m.now().Add(jitter(m.failureBackoff()))
 	}
+	m.st.sched.at(m, e.name, planTime(e, next))
+}
+
+// planTime is the time of an entry's next step: next (its renewal, or the
+// retry of its Store), its next ARI poll or its expiry, whichever comes
+// first.
+func planTime(e *entry, next time.Time) time.Time {
 	if !e.ariPoll.IsZero() && e.ariPoll.Before(next) && !e.iss.noARI.Load() {
 		next = e.ariPoll
 	}
 	if e.notAfter.Before(next) {
 		next = e.notAfter
 	}
-	m.st.sched.at(m, e.name, next)
+	return next
 }
 
 // retryLater plans the next attempt for name after a failure: at the end

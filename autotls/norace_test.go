@@ -1,0 +1,5 @@
+//go:build !race
+
+package autotls_test
+
+const raceEnabled = false

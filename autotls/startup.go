@@ -1,0 +1,332 @@
+package autotls
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// The schedule index. A Manager with a million stored certificates must be
+// ready at once and must not read a million values to learn when each is
+// due, so it keeps, next to the certificates, a small index of their
+// renewal plans: indexBuckets stored values per issuer,
+// index/<issuer>/<bucket>.json, each mapping the names that hash to it to
+// their expiry and planned renewal. Every node of a fleet updates the
+// buckets of the certificates it stores (under a lock per bucket, merged
+// with what is there), in batches at most IndexFlushInterval apart.
+//
+// At start-up, in the background, the Manager reads the buckets (a
+// thousand small reads, whatever the number of names) and plans every name
+// at its renewal without loading its certificate; it then lists the stored
+// certificates and loads, at a paced rate, only those the index does not
+// know (stored by an older version, or by a node that crashed before its
+// flush), adding them to the index. The index is only a hint: a step for a
+// name always acts on what storage holds.
+const (
+	indexBuckets = 1024
+	// IndexFlushInterval is the longest an update of the schedule index
+	// waits in memory.
+	IndexFlushInterval = 10 * time.Second
+	// discoveryRate paces the loads of stored certificates the index
+	// does not know, per second.
+	discoveryRate = 500
+	indexVersion  = 1
+	indexLockWait = 30 * time.Second
+)
+
+// indexValue is one bucket: name → [not after, renewal], Unix seconds.
+type indexValue struct {
+	Version int                 `json:"version"`
+	Names   map[string][2]int64 `json:"names"`
+}
+
+// indexRef is one bucket of one issuer.
+type indexRef struct {
+	iss    *issuer
+	bucket int
+}
+
+func (r indexRef) key() string { return fmt.Sprintf("index/%s/%03x.json", r.iss.key, r.bucket) }
+
+func (r indexRef) lock() string { return fmt.Sprintf("index-%s-%03x", r.iss.key, r.bucket) }
+
+// bucketOf is the bucket of a name: FNV-1a, the same on every node.
+func bucketOf(name string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return int(h % indexBuckets)
+}
+
+// index holds the updates not yet written.
+type index struct {
+	mu      sync.Mutex
+	pending map[indexRef]map[string][2]int64
+}
+
+// indexPut records e's plan for the index.
+func (m *Manager) indexPut(e *entry) {
+	st := m.st
+	if st.storeErr != nil || e.iss == nil {
+		return
+	}
+	ref := indexRef{e.iss, bucketOf(e.name)}
+	st.index.mu.Lock()
+	defer st.index.mu.Unlock()
+	if st.index.pending == nil {
+		st.index.pending = make(map[indexRef]map[string][2]int64)
+	}
+	b := st.index.pending[ref]
+	if b == nil {
+		b = make(map[string][2]int64)
+		st.index.pending[ref] = b
+	}
+	b[e.name] = [2]int64{e.notAfter.Unix(), e.renewAt.Unix()}
+}
+
+// flushIndex writes the pending updates, each bucket under its lock,
+// merged with what storage holds. Updates that could not be written stay
+// pending.
+func (m *Manager) flushIndex(ctx context.Context) error {
+	st := m.st
+	st.index.mu.Lock()
+	pending := st.index.pending
+	st.index.pending = nil
+	st.index.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	store, err := m.storage()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for ref, names := range pending {
+		if err := m.writeBucket(ctx, store, ref, names); err != nil {
+			errs = append(errs, err)
+			st.index.mu.Lock()
+			if st.index.pending == nil {
+				st.index.pending = make(map[indexRef]map[string][2]int64)
+			}
+			b := st.index.pending[ref]
+			if b == nil {
+				st.index.pending[ref] = names
+			} else {
+				for n, v := range names {
+					if _, newer := b[n]; !newer {
+						b[n] = v
+					}
+				}
+			}
+			st.index.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) writeBucket(ctx context.Context, store storage.Storage, ref indexRef, names map[string][2]int64) error {
+	lctx, cancel := context.WithTimeout(ctx, indexLockWait)
+	defer cancel()
+	unlock, err := store.Lock(lctx, ref.lock())
+	if err != nil {
+		return fmt.Errorf("autotls: locking the schedule index: %w", err)
+	}
+	defer unlock()
+	v, err := readBucket(ctx, store, ref)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errCorrupt) {
+		return err
+	}
+	if v.Names == nil {
+		v.Names = make(map[string][2]int64, len(names))
+	}
+	for n, x := range names {
+		v.Names[n] = x
+	}
+	// Certificates long expired leave the index: a name is kept for a
+	// year after its expiry at most.
+	horizon := m.now().Add(-365 * 24 * time.Hour).Unix()
+	for n, x := range v.Names {
+		if x[0] < horizon {
+			delete(v.Names, n)
+		}
+	}
+	v.Version = indexVersion
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := store.Store(ctx, ref.key(), b); err != nil {
+		return fmt.Errorf("autotls: storing the schedule index: %w", err)
+	}
+	return nil
+}
+
+// readBucket loads and decodes one bucket.
+func readBucket(ctx context.Context, store storage.Storage, ref indexRef) (indexValue, error) {
+	var v indexValue
+	b, err := store.Load(ctx, ref.key())
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Version != indexVersion {
+		return indexValue{}, fmt.Errorf("%w: schedule index %s", errCorrupt, ref.key())
+	}
+	return v, nil
+}
+
+// startBackground starts, once, the index writer and the discovery of the
+// stored certificates that builds the schedule. It is called by the
+// Manager's first use as a server (TLSConfig, Listen, Manage, a handshake
+// that reaches storage), never by a refused handshake.
+func (m *Manager) startBackground() {
+	st := m.st
+	st.bgOnce.Do(func() {
+		if st.storeErr != nil {
+			close(st.discovered)
+			return
+		}
+		st.flightMu.Lock()
+		defer st.flightMu.Unlock()
+		if st.closed {
+			close(st.discovered)
+			return
+		}
+		st.wg.Add(2)
+		go func() {
+			defer st.wg.Done()
+			m.indexLoop()
+		}()
+		go func() {
+			defer st.wg.Done()
+			defer close(st.discovered)
+			defer func() {
+				if v := recover(); v != nil {
+					m.recovered("", v)
+				}
+			}()
+			m.discover(st.ctx)
+		}()
+	})
+}
+
+// indexLoop flushes the index every IndexFlushInterval, and once more when
+// the Manager closes.
+func (m *Manager) indexLoop() {
+	st := m.st
+	t := time.NewTicker(IndexFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.ctx.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := m.flushIndex(ctx); err != nil {
+				st.log.Warn("autotls: writing the schedule index at close", "err", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(st.ctx, time.Minute)
+			if err := m.flushIndex(ctx); err != nil && st.ctx.Err() == nil {
+				st.log.Warn("autotls: writing the schedule index; it is retried", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// discover builds the schedule from storage: every name of the index is
+// planned at its renewal, then every stored certificate the index did not
+// know is loaded (paced) and planned.
+func (m *Manager) discover(ctx context.Context) {
+	st := m.st
+	store, err := m.storage()
+	if err != nil {
+		return
+	}
+	start := time.Now()
+	indexed, loaded := 0, 0
+	for _, iss := range st.issuers {
+		buckets, err := store.List(ctx, "index/"+iss.key+"/")
+		if err != nil {
+			st.log.Warn("autotls: listing the schedule index", "err", err)
+		}
+		for _, k := range buckets {
+			var b int
+			if _, err := fmt.Sscanf(k, "index/"+iss.key+"/%03x.json", &b); err != nil || b < 0 || b >= indexBuckets || (indexRef{iss, b}).key() != k {
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			v, err := readBucket(ctx, store, indexRef{iss, b})
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					st.log.Warn("autotls: reading the schedule index", "err", err)
+				}
+				continue
+			}
+			for name, x := range v.Names {
+				if m.planFromIndex(name, x) {
+					indexed++
+				}
+			}
+		}
+	}
+	pace := time.NewTicker(time.Second / discoveryRate)
+	defer pace.Stop()
+	for _, iss := range st.issuers {
+		prefix := "certificates/" + iss.key + "/"
+		keys, err := store.List(ctx, prefix)
+		if err != nil {
+			st.log.Warn("autotls: listing stored certificates to schedule them", "err", err)
+			continue
+		}
+		for _, k := range keys {
+			name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
+			if st.sched.has(name) || st.cache.get(name) != nil {
+				continue
+			}
+			if !st.fastDiscovery {
+				select {
+				case <-ctx.Done():
+					return
+				case <-pace.C:
+				}
+			}
+			e, err := m.loadStoredFrom(ctx, iss, name)
+			if err != nil {
+				continue
+			}
+			if st.cache.get(name) != nil || !st.sched.atIfNone(m, name, planTime(e, e.renewAt)) {
+				continue // served or planned meanwhile
+			}
+			m.indexPut(e)
+			loaded++
+		}
+	}
+	st.log.Info("autotls: schedule built from storage", "from_index", indexed, "loaded", loaded, "took", time.Since(start))
+}
+
+// planFromIndex plans name from its index record unless it is planned or
+// in memory already; it reports whether it did.
+func (m *Manager) planFromIndex(name string, x [2]int64) bool {
+	st := m.st
+	if st.cache.get(name) != nil {
+		return false
+	}
+	notAfter, renewAt := time.Unix(x[0], 0), time.Unix(x[1], 0)
+	next := renewAt
+	if notAfter.Before(next) {
+		next = notAfter
+	}
+	return st.sched.atIfNone(m, name, next)
+}

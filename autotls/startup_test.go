@@ -1,0 +1,208 @@
+package autotls_test
+
+import (
+	"context"
+	"crypto/tls"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// loadCounter counts Loads by key prefix and can hold Loads of the
+// schedule index until released.
+type loadCounter struct {
+	storage.Storage
+	mu      sync.Mutex
+	loads   map[string]int
+	hold    chan struct{} // nil: no hold
+	holding atomic.Int32
+}
+
+func newLoadCounter(s storage.Storage) *loadCounter {
+	return &loadCounter{Storage: s, loads: map[string]int{}}
+}
+
+func (c *loadCounter) Load(ctx context.Context, key string) ([]byte, error) {
+	prefix, _, _ := strings.Cut(key, "/")
+	c.mu.Lock()
+	c.loads[prefix]++
+	hold := c.hold
+	c.mu.Unlock()
+	if hold != nil && prefix == "index" {
+		c.holding.Add(1)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.Storage.Load(ctx, key)
+}
+
+func (c *loadCounter) count(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loads[prefix]
+}
+
+func waitDiscovered(t *testing.T, m *autotls.Manager) {
+	t.Helper()
+	select {
+	case <-autotls.DiscoveredForTest(m):
+	case <-time.After(60 * time.Second):
+		t.Fatal("the schedule was not built from storage within 60s")
+	}
+}
+
+// A restarted Manager plans the renewal of every stored certificate in
+// the background: the first time by listing and loading them (they were
+// stored without the index), writing the index; the next time from the
+// index alone, without loading one certificate.
+func TestStartupBuildsScheduleFromIndex(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	f := newFixture(t)
+	store, names, _ := storeN(t, f, n)
+
+	first := benchManager(store, names)
+	autotls.SetFastDiscoveryForTest(first)
+	first.TLSConfig()
+	waitDiscovered(t, first)
+	if got := autotls.PlannedForTest(first); got != n {
+		t.Fatalf("first start: %d names planned, want %d", got, n)
+	}
+	if err := first.Close(); err != nil { // writes the index
+		t.Fatal(err)
+	}
+	keys, _ := store.List(context.Background(), "index/")
+	if len(keys) == 0 || len(keys) > 1024 {
+		t.Fatalf("%d index buckets, want 1 to 1024", len(keys))
+	}
+
+	counted := newLoadCounter(store)
+	second := benchManager(counted, names)
+	defer second.Close()
+	second.TLSConfig()
+	waitDiscovered(t, second)
+	if got := autotls.PlannedForTest(second); got != n {
+		t.Fatalf("second start: %d names planned, want %d", got, n)
+	}
+	if got := counted.count("certificates"); got != 0 {
+		t.Fatalf("second start loaded %d certificates, want 0 (the index has them)", got)
+	}
+	if got, want := counted.count("index"), len(keys); got != want {
+		t.Fatalf("second start read %d index buckets, want %d", got, want)
+	}
+}
+
+// The first handshake is served while the schedule is still being built,
+// with one storage read.
+func TestHandshakeBeforeScheduleBuilt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	store, names, _ := storeN(t, f, 50)
+	first := benchManager(store, names)
+	autotls.SetFastDiscoveryForTest(first)
+	first.TLSConfig()
+	waitDiscovered(t, first)
+	first.Close()
+
+	counted := newLoadCounter(store)
+	counted.hold = make(chan struct{})
+	m := benchManager(counted, names)
+	defer m.Close()
+	defer close(counted.hold)
+	m.TLSConfig() // the discovery starts and waits on the index
+	deadline := time.Now().Add(10 * time.Second)
+	for counted.holding.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if counted.holding.Load() == 0 {
+		t.Fatal("the discovery never read the index")
+	}
+	c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: names[7]})
+	if err != nil || c.Leaf.DNSNames[0] != names[7] {
+		t.Fatalf("handshake while the schedule is built: %v", err)
+	}
+	if got := counted.count("certificates"); got != 1 {
+		t.Fatalf("%d certificate loads for the first handshake, want 1", got)
+	}
+	select {
+	case <-autotls.DiscoveredForTest(m):
+		t.Fatal("the schedule was built although its index reads are held")
+	default:
+	}
+}
+
+// A certificate planned from the index, never loaded, is renewed when its
+// renewal comes due.
+func TestRenewalPlannedFromIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := storage.Dir(t.TempDir())
+	first := e.manager(t, store, nil)
+	if err := first.Manage(ctxT(t), "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := first.Certificates(ctxT(t))
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("Certificates: %v %v", infos, err)
+	}
+	old := infos[0]
+	first.Close()
+
+	ev := newEventLog()
+	var offset atomic.Int64
+	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
+	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	m.TLSConfig()
+	waitDiscovered(t, m)
+	if !autotls.PlannedAtForTest(m, "example.com") || autotls.CachedForTest(m, "example.com") {
+		t.Fatalf("example.com: planned %v, in memory %v; want planned from the index, not loaded",
+			autotls.PlannedAtForTest(m, "example.com"), autotls.CachedForTest(m, "example.com"))
+	}
+	offset.Store(int64(time.Until(old.RenewAt) + time.Minute))
+	deadline := time.Now().Add(30 * time.Second)
+	for ev.count(autotls.EventRenewed, "example.com") == 0 && time.Now().Before(deadline) {
+		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := ev.next(t, autotls.EventRenewed, "example.com", time.Second); r.Serial == old.Serial {
+		t.Fatalf("renewed to the same serial")
+	}
+}
+
+// A Manager over 100,000 stored certificates (10,000 under the race
+// detector) is ready at once: its first handshake, for the last stored
+// name, is served while the schedule is still being built in the
+// background.
+func TestStartupLargeStorage(t *testing.T) {
+	t.Parallel()
+	n := 100_000
+	if raceEnabled || testing.Short() {
+		n = 10_000
+	}
+	f := newFixture(t)
+	store, names, _ := storeN(t, f, n)
+	m := benchManager(store, names)
+	defer m.Close()
+	start := time.Now()
+	m.TLSConfig()
+	c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: names[n-1]})
+	took := time.Since(start)
+	if err != nil || c.Leaf.DNSNames[0] != names[n-1] {
+		t.Fatalf("first handshake: %v", err)
+	}
+	select {
+	case <-autotls.DiscoveredForTest(m):
+		t.Fatalf("the schedule of %d names was built before the first handshake (%v)", n, took)
+	default:
+	}
+	t.Logf("first handshake with %d stored names: %v", n, took)
+}
