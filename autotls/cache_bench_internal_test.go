@@ -1,13 +1,17 @@
 package autotls
 
 import (
+	"context"
 	"crypto/tls"
+	"encoding/json"
 	"crypto/x509"
 	"fmt"
 	"math/big"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // benchEntries returns n entries with distinct names sharing one
@@ -195,6 +199,53 @@ func BenchmarkGetCertificateHit(b *testing.B) {
 				}
 			}
 		})
+		m.Close()
+	}
+}
+
+// BenchmarkScheduleFromIndex is the background start-up with 1,000,000
+// names in the schedule index (in a memory store; no certificate is
+// loaded): the time until every name is planned, and the heap the plans
+// take per name.
+func BenchmarkScheduleFromIndex(b *testing.B) {
+	const n = 1_000_000
+	store := storage.NewMemory()
+	dir := "https://ca.invalid/directory"
+	iss := &issuer{url: dir, key: issuerKey(dir)}
+	buckets := make([]map[string][2]int64, indexBuckets)
+	now := time.Now()
+	for i := range n {
+		name := fmt.Sprintf("host%d.bench.example.com", i)
+		bk := bucketOf(name)
+		if buckets[bk] == nil {
+			buckets[bk] = map[string][2]int64{}
+		}
+		buckets[bk][name] = [2]int64{now.Add(90 * 24 * time.Hour).Unix(), now.Add(time.Hour + time.Duration(i%(60*24*3600))*time.Second).Unix()}
+	}
+	for bk, names := range buckets {
+		v, _ := json.Marshal(indexValue{Version: indexVersion, Names: names})
+		if err := store.Store(context.Background(), (indexRef{iss, bk}).key(), v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	buckets = nil
+	for b.Loop() {
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		m := &Manager{DirectoryURL: dir, Storage: store, Hosts: HostWhitelist("example.com"), AcceptTOS: true}
+		m.state().fastDiscovery = true
+		start := time.Now()
+		m.TLSConfig()
+		<-m.state().discovered
+		took := time.Since(start)
+		if got := m.state().sched.planned(); got != n {
+			b.Fatalf("%d planned, want %d", got, n)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(took.Milliseconds()), "ms-to-schedule")
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "B/name")
 		m.Close()
 	}
 }

@@ -18,22 +18,25 @@ import (
 type schedule struct {
 	mu      sync.Mutex
 	h       schedHeap
-	plans   map[string]uint64 // name → generation of its live heap item
-	gen     uint64
+	plans   map[string]uint32 // name → generation of its live heap item
+	gen     uint32
 	wake    chan struct{}
 	started bool
 }
 
+// sched is one heap item: 32 bytes. Generations only need to differ
+// from those of the other items of the same name in the heap, which the
+// heap's compaction keeps few, so 32 bits do.
 type sched struct {
-	at   time.Time
+	at   int64 // Unix nanoseconds
+	gen  uint32
 	name string
-	gen  uint64
 }
 
 type schedHeap []sched
 
 func (h schedHeap) Len() int           { return len(h) }
-func (h schedHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h schedHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h schedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *schedHeap) Push(x any)        { *h = append(*h, x.(sched)) }
 func (h *schedHeap) Pop() any {
@@ -45,7 +48,7 @@ func (h *schedHeap) Pop() any {
 
 func (s *schedule) init() {
 	s.wake = make(chan struct{}, 1)
-	s.plans = make(map[string]uint64)
+	s.plans = make(map[string]uint32)
 }
 
 // at plans the next step for name at t, replacing any earlier plan.
@@ -61,7 +64,7 @@ func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool 
 	}
 	s.gen++
 	s.plans[name] = s.gen
-	heap.Push(&s.h, sched{at: t, name: name, gen: s.gen})
+	heap.Push(&s.h, sched{at: t.UnixNano(), name: name, gen: s.gen})
 	// Stale items pile up when names are rescheduled often: rebuild the
 	// heap from the live plans once they are most of it.
 	if len(s.h) > 64 && len(s.h) > 4*len(s.plans) {
@@ -174,7 +177,7 @@ func (s *schedule) runDue(m *Manager, now time.Time) time.Duration {
 	if len(s.h) == 0 {
 		return time.Hour
 	}
-	return max(s.h[0].at.Sub(now), 0)
+	return max(time.Duration(s.h[0].at-now.UnixNano()), 0)
 }
 
 // due pops the names due at now (their plans are consumed).
@@ -182,7 +185,7 @@ func (s *schedule) due(now time.Time) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var due []string
-	for len(s.h) > 0 && !s.h[0].at.After(now) {
+	for len(s.h) > 0 && s.h[0].at <= now.UnixNano() {
 		it := heap.Pop(&s.h).(sched)
 		if s.plans[it.name] != it.gen {
 			continue // rescheduled since
