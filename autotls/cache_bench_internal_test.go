@@ -3,8 +3,8 @@ package autotls
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"runtime"
