@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -371,4 +373,35 @@ func ipRanges(s ...string) []netip.Prefix {
 		out = append(out, netip.MustParsePrefix(p))
 	}
 	return out
+}
+
+// swap is a handler whose target can be replaced, as a restart would.
+type swap struct {
+	mu sync.Mutex
+	h  http.Handler
+}
+
+func (s *swap) set(h http.Handler) { s.mu.Lock(); s.h = h; s.mu.Unlock() }
+
+func (s *swap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	h := s.h
+	s.mu.Unlock()
+	h.ServeHTTP(w, r)
+}
+
+func newTLSServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewTLSServer(h)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// verifyOpts are the options to verify ch's leaf for name against ca.
+func verifyOpts(ca *testpebble.CA, ch *acme.Chain, name string) x509.VerifyOptions {
+	inter := x509.NewCertPool()
+	for _, c := range ch.Certificates[1:] {
+		inter.AddCert(c)
+	}
+	return x509.VerifyOptions{DNSName: name, Roots: ca.RootPool(), Intermediates: inter}
 }
