@@ -75,6 +75,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 		e.store = storage.NewMemory()
 	}
 	serveHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), e.up)
+	if ln, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(ca.HTTPPort()))); err == nil {
+		// IPv6 identifiers, where the machine has ::1.
+		srv := &http.Server{Handler: e.up, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
 	e.downPort = serveHTTP(t, "127.0.0.1:0", e.down)
 	e.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
