@@ -226,7 +226,7 @@ func (s *Server) newOrder(c *call) {
 		c.fail(c.storageFailed(err))
 		return
 	}
-	if err := s.Storage.Store(c.ctx, keyAccountOrders+o.Account+"/"+o.ID, nil); err != nil {
+	if err := s.Storage.Store(c.ctx, keyAccountOrders+o.Account+"/"+o.ID, []byte{}); err != nil {
 		c.fail(c.storageFailed(err))
 		return
 	}
