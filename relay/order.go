@@ -189,6 +189,10 @@ func (s *Server) newOrder(c *call) {
 			return
 		}
 	}
+	if p := c.upstreamsAvailable(); p != nil {
+		c.fail(p)
+		return
+	}
 	if p := c.takeOrder(req.account.Tenant, pol); p != nil {
 		c.fail(p)
 		return

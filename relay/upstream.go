@@ -155,11 +155,16 @@ func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
 func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Certificate, *Upstream, error) {
 	var last error
 	for _, u := range s.Upstreams {
+		if rec, err := s.backoff(ctx, u); err == nil && !rec.Until.IsZero() {
+			last = fmt.Errorf("upstream %s: %w", u.name(), s.rateLimitedUpstream(u, rec))
+			continue
+		}
 		start := s.now()
 		cert, err := u.obtain(ctx, o)
 		if err == nil {
 			return cert, u, nil
 		}
+		s.noteRateLimit(ctx, u, err)
 		last = fmt.Errorf("upstream %s: %w", u.name(), err)
 		s.logger().Warn("relay: upstream issuance failed", "order", o.ID, "upstream", u.name(), "err", err)
 		rec := audit.Record{

@@ -97,6 +97,17 @@ func TestUpstreamRefusal(t *testing.T) {
 	if !errors.Is(err, acme.ErrRateLimited) {
 		t.Fatalf("Obtain while the upstream is rate limited: %v, want rateLimited", err)
 	}
+	// The upstream's Retry-After is remembered: the next order is refused
+	// by the relay with a Retry-After, and nothing more reaches Pebble.
+	before := e.ca.Requests("newOrder")
+	_, err = c.NewOrder(ctxT(t), acme.OrderRequest{Identifiers: acme.DNSNames("limited.example.com")})
+	wantProblem(t, err, "rateLimited", 429)
+	if ra := problemOf(t, err).RetryAfter; ra < 20*time.Second || ra > 31*time.Second {
+		t.Fatalf("downstream Retry-After %v, want the upstream's 30s (less the time passed)", ra)
+	}
+	if n := e.ca.Requests("newOrder"); n != before {
+		t.Fatalf("Pebble saw %d more orders while rate limited, want none", n-before)
+	}
 }
 
 // TestRestart: a relay on file storage is replaced by a new one mid-order;
