@@ -74,7 +74,7 @@
 // # Testing
 //
 // The package's tests run the relay in front of the in-process Pebble
-// (internal/testpebble), with tlsmint's acme.Client and lego as
-// downstream clients, hostile JWS, identifiers and CSRs, hostile
+// (internal/testpebble), with tlsmint's acme.Client, lego and (when
+// installed) certbot as downstream clients, hostile JWS, identifiers and CSRs, hostile
 // validation targets, and replicas sharing storage.
 package relay
