@@ -148,6 +148,12 @@ func TestValidateHTTP01(t *testing.T) {
 			wantVA(t, tc.v.Validate(ctxT(t), acme.ChallengeHTTP01, tc.id, vaToken, vaKeyAuth), tc.kind)
 		})
 	}
+	t.Run("body not echoed", func(t *testing.T) {
+		err := v.Validate(ctxT(t), acme.ChallengeHTTP01, dnsID("wrong.example.com"), vaToken, vaKeyAuth)
+		if err == nil || strings.Contains(err.Error(), "something else") {
+			t.Fatalf("got %v, want a failure that does not repeat the body", err)
+		}
+	})
 	t.Run("host header", func(t *testing.T) {
 		wantVA(t, v.Validate(ctxT(t), acme.ChallengeHTTP01, dnsID("good.example.com"), vaToken, vaKeyAuth), "")
 		if gotHost != "good.example.com" {
