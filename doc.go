@@ -30,6 +30,8 @@
 //     tlsmint storage, so a migration re-orders nothing.
 //   - cmd/tlsmint: the tlsmint command, an ACME client for operators built
 //     on the packages above (see docs/cli.md).
+//   - relay: an ACME server for an organisation's own ACME clients that
+//     obtains their certificates upstream with its own accounts.
 //
 // The examples folder has runnable programs; examples/local runs the whole
 // flow offline against an in-process test CA.

@@ -430,6 +430,12 @@ func match(f Filter, r Record) bool {
 	if f.Kind != "" && r.Kind != f.Kind {
 		return false
 	}
+	if f.Tenant != "" && r.Tenant != f.Tenant {
+		return false
+	}
+	if f.Operation != "" && r.Operation != f.Operation {
+		return false
+	}
 	if !f.Since.IsZero() && r.Time.Before(f.Since) {
 		return false
 	}
@@ -455,7 +461,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		// The journal can apply the limit when it applies every filter
 		// and no batches stored as values (written before the storage
 		// had a journal) are to be merged.
-		if f.Issuer == "" && f.Outcome == "" && f.Kind == "" && len(keys) == 0 {
+		if f.Issuer == "" && f.Outcome == "" && f.Kind == "" && f.Tenant == "" && f.Operation == "" && len(keys) == 0 {
 			q.Limit = max(f.Limit, 0)
 			if q.Limit == 0 {
 				q.Limit = defaultLimit

@@ -20,6 +20,11 @@ type AuditRecord struct {
 	// Outcome is audit.OutcomeOK, audit.OutcomeFailure or
 	// audit.OutcomeRefused.
 	Outcome string `json:"outcome"`
+	// Tenant and Source say, for a decision of the ACME relay (package
+	// relay), which tenant the client belongs to and the address it came
+	// from.
+	Tenant string `json:"tenant,omitempty"`
+	Source string `json:"source,omitempty"`
 	// Issuer is the CA's directory URL; Account the account URL.
 	Issuer  string `json:"issuer,omitempty"`
 	Account string `json:"account,omitempty"`
@@ -60,6 +65,10 @@ type AuditFilter struct {
 	Outcome string
 	// Kind is audit.KindExchange, audit.KindDecision or audit.KindProbe.
 	Kind string
+	// Tenant matches the relay's records of this tenant.
+	Tenant string
+	// Operation matches records of this operation.
+	Operation string
 	// Since and Until bound the records' time (Until exclusive).
 	Since, Until time.Time
 	// Limit caps the records returned (the newest); zero means 1000.

@@ -1,0 +1,197 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/audit"
+)
+
+// loadAuthz returns a stored authorization, expired when past its expiry.
+func (c *call) loadAuthz(id string) (*authzRecord, error) {
+	a := new(authzRecord)
+	if err := c.s.load(c.ctx, keyAuthzs+id, a); err != nil {
+		return nil, err
+	}
+	if (a.Status == acme.StatusPending || a.Status == acme.StatusValid) && c.s.now().After(a.Expires) {
+		a.Status = acme.StatusExpired
+	}
+	return a, nil
+}
+
+// ownAuthz loads an authorization of the signing account.
+func (c *call) ownAuthz(id string, acct *accountRecord) (*authzRecord, *acme.Problem) {
+	a, err := c.loadAuthz(id)
+	if isNotFound(err) {
+		return nil, notFound("authorization")
+	}
+	if err != nil {
+		return nil, c.storageFailed(err)
+	}
+	if a.Account != acct.ID {
+		return nil, unauthorized("the authorization belongs to another account")
+	}
+	c.names = []string{a.Identifier.Value}
+	return a, nil
+}
+
+// challengeObject returns the RFC 8555 challenge object.
+func (c *call) challengeObject(a *authzRecord, ch *challengeRecord) acme.Challenge {
+	return acme.Challenge{
+		Type: ch.Type, URL: c.url(pathChallenge + a.ID + "/" + ch.ID), Status: ch.Status,
+		Token: ch.Token, Validated: ch.Validated, Error: ch.Error,
+	}
+}
+
+// authzObject returns the RFC 8555 authorization object. A valid
+// authorization lists only its validated challenge.
+func (c *call) authzObject(a *authzRecord) acme.Authorization {
+	out := acme.Authorization{Status: a.Status, Expires: a.Expires, Identifier: a.Identifier, Wildcard: a.Wildcard, Challenges: []acme.Challenge{}}
+	for i := range a.Challenges {
+		ch := &a.Challenges[i]
+		if a.Status == acme.StatusValid && ch.Status != acme.StatusValid {
+			continue
+		}
+		out.Challenges = append(out.Challenges, c.challengeObject(a, ch))
+	}
+	return out
+}
+
+// authz answers an authorization: POST-as-GET, or deactivation (RFC 8555,
+// section 7.5.2).
+func (s *Server) authz(c *call, id string) {
+	req, p := c.verify(authKID)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	a, p := c.ownAuthz(id, req.account)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	if req.postAsGet {
+		c.reply(http.StatusOK, c.authzObject(a))
+		return
+	}
+	var body struct {
+		Status string `json:"status"`
+	}
+	if p := decodePayload(req.payload, &body); p != nil {
+		c.fail(p)
+		return
+	}
+	if body.Status != acme.StatusDeactivated {
+		c.fail(malformed("an authorization's status can only be changed to deactivated"))
+		return
+	}
+	c.op = "deactivateAuthz"
+	unlock, err := s.lock(c.ctx, "authz/"+id)
+	if err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	defer unlock()
+	if a, p = c.ownAuthz(id, req.account); p != nil {
+		c.fail(p)
+		return
+	}
+	if a.Status != acme.StatusPending && a.Status != acme.StatusValid {
+		c.fail(malformed("the authorization is %s", a.Status))
+		return
+	}
+	a.Status = acme.StatusDeactivated
+	if err := s.save(c.ctx, keyAuthzs+id, a); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	c.accepted()
+	c.reply(http.StatusOK, c.authzObject(a))
+}
+
+// challenge answers a challenge: POST-as-GET, or a request to validate it
+// (RFC 8555, section 7.5.1). The relay validates at once, holding the
+// authorization's lock, and answers with the outcome (valid or invalid):
+// the client then finds the authorization final on its first poll.
+func (s *Server) challenge(c *call, authzID, chalID string) {
+	req, p := c.verify(authKID)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	a, p := c.ownAuthz(authzID, req.account)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	find := func(a *authzRecord) *challengeRecord {
+		for i := range a.Challenges {
+			if a.Challenges[i].ID == chalID {
+				return &a.Challenges[i]
+			}
+		}
+		return nil
+	}
+	ch := find(a)
+	if ch == nil {
+		c.fail(notFound("challenge"))
+		return
+	}
+	c.link(c.url(pathAuthz+a.ID), "up")
+	if req.postAsGet {
+		c.reply(http.StatusOK, c.challengeObject(a, ch))
+		return
+	}
+	var body map[string]any
+	if p := decodePayload(req.payload, &body); p != nil {
+		c.fail(p)
+		return
+	}
+	unlock, err := s.lock(c.ctx, "authz/"+authzID)
+	if err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	defer unlock()
+	if a, p = c.ownAuthz(authzID, req.account); p != nil {
+		c.fail(p)
+		return
+	}
+	ch = find(a)
+	if a.Status != acme.StatusPending || ch.Status != acme.StatusPending {
+		// Validated already (or failed, or expired): the answer is the
+		// challenge as it is.
+		c.reply(http.StatusOK, c.challengeObject(a, ch))
+		return
+	}
+	keyAuth := ch.Token + "." + req.account.Thumbprint
+	// The validation runs to its end even if the client goes away, so
+	// that its outcome is recorded.
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), s.validator().timeout())
+	var verr *acme.Problem
+	if err := s.validator().Validate(vctx, ch.Type, a.Identifier, ch.Token, keyAuth); err != nil && !errors.As(err, &verr) {
+		verr = internalError("validation failed: %s", clip(err.Error(), 200))
+	}
+	cancel()
+	now := s.now().UTC()
+	if verr == nil {
+		ch.Status, ch.Validated = acme.StatusValid, now
+		a.Status, a.Expires = acme.StatusValid, now.Add(AuthorizationLifetime)
+	} else {
+		ch.Status, ch.Error = acme.StatusInvalid, verr
+		a.Status = acme.StatusInvalid
+	}
+	if err := s.save(context.WithoutCancel(c.ctx), keyAuthzs+a.ID, a); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	c.op = "validate." + ch.Type
+	if verr != nil {
+		c.audit(audit.OutcomeFailure, verr)
+	} else {
+		c.accepted()
+	}
+	c.reply(http.StatusOK, c.challengeObject(a, ch))
+}

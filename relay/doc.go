@@ -1,0 +1,80 @@
+// Package relay is an ACME server (RFC 8555) for the ACME clients of an
+// organisation — certbot, lego, acme.sh, Caddy, Traefik, tlsmint — that
+// obtains each certificate from upstream CAs with the relay's own
+// accounts, through package acme.
+//
+// Clients use the relay unmodified, as they would any CA: they register
+// (with an External Account Binding key of their [Tenant]), order, prove
+// control of the names to the relay (http-01, tls-alpn-01 or dns-01,
+// checked by the relay's own [Validator], or vouched for by the tenant's
+// [Policy]), and finalize with their CSR. The relay then orders the same
+// names from an [Upstream], proves control there with its own solvers,
+// finalizes with the client's CSR (the client keeps its private key) and
+// hands the upstream's chains to the client. Renewal information, the
+// "replaces" of a renewal and revocations are passed upstream.
+//
+// docs/relay.md lists exactly what is implemented and what is not.
+//
+// # Getting started
+//
+//	up := &relay.Upstream{
+//		Client:  &acme.Client{DirectoryURL: acme.LetsEncryptProduction, Key: relayKey},
+//		Account: acme.Account{TermsOfServiceAgreed: true},
+//		Solvers: map[string]acme.Solver{acme.ChallengeDNS01: dnsSolver},
+//	}
+//	srv := &relay.Server{Storage: store, BaseURL: "https://acme.internal.example", Upstreams: []*relay.Upstream{up}, AdminToken: token}
+//	defer srv.Close()
+//	err := srv.PutTenant(ctx, relay.Tenant{ID: "web", Policy: relay.Policy{Names: []string{"web.example.com"}}})
+//	eab, err := srv.NewEABKey(ctx, "web") // hand eab.KeyID and the MAC key to the team
+//	go http.ListenAndServe("127.0.0.1:8081", srv.AdminHandler())
+//	http.ListenAndServeTLS(":443", "relay.crt", "relay.key", srv)
+//
+// # Strictness
+//
+// Every request is checked as Boulder and Pebble check it: Content-Type
+// application/jose+json, a body of at most MaxBodySize, the flattened JWS
+// serialization with one signature and no unprotected header, an "alg"
+// matching the key (ES256, ES384, RS256; ECDSA P-256/P-384 and RSA
+// 2048/3072/4096 keys), exactly one of "jwk" (newAccount, revokeCert) and
+// "kid" (everything else), a nonce issued by this Server and used once,
+// and a "url" equal to the request's URL. Identifiers, contacts and CSRs
+// are checked as strictly before anything is stored or sent upstream.
+//
+// # Errors
+//
+// Refusals are RFC 7807 problem documents of the RFC 8555 types with
+// their HTTP statuses (badNonce 400, unauthorized 403, rateLimited 429
+// with Retry-After, …), each with a fresh Replay-Nonce. The Go API
+// ([Server.PutTenant] and friends) returns errors matching
+// [ErrInvalidTenant], [ErrNoTenant] and [ErrNoEABKey] with errors.Is.
+//
+// # State
+//
+// Accounts, orders, authorizations, certificates, tenants, EAB keys,
+// rate-limit counters and upstream back-offs live in the
+// [storage.Storage], under "relay/", so a restarted Server, or another
+// replica on the same storage, carries on. Nonces live in memory (bounded
+// by MaxNonces): they do not survive a restart and are valid only at the
+// process that issued them.
+//
+// # Security
+//
+// EAB MAC keys are stored with the rest (0600 files) and never logged or
+// shown after they were minted; keys, MACs and nonces never reach a log
+// or an audit record. The administration API needs a bearer token. The
+// Validator connects wherever a tenant's names resolve, inside the
+// organisation too: allow tenants only names they own.
+//
+// # Concurrency
+//
+// A [Server] is safe for concurrent use. Changes to one object are made
+// under its storage lock. [Server.Close] stops background issuances and
+// waits for them.
+//
+// # Testing
+//
+// The package's tests run the relay in front of the in-process Pebble
+// (internal/testpebble), with tlsmint's acme.Client, lego and (when
+// installed) certbot as downstream clients, hostile JWS, identifiers and CSRs, hostile
+// validation targets, and replicas sharing storage.
+package relay

@@ -1,0 +1,143 @@
+package relay_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/relay"
+	"github.com/tlsmint/tlsmint/solvers"
+)
+
+// TestTLSALPN01ThroughRelay obtains a name and an address with the
+// client's tls-alpn-01 answered on the port the relay's validator uses.
+func TestTLSALPN01ThroughRelay(t *testing.T) {
+	t.Parallel()
+	alpn := &solvers.TLSALPN01{}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", alpn.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go testpebble.ServeHandshakes(ln)
+	port := ln.Addr().(*net.TCPAddr).Port
+	// The address identifier: ::1 when this machine has IPv6 loopback.
+	addr := netip.MustParseAddr("127.0.0.1")
+	if ln6, err := tls.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(port)), alpn.TLSConfig()); err == nil {
+		t.Cleanup(func() { ln6.Close() })
+		go testpebble.ServeHandshakes(ln6)
+		addr = netip.MustParseAddr("::1")
+	}
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.Validator.TLSPort = port }})
+	c := e.registered(t)
+	ids := append(acme.DNSNames("alpn.example.com"), acme.IPAddresses(addr)...)
+	cert, err := c.Obtain(ctxT(t), acme.ObtainRequest{
+		Identifiers: ids, CertKey: newKey(t),
+		Solvers:        map[string]acme.Solver{acme.ChallengeTLSALPN01: alpn},
+		ChallengeTypes: []string{acme.ChallengeTLSALPN01},
+	})
+	if err != nil {
+		t.Fatalf("Obtain with tls-alpn-01 through the relay: %v", err)
+	}
+	if ips := cert.Leaf().IPAddresses; len(ips) != 1 || !ips[0].Equal(net.IP(addr.AsSlice())) {
+		t.Fatalf("leaf IPs = %v, want %s", ips, addr)
+	}
+}
+
+// TestAuthorizationsAndOrdersList: a deactivated authorization makes its
+// order invalid, which the orders list then leaves out; a failed
+// validation makes the authorization invalid with the validator's problem.
+func TestAuthorizationsAndOrdersList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.registered(t)
+	ctx := ctxT(t)
+	acct, err := c.GetAccount(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("keep.example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("drop.example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.GetAuthorization(ctx, drop.Authorizations[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Challenges) != 3 {
+		t.Fatalf("authorization of a name offers %d challenges, want http-01, dns-01 and tls-alpn-01", len(a.Challenges))
+	}
+	if got, err := c.DeactivateAuthorization(ctx, a); err != nil || got.Status != acme.StatusDeactivated {
+		t.Fatalf("DeactivateAuthorization: %+v, %v", got, err)
+	}
+	if o, err := c.GetOrder(ctx, drop.URL); err != nil || o.Status != acme.StatusInvalid {
+		t.Fatalf("order of a deactivated authorization: %+v, %v; want invalid", o, err)
+	}
+	list, err := c.ListOrders(ctx, acct)
+	if err != nil || len(list) != 1 || list[0] != keep.URL {
+		t.Fatalf("ListOrders = %v, %v; want only %s", list, err, keep.URL)
+	}
+	// Another account sees none of it.
+	other := e.registered(t)
+	if _, err := other.GetOrder(ctx, keep.URL); !errors.Is(err, acme.ErrUnauthorized) {
+		t.Fatalf("another account's GetOrder: %v, want unauthorized", err)
+	}
+	if _, err := other.GetAuthorization(ctx, keep.Authorizations[0]); !errors.Is(err, acme.ErrUnauthorized) {
+		t.Fatalf("another account's GetAuthorization: %v, want unauthorized", err)
+	}
+	// A validation that fails: nothing serves the token.
+	k, err := c.GetAuthorization(ctx, keep.Authorizations[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch acme.Challenge
+	for _, x := range k.Challenges {
+		if x.Type == acme.ChallengeHTTP01 {
+			ch = x
+		}
+	}
+	got, err := c.AcceptChallenge(ctx, ch)
+	if err != nil || got.Status != acme.StatusInvalid || got.Error == nil || !errors.Is(got.Error, acme.ErrUnauthorized) {
+		t.Fatalf("AcceptChallenge with nothing served: %+v, %v; want invalid with unauthorized", got, err)
+	}
+	if _, err := c.WaitAuthorization(ctx, k.URL); !errors.Is(err, acme.ErrAuthorizationInvalid) {
+		t.Fatalf("WaitAuthorization: %v, want invalid", err)
+	}
+	// Accepting it again answers the challenge as it is.
+	if again, err := c.AcceptChallenge(ctx, ch); err != nil || again.Status != acme.StatusInvalid {
+		t.Fatalf("second AcceptChallenge: %+v, %v", again, err)
+	}
+}
+
+// TestConcurrentClients runs several downstream clients at once (for the
+// race detector and the locks).
+func TestConcurrentClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := range 4 {
+		c := e.registered(t)
+		wg.Go(func() {
+			name := []string{"c0.example.com", "c1.example.com", "c2.example.com", "c3.example.com"}[i]
+			if _, err := e.obtain(t, c, acme.DNSNames(name, "shared.example.com"), nil); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Obtain: %v", err)
+	}
+}

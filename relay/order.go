@@ -1,0 +1,355 @@
+package relay
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+)
+
+// orderObject returns the RFC 8555 order object of o (as resolved).
+func (c *call) orderObject(o *orderRecord) acme.Order {
+	out := acme.Order{
+		Status:         o.Status,
+		Expires:        o.Expires,
+		Identifiers:    o.Identifiers,
+		Authorizations: make([]string, 0, len(o.Authzs)),
+		Finalize:       c.url(pathOrder + o.ID + "/finalize"),
+		Profile:        o.Profile,
+		Replaces:       o.Replaces,
+		Error:          o.Error,
+	}
+	for _, a := range o.Authzs {
+		out.Authorizations = append(out.Authorizations, c.url(pathAuthz+a))
+	}
+	if o.Status == acme.StatusValid && o.Cert != "" {
+		out.Certificate = c.url(pathCert + o.Cert)
+	}
+	return out
+}
+
+// loadOrder returns a stored order, its status resolved.
+func (c *call) loadOrder(id string) (*orderRecord, error) {
+	o := new(orderRecord)
+	if err := c.s.load(c.ctx, keyOrders+id, o); err != nil {
+		return nil, err
+	}
+	return o, c.resolveOrder(o)
+}
+
+// resolveOrder works out the status of an order from its authorizations
+// and the clock: a pending order is ready once all its authorizations are
+// valid and invalid once one is not; an order past its expiry that has
+// no certificate is invalid; one whose issuance was interrupted (the
+// process stopped) is invalid after UpstreamTimeout.
+func (c *call) resolveOrder(o *orderRecord) error {
+	now := c.s.now()
+	switch o.Status {
+	case acme.StatusPending:
+		if now.After(o.Expires) {
+			o.Status = acme.StatusInvalid
+			o.Error = malformed("the order expired")
+			return nil
+		}
+		all := true
+		for _, id := range o.Authzs {
+			a, err := c.loadAuthz(id)
+			if err != nil {
+				return err
+			}
+			switch a.Status {
+			case acme.StatusValid:
+			case acme.StatusPending:
+				all = false
+			default:
+				o.Status = acme.StatusInvalid
+				return nil
+			}
+		}
+		if all {
+			o.Status = acme.StatusReady
+		}
+	case acme.StatusProcessing:
+		c.s.mu.Lock()
+		_, running := c.s.running[o.ID]
+		c.s.mu.Unlock()
+		if !running && now.Sub(o.Processing) > c.s.upstreamTimeout()+time.Minute {
+			o.Status = acme.StatusInvalid
+			o.Error = internalError("the upstream issuance was interrupted")
+		}
+	}
+	return nil
+}
+
+// ownOrder loads an order of the signing account.
+func (c *call) ownOrder(id string, acct *accountRecord) (*orderRecord, *acme.Problem) {
+	o, err := c.loadOrder(id)
+	if isNotFound(err) {
+		return nil, notFound("order")
+	}
+	if err != nil {
+		return nil, c.storageFailed(err)
+	}
+	if o.Account != acct.ID {
+		return nil, unauthorized("the order belongs to another account")
+	}
+	c.names = names(o.Identifiers)
+	return o, nil
+}
+
+// challengeTypes returns the challenge types offered for an identifier:
+// dns-01 only for wildcards, http-01 and tls-alpn-01 for IP addresses
+// (RFC 8738), all three for other names.
+func challengeTypes(id acme.Identifier, wildcard bool) []string {
+	switch {
+	case wildcard:
+		return []string{acme.ChallengeDNS01}
+	case id.Type == acme.IdentifierIP:
+		return []string{acme.ChallengeHTTP01, acme.ChallengeTLSALPN01}
+	}
+	return []string{acme.ChallengeHTTP01, acme.ChallengeDNS01, acme.ChallengeTLSALPN01}
+}
+
+// newToken returns a challenge token: 32 random bytes, base64url.
+func newToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newOrder places an order (RFC 8555, section 7.4; RFC 9773 replaces).
+func (s *Server) newOrder(c *call) {
+	req, p := c.verify(authKID)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	if req.postAsGet {
+		c.fail(malformed("newOrder needs a payload"))
+		return
+	}
+	var body struct {
+		Identifiers []acme.Identifier `json:"identifiers"`
+		NotBefore   string            `json:"notBefore"`
+		NotAfter    string            `json:"notAfter"`
+		Profile     string            `json:"profile"`
+		Replaces    string            `json:"replaces"`
+	}
+	if p := decodePayload(req.payload, &body); p != nil {
+		c.fail(p)
+		return
+	}
+	pol, p := c.policy(req.account.Tenant)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	if len(body.Identifiers) > pol.maxNames() {
+		c.fail(malformed("an order may have at most %d identifiers, not %d", pol.maxNames(), len(body.Identifiers)))
+		return
+	}
+	ids, p := normalizeIdentifiers(body.Identifiers)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	c.names = names(ids)
+	var subs []acme.Problem
+	for _, id := range ids {
+		if why := pol.allows(id); why != "" {
+			subs = append(subs, *rejected(id, "%s: %s", why, id.Value))
+		}
+	}
+	if p := combine(subs, probRejectedIdentifier, "identifiers refused by policy"); p != nil {
+		c.fail(p)
+		return
+	}
+	if body.NotBefore != "" || body.NotAfter != "" {
+		c.fail(malformed("notBefore and notAfter are not supported"))
+		return
+	}
+	if body.Profile != "" {
+		if _, ok := s.Profiles[body.Profile]; !ok {
+			c.fail(problem(probInvalidProfile, http.StatusBadRequest, "profile %q is not offered", clip(body.Profile, 64)))
+			return
+		}
+		if len(pol.Profiles) > 0 && !slices.Contains(pol.Profiles, body.Profile) {
+			c.fail(problem(probInvalidProfile, http.StatusBadRequest, "profile %q is not allowed for this account", body.Profile))
+			return
+		}
+	}
+	var replaced *certRecord
+	if body.Replaces != "" {
+		if replaced, p = c.checkReplaces(body.Replaces, req.account, ids); p != nil {
+			c.fail(p)
+			return
+		}
+	}
+	if p := c.upstreamsAvailable(); p != nil {
+		c.fail(p)
+		return
+	}
+	if p := c.takeOrder(req.account.Tenant, pol); p != nil {
+		c.fail(p)
+		return
+	}
+	now := s.now().UTC()
+	o := &orderRecord{
+		ID: newID(), Account: req.account.ID, Tenant: req.account.Tenant, Status: acme.StatusPending,
+		Created: now, Expires: now.Add(OrderLifetime), Identifiers: ids,
+		Profile: body.Profile, Replaces: body.Replaces,
+	}
+	for _, id := range ids {
+		base, wild := id.Value, false
+		if id.Type == acme.IdentifierDNS {
+			base, wild = strings.CutPrefix(id.Value, "*.")
+		}
+		a := &authzRecord{
+			ID: newID(), Account: req.account.ID, Identifier: acme.Identifier{Type: id.Type, Value: base},
+			Wildcard: wild, Status: acme.StatusPending, Expires: o.Expires,
+		}
+		if pol.preAuthorized(id) {
+			a.Status, a.PreAuthorized, a.Expires = acme.StatusValid, true, now.Add(AuthorizationLifetime)
+		} else {
+			token := newToken()
+			for _, t := range challengeTypes(a.Identifier, wild) {
+				a.Challenges = append(a.Challenges, challengeRecord{ID: newID(), Type: t, Token: token, Status: acme.StatusPending})
+			}
+		}
+		if err := s.save(c.ctx, keyAuthzs+a.ID, a); err != nil {
+			c.fail(c.storageFailed(err))
+			return
+		}
+		o.Authzs = append(o.Authzs, a.ID)
+	}
+	if err := s.save(c.ctx, keyOrders+o.ID, o); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	if err := s.Storage.Store(c.ctx, keyAccountOrders+o.Account+"/"+o.ID, []byte{}); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	if replaced != nil {
+		if p := c.markReplaced(replaced.ID, o.ID); p != nil {
+			c.fail(p)
+			return
+		}
+	}
+	if err := c.resolveOrder(o); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	c.accepted()
+	c.w.Header().Set("Location", c.url(pathOrder+o.ID))
+	c.reply(http.StatusCreated, c.orderObject(o))
+}
+
+// order answers a POST-as-GET of an order.
+func (s *Server) order(c *call, id string) {
+	req, p := c.verify(authKID)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	if !req.postAsGet {
+		c.fail(malformed("an order is read with POST-as-GET"))
+		return
+	}
+	o, p := c.ownOrder(id, req.account)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	if o.Status == acme.StatusProcessing {
+		c.w.Header().Set("Retry-After", "1")
+	}
+	c.w.Header().Set("Location", c.url(pathOrder+id))
+	c.reply(http.StatusOK, c.orderObject(o))
+}
+
+// finalize checks the CSR of a ready order and starts the upstream
+// issuance (RFC 8555, section 7.4). It waits up to FinalizeWait for the
+// certificate; the order is then valid, or still processing.
+func (s *Server) finalize(c *call, id string) {
+	req, p := c.verify(authKID)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	if req.postAsGet {
+		c.fail(malformed("finalize needs a payload with the CSR"))
+		return
+	}
+	var body struct {
+		CSR string `json:"csr"`
+	}
+	if p := decodePayload(req.payload, &body); p != nil {
+		c.fail(p)
+		return
+	}
+	pol, p := c.policy(req.account.Tenant)
+	if p != nil {
+		c.fail(p)
+		return
+	}
+	unlock, err := s.lock(c.ctx, "order/"+id)
+	if err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	o, p := c.ownOrder(id, req.account)
+	if p != nil {
+		unlock()
+		c.fail(p)
+		return
+	}
+	if o.Status != acme.StatusReady {
+		unlock()
+		c.fail(problem(probOrderNotReady, http.StatusForbidden, "the order is %s, not ready", o.Status))
+		return
+	}
+	der, p := c.parseCSR(body.CSR, o, pol)
+	if p != nil {
+		unlock()
+		c.fail(p)
+		return
+	}
+	if len(s.Upstreams) == 0 {
+		unlock()
+		c.fail(internalError("the relay has no upstream CA"))
+		return
+	}
+	o.Status, o.CSR, o.Processing = acme.StatusProcessing, der, s.now().UTC()
+	if err := s.save(c.ctx, keyOrders+o.ID, o); err != nil {
+		unlock()
+		c.fail(c.storageFailed(err))
+		return
+	}
+	done := s.startIssue(o)
+	unlock()
+	c.accepted()
+	wait := s.FinalizeWait
+	if wait <= 0 {
+		wait = DefaultFinalizeWait
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-done:
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+	t.Stop()
+	if cur, err := c.loadOrder(id); err == nil {
+		o = cur
+	}
+	if o.Status == acme.StatusProcessing {
+		c.w.Header().Set("Retry-After", "1")
+	}
+	c.w.Header().Set("Location", c.url(pathOrder+id))
+	c.reply(http.StatusOK, c.orderObject(o))
+}

@@ -1,0 +1,111 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/relay"
+)
+
+// gateSolver holds every upstream challenge until gate is closed (or its
+// context ends), then answers it with next.
+type gateSolver struct {
+	gate    chan struct{}
+	entered chan struct{}
+	next    acme.Solver
+}
+
+func (g *gateSolver) Present(ctx context.Context, ch acme.Challenge) error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.next.Present(ctx, ch)
+}
+
+func (g *gateSolver) CleanUp(ctx context.Context, ch acme.Challenge) error {
+	return g.next.CleanUp(ctx, ch)
+}
+
+// TestFinalizeProcessing: when the upstream takes longer than
+// FinalizeWait, finalize answers "processing" with a Retry-After and the
+// client's polls find the order valid once the upstream is done.
+func TestFinalizeProcessing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
+	g := &gateSolver{gate: make(chan struct{}), entered: make(chan struct{}, 1), next: e.up}
+	e.upstream.Solvers[acme.ChallengeHTTP01] = g
+	c := e.registered(t)
+	ctx := ctxT(t)
+	ids := acme.DNSNames("slow.example.com")
+	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize(t, e, c, o)
+	csr, _ := acme.CSR(newKey(t), ids)
+	// Finalize raw, to see the first answer.
+	code, p, hdr := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`))
+	if code != 200 || p != nil || hdr.Get("Retry-After") != "1" {
+		t.Fatalf("finalize: %d %v Retry-After %q; want 200 processing with Retry-After 1", code, p, hdr.Get("Retry-After"))
+	}
+	<-g.entered // the upstream issuance is under way, and held
+	got, err := c.GetOrder(ctx, o.URL)
+	if err != nil || got.Status != acme.StatusProcessing {
+		t.Fatalf("order while the upstream works: %+v, %v; want processing", got, err)
+	}
+	close(g.gate)
+	done, err := c.WaitOrder(ctx, got)
+	if err != nil || done.Status != acme.StatusValid || done.Certificate == "" {
+		t.Fatalf("WaitOrder: %+v, %v; want valid with a certificate", done, err)
+	}
+}
+
+// TestCloseDuringIssuance: Close cancels a running upstream issuance and
+// waits for it; the order is invalid, which any relay on the storage
+// then says.
+func TestCloseDuringIssuance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noServe: true, modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
+	h := &swap{}
+	h.set(e.srv)
+	e.ts = newTLSServer(t, h)
+	g := &gateSolver{gate: make(chan struct{}), entered: make(chan struct{}, 1), next: e.up}
+	e.upstream.Solvers[acme.ChallengeHTTP01] = g
+	c := e.registered(t)
+	ctx := ctxT(t)
+	ids := acme.DNSNames("closed.example.com")
+	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize(t, e, c, o)
+	csr, _ := acme.CSR(newKey(t), ids)
+	if code, p, _ := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`)); code != 200 {
+		t.Fatalf("finalize: %d %v", code, p)
+	}
+	<-g.entered
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The closed relay answers 503; a new one on the same storage reads
+	// the order as invalid.
+	if code, p, _ := e.post(t, o.URL, "application/jose+json", []byte(`{}`)); code != 503 || p == nil {
+		t.Fatalf("a closed relay answered %d %v, want 503", code, p)
+	}
+	next := &relay.Server{Storage: e.store, Upstreams: e.srv.Upstreams, Validator: e.srv.Validator}
+	t.Cleanup(func() { next.Close() })
+	h.set(next)
+	got, err := c.GetOrder(ctx, o.URL)
+	if err != nil || got.Status != acme.StatusInvalid || got.Error == nil || !errors.Is(got.Error, acme.ErrServerInternal) {
+		t.Fatalf("order after Close: %+v, %v; want invalid with serverInternal", got, err)
+	}
+}

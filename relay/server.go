@@ -1,0 +1,475 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// Defaults of a Server's zero fields.
+const (
+	// DefaultFinalizeWait is how long a finalize request waits for the
+	// upstream certificate before it answers "processing".
+	DefaultFinalizeWait = 3 * time.Second
+	// DefaultUpstreamTimeout bounds one upstream issuance, fallbacks
+	// included.
+	DefaultUpstreamTimeout = 10 * time.Minute
+	// OrderLifetime is how long a downstream order and its pending
+	// authorizations stay usable.
+	OrderLifetime = 7 * 24 * time.Hour
+	// AuthorizationLifetime is how long a valid authorization lasts.
+	AuthorizationLifetime = 30 * 24 * time.Hour
+)
+
+// A Server is an ACME server (RFC 8555) for the clients of an
+// organisation — certbot, lego, acme.sh, Caddy, tlsmint — that obtains
+// each certificate from an upstream CA with its own accounts. It is an
+// [http.Handler] serving the ACME API; [Server.AdminHandler] serves the
+// administration API for tenants and EAB keys.
+//
+// Set the fields before the first request and do not change them
+// afterwards. A Server is safe for concurrent use. [Server.Close] stops
+// its background issuances; the state lives in Storage, so another
+// Server on the same storage carries on.
+type Server struct {
+	// Storage keeps the relay's state: accounts, orders, authorizations,
+	// certificates, tenants and EAB keys (secrets: files are 0600).
+	// Required.
+	Storage storage.Storage
+
+	// BaseURL is the external URL of the ACME API, such as
+	// "https://acme.example.com/acme"; the directory is BaseURL +
+	// "/directory" and the Server expects requests for paths under
+	// BaseURL's path (mount it there without stripping the prefix). Empty
+	// means "https://" + the request's Host, at the root.
+	BaseURL string
+
+	// Upstreams are the CAs certificates are obtained from, tried in
+	// order: when one fails (outage, rate limit, refusal), the next is
+	// asked. At least one is needed to issue anything.
+	Upstreams []*Upstream
+
+	// Anonymous, if not nil, is the policy of accounts registered without
+	// External Account Binding. Nil means every account needs an EAB key
+	// of a tenant (the directory says externalAccountRequired).
+	Anonymous *Policy
+
+	// TermsOfService is the URL of the relay's terms of service; when set,
+	// new accounts must agree to them. Empty means none.
+	TermsOfService string
+
+	// Website is announced in the directory's meta. Empty means none.
+	Website string
+
+	// Profiles are the certificate profiles offered downstream (name to
+	// description), passed upstream as they are. Empty means none: an
+	// order naming a profile is refused.
+	Profiles map[string]string
+
+	// Validator checks downstream challenges. Nil means a Validator with
+	// its defaults (ports 80 and 443, the system resolver).
+	Validator *Validator
+
+	// AuditLog, if set, receives a record of every decision: each account,
+	// order, validation, issuance and revocation accepted, and each
+	// request refused with the reason.
+	AuditLog *audit.Log
+
+	// AllowedSources, if not empty, are the only client addresses
+	// (RemoteAddr) the ACME API answers; others get 403 unauthorized.
+	// Tenants may narrow it further (Policy.Sources).
+	AllowedSources []netip.Prefix
+
+	// AdminToken authenticates the administration API (a bearer token).
+	// Empty means the administration API refuses every request.
+	AdminToken string
+
+	// AdminSources, if not empty, are the only client addresses the
+	// administration API answers.
+	AdminSources []netip.Prefix
+
+	// MaxBodySize bounds a request body. Zero means DefaultMaxBodySize.
+	MaxBodySize int64
+
+	// MaxNonces bounds the issued, unused nonces remembered. Zero means
+	// DefaultMaxNonces. Nonces live in memory: a restart invalidates them
+	// (clients retry on badNonce).
+	MaxNonces int
+
+	// FinalizeWait is how long a finalize request waits for the upstream
+	// certificate before answering "processing" (the client then polls).
+	// Zero means DefaultFinalizeWait.
+	FinalizeWait time.Duration
+
+	// UpstreamTimeout bounds one upstream issuance. Zero means
+	// DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
+
+	// Logger receives the relay's logs. Nil means silent. Keys, MACs and
+	// nonces are never logged.
+	Logger *slog.Logger
+
+	once    sync.Once
+	initErr error
+	nonces  *nonces
+	base    *url.URL // parsed BaseURL, nil when empty
+	prefix  string   // BaseURL's path without a trailing slash
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
+	running map[string]chan struct{} // order id → closed when its issuance ends
+	now     func() time.Time
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.nonces = newNonces(s.MaxNonces)
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.running = map[string]chan struct{}{}
+		if s.now == nil {
+			s.now = time.Now
+		}
+		if s.Storage == nil {
+			s.initErr = errors.New("relay: Server.Storage is nil")
+			return
+		}
+		if s.BaseURL != "" {
+			u, err := url.Parse(strings.TrimSuffix(s.BaseURL, "/"))
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				s.initErr = fmt.Errorf("relay: BaseURL %q is not an absolute http(s) URL without query", s.BaseURL)
+				return
+			}
+			s.base = u
+			s.prefix = u.EscapedPath()
+		}
+		seen := map[string]bool{}
+		for i, u := range s.Upstreams {
+			if u == nil || u.Client == nil {
+				s.initErr = fmt.Errorf("relay: Upstreams[%d] has no Client", i)
+				return
+			}
+			if seen[u.name()] {
+				s.initErr = fmt.Errorf("relay: two upstreams are called %q", u.name())
+				return
+			}
+			seen[u.name()] = true
+		}
+	})
+}
+
+// Close stops the issuances running in the background and waits for them.
+// Their orders stay "processing" in storage and are marked invalid when
+// read after UpstreamTimeout. Requests after Close get 503.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return discardLogger
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+func (s *Server) maxBody() int64 {
+	if s.MaxBodySize > 0 {
+		return s.MaxBodySize
+	}
+	return DefaultMaxBodySize
+}
+
+// A call is one request being answered.
+type call struct {
+	s      *Server
+	w      http.ResponseWriter
+	r      *http.Request
+	ctx    context.Context
+	origin string // scheme://host of the relay's URLs
+	op     string // the operation, for audit records
+
+	// Filled in as the request is understood, for the audit record.
+	acct   *accountRecord
+	tenant string
+	names  []string
+}
+
+// ServeHTTP serves the ACME API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	c := &call{s: s, w: w, r: r, ctx: r.Context(), op: "request"}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.logger().Error("relay: panic serving a request", "path", clip(r.URL.Path, 256), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			c.fail(internalError("internal error"))
+		}
+	}()
+	w.Header().Set("Cache-Control", "no-store")
+	if s.initErr != nil {
+		s.logger().Error("relay: misconfigured", "err", s.initErr)
+		c.fail(internalError("the relay is misconfigured"))
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		c.fail(problem(probServerInternal, http.StatusServiceUnavailable, "the relay is shutting down"))
+		return
+	}
+	if s.base != nil {
+		c.origin = s.base.Scheme + "://" + s.base.Host
+	} else {
+		c.origin = "https://" + r.Host
+	}
+	path := r.URL.EscapedPath()
+	rest, ok := strings.CutPrefix(path, s.prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		c.fail(notFound("resource"))
+		return
+	}
+	if !allowedSource(r, s.AllowedSources) {
+		c.fail(unauthorized("requests from this address are not allowed"))
+		return
+	}
+	s.route(c, rest)
+}
+
+// allowedSource reports whether the request's remote address is in one of
+// prefixes (or prefixes is empty).
+func allowedSource(r *http.Request, prefixes []netip.Prefix) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Paths of the ACME API, under BaseURL.
+const (
+	pathDirectory   = "/directory"
+	pathNewNonce    = "/new-nonce"
+	pathNewAccount  = "/new-account"
+	pathNewOrder    = "/new-order"
+	pathRevoke      = "/revoke-cert"
+	pathKeyChange   = "/key-change"
+	pathRenewalInfo = "/renewal-info"
+	pathAccount     = "/acct/"
+	pathOrder       = "/order/"
+	pathAuthz       = "/authz/"
+	pathChallenge   = "/chall/"
+	pathCert        = "/cert/"
+)
+
+// route dispatches on the path below the prefix.
+func (s *Server) route(c *call, p string) {
+	switch p {
+	case pathDirectory, "", "/":
+		if p != pathDirectory {
+			c.fail(notFound("resource"))
+			return
+		}
+		if !c.method(http.MethodGet, http.MethodHead) {
+			return
+		}
+		s.directory(c)
+		return
+	case pathNewNonce:
+		if !c.method(http.MethodGet, http.MethodHead) {
+			return
+		}
+		c.nonce()
+		c.link(c.url(pathDirectory), "index")
+		if c.r.Method == http.MethodHead {
+			c.w.WriteHeader(http.StatusOK)
+		} else {
+			c.w.WriteHeader(http.StatusNoContent)
+		}
+		return
+	}
+	if rest, ok := strings.CutPrefix(p, pathRenewalInfo+"/"); ok {
+		if !c.method(http.MethodGet, http.MethodHead) {
+			return
+		}
+		c.op = "renewalInfo"
+		s.renewalInfo(c, rest)
+		return
+	}
+	// Everything else is a JWS POST, answered with a fresh nonce.
+	c.nonce()
+	c.link(c.url(pathDirectory), "index")
+	if !c.method(http.MethodPost) {
+		return
+	}
+	switch p {
+	case pathNewAccount:
+		c.op = "newAccount"
+		s.newAccount(c)
+		return
+	case pathNewOrder:
+		c.op = "newOrder"
+		s.newOrder(c)
+		return
+	case pathRevoke:
+		c.op = "revoke"
+		s.revoke(c)
+		return
+	case pathKeyChange:
+		c.op = "keyChange"
+		s.keyChange(c)
+		return
+	}
+	seg := strings.Split(p[1:], "/")
+	switch {
+	case len(seg) == 2 && seg[0] == "acct" && validID(seg[1]):
+		c.op = "account"
+		s.account(c, seg[1])
+	case len(seg) == 3 && seg[0] == "acct" && validID(seg[1]) && seg[2] == "orders":
+		c.op = "orders"
+		s.accountOrders(c, seg[1])
+	case len(seg) == 2 && seg[0] == "order" && validID(seg[1]):
+		c.op = "order"
+		s.order(c, seg[1])
+	case len(seg) == 3 && seg[0] == "order" && validID(seg[1]) && seg[2] == "finalize":
+		c.op = "finalize"
+		s.finalize(c, seg[1])
+	case len(seg) == 2 && seg[0] == "authz" && validID(seg[1]):
+		c.op = "authz"
+		s.authz(c, seg[1])
+	case len(seg) == 3 && seg[0] == "chall" && validID(seg[1]) && validID(seg[2]):
+		c.op = "challenge"
+		s.challenge(c, seg[1], seg[2])
+	case len(seg) == 2 && seg[0] == "cert" && validID(seg[1]):
+		c.op = "certificate"
+		s.certificate(c, seg[1], 0)
+	case len(seg) == 3 && seg[0] == "cert" && validID(seg[1]):
+		n, err := strconv.Atoi(seg[2])
+		if err != nil || n < 1 || n > 16 || strconv.Itoa(n) != seg[2] {
+			c.fail(notFound("certificate"))
+			return
+		}
+		c.op = "certificate"
+		s.certificate(c, seg[1], n)
+	default:
+		c.fail(notFound("resource"))
+	}
+}
+
+// method reports whether the request uses one of methods, and answers 405
+// when it does not.
+func (c *call) method(methods ...string) bool {
+	for _, m := range methods {
+		if c.r.Method == m {
+			return true
+		}
+	}
+	c.w.Header().Set("Allow", strings.Join(methods, ", "))
+	c.fail(problem(probMalformed, http.StatusMethodNotAllowed, "method %s not allowed here", clip(c.r.Method, 16)))
+	return false
+}
+
+// url returns the absolute URL of a path of the API.
+func (c *call) url(path string) string { return c.origin + c.s.prefix + path }
+
+// requestURL returns the URL the client must have signed for: the origin
+// and the request's path exactly as sent.
+func (c *call) requestURL() string { return c.origin + c.r.URL.RequestURI() }
+
+// nonce adds a fresh Replay-Nonce to the response.
+func (c *call) nonce() { c.w.Header().Set("Replay-Nonce", c.s.nonces.issue()) }
+
+// link adds a Link header.
+func (c *call) link(target, rel string) {
+	c.w.Header().Add("Link", "<"+target+`>;rel="`+rel+`"`)
+}
+
+// reply sends v as JSON with status.
+func (c *call) reply(status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.fail(internalError("encoding the response failed"))
+		return
+	}
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	c.w.WriteHeader(status)
+	c.w.Write(b)
+}
+
+// fail sends a problem document and records the refusal.
+func (c *call) fail(p *acme.Problem) {
+	if p.Status >= 500 {
+		c.s.logger().Warn("relay: request failed", "op", c.op, "problem", p)
+	} else {
+		c.s.logger().Debug("relay: request refused", "op", c.op, "problem", p)
+	}
+	outcome := audit.OutcomeRefused
+	if p.Status >= 500 {
+		outcome = audit.OutcomeFailure
+	}
+	c.audit(outcome, p)
+	writeProblem(c.w, p)
+}
+
+// storageFailed turns a storage error into a 500 problem, logging it.
+func (c *call) storageFailed(err error) *acme.Problem {
+	if c.ctx.Err() != nil {
+		return problem(probServerInternal, http.StatusServiceUnavailable, "the request was cancelled")
+	}
+	c.s.logger().Error("relay: storage failed", "op", c.op, "err", err)
+	return internalError("the relay's storage failed")
+}
+
+// directory serves the directory object.
+func (s *Server) directory(c *call) {
+	d := acme.Directory{
+		NewNonce:    c.url(pathNewNonce),
+		NewAccount:  c.url(pathNewAccount),
+		NewOrder:    c.url(pathNewOrder),
+		RevokeCert:  c.url(pathRevoke),
+		KeyChange:   c.url(pathKeyChange),
+		RenewalInfo: c.url(pathRenewalInfo),
+		Meta: acme.DirectoryMeta{
+			TermsOfService:          s.TermsOfService,
+			Website:                 s.Website,
+			ExternalAccountRequired: s.Anonymous == nil,
+			Profiles:                s.Profiles,
+		},
+	}
+	c.reply(http.StatusOK, d)
+}

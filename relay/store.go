@@ -1,0 +1,175 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/tlsmint/tlsmint/acme"
+)
+
+// Storage keys. Everything the relay keeps lives under "relay/".
+const (
+	keyRoot          = "relay/"
+	keyAccounts      = keyRoot + "accounts/"      // <id>: accountRecord
+	keyAccountKeys   = keyRoot + "account-keys/"  // <thumbprint>: account id
+	keyAccountOrders = keyRoot + "account-order/" // <account>/<order>: empty
+	keyOrders        = keyRoot + "orders/"        // <id>: orderRecord
+	keyAuthzs        = keyRoot + "authz/"         // <id>: authzRecord
+	keyCerts         = keyRoot + "certs/"         // <id>: certRecord
+	keyARI           = keyRoot + "ari/"           // <ARI certificate ID>: cert id
+	keyTenants       = keyRoot + "tenants/"       // <id>: Tenant
+	keyEAB           = keyRoot + "eab/"           // <key id>: eabRecord (secret)
+	keyRates         = keyRoot + "rate/"          // <tenant>: rateRecord
+	lockPrefix       = keyRoot + "lock/"
+)
+
+// newID returns a random identifier for an account, order, authorization,
+// challenge or certificate: 26 characters of lower-case base32.
+func newID() string { return strings.ToLower(rand.Text()) }
+
+// validID reports whether s looks like an ID made by newID, so that a
+// hostile path never becomes a storage key.
+func validID(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// errNotFound is returned (wrapped) by load for a missing value.
+var errNotFound = fs.ErrNotExist
+
+// load decodes the JSON value under key into v.
+func (s *Server) load(ctx context.Context, key string, v any) error {
+	b, err := s.Storage.Load(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("relay: decoding %s: %w", key, err)
+	}
+	return nil
+}
+
+// save stores v as JSON under key.
+func (s *Server) save(ctx context.Context, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("relay: encoding %s: %w", key, err)
+	}
+	return s.Storage.Store(ctx, key, b)
+}
+
+// lock takes the cluster-wide lock of one object.
+func (s *Server) lock(ctx context.Context, name string) (func(), error) {
+	unlock, err := s.Storage.Lock(ctx, lockPrefix+name)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := unlock(); err != nil {
+			s.logger().Warn("relay: releasing a lock failed", "lock", name, "err", err)
+		}
+	}, nil
+}
+
+// isNotFound reports whether err means a missing value.
+func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
+
+// An accountRecord is a downstream account.
+type accountRecord struct {
+	ID         string          `json:"id"`
+	Key        json.RawMessage `json:"key"` // the public JWK
+	Thumbprint string          `json:"thumbprint"`
+	Status     string          `json:"status"`
+	Contact    []string        `json:"contact,omitempty"`
+	TOSAgreed  bool            `json:"tos_agreed,omitempty"`
+	Tenant     string          `json:"tenant"`
+	EABKeyID   string          `json:"eab_key_id,omitempty"`
+	Created    time.Time       `json:"created"`
+}
+
+// jwk returns the account's public key, or nil if it cannot be decoded.
+func (a *accountRecord) jwk() *jose.JSONWebKey {
+	k := new(jose.JSONWebKey)
+	if err := k.UnmarshalJSON(a.Key); err != nil || !k.IsPublic() {
+		return nil
+	}
+	return k
+}
+
+// An orderRecord is a downstream order. Status is what was stored:
+// pending orders are ready or invalid once their authorizations are, which
+// is worked out when the order is read.
+type orderRecord struct {
+	ID          string            `json:"id"`
+	Account     string            `json:"account"`
+	Tenant      string            `json:"tenant"`
+	Status      string            `json:"status"`
+	Created     time.Time         `json:"created"`
+	Expires     time.Time         `json:"expires"`
+	Identifiers []acme.Identifier `json:"identifiers"`
+	Authzs      []string          `json:"authzs"`
+	Profile     string            `json:"profile,omitempty"`
+	Replaces    string            `json:"replaces,omitempty"`
+	Error       *acme.Problem     `json:"error,omitempty"`
+	CSR         []byte            `json:"csr,omitempty"`       // DER, once finalized
+	Processing  time.Time         `json:"processing,omitzero"` // when the upstream issuance started
+	Cert        string            `json:"cert,omitempty"`      // certificate id, once valid
+}
+
+// An authzRecord is a downstream authorization with its challenges.
+type authzRecord struct {
+	ID         string            `json:"id"`
+	Account    string            `json:"account"`
+	Identifier acme.Identifier   `json:"identifier"` // without "*."
+	Wildcard   bool              `json:"wildcard,omitempty"`
+	Status     string            `json:"status"`
+	Expires    time.Time         `json:"expires"`
+	Challenges []challengeRecord `json:"challenges"`
+	// PreAuthorized marks an authorization valid by the tenant's policy,
+	// without a validation.
+	PreAuthorized bool `json:"pre_authorized,omitempty"`
+}
+
+// A challengeRecord is one challenge of an authorization.
+type challengeRecord struct {
+	ID        string        `json:"id"`
+	Type      string        `json:"type"`
+	Token     string        `json:"token"`
+	Status    string        `json:"status"`
+	Validated time.Time     `json:"validated,omitzero"`
+	Error     *acme.Problem `json:"error,omitempty"`
+}
+
+// A certRecord is a certificate issued through the relay.
+type certRecord struct {
+	ID          string            `json:"id"`
+	Account     string            `json:"account"`
+	Tenant      string            `json:"tenant"`
+	Order       string            `json:"order"`
+	Upstream    string            `json:"upstream"` // Upstream.name()
+	Identifiers []acme.Identifier `json:"identifiers"`
+	Chains      [][]byte          `json:"chains"` // PEM, the upstream's default first
+	ARIID       string            `json:"ari_id"`
+	NotBefore   time.Time         `json:"not_before"`
+	NotAfter    time.Time         `json:"not_after"`
+	Issued      time.Time         `json:"issued"`
+	Revoked     bool              `json:"revoked,omitempty"`
+	RevokedAt   time.Time         `json:"revoked_at,omitzero"`
+	Reason      int               `json:"reason,omitempty"`
+	ReplacedBy  string            `json:"replaced_by,omitempty"` // order id
+}

@@ -1,0 +1,268 @@
+package relay
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/audit"
+)
+
+// An Upstream is a CA the relay obtains certificates from, with the
+// relay's own account there. The downstream client's CSR is finalized
+// upstream as it is: the client keeps its private key.
+//
+// Set the fields before the Server's first request and do not change
+// them afterwards.
+type Upstream struct {
+	// Name identifies the upstream in stored certificates, logs and audit
+	// records. Empty means Client.DirectoryURL. Renaming an upstream makes
+	// the certificates it issued unreachable for revocation and renewal
+	// information.
+	Name string
+
+	// Client is the relay's ACME client for this CA, with the relay's
+	// account key. Required. Its Observer (for example an audit.Log)
+	// sees every upstream exchange.
+	Client *acme.Client
+
+	// Account is registered (or looked up, when the key already has an
+	// account) before the first order when Client.AccountURL is empty:
+	// set TermsOfServiceAgreed, and ExternalAccountBinding for a CA that
+	// needs it.
+	Account acme.Account
+
+	// Solvers prove control of the names to this CA: for example dns-01
+	// through a libdns provider of a zone the downstream names delegate
+	// their _acme-challenge CNAMEs to, or none at all for a CA that trusts
+	// the relay. Required unless the CA's authorizations are valid
+	// already.
+	Solvers map[string]acme.Solver
+
+	// ChallengeTypes orders the types in Solvers by preference; empty
+	// means acme.Client.Obtain's default.
+	ChallengeTypes []string
+
+	mu         sync.Mutex
+	registered bool
+}
+
+func (u *Upstream) name() string {
+	if u.Name != "" {
+		return u.Name
+	}
+	return u.Client.DirectoryURL
+}
+
+// ensureAccount registers the relay's account at the CA once.
+func (u *Upstream) ensureAccount(ctx context.Context) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.registered || u.Client.AccountURL != "" {
+		return nil
+	}
+	if _, err := u.Client.Register(ctx, u.Account); err != nil {
+		return fmt.Errorf("relay: registering with upstream %s: %w", u.name(), err)
+	}
+	u.registered = true
+	return nil
+}
+
+// noSolver answers no challenge; it lets Obtain run against a CA whose
+// authorizations need none (all valid already).
+type noSolver struct{}
+
+func (noSolver) Present(context.Context, acme.Challenge) error {
+	return errors.New("relay: this upstream has no solver")
+}
+func (noSolver) CleanUp(context.Context, acme.Challenge) error { return nil }
+
+// obtain runs the upstream issuance of one downstream order.
+func (u *Upstream) obtain(ctx context.Context, o *orderRecord) (*acme.Certificate, error) {
+	if err := u.ensureAccount(ctx); err != nil {
+		return nil, err
+	}
+	solvers := u.Solvers
+	if len(solvers) == 0 {
+		solvers = map[string]acme.Solver{"none": noSolver{}}
+	}
+	return u.Client.Obtain(ctx, acme.ObtainRequest{
+		Identifiers:    o.Identifiers,
+		CSR:            o.CSR,
+		Solvers:        solvers,
+		ChallengeTypes: u.ChallengeTypes,
+		Profile:        o.Profile,
+		Replaces:       o.Replaces,
+	})
+}
+
+func (s *Server) upstreamTimeout() time.Duration {
+	if s.UpstreamTimeout > 0 {
+		return s.UpstreamTimeout
+	}
+	return DefaultUpstreamTimeout
+}
+
+// startIssue runs the upstream issuance of a processing order in the
+// background and returns a channel closed when it has ended.
+func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
+	done := make(chan struct{})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		close(done)
+		return done
+	}
+	s.running[o.ID] = done
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, o.ID)
+			s.mu.Unlock()
+			close(done)
+		}()
+		var (
+			cert *acme.Certificate
+			up   *Upstream
+			err  error
+		)
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					s.logger().Error("relay: panic in an upstream issuance", "order", o.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+					err = fmt.Errorf("relay: internal error: %v", v)
+				}
+			}()
+			ctx, cancel := context.WithTimeout(s.ctx, s.upstreamTimeout())
+			defer cancel()
+			cert, up, err = s.obtainUpstream(ctx, o)
+		}()
+		s.finishIssue(o, cert, up, err)
+	}()
+	return done
+}
+
+// obtainUpstream asks each upstream in turn until one issues.
+func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Certificate, *Upstream, error) {
+	var last error
+	for _, u := range s.Upstreams {
+		if rec, err := s.backoff(ctx, u); err == nil && !rec.Until.IsZero() {
+			last = fmt.Errorf("upstream %s: %w", u.name(), s.rateLimitedUpstream(u, rec))
+			continue
+		}
+		start := s.now()
+		cert, err := u.obtain(ctx, o)
+		if err == nil {
+			return cert, u, nil
+		}
+		s.noteRateLimit(ctx, u, err)
+		last = fmt.Errorf("upstream %s: %w", u.name(), err)
+		s.logger().Warn("relay: upstream issuance failed", "order", o.ID, "upstream", u.name(), "err", err)
+		rec := audit.Record{
+			Outcome: audit.OutcomeFailure, Operation: OperationPrefix + "upstream", Issuer: u.name(),
+			Tenant: o.Tenant, Names: names(o.Identifiers), Detail: clip(err.Error(), 1024), Latency: s.now().Sub(start),
+		}
+		var p *acme.Problem
+		if errors.As(err, &p) {
+			rec.Problem, rec.Status, rec.RetryAfter = p.Type, p.Status, p.RetryAfter
+		}
+		s.auditBackground(rec)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if last == nil {
+		last = errors.New("no upstream CA")
+	}
+	return nil, nil, last
+}
+
+// finishIssue records the outcome of an upstream issuance.
+func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstream, ierr error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	defer cancel()
+	var rec *certRecord
+	if ierr == nil {
+		var err error
+		if rec, err = s.storeCert(ctx, o, cert, up); err != nil {
+			ierr = err
+		}
+	}
+	unlock, err := s.lock(ctx, "order/"+o.ID)
+	if err != nil {
+		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
+		return
+	}
+	defer unlock()
+	cur := new(orderRecord)
+	if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
+		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
+		return
+	}
+	ar := audit.Record{Operation: OperationPrefix + "issue", Tenant: o.Tenant, Names: names(o.Identifiers)}
+	if ierr == nil {
+		cur.Status, cur.Cert = acme.StatusValid, rec.ID
+		ar.Outcome, ar.Issuer, ar.Serial, ar.NotAfter = audit.OutcomeOK, up.name(), cert.Leaf().SerialNumber.Text(16), rec.NotAfter
+	} else {
+		cur.Status, cur.Error = acme.StatusInvalid, downstreamProblem(ierr)
+		ar.Outcome, ar.Problem, ar.Detail = audit.OutcomeFailure, cur.Error.Type, cur.Error.Detail
+	}
+	if err := s.save(ctx, keyOrders+o.ID, cur); err != nil {
+		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
+		return
+	}
+	s.auditBackground(ar)
+}
+
+// storeCert stores an issued certificate and its ARI index.
+func (s *Server) storeCert(ctx context.Context, o *orderRecord, cert *acme.Certificate, up *Upstream) (*certRecord, error) {
+	leaf := cert.Leaf()
+	ari, err := acme.CertificateID(leaf)
+	if err != nil {
+		return nil, err
+	}
+	rec := &certRecord{
+		ID: newID(), Account: o.Account, Tenant: o.Tenant, Order: o.ID, Upstream: up.name(),
+		Identifiers: o.Identifiers, ARIID: ari, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+		Issued: s.now().UTC(),
+	}
+	for _, ch := range cert.Chains {
+		var b []byte
+		for _, c := range ch.Certificates {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		rec.Chains = append(rec.Chains, b)
+	}
+	if err := s.save(ctx, keyCerts+rec.ID, rec); err != nil {
+		return nil, err
+	}
+	if err := s.Storage.Store(ctx, keyARI+ari, []byte(rec.ID)); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// downstreamProblem is the problem a downstream order shows for a failed
+// upstream issuance: the upstream's own, when it sent one.
+func downstreamProblem(err error) *acme.Problem {
+	var p *acme.Problem
+	if errors.As(err, &p) && p.Type != "" {
+		out := *p
+		out.Detail = clip("upstream CA: "+err.Error(), 1024)
+		out.Subproblems = nil
+		if out.Status == 0 {
+			out.Status = http.StatusInternalServerError
+		}
+		return &out
+	}
+	return internalError("upstream CA: %s", clip(err.Error(), 1000))
+}
