@@ -212,6 +212,13 @@ func (l *Log) OnEvent(e autotls.Event) {
 		r.Outcome = OutcomeFailure
 	case autotls.EventRefused:
 		r.Outcome = OutcomeRefused
+	case autotls.EventDNSRecordMissing:
+		r.Outcome = OutcomeFailure
+	}
+	if e.DNSRecord != nil {
+		// The record to publish, as a zone file line, and why.
+		r.Detail = clip(e.DNSRecord.String()+": "+e.DNSRecord.Reason, 1024)
+		r.Until = e.DNSRecord.PersistUntil
 	}
 	if e.Err != nil {
 		r.Detail = clip(e.Err.Error(), 1024)

@@ -384,3 +384,19 @@ func TestNegativeRetentionKeepsEverything(t *testing.T) {
 		t.Fatalf("a year later: %v, want the old record kept", got)
 	}
 }
+
+// A missing dns-persist-01 record is a failure in the trail, with the
+// record to publish.
+func TestDNSRecordMissingRecorded(t *testing.T) {
+	l := &Log{Storage: storage.NewMemory(), Node: "n"}
+	defer l.Close()
+	l.OnEvent(autotls.Event{Type: autotls.EventDNSRecordMissing, Name: "example.com", DNSRecord: &autotls.DNSRecord{
+		Name: "_validation-persist.example.com", Type: "TXT", ZoneFileValue: `"ca.example; accounturi=https://ca/acct/1"`, Reason: "no TXT record"}})
+	recs, err := l.Query(ctxT(t), Filter{Name: "example.com"})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("Query: %v %v", recs, err)
+	}
+	if r := recs[0]; r.Outcome != OutcomeFailure || !strings.Contains(r.Detail, `_validation-persist.example.com. IN TXT "ca.example; accounturi=https://ca/acct/1": no TXT record`) {
+		t.Fatalf("record %+v, want a failure naming the record to publish", r)
+	}
+}

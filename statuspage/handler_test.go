@@ -359,3 +359,26 @@ func TestServedSection(t *testing.T) {
 		t.Errorf("served section:\n%s\nwant b's untrusted, and a's old problem gone", section)
 	}
 }
+
+// A name waiting for its dns-persist-01 record shows the record to
+// publish, in the JSON and the HTML.
+func TestDNSRecordShown(t *testing.T) {
+	pending := cert("persist.example.com", 0, 0)
+	pending.NotBefore, pending.NotAfter, pending.Serial = time.Time{}, time.Time{}, ""
+	pending.DNSRecords = []autotls.DNSRecord{{Name: "_validation-persist.persist.example.com", Type: "TXT",
+		Value: "ca.example; accounturi=https://ca.example/acct/1", ZoneFileValue: `"ca.example; accounturi=https://ca.example/acct/1"`,
+		Reason: "no TXT record"}}
+	h := synthetic([]autotls.CertificateInfo{pending}, nil)
+	var st Status
+	if err := json.Unmarshal(get(t, h, "/?format=json", nil).Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := `_validation-persist.persist.example.com. IN TXT "ca.example; accounturi=https://ca.example/acct/1"`
+	if len(st.Certificates) != 1 || len(st.Certificates[0].DNSRecords) != 1 || st.Certificates[0].DNSRecords[0].Line != want {
+		t.Fatalf("JSON certificates %+v, want the record %s", st.Certificates, want)
+	}
+	body := get(t, h, "/", nil).Body.String()
+	if !strings.Contains(body, "_validation-persist.persist.example.com. IN TXT &#34;ca.example; accounturi=https://ca.example/acct/1&#34;") {
+		t.Errorf("the page does not show the record to publish:\n%s", body)
+	}
+}

@@ -96,11 +96,27 @@ type Certificate struct {
 	LastError    string    `json:"last_error,omitempty"`
 	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
 	BackoffUntil time.Time `json:"backoff_until,omitzero"`
+	// DNSRecords are the dns-persist-01 records the operator must
+	// publish for the name (autotls.CertificateInfo.DNSRecords): a zone
+	// file line each, with why.
+	DNSRecords []DNSRecord `json:"dns_records,omitempty"`
 	// Stored reports whether the certificate is in storage, InMemory
 	// whether it is cached, Managed whether the name was given to Manage.
 	Stored   bool `json:"stored"`
 	InMemory bool `json:"in_memory"`
 	Managed  bool `json:"managed"`
+}
+
+// DNSRecord is a DNS record to publish ([autotls.DNSRecord]).
+type DNSRecord struct {
+	// Line is the record as a zone file line.
+	Line string `json:"line"`
+	// Name, Type and Value are its parts (Value unquoted).
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	Value string `json:"value"`
+	// Reason is what the nameservers answer instead, or when it ends.
+	Reason string `json:"reason,omitempty"`
 }
 
 // RateLimit is one counted rate limit ([audit.Usage]).
@@ -183,6 +199,7 @@ func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
 		ARIWindowStart: info.ARIWindowStart, ARIWindowEnd: info.ARIWindowEnd,
 		ARIExplanationURL: info.ARIExplanationURL, NextARIPoll: info.NextARIPoll,
 		LastError: info.LastError, LastErrorAt: info.LastErrorAt, BackoffUntil: info.BackoffUntil,
+		DNSRecords: dnsRecords(info.DNSRecords),
 		Stored: info.Stored, InMemory: info.InMemory, Managed: info.Managed,
 	}
 	if !c.NotAfter.IsZero() {
@@ -301,4 +318,15 @@ func issuerHost(directory string) string {
 		return directory
 	}
 	return u.Host
+}
+
+func dnsRecords(in []autotls.DNSRecord) []DNSRecord {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]DNSRecord, len(in))
+	for i, r := range in {
+		out[i] = DNSRecord{Line: r.String(), Name: r.Name, Type: r.Type, Value: r.Value, Reason: r.Reason}
+	}
+	return out
 }
