@@ -200,7 +200,7 @@ func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
 		ARIExplanationURL: info.ARIExplanationURL, NextARIPoll: info.NextARIPoll,
 		LastError: info.LastError, LastErrorAt: info.LastErrorAt, BackoffUntil: info.BackoffUntil,
 		DNSRecords: dnsRecords(info.DNSRecords),
-		Stored: info.Stored, InMemory: info.InMemory, Managed: info.Managed,
+		Stored:     info.Stored, InMemory: info.InMemory, Managed: info.Managed,
 	}
 	if !c.NotAfter.IsZero() {
 		c.DaysLeft = daysLeft(c.NotAfter, now)
