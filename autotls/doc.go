@@ -109,6 +109,26 @@
 // "replaces" naming the old certificate when the same account obtained it.
 // [Manager.Certificates] lists every certificate with its plan.
 //
+// # Scale
+//
+// A Manager is built for up to millions of names per process. The cache's
+// read view is sharded: a renewal, a load or an eviction copies one shard
+// of a few dozen names, whatever the number of names. With
+// [Manager.CacheCapacity], certificates that have not served a handshake
+// for a while leave memory (a CLOCK policy) and are loaded again — one
+// storage read and one parse — on their next handshake or when their
+// renewal comes due; what a name costs while its certificate is not in
+// memory is its plan in the schedule (about 90 bytes plus the name). Start-up
+// is O(1): the first handshake is served at once, while the schedule of
+// every stored certificate is built in the background from a schedule
+// index the Manager keeps in its storage (index/, 1,024 small values per
+// issuer, whatever the number of names), without loading the certificates;
+// certificates the index does not know (stored by an older version) are
+// loaded at a paced rate and added to it. An evicted certificate keeps its
+// ARI polls (each loads it again); one planned from the index after a
+// restart has its ARI fetched when it is next loaded, by a handshake or its
+// renewal.
+//
 // # Failures
 //
 // A failed attempt is remembered per name with a growing, jittered backoff
