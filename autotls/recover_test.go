@@ -45,7 +45,7 @@ type panicEnv struct {
 func newPanicEnv(t *testing.T, ok int32, mod func(*autotls.Manager)) *panicEnv {
 	t.Helper()
 	pe := &panicEnv{
-		env:    newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"tiny": 3 * time.Second}}),
+		env:    newEnv(t, testpebble.Options{}),
 		logs:   &syncBuffer{},
 		failed: make(chan autotls.Event, 16),
 	}
@@ -148,24 +148,30 @@ func TestPanicInManageBacksOff(t *testing.T) {
 
 func TestPanicInRenewalKeepsServing(t *testing.T) {
 	t.Parallel()
-	// The first order succeeds; the renewal's provider call panics.
-	pe := newPanicEnv(t, 1, func(m *autotls.Manager) { m.Profile = "tiny" })
+	// The first order succeeds; the renewal's provider call panics. The
+	// renewal is made due by moving the Manager's clock, not by waiting.
+	var offset atomic.Int64
+	pe := newPanicEnv(t, 1, func(m *autotls.Manager) {
+		autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	})
 	first, err := pe.m.GetCertificate(hello("example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The renewal is due 2s after issuance; its failure event carries
-	// the recovered panic.
+	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
+	offset.Store(int64(time.Until(first.Leaf.NotAfter) - life/10 + time.Minute)) // past any renewal time, before expiry
+	autotls.RunDueForTest(pe.m, time.Now().Add(time.Duration(offset.Load())))
+	// Its failure event carries the recovered panic.
 	var ev autotls.Event
 	select {
 	case ev = <-pe.failed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no failed renewal within 10s of a 3s certificate")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no failed renewal within 30s of its due time")
 	}
 	pe.failed <- ev // for checkRecovered
 	pe.checkRecovered(t, "example.com", ev.Err)
 	cur, err := pe.m.GetCertificate(hello("example.com"))
 	if err != nil || cur != first {
-		t.Fatalf("after the panicking renewal: got %v, want the first certificate still served", err)
+		t.Fatalf("after the panicking renewal: got %v (cached: %v), want the first certificate still served", err, autotls.CachedForTest(pe.m, "example.com"))
 	}
 }
