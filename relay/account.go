@@ -304,7 +304,8 @@ func (s *Server) account(c *call, id string) {
 const maxOrdersListed = 1000
 
 // accountOrders answers the account's orders list (RFC 8555, section
-// 7.1.2.1): its orders that are not invalid, the newest 1000.
+// 7.1.2.1): its orders that are not invalid, oldest first, the newest
+// 1000.
 func (s *Server) accountOrders(c *call, id string) {
 	req, p := c.verify(authKID)
 	if p != nil {
@@ -331,7 +332,7 @@ func (s *Server) accountOrders(c *call, id string) {
 		keys = keys[len(keys)-maxOrdersListed:]
 	}
 	for _, k := range keys {
-		oid := k[strings.LastIndexByte(k, '/')+1:]
+		oid := k[strings.LastIndexAny(k, "/.")+1:]
 		o, err := c.loadOrder(oid)
 		if err != nil {
 			continue

@@ -83,9 +83,13 @@ func TestAuthorizationsAndOrdersList(t *testing.T) {
 	if o, err := c.GetOrder(ctx, drop.URL); err != nil || o.Status != acme.StatusInvalid {
 		t.Fatalf("order of a deactivated authorization: %+v, %v; want invalid", o, err)
 	}
+	later, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("later.example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	list, err := c.ListOrders(ctx, acct)
-	if err != nil || len(list) != 1 || list[0] != keep.URL {
-		t.Fatalf("ListOrders = %v, %v; want only %s", list, err, keep.URL)
+	if err != nil || len(list) != 2 || list[0] != keep.URL || list[1] != later.URL {
+		t.Fatalf("ListOrders = %v, %v; want %s then %s", list, err, keep.URL, later.URL)
 	}
 	// Another account sees none of it.
 	other := e.registered(t)

@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -230,7 +231,9 @@ func (s *Server) newOrder(c *call) {
 		c.fail(c.storageFailed(err))
 		return
 	}
-	if err := s.Storage.Store(c.ctx, keyAccountOrders+o.Account+"/"+o.ID, []byte{}); err != nil {
+	// The index key starts with the creation time, so that a listing is
+	// in the order the orders were placed.
+	if err := s.Storage.Store(c.ctx, fmt.Sprintf("%s%s/%020d.%s", keyAccountOrders, o.Account, now.UnixNano(), o.ID), []byte{}); err != nil {
 		c.fail(c.storageFailed(err))
 		return
 	}

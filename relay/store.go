@@ -19,7 +19,7 @@ const (
 	keyRoot          = "relay/"
 	keyAccounts      = keyRoot + "accounts/"      // <id>: accountRecord
 	keyAccountKeys   = keyRoot + "account-keys/"  // <thumbprint>: account id
-	keyAccountOrders = keyRoot + "account-order/" // <account>/<order>: empty
+	keyAccountOrders = keyRoot + "account-order/" // <account>/<created, ns>.<order>: empty
 	keyOrders        = keyRoot + "orders/"        // <id>: orderRecord
 	keyAuthzs        = keyRoot + "authz/"         // <id>: authzRecord
 	keyCerts         = keyRoot + "certs/"         // <id>: certRecord
