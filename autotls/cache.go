@@ -61,29 +61,132 @@ func (e *entry) touch() {
 }
 
 // shard is one immutable part of the read view: exact hosts and IPs, and
-// wildcards under their base domain ("*.example.com" under "example.com").
+// wildcards under their base domain ("*.example.com" under "example.com"),
+// each an open-addressing table keyed by the name's hash, so that a
+// lookup hashes the name once (for the shard and the slot together).
 type shard struct {
-	exact map[string]*entry
-	wild  map[string]*entry
+	exact, wild table
 }
 
-// view is the set of shards; a name's shard is chosen by its hash (a
-// wildcard's by its base domain's).
+// table is an immutable open-addressing hash table with linear probing,
+// at most three quarters full.
+type table struct {
+	slots []slot
+	mask  uint64
+	n     int
+}
+
+// slot is one name of a table; an empty slot has a nil e.
+type slot struct {
+	h    uint64
+	name string
+	e    *entry
+}
+
+// get returns the entry of name, whose hash is h.
+func (t *table) get(h uint64, name string) *entry {
+	if t.n == 0 {
+		return nil
+	}
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		s := &t.slots[i]
+		if s.e == nil {
+			return nil
+		}
+		if s.h == h && s.name == name {
+			return s.e
+		}
+	}
+}
+
+// each calls f for every entry.
+func (t *table) each(f func(name string, h uint64, e *entry)) {
+	for i := range t.slots {
+		if s := &t.slots[i]; s.e != nil {
+			f(s.name, s.h, s.e)
+		}
+	}
+}
+
+// tableBuilder fills a new table of a known size.
+type tableBuilder struct{ t table }
+
+func newTable(n int) tableBuilder {
+	size := 8
+	for size*3 < n*4 {
+		size *= 2
+	}
+	return tableBuilder{table{slots: make([]slot, size), mask: uint64(size - 1)}}
+}
+
+func (b *tableBuilder) add(h uint64, name string, e *entry) {
+	t := &b.t
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		if t.slots[i].e == nil {
+			t.slots[i] = slot{h: h, name: name, e: e}
+			t.n++
+			return
+		}
+	}
+}
+
+// with returns a copy of t with name mapped to e (nil: removed), and what
+// name was mapped to.
+func (t *table) with(h uint64, name string, e *entry) (table, *entry) {
+	old := t.get(h, name)
+	n := t.n
+	switch {
+	case old == nil && e != nil:
+		n++
+	case old != nil && e == nil:
+		n--
+	}
+	b := newTable(n)
+	t.each(func(k string, kh uint64, x *entry) {
+		if k != name {
+			b.add(kh, k, x)
+		}
+	})
+	if e != nil {
+		b.add(h, name, e)
+	}
+	return b.t, old
+}
+
+// without returns a copy of t without the names in drop.
+func (t *table) without(drop map[string]bool) table {
+	b := newTable(t.n - len(drop))
+	t.each(func(k string, kh uint64, x *entry) {
+		if !drop[k] {
+			b.add(kh, k, x)
+		}
+	})
+	return b.t
+}
+
+// view is the set of shards; a name's shard is chosen by the top bits of
+// its hash (a wildcard's by its base domain's), its slot by the low bits.
 type view struct {
 	seed   maphash.Seed
-	mask   uint64
+	shift  uint // 64 - log2(len(shards))
 	shards []atomic.Pointer[shard]
 }
 
-func newView(n int) *view {
-	v := &view{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]atomic.Pointer[shard], n)}
+func newView(n int, seed maphash.Seed) *view {
+	shift := uint(64)
+	for x := n; x > 1; x >>= 1 {
+		shift--
+	}
+	v := &view{seed: seed, shift: shift, shards: make([]atomic.Pointer[shard], n)}
 	for i := range v.shards {
-		v.shards[i].Store(&shard{exact: map[string]*entry{}, wild: map[string]*entry{}})
+		v.shards[i].Store(&shard{})
 	}
 	return v
 }
 
-func (v *view) index(key string) int { return int(maphash.String(v.seed, key) & v.mask) }
+func (v *view) hash(key string) uint64 { return maphash.String(v.seed, key) }
+
+func (v *view) index(h uint64) int { return int(h >> v.shift) }
 
 // Shard sizing: the view doubles its shards when they hold more than
 // maxPerShard entries on average, so that an update copies one shard of a
@@ -95,13 +198,13 @@ const (
 
 // cache maps names to certificates.
 //
-// The hot path loads the view and one shard through atomic pointers and
-// looks the name up in the shard's map: no lock, no allocation. Shards are
-// immutable: an update (a new certificate, a renewal, an eviction) copies
-// the one shard it touches, of at most a few dozen entries on average, and
-// publishes it, so its cost does not grow with the number of names; when
-// the shards grow too full the view doubles them (a rebuild of every
-// shard, amortised O(1) per name). Writers hold mu.
+// The hot path hashes the name once, loads the view and the name's shard
+// through atomic pointers and probes the shard's table: no lock, no
+// allocation. Shards are immutable: an update (a new certificate, a
+// renewal, an eviction) copies the one shard it touches, of a few dozen
+// entries on average, and publishes it, so its cost does not grow with
+// the number of names; when the shards grow too full the view doubles them
+// (a rebuild of every shard, amortised O(1) per name). Writers hold mu.
 //
 // With a capacity, the cache evicts certificates that have not served a
 // handshake for a while (CLOCK: each hit sets the entry's reference bit;
@@ -120,7 +223,7 @@ type cache struct {
 }
 
 func (c *cache) init(capacity int) {
-	c.read.Store(newView(minShards))
+	c.read.Store(newView(minShards, maphash.MakeSeed()))
 	c.capacity = max(capacity, 0)
 }
 
@@ -138,7 +241,9 @@ func (c *cache) lookupFast(host string) *tls.Certificate {
 // GetCertificate.
 func (c *cache) lookupExact(host string) *tls.Certificate {
 	v := c.read.Load()
-	if e := v.shards[v.index(host)].Load().exact[host]; e != nil {
+	h := v.hash(host)
+	sh := v.shards[v.index(h)].Load()
+	if e := sh.exact.get(h, host); e != nil {
 		e.touch()
 		return e.cert
 	}
@@ -154,7 +259,8 @@ func (c *cache) lookupWild(host string) *tls.Certificate {
 		return nil
 	}
 	base := host[i+1:]
-	if e := v.shards[v.index(base)].Load().wild[base]; e != nil {
+	h := v.hash(base)
+	if e := v.shards[v.index(h)].Load().wild.get(h, base); e != nil {
 		e.touch()
 		return e.cert
 	}
@@ -191,11 +297,12 @@ func split(name string) (key string, wild bool) {
 func (c *cache) get(name string) *entry {
 	key, wild := split(name)
 	v := c.read.Load()
-	sh := v.shards[v.index(key)].Load()
+	h := v.hash(key)
+	sh := v.shards[v.index(h)].Load()
 	if wild {
-		return sh.wild[key]
+		return sh.wild.get(h, key)
 	}
-	return sh.exact[key]
+	return sh.exact.get(h, key)
 }
 
 // replaceLocked publishes the shard of name with name mapped to e (nil:
@@ -203,36 +310,28 @@ func (c *cache) get(name string) *entry {
 func (c *cache) replaceLocked(name string, e *entry) (old *entry) {
 	key, wild := split(name)
 	v := c.read.Load()
-	i := v.index(key)
+	h := v.hash(key)
+	i := v.index(h)
 	sh := v.shards[i].Load()
-	m := sh.exact
+	t := &sh.exact
 	if wild {
-		m = sh.wild
+		t = &sh.wild
 	}
-	old = m[key]
-	if old == nil && e == nil {
+	if e == nil && t.get(h, key) == nil {
 		return nil
 	}
-	nm := make(map[string]*entry, len(m)+1)
-	for k, x := range m {
-		nm[k] = x
-	}
-	if e == nil {
-		delete(nm, key)
-	} else {
-		nm[key] = e
-	}
+	nt, old := t.with(h, key, e)
 	ns := &shard{exact: sh.exact, wild: sh.wild}
 	if wild {
-		ns.wild = nm
+		ns.wild = nt
 	} else {
-		ns.exact = nm
+		ns.exact = nt
 	}
 	v.shards[i].Store(ns)
 	switch {
-	case old == nil:
+	case old == nil && e != nil:
 		c.n++
-	case e == nil:
+	case old != nil && e == nil:
 		c.n--
 	}
 	return old
@@ -274,28 +373,37 @@ func (c *cache) remove(e *entry) {
 	}
 }
 
-// growLocked doubles the shards when they are too full on average.
+// growLocked doubles the shards when they are too full on average. The
+// hashes stay (the seed is kept); each name moves to the shard its next
+// hash bit chooses.
 func (c *cache) growLocked() {
 	v := c.read.Load()
 	if c.n <= len(v.shards)*maxPerShard {
 		return
 	}
-	nv := newView(len(v.shards) * 2)
-	parts := make([]shard, len(nv.shards))
-	for i := range parts {
-		parts[i] = shard{exact: make(map[string]*entry, maxPerShard/2), wild: map[string]*entry{}}
-	}
+	nv := newView(len(v.shards)*2, v.seed)
+	type part struct{ exact, wild []slot }
+	parts := make([]part, len(nv.shards))
 	for i := range v.shards {
 		sh := v.shards[i].Load()
-		for k, e := range sh.exact {
-			parts[nv.index(k)].exact[k] = e
-		}
-		for k, e := range sh.wild {
-			parts[nv.index(k)].wild[k] = e
-		}
+		sh.exact.each(func(k string, h uint64, e *entry) {
+			p := &parts[nv.index(h)]
+			p.exact = append(p.exact, slot{h, k, e})
+		})
+		sh.wild.each(func(k string, h uint64, e *entry) {
+			p := &parts[nv.index(h)]
+			p.wild = append(p.wild, slot{h, k, e})
+		})
 	}
-	for i := range parts {
-		nv.shards[i].Store(&parts[i])
+	for i, p := range parts {
+		ex, wi := newTable(len(p.exact)), newTable(len(p.wild))
+		for _, s := range p.exact {
+			ex.add(s.h, s.name, s.e)
+		}
+		for _, s := range p.wild {
+			wi.add(s.h, s.name, s.e)
+		}
+		nv.shards[i].Store(&shard{exact: ex.t, wild: wi.t})
 	}
 	c.read.Store(nv)
 	c.hand = 0
@@ -314,35 +422,36 @@ func (c *cache) sweepLocked(keep *entry) {
 		i := c.hand % len(v.shards)
 		c.hand = i + 1
 		sh := v.shards[i].Load()
-		var drop []string
-		var dropWild []string
-		for k, e := range sh.exact {
-			if evictable(e, keep) {
-				drop = append(drop, k)
-			}
+		over := c.n - c.capacity
+		// Evict no more than needed: the rest keep their bit cleared.
+		pick := func(t *table) map[string]bool {
+			var drop map[string]bool
+			t.each(func(k string, _ uint64, e *entry) {
+				if evictable(e, keep) && len(drop) < over {
+					if drop == nil {
+						drop = map[string]bool{}
+					}
+					drop[k] = true
+				}
+			})
+			over -= len(drop)
+			return drop
 		}
-		for k, e := range sh.wild {
-			if evictable(e, keep) {
-				dropWild = append(dropWild, k)
-			}
-		}
-		if len(drop)+len(dropWild) == 0 {
+		dropExact := pick(&sh.exact)
+		dropWild := pick(&sh.wild)
+		if len(dropExact)+len(dropWild) == 0 {
 			continue
 		}
-		// Evict no more than needed: the rest keep their bit cleared.
-		over := c.n - c.capacity
 		ns := &shard{exact: sh.exact, wild: sh.wild}
-		if n := min(len(drop), over); n > 0 {
-			ns.exact = without(sh.exact, drop[:n])
-			over -= n
-			c.n -= n
-			c.evicted.Add(uint64(n))
+		if len(dropExact) > 0 {
+			ns.exact = sh.exact.without(dropExact)
 		}
-		if n := min(len(dropWild), over); n > 0 {
-			ns.wild = without(sh.wild, dropWild[:n])
-			c.n -= n
-			c.evicted.Add(uint64(n))
+		if len(dropWild) > 0 {
+			ns.wild = sh.wild.without(dropWild)
 		}
+		n := len(dropExact) + len(dropWild)
+		c.n -= n
+		c.evicted.Add(uint64(n))
 		v.shards[i].Store(ns)
 	}
 }
@@ -361,30 +470,15 @@ func evictable(e, keep *entry) bool {
 	return true
 }
 
-// without returns a copy of m without keys.
-func without(m map[string]*entry, keys []string) map[string]*entry {
-	nm := make(map[string]*entry, len(m)-len(keys))
-	for k, e := range m {
-		nm[k] = e
-	}
-	for _, k := range keys {
-		delete(nm, k)
-	}
-	return nm
-}
-
 // all returns every cached entry.
 func (c *cache) all() []*entry {
 	v := c.read.Load()
 	out := make([]*entry, 0, c.size())
 	for i := range v.shards {
 		sh := v.shards[i].Load()
-		for _, e := range sh.exact {
-			out = append(out, e)
-		}
-		for _, e := range sh.wild {
-			out = append(out, e)
-		}
+		add := func(_ string, _ uint64, e *entry) { out = append(out, e) }
+		sh.exact.each(add)
+		sh.wild.each(add)
 	}
 	return out
 }
