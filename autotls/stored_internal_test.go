@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"hash/crc32"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"os"
@@ -454,4 +455,36 @@ func readGoldenF(f *testing.F, path string) []byte {
 		f.Fatal(err)
 	}
 	return b
+}
+
+// A renewal that finds its own certificate in storage recognises it from
+// the leaf's bytes and parses nothing (errSameStored, which counts as
+// nothing stored); a newer stored certificate is parsed and returned.
+func TestLoadStoredOther(t *testing.T) {
+	ca := newTestCA(t)
+	ctx := context.Background()
+	store := storage.NewMemory()
+	m := &Manager{DirectoryURL: testDirectory, Storage: store}
+	defer m.Close()
+	m.state()
+	const name = "example.com"
+	chain, key := ca.issue(t, time.Now().Add(time.Hour), name)
+	if err := StoreForTest(ctx, store, testDirectory, name, chain, key); err != nil {
+		t.Fatal(err)
+	}
+	current, err := m.loadStored(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.loadStoredOther(ctx, name, current); !errors.Is(err, errSameStored) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("loading what current holds: got %v, want errSameStored", err)
+	}
+	newer, newKey := ca.issue(t, time.Now().Add(2*time.Hour), name)
+	if err := StoreForTest(ctx, store, testDirectory, name, newer, newKey); err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.loadStoredOther(ctx, name, current)
+	if err != nil || !e.notAfter.After(current.notAfter) {
+		t.Fatalf("loading a newer one: got %v, want it", err)
+	}
 }

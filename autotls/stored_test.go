@@ -2,6 +2,11 @@ package autotls_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,4 +101,81 @@ func loadOnlyKey(t *testing.T, store storage.Storage, prefix string) string {
 		t.Fatalf("List(%q) = %q, %v; want one key", prefix, keys, err)
 	}
 	return keys[0]
+}
+
+// readCountingStorage counts Loads per key and Locks, and holds every List
+// until listing is closed, so that background work that discovers stored
+// certificates (it lists them first) cannot add reads to what a test
+// counts.
+type readCountingStorage struct {
+	storage.Storage
+	listing chan struct{}
+	mu      sync.Mutex
+	loads   map[string]int
+	locks   int
+}
+
+func (s *readCountingStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	s.loads[key]++
+	s.mu.Unlock()
+	return s.Storage.Load(ctx, key)
+}
+
+func (s *readCountingStorage) Lock(ctx context.Context, name string) (func() error, error) {
+	s.mu.Lock()
+	s.locks++
+	s.mu.Unlock()
+	return s.Storage.Lock(ctx, name)
+}
+
+func (s *readCountingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	select {
+	case <-s.listing:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Storage.List(ctx, prefix)
+}
+
+// The first handshake for a stored name reads storage once — that name's
+// value — and takes no lock; the certificate it serves matches its key.
+func TestFirstHandshakeOneRead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	inner, names, pairs := storeN(t, f, 20)
+	store := &readCountingStorage{Storage: inner, listing: make(chan struct{}), loads: map[string]int{}}
+	m := benchManager(store, names)
+	defer m.Close()
+	defer close(store.listing)
+	c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: names[7]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := tls.X509KeyPair(pairs[7].chain, pairs[7].key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c.Certificate[0], want.Certificate[0]) || !bytes.Equal(c.Certificate[1], want.Certificate[1]) || len(c.Certificate) != 2 {
+		t.Fatalf("served another chain than the stored one")
+	}
+	if !c.PrivateKey.(*ecdsa.PrivateKey).Equal(want.PrivateKey) {
+		t.Fatalf("served another key than the stored one")
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	var certLoads []string
+	for k, n := range store.loads {
+		if strings.HasPrefix(k, "certificates/") {
+			for range n {
+				certLoads = append(certLoads, k)
+			}
+		}
+	}
+	if len(certLoads) != 1 || !strings.Contains(certLoads[0], names[7]) {
+		t.Errorf("certificate reads %q, want one of %s", certLoads, names[7])
+	}
+	if store.locks != 0 {
+		t.Errorf("%d locks taken, want none", store.locks)
+	}
 }
