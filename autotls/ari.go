@@ -3,7 +3,6 @@ package autotls
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
 	"time"
 
@@ -150,10 +149,7 @@ func (m *Manager) storeARI(ctx context.Context, e *entry) {
 }
 
 // holdsLeaf reports whether the stored value's first certificate is leaf.
-func holdsLeaf(s *storedCert, leaf []byte) bool {
-	block, _ := pem.Decode([]byte(s.CertificatePEM))
-	return block != nil && bytes.Equal(block.Bytes, leaf)
-}
+func holdsLeaf(s *storedCert, leaf []byte) bool { return bytes.Equal(s.leafDER(), leaf) }
 
 // enqueueStore queues another attempt to store e, whose Store failed.
 func (m *Manager) enqueueStore(e *entry) {

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -24,57 +23,89 @@ import (
 const benchDirectory = "https://ca.invalid/directory"
 
 // fixture is a local CA that signs leaf certificates quickly, so that
-// benchmarks can fill storage with thousands of certificates.
+// benchmarks can fill storage with thousands of certificates. Like Let's
+// Encrypt it signs leaves with an intermediate, and a chain holds the leaf
+// and the intermediate; the leaves carry the extensions a public CA's do
+// (AIA, CRL distribution point, policy, two embedded SCTs' worth of bytes).
 type fixture struct {
-	caKey  *ecdsa.PrivateKey
-	ca     *x509.Certificate
-	leafKy *ecdsa.PrivateKey
+	rootKey *ecdsa.PrivateKey
+	root    *x509.Certificate
+	caKey   *ecdsa.PrivateKey // the intermediate's key
+	ca      *x509.Certificate // the intermediate, which signs leaves
+	caPEM   []byte
+	leafKy  *ecdsa.PrivateKey // the key of leafPEMValid
 }
 
 func newFixture(b testing.TB) *fixture {
 	b.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rt := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, rt, rt, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(der)
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	it := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{Country: []string{"US"}, Organization: []string{"Bench Encrypt"}, CommonName: "B1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(3 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IssuingCertificateURL: []string{"http://x2.i.bench.example/"},
+		CRLDistributionPoints: []string{"http://x2.c.bench.example/"},
+		Policies:              []x509.OID{mustOID(b, "2.23.140.1.2.1")},
+	}
+	der, err = x509.CreateCertificate(rand.Reader, it, root, &caKey.PublicKey, rootKey)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(der)
 	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	return &fixture{caKey: caKey, ca: ca, leafKy: leafKey}
+	return &fixture{rootKey: rootKey, root: root, caKey: caKey, ca: ca, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), leafKy: leafKey}
 }
 
-func (f *fixture) leafPEM(b testing.TB, name string, serial int64) []byte {
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-		AuthorityKeyId: []byte{1, 2, 3, 4},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.ca, &f.leafKy.PublicKey, f.caKey)
+func mustOID(b testing.TB, s string) x509.OID {
+	o, err := x509.ParseOID(s)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return o
 }
 
-// leafPEMValid is leafPEM with the given validity.
-func (f *fixture) leafPEMValid(b testing.TB, name string, serial int64, notBefore, notAfter time.Time) []byte {
+// chainPEM returns the PEM chain (leaf, then the intermediate) of a leaf
+// for name with key's public key.
+func (f *fixture) chainPEM(b testing.TB, name string, serial int64, notBefore, notAfter time.Time, key *ecdsa.PrivateKey) []byte {
+	b.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
 		NotBefore: notBefore, NotAfter: notAfter,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-		AuthorityKeyId: []byte{1, 2, 3, 4},
+		IssuingCertificateURL: []string{"http://b1.i.bench.example/"},
+		CRLDistributionPoints: []string{"http://b1.c.bench.example/42.crl"},
+		Policies:              []x509.OID{mustOID(b, "2.23.140.1.2.1")},
+		// Two SCTs, as public CAs embed (RFC 6962 section 3.3).
+		ExtraExtensions: []pkix.Extension{{Id: []int{1, 3, 6, 1, 4, 1, 11129, 2, 4, 2}, Value: sctBytes}},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.ca, &f.leafKy.PublicKey, f.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.ca, &key.PublicKey, f.caKey)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), f.caPEM...)
+}
+
+// sctBytes is the size of two embedded SCTs (an OCTET STRING of 0xf0
+// bytes); their content does not matter here.
+var sctBytes = append([]byte{0x04, 0x81, 0xf0}, make([]byte, 0xf0)...)
+
+// leafPEMValid is the chain of a certificate for name with the key
+// leafKy and the given validity.
+func (f *fixture) leafPEMValid(b testing.TB, name string, serial int64, notBefore, notAfter time.Time) []byte {
+	return f.chainPEM(b, name, serial, notBefore, notAfter, f.leafKy)
 }
 
 func benchNames(n int) []string {
@@ -85,20 +116,28 @@ func benchNames(n int) []string {
 	return names
 }
 
-// storeN fills a memory store with n certificates and returns the names and
-// their PEM chains.
-func storeN(b testing.TB, f *fixture, n int) (storage.Storage, []string, [][]byte) {
+// pemPair is a certificate chain and its key, in PEM, as a bare loader
+// reads them from two files.
+type pemPair struct{ chain, key []byte }
+
+// storeN fills a memory store with n certificates, each with its own key,
+// and returns the names and their PEM chains and keys.
+func storeN(b testing.TB, f *fixture, n int) (storage.Storage, []string, []pemPair) {
 	b.Helper()
 	store := storage.NewMemory()
 	names := benchNames(n)
-	pems := make([][]byte, n)
+	pairs := make([]pemPair, n)
 	for i, name := range names {
-		pems[i] = f.leafPEM(b, name, int64(i+2))
-		if err := autotls.StoreForTest(context.Background(), store, benchDirectory, name, pems[i], f.leafKy); err != nil {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pairs[i] = pemPair{f.chainPEM(b, name, int64(i+2), time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), key), keyPEM(b, key)}
+		if err := autotls.StoreForTest(context.Background(), store, benchDirectory, name, pairs[i].chain, key); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return store, names, pems
+	return store, names, pairs
 }
 
 func benchManager(store storage.Storage, names []string) *autotls.Manager {
@@ -182,15 +221,15 @@ func BenchmarkGetCertificate(b *testing.B) {
 // X25519) through the Manager and through a static Config.Certificates.
 func BenchmarkHandshake(b *testing.B) {
 	f := newFixture(b)
-	store, names, pems := storeN(b, f, 1)
+	store, names, pairs := storeN(b, f, 1)
 	m := benchManager(store, names)
 	defer m.Close()
-	static, err := tls.X509KeyPair(pems[0], keyPEM(b, f.leafKy))
+	static, err := tls.X509KeyPair(pairs[0].chain, pairs[0].key)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(f.ca)
+	pool.AddCert(f.root)
 	client := &tls.Config{ServerName: names[0], RootCAs: pool, MinVersion: tls.VersionTLS13}
 	mcfg := m.TLSConfig()
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: names[0]}); err != nil {
@@ -233,20 +272,20 @@ func keyPEM(b testing.TB, k *ecdsa.PrivateKey) []byte {
 }
 
 // BenchmarkCacheMemory reports the heap held per cached certificate with
-// 10,000 cached, next to the heap of the same certificates parsed into a
-// map[string]*tls.Certificate.
+// 10,000 cached, next to the heap of the same certificates parsed from
+// their PEM chains and keys into a map[string]*tls.Certificate (each chain
+// a leaf and the intermediate, as a CA serves them).
 func BenchmarkCacheMemory(b *testing.B) {
 	f := newFixture(b)
 	const n = 10000
-	store, names, pems := storeN(b, f, n)
-	kp := keyPEM(b, f.leafKy)
+	store, names, pairs := storeN(b, f, n)
 	for b.Loop() {
 		runtime.GC()
 		var m0, m1, m2 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		bare := make(map[string]*tls.Certificate, n)
 		for i, name := range names {
-			c, err := tls.X509KeyPair(pems[i], kp)
+			c, err := tls.X509KeyPair(pairs[i].chain, pairs[i].key)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -271,15 +310,13 @@ func BenchmarkCacheMemory(b *testing.B) {
 
 // BenchmarkStartup measures a new Manager over storage holding N
 // certificates: the time to its first served handshake, and to serve every
-// stored name once, against parsing the same values into a map.
+// stored name once, against reading the same certificates as bare PEM
+// pairs (chain and key, two values per name in the same kind of storage)
+// and parsing them into a map.
 func BenchmarkStartup(b *testing.B) {
 	f := newFixture(b)
 	for _, n := range []int{0, 10000} {
-		store, names, pems := storeN(b, f, max(n, 1))
-		if n == 0 {
-			store = storage.NewMemory() // nothing stored but the one name
-			autotls.StoreForTest(context.Background(), store, benchDirectory, names[0], pems[0], f.leafKy)
-		}
+		store, names, pairs := storeN(b, f, max(n, 1))
 		b.Run(fmt.Sprintf("stored=%d/first-handshake", n), func(b *testing.B) {
 			for b.Loop() {
 				m := benchManager(store, names[:1])
@@ -303,33 +340,32 @@ func BenchmarkStartup(b *testing.B) {
 				m.Close()
 			}
 		})
-		// The floor: read every stored value and parse it (JSON, then
-		// certificate and key) into a map, as any loader must.
-		b.Run(fmt.Sprintf("stored=%d/parse-into-map", n), func(b *testing.B) {
-			keys, err := store.List(context.Background(), "certificates")
-			if err != nil || len(keys) != n {
-				b.Fatalf("List: %d keys, %v", len(keys), err)
+		// The floor: read each name's PEM chain and key and parse them
+		// into a map, as the simplest loader does.
+		bareStore := storage.NewMemory()
+		ctx := context.Background()
+		for i, name := range names {
+			if bareStore.Store(ctx, "pem/"+name+".crt", pairs[i].chain) != nil || bareStore.Store(ctx, "pem/"+name+".key", pairs[i].key) != nil {
+				b.Fatal("storing PEM pairs")
 			}
+		}
+		b.Run(fmt.Sprintf("stored=%d/pem-pairs-into-map", n), func(b *testing.B) {
 			for b.Loop() {
 				bare := make(map[string]*tls.Certificate, n)
-				for _, k := range keys {
-					v, err := store.Load(context.Background(), k)
+				for _, name := range names {
+					chain, err := bareStore.Load(ctx, "pem/"+name+".crt")
 					if err != nil {
 						b.Fatal(err)
 					}
-					var s struct {
-						Name           string `json:"name"`
-						CertificatePEM string `json:"certificate_pem"`
-						PrivateKeyPEM  string `json:"private_key_pem"`
-					}
-					if err := json.Unmarshal(v, &s); err != nil {
-						b.Fatal(err)
-					}
-					c, err := tls.X509KeyPair([]byte(s.CertificatePEM), []byte(s.PrivateKeyPEM))
+					key, err := bareStore.Load(ctx, "pem/"+name+".key")
 					if err != nil {
 						b.Fatal(err)
 					}
-					bare[s.Name] = &c
+					c, err := tls.X509KeyPair(chain, key)
+					if err != nil {
+						b.Fatal(err)
+					}
+					bare[name] = &c
 				}
 			}
 		})

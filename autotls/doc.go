@@ -188,6 +188,27 @@
 // no order and renews it when due; StoredIssuers lists the CAs a storage
 // holds certificates of.
 //
+// # Storage format
+//
+// Each certificate is one storage value, written atomically, under
+// "certificates/<issuer>/<name>.json" (the suffix is historical): the chain,
+// its private key and its metadata (issuer, order and account URLs, when it
+// was obtained, the CA's renewal information, the last failed renewal).
+// Format 2, written since this version, is a header line ("tlsmint
+// certificate v2"), the metadata as JSON, the chain and the key (PKCS #8)
+// as length-prefixed DER, and a CRC-32C; reading it costs one storage read
+// and one parse of the leaf and key, less than reading a PEM chain and key
+// into a [crypto/tls.Certificate]. Format 1 (one JSON object with the
+// chain and key in PEM), written by earlier versions, is read as well, and
+// rewritten in format 2 the next time the Manager stores the value (its
+// first ARI poll, a recorded failure, its renewal). Versions before format
+// 2 take a format 2 value for a corrupt one: during a rolling upgrade of a
+// fleet, an older node that needs such a certificate orders a new one and
+// stores it in format 1, which the upgraded nodes read. A value that
+// cannot be read is logged (never with key material) and treated as
+// absent. In memory, the certificates of one CA share their intermediate
+// certificates and account URL.
+//
 // # Testing
 //
 // The package's tests run real TLS handshakes against Let's Encrypt's Pebble

@@ -3,6 +3,9 @@ package autotls
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"time"
 
 	"github.com/tlsmint/tlsmint/storage"
@@ -11,11 +14,12 @@ import (
 // StoreForTest writes a certificate chain and key for name into store where
 // a Manager for directory finds it, as if it had been obtained.
 func StoreForTest(ctx context.Context, store storage.Storage, directory, name string, chainPEM []byte, key crypto.Signer) error {
-	keyPEM, err := encodeKey(key)
+	keyDER, err := encodeKeyDER(key)
 	if err != nil {
 		return err
 	}
-	data, err := encodeStoredCert(&storedCert{Name: name, Issuer: directory, CertificatePEM: string(chainPEM), PrivateKeyPEM: string(keyPEM), ObtainedAt: time.Now().UTC()})
+	s := &storedCert{storedMeta: storedMeta{Name: name, Issuer: directory, ObtainedAt: time.Now().UTC()}, Key: keyDER, Chain: chainDER(chainPEM)}
+	data, err := encodeStoredCert(s)
 	if err != nil {
 		return err
 	}
@@ -85,3 +89,43 @@ func PlannedForTest(m *Manager) int { return m.state().sched.planned() }
 
 // PlannedAtForTest reports whether name has a plan.
 func PlannedAtForTest(m *Manager, name string) bool { return m.state().sched.has(name) }
+
+// StoredLeafForTest decodes a stored certificate value (any format) and
+// returns its leaf and the account URL that obtained it.
+func StoredLeafForTest(value []byte) (*x509.Certificate, string, error) {
+	s, err := decodeStored(value)
+	if err != nil {
+		return nil, "", err
+	}
+	leaf, err := x509.ParseCertificate(s.leafDER())
+	if err != nil {
+		return nil, "", err
+	}
+	return leaf, s.AccountURL, nil
+}
+
+// StoredAsFormat1ForTest re-encodes a stored certificate value in format 1
+// (JSON with PEM), as versions before format 2 wrote it, without its
+// renewal information.
+func StoredAsFormat1ForTest(value []byte) ([]byte, error) {
+	s, err := decodeStored(value)
+	if err != nil {
+		return nil, err
+	}
+	var chain []byte
+	for _, der := range s.Chain {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	s.ARI = nil
+	return json.Marshal(storedV1{Version: 1, storedMeta: s.storedMeta, CertificatePEM: string(chain),
+		PrivateKeyPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: s.Key}))})
+}
+
+// StoredFormatForTest returns the format of a stored certificate value.
+func StoredFormatForTest(value []byte) (int, error) {
+	s, err := decodeStored(value)
+	if err != nil {
+		return 0, err
+	}
+	return s.version, nil
+}

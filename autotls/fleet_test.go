@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,12 +134,6 @@ func served(t *testing.T, m *autotls.Manager, name string) string {
 	return serialHex(c.Leaf)
 }
 
-// storedValue is the part of a stored certificate these tests read.
-type storedValue struct {
-	CertificatePEM string `json:"certificate_pem"`
-	AccountURL     string `json:"account_url"`
-}
-
 // loadOnly returns the value of the one key under prefix in store.
 func loadOnly(t *testing.T, store storage.Storage, prefix string) []byte {
 	t.Helper()
@@ -159,19 +152,11 @@ func loadOnly(t *testing.T, store storage.Storage, prefix string) []byte {
 // store.
 func storedCert(t *testing.T, store storage.Storage) (*x509.Certificate, string) {
 	t.Helper()
-	var v storedValue
-	if err := json.Unmarshal(loadOnly(t, store, "certificates/"), &v); err != nil {
-		t.Fatalf("stored certificate: %v", err)
-	}
-	block, _ := pem.Decode([]byte(v.CertificatePEM))
-	if block == nil {
-		t.Fatal("stored certificate: no PEM")
-	}
-	leaf, err := x509.ParseCertificate(block.Bytes)
+	leaf, account, err := autotls.StoredLeafForTest(loadOnly(t, store, "certificates/"))
 	if err != nil {
 		t.Fatalf("stored certificate: %v", err)
 	}
-	return leaf, v.AccountURL
+	return leaf, account
 }
 
 // storedAccount returns the URL of the one account in store.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -80,25 +79,22 @@ func ImportCertificate(ctx context.Context, store storage.Storage, c ImportedCer
 	if c.Key == nil {
 		return fmt.Errorf("%w: %s: no key", ErrInvalidImport, name)
 	}
-	keyPEM, err := encodeKey(c.Key)
+	keyDER, err := encodeKeyDER(c.Key)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalidImport, name, err)
 	}
-	s := &storedCert{
+	s := &storedCert{storedMeta: storedMeta{
 		Name:           name,
-		CertificatePEM: string(c.ChainPEM),
-		PrivateKeyPEM:  string(keyPEM),
 		Issuer:         c.Directory,
 		OrderURL:       c.OrderURL,
 		CertificateURL: c.CertificateURL,
 		AccountURL:     c.AccountURL,
 		ObtainedAt:     c.ObtainedAt.UTC(),
-	}
+	}, Key: keyDER, Chain: chainDER(c.ChainPEM)}
 	if s.ObtainedAt.IsZero() {
 		s.ObtainedAt = time.Now().UTC()
 	}
-	s.Version = storedVersion
-	cert, err := s.tlsCertificate(name)
+	cert, err := s.tlsCertificate(name, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalidImport, name, strings.TrimPrefix(err.Error(), errCorrupt.Error()+": "))
 	}
@@ -115,7 +111,7 @@ func ImportCertificate(ctx context.Context, store storage.Storage, c ImportedCer
 	if !c.Replace {
 		if old, err := store.Load(lockCtx, key); err == nil {
 			if prev, err := decodeStored(old); err == nil {
-				if pc, err := prev.tlsCertificate(name); err == nil && !pc.Leaf.NotAfter.Before(cert.Leaf.NotAfter) {
+				if pc, err := prev.tlsCertificate(name, nil); err == nil && !pc.Leaf.NotAfter.Before(cert.Leaf.NotAfter) {
 					return fmt.Errorf("%w: %s (until %s)", ErrNewerStored, name, pc.Leaf.NotAfter.UTC().Format(time.RFC3339))
 				}
 			}
@@ -193,10 +189,7 @@ func StoredIssuers(ctx context.Context, store storage.Storage) ([]string, error)
 			if err != nil {
 				continue
 			}
-			var s struct {
-				Issuer string `json:"issuer"`
-			}
-			if json.Unmarshal(b, &s) == nil && s.Issuer != "" && issuerKey(s.Issuer) == seg {
+			if s, err := decodeStored(b); err == nil && s.Issuer != "" && issuerKey(s.Issuer) == seg {
 				out = append(out, s.Issuer)
 				break
 			}

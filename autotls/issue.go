@@ -1,6 +1,7 @@
 package autotls
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -36,13 +37,20 @@ func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) 
 		// Evicted from memory (CacheCapacity): the stored certificate is
 		// the one to renew.
 		if e, err := m.loadStored(ctx, name); err == nil {
-			current = e
+			return m.renewStored(ctx, name, onDemand, e)
 		}
 	}
 	if cert, err := m.fromStorage(ctx, name, current, renew); cert != nil || err != nil {
 		return cert, err
 	}
 	return m.order(ctx, name, onDemand, renew, current)
+}
+
+// renewStored renews e, which storage held for name a moment ago and which
+// is not in memory: storage is read again only under the lock (order),
+// where a value that still holds e is recognised without being parsed.
+func (m *Manager) renewStored(ctx context.Context, name string, onDemand bool, e *entry) (*tls.Certificate, error) {
+	return m.order(ctx, name, onDemand, true, e)
 }
 
 // fromStorage installs and returns a usable stored certificate (for a
@@ -52,7 +60,7 @@ func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) 
 // ServeExpired, an expired stored certificate is installed as a last
 // resort when nothing is cached, and its renewal planned at once.
 func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, renew bool) (*tls.Certificate, error) {
-	e, err := m.loadStored(ctx, name)
+	e, err := m.loadStoredOther(ctx, name, renewing(current, renew))
 	switch {
 	case err == nil:
 		if m.fresh(e, current, renew) {
@@ -121,7 +129,7 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		}
 	}()
 	// Another process may have finished while we waited for the lock.
-	if e, err := m.loadStored(lockCtx, name); err == nil && m.fresh(e, current, renew) {
+	if e, err := m.loadStoredOther(lockCtx, name, renewing(current, renew)); err == nil && m.fresh(e, current, renew) {
 		m.install(e, EventLoaded)
 		return e.cert, nil
 	}
@@ -259,10 +267,22 @@ var errNotStored = errors.New("autotls: storing the certificate failed; it is se
 // wrapping fs.ErrNotExist when there is none, and with a storage error
 // when storage fails.
 func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
+	return m.loadStoredOther(ctx, name, nil)
+}
+
+// loadStoredOther is loadStored for a name whose certificate current is
+// known (nil: none): a stored value that holds current's own leaf is not
+// parsed again and counts as nothing stored (errSameStored), since it
+// holds nothing newer.
+func (m *Manager) loadStoredOther(ctx context.Context, name string, current *entry) (*entry, error) {
+	var known []byte
+	if current != nil {
+		known = current.cert.Leaf.Raw
+	}
 	var best *entry
 	var firstErr error
 	for _, iss := range m.st.issuers {
-		e, err := m.loadStoredFrom(ctx, iss, name)
+		e, err := m.loadFrom(ctx, iss, name, known)
 		if err != nil {
 			if firstErr == nil || (errors.Is(firstErr, fs.ErrNotExist) && !errors.Is(err, fs.ErrNotExist)) {
 				firstErr = err
@@ -279,8 +299,28 @@ func (m *Manager) loadStored(ctx context.Context, name string) (*entry, error) {
 	return nil, firstErr
 }
 
+// renewing returns current when renewing it, else nil: the certificate a
+// stored value is useless if it holds (see fresh).
+func renewing(current *entry, renew bool) *entry {
+	if renew {
+		return current
+	}
+	return nil
+}
+
+// errSameStored: storage holds the certificate the caller has already.
+var errSameStored = fmt.Errorf("autotls: storage holds the same certificate: %w", fs.ErrNotExist)
+
 // loadStoredFrom reads and parses the certificate of name from iss.
 func (m *Manager) loadStoredFrom(ctx context.Context, iss *issuer, name string) (*entry, error) {
+	return m.loadFrom(ctx, iss, name, nil)
+}
+
+// loadFrom reads and parses the certificate of name from iss: one storage
+// read, the metadata decoded first, then the chain and key parsed — unless
+// the stored leaf is known (the DER of a certificate the caller has), when
+// it fails with errSameStored.
+func (m *Manager) loadFrom(ctx context.Context, iss *issuer, name string, known []byte) (*entry, error) {
 	store, err := m.storage()
 	if err != nil {
 		return nil, err
@@ -294,7 +334,10 @@ func (m *Manager) loadStoredFrom(ctx context.Context, iss *issuer, name string) 
 		m.st.log.Warn("autotls: ignoring stored certificate", "name", name, "err", err)
 		return nil, err
 	}
-	cert, err := s.tlsCertificate(name)
+	if known != nil && bytes.Equal(s.leafDER(), known) {
+		return nil, errSameStored
+	}
+	cert, err := s.tlsCertificate(name, iss.shared.der)
 	if err != nil {
 		m.st.log.Warn("autotls: ignoring stored certificate", "name", name, "err", err)
 		return nil, err
@@ -303,8 +346,8 @@ func (m *Manager) loadStoredFrom(ctx context.Context, iss *issuer, name string) 
 }
 
 // newEntry makes a cache entry with its renewal plan; of the stored
-// metadata it keeps only what planning needs, so the PEM copies are not
-// retained.
+// metadata it keeps only what planning needs, and the account URL as the
+// copy the issuer's other certificates share.
 func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari *ariState, account string) *entry {
 	leaf := cert.Leaf
 	e := &entry{entryData: entryData{
@@ -314,7 +357,7 @@ func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari 
 		notBefore: leaf.NotBefore,
 		notAfter:  leaf.NotAfter,
 		ari:       ari,
-		account:   account,
+		account:   iss.shared.str(account),
 	}}
 	e.renewAt, e.reason = planRenewal(name, leaf.SerialNumber.Bytes(), e.notBefore, e.notAfter, ari, m.now())
 	return e
@@ -385,20 +428,26 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 	}
 	account := iss.currentAccount()
-	cert := &tls.Certificate{Certificate: res.Chain.DER(), PrivateKey: key, Leaf: res.Leaf()}
-	keyPEM, err := encodeKey(key)
+	chain := res.Chain.DER()
+	for i := 1; i < len(chain); i++ {
+		chain[i] = iss.shared.der(chain[i])
+	}
+	cert := &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: res.Leaf()}
+	keyDER, err := encodeKeyDER(key)
 	if err != nil {
 		return nil, err
 	}
 	data, err := encodeStoredCert(&storedCert{
-		Name:           name,
-		CertificatePEM: string(res.Chain.PEM),
-		PrivateKeyPEM:  string(keyPEM),
-		Issuer:         iss.url,
-		OrderURL:       res.Order.URL,
-		CertificateURL: res.Order.Certificate,
-		ObtainedAt:     m.now().UTC(),
-		AccountURL:     account,
+		storedMeta: storedMeta{
+			Name:           name,
+			Issuer:         iss.url,
+			OrderURL:       res.Order.URL,
+			CertificateURL: res.Order.Certificate,
+			ObtainedAt:     m.now().UTC(),
+			AccountURL:     account,
+		},
+		Chain: chain,
+		Key:   keyDER,
 	})
 	if err != nil {
 		return nil, err

@@ -105,6 +105,9 @@ type issuer struct {
 	// one failed: the other certificates' polls wait for it instead of
 	// each failing in turn against a CA that is down.
 	ariHold atomic.Int64
+	// shared holds the intermediates and account URLs that this CA's
+	// certificates in memory share.
+	shared interner
 }
 
 // ariHeld returns when ARI polls may resume, if they are held at now.
