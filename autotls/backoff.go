@@ -4,17 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 )
 
 // A failure is what the Manager remembers of a name's last failed attempt.
+// There is no cap on how many names have one: a record is kept while its
+// back-off runs, and after that until forget — as long again as the
+// back-off, so that a name failing again soon after waits twice as long —
+// or, past forget, while the name's retry is planned or running (that
+// attempt's back-off grows from it). A success removes it at once; the
+// others are pruned when the number of records has doubled since the last
+// pruning, so memory follows the names that are failing, not the names
+// that ever failed.
 type failure struct {
-	until time.Time
-	n     int
-	err   error
-	at    time.Time
+	until  time.Time
+	forget time.Time
+	n      int
+	err    error
+	at     time.Time
 	// badType is the challenge type whose validation failed, tried last
 	// next time.
 	badType string
@@ -96,18 +107,7 @@ func (m *Manager) recordFailure(name string, err error, now time.Time, retryAfte
 	st := m.st
 	base := m.failureBackoff()
 	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	f := st.failures[name]
-	if f == nil {
-		if len(st.failures) >= maxRememberedFailures {
-			for k := range st.failures { // evict an arbitrary entry
-				delete(st.failures, k)
-				break
-			}
-		}
-		f = &failure{}
-		st.failures[name] = f
-	}
+	f, added := st.failureRecord(name)
 	wait := base << min(f.n, 20)
 	if wait > maxFailureBackoff || wait <= 0 {
 		wait = maxFailureBackoff
@@ -125,7 +125,71 @@ func (m *Manager) recordFailure(name string, err error, now time.Time, retryAfte
 	f.err = err
 	f.at = now
 	f.until = now.Add(wait)
-	return f.until
+	f.forget = f.until.Add(wait)
+	until := f.until
+	prune := added && st.prunePending()
+	st.failMu.Unlock()
+	if prune {
+		st.pruneFailures(now)
+	}
+	return until
+}
+
+// failureRecord returns name's failure record, adding an empty one if it
+// has none. It is called with failMu held.
+func (st *state) failureRecord(name string) (f *failure, added bool) {
+	if f = st.failures[name]; f != nil {
+		return f, false
+	}
+	f = &failure{}
+	st.failures[name] = f
+	return f, true
+}
+
+// minFailureSweep is the number of failure records below which none is
+// pruned.
+const minFailureSweep = 1024
+
+// prunePending reports whether the failure records are due for pruning
+// (their number has doubled since the last), and if so makes the caller
+// the one to prune. It is called with failMu held.
+func (st *state) prunePending() bool {
+	if len(st.failures) < max(st.failSweep, minFailureSweep) {
+		return false
+	}
+	st.failSweep = math.MaxInt // one pruning at a time
+	return true
+}
+
+// pruneFailures drops the failure records past their forget time, except
+// those of names whose retry is planned or running. It holds failMu only
+// to collect and to delete, never while it asks the schedule or the
+// flights, so it nests no lock.
+func (st *state) pruneFailures(now time.Time) {
+	var old []string
+	st.failMu.Lock()
+	for name, f := range st.failures {
+		if !now.Before(f.forget) {
+			old = append(old, name)
+		}
+	}
+	st.failMu.Unlock()
+	old = slices.DeleteFunc(old, func(name string) bool { return st.sched.has(name) || st.inFlight(name) })
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	for _, name := range old {
+		if f := st.failures[name]; f != nil && !now.Before(f.forget) {
+			delete(st.failures, name)
+		}
+	}
+	st.failSweep = 2 * len(st.failures)
+}
+
+// inFlight reports whether an issuance of name is in flight.
+func (st *state) inFlight(name string) bool {
+	st.flightMu.Lock()
+	defer st.flightMu.Unlock()
+	return st.flights[name] != nil
 }
 
 // retryAfter returns the CA's Retry-After carried by err, if any.
@@ -141,15 +205,19 @@ func retryAfter(err error) time.Duration {
 // error it stands for.
 func (st *state) rememberBackoff(name string, b *storedBackoff) error {
 	err := errors.New(b.Error)
+	now := st.now()
 	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	f := st.failures[name]
-	if f == nil {
-		f = &failure{}
-		st.failures[name] = f
-	}
+	f, added := st.failureRecord(name)
 	if b.Until.After(f.until) {
 		f.until, f.err, f.at = b.Until, err, b.At
+		if forget := b.Until.Add(b.Until.Sub(b.At)); forget.After(f.forget) {
+			f.forget = forget
+		}
+	}
+	prune := added && st.prunePending()
+	st.failMu.Unlock()
+	if prune {
+		st.pruneFailures(now)
 	}
 	return err
 }

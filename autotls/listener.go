@@ -1,7 +1,6 @@
 package autotls
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -155,71 +154,4 @@ func (l *managedListener) Close() error {
 	err := l.Listener.Close()
 	l.once.Do(func() { l.m.Close() })
 	return err
-}
-
-// Manage obtains certificates for names now, through the bounded
-// background queue (MaxBackgroundOrders at once), and keeps them managed:
-// they are allowed whatever the host policy, renewed, and, while one has
-// no valid certificate (its order failed, its stored one expired), retried
-// in the background with backoff. Wildcard names ("*.example.com") need dns-01 (DNSProvider). It
-// returns when every name has a certificate or failed (errors joined), or
-// when ctx is done; issuance continues in the background after that. It
-// calls [Manager.Validate] first and returns its error before anything is
-// ordered.
-func (m *Manager) Manage(ctx context.Context, names ...string) error {
-	st := m.state()
-	if err := m.validate(st); err != nil {
-		return err
-	}
-	m.startBackground()
-	norm := make([]string, 0, len(names))
-	for _, n := range names {
-		var (
-			v   string
-			err error
-		)
-		if a, ok := parseIPName(n); ok {
-			if !m.AllowIPCertificates {
-				return fmt.Errorf("%w: IP address %q (AllowIPCertificates is off)", ErrHostNotAllowed, n)
-			}
-			v = a.String()
-		} else if v, err = normalizeWildcard(n); err != nil {
-			return err
-		}
-		norm = append(norm, v)
-	}
-	st.managedMu.Lock()
-	for _, n := range norm {
-		st.managed[n] = true
-	}
-	st.managedMu.Unlock()
-
-	// Every name goes through the bounded background queue; a name whose
-	// order fails is retried there with backoff, handshake or not.
-	flights := make([]*flight, len(norm))
-	var errs []error
-	for i, n := range norm {
-		if st.cache.get(n) != nil {
-			continue
-		}
-		f, err := m.enqueueIssue(n, false)
-		if err != nil {
-			return errors.Join(append(errs, err)...)
-		}
-		flights[i] = f
-	}
-	for i, f := range flights {
-		if f == nil {
-			continue
-		}
-		select {
-		case <-f.done:
-			if f.err != nil {
-				errs = append(errs, f.err)
-			}
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("%w: %s: %w", ErrIssuancePending, norm[i], ctx.Err()))
-		}
-	}
-	return errors.Join(errs...)
 }

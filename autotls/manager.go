@@ -41,7 +41,6 @@ const (
 	DefaultFailureBackoff   = time.Minute
 	maxFailureBackoff       = 4 * time.Hour
 	issueTimeout            = 10 * time.Minute
-	maxRememberedFailures   = 10000
 )
 
 // ErrClosed is returned by a Manager after Close.
@@ -211,9 +210,13 @@ type Manager struct {
 	// FailureBackoff is the wait after a failed attempt for a name before
 	// the next; it doubles with each further failure up to four hours,
 	// with ±10 % jitter, and a longer Retry-After from the CA is obeyed.
-	// Failures are remembered in memory; a CA's Retry-After (rate limits,
-	// 429 and 503 answers) is also written to storage, so a restarted
-	// Manager and the other nodes of a fleet wait for it too. Zero means
+	// Failures are remembered in memory per name, for any number of
+	// names: while the back-off runs, as long again after it (a failure
+	// in that time doubles the wait, a later one starts again from
+	// FailureBackoff), and for as long as a retry is planned; records
+	// past that are pruned. A CA's Retry-After (rate limits, 429 and 503
+	// answers) is also written to storage, so a restarted Manager and the
+	// other nodes of a fleet wait for it too. Zero means
 	// DefaultFailureBackoff.
 	FailureBackoff time.Duration
 
@@ -303,8 +306,11 @@ type state struct {
 	closed   bool
 
 	failMu   sync.Mutex
-	failures map[string]*failure
-	lapsed   map[string]bool // names whose expired certificate was dropped
+	failures map[string]*failure // see failure: no cap, pruned
+	// failSweep is the number of failure records at which they are
+	// pruned next: twice what the last pruning left.
+	failSweep int
+	lapsed    map[string]bool // names whose expired certificate was dropped
 
 	managedMu sync.RWMutex
 	managed   map[string]bool
