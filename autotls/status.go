@@ -40,8 +40,11 @@ type CertificateInfo struct {
 	ARIExplanationURL            string
 	NextARIPoll                  time.Time
 	// LastError is the last failed attempt to obtain or renew it, at
-	// LastErrorAt; BackoffUntil is when the next attempt may be made
-	// (zero when none is pending).
+	// LastErrorAt: this Manager's, or, for a certificate read from
+	// storage by the call (not in memory), the failed renewal recorded
+	// with it in storage by any Manager sharing the storage, whichever is
+	// newer. A renewal that succeeds clears both. BackoffUntil is when
+	// this Manager's next attempt may be made (zero when none is pending).
 	LastError    string
 	LastErrorAt  time.Time
 	BackoffUntil time.Time
@@ -63,9 +66,12 @@ type CertificateInfo struct {
 
 // Certificates lists every certificate the Manager manages — those in
 // memory, those in its storage for its issuer (read from storage, so the
-// call costs one List and one Load per certificate not in memory), and the
-// names given to Manage that have none yet — with their state, sorted by
-// name. It is the data a status page or a command shows.
+// call costs one List, and per certificate not in memory one Load per
+// issuer plus one to read the failure recorded with it), and the names
+// given to Manage that have none yet — with their state, sorted by name.
+// It is the data a status page or a command shows; a Manager that only
+// reads a storage (a command, a second node) shows the last failed
+// renewal recorded there.
 func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	st := m.state()
 	now := m.now()
@@ -100,7 +106,11 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 					}
 					continue
 				}
-				infos[name] = m.entryInfo(e)
+				info := m.entryInfo(e)
+				if f := m.storedFailure(ctx, e.iss, name); f != nil {
+					info.LastError, info.LastErrorAt = f.Error, f.At
+				}
+				infos[name] = info
 			}
 		}
 	}
@@ -119,7 +129,9 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 		if info == nil {
 			continue // a refused or failed on-demand name, not managed
 		}
-		info.LastError, info.LastErrorAt = f.err.Error(), f.at
+		if info.LastErrorAt.IsZero() || !f.at.Before(info.LastErrorAt) {
+			info.LastError, info.LastErrorAt = f.err.Error(), f.at
+		}
 		if now.Before(f.until) {
 			info.BackoffUntil = f.until
 		}
@@ -131,6 +143,25 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b CertificateInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, errors.Join(errs...)
+}
+
+// storedFailure returns the failed renewal recorded with name's stored
+// certificate at iss (storedCert.LastFailure), or nil when there is none
+// or it cannot be read.
+func (m *Manager) storedFailure(ctx context.Context, iss *issuer, name string) *failureState {
+	store, err := m.storage()
+	if err != nil {
+		return nil
+	}
+	b, err := store.Load(ctx, certKey(iss, name))
+	if err != nil {
+		return nil
+	}
+	s, err := decodeStored(b)
+	if err != nil || s.LastFailure == nil || s.LastFailure.Error == "" {
+		return nil
+	}
+	return s.LastFailure
 }
 
 // entryInfo describes a cached or loaded entry.

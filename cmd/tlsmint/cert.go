@@ -133,7 +133,8 @@ and key replace the files atomically. The key type stays the old one unless
 --key-type is given.`,
 		Example: `  tlsmint renew --cert example.com.crt --http :80
   tlsmint renew --cert /etc/tls/example.crt --key /etc/tls/example.key --tls-alpn :443
-  tlsmint renew --cert example.com.crt --dns --force`,
+  tlsmint renew --cert example.com.crt --dns --force
+  tlsmint renew --cert wildcard.crt --dns-persist`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.certFile == "" {

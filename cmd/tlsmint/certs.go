@@ -19,7 +19,8 @@ func (a *app) certsCommand() *cobra.Command {
 		Long: `certs reads a tlsmint storage (--storage DIR or --storage postgres://…), the one
 autotls Managers share, and shows every certificate as the status page does:
 state, expiry and days left, next renewal and why, the CA's ARI window, issuer
-and last error. Every CA found in the storage is listed, or only --ca's when
+and last error (the failed renewal a Manager recorded with the certificate in
+the storage). Every CA found in the storage is listed, or only --ca's when
 --ca is given.`,
 		Example: `  tlsmint certs list --storage /var/lib/tlsmint
   tlsmint certs list --storage postgres://tlsmint@db.internal/tlsmint --json

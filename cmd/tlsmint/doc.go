@@ -11,6 +11,7 @@
 //	tlsmint obtain example.com www.example.com --http :80
 //	tlsmint obtain example.com --storage /var/lib/tlsmint --tls-alpn :443
 //	tlsmint obtain '*.example.com' --dns
+//	tlsmint obtain '*.example.com' example.com --dns-persist
 //	tlsmint renew --cert example.com.crt --key example.com.key --http :80
 //	tlsmint ari example.com.crt
 //	tlsmint revoke example.com.crt --reason keyCompromise --key example.com.key

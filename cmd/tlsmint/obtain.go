@@ -57,7 +57,17 @@ func (a *app) obtainCommand() *cobra.Command {
 addresses) and solves the challenges with a built-in http-01 server (--http),
 a built-in tls-alpn-01 server (--tls-alpn), or by hand for dns-01 (--dns: the
 TXT record to create is printed on stderr, and the order goes on once it is
-visible at the zone's nameservers). Wildcards need --dns.
+visible at the zone's nameservers) or dns-persist-01 (--dns-persist).
+Wildcards need --dns or --dns-persist.
+
+With --dns-persist, no DNS credentials are needed and the record is created
+once: when _validation-persist.NAME does not yet hold a record naming the CA
+and the account, the exact record is printed on stderr (name, value and a zone
+file line), the command waits until every authoritative nameserver of the zone
+answers it (--dns-timeout), and only then lets the CA validate. The record is
+never deleted: every later order or renewal of the name by the same account
+reuses it with no DNS change. It carries policy=wildcard for a wildcard, for a
+name whose wildcard is in the same order, and with --wildcard-policy.
 
 The chain and the key are written as PEM files, each atomically (the key with
 mode 0600), or, with --storage, into a tlsmint storage where an autotls
@@ -68,6 +78,7 @@ The account is the one of --account-key (see tlsmint account register).`,
 		Example: `  tlsmint obtain example.com www.example.com --http :80
   tlsmint obtain example.com --tls-alpn :443 --key-type p384 --cert /etc/tls/example.crt --key /etc/tls/example.key
   tlsmint obtain '*.example.com' example.com --dns
+  tlsmint obtain '*.example.com' example.com --dns-persist --dns-timeout 30m
   tlsmint obtain example.com --http :80 --storage /var/lib/tlsmint
   tlsmint obtain 192.0.2.1 --http :80 --profile shortlived
   tlsmint obtain example.com --http :80 --replaces old.crt --preferred-chain "ISRG Root X1"`,
@@ -216,7 +227,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	if err != nil {
 		return err
 	}
-	set, err := f.solverFlags.start(a, p)
+	set, err := f.solverFlags.start(a, p, norm)
 	if err != nil {
 		return err
 	}
@@ -226,12 +237,19 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	res, err := c.Obtain(ctx, req)
 	if err != nil {
 		var ce *acme.ChallengeError
+		var dw *errDNSWait
+		if errors.As(err, &dw) {
+			return fmt.Errorf("obtaining the certificate: %w", err)
+		}
 		if errors.As(err, &ce) {
 			return fmt.Errorf("the CA could not validate %s via %s: %w: check that the name points at this machine and the port is reachable from the internet", ce.Identifier.Value, ce.Type, err)
 		}
 		return a.caError("obtaining the certificate", err)
 	}
 	p.step("done")
+	if set.persist != nil {
+		set.persist.finish()
+	}
 	leaf := res.Leaf()
 	out := certOutput{
 		Names: norm, Serial: hex.EncodeToString(leaf.SerialNumber.Bytes()),

@@ -241,7 +241,7 @@ func TestObtainBadInput(t *testing.T) {
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "x.crt"), filepath.Join(dir, "x.key")
 
-	ca.run(t, "--account-key", acct, "obtain", "example.com", "--cert", crt).fails(t, exitUsage, "pass --http :80, --tls-alpn :443 or --dns")
+	ca.run(t, "--account-key", acct, "obtain", "example.com", "--cert", crt).fails(t, exitUsage, "pass --http :80, --tls-alpn :443, --dns or --dns-persist")
 	ca.run(t, "--account-key", acct, "obtain", "exa mple.com", "--http", ca.httpAddr()).fails(t, exitUsage, "not a valid name")
 	ca.run(t, "--account-key", acct, "obtain").fails(t, exitUsage, "requires at least 1 arg")
 

@@ -19,11 +19,13 @@ import (
 
 // solverFlags are the challenge options of obtain and renew.
 type solverFlags struct {
-	http, tlsALPN string
-	dns           bool
-	dnsResolvers  []string
-	dnsPort       int
-	dnsTimeout    time.Duration
+	http, tlsALPN  string
+	dns            bool
+	dnsPersist     bool
+	wildcardPolicy bool
+	dnsResolvers   []string
+	dnsPort        int
+	dnsTimeout     time.Duration
 }
 
 func (s *solverFlags) add(cmd *cobra.Command) {
@@ -31,9 +33,11 @@ func (s *solverFlags) add(cmd *cobra.Command) {
 	f.StringVar(&s.http, "http", "", "solve http-01 with a built-in server on this address, such as :80 (env TLSMINT_HTTP)")
 	f.StringVar(&s.tlsALPN, "tls-alpn", "", "solve tls-alpn-01 with a built-in server on this address, such as :443 (env TLSMINT_TLS_ALPN)")
 	f.BoolVar(&s.dns, "dns", false, "solve dns-01 by hand: print the TXT record to create and wait until it is visible")
-	f.StringSliceVar(&s.dnsResolvers, "dns-resolver", nil, "with --dns: recursive resolver host:port for finding the zone (default /etc/resolv.conf's)")
-	f.IntVar(&s.dnsPort, "dns-port", 0, "with --dns: port of the zone's authoritative nameservers (default 53)")
-	f.DurationVar(&s.dnsTimeout, "dns-timeout", 10*time.Minute, "with --dns: how long to wait for the record to be visible")
+	f.BoolVar(&s.dnsPersist, "dns-persist", false, "solve dns-persist-01 by hand: print the TXT record to create once (it stays for every renewal) and wait until it is visible")
+	f.BoolVar(&s.wildcardPolicy, "wildcard-policy", false, "with --dns-persist: put policy=wildcard in every record, so it also validates *.NAME and subdomains (automatic for a wildcard and for a name whose wildcard is in the order)")
+	f.StringSliceVar(&s.dnsResolvers, "dns-resolver", nil, "with --dns or --dns-persist: recursive resolver host:port for finding the zone (default /etc/resolv.conf's)")
+	f.IntVar(&s.dnsPort, "dns-port", 0, "with --dns or --dns-persist: port of the zone's authoritative nameservers (default 53)")
+	f.DurationVar(&s.dnsTimeout, "dns-timeout", 10*time.Minute, "with --dns or --dns-persist: how long to wait for the record to be visible")
 }
 
 // solvers is what the flags start: the solvers for Obtain, their
@@ -42,11 +46,12 @@ type solverSet struct {
 	solvers map[string]acme.Solver
 	types   []string
 	stop    func()
+	persist *manualPersist // with --dns-persist
 }
 
 // start listens on the challenge addresses. Nothing is ordered if a
-// listener cannot be opened.
-func (s *solverFlags) start(a *app, p *progress) (*solverSet, error) {
+// listener cannot be opened. names are the names of the order.
+func (s *solverFlags) start(a *app, p *progress, names []string) (*solverSet, error) {
 	set := &solverSet{solvers: map[string]acme.Solver{}}
 	var stops []func()
 	set.stop = func() {
@@ -57,6 +62,14 @@ func (s *solverFlags) start(a *app, p *progress) (*solverSet, error) {
 	fail := func(err error) (*solverSet, error) {
 		set.stop()
 		return nil, err
+	}
+	if s.wildcardPolicy && !s.dnsPersist {
+		return fail(usagef("--wildcard-policy is for dns-persist-01 records: pass --dns-persist too"))
+	}
+	if s.dnsPersist {
+		set.persist = newManualPersist(s, names, a.stderr, p)
+		set.solvers[acme.ChallengeDNSPersist01] = announce(set.persist, p, acme.ChallengeDNSPersist01)
+		set.types = append(set.types, acme.ChallengeDNSPersist01)
 	}
 	if s.dns {
 		d := &solvers.DNS01{
@@ -98,7 +111,7 @@ func (s *solverFlags) start(a *app, p *progress) (*solverSet, error) {
 		set.types = append(set.types, acme.ChallengeTLSALPN01)
 	}
 	if len(set.solvers) == 0 {
-		return fail(usagef("no way to solve a challenge: pass --http :80, --tls-alpn :443 or --dns"))
+		return fail(usagef("no way to solve a challenge: pass --http :80, --tls-alpn :443, --dns or --dns-persist"))
 	}
 	return set, nil
 }
@@ -145,12 +158,18 @@ type announcedWaiter struct {
 }
 
 func (s announced) Present(ctx context.Context, ch acme.Challenge) error {
-	s.p.step("validating %s via %s", ch.Identifier.Value, s.kind)
+	name := ch.Identifier.Value
+	if ch.Wildcard {
+		name = "*." + name
+	}
+	s.p.step("validating %s via %s", name, s.kind)
 	return s.Solver.Present(ctx, ch)
 }
 
 func (s announcedWaiter) Wait(ctx context.Context, ch acme.Challenge) error {
-	s.p.step("waiting until the TXT record of %s is visible", ch.Identifier.Value)
+	if _, ok := s.w.(*manualPersist); !ok { // which says when it waits
+		s.p.step("waiting until the TXT record of %s is visible", ch.Identifier.Value)
+	}
 	return s.w.Wait(ctx, ch)
 }
 
