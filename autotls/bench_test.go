@@ -108,6 +108,12 @@ func (f *fixture) leafPEMValid(b testing.TB, name string, serial int64, notBefor
 	return f.chainPEM(b, name, serial, notBefore, notAfter, f.leafKy)
 }
 
+// leafPEM is the chain of a 90-day certificate for name with the key
+// leafKy, valid from an hour ago.
+func (f *fixture) leafPEM(b testing.TB, name string, serial int64) []byte {
+	return f.leafPEMValid(b, name, serial, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+}
+
 func benchNames(n int) []string {
 	names := make([]string, n)
 	for i := range names {
