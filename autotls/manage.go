@@ -149,7 +149,7 @@ func (m *Manager) enqueueManaged(name string, results chan<- manageResult) error
 		}()
 		return nil
 	}
-	ok := m.enqueue(task{name: name, run: func(ctx context.Context) {
+	ok := m.enqueueFirst(task{name: name, run: func(ctx context.Context) {
 		defer func() { results <- manageResult{name: name, err: flightErr(name, f)} }()
 		m.runFlight(name, f, func() bool { return true }, func() (*tls.Certificate, error) {
 			ctx, cancel := context.WithTimeout(ctx, issueTimeout)

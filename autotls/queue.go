@@ -28,6 +28,10 @@ type queue struct {
 	tasks   []task
 	head    int
 	running int
+	// first holds tasks run before those of tasks: the names Manage is
+	// waiting for, so that a call is not held up behind the renewals its
+	// own loads make due. Manage bounds how many it queues.
+	first []task
 }
 
 type task struct {
@@ -51,7 +55,13 @@ func (m *Manager) handshakeLimit() int {
 
 // enqueue adds a task, starting a worker if fewer than the limit run. It
 // reports false when the Manager is closed.
-func (m *Manager) enqueue(t task) bool {
+func (m *Manager) enqueue(t task) bool { return m.enqueueAt(t, false) }
+
+// enqueueFirst is enqueue for a task that runs before those queued by
+// enqueue (see queue.first).
+func (m *Manager) enqueueFirst(t task) bool { return m.enqueueAt(t, true) }
+
+func (m *Manager) enqueueAt(t task, first bool) bool {
 	st := m.st
 	q := &st.queue
 	st.flightMu.Lock()
@@ -60,7 +70,11 @@ func (m *Manager) enqueue(t task) bool {
 		return false
 	}
 	q.mu.Lock()
-	q.tasks = append(q.tasks, t)
+	if first {
+		q.first = append(q.first, t)
+	} else {
+		q.tasks = append(q.tasks, t)
+	}
 	start := q.running < m.backgroundLimit()
 	if start {
 		q.running++
@@ -76,6 +90,15 @@ func (m *Manager) enqueue(t task) bool {
 func (q *queue) pop() (task, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(q.first) > 0 {
+		t := q.first[0]
+		q.first[0] = task{}
+		q.first = q.first[1:]
+		if len(q.first) == 0 {
+			q.first = nil
+		}
+		return t, true
+	}
 	if q.head == len(q.tasks) {
 		q.tasks, q.head = q.tasks[:0], 0
 		q.running--
