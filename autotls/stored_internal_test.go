@@ -405,7 +405,9 @@ func TestStoredCorrupt(t *testing.T) {
 
 // FuzzDecodeStored feeds the decoder arbitrary values: it never panics,
 // every error wraps errCorrupt and quotes no key, and whatever decodes and
-// parses encodes again to a value that decodes to the same.
+// parses encodes again to a value that decodes to the same. A format 2
+// input is also tried with its checksum recomputed, so that the fuzzer
+// reaches the fields behind the checksum.
 func FuzzDecodeStored(f *testing.F) {
 	cases, key := corruptions(f)
 	for _, b := range cases {
@@ -415,38 +417,46 @@ func FuzzDecodeStored(f *testing.F) {
 	f.Add(readGoldenF(f, goldenV2))
 	forms := secretForms(key)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := decodeStored(b)
-		var c *tls.Certificate
-		if err == nil {
-			c, err = s.tlsCertificate(s.Name, nil)
-		}
-		if err != nil {
-			if !errors.Is(err, errCorrupt) {
-				t.Fatalf("error %v does not wrap errCorrupt", err)
-			}
-			for _, f := range forms {
-				if strings.Contains(err.Error(), f) {
-					t.Fatalf("error %q contains key bytes", err)
-				}
-			}
-			return
-		}
-		if c.Leaf == nil || len(c.Certificate) != len(s.Chain) {
-			t.Fatalf("parsed %d certificates of %d", len(c.Certificate), len(s.Chain))
-		}
-		again, err := encodeStoredCert(s)
-		if err != nil {
-			t.Fatalf("re-encoding: %v", err)
-		}
-		s2, err := decodeStored(again)
-		if err != nil {
-			t.Fatalf("decoding the re-encoded value: %v", err)
-		}
-		s.version, s2.version = 0, 0
-		if !reflect.DeepEqual(s, s2) {
-			t.Fatalf("re-encoded value decodes to %+v, want %+v", s2, s)
+		checkDecode(t, b, forms)
+		if bytes.HasPrefix(b, []byte(storedMagic)) && len(b) >= len(storedMagic)+4 {
+			body := b[:len(b)-4]
+			checkDecode(t, binary.BigEndian.AppendUint32(bytes.Clone(body), crc32.Checksum(body, castagnoli)), forms)
 		}
 	})
+}
+
+func checkDecode(t *testing.T, b []byte, forms []string) {
+	s, err := decodeStored(b)
+	var c *tls.Certificate
+	if err == nil {
+		c, err = s.tlsCertificate(s.Name, nil)
+	}
+	if err != nil {
+		if !errors.Is(err, errCorrupt) {
+			t.Fatalf("error %v does not wrap errCorrupt", err)
+		}
+		for _, f := range forms {
+			if strings.Contains(err.Error(), f) {
+				t.Fatalf("error %q contains key bytes", err)
+			}
+		}
+		return
+	}
+	if c.Leaf == nil || len(c.Certificate) != len(s.Chain) {
+		t.Fatalf("parsed %d certificates of %d", len(c.Certificate), len(s.Chain))
+	}
+	again, err := encodeStoredCert(s)
+	if err != nil {
+		t.Fatalf("re-encoding: %v", err)
+	}
+	s2, err := decodeStored(again)
+	if err != nil {
+		t.Fatalf("decoding the re-encoded value: %v", err)
+	}
+	s.version, s2.version = 0, 0
+	if !reflect.DeepEqual(s, s2) {
+		t.Fatalf("re-encoded value decodes to %+v, want %+v", s2, s)
+	}
 }
 
 func readGoldenF(f *testing.F, path string) []byte {
