@@ -187,8 +187,8 @@ func (m *Manager) enqueueReload(name string) {
 			case err == nil && m.fresh(e, nil, false) && m.now().Before(e.renewAt):
 				m.install(e, EventLoaded)
 				return e.cert, nil
-			case err == nil: // due or expired: renew it
-				return m.issue(ctx, name, false, true)
+			case err == nil: // due or expired: renew it, without reading it again
+				return m.renewStored(ctx, name, false, e)
 			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
 				if st.isManaged(name) || st.isLapsed(name) {
 					return m.issue(ctx, name, false, false)
