@@ -76,15 +76,17 @@ type table struct {
 	n     int
 }
 
-// slot is one name of a table; an empty slot has a nil e.
+// slot is one name of a table; an empty slot has a nil e. cert is e.cert,
+// so that a hit reads no more than the slot.
 type slot struct {
 	h    uint64
 	name string
 	e    *entry
+	cert *tls.Certificate
 }
 
-// get returns the entry of name, whose hash is h.
-func (t *table) get(h uint64, name string) *entry {
+// find returns the slot of name, whose hash is h, or nil.
+func (t *table) find(h uint64, name string) *slot {
 	if t.n == 0 {
 		return nil
 	}
@@ -94,9 +96,17 @@ func (t *table) get(h uint64, name string) *entry {
 			return nil
 		}
 		if s.h == h && s.name == name {
-			return s.e
+			return s
 		}
 	}
+}
+
+// get returns the entry of name, whose hash is h, or nil.
+func (t *table) get(h uint64, name string) *entry {
+	if s := t.find(h, name); s != nil {
+		return s.e
+	}
+	return nil
 }
 
 // each calls f for every entry.
@@ -123,7 +133,7 @@ func (b *tableBuilder) add(h uint64, name string, e *entry) {
 	t := &b.t
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		if t.slots[i].e == nil {
-			t.slots[i] = slot{h: h, name: name, e: e}
+			t.slots[i] = slot{h: h, name: name, e: e, cert: e.cert}
 			t.n++
 			return
 		}
@@ -217,7 +227,7 @@ type cache struct {
 
 	mu       sync.Mutex
 	n        int // entries in the view
-	capacity int // most entries kept; 0 means no limit
+	capacity int // most entries kept; 0 means no limit (set by init only)
 	hand     int // the next shard the sweep visits
 	evicted  atomic.Uint64
 }
@@ -242,10 +252,11 @@ func (c *cache) lookupFast(host string) *tls.Certificate {
 func (c *cache) lookupExact(host string) *tls.Certificate {
 	v := c.read.Load()
 	h := v.hash(host)
-	sh := v.shards[v.index(h)].Load()
-	if e := sh.exact.get(h, host); e != nil {
-		e.touch()
-		return e.cert
+	if s := v.shards[v.index(h)].Load().exact.find(h, host); s != nil {
+		if c.capacity > 0 {
+			s.e.touch() // only eviction reads the bit
+		}
+		return s.cert
 	}
 	return nil
 }
@@ -260,9 +271,11 @@ func (c *cache) lookupWild(host string) *tls.Certificate {
 	}
 	base := host[i+1:]
 	h := v.hash(base)
-	if e := v.shards[v.index(h)].Load().wild.get(h, base); e != nil {
-		e.touch()
-		return e.cert
+	if s := v.shards[v.index(h)].Load().wild.find(h, base); s != nil {
+		if c.capacity > 0 {
+			s.e.touch()
+		}
+		return s.cert
 	}
 	return nil
 }
@@ -388,11 +401,11 @@ func (c *cache) growLocked() {
 		sh := v.shards[i].Load()
 		sh.exact.each(func(k string, h uint64, e *entry) {
 			p := &parts[nv.index(h)]
-			p.exact = append(p.exact, slot{h, k, e})
+			p.exact = append(p.exact, slot{h: h, name: k, e: e})
 		})
 		sh.wild.each(func(k string, h uint64, e *entry) {
 			p := &parts[nv.index(h)]
-			p.wild = append(p.wild, slot{h, k, e})
+			p.wild = append(p.wild, slot{h: h, name: k, e: e})
 		})
 	}
 	for i, p := range parts {
