@@ -109,9 +109,13 @@ func TestManageStreamsNames(t *testing.T) {
 	half, done := int64(store.heapAt)-int64(before), int64(after)-int64(before)
 	t.Logf("%d names: heap +%d B (%.1f B/name) with half of them waiting, +%d B (%.1f B/name) once all were handled; peak %d goroutines (%d before)",
 		n, half, float64(half)/float64(n), done, float64(done)/float64(n), store.goroutines.Load(), base)
-	if half > done+1<<20 {
-		t.Errorf("with %d names waiting the heap grew by %d B, more than the %d B it holds once all %d are handled (+1 MiB): the names waiting cost %.0f B each",
-			n/2, half, done, n, float64(half-done)/float64(n/2))
+	// The other workers keep allocating while the probe's collection
+	// runs, so the heap read mid-call carries some of their garbage: allow
+	// 100 B per waiting name, far below what a goroutine per waiting name
+	// (2 KiB of stack at least) would cost.
+	if slack := int64(n/2) * 100; half > done+slack {
+		t.Errorf("with %d names waiting the heap grew by %d B, more than the %d B it holds once all %d are handled (+%d B): the names waiting cost %.0f B each",
+			n/2, half, done, n, slack, float64(half-done)/float64(n/2))
 	}
 	runtime.KeepAlive(names)
 	runtime.KeepAlive(err)
