@@ -89,6 +89,12 @@ type Server struct {
 	// request refused with the reason.
 	AuditLog *audit.Log
 
+	// OnDecision, if set, is called with each decision record that
+	// AuditLog receives (whether or not AuditLog is set), for example
+	// metrics.Collector.ObserveDecision. It is called on the goroutine
+	// that decided, and must be safe for concurrent use and not block.
+	OnDecision func(audit.Record)
+
 	// AllowedSources, if not empty, are the only client addresses
 	// (RemoteAddr) the ACME API answers; others get 403 unauthorized.
 	// Tenants may narrow it further (Policy.Sources).
