@@ -269,12 +269,14 @@ func TestRelayCertFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
 	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-token\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tenants.json"), []byte(`[{"id": "web", "policy": {"names": ["web.example.com"]}}]`), 0o600)
 	cfg := map[string]any{
-		"storage":   "store",
-		"listen":    "127.0.0.1:0",
-		"tls":       map[string]any{"cert_file": "relay.crt", "key_file": "relay.key"},
-		"admin":     map[string]any{"listen": "127.0.0.1:0", "token_file": "token"},
-		"upstreams": []any{map[string]any{"directory": ca.DirectoryURL(), "ca_roots": ca.rootsFile, "accept_tos": true, "account_key": "up.key"}},
+		"storage":      "store",
+		"listen":       "127.0.0.1:0",
+		"tls":          map[string]any{"cert_file": "relay.crt", "key_file": "relay.key"},
+		"admin":        map[string]any{"listen": "127.0.0.1:0", "token_file": "token"},
+		"upstreams":    []any{map[string]any{"directory": ca.DirectoryURL(), "ca_roots": ca.rootsFile, "accept_tos": true, "account_key": "up.key"}},
+		"tenants_file": "tenants.json",
 	}
 	file := filepath.Join(dir, "relay.json")
 	writeJSON(t, file, cfg)
@@ -301,6 +303,10 @@ func TestRelayCertFiles(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "up.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("upstream account key file: %v %v, want created 0600", err, fi)
+	}
+	// The tenants file was applied.
+	if r := runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "0123456789abcdef-token"}, "relay", "tenant", "list", "--admin", r.admin).ok(t); !strings.Contains(r.stdout, "web.example.com") {
+		t.Errorf("tenant list = %q, want the tenants file's", r.stdout)
 	}
 	// Its status page lists no certificate (the given one is not the
 	// Manager's) but answers.
