@@ -349,6 +349,8 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		AdminSources:    cfg.Admin.Sources,
 		FinalizeWait:    time.Duration(cfg.FinalizeWait),
 		UpstreamTimeout: time.Duration(cfg.UpstreamTimeout),
+		SharedNonces:    cfg.SharedNonces,
+		NonceLifetime:   time.Duration(cfg.NonceLifetime),
 		Logger:          logger,
 	}
 	// The closers run last first: the listeners, the relay (its

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/statuspage"
 	"github.com/tlsmint/tlsmint/storage"
+	"github.com/tlsmint/tlsmint/storage/postgres"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
@@ -343,4 +346,120 @@ func TestRelayCommand(t *testing.T) {
 			t.Errorf("audit trail has no %s record: %v", op, err)
 		}
 	}
+}
+
+// TestRelayCommandReplicasPostgres runs two `tlsmint relay` replicas on
+// one PostgreSQL storage with shared nonces, behind a balancer that sends
+// every connection to the other replica: a client registers and obtains
+// a certificate through both with no badNonce, and the upstream http-01
+// token presented by one replica is answered by the other (only one
+// listens on the CA's http-01 port).
+func TestRelayCommandReplicasPostgres(t *testing.T) {
+	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("TLSMINT_TEST_POSTGRES is not set: skipping the relay replicas test")
+	}
+	clean := func() {
+		s, err := postgres.New(context.Background(), postgres.Config{DSN: dsn})
+		if err != nil {
+			t.Fatalf("postgres.New: %v", err)
+		}
+		defer s.Close()
+		keys, _ := s.List(context.Background(), "relay/")
+		for _, k := range keys {
+			s.Delete(context.Background(), k)
+		}
+	}
+	clean()
+	t.Cleanup(clean)
+
+	ca := newCA(t, testpebble.Options{})
+	dir := t.TempDir()
+	cert := selfSigned(t, relayName, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	down := &solvers.HTTP01{}
+	dl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: down, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(dl)
+	t.Cleanup(func() { hs.Close() })
+
+	env := map[string]string{"TOKEN": "replica-admin-token-0123456789"}
+	var relays [2]*runningRelay
+	var addrs [2]string
+	for i, http01 := range []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())), "127.0.0.1:0"} {
+		cfg := map[string]any{
+			"storage": dsn, "listen": "127.0.0.1:0", "base_url": "https://" + relayName, "node": fmt.Sprintf("replica-%d", i+1),
+			"tls":           map[string]any{"cert_file": "relay.crt", "key_file": "relay.key"},
+			"admin":         map[string]any{"listen": "127.0.0.1:0", "token_env": "TOKEN"},
+			"http01_listen": http01,
+			"upstreams":     []any{map[string]any{"name": "pebble", "directory": ca.DirectoryURL(), "ca_roots": ca.rootsFile, "accept_tos": true}},
+			"validator":     map[string]any{"http_port": dl.Addr().(*net.TCPAddr).Port, "resolver": ca.DNS().Addr()},
+			"shared_nonces": true,
+		}
+		file := filepath.Join(dir, fmt.Sprintf("relay-%d.json", i+1))
+		writeJSON(t, file, cfg)
+		relays[i] = startRelay(t, file, env)
+		m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(relays[i].stderr.String())
+		if m == nil {
+			t.Fatalf("no listening line:\n%s", relays[i].stderr.String())
+		}
+		addrs[i] = m[1]
+	}
+	runCmd(t, nil, "relay", "tenant", "add", "team", "--config", filepath.Join(dir, "relay-2.json"), "--name", "example.com").ok(t)
+	var mint struct {
+		KeyID   string `json:"key_id"`
+		HMACKey string `json:"hmac_key"`
+	}
+	runCmd(t, nil, "relay", "eab", "mint", "team", "--config", filepath.Join(dir, "relay-1.json"), "--json").ok(t).decode(t, &mint)
+	mac, _ := acme.DecodeEABKey(mint.HMACKey)
+
+	roots := x509.NewCertPool()
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	roots.AddCert(leaf)
+	var conns atomic.Int32
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: relayName},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, addrs[conns.Add(1)%2])
+		},
+		DisableKeepAlives: true,
+	}}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c := &acme.Client{DirectoryURL: "https://" + relayName + "/directory", Key: key, HTTPClient: hc, PollInterval: 10 * time.Millisecond}
+	ctx := ctxT(t)
+	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
+		t.Fatalf("Register across the replicas: %v", err)
+	}
+	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := c.Obtain(ctx, acme.ObtainRequest{Identifiers: acme.DNSNames("replicas.example.com"), CertKey: certKey, Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: down}}); err != nil {
+		t.Fatalf("Obtain across the replicas: %v", err)
+	}
+	if conns.Load() < 8 {
+		t.Fatalf("%d connections: the balancer did not alternate", conns.Load())
+	}
+	for i, r := range relays {
+		_, body := get(t, r.admin+"/metrics")
+		if strings.Contains(string(body), `problem="badNonce"`) {
+			t.Errorf("replica %d refused a nonce with shared nonces:\n%s", i+1, grepLines(string(body), "tlsmint_decisions_total"))
+		}
+		if !strings.Contains(string(body), `tlsmint_decisions_total{operation="relay.`) {
+			t.Errorf("replica %d decided nothing: the balancer did not reach it", i+1)
+		}
+	}
+}
+
+// grepLines returns the lines of s that contain w.
+func grepLines(s, w string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, w) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

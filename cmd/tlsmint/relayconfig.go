@@ -63,6 +63,10 @@ type relayConfig struct {
 	UpstreamTimeout duration             `json:"upstream_timeout,omitzero"`
 	ShutdownTimeout duration             `json:"shutdown_timeout,omitzero"`
 	AuditRetention  duration             `json:"audit_retention,omitzero"`
+	// SharedNonces makes nonces valid at every replica on the storage
+	// (Server.SharedNonces), for NonceLifetime.
+	SharedNonces  bool     `json:"shared_nonces,omitempty"`
+	NonceLifetime duration `json:"nonce_lifetime,omitzero"`
 
 	dir string // the file's folder, for relative names
 }
