@@ -10,7 +10,8 @@
 // [Policy]), and finalize with their CSR. The relay then orders the same
 // names from an [Upstream], proves control there with its own solvers,
 // finalizes with the client's CSR (the client keeps its private key) and
-// hands the upstream's chains to the client. Renewal information, the
+// hands the upstream's chains to the client ([Server.Routes] choose the
+// upstreams of some names or addresses). Renewal information, the
 // "replaces" of a renewal and revocations are passed upstream.
 //
 // docs/relay.md lists exactly what is implemented and what is not.

@@ -63,6 +63,12 @@ type Server struct {
 	// asked. At least one is needed to issue anything.
 	Upstreams []*Upstream
 
+	// Routes send the orders they match to some of the Upstreams, in
+	// their own order (the first route that matches an order decides).
+	// An order no route matches goes to Upstreams in order. Empty means
+	// every order goes to Upstreams.
+	Routes []Route
+
 	// Anonymous, if not nil, is the policy of accounts registered without
 	// External Account Binding. Nil means every account needs an EAB key
 	// of a tenant (the directory says externalAccountRequired).
@@ -198,7 +204,21 @@ func (s *Server) init() {
 			}
 			seen[u.name()] = true
 		}
+		if err := s.checkRoutes(); err != nil {
+			s.initErr = err
+			return
+		}
 	})
+}
+
+// Validate reports a configuration the Server cannot serve with: no
+// Storage, a BaseURL that is not an absolute http(s) URL, an upstream
+// without a Client or two with one name, a route naming no upstream or
+// one not in Upstreams. While it returns an error, every request gets
+// 500 and the Go API returns it. It counts as the Server's first use.
+func (s *Server) Validate() error {
+	s.init()
+	return s.initErr
 }
 
 // Close stops the issuances running in the background and waits for them.

@@ -349,9 +349,13 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		AdminSources:    cfg.Admin.Sources,
 		FinalizeWait:    time.Duration(cfg.FinalizeWait),
 		UpstreamTimeout: time.Duration(cfg.UpstreamTimeout),
+		Routes:          cfg.Routes,
 		SharedNonces:    cfg.SharedNonces,
 		NonceLifetime:   time.Duration(cfg.NonceLifetime),
 		Logger:          logger,
+	}
+	if err := rt.srv.Validate(); err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("relay configuration: %w", err)}
 	}
 	// The closers run last first: the listeners, the relay (its
 	// issuances), the collector, the Manager, the trail, the storage.

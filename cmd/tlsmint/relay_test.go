@@ -145,6 +145,7 @@ func newRelayEnv(t *testing.T, modify func(map[string]any)) *relayEnv {
 		}},
 		"validator":        map[string]any{"http_port": e.downPort, "resolver": ca.DNS().Addr(), "timeout": "10s"},
 		"shutdown_timeout": "5s",
+		"routes":           []any{map[string]any{"names": []string{"example.com"}, "upstreams": []string{"pebble"}}},
 	}
 	if modify != nil {
 		modify(cfg)

@@ -67,6 +67,9 @@ type relayConfig struct {
 	// (Server.SharedNonces), for NonceLifetime.
 	SharedNonces  bool     `json:"shared_nonces,omitempty"`
 	NonceLifetime duration `json:"nonce_lifetime,omitzero"`
+	// Routes send the orders they match to some upstreams
+	// (Server.Routes).
+	Routes []relay.Route `json:"routes,omitempty"`
 
 	dir string // the file's folder, for relative names
 }
@@ -265,6 +268,17 @@ func (c *relayConfig) check() error {
 			return cfgErr(field+".name", "%q is used twice", u.Name)
 		}
 		seen[u.Name] = true
+	}
+	for i, r := range c.Routes {
+		field := fmt.Sprintf("routes[%d]", i)
+		if len(r.Upstreams) == 0 {
+			return cfgErr(field+".upstreams", "missing: the names of the upstreams to try, in order")
+		}
+		for j, n := range r.Upstreams {
+			if !seen[n] {
+				return cfgErr(fmt.Sprintf("%s.upstreams[%d]", field, j), "no upstream is called %q", clipStr(n, 64))
+			}
+		}
 	}
 	if c.Validator.Resolver != "" {
 		if _, _, err := net.SplitHostPort(c.Validator.Resolver); err != nil {

@@ -104,6 +104,10 @@ func TestRelayConfig(t *testing.T) {
 		{"bad anonymous policy", func(c map[string]any) { c["anonymous"] = map[string]any{"namez": []string{"x"}} }, `unknown field "namez"`},
 		{"bad resolver", func(c map[string]any) { c["validator"] = map[string]any{"resolver": "10.0.0.53"} }, "validator.resolver"},
 		{"bad port", func(c map[string]any) { c["validator"] = map[string]any{"http_port": 70000} }, "validator.http_port"},
+		{"route to no upstream", func(c map[string]any) {
+			c["routes"] = []any{map[string]any{"ip_ranges": []string{"0.0.0.0/0"}, "upstreams": []string{"nope"}}}
+		}, `routes[0].upstreams[0]: no upstream is called "nope"`},
+		{"route without upstreams", func(c map[string]any) { c["routes"] = []any{map[string]any{"names": []string{"a.example"}}} }, "routes[0].upstreams: missing"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
