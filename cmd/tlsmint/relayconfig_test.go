@@ -317,4 +317,7 @@ func TestRelayCertFiles(t *testing.T) {
 	if code, body := get(t, r.admin+"/status?format=json"); code != http.StatusOK {
 		t.Errorf("status: %d %s", code, body)
 	}
+	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") {
+		t.Errorf("metrics: %d %.500s", code, body)
+	}
 }
