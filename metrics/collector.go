@@ -99,6 +99,7 @@ type Collector struct {
 	rateLimits       *prometheus.CounterVec
 	refreshErrors    prometheus.Counter
 	probes           *probes
+	decisions        *decisions
 }
 
 // New returns a Collector for m's certificates. A nil m is allowed: the
@@ -118,6 +119,7 @@ func New(m *autotls.Manager, opts Options) *Collector {
 		rateLimited:     make(map[nameKey]time.Time),
 		starts:          make(map[string]time.Time),
 		probes:          newProbes(),
+		decisions:       newDecisions(),
 	}
 	if c.maxNames == 0 {
 		c.maxNames = DefaultMaxNames
@@ -147,6 +149,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.rateLimits.Describe(ch)
 	c.refreshErrors.Describe(ch)
 	c.probes.describe(ch)
+	c.decisions.total.Describe(ch)
 }
 
 // Collect implements [prometheus.Collector]. It reads Manager.Certificates
@@ -168,6 +171,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.rateLimits.Collect(ch)
 	c.refreshErrors.Collect(ch)
 	c.probes.collect(ch, c.maxNames)
+	c.decisions.total.Collect(ch)
 }
 
 // Close stops a background read of Manager.Certificates, waits for it to

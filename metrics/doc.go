@@ -19,6 +19,10 @@
 //	reg.MustRegister(c)
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
+// Or serve [Collector.Handler], which registers the collector with the Go
+// runtime's and the process's series in a registry of its own, so that a
+// program need not import client_golang itself.
+//
 // Manager.OnEvent holds one function: to handle events yourself too, call
 // [Collector.OnEvent] from yours. Manager.ACMEObserver holds one observer:
 // to feed an audit trail as well, give it an observer that calls both.
@@ -50,6 +54,11 @@
 //	tlsmint_rate_limited_total{issuer}
 //	tlsmint_on_demand_refused_total{reason}                             reason: no_server_name, invalid_name, not_allowed, on_demand_limited
 //	tlsmint_metrics_refresh_timestamp_seconds, tlsmint_metrics_refresh_errors_total
+//
+// From decision records given to [Collector.ObserveDecision] (set
+// relay.Server.OnDecision to it):
+//
+//	tlsmint_decisions_total{operation,outcome,problem}                  outcome: ok, failure, refused; at most 128 operations, then other
 //
 // From a [watchdog.Watchdog] whose OnResult is [Collector.ObserveProbe]
 // (what clients are actually served):

@@ -15,7 +15,7 @@ const OperationPrefix = "relay."
 // audit records the decision taken on the call: outcome, and the problem
 // when the request was refused or failed.
 func (c *call) audit(outcome string, p *acme.Problem) {
-	if c.s.AuditLog == nil {
+	if c.s.AuditLog == nil && c.s.OnDecision == nil {
 		return
 	}
 	r := audit.Record{
@@ -31,7 +31,7 @@ func (c *call) audit(outcome string, p *acme.Problem) {
 	if p != nil {
 		r.Problem, r.Detail, r.Status, r.RetryAfter = p.Type, p.Detail, p.Status, p.RetryAfter
 	}
-	c.s.AuditLog.Add(r)
+	c.s.decide(r)
 }
 
 // accepted records that the call's request was accepted.
@@ -48,11 +48,18 @@ func remoteAddr(s string) string {
 // auditBackground records a decision taken outside a request (the
 // upstream issuance of a finalized order).
 func (s *Server) auditBackground(r audit.Record) {
-	if s.AuditLog == nil {
-		return
-	}
 	r.Kind = audit.KindDecision
-	s.AuditLog.Add(r)
+	s.decide(r)
+}
+
+// decide hands a decision record to AuditLog and OnDecision.
+func (s *Server) decide(r audit.Record) {
+	if s.AuditLog != nil {
+		s.AuditLog.Add(r)
+	}
+	if s.OnDecision != nil {
+		s.OnDecision(r)
+	}
 }
 
 // names returns the identifiers' values, wildcards with their "*.".

@@ -71,14 +71,16 @@ func (s *Server) rateLimitedUpstream(u *Upstream, rec backoffRecord) *acme.Probl
 }
 
 // upstreamsAvailable refuses a new order with rateLimited and the
-// earliest Retry-After when every upstream is in back-off: the client
-// waits, rather than the relay asking a CA that said no.
-func (c *call) upstreamsAvailable() *acme.Problem {
-	if len(c.s.Upstreams) == 0 {
+// earliest Retry-After when every upstream the order would go to (its
+// route's, see Server.Routes) is in back-off: the client waits, rather
+// than the relay asking a CA that said no.
+func (c *call) upstreamsAvailable(tenant string, ids []acme.Identifier) *acme.Problem {
+	ups, _ := c.s.routeFor(tenant, ids)
+	if len(ups) == 0 {
 		return nil
 	}
 	var first *acme.Problem
-	for _, u := range c.s.Upstreams {
+	for _, u := range ups {
 		rec, err := c.s.backoff(c.ctx, u)
 		if err != nil {
 			return c.storageFailed(err)
@@ -90,6 +92,6 @@ func (c *call) upstreamsAvailable() *acme.Problem {
 			first = p
 		}
 	}
-	first.Detail = "every upstream CA is rate limited: " + first.Detail
+	first.Detail = "every upstream CA for these names is rate limited: " + first.Detail
 	return first
 }

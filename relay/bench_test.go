@@ -2,26 +2,36 @@ package relay_test
 
 import (
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
 // BenchmarkObtain compares one client obtaining single-name certificates
 // directly from the test CA with the same client through the relay (its
 // validation, the upstream order and the download included), with the
-// relay's state in memory and in files: the difference is the latency the
+// relay's state in memory, in files and in PostgreSQL (when
+// TLSMINT_TEST_POSTGRES is set), with nonces in memory and shared
+// through the storage (SharedNonces): the difference is the latency the
 // relay adds per certificate, and certs/s the orders per second one
 // sequential client gets through.
 func BenchmarkObtain(b *testing.B) {
-	for _, via := range []string{"direct", "relay", "relay-files"} {
+	for _, via := range []string{"direct", "relay", "relay-files", "relay-shared-nonces", "relay-files-shared-nonces", "relay-postgres", "relay-postgres-shared-nonces"} {
 		b.Run(via, func(b *testing.B) {
 			var o envOptions
-			if via == "relay-files" {
+			switch {
+			case strings.HasPrefix(via, "relay-files"):
 				o.store = storage.Dir(b.TempDir())
+			case strings.HasPrefix(via, "relay-postgres"):
+				o.store = postgresStores(b, 1)[0] // skips without TLSMINT_TEST_POSTGRES
+			}
+			if strings.HasSuffix(via, "shared-nonces") {
+				o.modify = func(s *relay.Server) { s.SharedNonces = true }
 			}
 			e := newEnv(b, o)
 			var c *acme.Client

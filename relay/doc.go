@@ -10,7 +10,8 @@
 // [Policy]), and finalize with their CSR. The relay then orders the same
 // names from an [Upstream], proves control there with its own solvers,
 // finalizes with the client's CSR (the client keeps its private key) and
-// hands the upstream's chains to the client. Renewal information, the
+// hands the upstream's chains to the client ([Server.Routes] choose the
+// upstreams of some names or addresses). Renewal information, the
 // "replaces" of a renewal and revocations are passed upstream.
 //
 // docs/relay.md lists exactly what is implemented and what is not.
@@ -36,7 +37,8 @@
 // serialization with one signature and no unprotected header, an "alg"
 // matching the key (ES256, ES384, RS256; ECDSA P-256/P-384 and RSA
 // 2048/3072/4096 keys), exactly one of "jwk" (newAccount, revokeCert) and
-// "kid" (everything else), a nonce issued by this Server and used once,
+// "kid" (everything else), a nonce issued by this Server (or, with
+// SharedNonces, by any replica on the storage) and used once,
 // and a "url" equal to the request's URL. Identifiers, contacts and CSRs
 // are checked as strictly before anything is stored or sent upstream.
 //
@@ -55,7 +57,10 @@
 // [storage.Storage], under "relay/", so a restarted Server, or another
 // replica on the same storage, carries on. Nonces live in memory (bounded
 // by MaxNonces): they do not survive a restart and are valid only at the
-// process that issued them.
+// process that issued them — unless [Server.SharedNonces] is set, which
+// makes them valid at every replica on the storage (a MAC under a key in
+// the storage, and a record of each redeemed nonce, so each is accepted
+// once by all the replicas together).
 //
 // # Security
 //

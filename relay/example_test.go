@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 
 	"github.com/tlsmint/tlsmint/acme"
@@ -107,5 +108,31 @@ func ExampleServer_AdminHandler() {
 	}
 	defer srv.Close()
 	go func() { log.Fatal(http.ListenAndServe("127.0.0.1:8081", srv.AdminHandler())) }()
+	log.Fatal(http.ListenAndServeTLS(":443", "relay.crt", "relay.key", srv))
+}
+
+// ExampleServer_Routes configures replicas of a relay on one PostgreSQL
+// storage behind a load balancer: shared nonces, IP addresses to Let's
+// Encrypt's shortlived profile, the names of a legacy zone to a private CA
+// first. It compiles but does not run (it needs the CAs and a database).
+func ExampleServer_Routes() {
+	var (
+		store      storage.Storage // storage/postgres, shared by every replica
+		le, inside *relay.Upstream // Name "letsencrypt" and "private"
+	)
+	srv := &relay.Server{
+		Storage:      store,
+		BaseURL:      "https://acme.internal.example",
+		Upstreams:    []*relay.Upstream{le, inside},
+		SharedNonces: true, // any replica accepts any replica's nonce, once
+		Routes: []relay.Route{
+			{IPRanges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Upstreams: []string{"letsencrypt"}, Profile: "shortlived"},
+			{Names: []string{"legacy.example.com"}, Upstreams: []string{"private", "letsencrypt"}},
+		},
+	}
+	if err := srv.Validate(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
 	log.Fatal(http.ListenAndServeTLS(":443", "relay.crt", "relay.key", srv))
 }

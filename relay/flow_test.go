@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
@@ -143,5 +145,51 @@ func TestConcurrentClients(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent Obtain: %v", err)
+	}
+}
+
+// TestOnDecision: OnDecision sees the records AuditLog gets — accepted
+// requests, refusals with their problem, and the background issuance —
+// also without an AuditLog.
+func TestOnDecision(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []audit.Record
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) {
+		s.AuditLog = nil
+		s.OnDecision = func(r audit.Record) {
+			mu.Lock()
+			got = append(got, r)
+			mu.Unlock()
+		}
+	}})
+	c := e.registered(t)
+	if _, err := e.obtain(t, c, acme.DNSNames("decisions.example.com"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.obtain(t, c, acme.DNSNames("outside.example.net"), nil)
+	wantProblem(t, err, "rejectedIdentifier", 0)
+	// The issue record is made before the issuance's done channel closes,
+	// which the finalize answer waited for.
+	has := func(op, outcome, problem string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range got {
+			if r.Operation == relay.OperationPrefix+op && r.Outcome == outcome && r.Kind == audit.KindDecision && strings.HasSuffix(r.Problem, problem) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, w := range []struct{ op, outcome, problem string }{
+		{"newAccount", audit.OutcomeOK, ""},
+		{"newOrder", audit.OutcomeOK, ""},
+		{"finalize", audit.OutcomeOK, ""},
+		{"issue", audit.OutcomeOK, ""},
+		{"newOrder", audit.OutcomeRefused, "rejectedIdentifier"},
+	} {
+		if !has(w.op, w.outcome, w.problem) {
+			t.Errorf("no %s %s %s decision among %d records", w.op, w.outcome, w.problem, len(got))
+		}
 	}
 }

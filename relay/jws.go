@@ -224,8 +224,8 @@ func (c *call) verify(mode authMode) (*signed, *acme.Problem) {
 	if h.Nonce == "" {
 		return nil, problem(probBadNonce, http.StatusBadRequest, "the JWS has no nonce")
 	}
-	if !s.nonces.redeem(h.Nonce) {
-		return nil, problem(probBadNonce, http.StatusBadRequest, "the nonce is unknown, expired or already used")
+	if p := c.redeemNonce(h.Nonce); p != nil {
+		return nil, p
 	}
 	u, _ := h.ExtraHeaders["url"].(string)
 	if u == "" {

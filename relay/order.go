@@ -190,7 +190,7 @@ func (s *Server) newOrder(c *call) {
 			return
 		}
 	}
-	if p := c.upstreamsAvailable(); p != nil {
+	if p := c.upstreamsAvailable(req.account.Tenant, ids); p != nil {
 		c.fail(p)
 		return
 	}

@@ -88,28 +88,38 @@ func TestReplicasSharingStorage(t *testing.T) {
 }
 
 func TestReplicasSharingPostgres(t *testing.T) {
+	stores := postgresStores(t, 2)
+	t.Parallel()
+	testReplicas(t, stores[0], stores[1])
+}
+
+// postgresStores returns n PostgreSQL storages on the same new tables
+// (dropped when the test ends), or skips the test without
+// TLSMINT_TEST_POSTGRES.
+func postgresStores(t testing.TB, n int) []storage.Storage {
+	t.Helper()
 	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
 	if dsn == "" {
 		t.Skip("PostgreSQL test skipped: set TLSMINT_TEST_POSTGRES to the DSN of a disposable PostgreSQL server, or run .ci/run, which starts one")
 	}
-	t.Parallel()
 	b := make([]byte, 5)
 	rand.Read(b)
 	prefix := "relay" + hex.EncodeToString(b) + "_"
-	open := func() storage.Storage {
+	t.Cleanup(func() { dropTables(t, dsn, prefix) })
+	var out []storage.Storage
+	for range n {
 		s, err := postgres.New(ctxT(t), postgres.Config{DSN: dsn, TablePrefix: prefix})
 		if err != nil {
 			t.Fatalf("postgres.New: %v", err)
 		}
 		t.Cleanup(func() { s.Close() })
-		return s
+		out = append(out, s)
 	}
-	t.Cleanup(func() { dropTables(t, dsn, prefix) })
-	testReplicas(t, open(), open())
+	return out
 }
 
 // dropTables removes a test's PostgreSQL tables.
-func dropTables(t *testing.T, dsn, prefix string) {
+func dropTables(t testing.TB, dsn, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, dsn)

@@ -63,6 +63,12 @@ type Server struct {
 	// asked. At least one is needed to issue anything.
 	Upstreams []*Upstream
 
+	// Routes send the orders they match to some of the Upstreams, in
+	// their own order (the first route that matches an order decides).
+	// An order no route matches goes to Upstreams in order. Empty means
+	// every order goes to Upstreams.
+	Routes []Route
+
 	// Anonymous, if not nil, is the policy of accounts registered without
 	// External Account Binding. Nil means every account needs an EAB key
 	// of a tenant (the directory says externalAccountRequired).
@@ -89,6 +95,12 @@ type Server struct {
 	// request refused with the reason.
 	AuditLog *audit.Log
 
+	// OnDecision, if set, is called with each decision record that
+	// AuditLog receives (whether or not AuditLog is set), for example
+	// metrics.Collector.ObserveDecision. It is called on the goroutine
+	// that decided, and must be safe for concurrent use and not block.
+	OnDecision func(audit.Record)
+
 	// AllowedSources, if not empty, are the only client addresses
 	// (RemoteAddr) the ACME API answers; others get 403 unauthorized.
 	// Tenants may narrow it further (Policy.Sources).
@@ -107,8 +119,21 @@ type Server struct {
 
 	// MaxNonces bounds the issued, unused nonces remembered. Zero means
 	// DefaultMaxNonces. Nonces live in memory: a restart invalidates them
-	// (clients retry on badNonce).
+	// (clients retry on badNonce). Unused with SharedNonces.
 	MaxNonces int
+
+	// SharedNonces makes every nonce valid at every Server on the same
+	// Storage (replicas behind a load balancer that is not sticky), and
+	// across restarts, for NonceLifetime: a nonce carries its issue time
+	// and a MAC under a key kept in the Storage, and each redemption is
+	// recorded in the Storage under a lock, so a nonce is accepted once
+	// by all the replicas together. It costs a lock, a Stat and a Store
+	// per signed request. False keeps nonces in this process's memory.
+	SharedNonces bool
+
+	// NonceLifetime is how long a shared nonce stays valid. Zero means
+	// DefaultNonceLifetime.
+	NonceLifetime time.Duration
 
 	// FinalizeWait is how long a finalize request waits for the upstream
 	// certificate before answering "processing" (the client then polls).
@@ -126,8 +151,9 @@ type Server struct {
 	once    sync.Once
 	initErr error
 	nonces  *nonces
-	base    *url.URL // parsed BaseURL, nil when empty
-	prefix  string   // BaseURL's path without a trailing slash
+	shared  *sharedNonces // with SharedNonces
+	base    *url.URL      // parsed BaseURL, nil when empty
+	prefix  string        // BaseURL's path without a trailing slash
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -139,7 +165,15 @@ type Server struct {
 
 func (s *Server) init() {
 	s.once.Do(func() {
-		s.nonces = newNonces(s.MaxNonces)
+		if s.SharedNonces {
+			lt := s.NonceLifetime
+			if lt <= 0 {
+				lt = DefaultNonceLifetime
+			}
+			s.shared = &sharedNonces{s: s, lifetime: lt}
+		} else {
+			s.nonces = newNonces(s.MaxNonces)
+		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.running = map[string]chan struct{}{}
 		if s.now == nil {
@@ -170,7 +204,21 @@ func (s *Server) init() {
 			}
 			seen[u.name()] = true
 		}
+		if err := s.checkRoutes(); err != nil {
+			s.initErr = err
+			return
+		}
 	})
+}
+
+// Validate reports a configuration the Server cannot serve with: no
+// Storage, a BaseURL that is not an absolute http(s) URL, an upstream
+// without a Client or two with one name, a route naming no upstream or
+// one not in Upstreams. While it returns an error, every request gets
+// 500 and the Go API returns it. It counts as the Server's first use.
+func (s *Server) Validate() error {
+	s.init()
+	return s.initErr
 }
 
 // Close stops the issuances running in the background and waits for them.
@@ -313,7 +361,9 @@ func (s *Server) route(c *call, p string) {
 		if !c.method(http.MethodGet, http.MethodHead) {
 			return
 		}
-		c.nonce()
+		if !c.nonce() {
+			return
+		}
 		c.link(c.url(pathDirectory), "index")
 		if c.r.Method == http.MethodHead {
 			c.w.WriteHeader(http.StatusOK)
@@ -331,7 +381,9 @@ func (s *Server) route(c *call, p string) {
 		return
 	}
 	// Everything else is a JWS POST, answered with a fresh nonce.
-	c.nonce()
+	if !c.nonce() {
+		return
+	}
 	c.link(c.url(pathDirectory), "index")
 	if !c.method(http.MethodPost) {
 		return
@@ -410,8 +462,39 @@ func (c *call) url(path string) string { return c.origin + c.s.prefix + path }
 // and the request's path exactly as sent.
 func (c *call) requestURL() string { return c.origin + c.r.URL.RequestURI() }
 
-// nonce adds a fresh Replay-Nonce to the response.
-func (c *call) nonce() { c.w.Header().Set("Replay-Nonce", c.s.nonces.issue()) }
+// nonce adds a fresh Replay-Nonce to the response. When no nonce can be
+// made (the storage of shared nonces failed) it answers the request with
+// a problem and returns false.
+func (c *call) nonce() bool {
+	if c.s.shared == nil {
+		c.w.Header().Set("Replay-Nonce", c.s.nonces.issue())
+		return true
+	}
+	v, err := c.s.shared.issue(c.ctx)
+	if err != nil {
+		c.fail(c.storageFailed(err))
+		return false
+	}
+	c.w.Header().Set("Replay-Nonce", v)
+	return true
+}
+
+// redeemNonce reports whether v is a valid nonce, using it up.
+func (c *call) redeemNonce(v string) *acme.Problem {
+	ok := false
+	if c.s.shared == nil {
+		ok = c.s.nonces.redeem(v)
+	} else {
+		var err error
+		if ok, err = c.s.shared.redeem(c.ctx, v); err != nil {
+			return c.storageFailed(err)
+		}
+	}
+	if !ok {
+		return problem(probBadNonce, http.StatusBadRequest, "the nonce is unknown, expired or already used")
+	}
+	return nil
+}
 
 // link adds a Link header.
 func (c *call) link(target, rel string) {

@@ -83,8 +83,9 @@ func (noSolver) Present(context.Context, acme.Challenge) error {
 }
 func (noSolver) CleanUp(context.Context, acme.Challenge) error { return nil }
 
-// obtain runs the upstream issuance of one downstream order.
-func (u *Upstream) obtain(ctx context.Context, o *orderRecord) (*acme.Certificate, error) {
+// obtain runs the upstream issuance of one downstream order, asking for
+// profile.
+func (u *Upstream) obtain(ctx context.Context, o *orderRecord, profile string) (*acme.Certificate, error) {
 	if err := u.ensureAccount(ctx); err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func (u *Upstream) obtain(ctx context.Context, o *orderRecord) (*acme.Certificat
 		CSR:            o.CSR,
 		Solvers:        solvers,
 		ChallengeTypes: u.ChallengeTypes,
-		Profile:        o.Profile,
+		Profile:        profile,
 		Replaces:       o.Replaces,
 	})
 }
@@ -151,16 +152,21 @@ func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
 	return done
 }
 
-// obtainUpstream asks each upstream in turn until one issues.
+// obtainUpstream asks each upstream of the order's route in turn until
+// one issues.
 func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Certificate, *Upstream, error) {
+	ups, profile := s.routeFor(o.Tenant, o.Identifiers)
+	if o.Profile != "" {
+		profile = o.Profile
+	}
 	var last error
-	for _, u := range s.Upstreams {
+	for _, u := range ups {
 		if rec, err := s.backoff(ctx, u); err == nil && !rec.Until.IsZero() {
 			last = fmt.Errorf("upstream %s: %w", u.name(), s.rateLimitedUpstream(u, rec))
 			continue
 		}
 		start := s.now()
-		cert, err := u.obtain(ctx, o)
+		cert, err := u.obtain(ctx, o, profile)
 		if err == nil {
 			return cert, u, nil
 		}

@@ -3,7 +3,8 @@
 // certificates, shows what a storage holds and what the audit trail
 // recorded, checks what a server actually serves, and imports the
 // certificates of golang.org/x/crypto/acme/autocert and certmagic, so
-// that a migration re-orders nothing.
+// that a migration re-orders nothing. tlsmint relay runs the ACME relay
+// of package relay from a JSON configuration file (docs/relay.md).
 //
 // Usage:
 //
@@ -22,6 +23,9 @@
 //	tlsmint check example.com:443 --warn 14d
 //	tlsmint import autocert /var/cache/autocert --storage /var/lib/tlsmint
 //	tlsmint import certmagic ~/.local/share/certmagic --storage /var/lib/tlsmint
+//	tlsmint relay --config /etc/tlsmint/relay.json
+//	tlsmint relay tenant add web --config /etc/tlsmint/relay.json --name web.example.com
+//	tlsmint relay eab mint web --admin http://127.0.0.1:8081
 //
 // Every command has --help with examples. Flags can also be set from
 // environment variables (TLSMINT_CA, TLSMINT_CA_ROOTS, TLSMINT_STORAGE,

@@ -152,6 +152,7 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 		a.rateLimitsCommand(),
 		a.checkCommand(),
 		a.importCommand(),
+		a.relayCommand(),
 	)
 	return root
 }
@@ -159,18 +160,21 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 // envFlags are the flags that environment variables set, when not given
 // on the command line.
 var envFlags = map[string]string{
-	"ca":              "TLSMINT_CA",
-	"ca-roots":        "TLSMINT_CA_ROOTS",
-	"storage":         "TLSMINT_STORAGE",
-	"account-key":     "TLSMINT_ACCOUNT_KEY",
-	"email":           "TLSMINT_EMAIL",
-	"eab-kid":         "TLSMINT_EAB_KID",
-	"eab-hmac-file":   "TLSMINT_EAB_HMAC_FILE",
-	"key-type":        "TLSMINT_KEY_TYPE",
-	"profile":         "TLSMINT_PROFILE",
-	"preferred-chain": "TLSMINT_PREFERRED_CHAIN",
-	"http":            "TLSMINT_HTTP",
-	"tls-alpn":        "TLSMINT_TLS_ALPN",
+	"ca":               "TLSMINT_CA",
+	"ca-roots":         "TLSMINT_CA_ROOTS",
+	"storage":          "TLSMINT_STORAGE",
+	"account-key":      "TLSMINT_ACCOUNT_KEY",
+	"email":            "TLSMINT_EMAIL",
+	"eab-kid":          "TLSMINT_EAB_KID",
+	"eab-hmac-file":    "TLSMINT_EAB_HMAC_FILE",
+	"key-type":         "TLSMINT_KEY_TYPE",
+	"profile":          "TLSMINT_PROFILE",
+	"preferred-chain":  "TLSMINT_PREFERRED_CHAIN",
+	"http":             "TLSMINT_HTTP",
+	"tls-alpn":         "TLSMINT_TLS_ALPN",
+	"config":           "TLSMINT_RELAY_CONFIG",
+	"admin":            "TLSMINT_RELAY_ADMIN",
+	"admin-token-file": "TLSMINT_RELAY_ADMIN_TOKEN_FILE",
 }
 
 // applyEnv sets the flags of cmd that the command line left alone from

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
+)
+
+// validConfig is a configuration that parses; tests break one field.
+func validConfig() map[string]any {
+	return map[string]any{
+		"storage": "/var/lib/tlsmint-relay",
+		"tls":     map[string]any{"names": []string{"acme.internal.example"}, "accept_tos": true},
+		"admin":   map[string]any{"token_file": "admin-token"},
+		"upstreams": []any{map[string]any{
+			"name": "le", "directory": "letsencrypt-staging", "accept_tos": true,
+		}},
+	}
+}
+
+func TestRelayConfig(t *testing.T) {
+	b, _ := json.Marshal(validConfig())
+	cfg, err := parseRelayConfig(b, "/etc/tlsmint")
+	if err != nil {
+		t.Fatalf("parseRelayConfig: %v", err)
+	}
+	if cfg.Listen != ":443" || cfg.Admin.Listen != "127.0.0.1:8081" || cfg.Admin.TokenFile != "/etc/tlsmint/admin-token" || cfg.TLS.CA != "letsencrypt" || time.Duration(cfg.ShutdownTimeout) != 10*time.Second {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if got := relayBaseURL(cfg); got != "https://acme.internal.example" {
+		t.Errorf("base URL = %q, want https://acme.internal.example", got)
+	}
+	cfg.Listen = ":8443"
+	if got := relayBaseURL(cfg); got != "https://acme.internal.example:8443" {
+		t.Errorf("base URL = %q, want the port", got)
+	}
+	if len(cfg.Upstreams[0].Challenges) != 0 {
+		t.Errorf("challenges without http01_listen = %v, want none", cfg.Upstreams[0].Challenges)
+	}
+
+	bad := []struct {
+		name   string
+		modify func(map[string]any)
+		want   string
+	}{
+		{"no storage", func(c map[string]any) { delete(c, "storage") }, "storage: missing"},
+		{"unknown field", func(c map[string]any) { c["listen_addr"] = ":443" }, `unknown field "listen_addr"`},
+		{"bad listen", func(c map[string]any) { c["listen"] = "443" }, "listen:"},
+		{"bad base URL", func(c map[string]any) { c["base_url"] = "http://acme.example" }, "base_url:"},
+		{"no certificate", func(c map[string]any) { c["tls"] = map[string]any{} }, "tls: no certificate"},
+		{"both certificate and names", func(c map[string]any) {
+			c["tls"] = map[string]any{"names": []string{"a.example"}, "cert_file": "c", "key_file": "k", "accept_tos": true}
+		}, "tls: both"},
+		{"cert without key", func(c map[string]any) { c["tls"] = map[string]any{"cert_file": "c"} }, "go together"},
+		{"wildcard name", func(c map[string]any) {
+			c["tls"] = map[string]any{"names": []string{"*.example.com"}, "accept_tos": true}
+		}, "tls.names[0]"},
+		{"terms not accepted", func(c map[string]any) { c["tls"] = map[string]any{"names": []string{"a.example"}} }, "tls.accept_tos"},
+		{"http CA", func(c map[string]any) {
+			c["tls"] = map[string]any{"names": []string{"a.example"}, "accept_tos": true, "ca": "http://ca.example/dir"}
+		}, "tls.ca:"},
+		{"no admin token", func(c map[string]any) { c["admin"] = map[string]any{} }, "admin: no token_file or token_env"},
+		{"two admin tokens", func(c map[string]any) { c["admin"] = map[string]any{"token_file": "t", "token_env": "T"} }, "both token_file and token_env"},
+		{"admin TLS with a bad listen", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "localhost"} }, "admin.listen"},
+		{"no upstream", func(c map[string]any) { c["upstreams"] = []any{} }, "upstreams: none"},
+		{"upstream without directory", func(c map[string]any) { c["upstreams"] = []any{map[string]any{"accept_tos": true}} }, "upstreams[0].directory: missing"},
+		{"upstream terms", func(c map[string]any) { c["upstreams"] = []any{map[string]any{"directory": "zerossl"}} }, "upstreams[0].accept_tos"},
+		{"two upstreams one name", func(c map[string]any) {
+			u := map[string]any{"name": "x", "directory": "zerossl", "accept_tos": true}
+			c["upstreams"] = []any{u, u}
+		}, `upstreams[1].name: "x" is used twice`},
+		{"EAB MAC in the file", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "eab": map[string]any{"key_id": "k", "hmac_key": "secret"}}}
+		}, `unknown field "hmac_key"`},
+		{"EAB without MAC", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "eab": map[string]any{"key_id": "k"}}}
+		}, "upstreams[0].eab: give the MAC key's hmac_file or hmac_env"},
+		{"http-01 without listener", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "challenges": []string{"http-01"}}}
+		}, "http-01 needs http01_listen"},
+		{"unknown challenge", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "challenges": []string{"dns-42"}}}
+		}, `challenges[0]: "dns-42"`},
+		{"bad email", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "email": "ops at example"}}
+		}, "upstreams[0].email"},
+		{"bad duration", func(c map[string]any) { c["finalize_wait"] = "3 seconds" }, "duration"},
+		{"numeric duration", func(c map[string]any) { c["finalize_wait"] = 3 }, "a duration is a string"},
+		{"negative duration", func(c map[string]any) { c["shutdown_timeout"] = "-1s" }, "negative"},
+		{"bad source", func(c map[string]any) { c["allowed_sources"] = []string{"10.0.0.0/33"} }, "10.0.0.0/33"},
+		{"bad anonymous policy", func(c map[string]any) { c["anonymous"] = map[string]any{"namez": []string{"x"}} }, `unknown field "namez"`},
+		{"bad resolver", func(c map[string]any) { c["validator"] = map[string]any{"resolver": "10.0.0.53"} }, "validator.resolver"},
+		{"bad port", func(c map[string]any) { c["validator"] = map[string]any{"http_port": 70000} }, "validator.http_port"},
+		{"route to no upstream", func(c map[string]any) {
+			c["routes"] = []any{map[string]any{"ip_ranges": []string{"0.0.0.0/0"}, "upstreams": []string{"nope"}}}
+		}, `routes[0].upstreams[0]: no upstream is called "nope"`},
+		{"route without upstreams", func(c map[string]any) { c["routes"] = []any{map[string]any{"names": []string{"a.example"}}} }, "routes[0].upstreams: missing"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			tc.modify(c)
+			b, _ := json.Marshal(c)
+			_, err := parseRelayConfig(b, "/etc")
+			if !errors.Is(err, errRelayConfig) {
+				t.Fatalf("got %v, want an error matching errRelayConfig", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+	for name, data := range map[string]string{
+		"empty":        "",
+		"not JSON":     "storage = /var/lib",
+		"two values":   `{"storage": "/x"} {}`,
+		"a list":       `[]`,
+		"syntax error": "{\n\"storage\": \"/x\",\n}",
+		"huge":         `{"storage": "` + strings.Repeat("x", maxConfigSize) + `"}`,
+	} {
+		if _, err := parseRelayConfig([]byte(data), "/etc"); !errors.Is(err, errRelayConfig) {
+			t.Errorf("%s: got %v, want an error matching errRelayConfig", name, err)
+		}
+	}
+	if _, err := parseRelayConfig([]byte("{\n\"storage\": \"/x\",\n}"), "/etc"); err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("syntax error: got %v, want the line", err)
+	}
+}
+
+func TestParseTenants(t *testing.T) {
+	ts, err := parseTenants([]byte(`[{"id": "web", "policy": {"names": ["web.example.com"], "rate_limit": {"orders": 5, "period": "1h"}}}]`))
+	if err != nil || len(ts) != 1 || ts[0].ID != "web" || ts[0].Policy.RateLimit.Orders != 5 {
+		t.Fatalf("parseTenants = %+v, %v", ts, err)
+	}
+	for _, in := range []string{`{}`, `[{"policy": {}}]`, `[{"id": "a"}, {"id": "a"}]`, `[{"id": "a", "policy": {"names": 1}}]`, `[{"id": "a", "extra": 1}]`} {
+		if _, err := parseTenants([]byte(in)); !errors.Is(err, errRelayConfig) {
+			t.Errorf("parseTenants(%s): got %v, want errRelayConfig", in, err)
+		}
+	}
+}
+
+// FuzzRelayConfig: any file gives a configuration or an error matching
+// errRelayConfig, never a panic; a configuration parses again the same.
+func FuzzRelayConfig(f *testing.F) {
+	b, _ := json.Marshal(validConfig())
+	f.Add(b)
+	f.Add([]byte(`{"storage": "x", "tls": {"cert_file": "c", "key_file": "k"}, "admin": {"token_env": "T"}, "upstreams": [{"directory": "https://ca.example/dir", "accept_tos": true}], "finalize_wait": "1s"}`))
+	f.Add([]byte(`[{"id": "web", "policy": {}}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := parseRelayConfig(data, "/etc")
+		if err != nil {
+			if !errors.Is(err, errRelayConfig) {
+				t.Fatalf("error %v does not match errRelayConfig", err)
+			}
+			return
+		}
+		again, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatalf("Marshal: %v", err)
+		}
+		if _, err := parseRelayConfig(again, "/etc"); err != nil {
+			t.Fatalf("a configuration does not parse again: %v\n%s", err, again)
+		}
+		parseTenants(data)
+	})
+}
+
+// TestRelayCommandErrors: a wrong configuration, token or port is a
+// clear message and exit 2 (or 1), before anything is served.
+func TestRelayCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	runCmd(t, nil, "relay").fails(t, exitUsage, "pass --config FILE")
+	runCmd(t, nil, "relay", "--config", filepath.Join(dir, "missing.json")).fails(t, exitUsage, "does not exist")
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"storage": "s", "bogus": 1}`), 0o600)
+	runCmd(t, nil, "relay", "--config", bad).fails(t, exitUsage, "relay configuration", `unknown field "bogus"`)
+
+	cfg := validConfig()
+	cfg["storage"] = "store"
+	cfg["admin"] = map[string]any{"token_env": "TOKEN", "listen": "127.0.0.1:0"}
+	file := filepath.Join(dir, "relay.json")
+	writeJSON(t, file, cfg)
+	runCmd(t, nil, "relay", "--config", file).fails(t, exitUsage, "TOKEN is empty")
+	runCmd(t, map[string]string{"TOKEN": "short"}, "relay", "--config", file).fails(t, exitUsage, "at least 16")
+
+	// The tenant commands need somewhere to go, and check their flags.
+	runCmd(t, nil, "relay", "tenant", "list").fails(t, exitUsage, "no relay to talk to")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file).fails(t, exitUsage, "no policy")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--ip", "10.0.0.0/99").fails(t, exitUsage, "--ip")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--rate-limit", "5").fails(t, exitUsage, "--rate-limit")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--policy", "p.json").fails(t, exitUsage, "do not go together")
+	runCmd(t, nil, "relay", "tenant", "add", "Bad/ID", "--config", file, "--name", "a.example").fails(t, exitUsage, "invalid tenant")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "bad..name").fails(t, exitUsage, "invalid tenant")
+	runCmd(t, nil, "relay", "tenant", "remove", "x", "--config", file).fails(t, exitUsage, "--yes")
+	runCmd(t, nil, "relay", "tenant", "remove", "x", "--config", file, "--yes").fails(t, exitFailure, "HTTP 404")
+	runCmd(t, nil, "relay", "eab", "mint", "nobody", "--config", file).fails(t, exitFailure, "HTTP 404", "no such tenant")
+	runCmd(t, nil, "relay", "eab", "list", "x", "--admin", "ftp://x").fails(t, exitUsage, "--admin")
+	runCmd(t, nil, "relay", "eab", "list", "x", "--admin", "http://127.0.0.1:1").fails(t, exitUsage, "TLSMINT_RELAY_ADMIN_TOKEN is empty")
+	runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "t"}, "relay", "eab", "list", "x", "--admin", "http://127.0.0.1:1").fails(t, exitFailure, "cannot reach the relay's admin API")
+}
+
+// TestRelayDirectStorage: tenants and EAB keys made directly in the
+// storage (no relay running), with a policy file, listed and removed.
+func TestRelayDirectStorage(t *testing.T) {
+	dir := t.TempDir()
+	cfg := validConfig()
+	cfg["storage"] = "store"
+	file := filepath.Join(dir, "relay.json")
+	writeJSON(t, file, cfg)
+	pol := filepath.Join(dir, "policy.json")
+	os.WriteFile(pol, []byte(`{"names": ["ci.example.com"], "key_types": ["P-256"], "max_names": 5}`), 0o600)
+	runCmd(t, nil, "relay", "tenant", "add", "ci", "--config", file, "--policy", pol).ok(t)
+	var mint struct {
+		KeyID   string `json:"key_id"`
+		HMACKey string `json:"hmac_key"`
+	}
+	runCmd(t, nil, "relay", "eab", "mint", "ci", "--config", file, "--json").ok(t).decode(t, &mint)
+	if mac, err := acme.DecodeEABKey(mint.HMACKey); err != nil || len(mac) != 32 {
+		t.Fatalf("minted MAC key %q: %v (%d bytes), want 32 bytes", mint.HMACKey, err, len(mac))
+	}
+	r := runCmd(t, nil, "relay", "eab", "list", "ci", "--config", file).ok(t)
+	if !strings.Contains(r.stdout, mint.KeyID) || strings.Contains(r.stdout, mint.HMACKey) {
+		t.Errorf("eab list shows %q, want the key ID and never the MAC key", r.stdout)
+	}
+	// The storage holds the MAC key: every file is 0600.
+	files := 0
+	filepath.WalkDir(filepath.Join(dir, "store"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files++
+			if fi, _ := d.Info(); fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s has mode %v, want 0600", p, fi.Mode().Perm())
+			}
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Error("nothing stored")
+	}
+	r = runCmd(t, nil, "relay", "tenant", "list", "--config", file).ok(t)
+	if !strings.Contains(r.stdout, "ci.example.com") {
+		t.Errorf("tenant list = %q", r.stdout)
+	}
+	runCmd(t, nil, "relay", "eab", "remove", mint.KeyID, "--config", file).ok(t)
+	runCmd(t, nil, "relay", "eab", "remove", mint.KeyID, "--config", file).fails(t, exitFailure, "HTTP 404")
+	runCmd(t, nil, "relay", "tenant", "remove", "ci", "--config", file, "--yes").ok(t)
+	var ts []any
+	runCmd(t, nil, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
+	if len(ts) != 0 {
+		t.Errorf("tenants after remove: %v", ts)
+	}
+}
+
+// TestRelayCertFiles: with cert_file and key_file the relay serves the
+// given certificate, and its URLs follow the request's Host.
+func TestRelayCertFiles(t *testing.T) {
+	ca := newCA(t, testpebble.Options{})
+	dir := t.TempDir()
+	cert := selfSigned(t, "relay.internal.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-token\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tenants.json"), []byte(`[{"id": "web", "policy": {"names": ["web.example.com"]}}]`), 0o600)
+	cfg := map[string]any{
+		"storage":      "store",
+		"listen":       "127.0.0.1:0",
+		"tls":          map[string]any{"cert_file": "relay.crt", "key_file": "relay.key"},
+		"admin":        map[string]any{"listen": "127.0.0.1:0", "token_file": "token"},
+		"upstreams":    []any{map[string]any{"directory": ca.DirectoryURL(), "ca_roots": ca.rootsFile, "accept_tos": true, "account_key": "up.key"}},
+		"tenants_file": "tenants.json",
+	}
+	file := filepath.Join(dir, "relay.json")
+	writeJSON(t, file, cfg)
+	r := startRelay(t, file, nil)
+	m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(r.stderr.String())
+	if m == nil {
+		t.Fatalf("no listening line:\n%s", r.stderr.String())
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Get("https://" + m[1] + "/directory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d acme.Directory
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.NewOrder != "https://"+m[1]+"/new-order" || !d.Meta.ExternalAccountRequired {
+		t.Errorf("directory = %+v, want URLs of the request's Host and EAB required", d)
+	}
+	if got := resp.TLS.PeerCertificates[0].Subject.CommonName; got != "relay.internal.example" {
+		t.Errorf("served certificate %q, want the given one", got)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "up.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("upstream account key file: %v %v, want created 0600", err, fi)
+	}
+	// The tenants file was applied.
+	if r := runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "0123456789abcdef-token"}, "relay", "tenant", "list", "--admin", r.admin).ok(t); !strings.Contains(r.stdout, "web.example.com") {
+		t.Errorf("tenant list = %q, want the tenants file's", r.stdout)
+	}
+	// Its status page lists no certificate (the given one is not the
+	// Manager's) but answers.
+	if code, body := get(t, r.admin+"/status?format=json"); code != http.StatusOK {
+		t.Errorf("status: %d %s", code, body)
+	}
+	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") {
+		t.Errorf("metrics: %d %.500s", code, body)
+	}
+}

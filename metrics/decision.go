@@ -1,0 +1,91 @@
+package metrics
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+// maxOperations bounds the operation label of tlsmint_decisions_total:
+// operations past it are counted as "other".
+const maxOperations = 128
+
+// decisions counts decision records by operation, outcome and problem.
+type decisions struct {
+	total *prometheus.CounterVec
+	mu    sync.Mutex
+	ops   map[string]bool // operation labels in use
+}
+
+func newDecisions() *decisions {
+	return &decisions{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tlsmint_decisions_total",
+			Help: "Decisions recorded for the audit trail, by operation (such as relay.newOrder, relay.finalize, relay.issue), outcome (ok, failure, refused) and problem type (the ACME error name, other for a type outside the ACME namespace, empty for none).",
+		}, []string{"operation", "outcome", "problem"}),
+		ops: map[string]bool{},
+	}
+}
+
+// ObserveDecision counts one decision record of the audit trail: set
+// relay.Server.OnDecision to it, so that every request the relay accepts
+// or refuses, and every upstream issuance, is counted in
+// tlsmint_decisions_total{operation,outcome,problem}. Records of other
+// kinds are ignored. At most 128 operation names are kept apart; others
+// are counted as "other". It is safe for concurrent use and does not
+// block.
+func (c *Collector) ObserveDecision(r autotls.AuditRecord) {
+	if r.Kind != "" && r.Kind != "decision" {
+		return
+	}
+	c.decisions.total.WithLabelValues(c.decisions.operation(r.Operation), outcomeLabel(r.Outcome), problemLabel(r.Problem)).Inc()
+}
+
+// operation returns the label of op: op itself when it is a short word
+// of letters, digits, '.', '-' and '_' and fewer than maxOperations are
+// in use, else "other".
+func (d *decisions) operation(op string) string {
+	if op == "" || len(op) > 64 {
+		return "other"
+	}
+	for i := 0; i < len(op); i++ {
+		b := op[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '-' || b == '_') {
+			return "other"
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ops[op] {
+		return op
+	}
+	if len(d.ops) >= maxOperations {
+		return "other"
+	}
+	d.ops[op] = true
+	return op
+}
+
+// outcomeLabel is the outcome label: ok, failure, refused, or other.
+func outcomeLabel(o string) string {
+	switch o {
+	case "ok", "failure", "refused":
+		return o
+	}
+	return "other"
+}
+
+// Handler returns an http.Handler serving the collector's series in the
+// Prometheus exposition formats, with the Go runtime's and the process's
+// standard series (go_*, process_*) beside them, from a registry of its
+// own. Each call builds a new registry: call it once.
+func (c *Collector) Handler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}

@@ -1,0 +1,89 @@
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tlsmint/tlsmint/autotls"
+)
+
+func TestDecisions(t *testing.T) {
+	c := New(nil, Options{})
+	defer c.Close()
+	for _, r := range []autotls.AuditRecord{
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "ok"},
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "ok"},
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: "urn:ietf:params:acme:error:rejectedIdentifier"},
+		{Kind: "decision", Operation: "relay.issue", Outcome: "failure", Problem: "urn:example:made-up"},
+		{Kind: "exchange", Operation: "newOrder", Outcome: "ok"}, // not a decision: ignored
+		{Kind: "decision", Operation: "bad op\n{}", Outcome: "made-up"},
+		{Operation: "relay.revoke", Outcome: "ok"}, // no kind: a decision
+	} {
+		c.ObserveDecision(r)
+	}
+	m := scrape(t, c)
+	for _, w := range []struct {
+		labels []string
+		want   float64
+	}{
+		{[]string{"operation=relay.newOrder", "outcome=ok", "problem="}, 2},
+		{[]string{"operation=relay.newOrder", "outcome=refused", "problem=rejectedIdentifier"}, 1},
+		{[]string{"operation=relay.issue", "outcome=failure", "problem=other"}, 1},
+		{[]string{"operation=other", "outcome=other", "problem="}, 1},
+		{[]string{"operation=relay.revoke", "outcome=ok", "problem="}, 1},
+	} {
+		if got := m.value(t, "tlsmint_decisions_total", w.labels...); got != w.want {
+			t.Errorf("tlsmint_decisions_total%v = %v, want %v", w.labels, got, w.want)
+		}
+	}
+	if got := m.sum("tlsmint_decisions_total"); got != 6 {
+		t.Errorf("%v decisions counted, want 6 (the exchange is not one)", got)
+	}
+	lint(t, c)
+}
+
+// Operation names are bounded: past maxOperations, new ones are "other".
+func TestDecisionOperationsBounded(t *testing.T) {
+	c := New(nil, Options{})
+	defer c.Close()
+	for i := range maxOperations + 20 {
+		c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "op" + strconv.Itoa(i), Outcome: "ok"})
+	}
+	c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "op0", Outcome: "ok"})
+	m := scrape(t, c)
+	if got := len(m.series("tlsmint_decisions_total", nil)); got != maxOperations+1 {
+		t.Errorf("%d series, want %d (the cap plus other)", got, maxOperations+1)
+	}
+	if got := m.value(t, "tlsmint_decisions_total", "operation=other"); got != 20 {
+		t.Errorf("other = %v, want 20", got)
+	}
+	if got := m.value(t, "tlsmint_decisions_total", "operation=op0"); got != 2 {
+		t.Errorf("op0 = %v, want 2 (a known name stays apart past the cap)", got)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	c := New(nil, Options{})
+	defer c.Close()
+	c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.finalize", Outcome: "ok"})
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	for _, want := range []string{`tlsmint_decisions_total{operation="relay.finalize",outcome="ok",problem=""} 1`, "go_goroutines ", "process_start_time_seconds "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("scrape lacks %q:\n%.2000s", want, b)
+		}
+	}
+}
