@@ -30,8 +30,11 @@ type Options struct {
 	// RefreshInterval is how old the collector's copy of
 	// [autotls.Manager.Certificates] may get before a scrape reads it
 	// again, in the background (the scrape is answered from the copy it
-	// has, kept current by OnEvent in between). Zero means
-	// DefaultRefreshInterval; a negative value means only when
+	// has, kept current by OnEvent in between). A read that takes long
+	// — Manager.Certificates loads every stored certificate not in
+	// memory — is repeated no sooner than 20 times its duration after it
+	// started, so the reads take at most a twentieth of the time. Zero
+	// means DefaultRefreshInterval; a negative value means only when
 	// [Collector.Refresh] is called.
 	RefreshInterval time.Duration
 
@@ -72,6 +75,7 @@ type Collector struct {
 	closed     bool
 	refreshed  time.Time     // when the last successful read started
 	attempted  time.Time     // when the last read started
+	lastTook   time.Duration // how long the last read took
 	background bool          // a background read is running
 	first      chan struct{} // closed when the first scrape's read ends
 

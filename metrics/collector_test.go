@@ -522,3 +522,37 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("issuance_total: got %v, want %d", v, workers*perWorker)
 	}
 }
+
+// A read of the Manager's certificates that takes long is repeated no
+// sooner than 20 times its duration after it started, whatever
+// RefreshInterval says.
+func TestSlowReadPaced(t *testing.T) {
+	clk := newClock()
+	reads := make(chan struct{}, 10)
+	c := New(nil, Options{RefreshInterval: time.Minute})
+	defer c.Close()
+	c.now = clk.now
+	c.source = func(context.Context) ([]autotls.CertificateInfo, error) {
+		clk.add(10 * time.Minute) // a read of a million stored certificates
+		reads <- struct{}{}
+		return simulated(1, clk.now()), nil
+	}
+	scrape(t, c) // the first read, synchronous: 10 minutes
+	<-reads
+	for _, step := range []time.Duration{time.Minute, 100 * time.Minute} {
+		clk.add(step)
+		scrape(t, c)
+		select {
+		case <-reads:
+			t.Fatalf("a scrape %v after a 10-minute read started another", step)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	clk.add(100 * time.Minute) // 211 minutes after the first read began
+	scrape(t, c)
+	select {
+	case <-reads:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no read 211 minutes after a 10-minute one")
+	}
+}

@@ -40,6 +40,10 @@ func (c *Collector) read(ctx context.Context) error {
 	c.pendMu.Unlock()
 
 	infos, err := c.readSource(ctx)
+	took := c.now().Sub(start)
+	c.bgMu.Lock()
+	c.lastTook = took
+	c.bgMu.Unlock()
 	var tab *table
 	if infos != nil || err == nil {
 		tab = newTable(infos)
@@ -83,6 +87,10 @@ func (c *Collector) readSource(ctx context.Context) (infos []autotls.Certificate
 	return c.source(ctx)
 }
 
+// maxDuty bounds how often a slow read of the source repeats: not before
+// maxDuty times its duration has passed since it started.
+const maxDuty = 20
+
 // maybeRefresh is a scrape's part in keeping the copy fresh: the first
 // scrape reads the source and those that come meanwhile wait for it;
 // later ones start a background read when the last is older than
@@ -119,7 +127,10 @@ func (c *Collector) maybeRefresh() {
 			return
 		}
 	}
-	if !c.background && now.Sub(c.attempted) >= c.refreshInterval {
+	// A read that takes long (a million stored certificates) is not
+	// repeated more often than every maxDuty times its duration, so
+	// reads never take more than 1/maxDuty of the time.
+	if interval := max(c.refreshInterval, maxDuty*c.lastTook); !c.background && now.Sub(c.attempted) >= interval {
 		c.background = true
 		c.wg.Add(1)
 		go c.backgroundRefresh()
