@@ -436,11 +436,16 @@ func (c *cache) sweepLocked(keep *entry) {
 		c.hand = i + 1
 		sh := v.shards[i].Load()
 		over := c.n - c.capacity
-		// Evict no more than needed: the rest keep their bit cleared.
+		// Evict no more than needed, and clear the bits only of the
+		// entries passed before the last victim: the others keep theirs,
+		// as a clock hand that stops there would leave them. (Clearing
+		// every bit of the shard while evicting its first unmarked
+		// entries in table order let the same slots be evicted again and
+		// again while entries never served stayed.)
 		pick := func(t *table) map[string]bool {
 			var drop map[string]bool
 			t.each(func(k string, _ uint64, e *entry) {
-				if evictable(e, keep) && len(drop) < over {
+				if len(drop) < over && evictable(e, keep) {
 					if drop == nil {
 						drop = map[string]bool{}
 					}

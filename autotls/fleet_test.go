@@ -402,7 +402,7 @@ func TestCADownRefused(t *testing.T) {
 }
 
 // fleetDSN returns the DSN of the test PostgreSQL server, or skips.
-func fleetDSN(t *testing.T) string {
+func fleetDSN(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
 	if dsn == "" {
@@ -413,7 +413,7 @@ func fleetDSN(t *testing.T) string {
 
 // fleetPrefix returns a fresh table prefix whose tables are dropped when
 // the test ends (after the stores using them are closed).
-func fleetPrefix(t *testing.T, dsn string) string {
+func fleetPrefix(t testing.TB, dsn string) string {
 	t.Helper()
 	b := make([]byte, 5)
 	rand.Read(b)
@@ -427,7 +427,7 @@ func fleetPrefix(t *testing.T, dsn string) string {
 			return
 		}
 		defer c.Close(ctx)
-		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
+		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE journal", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
 			kind, what, _ := strings.Cut(obj, " ")
 			if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + what}.Sanitize()+" CASCADE"); err != nil {
 				t.Errorf("clean-up: %v", err)
@@ -438,7 +438,7 @@ func fleetPrefix(t *testing.T, dsn string) string {
 }
 
 // openPostgres opens one node's connection to the shared store.
-func openPostgres(t *testing.T, cfg postgres.Config) *postgres.Storage {
+func openPostgres(t testing.TB, cfg postgres.Config) *postgres.Storage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
