@@ -62,6 +62,13 @@ type CertificateInfo struct {
 	// writes, whose DNSPersist01.PersistUntil should move (with a
 	// Provider). Empty when none needs anything.
 	DNSRecords []DNSRecord
+	// Tenant is the tenant a certificate issued through an ACME relay
+	// (relay.Server.Certificates in package relay) belongs to; a Manager
+	// leaves it empty.
+	Tenant string
+	// Revoked reports that the certificate was revoked (a relay records
+	// the revocations it passed upstream); a Manager never sets it.
+	Revoked bool
 }
 
 // Certificates lists every certificate the Manager manages — those in

@@ -154,6 +154,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.refreshErrors.Describe(ch)
 	c.probes.describe(ch)
 	c.decisions.total.Describe(ch)
+	c.decisions.issued.Describe(ch)
 }
 
 // Collect implements [prometheus.Collector]. It reads Manager.Certificates
@@ -176,6 +177,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.refreshErrors.Collect(ch)
 	c.probes.collect(ch, c.maxNames)
 	c.decisions.total.Collect(ch)
+	c.decisions.issued.Collect(ch)
 }
 
 // Close stops a background read of Manager.Certificates, waits for it to

@@ -15,11 +15,19 @@ import (
 // operations past it are counted as "other".
 const maxOperations = 128
 
-// decisions counts decision records by operation, outcome and problem.
+// maxTenants bounds the tenant label of
+// tlsmint_relay_certificates_issued_total: tenants past it are counted as
+// "other".
+const maxTenants = 1000
+
+// decisions counts decision records by operation, outcome and problem,
+// and the relay's issued certificates by tenant.
 type decisions struct {
-	total *prometheus.CounterVec
-	mu    sync.Mutex
-	ops   map[string]bool // operation labels in use
+	total   *prometheus.CounterVec
+	issued  *prometheus.CounterVec
+	mu      sync.Mutex
+	ops     map[string]bool // operation labels in use
+	tenants map[string]bool // tenant labels in use
 }
 
 func newDecisions() *decisions {
@@ -28,14 +36,21 @@ func newDecisions() *decisions {
 			Name: "tlsmint_decisions_total",
 			Help: "Decisions recorded for the audit trail, by operation (such as relay.newOrder, relay.finalize, relay.issue), outcome (ok, failure, refused) and problem type (the ACME error name, other for a type outside the ACME namespace, empty for none).",
 		}, []string{"operation", "outcome", "problem"}),
-		ops: map[string]bool{},
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tlsmint_relay_certificates_issued_total",
+			Help: "Certificates the ACME relay issued to its downstream clients (relay.issue decisions that succeeded), by tenant (empty for accounts without one, other past 1000 tenants).",
+		}, []string{"tenant"}),
+		ops:     map[string]bool{},
+		tenants: map[string]bool{},
 	}
 }
 
 // ObserveDecision counts one decision record of the audit trail: set
 // relay.Server.OnDecision to it, so that every request the relay accepts
 // or refuses, and every upstream issuance, is counted in
-// tlsmint_decisions_total{operation,outcome,problem}. Records of other
+// tlsmint_decisions_total{operation,outcome,problem}, and each certificate
+// the relay issued in tlsmint_relay_certificates_issued_total{tenant}
+// (at most 1000 tenants apart, the others as "other"). Records of other
 // kinds are ignored. At most 128 operation names are kept apart; others
 // are counted as "other". It is safe for concurrent use and does not
 // block.
@@ -44,6 +59,27 @@ func (c *Collector) ObserveDecision(r autotls.AuditRecord) {
 		return
 	}
 	c.decisions.total.WithLabelValues(c.decisions.operation(r.Operation), outcomeLabel(r.Outcome), problemLabel(r.Problem)).Inc()
+	if r.Operation == "relay.issue" && r.Outcome == "ok" {
+		c.decisions.issued.WithLabelValues(c.decisions.tenant(r.Tenant)).Inc()
+	}
+}
+
+// tenant returns the label of a tenant: itself while fewer than
+// maxTenants are in use (or it is one of them), else "other".
+func (d *decisions) tenant(t string) string {
+	if len(t) > 128 {
+		return "other"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tenants[t] {
+		return t
+	}
+	if len(d.tenants) >= maxTenants {
+		return "other"
+	}
+	d.tenants[t] = true
+	return t
 }
 
 // operation returns the label of op: op itself when it is a short word

@@ -22,6 +22,9 @@ func TestDecisions(t *testing.T) {
 		{Kind: "exchange", Operation: "newOrder", Outcome: "ok"}, // not a decision: ignored
 		{Kind: "decision", Operation: "bad op\n{}", Outcome: "made-up"},
 		{Operation: "relay.revoke", Outcome: "ok"}, // no kind: a decision
+		{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "web"},
+		{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "web"},
+		{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "ops"},
 	} {
 		c.ObserveDecision(r)
 	}
@@ -40,8 +43,14 @@ func TestDecisions(t *testing.T) {
 			t.Errorf("tlsmint_decisions_total%v = %v, want %v", w.labels, got, w.want)
 		}
 	}
-	if got := m.sum("tlsmint_decisions_total"); got != 6 {
-		t.Errorf("%v decisions counted, want 6 (the exchange is not one)", got)
+	if got := m.value(t, "tlsmint_relay_certificates_issued_total", "tenant=web"); got != 2 {
+		t.Errorf("issued for web = %v, want 2", got)
+	}
+	if got := m.sum("tlsmint_relay_certificates_issued_total"); got != 3 {
+		t.Errorf("%v issued certificates counted, want 3 (web twice, ops once; not the failure)", got)
+	}
+	if got := m.sum("tlsmint_decisions_total"); got != 9 {
+		t.Errorf("%v decisions counted, want 9 (the exchange is not one)", got)
 	}
 	lint(t, c)
 }
@@ -85,5 +94,21 @@ func TestHandler(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("scrape lacks %q:\n%.2000s", want, b)
 		}
+	}
+}
+
+// Tenant labels are bounded: past maxTenants, new ones are "other".
+func TestIssuedTenantsBounded(t *testing.T) {
+	c := New(nil, Options{})
+	defer c.Close()
+	for i := range maxTenants + 5 {
+		c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "t" + strconv.Itoa(i)})
+	}
+	m := scrape(t, c)
+	if got := len(m.series("tlsmint_relay_certificates_issued_total", nil)); got != maxTenants+1 {
+		t.Errorf("%d series, want %d (the cap plus other)", got, maxTenants+1)
+	}
+	if got := m.value(t, "tlsmint_relay_certificates_issued_total", "tenant=other"); got != 5 {
+		t.Errorf("other = %v, want 5", got)
 	}
 }

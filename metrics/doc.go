@@ -59,6 +59,7 @@
 // relay.Server.OnDecision to it):
 //
 //	tlsmint_decisions_total{operation,outcome,problem}                  outcome: ok, failure, refused; at most 128 operations, then other
+//	tlsmint_relay_certificates_issued_total{tenant}                     relay.issue decisions that succeeded; at most 1000 tenants, then other
 //
 // From a [watchdog.Watchdog] whose OnResult is [Collector.ObserveProbe]
 // (what clients are actually served):

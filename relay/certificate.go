@@ -262,6 +262,7 @@ func (s *Server) renewalInfo(c *call, id string) {
 		got, err := s.upstreamRenewalInfo(c.ctx, r)
 		if err == nil {
 			ri = *got
+			s.noteARIWindow(c.ctx, r.ID, got)
 			if got.RetryAfter > 0 {
 				retry = got.RetryAfter
 			}

@@ -336,7 +336,7 @@ func TestContrastWCAG(t *testing.T) {
 	// as graphics that carry meaning, 3:1 against the page (1.4.11).
 	text := []pair{{"text", "bg"}, {"muted", "bg"}, {"link", "bg"}, {"failing-fg", "bg"}, {"failing-fg", "failing-bg"}}
 	graphics := []pair{{"text", "bg"}}
-	for _, s := range []State{StateOK, StateExpiring, StateFailing, StateExpired, StatePending} {
+	for _, s := range []State{StateOK, StateExpiring, StateFailing, StateExpired, StatePending, StateRevoked} {
 		text = append(text, pair{string(s) + "-fg", string(s) + "-bg"})
 		graphics = append(graphics, pair{string(s) + "-bar", "bg"})
 		if !strings.Contains(pageCSS, ".badge.st-"+string(s)+" ") || !strings.Contains(pageCSS, ".bar.st-"+string(s)+" ") {

@@ -18,6 +18,11 @@
 // the same Log) and the nodes of a fleet with what each holds. ?format=json, or an Accept header preferring
 // application/json, returns the same data as a [Status].
 //
+// [Handler.Sources] add other lists of certificates, each a
+// [CertificateSource] (an [autotls.Manager] is one): an ACME relay's
+// relay.Server lists the certificates it issued downstream, each with its
+// tenant, which the page shows, and whether it was revoked.
+//
 // # States
 //
 // Each certificate gets one [State], judged at the Handler's Now:
@@ -25,7 +30,8 @@
 // (past the point the Manager renews at: a third of the lifetime left, half
 // for lifetimes of ten days or less, a tenth while the CA's ARI window still
 // lies ahead), [StatePending] (a managed name whose first order is under
-// way) or [StateOK]. A state other than ok means the renewal plan did not
+// way), [StateRevoked] (a relay's certificate revoked through it) or
+// [StateOK]. A state other than ok means the renewal plan did not
 // work out.
 //
 // # Security

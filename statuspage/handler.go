@@ -25,19 +25,28 @@ const DefaultTitle = "tlsmint certificates"
 // a loopback address.
 var ErrNotLoopback = errors.New("statuspage: client is not on a loopback address")
 
-// Handler serves the status page of a Manager's certificates: HTML for a
+// Handler serves the status page of a Manager's certificates (and of its
+// Sources'): HTML for a
 // browser, JSON for scripts (?format=json, or an Accept header that
 // prefers application/json). It answers GET and HEAD only, and only
 // requests that Authorize accepts; any other gets 403 and no data.
 //
 // Set its fields before its first use and do not change them afterwards;
 // use it as a pointer. A Handler is safe for concurrent use. Every request
-// reads the Manager's certificates ([autotls.Manager.Certificates]) and,
-// with Audit, the audit trail of the last [AuditWindow].
+// reads the Manager's certificates ([autotls.Manager.Certificates]), its
+// Sources' and, with Audit, the audit trail of the last [AuditWindow].
 type Handler struct {
-	// Manager is whose certificates are shown. Required: without it the
-	// page shows an error and no certificates.
+	// Manager is whose certificates are shown. Required unless Sources
+	// is set: without either the page shows an error and no
+	// certificates.
 	Manager *autotls.Manager
+
+	// Sources, if not empty, add their certificates to the Manager's (or
+	// are the only ones shown when Manager is nil), such as the
+	// certificates a relay.Server issued (relay.Server.Certificates). A
+	// source that fails adds its error to the page; the others are still
+	// shown.
+	Sources []CertificateSource
 
 	// Audit, if not nil, adds the audit trail's recent activity, its
 	// rate-limit picture and the nodes of the fleet that wrote to it. Nil
@@ -71,6 +80,13 @@ type Handler struct {
 	once sync.Once
 	page *page
 	err  error
+}
+
+// A CertificateSource lists certificates for the page.
+// [autotls.Manager] is one; so is relay.Server (package relay), which lists
+// the certificates it issued to its downstream clients.
+type CertificateSource interface {
+	Certificates(ctx context.Context) ([]autotls.CertificateInfo, error)
 }
 
 // LoopbackOnly accepts requests whose RemoteAddr is a loopback address

@@ -382,3 +382,78 @@ func TestDNSRecordShown(t *testing.T) {
 		t.Errorf("the page does not show the record to publish:\n%s", body)
 	}
 }
+
+// sourceFunc is a CertificateSource made of a function.
+type sourceFunc func(context.Context) ([]autotls.CertificateInfo, error)
+
+func (f sourceFunc) Certificates(ctx context.Context) ([]autotls.CertificateInfo, error) {
+	return f(ctx)
+}
+
+// Sources without a Manager: their certificates are shown with tenant
+// and revocation, a failing source adds its error and the others stay.
+func TestSources(t *testing.T) {
+	issued := cert("web.example.com", -10*day, 90*day)
+	issued.Tenant = "team-web"
+	revoked := cert("old.example.com", -20*day, 90*day)
+	revoked.Tenant, revoked.Revoked = "team-old", true
+	h := &Handler{
+		Now: func() time.Time { return t0 },
+		Sources: []CertificateSource{
+			sourceFunc(func(context.Context) ([]autotls.CertificateInfo, error) {
+				return []autotls.CertificateInfo{issued, revoked}, nil
+			}),
+			sourceFunc(func(context.Context) ([]autotls.CertificateInfo, error) {
+				return nil, errors.New("relay: storage down")
+			}),
+		},
+	}
+	st := decodeStatus(t, get(t, h, "/?format=json", nil))
+	if len(st.Errors) != 1 || st.Errors[0] != "relay: storage down" {
+		t.Errorf("errors %q, want the failing source's only", st.Errors)
+	}
+	if len(st.Certificates) != 2 {
+		t.Fatalf("got %d certificates, want 2: %+v", len(st.Certificates), st.Certificates)
+	}
+	got := map[string]Certificate{}
+	for _, c := range st.Certificates {
+		got[c.Name] = c
+	}
+	if c := got["web.example.com"]; c.Tenant != "team-web" || c.Revoked || c.State != StateOK || c.DaysLeft != 80 {
+		t.Errorf("web.example.com: got %+v, want tenant team-web, ok, 80 days left", c)
+	}
+	if c := got["old.example.com"]; c.Tenant != "team-old" || !c.Revoked || c.State != StateRevoked {
+		t.Errorf("old.example.com: got %+v, want tenant team-old, revoked", c)
+	}
+	if st.Counts[StateRevoked] != 1 || st.Counts[StateOK] != 1 {
+		t.Errorf("counts %v, want 1 revoked and 1 ok", st.Counts)
+	}
+
+	body := get(t, h, "/", nil).Body.String()
+	for _, want := range []string{
+		`data-name="web.example.com" data-state="ok"`, "tenant team-web",
+		`data-name="old.example.com" data-state="revoked"`, "tenant team-old",
+		`<span class="badge st-revoked">revoked</span>`, "relay: storage down",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+// A Manager and a source together: both lists are shown.
+func TestManagerAndSources(t *testing.T) {
+	m := &autotls.Manager{Storage: storage.NewMemory()}
+	defer m.Close()
+	issued := cert("web.example.com", -10*day, 90*day)
+	issued.Tenant = "team-web"
+	h := &Handler{Manager: m, Now: func() time.Time { return t0 }, Sources: []CertificateSource{
+		sourceFunc(func(context.Context) ([]autotls.CertificateInfo, error) {
+			return []autotls.CertificateInfo{issued}, nil
+		}),
+	}}
+	st := decodeStatus(t, get(t, h, "/?format=json", nil))
+	if len(st.Errors) != 0 || len(st.Certificates) != 1 || st.Certificates[0].Tenant != "team-web" {
+		t.Errorf("got %+v, want the source's certificate and no error", st)
+	}
+}

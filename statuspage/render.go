@@ -81,7 +81,7 @@ func (p *page) render(w io.Writer, st *Status, refresh time.Duration, withAudit 
 	if refresh > 0 {
 		v.Refresh = max(int(refresh/time.Second), 1)
 	}
-	for _, s := range []State{StateExpired, StateFailing, StateExpiring, StatePending, StateOK} {
+	for _, s := range []State{StateRevoked, StateExpired, StateFailing, StateExpiring, StatePending, StateOK} {
 		if n := st.Counts[s]; n > 0 {
 			v.Summary = append(v.Summary, stateCount{s, n})
 		}

@@ -13,6 +13,9 @@ type State string
 // plan (see package autotls, "Renewal"), so that a state other than ok
 // means the plan did not work out.
 const (
+	// StateRevoked: the certificate was revoked (a relay's certificates;
+	// see [CertificateSource]).
+	StateRevoked State = "revoked"
 	// StateExpired: the certificate's NotAfter has passed.
 	StateExpired State = "expired"
 	// StateFailing: the last attempt to obtain or renew the certificate
@@ -38,6 +41,9 @@ func stateOf(info autotls.CertificateInfo, now time.Time) State {
 			return StateFailing
 		}
 		return StatePending
+	}
+	if info.Revoked {
+		return StateRevoked
 	}
 	if !now.Before(info.NotAfter) {
 		return StateExpired

@@ -53,6 +53,8 @@ func TestStateOf(t *testing.T) {
 		{"expired", cert("a", -91*day, 90*day), StateExpired},
 		{"expires at now", cert("a", -90*day, 90*day), StateExpired},
 		{"expired and failing", with(cert("a", -91*day, 90*day), failed), StateExpired},
+		{"revoked", with(cert("a", -day, 90*day), func(c *autotls.CertificateInfo) { c.Revoked = true }), StateRevoked},
+		{"revoked and expired", with(cert("a", -91*day, 90*day), func(c *autotls.CertificateInfo) { c.Revoked = true }), StateRevoked},
 		{"failing renewal, backing off", with(cert("a", -70*day, 90*day), failed), StateFailing},
 		{"failing renewal, back-off over", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
 			failed(c)

@@ -59,7 +59,7 @@ type Status struct {
 }
 
 // Certificate is one managed certificate (or a managed name without one)
-// as [autotls.Manager.Certificates] reports it — its fields mirror
+// as [autotls.Manager.Certificates] (or a [CertificateSource]) reports it — its fields mirror
 // [autotls.CertificateInfo] — with its State and days left.
 type Certificate struct {
 	// Name is the name the certificate is managed under; Names its
@@ -105,6 +105,12 @@ type Certificate struct {
 	Stored   bool `json:"stored"`
 	InMemory bool `json:"in_memory"`
 	Managed  bool `json:"managed"`
+	// Tenant is the relay tenant the certificate was issued to (from a
+	// relay's Handler.Sources); empty for a Manager's.
+	Tenant string `json:"tenant,omitempty"`
+	// Revoked reports that the certificate was revoked (State is then
+	// StateRevoked).
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // DNSRecord is a DNS record to publish ([autotls.DNSRecord]).
@@ -155,8 +161,8 @@ type Node struct {
 // status gathers the Status at now.
 func (h *Handler) status(ctx context.Context, now time.Time) *Status {
 	st := &Status{Title: h.title(), Now: now, Counts: map[State]int{}}
-	infos, err := h.certificates(ctx)
-	if err != nil {
+	infos, errs := h.certificates(ctx)
+	for _, err := range errs {
 		st.Errors = append(st.Errors, err.Error())
 	}
 	st.Certificates = make([]Certificate, 0, len(infos))
@@ -172,7 +178,7 @@ func (h *Handler) status(ctx context.Context, now time.Time) *Status {
 			}
 			return 1
 		}
-		return cmp.Or(a.NotAfter.Compare(b.NotAfter), strings.Compare(a.Name, b.Name))
+		return cmp.Or(a.NotAfter.Compare(b.NotAfter), strings.Compare(a.Name, b.Name), strings.Compare(a.Tenant, b.Tenant), strings.Compare(a.Serial, b.Serial))
 	})
 	if h.Audit != nil {
 		h.auditStatus(ctx, st, now)
@@ -180,14 +186,39 @@ func (h *Handler) status(ctx context.Context, now time.Time) *Status {
 	return st
 }
 
-func (h *Handler) certificates(ctx context.Context) ([]autotls.CertificateInfo, error) {
+// certificates lists the Manager's and the Sources' certificates, with
+// the errors of those that failed.
+func (h *Handler) certificates(ctx context.Context) ([]autotls.CertificateInfo, []error) {
 	if h.source != nil {
-		return h.source(ctx)
+		infos, err := h.source(ctx)
+		if err != nil {
+			return infos, []error{err}
+		}
+		return infos, nil
 	}
-	if h.Manager == nil {
-		return nil, errors.New("statuspage: Handler.Manager is nil")
+	if h.Manager == nil && len(h.Sources) == 0 {
+		return nil, []error{errors.New("statuspage: Handler.Manager is nil")}
 	}
-	return h.Manager.Certificates(ctx)
+	var infos []autotls.CertificateInfo
+	var errs []error
+	if h.Manager != nil {
+		got, err := h.Manager.Certificates(ctx)
+		infos = append(infos, got...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, src := range h.Sources {
+		if src == nil {
+			continue
+		}
+		got, err := src.Certificates(ctx)
+		infos = append(infos, got...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return infos, errs
 }
 
 func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
@@ -201,6 +232,7 @@ func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
 		LastError: info.LastError, LastErrorAt: info.LastErrorAt, BackoffUntil: info.BackoffUntil,
 		DNSRecords: dnsRecords(info.DNSRecords),
 		Stored:     info.Stored, InMemory: info.InMemory, Managed: info.Managed,
+		Tenant: info.Tenant, Revoked: info.Revoked,
 	}
 	if !c.NotAfter.IsZero() {
 		c.DaysLeft = daysLeft(c.NotAfter, now)

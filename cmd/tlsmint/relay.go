@@ -575,7 +575,7 @@ func (rt *relayRuntime) adminHandler(token string, sources []netip.Prefix) http.
 		}
 		return statuspage.LoopbackOnly(r)
 	}
-	status := &statuspage.Handler{Manager: rt.manager, Audit: rt.trail, Title: "tlsmint relay", Authorize: authorize}
+	status := &statuspage.Handler{Manager: rt.manager, Sources: []statuspage.CertificateSource{rt.srv}, Audit: rt.trail, Title: "tlsmint relay", Authorize: authorize}
 	prom := rt.collector.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/status", status)

@@ -275,6 +275,7 @@ func TestRelayCommand(t *testing.T) {
 	for _, want := range []string{
 		`tlsmint_decisions_total{operation="relay.issue",outcome="ok",problem=""} 1`,
 		`tlsmint_decisions_total{operation="relay.newOrder",outcome="refused",problem="rejectedIdentifier"} 1`,
+		`tlsmint_relay_certificates_issued_total{tenant="team"} 1`,
 		`tlsmint_acme_requests_total{issuer="` + e.ca.DirectoryURL() + `",operation="newOrder",problem="",status="201"}`,
 		`tlsmint_certificate_ready{issuer="` + e.ca.DirectoryURL() + `",name="` + relayName + `"} 1`,
 		"go_goroutines ",
@@ -296,13 +297,19 @@ func TestRelayCommand(t *testing.T) {
 	if i := slices.IndexFunc(st.Certificates, func(c statuspage.Certificate) bool { return c.Name == relayName }); i < 0 || st.Certificates[i].State != statuspage.StateOK {
 		t.Errorf("status certificates = %+v, want %s ok", st.Certificates, relayName)
 	}
+	// and the certificate issued through it, with its tenant and expiry.
+	if i := slices.IndexFunc(st.Certificates, func(c statuspage.Certificate) bool { return c.Name == "www.example.com" }); i < 0 ||
+		st.Certificates[i].Tenant != "team" || !st.Certificates[i].NotAfter.Equal(cert.Leaf().NotAfter) ||
+		st.Certificates[i].Issuer != e.ca.DirectoryURL() || st.Certificates[i].State != statuspage.StateOK || st.Certificates[i].Revoked {
+		t.Errorf("status certificates = %+v, want www.example.com of tenant team, ok, expiring %v", st.Certificates, cert.Leaf().NotAfter)
+	}
 	if !slices.ContainsFunc(st.Activity, func(r audit.Record) bool {
 		return r.Operation == relay.OperationPrefix+"issue" && r.Outcome == audit.OutcomeOK && slices.Contains(r.Names, "www.example.com")
 	}) {
 		t.Errorf("status activity has no relay.issue record for www.example.com: %+v", st.Activity)
 	}
 	// The page itself renders.
-	if code, body := get(t, r.admin+"/status"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint relay") {
+	if code, body := get(t, r.admin+"/status"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint relay") || !strings.Contains(string(body), `data-name="www.example.com"`) || !strings.Contains(string(body), "tenant team") {
 		t.Errorf("GET /status (HTML): %d %.300s", code, body)
 	}
 
