@@ -106,6 +106,17 @@ type Server struct {
 	// Tenants may narrow it further (Policy.Sources).
 	AllowedSources []netip.Prefix
 
+	// RequireClientCert makes the ACME API answer only requests that
+	// came with a client certificate the TLS server verified
+	// (http.Request.TLS.VerifiedChains); others get 403 unauthorized.
+	// Serve the Server with a tls.Config whose ClientCAs are the CAs of
+	// the clients' certificates and whose ClientAuth is
+	// tls.VerifyClientCertIfGiven (a client without a certificate then
+	// gets a problem document; tls.RequireAndVerifyClientCert fails its
+	// handshake instead). False accepts requests without one, but a
+	// tenant may still need one (Policy.ClientNames).
+	RequireClientCert bool
+
 	// AdminToken authenticates the administration API (a bearer token).
 	// Empty means the administration API refuses every request.
 	AdminToken string
@@ -304,6 +315,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !allowedSource(r, s.AllowedSources) {
 		c.fail(unauthorized("requests from this address are not allowed"))
+		return
+	}
+	if p := s.requireClientCert(r); p != nil {
+		c.fail(p)
 		return
 	}
 	s.route(c, rest)

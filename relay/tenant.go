@@ -64,6 +64,15 @@ type Policy struct {
 	// Sources, if not empty, are the only client addresses the tenant's
 	// accounts may use.
 	Sources []netip.Prefix `json:"sources,omitempty"`
+	// ClientNames, if not empty, bind the tenant's accounts to client
+	// certificates (mTLS): every request of one of them, its registration
+	// included, must come with a client certificate that the TLS server
+	// verified (see Server.RequireClientCert for the tls.Config) and that
+	// names one of these, as its subject's common name or one of its DNS
+	// names (both case-insensitively), email addresses or URIs (exactly).
+	// Others are refused with unauthorized. Empty means no client
+	// certificate is needed (unless Server.RequireClientCert).
+	ClientNames []string `json:"client_names,omitempty"`
 }
 
 // A RateLimit allows Orders new orders in any Period. In JSON, Period is
@@ -109,6 +118,9 @@ func (p *Policy) check() error {
 		if !slices.Contains(DefaultKeyTypes, kt) {
 			return fmt.Errorf("relay: unknown key type %q (known: %s)", clip(kt, 32), strings.Join(DefaultKeyTypes, ", "))
 		}
+	}
+	if err := checkClientNames(p.ClientNames); err != nil {
+		return err
 	}
 	if p.MaxNames < 0 {
 		return errors.New("relay: negative MaxNames")
@@ -258,6 +270,9 @@ func (c *call) policy(tenant string) (*Policy, *acme.Problem) {
 	if !allowedSource(c.r, p.Sources) {
 		return nil, unauthorized("requests from this address are not allowed for this account")
 	}
+	if prob := p.checkClientCert(c.r, tenantLabel(tenant)); prob != nil {
+		return nil, prob
+	}
 	return p, nil
 }
 
@@ -320,4 +335,12 @@ func (c *call) checkEAB(raw json.RawMessage, accountKey *jose.JSONWebKey) (tenan
 		return "", "", malformed("externalAccountBinding: the bound key is not the account's key")
 	}
 	return rec.Tenant, rec.KeyID, nil
+}
+
+// tenantLabel names a tenant in a problem's detail.
+func tenantLabel(id string) string {
+	if id == "" {
+		return "(accounts without EAB)"
+	}
+	return id
 }
