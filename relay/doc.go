@@ -13,6 +13,8 @@
 // hands the upstream's chains to the client ([Server.Routes] choose the
 // upstreams of some names or addresses). Renewal information, the
 // "replaces" of a renewal and revocations are passed upstream.
+// [Server.Certificates] lists the certificates issued, for a status page
+// (package statuspage's Handler.Sources).
 //
 // docs/relay.md lists exactly what is implemented and what is not.
 //
@@ -66,7 +68,10 @@
 //
 // EAB MAC keys are stored with the rest (0600 files) and never logged or
 // shown after they were minted; keys, MACs and nonces never reach a log
-// or an audit record. The administration API needs a bearer token. The
+// or an audit record. The administration API needs a bearer token.
+// Clients may be asked for certificates (mTLS): [Server.RequireClientCert]
+// refuses requests without a verified one, and a tenant's
+// [Policy.ClientNames] binds its accounts to its client certificates. The
 // Validator connects wherever a tenant's names resolve, inside the
 // organisation too: allow tenants only names they own.
 //

@@ -302,6 +302,15 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	// The admin listener, over TLS, asks for no client certificate.
+	adminTLS := tlsConf.Clone()
+	if ca := cfg.ClientAuth; ca != nil {
+		pool, err := rootsOf(ca.CARoots, "client_auth.ca_roots")
+		if err != nil {
+			return err
+		}
+		tlsConf.ClientCAs, tlsConf.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
 	rt.collector = metrics.New(rt.manager, metrics.Options{})
 	rt.closers = append(rt.closers, func() { rt.collector.Close() })
 	if rt.manager != nil {
@@ -334,25 +343,26 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		}}
 	}
 	rt.srv = &relay.Server{
-		Storage:         store,
-		BaseURL:         relayBaseURL(cfg),
-		Upstreams:       ups,
-		Anonymous:       cfg.Anonymous,
-		TermsOfService:  cfg.TermsOfService,
-		Website:         cfg.Website,
-		Profiles:        cfg.Profiles,
-		Validator:       v,
-		AuditLog:        rt.trail,
-		OnDecision:      rt.collector.ObserveDecision,
-		AllowedSources:  cfg.AllowedSources,
-		AdminToken:      token,
-		AdminSources:    cfg.Admin.Sources,
-		FinalizeWait:    time.Duration(cfg.FinalizeWait),
-		UpstreamTimeout: time.Duration(cfg.UpstreamTimeout),
-		Routes:          cfg.Routes,
-		SharedNonces:    cfg.SharedNonces,
-		NonceLifetime:   time.Duration(cfg.NonceLifetime),
-		Logger:          logger,
+		Storage:           store,
+		BaseURL:           relayBaseURL(cfg),
+		Upstreams:         ups,
+		Anonymous:         cfg.Anonymous,
+		TermsOfService:    cfg.TermsOfService,
+		Website:           cfg.Website,
+		Profiles:          cfg.Profiles,
+		Validator:         v,
+		AuditLog:          rt.trail,
+		OnDecision:        rt.collector.ObserveDecision,
+		AllowedSources:    cfg.AllowedSources,
+		AdminToken:        token,
+		AdminSources:      cfg.Admin.Sources,
+		FinalizeWait:      time.Duration(cfg.FinalizeWait),
+		UpstreamTimeout:   time.Duration(cfg.UpstreamTimeout),
+		Routes:            cfg.Routes,
+		RequireClientCert: cfg.ClientAuth != nil && cfg.ClientAuth.Require,
+		SharedNonces:      cfg.SharedNonces,
+		NonceLifetime:     time.Duration(cfg.NonceLifetime),
+		Logger:            logger,
 	}
 	if err := rt.srv.Validate(); err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("relay configuration: %w", err)}
@@ -401,9 +411,10 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 	}
 	serve(acmeLn, rt.srv, tlsConf)
 	adminScheme := "http"
-	var adminTLS *tls.Config
 	if cfg.Admin.TLS {
-		adminScheme, adminTLS = "https", tlsConf.Clone()
+		adminScheme = "https"
+	} else {
+		adminTLS = nil
 	}
 	serve(adminLn, rt.adminHandler(token, cfg.Admin.Sources), adminTLS)
 	if httpLn != nil {

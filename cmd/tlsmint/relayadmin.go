@@ -201,6 +201,7 @@ func (a *app) tenantAddCommand(f *adminFlags) *cobra.Command {
 		policyFile                     string
 		names, preAuth, profiles, keys []string
 		ips, preAuthIPs, sources       []string
+		clientNames                    []string
 		wildcards, replace             bool
 		maxNames                       int
 		rateLimit                      string
@@ -216,7 +217,7 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var pol relay.Policy
-			byFlags := len(names)+len(preAuth)+len(profiles)+len(keys)+len(ips)+len(preAuthIPs)+len(sources) > 0 || wildcards || maxNames != 0 || rateLimit != ""
+			byFlags := len(names)+len(preAuth)+len(profiles)+len(keys)+len(ips)+len(preAuthIPs)+len(sources)+len(clientNames) > 0 || wildcards || maxNames != 0 || rateLimit != ""
 			switch {
 			case policyFile != "" && byFlags:
 				return usagef("--policy and policy flags (--name, --ip, …) do not go together")
@@ -238,7 +239,7 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 				return usagef("no policy: pass --name, --ip (and the other policy flags) or --policy FILE")
 			default:
 				var err error
-				pol = relay.Policy{Names: names, PreAuthorized: preAuth, Profiles: profiles, KeyTypes: keys, Wildcards: wildcards, MaxNames: maxNames}
+				pol = relay.Policy{Names: names, PreAuthorized: preAuth, Profiles: profiles, KeyTypes: keys, Wildcards: wildcards, MaxNames: maxNames, ClientNames: clientNames}
 				if pol.IPRanges, err = prefixes("--ip", ips); err != nil {
 					return err
 				}
@@ -289,6 +290,7 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 	fl.StringSliceVar(&keys, "key-type", nil, "a certificate key type allowed: P-256, P-384, RSA2048, RSA3072, RSA4096 (repeatable; default all)")
 	fl.StringVar(&rateLimit, "rate-limit", "", "new orders allowed per period, such as 100/1h")
 	fl.StringSliceVar(&sources, "source", nil, "a client address range the tenant's accounts may use (repeatable; default any)")
+	fl.StringArrayVar(&clientNames, "client-name", nil, "a client certificate name (CN, DNS, email or URI SAN) the tenant's accounts must present one of (repeatable; needs client_auth; default none needed)")
 	fl.BoolVar(&replace, "replace", false, "replace the policy of an existing tenant")
 	return cmd
 }

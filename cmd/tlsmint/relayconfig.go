@@ -41,9 +41,11 @@ type relayConfig struct {
 	// name.
 	Node string `json:"node,omitempty"`
 
-	TLS       relayTLSConfig        `json:"tls"`
-	Admin     relayAdminConfig      `json:"admin,omitzero"`
-	Upstreams []relayUpstreamConfig `json:"upstreams"`
+	TLS relayTLSConfig `json:"tls"`
+	// ClientAuth asks the ACME API's clients for certificates (mTLS).
+	ClientAuth *relayClientAuthConfig `json:"client_auth,omitempty"`
+	Admin      relayAdminConfig       `json:"admin,omitzero"`
+	Upstreams  []relayUpstreamConfig  `json:"upstreams"`
 
 	// HTTP01Listen is where the relay answers its upstreams' http-01
 	// challenges (tokens in the storage, so any replica answers).
@@ -85,6 +87,14 @@ type relayTLSConfig struct {
 	Email     string          `json:"email,omitempty"`
 	AcceptTOS bool            `json:"accept_tos,omitempty"`
 	EAB       *relayEABConfig `json:"eab,omitempty"`
+}
+
+// relayClientAuthConfig is the ACME API's client certificates: the CAs
+// they are verified against, and whether every request needs one
+// (Server.RequireClientCert).
+type relayClientAuthConfig struct {
+	CARoots string `json:"ca_roots"`
+	Require bool   `json:"require,omitempty"`
 }
 
 // relayAdminConfig is the administration listener: the admin API, the
@@ -232,6 +242,12 @@ func (c *relayConfig) check() error {
 	}
 	if err := c.TLS.check(c); err != nil {
 		return err
+	}
+	if c.ClientAuth != nil {
+		if c.ClientAuth.CARoots == "" {
+			return cfgErr("client_auth.ca_roots", "missing: the PEM file of the CAs of the clients' certificates")
+		}
+		c.ClientAuth.CARoots = c.path(c.ClientAuth.CARoots)
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = defaultAdminListen

@@ -107,6 +107,8 @@ func TestRelayConfig(t *testing.T) {
 		{"route to no upstream", func(c map[string]any) {
 			c["routes"] = []any{map[string]any{"ip_ranges": []string{"0.0.0.0/0"}, "upstreams": []string{"nope"}}}
 		}, `routes[0].upstreams[0]: no upstream is called "nope"`},
+		{"client_auth without roots", func(c map[string]any) { c["client_auth"] = map[string]any{"require": true} }, "client_auth.ca_roots: missing"},
+		{"client_auth unknown field", func(c map[string]any) { c["client_auth"] = map[string]any{"ca_roots": "c.pem", "mode": "require"} }, `unknown field "mode"`},
 		{"route without upstreams", func(c map[string]any) { c["routes"] = []any{map[string]any{"names": []string{"a.example"}}} }, "routes[0].upstreams: missing"},
 	}
 	for _, tc := range bad {
