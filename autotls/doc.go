@@ -127,23 +127,25 @@
 // loaded at a paced rate and added to it. An evicted certificate keeps its
 // ARI polls (each loads it again); one planned from the index after a
 // restart has its ARI fetched when it is next loaded, by a handshake or its
-// renewal.
+// renewal. [Manager.Manage] streams its names through the background
+// queue, a few per worker at a time, so a call with a million names holds
+// nothing per waiting name. docs/postgres.md sizes a fleet's PostgreSQL.
 //
 // # Failures
 //
 // A failed attempt is remembered per name with a growing, jittered backoff
-// (FailureBackoff), and the old certificate keeps being served; a managed
-// name without a valid certificate is retried in the background, handshake
-// or not. A CA's Retry-After is obeyed and written to storage, so a
-// restarted Manager and the other nodes wait too. An account the CA no
-// longer knows is replaced by exactly one new one. After a failed
-// validation the next attempt prefers another enabled challenge type. A
-// certificate that could not be stored is served from memory and stored
-// later, without a second order. Orders and their Store run under the
-// storage lock's context, so a node that lost its lock (stalled,
-// partitioned) cannot overwrite what the node that took over stored. A
-// certificate that expired while renewals failed is served only with
-// [Manager.ServeExpired].
+// (FailureBackoff), for any number of names, and the old certificate keeps
+// being served; a managed name without a valid certificate is retried in
+// the background, handshake or not. A CA's Retry-After is obeyed and
+// written to storage, so a restarted Manager and the other nodes wait too.
+// An account the CA no longer knows is replaced by exactly one new one.
+// After a failed validation the next attempt prefers another enabled
+// challenge type. A certificate that could not be stored is served from
+// memory and stored later, without a second order. Orders and their Store
+// run under the storage lock's context, so a node that lost its lock
+// (stalled, partitioned) cannot overwrite what the node that took over
+// stored. A certificate that expired while renewals failed is served only
+// with [Manager.ServeExpired].
 //
 // Other nodes' certificates are picked up at once when the storage reports
 // changes ([storage.Watcher]), else at the next scheduled check.

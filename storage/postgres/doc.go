@@ -18,8 +18,12 @@
 // journal, time, node, keys, data; indexed by journal and time, and by key)
 // and tlsmint_schema_version, the sequence
 // tlsmint_fence, and a trigger that announces every change on the
-// notification channel tlsmint_changes. The database user needs the right to
-// create them on first use.
+// notification channel tlsmint_changes. The database user needs the CREATE
+// privilege on the schema at every start, not only the first (New runs
+// CREATE TABLE IF NOT EXISTS, which PostgreSQL checks even when the table
+// exists). docs/postgres.md (in the repository) gives the rows and bytes
+// per name and how to run this on a managed PostgreSQL (privileges,
+// connections, poolers, TLS).
 //
 // Locks are leases: a row with an owner, an expiry and a fencing token. The
 // holder renews its lease every LockTTL/4; a waiter takes over a lease once
