@@ -199,9 +199,18 @@ func (l *Log) ObserveExchange(e acme.Exchange) {
 	l.Add(r)
 }
 
-// OnEvent records a Manager's event as a decision. Chain it with an
-// OnEvent of your own: m.OnEvent = func(e autotls.Event) { log.OnEvent(e); mine(e) }.
+// OnEvent records a Manager's event as a decision, except EventLoaded (a
+// certificate read from storage, which with CacheCapacity happens at every
+// reload of an evicted certificate). Chain it with an OnEvent of your own:
+// m.OnEvent = func(e autotls.Event) { log.OnEvent(e); mine(e) }.
 func (l *Log) OnEvent(e autotls.Event) {
+	if e.Type == autotls.EventLoaded {
+		// A certificate read from storage is neither an exchange nor a
+		// decision, and with CacheCapacity every reload of an evicted
+		// certificate is one: at a fleet's scale they would outweigh
+		// the trail.
+		return
+	}
 	r := Record{
 		Kind: KindDecision, Outcome: OutcomeOK, Issuer: e.Issuer, Operation: string(e.Type),
 		Names: []string{e.Name}, Serial: e.Serial, NotAfter: e.NotAfter, Until: e.RetryAt,

@@ -153,7 +153,7 @@ type Node struct {
 	// Records and Failures count its records within AuditWindow.
 	Records  int `json:"records"`
 	Failures int `json:"failures"`
-	// Holds are the names this node obtained, renewed, replaced or loaded
+	// Holds are the names this node obtained, renewed or replaced
 	// within AuditWindow and did not see expire since, sorted.
 	Holds []string `json:"holds,omitempty"`
 }
