@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -448,4 +449,58 @@ func TestWatchAcrossNodesAndReconnect(t *testing.T) {
 			t.Fatal("no event after the listener's connection was dropped")
 		}
 	}
+}
+
+// A role without the right to create tables starts on a schema that is
+// already at this version, and stores, loads and locks.
+func TestStartWithoutCreatePrivilege(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	open(t, fastConfig(dsn, prefix)) // creates the schema as the owner
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	role := prefix + "dml"
+	q := func(n string) string { return pgx.Identifier{prefix + n}.Sanitize() }
+	r := pgx.Identifier{role}.Sanitize()
+	for _, stmt := range []string{
+		"CREATE ROLE " + r + " LOGIN",
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA public TO " + r,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + q("values") + ", " + q("locks") + ", " + q("journal") + ", " + q("schema_version") + " TO " + r,
+		"GRANT USAGE, UPDATE ON SEQUENCE " + q("fence") + ", " + pgx.Identifier{prefix + "journal_id_seq"}.Sanitize() + " TO " + r,
+	} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			return
+		}
+		defer admin.Close(context.Background())
+		admin.Exec(context.Background(), "DROP OWNED BY "+r)
+		admin.Exec(context.Background(), "DROP ROLE "+r)
+	})
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := strings.Replace(dsn, "//"+cfg.User+"@", "//"+role+"@", 1)
+	s := open(t, fastConfig(restricted, prefix))
+	if err := s.Store(ctx, "a/b", []byte("v")); err != nil {
+		t.Fatalf("Store as a role without CREATE: %v", err)
+	}
+	if v, err := s.Load(ctx, "a/b"); err != nil || string(v) != "v" {
+		t.Fatalf("Load: %q %v", v, err)
+	}
+	unlock, err := s.Lock(ctx, "l")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	unlock()
 }

@@ -94,6 +94,22 @@ var migrations = []string{
 // migrate creates or upgrades the schema. Concurrent callers (a fleet
 // starting at once) are serialised by an advisory lock.
 func migrate(ctx context.Context, c *pgx.Conn, n names) error {
+	// A schema already at this version needs nothing: no lock, and no
+	// CREATE, so that a role without the right to create tables (a
+	// managed database's runtime role) can start once the schema exists.
+	var exists bool
+	if err := c.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, n.schema).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		var version int
+		if err := c.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+n.schema).Scan(&version); err != nil {
+			return err
+		}
+		if version == len(migrations) {
+			return nil
+		}
+	}
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		return err
