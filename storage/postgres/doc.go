@@ -19,9 +19,10 @@
 // and tlsmint_schema_version, the sequence
 // tlsmint_fence, and a trigger that announces every change on the
 // notification channel tlsmint_changes. The database user needs the CREATE
-// privilege on the schema at every start, not only the first (New runs
-// CREATE TABLE IF NOT EXISTS, which PostgreSQL checks even when the table
-// exists). docs/postgres.md (in the repository) gives the rows and bytes
+// privilege on the schema only when the schema is missing or older than
+// the code; on a current schema New reads its version and creates
+// nothing, so a runtime role with SELECT, INSERT, UPDATE and DELETE on the
+// tables and USAGE on the sequences starts. docs/postgres.md (in the repository) gives the rows and bytes
 // per name and how to run this on a managed PostgreSQL (privileges,
 // connections, poolers, TLS).
 //
