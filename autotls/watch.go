@@ -61,6 +61,12 @@ func (m *Manager) pickUp(name string) {
 	if cur == nil && !st.isManaged(name) && !st.isLapsed(name) {
 		return // loaded on its first handshake, as at start-up
 	}
+	if cur == nil && st.cache.capacity > 0 && st.sched.has(name) {
+		// Evicted here (CacheCapacity) and planned: loading it now would
+		// bring every certificate the fleet renews into this node's
+		// memory. Its next handshake or its plan loads the new one.
+		return
+	}
 	ctx, cancel := context.WithTimeout(st.ctx, 30*time.Second)
 	defer cancel()
 	e, err := m.loadStored(ctx, name)
