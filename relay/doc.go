@@ -11,8 +11,12 @@
 // names from an [Upstream], proves control there with its own solvers,
 // finalizes with the client's CSR (the client keeps its private key) and
 // hands the upstream's chains to the client ([Server.Routes] choose the
-// upstreams of some names or addresses). Renewal information, the
-// "replaces" of a renewal and revocations are passed upstream.
+// upstreams of some names or addresses). With a read-only
+// solvers.DNSPersist01 as an upstream's solver (no DNS credentials), an
+// order whose dns-persist-01 records are missing fails with an
+// unauthorized problem naming the records to publish. Renewal
+// information, the "replaces" of a renewal and revocations are passed
+// upstream.
 // [Server.Certificates] lists the certificates issued, for a status page
 // (package statuspage's Handler.Sources).
 //

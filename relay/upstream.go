@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/solvers"
 )
 
 // An Upstream is a CA the relay obtains certificates from, with the
@@ -162,7 +164,7 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 	var last error
 	for _, u := range ups {
 		if rec, err := s.backoff(ctx, u); err == nil && !rec.Until.IsZero() {
-			last = fmt.Errorf("upstream %s: %w", u.name(), s.rateLimitedUpstream(u, rec))
+			last = &upstreamError{name: u.name(), err: s.rateLimitedUpstream(u, rec)}
 			continue
 		}
 		start := s.now()
@@ -171,7 +173,7 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 			return cert, u, nil
 		}
 		s.noteRateLimit(ctx, u, err)
-		last = fmt.Errorf("upstream %s: %w", u.name(), err)
+		last = &upstreamError{name: u.name(), err: err}
 		s.logger().Warn("relay: upstream issuance failed", "order", o.ID, "upstream", u.name(), "err", err)
 		rec := audit.Record{
 			Outcome: audit.OutcomeFailure, Operation: OperationPrefix + "upstream", Issuer: u.name(),
@@ -257,9 +259,42 @@ func (s *Server) storeCert(ctx context.Context, o *orderRecord, cert *acme.Certi
 	return rec, nil
 }
 
+// upstreamError is a failed issuance at one upstream.
+type upstreamError struct {
+	name string
+	err  error
+}
+
+func (e *upstreamError) Error() string { return "upstream " + e.name + ": " + e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// maxPersistDetail bounds the detail of a problem that lists the
+// dns-persist-01 records to publish.
+const maxPersistDetail = 8 << 10
+
 // downstreamProblem is the problem a downstream order shows for a failed
-// upstream issuance: the upstream's own, when it sent one.
+// upstream issuance: the records to publish when a read-only
+// dns-persist-01 solver found them missing (unauthorized), else the
+// upstream's own problem, when it sent one.
 func downstreamProblem(err error) *acme.Problem {
+	if recs := persistRecords(err); len(recs) > 0 {
+		var b strings.Builder
+		b.WriteString("upstream CA: ")
+		var ue *upstreamError
+		if errors.As(err, &ue) {
+			b.WriteString("upstream " + ue.name + ": ")
+		}
+		fmt.Fprintf(&b, "publish the dns-persist-01 TXT record(s) that bind the names to the relay's account there, then order again:")
+		for i, pe := range recs {
+			line := fmt.Sprintf(" %s. IN TXT %s (%s);", pe.Name, pe.Record.ZoneFileValue(), clip(pe.Reason, 200))
+			if b.Len()+len(line) > maxPersistDetail-64 {
+				fmt.Fprintf(&b, " and %d more (in the relay's log)", len(recs)-i)
+				break
+			}
+			b.WriteString(line)
+		}
+		return &acme.Problem{Type: problemNS + probUnauthorized, Status: http.StatusForbidden, Detail: strings.TrimSuffix(b.String(), ";")}
+	}
 	var p *acme.Problem
 	if errors.As(err, &p) && p.Type != "" {
 		out := *p
@@ -271,4 +306,34 @@ func downstreamProblem(err error) *acme.Problem {
 		return &out
 	}
 	return internalError("upstream CA: %s", clip(err.Error(), 1000))
+}
+
+// persistRecords returns the distinct dns-persist-01 records that err
+// (and every error it wraps) says are missing.
+func persistRecords(err error) []*solvers.PersistRecordError {
+	var out []*solvers.PersistRecordError
+	seen := map[string]bool{}
+	var walk func(error, int)
+	walk = func(err error, depth int) {
+		if err == nil || depth > 32 {
+			return
+		}
+		if pe, ok := err.(*solvers.PersistRecordError); ok {
+			if k := pe.Name + "\x00" + pe.Record.String(); !seen[k] {
+				seen[k] = true
+				out = append(out, pe)
+			}
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap(), depth+1)
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e, depth+1)
+			}
+		}
+	}
+	walk(err, 0)
+	return out
 }

@@ -533,6 +533,8 @@ func (a *app) relayUpstream(ctx context.Context, store storage.Storage, u *relay
 		switch ch {
 		case acme.ChallengeHTTP01:
 			up.Solvers[ch] = http01
+		case acme.ChallengeDNSPersist01:
+			up.Solvers[ch] = newRelayPersist(u.Name, u.DNSPersist, logger)
 		}
 		up.ChallengeTypes = append(up.ChallengeTypes, ch)
 	}

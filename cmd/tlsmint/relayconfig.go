@@ -117,6 +117,9 @@ type relayUpstreamConfig struct {
 	AcceptTOS  bool            `json:"accept_tos,omitempty"`
 	EAB        *relayEABConfig `json:"eab,omitempty"`
 	Challenges []string        `json:"challenges,omitempty"`
+	// DNSPersist solves dns-persist-01 there, read-only: the operator
+	// publishes the records.
+	DNSPersist *relayPersistConfig `json:"dns_persist,omitempty"`
 }
 
 // relayEABConfig is an External Account Binding: the key ID and where the
@@ -353,7 +356,7 @@ func (t *relayTLSConfig) check(c *relayConfig) error {
 }
 
 // upstreamChallenges are the types an upstream may list.
-var upstreamChallenges = []string{acme.ChallengeHTTP01}
+var upstreamChallenges = []string{acme.ChallengeHTTP01, acme.ChallengeDNSPersist01}
 
 func (u *relayUpstreamConfig) check(c *relayConfig, field string) error {
 	if u.Directory == "" {
@@ -379,8 +382,18 @@ func (u *relayUpstreamConfig) check(c *relayConfig, field string) error {
 	if err := u.EAB.check(field + ".eab"); err != nil {
 		return err
 	}
-	if len(u.Challenges) == 0 && c.HTTP01Listen != "" {
+	if err := u.DNSPersist.check(field + ".dns_persist"); err != nil {
+		return err
+	}
+	switch {
+	case len(u.Challenges) > 0:
+	case u.DNSPersist != nil:
+		u.Challenges = []string{acme.ChallengeDNSPersist01}
+	case c.HTTP01Listen != "":
 		u.Challenges = []string{acme.ChallengeHTTP01}
+	}
+	if u.DNSPersist != nil && !slices.Contains(u.Challenges, acme.ChallengeDNSPersist01) {
+		return cfgErr(field+".challenges", "dns_persist is set but dns-persist-01 is not listed")
 	}
 	for i, ch := range u.Challenges {
 		if !slices.Contains(upstreamChallenges, ch) {
@@ -388,6 +401,12 @@ func (u *relayUpstreamConfig) check(c *relayConfig, field string) error {
 		}
 		if ch == acme.ChallengeHTTP01 && c.HTTP01Listen == "" {
 			return cfgErr(fmt.Sprintf("%s.challenges[%d]", field, i), "http-01 needs http01_listen")
+		}
+		if ch == acme.ChallengeDNSPersist01 && u.DNSPersist == nil {
+			return cfgErr(fmt.Sprintf("%s.challenges[%d]", field, i), "dns-persist-01 needs dns_persist")
+		}
+		if slices.Contains(u.Challenges[:i], ch) {
+			return cfgErr(fmt.Sprintf("%s.challenges[%d]", field, i), "%q is listed twice", ch)
 		}
 	}
 	u.CARoots, u.AccountKey = c.path(u.CARoots), c.path(u.AccountKey)

@@ -50,6 +50,24 @@ func TestRelayConfig(t *testing.T) {
 	if len(cfg.Upstreams[0].Challenges) != 0 {
 		t.Errorf("challenges without http01_listen = %v, want none", cfg.Upstreams[0].Challenges)
 	}
+	// dns_persist alone: dns-persist-01 only, even with http01_listen;
+	// listed with http-01 (for IP addresses), both in order.
+	c := validConfig()
+	c["http01_listen"] = ":80"
+	c["upstreams"] = []any{
+		map[string]any{"name": "a", "directory": "letsencrypt", "accept_tos": true, "dns_persist": map[string]any{"resolvers": []string{"10.0.0.53:53"}, "wildcard": true, "issuer_domain_name": "letsencrypt.org"}},
+		map[string]any{"name": "b", "directory": "letsencrypt", "accept_tos": true, "dns_persist": map[string]any{}, "challenges": []string{"dns-persist-01", "http-01"}},
+	}
+	b, _ = json.Marshal(c)
+	if cfg, err = parseRelayConfig(b, "/etc"); err != nil {
+		t.Fatalf("dns_persist: %v", err)
+	}
+	if got := cfg.Upstreams[0].Challenges; len(got) != 1 || got[0] != acme.ChallengeDNSPersist01 || !cfg.Upstreams[0].DNSPersist.Wildcard {
+		t.Errorf("challenges with dns_persist = %v, want [dns-persist-01]", got)
+	}
+	if got := cfg.Upstreams[1].Challenges; len(got) != 2 || got[0] != acme.ChallengeDNSPersist01 || got[1] != acme.ChallengeHTTP01 {
+		t.Errorf("challenges = %v, want [dns-persist-01 http-01]", got)
+	}
 
 	bad := []struct {
 		name   string
@@ -94,6 +112,28 @@ func TestRelayConfig(t *testing.T) {
 		{"unknown challenge", func(c map[string]any) {
 			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "challenges": []string{"dns-42"}}}
 		}, `challenges[0]: "dns-42"`},
+		{"dns-persist-01 without dns_persist", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "challenges": []string{"dns-persist-01"}}}
+		}, "upstreams[0].challenges[0]: dns-persist-01 needs dns_persist"},
+		{"dns_persist not listed", func(c map[string]any) {
+			c["http01_listen"] = ":80"
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "challenges": []string{"http-01"}, "dns_persist": map[string]any{}}}
+		}, "upstreams[0].challenges: dns_persist is set but dns-persist-01 is not listed"},
+		{"challenge twice", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "challenges": []string{"dns-persist-01", "dns-persist-01"}, "dns_persist": map[string]any{}}}
+		}, `upstreams[0].challenges[1]: "dns-persist-01" is listed twice`},
+		{"dns_persist bad resolver", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "dns_persist": map[string]any{"resolvers": []string{"10.0.0.53"}}}}
+		}, `upstreams[0].dns_persist.resolvers[0]: "10.0.0.53": want host:port`},
+		{"dns_persist bad port", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "dns_persist": map[string]any{"nameserver_port": 70000}}}
+		}, "upstreams[0].dns_persist.nameserver_port: 70000 is not a port"},
+		{"dns_persist bad issuer", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "dns_persist": map[string]any{"issuer_domain_name": "Lets Encrypt"}}}
+		}, "upstreams[0].dns_persist.issuer_domain_name"},
+		{"dns_persist unknown field", func(c map[string]any) {
+			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "dns_persist": map[string]any{"provider": "cloudflare"}}}
+		}, `unknown field "provider"`},
 		{"bad email", func(c map[string]any) {
 			c["upstreams"] = []any{map[string]any{"directory": "zerossl", "accept_tos": true, "email": "ops at example"}}
 		}, "upstreams[0].email"},
@@ -161,6 +201,7 @@ func FuzzRelayConfig(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"storage": "x", "tls": {"cert_file": "c", "key_file": "k"}, "admin": {"token_env": "T"}, "upstreams": [{"directory": "https://ca.example/dir", "accept_tos": true}], "finalize_wait": "1s"}`))
 	f.Add([]byte(`[{"id": "web", "policy": {}}]`))
+	f.Add([]byte(`{"storage": "x", "tls": {"cert_file": "c", "key_file": "k"}, "admin": {"token_env": "T"}, "upstreams": [{"directory": "letsencrypt", "accept_tos": true, "dns_persist": {"resolvers": ["10.0.0.53:53"], "nameserver_port": 5353, "issuer_domain_name": "letsencrypt.org", "wildcard": true}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := parseRelayConfig(data, "/etc")
 		if err != nil {

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/relay"
+	"github.com/tlsmint/tlsmint/storage"
+)
+
+// TestRelayDNSPersist runs `tlsmint relay` with an upstream proved by
+// read-only dns-persist-01 (no DNS credentials, no http01_listen): an
+// order whose records are missing fails downstream with an unauthorized
+// problem naming the exact record of each name — bound to the relay's
+// account at the CA — with nothing submitted to the CA for validation,
+// and the relay logs and audits it; once the operator publishes the
+// records, the same client obtains the certificate through the relay, and
+// the records stay.
+func TestRelayDNSPersist(t *testing.T) {
+	e := newRelayEnv(t, func(cfg map[string]any) {
+		delete(cfg, "http01_listen")
+		up := cfg["upstreams"].([]any)[0].(map[string]any)
+		dnsAddr := cfg["validator"].(map[string]any)["resolver"].(string) // the CA's mock DNS
+		_, port, _ := net.SplitHostPort(dnsAddr)
+		p, _ := strconv.Atoi(port)
+		up["dns_persist"] = map[string]any{"resolvers": []string{dnsAddr}, "nameserver_port": p}
+	})
+	e.ca.DNS().AddZone("persist.example")
+	r := startRelay(t, e.cfgFile, e.env)
+
+	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example").ok(t)
+	var mint struct {
+		KeyID   string `json:"key_id"`
+		HMACKey string `json:"hmac_key"`
+	}
+	runCmd(t, e.env, "relay", "eab", "mint", "team", "--admin", r.admin, "--json").ok(t).decode(t, &mint)
+	mac, err := acme.DecodeEABKey(mint.HMACKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	c := e.client(t)
+	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
+		t.Fatalf("Register through the relay: %v", err)
+	}
+	names := []string{"a.persist.example", "b.persist.example"}
+	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	req := acme.ObtainRequest{Identifiers: acme.DNSNames(names...), CertKey: certKey, Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: e.down}}
+
+	// No record yet: the order fails with the records to publish.
+	challenges := e.ca.Requests("challenge")
+	_, err = c.Obtain(ctx, req)
+	var p *acme.Problem
+	if !errors.As(err, &p) || !p.Is(acme.ErrUnauthorized) || p.Status != http.StatusForbidden {
+		t.Fatalf("Obtain without the records: %v, want an unauthorized problem (403)", err)
+	}
+	if n := e.ca.Requests("challenge"); n != challenges {
+		t.Errorf("%d challenges submitted to the CA, want none while the records are missing", n-challenges)
+	}
+
+	// The relay's account at the CA, from its key in the storage.
+	store := storage.Dir(e.storeDir)
+	defer store.Close()
+	sum := sha256.Sum256([]byte("pebble"))
+	pemKey, err := store.Load(ctx, keyUpstreamKeys+hex.EncodeToString(sum[:16]))
+	if err != nil {
+		t.Fatalf("the relay's upstream account key: %v", err)
+	}
+	relayKey, err := parseKey(pemKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayAcct, err := (&acme.Client{DirectoryURL: e.ca.DirectoryURL(), Key: relayKey, HTTPClient: e.ca.HTTPClient()}).LookupAccount(ctx)
+	if err != nil {
+		t.Fatalf("the relay's account at the CA: %v", err)
+	}
+	value := "pebble.letsencrypt.org; accounturi=" + relayAcct.URL
+	for _, n := range names {
+		line := "_validation-persist." + n + `. IN TXT "` + value + `"`
+		if !strings.Contains(p.Detail, line) {
+			t.Errorf("the problem's detail lacks %s:\n%s", line, p.Detail)
+		}
+		if !strings.Contains(r.stderr.String(), "a dns-persist-01 record is missing upstream") || !strings.Contains(r.stderr.String(), n) {
+			t.Errorf("the relay's log does not name the record of %s", n)
+		}
+	}
+	t.Logf("problem: %s", p.Detail)
+	if !strings.Contains(p.Detail, "upstream pebble") {
+		t.Errorf("the problem's detail does not name the upstream: %s", p.Detail)
+	}
+	// The operator publishes the records; the client orders again.
+	for _, n := range names {
+		e.ca.DNS().AddTXT("_validation-persist."+n, value)
+	}
+	cert, err := c.Obtain(ctx, req)
+	if err != nil {
+		t.Fatalf("Obtain with the records published: %v", err)
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range cert.Chains[0].Certificates[1:] {
+		inter.AddCert(ic)
+	}
+	for _, n := range names {
+		if _, err := cert.Leaf().Verify(x509.VerifyOptions{DNSName: n, Roots: e.ca.RootPool(), Intermediates: inter}); err != nil {
+			t.Errorf("the certificate does not verify for %s: %v", n, err)
+		}
+		if got := e.ca.DNS().TXT("_validation-persist." + n); !slices.Equal(got, []string{value}) {
+			t.Errorf("DNS holds %q for %s, want the record kept", got, n)
+		}
+	}
+	if n := e.ca.Requests("challenge"); n == challenges {
+		t.Error("no challenge submitted to the CA for the issuance")
+	}
+
+	// The audit trail, written at the stop: the refusal with the records,
+	// then the issuance.
+	r.stop()
+	if code := <-r.done; code != 0 {
+		t.Fatalf("the relay exited with %d", code)
+	}
+	r.done <- 0
+	trail := &audit.Log{Storage: store, Retention: -1}
+	defer trail.Close()
+	recs, err := trail.Query(ctx, audit.Filter{Operation: relay.OperationPrefix + "issue"})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("audit relay.issue records %+v (%v), want two", recs, err)
+	}
+	slices.SortFunc(recs, func(a, b audit.Record) int { return a.Time.Compare(b.Time) })
+	if recs[0].Outcome != audit.OutcomeFailure || recs[0].Problem != acme.ErrUnauthorized.Type || recs[0].Detail != p.Detail {
+		t.Errorf("first relay.issue record %+v, want the failure with the problem's detail", recs[0])
+	}
+	if recs[1].Outcome != audit.OutcomeOK || recs[1].Issuer != "pebble" {
+		t.Errorf("second relay.issue record %+v, want the issuance by pebble", recs[1])
+	}
+}
