@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,5 +146,71 @@ func TestRelayDNSPersist(t *testing.T) {
 	}
 	if recs[1].Outcome != audit.OutcomeOK || recs[1].Issuer != "pebble" {
 		t.Errorf("second relay.issue record %+v, want the issuance by pebble", recs[1])
+	}
+}
+
+// dns01Down is a downstream client's dns-01 solver writing to the test
+// CA's mock DNS, which the relay's validator asks.
+type dns01Down struct{ ca *testCA }
+
+func (d dns01Down) Present(_ context.Context, ch acme.Challenge) error {
+	d.ca.DNS().AddTXT(ch.DNS01TXTRecordName(), ch.DNS01TXTValue())
+	return nil
+}
+
+func (d dns01Down) CleanUp(_ context.Context, ch acme.Challenge) error {
+	d.ca.DNS().DeleteTXT(ch.DNS01TXTRecordName(), ch.DNS01TXTValue())
+	return nil
+}
+
+// TestRelayDNSPersistWildcard: with dns_persist.wildcard, a name and its
+// wildcard need one record with policy=wildcard, asked for once; once it
+// is published the certificate for both is issued.
+func TestRelayDNSPersistWildcard(t *testing.T) {
+	e := newRelayEnv(t, func(cfg map[string]any) {
+		delete(cfg, "http01_listen")
+		up := cfg["upstreams"].([]any)[0].(map[string]any)
+		dnsAddr := cfg["validator"].(map[string]any)["resolver"].(string)
+		_, port, _ := net.SplitHostPort(dnsAddr)
+		p, _ := strconv.Atoi(port)
+		up["dns_persist"] = map[string]any{"resolvers": []string{dnsAddr}, "nameserver_port": p, "wildcard": true, "issuer_domain_name": "pebble.letsencrypt.org"}
+	})
+	e.ca.DNS().AddZone("persist.example")
+	r := startRelay(t, e.cfgFile, e.env)
+	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example", "--wildcards").ok(t)
+	var mint struct {
+		KeyID   string `json:"key_id"`
+		HMACKey string `json:"hmac_key"`
+	}
+	runCmd(t, e.env, "relay", "eab", "mint", "team", "--admin", r.admin, "--json").ok(t).decode(t, &mint)
+	mac, err := acme.DecodeEABKey(mint.HMACKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	c := e.client(t)
+	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
+		t.Fatalf("Register through the relay: %v", err)
+	}
+	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	req := acme.ObtainRequest{Identifiers: acme.DNSNames("*.w.persist.example", "w.persist.example"), CertKey: certKey,
+		Solvers: map[string]acme.Solver{acme.ChallengeDNS01: dns01Down{e.ca}, acme.ChallengeHTTP01: e.down}, ChallengeTypes: []string{acme.ChallengeDNS01}}
+	_, err = c.Obtain(ctx, req)
+	var p *acme.Problem
+	if !errors.As(err, &p) || !p.Is(acme.ErrUnauthorized) {
+		t.Fatalf("Obtain without the record: %v, want unauthorized", err)
+	}
+	re := regexp.MustCompile(`_validation-persist\.w\.persist\.example\. IN TXT "(pebble\.letsencrypt\.org; accounturi=https://[^"; ]+; policy=wildcard)"`)
+	m := re.FindAllStringSubmatch(p.Detail, -1)
+	if len(m) != 1 || strings.Count(p.Detail, "IN TXT") != 1 {
+		t.Fatalf("the problem asks for %d records, want once the one with policy=wildcard:\n%s", strings.Count(p.Detail, "IN TXT"), p.Detail)
+	}
+	e.ca.DNS().AddTXT("_validation-persist.w.persist.example", m[0][1])
+	cert, err := c.Obtain(ctx, req)
+	if err != nil {
+		t.Fatalf("Obtain with the record published: %v", err)
+	}
+	if got := cert.Leaf().DNSNames; !slices.Contains(got, "*.w.persist.example") || !slices.Contains(got, "w.persist.example") {
+		t.Errorf("certificate names %v", got)
 	}
 }
