@@ -24,7 +24,7 @@ func TestCertbot(t *testing.T) {
 		t.Skip("certbot test skipped: no certbot on PATH (Debian's certbot package; .ci/run installs it)")
 	}
 	t.Parallel()
-	port := closedPort(t)
+	port := freePort(t)
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.Validator.HTTPPort = port }})
 	eab := e.tenant(t, "certbot", examplePolicy())
 	dir := t.TempDir()

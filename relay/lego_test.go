@@ -37,7 +37,7 @@ func (u *legoUser) GetPrivateKey() crypto.Signer               { return u.key }
 func TestLego(t *testing.T) {
 	t.Parallel()
 	legolog.SetDefault(slog.New(slog.DiscardHandler)) // lego's own global logger
-	port := closedPort(t)
+	port := freePort(t)
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.Validator.HTTPPort = port }})
 	eab := e.tenant(t, "lego", examplePolicy())
 	ctx := ctxT(t)

@@ -162,8 +162,16 @@ func TestValidateHTTP01(t *testing.T) {
 	})
 }
 
-// closedPort returns a loopback port nothing listens on.
+// closedPort returns a loopback port that refuses connections for the
+// rest of the test.
 func closedPort(t *testing.T) int {
+	t.Helper()
+	return testpebble.ClosedPort(t)
+}
+
+// freePort returns a loopback port nothing listens on now, for a client
+// under test to listen on.
+func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

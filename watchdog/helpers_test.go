@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -137,16 +138,11 @@ func serveCert(t testing.TB, cert tls.Certificate) string {
 	return serveTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 }
 
-// closedAddr returns a loopback address nothing listens on.
+// closedAddr returns a loopback address that refuses connections for the
+// rest of the test.
 func closedAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return "127.0.0.1:" + strconv.Itoa(testpebble.ClosedPort(t))
 }
 
 // serveRaw starts a loopback listener that hands each connection to fn

@@ -6,10 +6,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,16 +125,11 @@ func (r result) decode(t testing.TB, v any) {
 	}
 }
 
-// closedURL returns an https URL on a loopback port nothing listens on.
+// closedURL returns an https URL on a loopback port that refuses
+// connections for the rest of the test.
 func closedURL(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "https://" + addr + "/dir"
+	return "https://127.0.0.1:" + strconv.Itoa(testpebble.ClosedPort(t)) + "/dir"
 }
 
 // noFile fails the test if path exists.
