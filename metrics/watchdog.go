@@ -55,12 +55,7 @@ func newProbes() *probes {
 func (c *Collector) ObserveProbe(r watchdog.Result) {
 	p := c.probes
 	k := probeKey{r.Target.Addr, r.Target.ServerName}
-	var names []string
-	for _, e := range r.Problems {
-		if n := watchdog.ProblemName(e); !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
+	names := r.ProblemNames()
 	if len(names) == 0 {
 		p.total.WithLabelValues("ok").Inc()
 	} else {

@@ -118,3 +118,15 @@ func TestProblemName(t *testing.T) {
 		}
 	}
 }
+
+func TestProblemNames(t *testing.T) {
+	r := watchdog.Result{Problems: []error{
+		fmt.Errorf("a: %w", watchdog.ErrUntrusted), fmt.Errorf("b: %w", watchdog.ErrExpiringSoon), fmt.Errorf("c: %w", watchdog.ErrUntrusted),
+	}}
+	if got := r.ProblemNames(); !slices.Equal(got, []string{"untrusted", "expiring_soon"}) {
+		t.Fatalf("ProblemNames() = %q, want each name once in order", got)
+	}
+	if got := (watchdog.Result{}).ProblemNames(); got != nil {
+		t.Fatalf("ProblemNames() of a healthy result = %q, want nil", got)
+	}
+}

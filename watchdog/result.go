@@ -63,6 +63,18 @@ func (r Result) Serial() string {
 
 func serialHex(c *x509.Certificate) string { return hex.EncodeToString(c.SerialNumber.Bytes()) }
 
+// ProblemNames returns the names of the result's problems ([ProblemName]),
+// each once, in the order found; nil when it has none.
+func (r Result) ProblemNames() []string {
+	var names []string
+	for _, p := range r.Problems {
+		if n := ProblemName(p); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
 // maxAuditDetail caps the problems' text in an audit record.
 const maxAuditDetail = 1024
 
@@ -81,13 +93,7 @@ func (r Result) auditRecord() audit.Record {
 	}
 	if !r.OK() {
 		rec.Outcome = audit.OutcomeFailure
-		names := make([]string, 0, len(r.Problems))
-		for _, p := range r.Problems {
-			if n := ProblemName(p); !slices.Contains(names, n) {
-				names = append(names, n)
-			}
-		}
-		rec.Problem = strings.Join(names, ",")
+		rec.Problem = strings.Join(r.ProblemNames(), ",")
 		rec.Detail = r.Err().Error()
 		if len(rec.Detail) > maxAuditDetail {
 			rec.Detail = rec.Detail[:maxAuditDetail]
