@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
@@ -334,18 +332,13 @@ func journalEntries(batch []Record) []storage.JournalEntry {
 		}
 		var keys []string
 		for _, n := range r.Names {
-			if len(keys) < storage.MaxJournalKeys && validKey(n) && !slices.Contains(keys, n) {
+			if len(keys) < storage.MaxJournalKeys && storage.ValidJournalKey(n) && !slices.Contains(keys, n) {
 				keys = append(keys, n)
 			}
 		}
 		out = append(out, storage.JournalEntry{Time: r.Time, Node: r.Node, Keys: keys, Data: data})
 	}
 	return out
-}
-
-// validKey reports whether a name can index a journal entry.
-func validKey(n string) bool {
-	return n != "" && len(n) <= storage.MaxKeyLen && utf8.ValidString(n) && !strings.ContainsFunc(n, unicode.IsControl)
 }
 
 // clipNames keeps the first names of a record too large for a journal.

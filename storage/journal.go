@@ -103,7 +103,7 @@ func CheckJournalEntries(name string, entries []JournalEntry) error {
 			return fmt.Errorf("%w: entry %d: %d keys, at most %d", ErrInvalidKey, i, len(e.Keys), MaxJournalKeys)
 		}
 		for _, k := range e.Keys {
-			if k == "" || len(k) > MaxKeyLen || !utf8.ValidString(k) || strings.ContainsFunc(k, unicode.IsControl) {
+			if !ValidJournalKey(k) {
 				return fmt.Errorf("%w: entry %d: key %q", ErrInvalidKey, i, truncate(k))
 			}
 		}
@@ -112,6 +112,13 @@ func CheckJournalEntries(name string, entries []JournalEntry) error {
 		}
 	}
 	return nil
+}
+
+// ValidJournalKey reports whether k may index a journal entry
+// ([JournalEntry.Keys]): 1 to MaxKeyLen bytes of UTF-8 without control
+// characters.
+func ValidJournalKey(k string) bool {
+	return k != "" && len(k) <= MaxKeyLen && utf8.ValidString(k) && !strings.ContainsFunc(k, unicode.IsControl)
 }
 
 // matches reports whether e matches q's time range and key.
