@@ -293,10 +293,6 @@ func isLabel(s string) bool {
 	return true
 }
 
-// lookup is lookupFast for a normalised host: every cached entry is in the
-// view.
-func (c *cache) lookup(host string) *tls.Certificate { return c.lookupFast(host) }
-
 // split returns the map key and the wildcard flag of a managed name.
 func split(name string) (key string, wild bool) {
 	if base, ok := strings.CutPrefix(name, "*."); ok {

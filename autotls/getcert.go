@@ -43,8 +43,8 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return m.getSlow(st, hello, sni)
 }
 
-// getSlow serves a name that is not in the cache's read view: sni is the
-// client's server name, or DefaultServerName when it sent none.
+// getSlow serves a server name the hot path did not find as sent: sni is
+// the client's server name, or DefaultServerName when it sent none.
 func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*tls.Certificate, error) {
 	if sni == "" {
 		st.refusalCounts.noServerName.Add(1)
@@ -55,7 +55,7 @@ func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*t
 		st.refusalCounts.count(err)
 		return nil, err
 	}
-	if c := st.cache.lookup(name); c != nil {
+	if c := st.cache.lookupFast(name); c != nil { // cached under its normal form
 		return c, nil
 	}
 	ctx := hello.Context()
