@@ -38,8 +38,6 @@ package migrate
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -169,7 +167,7 @@ func parsePEM(b []byte) (crypto.Signer, []byte, []*x509.Certificate, error) {
 			chain = append(chain, c)
 			chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes})...)
 		case strings.HasSuffix(block.Type, "PRIVATE KEY") && key == nil:
-			k, err := parseKey(block)
+			k, err := acme.ParsePrivateKey(block)
 			if err != nil {
 				return nil, nil, nil, err
 			}
@@ -177,30 +175,6 @@ func parsePEM(b []byte) (crypto.Signer, []byte, []*x509.Certificate, error) {
 		}
 	}
 	return key, chainPEM, chain, nil
-}
-
-// parseKey parses a PKCS#8, SEC 1 or PKCS#1 private key.
-func parseKey(block *pem.Block) (crypto.Signer, error) {
-	var k any
-	var err error
-	switch block.Type {
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("parsing the private key: %w", err)
-	}
-	switch k := k.(type) {
-	case *ecdsa.PrivateKey:
-		return k, nil
-	case *rsa.PrivateKey:
-		return k, nil
-	}
-	return nil, fmt.Errorf("unsupported key type %T (autotls serves ECDSA and RSA keys)", k)
 }
 
 // importOne checks and imports one certificate under each of names.

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tlsmint/tlsmint/acme"
 )
 
 // maxFileSize bounds every file the command reads: keys, certificates,
@@ -181,26 +183,7 @@ func parseKey(b []byte) (crypto.Signer, error) {
 		if !strings.Contains(block.Type, "PRIVATE KEY") {
 			continue
 		}
-		var k any
-		var err error
-		switch block.Type {
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", block.Type, err)
-		}
-		switch k := k.(type) {
-		case *ecdsa.PrivateKey:
-			return k, nil
-		case *rsa.PrivateKey:
-			return k, nil
-		}
-		return nil, fmt.Errorf("unsupported key type %T (want ECDSA or RSA)", k)
+		return acme.ParsePrivateKey(block)
 	}
 }
 
