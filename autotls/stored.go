@@ -384,10 +384,11 @@ func encodeKeyDER(key crypto.Signer) ([]byte, error) {
 	return der, nil
 }
 
+// encodeKey returns key as PKCS #8 PEM (account keys).
 func encodeKey(key crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := encodeKeyDER(key)
 	if err != nil {
-		return nil, fmt.Errorf("autotls: encoding key: %w", err)
+		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
