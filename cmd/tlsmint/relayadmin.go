@@ -126,6 +126,17 @@ func (a *app) adminClient(ctx context.Context, f *adminFlags) (*adminClient, err
 	}, nil
 }
 
+// adminCall makes one request of the relay the flags choose (see
+// adminClient and adminClient.do) and closes the client.
+func (a *app) adminCall(ctx context.Context, f *adminFlags, method, path string, body any, want int, out any) error {
+	c, err := a.adminClient(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return c.do(ctx, method, path, body, want, out)
+}
+
 // do sends a request and decodes the JSON answer into out (when not nil).
 // want is the status of success; 404 is errNotFound.
 func (c *adminClient) do(ctx context.Context, method, path string, body any, want int, out any) error {
@@ -333,13 +344,8 @@ func (a *app) tenantListCommand(f *adminFlags) *cobra.Command {
 		Example: `  tlsmint relay tenant list --config relay.json --json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.adminClient(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			defer c.close()
 			var ts []relay.Tenant
-			if err := c.do(cmd.Context(), http.MethodGet, "/tenants", nil, http.StatusOK, &ts); err != nil {
+			if err := a.adminCall(cmd.Context(), f, http.MethodGet, "/tenants", nil, http.StatusOK, &ts); err != nil {
 				return err
 			}
 			return a.printTenants(ts)
@@ -360,12 +366,7 @@ on, so it asks for --yes.`,
 			if !yes {
 				return usagef("removing tenant %s refuses every account of it: pass --yes", args[0])
 			}
-			c, err := a.adminClient(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			if err := c.do(cmd.Context(), http.MethodDelete, "/tenants/"+url.PathEscape(args[0]), nil, http.StatusNoContent, nil); err != nil {
+			if err := a.adminCall(cmd.Context(), f, http.MethodDelete, "/tenants/"+url.PathEscape(args[0]), nil, http.StatusNoContent, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stderr, "tenant %s removed\n", args[0])
@@ -432,16 +433,11 @@ MAC key again. Hand both to the team, which registers with them (certbot
 		Example: `  tlsmint relay eab mint web --config relay.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.adminClient(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			defer c.close()
 			var out struct {
 				KeyID   string `json:"key_id"`
 				HMACKey string `json:"hmac_key"`
 			}
-			if err := c.do(cmd.Context(), http.MethodPost, "/tenants/"+url.PathEscape(args[0])+"/eab", nil, http.StatusCreated, &out); err != nil {
+			if err := a.adminCall(cmd.Context(), f, http.MethodPost, "/tenants/"+url.PathEscape(args[0])+"/eab", nil, http.StatusCreated, &out); err != nil {
 				return err
 			}
 			if a.jsonOut {
@@ -460,13 +456,8 @@ MAC key again. Hand both to the team, which registers with them (certbot
 		Example: `  tlsmint relay eab list web --config relay.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.adminClient(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			defer c.close()
 			var keys []relay.EABKey
-			if err := c.do(cmd.Context(), http.MethodGet, "/tenants/"+url.PathEscape(args[0])+"/eab", nil, http.StatusOK, &keys); err != nil {
+			if err := a.adminCall(cmd.Context(), f, http.MethodGet, "/tenants/"+url.PathEscape(args[0])+"/eab", nil, http.StatusOK, &keys); err != nil {
 				return err
 			}
 			if a.jsonOut {
@@ -489,12 +480,7 @@ MAC key again. Hand both to the team, which registers with them (certbot
 		Example: `  tlsmint relay eab remove 3v4k… --config relay.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.adminClient(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			if err := c.do(cmd.Context(), http.MethodDelete, "/eab/"+url.PathEscape(args[0]), nil, http.StatusNoContent, nil); err != nil {
+			if err := a.adminCall(cmd.Context(), f, http.MethodDelete, "/eab/"+url.PathEscape(args[0]), nil, http.StatusNoContent, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stderr, "EAB key %s removed\n", args[0])
