@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"net"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,13 +43,8 @@ func manager(t *testing.T, store storage.Storage, mod func(*autotls.Manager)) (*
 	if mod != nil {
 		mod(m)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); m.Close() })
+	ca.ServeHTTP01(t, m.HTTPHandler(nil))
+	t.Cleanup(func() { m.Close() })
 	return m, ca
 }
 

@@ -3,11 +3,9 @@ package metrics
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,21 +42,8 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { ca.Close() })
 	e := &env{ca: ca}
 
-	hl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(e.serveHTTP), ReadHeaderTimeout: 5 * time.Second}
-	go hs.Serve(hl)
-	t.Cleanup(func() { hs.Close() })
-
-	tl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsLn := tls.NewListener(tl, &tls.Config{GetCertificate: e.getCertificate, NextProtos: []string{"acme-tls/1"}})
-	go testpebble.ServeHandshakes(tlsLn)
-	t.Cleanup(func() { tlsLn.Close() })
+	ca.ServeHTTP01(t, http.HandlerFunc(e.serveHTTP))
+	ca.ServeTLSALPN01(t, e.getCertificate)
 	return e
 }
 
