@@ -58,27 +58,9 @@ func backends(t *testing.T) map[string]func() storage.Storage {
 func dropTables(t *testing.T, dsn, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
+	if err := postgres.Drop(ctx, postgres.Config{DSN: dsn, TablePrefix: prefix}); err != nil {
 		t.Errorf("clean-up: %v", err)
-		return
 	}
-	defer c.Close(ctx)
-	for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE journal", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
-		kind, name, _ := cut(obj)
-		if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + name}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("clean-up: %v", err)
-		}
-	}
-}
-
-func cut(s string) (string, string, bool) {
-	for i := range len(s) {
-		if s[i] == ' ' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // forBackends runs f on every backend, as subtests.

@@ -421,17 +421,8 @@ func fleetPrefix(t testing.TB, dsn string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
+		if err := postgres.Drop(ctx, postgres.Config{DSN: dsn, TablePrefix: prefix}); err != nil {
 			t.Errorf("clean-up: %v", err)
-			return
-		}
-		defer c.Close(ctx)
-		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE journal", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
-			kind, what, _ := strings.Cut(obj, " ")
-			if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + what}.Sanitize()+" CASCADE"); err != nil {
-				t.Errorf("clean-up: %v", err)
-			}
 		}
 	})
 	return prefix

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
@@ -49,16 +47,7 @@ func BenchmarkReload(b *testing.B) {
 			}
 			b.Cleanup(func() {
 				s.Close()
-				c, err := pgx.Connect(context.Background(), dsn)
-				if err != nil {
-					return
-				}
-				defer c.Close(context.Background())
-				for _, t := range []string{"values", "locks", "journal", "schema_version"} {
-					c.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{prefix + t}.Sanitize())
-				}
-				c.Exec(context.Background(), "DROP SEQUENCE IF EXISTS "+pgx.Identifier{prefix + "fence"}.Sanitize())
-				c.Exec(context.Background(), "DROP FUNCTION IF EXISTS "+pgx.Identifier{prefix + "notify"}.Sanitize()+" CASCADE")
+				postgres.Drop(context.Background(), postgres.Config{DSN: dsn, TablePrefix: prefix})
 			})
 			return s
 		},

@@ -9,12 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
@@ -122,16 +120,7 @@ func postgresStores(t testing.TB, n int) []storage.Storage {
 func dropTables(t testing.TB, dsn, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
+	if err := postgres.Drop(ctx, postgres.Config{DSN: dsn, TablePrefix: prefix}); err != nil {
 		t.Errorf("clean-up: %v", err)
-		return
-	}
-	defer c.Close(ctx)
-	for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
-		kind, what, _ := strings.Cut(obj, " ")
-		if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + what}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("clean-up: %v", err)
-		}
 	}
 }

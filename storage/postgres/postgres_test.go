@@ -42,25 +42,11 @@ func testPrefix(t testing.TB, dsn string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
+		if err := postgres.Drop(ctx, postgres.Config{DSN: dsn, TablePrefix: prefix}); err != nil {
 			t.Errorf("clean-up: %v", err)
-			return
-		}
-		defer c.Close(ctx)
-		for _, obj := range []string{"TABLE values", "TABLE locks", "TABLE journal", "TABLE schema_version", "SEQUENCE fence", "FUNCTION notify"} {
-			kind, name, _ := bytesCut(obj)
-			if _, err := c.Exec(ctx, "DROP "+kind+" IF EXISTS "+pgx.Identifier{prefix + name}.Sanitize()+" CASCADE"); err != nil {
-				t.Errorf("clean-up: %v", err)
-			}
 		}
 	})
 	return prefix
-}
-
-func bytesCut(s string) (string, string, bool) {
-	i := bytes.IndexByte([]byte(s), ' ')
-	return s[:i], s[i+1:], true
 }
 
 func open(t testing.TB, cfg postgres.Config) *postgres.Storage {
@@ -503,4 +489,36 @@ func TestStartWithoutCreatePrivilege(t *testing.T) {
 		t.Fatalf("Lock: %v", err)
 	}
 	unlock()
+}
+
+// Drop leaves no object of the prefix behind.
+func TestDrop(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	s := open(t, fastConfig(dsn, prefix))
+	if err := s.Store(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.Drop(t.Context(), postgres.Config{DSN: dsn, TablePrefix: prefix}); err != nil {
+		t.Fatalf("Drop: %v", err)
+	}
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var left int
+	if err := c.QueryRow(t.Context(), `SELECT count(*) FROM pg_class WHERE relname LIKE $1`, prefix+"%").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	var fns int
+	if err := c.QueryRow(t.Context(), `SELECT count(*) FROM pg_proc WHERE proname LIKE $1`, prefix+"%").Scan(&fns); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || fns != 0 {
+		t.Fatalf("after Drop: %d relations and %d functions of prefix %s left", left, fns, prefix)
+	}
+	if err := postgres.Drop(t.Context(), postgres.Config{DSN: dsn, TablePrefix: prefix}); err != nil {
+		t.Fatalf("Drop again: %v", err)
+	}
 }

@@ -144,3 +144,36 @@ func migrate(ctx context.Context, c *pgx.Conn, n names) error {
 	}
 	return tx.Commit(ctx)
 }
+
+// Drop removes everything a Storage with cfg's TablePrefix creates — the
+// values, leases, journal and schema-version tables, the fencing sequence
+// and the notification function with its trigger — to tear a deployment
+// or a test down. It connects with cfg.DSN; no Storage may be using the
+// tables meanwhile. Objects that do not exist are skipped.
+func Drop(ctx context.Context, cfg Config) error {
+	if cfg.TablePrefix == "" {
+		cfg.TablePrefix = "tlsmint_"
+	}
+	n, err := newNames(cfg.TablePrefix)
+	if err != nil {
+		return err
+	}
+	c, err := pgx.Connect(ctx, cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("postgres: connecting: %w", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	for _, stmt := range []string{
+		"DROP TABLE IF EXISTS " + n.values + " CASCADE",
+		"DROP TABLE IF EXISTS " + n.locks + " CASCADE",
+		"DROP TABLE IF EXISTS " + n.journal + " CASCADE",
+		"DROP TABLE IF EXISTS " + n.schema + " CASCADE",
+		"DROP SEQUENCE IF EXISTS " + n.fence + " CASCADE",
+		"DROP FUNCTION IF EXISTS " + n.notify + " CASCADE",
+	} {
+		if _, err := c.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("postgres: %s: %w", stmt, err)
+		}
+	}
+	return nil
+}
