@@ -23,6 +23,16 @@ type backend struct {
 	wfe        *wfe.WebFrontEndImpl
 	acme       http.Handler // the WFE's ACME paths
 	management http.Handler // the WFE's management paths
+	reuse      *noReuse     // with Options.AuthzReusePercent zero
+}
+
+// serveACME serves an ACME request.
+func (b *backend) serveACME(w http.ResponseWriter, r *http.Request) {
+	if b.reuse != nil {
+		b.reuse.serve(b.acme, w, r)
+		return
+	}
+	b.acme.ServeHTTP(w, r)
 }
 
 // build constructs the first backend, with fresh roots and intermediates,
@@ -99,6 +109,9 @@ func (c *CA) newBackend(newCA func(store *db.MemoryStore) (*ca.CAImpl, error)) (
 		w := wfe.New(c.logger, store, v, caImpl, []string{"pebble.letsencrypt.org"},
 			c.opts.Strict, c.opts.RequireEAB, c.opts.RetryAfterAuthz, c.opts.RetryAfterOrder)
 		b = &backend{db: store, ca: caImpl, va: v, wfe: &w, acme: w.Handler(), management: w.ManagementHandler()}
+		if c.opts.AuthzReusePercent == 0 {
+			b.reuse = &noReuse{db: store}
+		}
 		return nil
 	})
 	if err != nil {

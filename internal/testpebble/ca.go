@@ -70,7 +70,10 @@ type Options struct {
 
 	// AuthzReusePercent is how often (0 to 100) Pebble reuses a valid
 	// authorization of the account for an identifier of a new order. Zero
-	// never reuses (Pebble's own default is 50).
+	// never reuses (Pebble's own default is 50). Pebble reuses one time in
+	// a hundred more often than the value says (its check is off by one);
+	// for zero, the CA hides the valid authorizations from Pebble's lookup
+	// while it handles a newOrder request, so that zero means never.
 	AuthzReusePercent int
 
 	// VASleep makes the validation authority sleep a random time before

@@ -398,3 +398,33 @@ func parsePEMChain(t *testing.T, data []byte) []*x509.Certificate {
 		chain = append(chain, cert)
 	}
 }
+
+// TestAuthzReuse: with AuthzReusePercent zero no new order reuses a valid
+// authorization, although Pebble alone would reuse one in a hundred; with
+// 100 every one does.
+func TestAuthzReuse(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		percent    int
+		wantStatus string
+	}{{0, "pending"}, {100, "ready"}} {
+		t.Run(strconv.Itoa(tt.percent), func(t *testing.T) {
+			t.Parallel()
+			c := newCA(t, Options{AlwaysValid: true, AuthzReusePercent: tt.percent})
+			cl := newClient(t, c)
+			ids := []acme.Identifier{{Type: "dns", Value: "reuse.example"}}
+			obtain(t, c, cl, ids, acme.ChallengeHTTP01, nil)
+			// Pebble's reuse fails the zero case with probability 1-0.99^n.
+			const orders = 400
+			for i := range orders {
+				o, err := cl.NewOrder(testCtx(t), acme.OrderRequest{Identifiers: ids})
+				if err != nil {
+					t.Fatalf("order %d: %v", i, err)
+				}
+				if o.Status != tt.wantStatus {
+					t.Fatalf("order %d of %d: status %q, want %q", i+1, orders, o.Status, tt.wantStatus)
+				}
+			}
+		})
+	}
+}

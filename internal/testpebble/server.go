@@ -29,7 +29,7 @@ func (c *CA) serve() error {
 	c.serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 
 	var acmeHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.cur.Load().acme.ServeHTTP(w, r)
+		c.cur.Load().serveACME(w, r)
 	})
 	if c.opts.Wrap != nil {
 		acmeHandler = c.opts.Wrap(acmeHandler)
