@@ -377,3 +377,40 @@ func BenchmarkStartup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCertificates is Manager.Certificates for 10,000 stored
+// certificates of which none is in memory, from a memory storage and from
+// a directory: a status page's or `tlsmint certs list`'s cost.
+func BenchmarkCertificates(b *testing.B) {
+	f := newFixture(b)
+	const n = 10000
+	mem, names, _ := storeN(b, f, n)
+	dir := storage.Dir(b.TempDir())
+	ctx := context.Background()
+	keys, err := mem.List(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range keys {
+		v, err := mem.Load(ctx, k)
+		if err != nil || dir.Store(ctx, k, v) != nil {
+			b.Fatalf("copying %s: %v", k, err)
+		}
+	}
+	for _, s := range []struct {
+		name  string
+		store storage.Storage
+	}{{"memory", mem}, {"dir", dir}} {
+		b.Run("storage="+s.name, func(b *testing.B) {
+			m := benchManager(s.store, names)
+			defer m.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				infos, err := m.Certificates(ctx)
+				if err != nil || len(infos) != n {
+					b.Fatalf("Certificates: %d, %v", len(infos), err)
+				}
+			}
+		})
+	}
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"io/fs"
 	"net"
 	"slices"
 	"strings"
@@ -72,10 +70,12 @@ type CertificateInfo struct {
 }
 
 // Certificates lists every certificate the Manager manages — those in
-// memory, those in its storage for its issuer (read from storage, so the
-// call costs one List, and per certificate not in memory one Load per
-// issuer plus one to read the failure recorded with it), and the names
-// given to Manage that have none yet — with their state, sorted by name.
+// memory, those in its storage for its issuers (read from storage: the
+// call costs one List per issuer and one Load per stored certificate not
+// in memory, eight at a time; of those only the leaf is parsed), and the
+// names given to Manage that have none yet — with their state, sorted by
+// name. A name stored for several issuers is listed with the certificate
+// that expires last.
 // It is the data a status page or a command shows; a Manager that only
 // reads a storage (a command, a second node) shows the last failed
 // renewal recorded there.
@@ -92,34 +92,11 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	if store, err := m.storage(); err != nil {
 		errs = append(errs, err)
 	} else {
-		for _, iss := range st.issuers {
-			prefix := "certificates/" + iss.key + "/"
-			keys, err := store.List(ctx, prefix)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("autotls: listing stored certificates: %w", err))
-			}
-			for _, k := range keys {
-				if err := ctx.Err(); err != nil {
-					return nil, err
-				}
-				name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
-				if info := infos[name]; info != nil {
-					continue
-				}
-				e, err := m.loadStored(ctx, name)
-				if err != nil {
-					if !errors.Is(err, fs.ErrNotExist) {
-						infos[name] = &CertificateInfo{Name: name, Issuer: iss.url, LastError: err.Error()}
-					}
-					continue
-				}
-				info := m.entryInfo(e)
-				if f := m.storedFailure(ctx, e.iss, name); f != nil {
-					info.LastError, info.LastErrorAt = f.Error, f.At
-				}
-				infos[name] = info
-			}
+		listErrs, err := m.storedInfos(ctx, store, infos)
+		if err != nil {
+			return nil, err
 		}
+		errs = append(errs, listErrs...)
 	}
 	st.managedMu.RLock()
 	for name := range st.managed {
@@ -150,25 +127,6 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b CertificateInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, errors.Join(errs...)
-}
-
-// storedFailure returns the failed renewal recorded with name's stored
-// certificate at iss (storedCert.LastFailure), or nil when there is none
-// or it cannot be read.
-func (m *Manager) storedFailure(ctx context.Context, iss *issuer, name string) *failureState {
-	store, err := m.storage()
-	if err != nil {
-		return nil
-	}
-	b, err := store.Load(ctx, certKey(iss, name))
-	if err != nil {
-		return nil
-	}
-	s, err := decodeStored(b)
-	if err != nil || s.LastFailure == nil || s.LastFailure.Error == "" {
-		return nil
-	}
-	return s.LastFailure
 }
 
 // entryInfo describes a cached or loaded entry.

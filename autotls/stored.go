@@ -54,7 +54,7 @@ type storedMeta struct {
 	// its next poll.
 	ARI *ariState `json:"ari,omitempty"`
 	// LastFailure records the last failed attempt to replace it, for
-	// operators; Manager.Certificates reports it (storedFailure).
+	// operators; Manager.Certificates reports it (storedInfo).
 	LastFailure *failureState `json:"last_failure,omitempty"`
 }
 
