@@ -1,7 +1,6 @@
 package autotls
 
 import (
-	"container/heap"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
@@ -13,42 +12,16 @@ import (
 // next time something must happen to a name (renewal, an ARI poll, a
 // retried Store, a retry after a failure, expiry). Nothing scans the
 // cache, and there is no timer per certificate. Each name has at most one
-// live plan; a name rescheduled leaves its older heap item behind, which
-// is skipped when it comes up (its generation is stale).
+// plan (a planSet): planning a name again moves its plan.
 type schedule struct {
 	mu      sync.Mutex
-	h       schedHeap
-	plans   map[string]uint32 // name → generation of its live heap item
-	gen     uint32
+	plans   planSet
 	wake    chan struct{}
 	started bool
 }
 
-// sched is one heap item: 32 bytes. Generations only need to differ
-// from those of the other items of the same name in the heap, which the
-// heap's compaction keeps few, so 32 bits do.
-type sched struct {
-	at   int64 // Unix nanoseconds
-	gen  uint32
-	name string
-}
-
-type schedHeap []sched
-
-func (h schedHeap) Len() int           { return len(h) }
-func (h schedHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h schedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *schedHeap) Push(x any)        { *h = append(*h, x.(sched)) }
-func (h *schedHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
 func (s *schedule) init() {
 	s.wake = make(chan struct{}, 1)
-	s.plans = make(map[string]uint32)
 }
 
 // at plans the next step for name at t, replacing any earlier plan.
@@ -58,27 +31,13 @@ func (s *schedule) at(m *Manager, name string, t time.Time) { s.plan(m, name, t,
 func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool {
 	st := m.st
 	s.mu.Lock()
-	if _, ok := s.plans[name]; ok && ifNone {
+	if ifNone && s.plans.has(name) {
 		s.mu.Unlock()
 		return false
 	}
-	s.gen++
-	s.plans[name] = s.gen
-	heap.Push(&s.h, sched{at: t.UnixNano(), name: name, gen: s.gen})
-	// Stale items pile up when names are rescheduled often: rebuild the
-	// heap from the live plans once they are most of it.
-	if len(s.h) > 64 && len(s.h) > 4*len(s.plans) {
-		live := s.h[:0]
-		for _, it := range s.h {
-			if s.plans[it.name] == it.gen {
-				live = append(live, it)
-			}
-		}
-		clear(s.h[len(live):])
-		s.h = live
-		heap.Init(&s.h)
-	}
-	earliest := s.h[0].gen == s.gen
+	s.plans.set(name, t.UnixNano())
+	first, _, _ := s.plans.earliest()
+	earliest := first == name
 	start := !s.started
 	s.started = true
 	s.mu.Unlock()
@@ -128,15 +87,14 @@ func (s *schedule) atIfNone(m *Manager, name string, t time.Time) bool {
 func (s *schedule) has(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.plans[name]
-	return ok
+	return s.plans.has(name)
 }
 
 // planned reports the number of names with a live plan.
 func (s *schedule) planned() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.plans)
+	return s.plans.len()
 }
 
 // loop runs the due steps until the Manager closes (it returns true then),
@@ -174,10 +132,11 @@ func (s *schedule) runDue(m *Manager, now time.Time) time.Duration {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.h) == 0 {
+	_, at, ok := s.plans.earliest()
+	if !ok {
 		return time.Hour
 	}
-	return max(time.Duration(s.h[0].at-now.UnixNano()), 0)
+	return max(time.Duration(at-now.UnixNano()), 0)
 }
 
 // due pops the names due at now (their plans are consumed).
@@ -185,15 +144,13 @@ func (s *schedule) due(now time.Time) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var due []string
-	for len(s.h) > 0 && s.h[0].at <= now.UnixNano() {
-		it := heap.Pop(&s.h).(sched)
-		if s.plans[it.name] != it.gen {
-			continue // rescheduled since
+	for {
+		name, ok := s.plans.popDue(now.UnixNano())
+		if !ok {
+			return due
 		}
-		delete(s.plans, it.name)
-		due = append(due, it.name)
+		due = append(due, name)
 	}
-	return due
 }
 
 // safeStep is step with a panic turned into a failed attempt for the name,
