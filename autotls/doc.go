@@ -118,7 +118,7 @@
 // for a while leave memory (a CLOCK policy) and are loaded again — one
 // storage read and one parse — on their next handshake or when their
 // renewal comes due; what a name costs while its certificate is not in
-// memory is its plan in the schedule (about 90 bytes plus the name). Start-up
+// memory is its plan in the schedule (about 34 bytes plus the name). Start-up
 // is O(1): the first handshake is served at once, while the schedule of
 // every stored certificate is built in the background from a schedule
 // index the Manager keeps in its storage (index/, 1,024 small values per
@@ -126,8 +126,10 @@
 // certificates the index does not know (stored by an older version) are
 // loaded at a paced rate and added to it. An evicted certificate keeps its
 // ARI polls (each loads it again); one planned from the index after a
-// restart has its ARI fetched when it is next loaded, by a handshake or its
-// renewal. [Manager.Manage] streams its names through the background
+// restart is looked at once at a random point of the first six hours (the
+// index holds no poll times), when it is loaded and the ARI poll its stored
+// renewal information asks for follows, so that a revocation reaches
+// certificates not served since the restart. [Manager.Manage] streams its names through the background
 // queue, a few per worker at a time, so a call with a million names holds
 // nothing per waiting name. docs/postgres.md sizes a fleet's PostgreSQL.
 //

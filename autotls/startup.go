@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -244,8 +245,9 @@ func (m *Manager) indexLoop() {
 }
 
 // discover builds the schedule from storage: every name of the index is
-// planned at its renewal, then every stored certificate the index did not
-// know is loaded (paced) and planned.
+// planned at its renewal (or at its first ARI look, see planFromIndex),
+// then every stored certificate the index did not know is loaded (paced)
+// and planned.
 func (m *Manager) discover(ctx context.Context) {
 	st := m.st
 	store, err := m.storage()
@@ -275,7 +277,7 @@ func (m *Manager) discover(ctx context.Context) {
 				continue
 			}
 			for name, x := range v.Names {
-				if m.planFromIndex(name, x) {
+				if m.planFromIndex(iss, name, x) {
 					indexed++
 				}
 			}
@@ -306,6 +308,14 @@ func (m *Manager) discover(ctx context.Context) {
 			if err != nil {
 				continue
 			}
+			if t, ok := m.firstARILook(iss); ok {
+				// The stored poll time if it is still ahead, else a
+				// look within defaultARIPoll (see planFromIndex).
+				e.ariPoll = t
+				if a := e.ari; a != nil && a.NextPoll.After(m.now()) && a.NextPoll.Before(t) {
+					e.ariPoll = a.NextPoll
+				}
+			}
 			if st.cache.get(name) != nil || !st.sched.atIfNone(m, name, planTime(e, e.renewAt)) {
 				continue // served or planned meanwhile
 			}
@@ -317,8 +327,14 @@ func (m *Manager) discover(ctx context.Context) {
 }
 
 // planFromIndex plans name from its index record unless it is planned or
-// in memory already; it reports whether it did.
-func (m *Manager) planFromIndex(name string, x [2]int64) bool {
+// in memory already; it reports whether it did. The index holds no ARI
+// poll times (they would make every bucket change every few hours), so
+// where the CA may offer ARI the name is also looked at once within
+// defaultARIPoll of the start (firstARILook): its step loads it, and the
+// poll its stored renewal information asks for follows. Without that, a
+// certificate not served since a restart would learn of a revocation
+// only at its planned renewal.
+func (m *Manager) planFromIndex(iss *issuer, name string, x [2]int64) bool {
 	st := m.st
 	if st.cache.get(name) != nil {
 		return false
@@ -328,5 +344,20 @@ func (m *Manager) planFromIndex(name string, x [2]int64) bool {
 	if notAfter.Before(next) {
 		next = notAfter
 	}
+	if t, ok := m.firstARILook(iss); ok && t.Before(next) {
+		next = t
+	}
 	return st.sched.atIfNone(m, name, next)
+}
+
+// firstARILook is when a certificate of iss planned at start-up without
+// its renewal information in memory is first looked at for an ARI poll: a
+// random point of the next defaultARIPoll, so that a million of them
+// neither reach storage nor the CA at once. ok is false when iss is known
+// to offer no ARI.
+func (m *Manager) firstARILook(iss *issuer) (time.Time, bool) {
+	if iss.noARI.Load() {
+		return time.Time{}, false
+	}
+	return m.now().Add(time.Duration(rand.Int64N(int64(defaultARIPoll)))), true
 }

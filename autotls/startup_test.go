@@ -178,6 +178,65 @@ func TestRenewalPlannedFromIndex(t *testing.T) {
 	}
 }
 
+// A certificate planned from the index after a restart, never served
+// since, still learns of its revocation through ARI within the default
+// poll interval, and is replaced (EventReplaced) long before its planned
+// renewal: the
+// index holds no ARI poll times, so every such name is looked at once
+// within defaultARIPoll (6 hours) of the start.
+func TestARIReachesNamesPlannedFromIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := storage.Dir(t.TempDir())
+	first := e.manager(t, store, nil)
+	if err := first.Manage(ctxT(t), "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := e.handshake(ctxT(t), serve(t, first), "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := first.Certificates(ctxT(t))
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("Certificates: %v %v", infos, err)
+	}
+	renewAt := infos[0].RenewAt
+	first.Close()
+	// A mass revocation: the CA's renewal window opens at once.
+	if err := e.ca.Revoke(leaf, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	ev := newEventLog()
+	var offset atomic.Int64
+	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
+	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	m.TLSConfig()
+	waitDiscovered(t, m)
+	if !autotls.PlannedAtForTest(m, "example.com") || autotls.CachedForTest(m, "example.com") {
+		t.Fatalf("example.com: planned %v, in memory %v; want planned from the index, not loaded",
+			autotls.PlannedAtForTest(m, "example.com"), autotls.CachedForTest(m, "example.com"))
+	}
+	// Six hours and a few minutes on, a minute per step: far before the
+	// planned renewal.
+	offset.Store(int64(6 * time.Hour))
+	deadline := time.Now().Add(30 * time.Second)
+	for ev.count(autotls.EventReplaced, "example.com") == 0 && time.Now().Before(deadline) {
+		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
+		if offset.Load() < int64(6*time.Hour+10*time.Minute) {
+			offset.Add(int64(time.Minute))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := ev.next(t, autotls.EventReplaced, "example.com", time.Second)
+	if r.Serial == serialHex(leaf) {
+		t.Fatalf("replaced by the same serial")
+	}
+	if !time.Now().Add(7 * time.Hour).Before(renewAt) {
+		t.Fatalf("the planned renewal %v was within the test's reach: it proves nothing", renewAt)
+	}
+}
+
 // A Manager over 100,000 stored certificates (10,000 under the race
 // detector) is ready at once: its first handshake, for the last stored
 // name, is served while the schedule is still being built in the
