@@ -326,6 +326,25 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	if n := ops3.get(acme.OpNewOrder); n != 0 {
 		t.Errorf("%d orders placed with a profile the CA does not offer", n)
 	}
+
+	// 12. Manage: both names at once through the background queue, each
+	// in the protocol's few requests (validation and finalization are
+	// synchronous at step-ca: no poll).
+	ops4 := &opCounter{}
+	m4 := newManager(ops4, func(m *autotls.Manager) { m.Storage = storage.Dir(t.TempDir()) })
+	fe.set(m4, m4.HTTPHandler(nil))
+	if err := m4.Manage(ctx, names[:2]...); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	t.Logf("Manage(%v): requests %v", names[:2], ops4.snapshot())
+	for _, n := range names[:2] {
+		if _, err := dial(n); err != nil {
+			t.Errorf("handshake for %s after Manage: %v", n, err)
+		}
+	}
+	if n := ops4.get(acme.OpNewOrder); n != 2 {
+		t.Errorf("Manage placed %d orders, want 2", n)
+	}
 }
 
 func envOr(key, def string) string {
