@@ -107,9 +107,11 @@ func TestFinalizeOrderNotReady(t *testing.T) {
 
 // step-ca leaves a challenge whose validation failed pending, with the
 // error attached. The wait must end within the grace, with the CA's
-// problem, and the refused deactivation must not hide it.
+// problem, and the refused deactivation must not hide it; the polls in
+// the grace back off as any others do.
 func TestPendingChallengeWithError(t *testing.T) {
 	t.Parallel()
+	var erred atomic.Int32 // answers that showed the pending challenge's error
 	asStepCA := func(_ *http.Request, obj map[string]any) {
 		if obj["status"] == acme.StatusInvalid {
 			obj["status"] = acme.StatusPending
@@ -118,6 +120,7 @@ func TestPendingChallengeWithError(t *testing.T) {
 		for _, ch := range chals {
 			if m, ok := ch.(map[string]any); ok && m["status"] == acme.StatusInvalid {
 				m["status"] = acme.StatusPending
+				erred.Add(1)
 			}
 		}
 	}
@@ -148,6 +151,12 @@ func TestPendingChallengeWithError(t *testing.T) {
 	}
 	if n := ca.Requests("authz"); n > 40 {
 		t.Errorf("%d authorization requests, want a bounded few", n)
+	}
+	// Waits growing by half from the default 100 ms fit six polls in the
+	// 2 s grace (eight answers show the error in all); polls at a constant
+	// 100 ms made over twenty. A loaded machine makes fewer, never more.
+	if n := erred.Load(); n < 1 || n > 10 {
+		t.Errorf("the pending challenge's error was polled %d times, want 1 to 10", n)
 	}
 	if !strings.Contains(logs.String(), "deactivating authorization failed") {
 		t.Errorf("the refused deactivation was not logged:\n%s", logs.String())

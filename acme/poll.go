@@ -125,8 +125,13 @@ func (p *poller) wait(ctx context.Context, retryAfter time.Duration) error {
 }
 
 // waitAtMost is wait with the sleep capped at limit (for a short grace).
+// The waits grow as wait's do, so that a grace of seconds costs a few
+// polls, not one per first wait.
 func (p *poller) waitAtMost(ctx context.Context, limit time.Duration) error {
-	if err := sleep(ctx, min(p.next, max(limit, 0))); err != nil {
+	d := min(p.next, max(limit, 0))
+	p.step = min(p.step+p.step/2, p.max)
+	p.next = p.step
+	if err := sleep(ctx, d); err != nil {
 		return err
 	}
 	p.polled()

@@ -65,8 +65,10 @@ func (st *state) setLapsed(name string, v bool) {
 	}
 }
 
-// failureFor returns the remembered failure of name if its backoff has not
-// elapsed.
+// failureFor returns a copy of the remembered failure of name if its
+// backoff has not elapsed: the record itself changes under failMu when
+// the next attempt fails, which may run while the caller reads it (a
+// handshake's attempt while the last one plans its retry).
 func (st *state) failureFor(name string, now time.Time) *failure {
 	st.failMu.Lock()
 	defer st.failMu.Unlock()
@@ -74,7 +76,8 @@ func (st *state) failureFor(name string, now time.Time) *failure {
 	if f == nil || !now.Before(f.until) {
 		return nil
 	}
-	return f
+	c := *f
+	return &c
 }
 
 // lastFailure returns the error of name's last failed attempt, if any.

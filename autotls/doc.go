@@ -140,7 +140,8 @@
 // being served; a managed name without a valid certificate is retried in
 // the background, handshake or not. A CA's Retry-After is obeyed and
 // written to storage, so a restarted Manager and the other nodes wait too.
-// An account the CA no longer knows is replaced by exactly one new one.
+// An account the CA no longer knows or no longer accepts (the CA was
+// reset, the account deactivated) is replaced by exactly one new one.
 // After a failed validation the next attempt prefers another enabled
 // challenge type. A certificate that could not be stored is served from
 // memory and stored later, without a second order. Orders and their Store

@@ -129,3 +129,14 @@ func StoredFormatForTest(value []byte) (int, error) {
 	}
 	return s.version, nil
 }
+
+// EndBackoffForTest ends name's back-off now, as if its time had run out;
+// the rest of its failure record (the failed challenge type) stays.
+func EndBackoffForTest(m *Manager, name string) {
+	st := m.state()
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	if f := st.failures[name]; f != nil {
+		f.until = st.now()
+	}
+}

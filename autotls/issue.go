@@ -364,7 +364,8 @@ func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari 
 }
 
 // obtain orders a certificate for name from the CA and stores it. An
-// account the CA no longer knows is replaced by exactly one new one, and
+// account the CA no longer accepts (see accountGone) is replaced by
+// exactly one new one, and
 // the order placed again (without replaces: the new account did not
 // obtain the old certificate).
 func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current *entry) (*entry, error) {
@@ -416,7 +417,7 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 		}
 	}
 	res, err := client.Obtain(ctx, req)
-	if errors.Is(err, acme.ErrAccountDoesNotExist) {
+	if accountGone(ctx, client, err) {
 		if client, err = m.recoverAccount(ctx, iss, client); err != nil {
 			return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 		}
@@ -468,6 +469,27 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 		e.unstored = data
 	}
 	return e, nil
+}
+
+// accountGone reports whether err says that the CA no longer accepts the
+// client's account: accountDoesNotExist (the CA was reset), or
+// unauthorized for an account that the CA then refuses to show too, or
+// shows deactivated or revoked. A deactivated account is answered
+// unauthorized on every request (RFC 8555, section 7.3.6: Pebble, Boulder
+// and step-ca alike), never accountDoesNotExist; an unauthorized order of
+// an account the CA still shows valid keeps the account.
+func accountGone(ctx context.Context, client *acme.Client, err error) bool {
+	if errors.Is(err, acme.ErrAccountDoesNotExist) {
+		return true
+	}
+	if !errors.Is(err, acme.ErrUnauthorized) {
+		return false
+	}
+	acct, aerr := client.GetAccount(ctx)
+	if aerr != nil {
+		return errors.Is(aerr, acme.ErrUnauthorized) || errors.Is(aerr, acme.ErrAccountDoesNotExist)
+	}
+	return acct.Status == acme.StatusDeactivated || acct.Status == acme.StatusRevoked
 }
 
 // errFenced: the certificate was obtained but the lock was lost before it

@@ -201,8 +201,8 @@ func (m *Manager) acmeClient(ctx context.Context, iss *issuer) (*acme.Client, er
 	return c, nil
 }
 
-// recoverAccount replaces an account the CA no longer knows
-// (accountDoesNotExist: the CA was reset, or the account deactivated): under
+// recoverAccount replaces an account the CA no longer accepts (see
+// accountGone: the CA was reset, or the account deactivated): under
 // the account lock, the stored account is used if another process already
 // replaced the failed one, else exactly one new account is registered and
 // stored. failed is the client whose account was refused.
@@ -229,7 +229,7 @@ func (m *Manager) recoverAccount(ctx context.Context, iss *issuer, failed *acme.
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	m.st.log.Warn("autotls: the CA no longer knows the account; registering a new one", "issuer", iss.url, "account", failed.AccountURL)
+	m.st.log.Warn("autotls: the CA no longer accepts the account; registering a new one", "issuer", iss.url, "account", failed.AccountURL)
 	c, err = m.register(ctx, iss)
 	if err != nil {
 		return nil, err
