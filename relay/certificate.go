@@ -214,12 +214,13 @@ func (s *Server) revoke(c *call) {
 		c.fail(internalError("the upstream %q that issued the certificate is not configured", r.Upstream))
 		return
 	}
-	if err := up.ensureAccount(c.ctx); err != nil {
-		c.fail(downstreamProblem(err))
-		return
+	err = up.ensureAccount(c.ctx)
+	if err == nil {
+		err = up.Client.RevokeCertificate(c.ctx, der, nil, reason)
 	}
-	if err := up.Client.RevokeCertificate(c.ctx, der, nil, reason); err != nil && !errors.Is(err, acme.ErrAlreadyRevoked) {
-		c.fail(downstreamProblem(err))
+	if err != nil && !errors.Is(err, acme.ErrAlreadyRevoked) {
+		s.logger().Warn("relay: upstream revocation failed", "cert", r.ID, "upstream", up.name(), "err", err)
+		c.fail(downstreamProblem(&upstreamError{name: up.name(), err: err}))
 		return
 	}
 	r.Revoked, r.RevokedAt, r.Reason = true, s.now().UTC(), reason

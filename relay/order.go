@@ -316,6 +316,11 @@ func (s *Server) finalize(c *call, id string) {
 		c.fail(problem(probOrderNotReady, http.StatusForbidden, "the order is %s, not ready", o.Status))
 		return
 	}
+	if p := c.stillAllowed(o, pol); p != nil {
+		unlock()
+		c.fail(p)
+		return
+	}
 	der, p := c.parseCSR(body.CSR, o, pol)
 	if p != nil {
 		unlock()
@@ -355,4 +360,34 @@ func (s *Server) finalize(c *call, id string) {
 	}
 	c.w.Header().Set("Location", c.url(pathOrder+id))
 	c.reply(http.StatusOK, c.orderObject(o))
+}
+
+// stillAllowed checks a ready order against the tenant's policy as it is
+// now: the administrator may have narrowed it since the order was placed
+// (a name taken away: rejectedIdentifier; a pre-authorization withdrawn
+// from an authorization that was never validated: unauthorized).
+func (c *call) stillAllowed(o *orderRecord, pol *Policy) *acme.Problem {
+	var subs []acme.Problem
+	for _, id := range o.Identifiers {
+		if why := pol.allows(id); why != "" {
+			subs = append(subs, *rejected(id, "%s (the policy changed since the order was placed): %s", why, id.Value))
+		}
+	}
+	if p := combine(subs, probRejectedIdentifier, "identifiers refused by policy"); p != nil {
+		return p
+	}
+	for _, aid := range o.Authzs {
+		a, err := c.loadAuthz(aid)
+		if err != nil {
+			return c.storageFailed(err)
+		}
+		id := a.Identifier
+		if a.Wildcard {
+			id.Value = "*." + id.Value
+		}
+		if a.PreAuthorized && !pol.preAuthorized(id) {
+			return unauthorized("%s is no longer pre-authorized for this account: place a new order and validate it", id.Value)
+		}
+	}
+	return nil
 }

@@ -231,3 +231,45 @@ func authorize(t *testing.T, e *env, c *acme.Client, o *acme.Order) {
 		}
 	}
 }
+
+// TestFinalizeAfterPolicyNarrowed: an order placed and validated while the
+// policy allowed its names is not finalized once the administrator took
+// them away (or withdrew the pre-authorization that made it ready): the
+// narrowed policy applies at once, and nothing reaches the upstream.
+func TestFinalizeAfterPolicyNarrowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := ctxT(t)
+	pol := examplePolicy()
+	pol.Names = append(pol.Names, "example.net")
+	pol.PreAuthorized = []string{"pre.example.net"}
+	eab := e.tenant(t, "shrinking", pol)
+	c := e.client(t)
+	if _, err := c.Register(ctx, acme.Account{ExternalAccountBinding: eab}); err != nil {
+		t.Fatal(err)
+	}
+	validated, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("gone.example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize(t, e, c, validated)
+	pre, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("pre.example.net")})
+	if err != nil || pre.Status != acme.StatusReady {
+		t.Fatalf("pre-authorized order: %+v, %v; want ready", pre, err)
+	}
+	narrowed := pol
+	narrowed.Names = []string{"example.net"}
+	narrowed.PreAuthorized = nil
+	if err := e.srv.PutTenant(ctx, relay.Tenant{ID: "shrinking", Policy: narrowed}); err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := acme.CSR(newKey(t), validated.Identifiers)
+	_, err = c.FinalizeOrder(ctx, validated, csr)
+	wantProblem(t, err, "rejectedIdentifier", 400)
+	csr, _ = acme.CSR(newKey(t), pre.Identifiers)
+	_, err = c.FinalizeOrder(ctx, pre, csr)
+	wantProblem(t, err, "unauthorized", 403)
+	if n := e.ca.Requests("newOrder"); n != 0 {
+		t.Fatalf("Pebble saw %d orders, want none", n)
+	}
+}

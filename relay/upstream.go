@@ -223,6 +223,9 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 	} else {
 		cur.Status, cur.Error = acme.StatusInvalid, downstreamProblem(ierr)
 		ar.Outcome, ar.Problem, ar.Detail = audit.OutcomeFailure, cur.Error.Type, cur.Error.Detail
+		if p := new(acme.Problem); len(persistRecords(ierr)) == 0 && !errors.As(ierr, &p) {
+			ar.Detail = clip(ierr.Error(), 1024) // the audit trail is the operator's: the error itself
+		}
 	}
 	if err := s.save(ctx, keyOrders+o.ID, cur); err != nil {
 		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
@@ -305,8 +308,23 @@ func downstreamProblem(err error) *acme.Problem {
 		}
 		return &out
 	}
-	return internalError("upstream CA: %s", clip(err.Error(), 1000))
+	// A Go error (the CA unreachable, a TLS failure, an answer that is no
+	// ACME) says things about the relay's network the client has no use
+	// for: the problem names the upstream only, and the relay's log and
+	// audit trail keep the error.
+	name := "the upstream CA"
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		name = "upstream " + ue.name
+	}
+	p = problem(probServerInternal, http.StatusServiceUnavailable, "upstream CA: %s could not be reached or gave no usable answer (the relay's log has the error); try again later", clip(name, 256))
+	p.RetryAfter = upstreamRetryAfter
+	return p
 }
+
+// upstreamRetryAfter is the Retry-After of a problem for an upstream that
+// could not be reached.
+const upstreamRetryAfter = time.Minute
 
 // persistRecords returns the distinct dns-persist-01 records that err
 // (and every error it wraps) says are missing.

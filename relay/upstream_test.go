@@ -2,7 +2,9 @@ package relay_test
 
 import (
 	"errors"
+	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +150,48 @@ func TestRestart(t *testing.T) {
 	if _, err := c.GetAccount(ctx); err != nil {
 		t.Fatalf("the account after the restart: %v", err)
 	}
+}
+
+// TestUpstreamDown: with the only upstream refusing connections, a
+// revocation is answered 503 with a Retry-After, and an order finalized
+// then becomes invalid; neither problem shows the Go error (the
+// upstream's address, the dial error), which goes to the relay's log.
+func TestUpstreamDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.registered(t)
+	cert, err := e.obtain(t, c, acme.DNSNames("down.example.com"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ca.SetDown(testpebble.Refuse); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.ca.SetDown(testpebble.Up) })
+	leaks := func(t *testing.T, detail string) {
+		t.Helper()
+		u, _ := url.Parse(e.ca.DirectoryURL())
+		for _, s := range []string{u.Host, "dial", "connect:", "refused", "acme:"} {
+			if strings.Contains(detail, s) {
+				t.Errorf("detail %q shows %q", detail, s)
+			}
+		}
+		if !strings.Contains(detail, "pebble") {
+			t.Errorf("detail %q does not name the upstream", detail)
+		}
+	}
+	err = c.RevokeCertificate(ctxT(t), cert.Leaf().Raw, nil, 0)
+	wantProblem(t, err, "serverInternal", 503)
+	if p := problemOf(t, err); p.RetryAfter <= 0 {
+		t.Errorf("revocation with the upstream down: no Retry-After")
+	} else {
+		leaks(t, p.Detail)
+	}
+	_, err = e.obtain(t, c, acme.DNSNames("down2.example.com"), nil)
+	if !errors.Is(err, acme.ErrOrderInvalid) {
+		t.Fatalf("obtain with the upstream down: %v, want an invalid order", err)
+	}
+	p := problemOf(t, err)
+	wantProblem(t, err, "serverInternal", 503)
+	leaks(t, p.Detail)
 }
