@@ -23,19 +23,41 @@ import (
 // roots, EAB secrets.
 const maxFileSize = 1 << 20
 
-// readSmallFile reads a file of at most maxFileSize bytes.
+// readSmallFile reads a file of at most maxFileSize bytes. A named pipe
+// or a device is read too (a secret may come from a shell's <(…)), but
+// opening one does not wait for a writer: with nothing written it is an
+// error, not a command that hangs.
 func readSmallFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a folder, not a file", path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > maxFileSize {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
+	}
+	if len(b) == 0 && !fi.Mode().IsRegular() {
+		what := "a special file"
+		switch t := fi.Mode().Type(); {
+		case t&fs.ModeNamedPipe != 0:
+			what = "a named pipe"
+		case t&fs.ModeDevice != 0:
+			what = "a device"
+		case t&fs.ModeSocket != 0:
+			what = "a socket"
+		}
+		return nil, fmt.Errorf("%s is not a regular file but %s, and nothing was written to it", path, what)
 	}
 	return b, nil
 }

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package main
+
+// openNonblock: no such flag off Unix.
+const openNonblock = 0
