@@ -82,7 +82,7 @@ func (c *call) accountByKID(kid string) (*accountRecord, *acme.Problem) {
 	if a.Status != acme.StatusValid {
 		return nil, unauthorized("the account is %s", a.Status)
 	}
-	if _, p := c.policy(a.Tenant); p != nil {
+	if _, p := c.accountPolicy(a); p != nil {
 		return nil, p
 	}
 	return a, nil
@@ -150,7 +150,7 @@ func (s *Server) newAccount(c *call) {
 			c.fail(unauthorized("the account of this key is %s", existing.Status))
 			return
 		}
-		if _, p := c.policy(existing.Tenant); p != nil {
+		if _, p := c.accountPolicy(existing); p != nil {
 			c.fail(p)
 			return
 		}
@@ -191,6 +191,7 @@ func (s *Server) newAccount(c *call) {
 		c.fail(p)
 		return
 	}
+	acct.TenantCreated = c.tenantCreated
 	key, err := req.key.MarshalJSON()
 	if err != nil {
 		c.fail(problem(probBadPublicKey, http.StatusBadRequest, "the key cannot be encoded"))

@@ -144,7 +144,7 @@ func (s *Server) newOrder(c *call) {
 		c.fail(p)
 		return
 	}
-	pol, p := c.policy(req.account.Tenant)
+	pol, p := c.accountPolicy(req.account)
 	if p != nil {
 		c.fail(p)
 		return
@@ -295,7 +295,7 @@ func (s *Server) finalize(c *call, id string) {
 		c.fail(p)
 		return
 	}
-	pol, p := c.policy(req.account.Tenant)
+	pol, p := c.accountPolicy(req.account)
 	if p != nil {
 		c.fail(p)
 		return

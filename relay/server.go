@@ -274,6 +274,8 @@ type call struct {
 	acct   *accountRecord
 	tenant string
 	names  []string
+
+	tenantCreated time.Time // the Created of the tenant policy loaded
 }
 
 // ServeHTTP serves the ACME API.

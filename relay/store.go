@@ -100,6 +100,11 @@ type accountRecord struct {
 	Tenant     string          `json:"tenant"`
 	EABKeyID   string          `json:"eab_key_id,omitempty"`
 	Created    time.Time       `json:"created"`
+	// TenantCreated is the tenant's Created when the account joined it:
+	// a tenant deleted and created again under the same ID is another
+	// tenant, whose Created differs. Zero (accounts stored before it
+	// was recorded) is not checked.
+	TenantCreated time.Time `json:"tenant_created,omitzero"`
 }
 
 // jwk returns the account's public key, or nil if it cannot be decoded.

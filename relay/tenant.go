@@ -247,9 +247,23 @@ func (s *Server) loadTenant(ctx context.Context, id string) (*Tenant, error) {
 	return t, nil
 }
 
+// accountPolicy returns the policy of an account's tenant (see policy),
+// refusing an account whose tenant was deleted, even when a tenant of the
+// same ID was created since.
+func (c *call) accountPolicy(a *accountRecord) (*Policy, *acme.Problem) {
+	return c.tenantPolicy(a.Tenant, a.TenantCreated)
+}
+
 // policy returns the policy of a tenant ("" for anonymous accounts) and
 // checks the request's source address against it.
 func (c *call) policy(tenant string) (*Policy, *acme.Problem) {
+	return c.tenantPolicy(tenant, time.Time{})
+}
+
+// tenantPolicy is policy, and when created is not zero, the tenant must
+// be the one created then. It records the tenant's Created in
+// c.tenantCreated.
+func (c *call) tenantPolicy(tenant string, created time.Time) (*Policy, *acme.Problem) {
 	var p *Policy
 	if tenant == "" {
 		if c.s.Anonymous == nil {
@@ -264,7 +278,11 @@ func (c *call) policy(tenant string) (*Policy, *acme.Problem) {
 		if err != nil {
 			return nil, c.storageFailed(err)
 		}
+		if !created.IsZero() && !t.Created.Equal(created) {
+			return nil, unauthorized("the account's tenant no longer exists (a tenant of the same ID was created since)")
+		}
 		p = &t.Policy
+		c.tenantCreated = t.Created
 	}
 	c.tenant = tenant
 	if !allowedSource(c.r, p.Sources) {

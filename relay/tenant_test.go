@@ -249,3 +249,39 @@ func TestWildcardDNS01(t *testing.T) {
 		t.Fatalf("wildcard authorization = %+v", a)
 	}
 }
+
+// TestTenantRecreated: the accounts of a deleted tenant stay refused when
+// a tenant of the same ID is created again (for another team, say); the
+// new tenant's own accounts work, and replacing a tenant's policy keeps
+// its accounts.
+func TestTenantRecreated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := ctxT(t)
+	old := e.client(t)
+	if _, err := old.Register(ctx, acme.Account{ExternalAccountBinding: e.tenant(t, "phoenix", examplePolicy())}); err != nil {
+		t.Fatal(err)
+	}
+	// Replacing the policy keeps the accounts.
+	if err := e.srv.PutTenant(ctx, relay.Tenant{ID: "phoenix", Policy: examplePolicy()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("a.example.com")}); err != nil {
+		t.Fatalf("order after the policy was replaced: %v", err)
+	}
+	if err := e.srv.DeleteTenant(ctx, "phoenix"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := e.client(t)
+	if _, err := fresh.Register(ctx, acme.Account{ExternalAccountBinding: e.tenant(t, "phoenix", examplePolicy())}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("b.example.com")}); err != nil {
+		t.Fatalf("the new tenant's account: %v", err)
+	}
+	_, err := old.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("c.example.com")})
+	wantProblem(t, err, "unauthorized", 403)
+	again := &acme.Client{DirectoryURL: e.dirURL(), Key: old.Key, HTTPClient: e.ts.Client()}
+	_, err = again.LookupAccount(ctx)
+	wantProblem(t, err, "unauthorized", 403)
+}
