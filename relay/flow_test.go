@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -191,5 +192,69 @@ func TestOnDecision(t *testing.T) {
 		if !has(w.op, w.outcome, w.problem) {
 			t.Errorf("no %s %s %s decision among %d records", w.op, w.outcome, w.problem, len(got))
 		}
+	}
+}
+
+// TestOtherAccountsResources: account B, signing with its own key and
+// kid, gets unauthorized (403) for every resource of account A it names
+// (account, orders list, order, finalize, authorization read and
+// deactivation, challenge read and validation, certificate and its
+// alternates), and A's objects are unchanged.
+func TestOtherAccountsResources(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{pebble: newPebbleOptions()})
+	ctx := ctxT(t)
+	a := e.registered(t)
+	cert, err := e.obtain(t, a, acme.DNSNames("mine.example.com"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := a.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("pending.example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz, err := a.GetAuthorization(ctx, pending.Authorizations[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready *acme.Order
+	if ready, err = a.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("ready.example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	authorize(t, e, a, ready)
+	b := e.registered(t)
+	bKID := accountURL(t, b)
+	csr, _ := acme.CSR(newKey(t), ready.Identifiers)
+	for _, tc := range []struct {
+		name, url, payload string
+	}{
+		{"account", accountURL(t, a), ""},
+		{"account update", accountURL(t, a), `{"contact":["mailto:evil@example.org"]}`},
+		{"account deactivation", accountURL(t, a), `{"status":"deactivated"}`},
+		{"orders list", accountURL(t, a) + "/orders", ""},
+		{"order", pending.URL, ""},
+		{"finalize", ready.Finalize, `{"csr":"` + b64.EncodeToString(csr) + `"}`},
+		{"authorization", authz.URL, ""},
+		{"authorization deactivation", authz.URL, `{"status":"deactivated"}`},
+		{"challenge", authz.Challenges[0].URL, ""},
+		{"challenge validation", authz.Challenges[0].URL, `{}`},
+		{"certificate", cert.Order.Certificate, ""},
+		{"alternate chain", cert.Order.Certificate + "/1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, p, _ := e.signedPost(t, b.Key, bKID, tc.url, []byte(tc.payload))
+			if code != http.StatusForbidden || p == nil || p.Type != acme.ErrUnauthorized.Type {
+				t.Fatalf("got %d %v, want 403 unauthorized", code, p)
+			}
+		})
+	}
+	if acct, err := a.GetAccount(ctx); err != nil || acct.Status != acme.StatusValid || len(acct.Contact) != 1 || acct.Contact[0] != "mailto:dev@example.com" {
+		t.Fatalf("A's account after B's requests: %+v, %v", acct, err)
+	}
+	if got, err := a.GetAuthorization(ctx, authz.URL); err != nil || got.Status != acme.StatusPending || got.Challenges[0].Status != acme.StatusPending {
+		t.Fatalf("A's authorization after B's requests: %+v, %v; want pending", got, err)
+	}
+	if got, err := a.GetOrder(ctx, ready.URL); err != nil || got.Status != acme.StatusReady {
+		t.Fatalf("A's ready order after B's finalize: %+v, %v; want ready", got, err)
 	}
 }

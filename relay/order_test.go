@@ -2,9 +2,17 @@ package relay_test
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -187,6 +195,30 @@ func TestFinalizeRefusals(t *testing.T) {
 		{"account key", csr(ids, c.Key)},
 		{"another account's key", csr(ids, other.Key)},
 		{"garbage", []byte("not a CSR")},
+		{"Ed25519 key", csr(ids, func() crypto.Signer { _, k, _ := ed25519.GenerateKey(rand.Reader); return k }())},
+		{"RSA 1024 key", csr(ids, func() crypto.Signer { k, _ := rsa.GenerateKey(rand.Reader, 1024); return k }())},
+		{"P-521 key", csr(ids, func() crypto.Signer { k, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader); return k }())},
+		{"800 names", func() []byte {
+			many := slices.Clone(ids)
+			for i := range 800 {
+				many = append(many, acme.Identifier{Type: "dns", Value: fmt.Sprintf("n%d.example.com", i)})
+			}
+			return csr(many, newKey(t))
+		}()},
+		{"e-mail name", func() []byte {
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, EmailAddresses: []string{"a@example.com"}}, newKey(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return der
+		}()},
+		{"common name not a SAN", func() []byte {
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "b.example.com"}, DNSNames: []string{"a.example.com"}}, newKey(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return der
+		}()},
 		{"tampered", func() []byte { b := csr(ids, newKey(t)); b[len(b)-3] ^= 1; return b }()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
