@@ -398,7 +398,10 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 
 	errc := make(chan error, 3)
 	serve := func(ln net.Listener, h http.Handler, conf *tls.Config) {
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+		hs := &http.Server{
+			Handler: h, ReadHeaderTimeout: min(10*time.Second, time.Duration(cfg.ReadTimeout)), ReadTimeout: time.Duration(cfg.ReadTimeout),
+			IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		}
 		rt.servers = append(rt.servers, hs)
 		if conf != nil {
 			ln = tls.NewListener(ln, conf)

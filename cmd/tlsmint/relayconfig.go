@@ -24,6 +24,7 @@ const (
 	defaultRelayListen     = ":443"
 	defaultAdminListen     = "127.0.0.1:8081"
 	defaultShutdownTimeout = 10 * time.Second
+	defaultReadTimeout     = time.Minute
 )
 
 // relayConfig is the relay's configuration file (JSON), documented in
@@ -64,7 +65,11 @@ type relayConfig struct {
 	FinalizeWait    duration             `json:"finalize_wait,omitzero"`
 	UpstreamTimeout duration             `json:"upstream_timeout,omitzero"`
 	ShutdownTimeout duration             `json:"shutdown_timeout,omitzero"`
-	AuditRetention  duration             `json:"audit_retention,omitzero"`
+	// ReadTimeout bounds the reading of one request, body included, on
+	// every listener (http.Server.ReadTimeout), against clients that
+	// send their body a byte at a time.
+	ReadTimeout    duration `json:"read_timeout,omitzero"`
+	AuditRetention duration `json:"audit_retention,omitzero"`
 	// SharedNonces makes nonces valid at every replica on the storage
 	// (Server.SharedNonces), for NonceLifetime.
 	SharedNonces  bool     `json:"shared_nonces,omitempty"`
@@ -311,6 +316,9 @@ func (c *relayConfig) check() error {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = duration(defaultShutdownTimeout)
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = duration(defaultReadTimeout)
 	}
 	return nil
 }

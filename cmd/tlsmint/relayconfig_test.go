@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -362,5 +365,58 @@ func TestRelayCertFiles(t *testing.T) {
 	}
 	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") {
 		t.Errorf("metrics: %d %.500s", code, body)
+	}
+}
+
+// TestRelayReadTimeout: a client that sends its request body a byte at a
+// time is cut off after read_timeout (one minute by default), instead of
+// holding its connection and goroutine for as long as it likes.
+func TestRelayReadTimeout(t *testing.T) {
+	ca := newCA(t, testpebble.Options{})
+	dir := t.TempDir()
+	cert := selfSigned(t, "relay.internal.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	cfg := map[string]any{
+		"storage":      "store",
+		"listen":       "127.0.0.1:0",
+		"tls":          map[string]any{"cert_file": "relay.crt", "key_file": "relay.key"},
+		"admin":        map[string]any{"listen": "127.0.0.1:0", "token_env": "TOKEN"},
+		"upstreams":    []any{map[string]any{"directory": ca.DirectoryURL(), "ca_roots": ca.rootsFile, "accept_tos": true}},
+		"read_timeout": "1s",
+	}
+	file := filepath.Join(dir, "relay.json")
+	writeJSON(t, file, cfg)
+	r := startRelay(t, file, map[string]string{"TOKEN": "0123456789abcdef-token"})
+	m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(r.stderr.String())
+	if m == nil {
+		t.Fatalf("no listening line:\n%s", r.stderr.String())
+	}
+	conn, err := tls.Dial("tcp", m[1], &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /new-order HTTP/1.1\r\nHost: %s\r\nContent-Type: application/jose+json\r\nContent-Length: 1000\r\n\r\n{", m[1])
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if _, err := conn.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	start := time.Now()
+	_, err = io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the relay still reads the trickled body after %v", time.Since(start))
 	}
 }
