@@ -371,12 +371,6 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 	// issuances), the collector, the Manager, the trail, the storage.
 	rt.closers = append(rt.closers, func() { rt.srv.Close() })
 
-	if cfg.TenantsFile != "" {
-		if err := a.applyTenants(ctx, rt.srv, cfg.TenantsFile, logger); err != nil {
-			return err
-		}
-	}
-
 	// Listen on every address before serving anything.
 	acmeLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -394,6 +388,14 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 			return relayListenError("upstream http-01", cfg.HTTP01Listen, err)
 		}
 		rt.closers = append(rt.closers, func() { httpLn.Close() })
+	}
+
+	// The tenants file once every address is taken: a relay that cannot
+	// start changes nothing in the storage.
+	if cfg.TenantsFile != "" {
+		if err := a.applyTenants(ctx, rt.srv, cfg.TenantsFile, logger); err != nil {
+			return err
+		}
 	}
 
 	errc := make(chan error, 3)

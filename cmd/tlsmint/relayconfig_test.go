@@ -420,3 +420,37 @@ func TestRelayReadTimeout(t *testing.T) {
 		t.Fatalf("the relay still reads the trickled body after %v", time.Since(start))
 	}
 }
+
+// TestRelayListenTakenAppliesNothing: a relay whose address is taken
+// exits before it applies its tenants file: nothing is half-started, and
+// the storage has no tenant.
+func TestRelayListenTakenAppliesNothing(t *testing.T) {
+	ca := newCA(t, testpebble.Options{})
+	dir := t.TempDir()
+	cert := selfSigned(t, "relay.internal.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "tenants.json"), []byte(`[{"id": "web", "policy": {"names": ["web.example.com"]}}]`), 0o600)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	file := filepath.Join(dir, "relay.json")
+	writeJSON(t, file, map[string]any{
+		"storage":      "store",
+		"listen":       "127.0.0.1:0",
+		"tls":          map[string]any{"cert_file": "relay.crt", "key_file": "relay.key"},
+		"admin":        map[string]any{"listen": taken.Addr().String(), "token_env": "TOKEN"},
+		"upstreams":    []any{map[string]any{"directory": ca.DirectoryURL(), "ca_roots": ca.rootsFile, "accept_tos": true}},
+		"tenants_file": "tenants.json",
+	})
+	env := map[string]string{"TOKEN": "0123456789abcdef-token"}
+	runCmd(t, env, "relay", "--config", file).fails(t, exitFailure, taken.Addr().String(), "another server listens there")
+	var ts []any
+	runCmd(t, env, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
+	if len(ts) != 0 {
+		t.Errorf("tenants after a failed start: %v, want none", ts)
+	}
+}
