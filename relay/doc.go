@@ -34,7 +34,13 @@
 //	err := srv.PutTenant(ctx, relay.Tenant{ID: "web", Policy: relay.Policy{Names: []string{"web.example.com"}}})
 //	eab, err := srv.NewEABKey(ctx, "web") // hand eab.KeyID and the MAC key to the team
 //	go http.ListenAndServe("127.0.0.1:8081", srv.AdminHandler())
-//	http.ListenAndServeTLS(":443", "relay.crt", "relay.key", srv)
+//	hs := &http.Server{Addr: ":443", Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+//	err = hs.ListenAndServeTLS("relay.crt", "relay.key")
+//
+// The Server bounds every body (MaxBodySize) but not how slowly a client
+// sends it: the http.Server that serves it should set ReadHeaderTimeout
+// and ReadTimeout, as `tlsmint relay` does (its read_timeout), so that a
+// client trickling a request cannot hold a connection for ever.
 //
 // # Strictness
 //

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,8 +97,12 @@ func (r *RateLimit) UnmarshalJSON(b []byte) error {
 		Orders int    `json:"orders"`
 		Period string `json:"period"`
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
+	// Strict as the admin API and the command's configuration are: a
+	// misspelt field must not leave a tenant without its limit.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return fmt.Errorf("relay: rate limit: %w", err)
 	}
 	d, err := time.ParseDuration(w.Period)
 	if err != nil && w.Period != "" {

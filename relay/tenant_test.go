@@ -42,6 +42,9 @@ func TestAdminAPI(t *testing.T) {
 	if code, b := admin(t, h, "PUT", "/tenants/web", adminToken, `{"names":["example.com"],"typo":1}`); code != http.StatusBadRequest {
 		t.Fatalf("policy with an unknown field: %d %s, want 400", code, b)
 	}
+	if code, b := admin(t, h, "PUT", "/tenants/web", adminToken, `{"names":["example.com"],"rate_limit":{"order":10,"period":"1h"}}`); code != http.StatusBadRequest || !bytes.Contains(b, []byte("order")) {
+		t.Fatalf("policy with a misspelt rate limit field: %d %s, want 400 naming it", code, b)
+	}
 	if code, b := admin(t, h, "PUT", "/tenants/web", adminToken, `{"names":["bad name"]}`); code != http.StatusBadRequest {
 		t.Fatalf("policy with a bad name: %d %s, want 400", code, b)
 	}

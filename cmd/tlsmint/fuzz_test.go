@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestParseDays(t *testing.T) {
@@ -29,4 +30,15 @@ func FuzzParseDays(f *testing.F) {
 			t.Fatalf("parseDays(%q) = %v", s, d)
 		}
 	})
+}
+
+// clipStr never cuts a UTF-8 sequence in two.
+func TestClipStrUTF8(t *testing.T) {
+	for _, s := range []string{"ééééé", "a€€€€", "日本語のテキスト", "plain ascii text"} {
+		for n := range len(s) {
+			if got := clipStr(s, n); !utf8.ValidString(got) {
+				t.Errorf("clipStr(%q, %d) = %q, not valid UTF-8", s, n, got)
+			}
+		}
+	}
 }

@@ -501,5 +501,8 @@ func clipStr(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && s[n]&0xc0 == 0x80 {
+		n-- // not inside a UTF-8 sequence
+	}
 	return s[:n] + "…"
 }
