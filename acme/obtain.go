@@ -372,6 +372,7 @@ type ChallengeError struct {
 	Err        error
 }
 
+// Error names the challenge type, the identifier and the failure.
 func (e *ChallengeError) Error() string {
 	return fmt.Sprintf("acme: %s challenge for %s failed: %v", e.Type, e.Identifier.Value, e.Err)
 }

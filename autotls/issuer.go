@@ -79,6 +79,7 @@ type IssuerError struct {
 	Err    error
 }
 
+// Error prefixes the issuer's error with its directory URL.
 func (e *IssuerError) Error() string { return e.Issuer + ": " + e.Err.Error() }
 
 // Unwrap returns the issuer's error.

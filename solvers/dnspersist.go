@@ -62,6 +62,7 @@ type PersistRecordError struct {
 	Ended time.Time
 }
 
+// Error says which TXT record to create, in zone file syntax, and why.
 func (e *PersistRecordError) Error() string {
 	return fmt.Sprintf("solvers: dns-persist-01: create the TXT record %s. IN TXT %s (%s)", e.Name, e.Record.ZoneFileValue(), e.Reason)
 }
