@@ -2,19 +2,18 @@ package acme_test
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/interopenv"
 )
 
 // TestInteropExternalCA runs the issuance flow against an ACME server other
@@ -25,25 +24,8 @@ import (
 // that the CA resolves to this machine, and TLSMINT_INTEROP_HTTP the
 // address to answer http-01 on (default ":80"). docs/interop.md says how.
 func TestInteropExternalCA(t *testing.T) {
-	dir := os.Getenv("TLSMINT_INTEROP_DIRECTORY")
-	if dir == "" {
-		t.Skip("TLSMINT_INTEROP_DIRECTORY not set: no external ACME server to test against")
-	}
-	names := strings.Split(os.Getenv("TLSMINT_INTEROP_NAMES"), ",")
-	if len(names) < 2 {
-		t.Fatal("TLSMINT_INTEROP_NAMES needs two names")
-	}
-	roots := x509.NewCertPool()
-	if f := os.Getenv("TLSMINT_INTEROP_ROOTS"); f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil || !roots.AppendCertsFromPEM(pem) {
-			t.Fatalf("reading roots %s: %v", f, err)
-		}
-	}
-	addr := os.Getenv("TLSMINT_INTEROP_HTTP")
-	if addr == "" {
-		addr = ":80"
-	}
+	env := interopenv.Get(t)
+	dir, names, roots, addr := env.Directory, env.Names, env.Roots, env.HTTPAddr
 	s := &httpSolver{tokens: map[string]string{}}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/interopenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
@@ -37,33 +38,20 @@ import (
 // and TLSMINT_INTEROP_IP (optional: an IP address of this machine to
 // obtain a certificate for). docs/interop.md says how.
 func TestInteropManagerExternalCA(t *testing.T) {
-	dir := os.Getenv("TLSMINT_INTEROP_DIRECTORY")
-	if dir == "" {
-		t.Skip("TLSMINT_INTEROP_DIRECTORY not set: no external ACME server to test against")
-	}
-	names := strings.Split(os.Getenv("TLSMINT_INTEROP_NAMES"), ",")
-	if len(names) < 2 {
-		t.Fatal("TLSMINT_INTEROP_NAMES needs two names")
-	}
-	roots := x509.NewCertPool()
-	if f := os.Getenv("TLSMINT_INTEROP_ROOTS"); f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil || !roots.AppendCertsFromPEM(pem) {
-			t.Fatalf("reading roots %s: %v", f, err)
-		}
-	}
-	failName := envOr("TLSMINT_INTEROP_FAIL_NAME", "unresolvable.interop.test")
+	env := interopenv.Get(t)
+	dir, names, roots := env.Directory, env.Names, env.Roots
+	failName := interopenv.Or("TLSMINT_INTEROP_FAIL_NAME", "unresolvable.interop.test")
 	refusedName := os.Getenv("TLSMINT_INTEROP_REFUSED_NAME")
 	ip := os.Getenv("TLSMINT_INTEROP_IP")
 
 	// The front end: port 80 and port 443 forward to the Manager of the
 	// moment, and count the challenges the CA sends each.
 	fe := &front{}
-	httpLn := listenT(t, envOr("TLSMINT_INTEROP_HTTP", ":80"))
+	httpLn := listenT(t, env.HTTPAddr)
 	hs := &http.Server{Handler: fe, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(httpLn)
 	t.Cleanup(func() { hs.Close() })
-	tlsLn := listenT(t, envOr("TLSMINT_INTEROP_TLS", ":443"))
+	tlsLn := listenT(t, interopenv.Or("TLSMINT_INTEROP_TLS", ":443"))
 	tl := tls.NewListener(tlsLn, &tls.Config{GetCertificate: fe.getCertificate, NextProtos: []string{"h2", "http/1.1", acme.ALPNProto}})
 	go testpebble.ServeHandshakes(tl)
 	t.Cleanup(func() { tl.Close() })
@@ -345,13 +333,6 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	if n := ops4.get(acme.OpNewOrder); n != 2 {
 		t.Errorf("Manage placed %d orders, want 2", n)
 	}
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 func listenT(t *testing.T, addr string) net.Listener {
