@@ -140,6 +140,24 @@ func TestHandshakeBeforeScheduleBuilt(t *testing.T) {
 	}
 }
 
+// restartFromIndex starts a Manager on store whose clock runs offset
+// ahead, waits for its schedule to be built, and checks that name was
+// planned from the index without being loaded.
+func restartFromIndex(t *testing.T, e *env, store storage.Storage, name string) (*autotls.Manager, *eventLog, *atomic.Int64) {
+	t.Helper()
+	ev := newEventLog()
+	offset := new(atomic.Int64)
+	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
+	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	m.TLSConfig()
+	waitDiscovered(t, m)
+	if !autotls.PlannedAtForTest(m, name) || autotls.CachedForTest(m, name) {
+		t.Fatalf("%s: planned %v, in memory %v; want planned from the index, not loaded",
+			name, autotls.PlannedAtForTest(m, name), autotls.CachedForTest(m, name))
+	}
+	return m, ev, offset
+}
+
 // A certificate planned from the index, never loaded, is renewed when its
 // renewal comes due.
 func TestRenewalPlannedFromIndex(t *testing.T) {
@@ -157,16 +175,7 @@ func TestRenewalPlannedFromIndex(t *testing.T) {
 	old := infos[0]
 	first.Close()
 
-	ev := newEventLog()
-	var offset atomic.Int64
-	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
-	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
-	m.TLSConfig()
-	waitDiscovered(t, m)
-	if !autotls.PlannedAtForTest(m, "example.com") || autotls.CachedForTest(m, "example.com") {
-		t.Fatalf("example.com: planned %v, in memory %v; want planned from the index, not loaded",
-			autotls.PlannedAtForTest(m, "example.com"), autotls.CachedForTest(m, "example.com"))
-	}
+	m, ev, offset := restartFromIndex(t, e, store, "example.com")
 	offset.Store(int64(time.Until(old.RenewAt) + time.Minute))
 	deadline := time.Now().Add(30 * time.Second)
 	for ev.count(autotls.EventRenewed, "example.com") == 0 && time.Now().Before(deadline) {
@@ -207,16 +216,7 @@ func TestARIReachesNamesPlannedFromIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ev := newEventLog()
-	var offset atomic.Int64
-	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
-	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
-	m.TLSConfig()
-	waitDiscovered(t, m)
-	if !autotls.PlannedAtForTest(m, "example.com") || autotls.CachedForTest(m, "example.com") {
-		t.Fatalf("example.com: planned %v, in memory %v; want planned from the index, not loaded",
-			autotls.PlannedAtForTest(m, "example.com"), autotls.CachedForTest(m, "example.com"))
-	}
+	m, ev, offset := restartFromIndex(t, e, store, "example.com")
 	// Six hours and a few minutes on, a minute per step: far before the
 	// planned renewal.
 	offset.Store(int64(6 * time.Hour))
