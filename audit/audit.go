@@ -217,7 +217,7 @@ func (l *Log) OnEvent(e autotls.Event) {
 	case autotls.EventFailed, autotls.EventIssuerFailed, autotls.EventRateLimited,
 		autotls.EventNotStored, autotls.EventExpiring, autotls.EventExpired:
 		r.Outcome = OutcomeFailure
-	case autotls.EventRefused:
+	case autotls.EventRefused, autotls.EventNotRenewed:
 		r.Outcome = OutcomeRefused
 	case autotls.EventDNSRecordMissing:
 		r.Outcome = OutcomeFailure

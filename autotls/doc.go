@@ -109,6 +109,13 @@
 // "replaces" naming the old certificate when the same account obtained it.
 // [Manager.Certificates] lists every certificate with its plan.
 //
+// A background order is placed only for a name a handshake could still
+// get: one given to Manage, or one the host policy or OnDemand's decision
+// (asked with a nil client address) allows now. A name refused then — a
+// customer's domain removed from the policy — is not renewed
+// (EventNotRenewed): its certificate is served until it expires, and the
+// name is then forgotten; its stored certificate stays.
+//
 // # Scale
 //
 // A Manager is built for up to millions of names per process. The cache's

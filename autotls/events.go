@@ -68,6 +68,16 @@ const (
 	// Provider: DNSPersist01.PersistUntil, which should be moved later.
 	// Emitted once per name and persistUntil.
 	EventDNSRecordEnding EventType = "dns_record_ending"
+	// EventNotRenewed: a background order for a name — its renewal, a
+	// retry, the replacement of a revoked or expired certificate — was
+	// not placed because the name is no longer allowed: it was not given
+	// to Manage, and the host policy or OnDemand's decision (asked with
+	// a nil client address) refuses it now, or it is an IP address and
+	// AllowIPCertificates is off; Err says why. The certificate in
+	// memory is served until it expires, when the policy is asked once
+	// more; then the name is forgotten, and its stored certificate stays
+	// for a handshake the policy allows again.
+	EventNotRenewed EventType = "not_renewed"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is
 	// Manager.ServeExpired's choice.

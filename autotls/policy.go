@@ -159,8 +159,9 @@ func HostWhitelist(names ...string) HostPolicy {
 // names given to [Manager.Manage]) are ever ordered.
 type OnDemand struct {
 	// Decide is asked about every name the host policy refuses; it sees the
-	// normalised name and the client's address (nil when unknown). Nil
-	// means refuse everything.
+	// normalised name and the client's address (nil when unknown, and
+	// when asked before a background renewal: a name it refuses then is
+	// not renewed, see EventNotRenewed). Nil means refuse everything.
 	Decide func(ctx context.Context, name string, client net.Addr) error
 
 	// RateLimit is the number of new on-demand orders allowed per

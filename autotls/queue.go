@@ -148,9 +148,14 @@ func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
 		return f, err
 	}
 	ok := m.enqueue(task{name: name, run: func(ctx context.Context) {
-		m.runFlight(name, f, func() bool { return true }, func() (*tls.Certificate, error) {
+		refused := false
+		m.runFlight(name, f, func() bool { return !refused }, func() (*tls.Certificate, error) {
 			ctx, cancel := context.WithTimeout(ctx, issueTimeout)
 			defer cancel()
+			if err := m.stillAllowed(ctx, name); err != nil {
+				refused = true
+				return nil, m.notRenewed(name, err)
+			}
 			return m.issue(ctx, name, false, renew)
 		})
 	}})
@@ -188,9 +193,17 @@ func (m *Manager) enqueueReload(name string) {
 				m.install(e, EventLoaded)
 				return e.cert, nil
 			case err == nil: // due or expired: renew it, without reading it again
+				if err := m.stillAllowed(ctx, name); err != nil {
+					forgotten = true
+					return nil, m.notRenewed(name, err)
+				}
 				return m.renewStored(ctx, name, false, e)
 			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
 				if st.isManaged(name) || st.isLapsed(name) {
+					if err := m.stillAllowed(ctx, name); err != nil {
+						forgotten = true
+						return nil, m.notRenewed(name, err)
+					}
 					return m.issue(ctx, name, false, false)
 				}
 				forgotten = true
