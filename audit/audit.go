@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -496,11 +495,9 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		if err != nil {
 			continue // deleted meanwhile by retention
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
+		for line := range bytes.Lines(b) {
 			var r Record
-			if json.Unmarshal(sc.Bytes(), &r) == nil && match(f, r) {
+			if json.Unmarshal(line, &r) == nil && match(f, r) {
 				out = append(out, r)
 			}
 		}
