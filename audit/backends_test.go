@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,6 +239,39 @@ func TestBatchValueDamaged(t *testing.T) {
 	if len(recs) != 2 || recs[0].Names[0] != "a.example" || recs[1].Names[0] != "b.example" {
 		t.Errorf("records read: %+v, want a.example and b.example", recs)
 	}
+}
+
+// A record no journal can hold (a time before 1970, a target too long
+// even once names and detail are clipped) is dropped and logged, and the
+// records flushed with it are written: before, it failed every flush of
+// its batch, for ever, and the trail of every later record with it.
+func TestUnrecordableRecordDropped(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func() storage.Storage) {
+		if _, ok := open().(storage.Journal); !ok {
+			t.Skip("batches stored as values hold any record")
+		}
+		var logged bytes.Buffer
+		l := &Log{Storage: open(), Node: "web-1", Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+		defer l.Close()
+		l.Add(Record{Time: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained"})
+		l.Add(Record{Kind: KindProbe, Outcome: OutcomeFailure, Operation: "probe", Target: strings.Repeat("t", storage.MaxJournalData)})
+		l.Add(Record{Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{"good.example"}})
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		reader := &Log{Storage: open(), Node: "reader", Retention: -1}
+		defer reader.Close()
+		recs, err := reader.Query(context.Background(), Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].Names[0] != "good.example" {
+			t.Errorf("stored records: %+v, want the one of good.example", recs)
+		}
+		if !strings.Contains(logged.String(), "dropped=2") {
+			t.Errorf("log: %q, want the two records dropped", logged.String())
+		}
+	})
 }
 
 // PostgreSQL keeps the trail in its journal table, a row per record.
