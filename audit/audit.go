@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -289,11 +288,19 @@ func (l *Log) Flush(ctx context.Context) error {
 		l.logger().Error("audit: records dropped while storage failed", "dropped", dropped)
 	}
 	if j, ok := l.Storage.(storage.Journal); ok && len(batch) > 0 {
-		if err := j.Append(ctx, journalName, journalEntries(batch)); err != nil {
-			l.mu.Lock()
-			l.buf = append(batch, l.buf...) // keep them, oldest first
-			l.mu.Unlock()
-			return fmt.Errorf("audit: appending records: %w", err)
+		entries, refused := journalEntries(batch)
+		if len(refused) > 0 {
+			// Appended with the others, one such record would fail
+			// every flush of the batch, for ever.
+			l.logger().Error("audit: records the journal cannot hold dropped", "dropped", len(refused), "err", refused[0])
+		}
+		if len(entries) > 0 {
+			if err := j.Append(ctx, journalName, entries); err != nil {
+				l.mu.Lock()
+				l.buf = append(batch, l.buf...) // keep them, oldest first
+				l.mu.Unlock()
+				return fmt.Errorf("audit: appending records: %w", err)
+			}
 		}
 	} else if len(batch) > 0 {
 		var b bytes.Buffer
@@ -322,8 +329,12 @@ func (l *Log) Flush(ctx context.Context) error {
 
 // journalEntries turns records into journal entries, indexed by their
 // names (those a journal accepts as keys, at most storage.MaxJournalKeys).
-func journalEntries(batch []Record) []storage.JournalEntry {
+// It leaves out, with their errors, the records no journal accepts even
+// clipped: a time outside the years 1970 to 9999, a field other than
+// names and detail too long.
+func journalEntries(batch []Record) ([]storage.JournalEntry, []error) {
 	out := make([]storage.JournalEntry, 0, len(batch))
+	var refused []error
 	for _, r := range batch {
 		data, err := json.Marshal(r)
 		if err != nil || len(data) > storage.MaxJournalData {
@@ -336,9 +347,14 @@ func journalEntries(batch []Record) []storage.JournalEntry {
 				keys = append(keys, n)
 			}
 		}
-		out = append(out, storage.JournalEntry{Time: r.Time, Node: r.Node, Keys: keys, Data: data})
+		e := storage.JournalEntry{Time: r.Time, Node: r.Node, Keys: keys, Data: data}
+		if err := storage.CheckJournalEntries(journalName, []storage.JournalEntry{e}); err != nil {
+			refused = append(refused, err)
+			continue
+		}
+		out = append(out, e)
 	}
-	return out
+	return out, refused
 }
 
 // clipNames keeps the first names of a record too large for a journal.
@@ -496,11 +512,9 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		if err != nil {
 			continue // deleted meanwhile by retention
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
+		for line := range bytes.Lines(b) {
 			var r Record
-			if json.Unmarshal(sc.Bytes(), &r) == nil && match(f, r) {
+			if json.Unmarshal(line, &r) == nil && match(f, r) {
 				out = append(out, r)
 			}
 		}

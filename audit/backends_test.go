@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +159,119 @@ func TestFileJournalLayout(t *testing.T) {
 	if keys, _ := store.List(context.Background(), "audit/"); len(keys) != 0 {
 		t.Errorf("batches stored as values too: %v", keys)
 	}
+}
+
+// A journal file damaged by a crash or by hand still yields every whole
+// record: a last line torn by a crash (no newline) costs only itself, not
+// the record appended after it; a line that is not JSON and a line longer
+// than any record (a megabyte without a newline) are skipped, and the
+// records after them read.
+func TestFileJournalDamaged(t *testing.T) {
+	dir := t.TempDir()
+	store := storage.Dir(dir)
+	defer store.Close()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := &Log{Storage: store, Node: "web-1"}
+	defer l.Close()
+	add := func(i int) {
+		t.Helper()
+		l.Add(Record{Time: at.Add(time.Duration(i) * time.Minute), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("n%d.example", i)}})
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, ".journal", "audit", "web-1", "2026120110.jsonl")
+	damage := func(b []byte) {
+		t.Helper()
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(0)
+	damage([]byte(`{"time":"2026-12-01T10:00:30Z","node":"web-1","data":{"ti`)) // torn by a crash
+	add(1)
+	damage([]byte("not json at all\n"))
+	add(2)
+	damage(append(bytes.Repeat([]byte("x"), 1<<20), '\n'))
+	add(3)
+	recs, err := l.Query(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Names...)
+	}
+	if want := []string{"n0.example", "n1.example", "n2.example", "n3.example"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("records read from the damaged file: %v, want %v", got, want)
+	}
+}
+
+// A batch stored as a value with a line that is not a record (of any
+// length) still yields the records around it.
+func TestBatchValueDamaged(t *testing.T) {
+	store := storage.NewMemory()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	line := func(name string) []byte {
+		b, _ := json.Marshal(Record{Time: at, Node: "web-1", Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{name}})
+		return append(b, '\n')
+	}
+	var batch []byte
+	batch = append(batch, line("a.example")...)
+	batch = append(batch, bytes.Repeat([]byte("x"), 2<<20)...)
+	batch = append(batch, '\n')
+	batch = append(batch, line("b.example")...)
+	key := fmt.Sprintf("audit/web-1/%020d-000001.jsonl", at.UnixNano())
+	if err := store.Store(context.Background(), key, batch); err != nil {
+		t.Fatal(err)
+	}
+	l := &Log{Storage: store, Node: "reader", Retention: -1}
+	defer l.Close()
+	recs, err := l.Query(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Names[0] != "a.example" || recs[1].Names[0] != "b.example" {
+		t.Errorf("records read: %+v, want a.example and b.example", recs)
+	}
+}
+
+// A record no journal can hold (a time before 1970, a target too long
+// even once names and detail are clipped) is dropped and logged, and the
+// records flushed with it are written: before, it failed every flush of
+// its batch, for ever, and the trail of every later record with it.
+func TestUnrecordableRecordDropped(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func() storage.Storage) {
+		if _, ok := open().(storage.Journal); !ok {
+			t.Skip("batches stored as values hold any record")
+		}
+		var logged bytes.Buffer
+		l := &Log{Storage: open(), Node: "web-1", Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+		defer l.Close()
+		l.Add(Record{Time: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained"})
+		l.Add(Record{Kind: KindProbe, Outcome: OutcomeFailure, Operation: "probe", Target: strings.Repeat("t", storage.MaxJournalData)})
+		l.Add(Record{Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{"good.example"}})
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		reader := &Log{Storage: open(), Node: "reader", Retention: -1}
+		defer reader.Close()
+		recs, err := reader.Query(context.Background(), Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].Names[0] != "good.example" {
+			t.Errorf("stored records: %+v, want the one of good.example", recs)
+		}
+		if !strings.Contains(logged.String(), "dropped=2") {
+			t.Errorf("log: %q, want the two records dropped", logged.String())
+		}
+	})
 }
 
 // PostgreSQL keeps the trail in its journal table, a row per record.

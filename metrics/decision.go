@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/http"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -50,7 +51,8 @@ func newDecisions() *decisions {
 // or refuses, and every upstream issuance, is counted in
 // tlsmint_decisions_total{operation,outcome,problem}, and each certificate
 // the relay issued in tlsmint_relay_certificates_issued_total{tenant}
-// (at most 1000 tenants apart, the others as "other"). Records of other
+// (at most 1000 tenants apart, the others, and a tenant longer than 128
+// bytes or not valid UTF-8, as "other"). Records of other
 // kinds are ignored. At most 128 operation names are kept apart; others
 // are counted as "other". It is safe for concurrent use and does not
 // block.
@@ -65,9 +67,10 @@ func (c *Collector) ObserveDecision(r autotls.AuditRecord) {
 }
 
 // tenant returns the label of a tenant: itself while fewer than
-// maxTenants are in use (or it is one of them), else "other".
+// maxTenants are in use (or it is one of them), else "other"; "other"
+// also for a tenant longer than 128 bytes or not valid UTF-8.
 func (d *decisions) tenant(t string) string {
-	if len(t) > 128 {
+	if len(t) > 128 || !utf8.ValidString(t) {
 		return "other"
 	}
 	d.mu.Lock()

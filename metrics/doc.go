@@ -73,7 +73,11 @@
 // The issuer label is the CA's directory URL; status is the final HTTP
 // status ("none" when no response came); problem is the ACME error name
 // ("rateLimited", "badNonce", …), "other" for a type outside RFC 8555's
-// list, empty for none, so a CA cannot grow the label set. An issuance is
+// list, empty for none, so a CA cannot grow the label set. A label value
+// that is not valid UTF-8 (a directory URL, a name or a watchdog target
+// as configured or stored), which Prometheus refuses, has each invalid
+// byte written as \xNN; the exposition format escapes quotes,
+// backslashes and newlines. An issuance is
 // timed from the first newOrder for its name to the event that ends it,
 // fallbacks to other issuers included; a certificate another node
 // obtained (EventLoaded) is not timed. Refusals are read from

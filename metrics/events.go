@@ -26,17 +26,17 @@ func (c *Collector) OnEvent(e autotls.Event) {
 	now := c.now()
 	switch e.Type {
 	case autotls.EventObtained, autotls.EventRenewed, autotls.EventReplaced:
-		c.issuance.WithLabelValues(e.Issuer, resultSuccess).Inc()
+		c.issuance.WithLabelValues(labelValue(e.Issuer), resultSuccess).Inc()
 		c.issued(e.Name, e.Issuer, resultSuccess, now)
 	case autotls.EventFailed:
-		c.issuance.WithLabelValues(e.Issuer, resultFailure).Inc()
+		c.issuance.WithLabelValues(labelValue(e.Issuer), resultFailure).Inc()
 		c.issued(e.Name, e.Issuer, resultFailure, now)
 	case autotls.EventIssuerFailed:
-		c.issuance.WithLabelValues(e.Issuer, resultFallback).Inc()
+		c.issuance.WithLabelValues(labelValue(e.Issuer), resultFallback).Inc()
 	case autotls.EventLoaded:
 		c.issued(e.Name, "", "", now) // another node obtained it
 	case autotls.EventRateLimited:
-		c.rateLimits.WithLabelValues(e.Issuer).Inc()
+		c.rateLimits.WithLabelValues(labelValue(e.Issuer)).Inc()
 		c.limited(e.Issuer, e.Name, e.RetryAt, now)
 	}
 	u, ok := eventUpdate(e)
@@ -152,6 +152,6 @@ func (c *Collector) issued(name, issuer, result string, now time.Time) {
 	delete(c.starts, name)
 	c.lifeMu.Unlock()
 	if ok && result != "" {
-		c.issuanceDuration.WithLabelValues(issuer, result).Observe(max(now.Sub(start), 0).Seconds())
+		c.issuanceDuration.WithLabelValues(labelValue(issuer), result).Observe(max(now.Sub(start), 0).Seconds())
 	}
 }

@@ -1,8 +1,10 @@
 package metrics
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tlsmint/tlsmint/acme"
 )
@@ -12,13 +14,37 @@ import (
 // start of an issuance at a newOrder. It is safe for concurrent use and
 // does not block.
 func (c *Collector) ObserveExchange(ex acme.Exchange) {
-	c.requests.WithLabelValues(ex.Directory, ex.Operation, statusLabel(ex.Status), problemLabel(ex.ProblemType)).Inc()
-	c.requestDuration.WithLabelValues(ex.Directory, ex.Operation).Observe(max(ex.Latency, 0).Seconds())
+	dir, op := labelValue(ex.Directory), labelValue(ex.Operation)
+	c.requests.WithLabelValues(dir, op, statusLabel(ex.Status), problemLabel(ex.ProblemType)).Inc()
+	c.requestDuration.WithLabelValues(dir, op).Observe(max(ex.Latency, 0).Seconds())
 	if ex.Operation == acme.OpNewOrder {
 		for _, id := range ex.Identifiers {
 			c.started(id.Value, ex.Time)
 		}
 	}
+}
+
+// labelValue returns s as a label value: itself when it is valid UTF-8,
+// which Prometheus requires of every label value (client_golang panics on
+// any other), else with each invalid byte written as \xNN, so that two
+// such values stay two series. Label values come from configuration (a
+// directory URL, a watchdog target) and from storage, never checked for
+// UTF-8 on the way.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // statusLabel is the status label: the HTTP status, "none" when no

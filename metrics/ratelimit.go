@@ -60,6 +60,6 @@ func (c *Collector) collectRateLimits(ch chan<- prometheus.Metric) {
 	}
 	c.lifeMu.Unlock()
 	for _, l := range out {
-		ch <- prometheus.MustNewConstMetric(c.d.rateLimitedUntil, prometheus.GaugeValue, seconds(l.until.UnixNano()), l.k.name, l.k.issuer)
+		ch <- prometheus.MustNewConstMetric(c.d.rateLimitedUntil, prometheus.GaugeValue, seconds(l.until.UnixNano()), labelValue(l.k.name), labelValue(l.k.issuer))
 	}
 }

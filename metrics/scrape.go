@@ -36,6 +36,9 @@ func (c *Collector) collectCertificates(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		for i, l := range labels {
+			labels[i] = labelValue(l)
+		}
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(c.d.certificates, float64(sum.valid), stateValid)

@@ -112,7 +112,7 @@ func (p *probes) collect(ch chan<- prometheus.Metric, maxNames int) {
 			break
 		}
 		for _, n := range f.names {
-			ch <- prometheus.MustNewConstMetric(p.targetDesc, prometheus.GaugeValue, 1, f.k.target, f.k.serverName, n)
+			ch <- prometheus.MustNewConstMetric(p.targetDesc, prometheus.GaugeValue, 1, labelValue(f.k.target), labelValue(f.k.serverName), n)
 		}
 	}
 }

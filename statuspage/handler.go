@@ -194,7 +194,8 @@ func wantsJSON(r *http.Request) (bool, error) {
 		return false, nil
 	case "":
 	default:
-		return false, fmt.Errorf("statuspage: unknown format %q (want json or html)", f)
+		// At most 64 characters of it are echoed back, quoted.
+		return false, fmt.Errorf("statuspage: unknown format %.64q (want json or html)", f)
 	}
 	accept := strings.Join(r.Header.Values("Accept"), ",")
 	if strings.TrimSpace(accept) == "" {

@@ -229,6 +229,7 @@ func TestContentNegotiation(t *testing.T) {
 		{"/?format=json", browser, "application/json"},
 		{"/?format=html", "application/json", "text/html"},
 		{"/?format=xml", "", "400"},
+		{"/?format=" + strings.Repeat("%1b%5b2J", 20000), "", "400"}, // echoed clipped and quoted
 	} {
 		h := http.Header{}
 		if tc.accept != "" {
@@ -238,7 +239,10 @@ func TestContentNegotiation(t *testing.T) {
 		got := strings.Split(w.Header().Get("Content-Type"), ";")[0]
 		if tc.want == "400" {
 			if w.Code != 400 {
-				t.Errorf("%s Accept %q: got %d %s, want 400", tc.target, tc.accept, w.Code, got)
+				t.Errorf("%.40s Accept %q: got %d %s, want 400", tc.target, tc.accept, w.Code, got)
+			}
+			if b := w.Body.String(); len(b) > 256 || strings.Contains(b, "\x1b") {
+				t.Errorf("%.40s: the 400 says %d bytes: %.300q, want a short message with the format quoted", tc.target, len(b), b)
 			}
 			continue
 		}

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -84,11 +83,19 @@ func (s *FileStorage) Append(ctx context.Context, name string, entries []Journal
 }
 
 // appendFile appends b to the file at p (created 0600) in one write, and
-// syncs it.
+// syncs it. A file whose last line a crash tore (it does not end in a
+// newline) gets one first, so that only the torn line is lost when read,
+// not the first line appended after it.
 func appendFile(root *os.Root, p string, b []byte) error {
-	f, err := root.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := root.OpenFile(p, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
+	}
+	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			b = append([]byte{'\n'}, b...)
+		}
 	}
 	_, werr := f.Write(b)
 	serr := f.Sync()
@@ -164,7 +171,8 @@ func readDir(root *os.Root, dir string) ([]fs.DirEntry, error) {
 
 // ReadJournal implements [Journal.ReadJournal]. It reads only the hour
 // files that can hold entries of q's time range; lines that do not parse
-// (one torn by a crash) are skipped.
+// (one torn by a crash, one of any length that is not an entry) are
+// skipped.
 func (s *FileStorage) ReadJournal(ctx context.Context, name string, q JournalQuery) ([]JournalEntry, error) {
 	root, files, err := s.journalFiles(ctx, name)
 	if err != nil {
@@ -185,11 +193,9 @@ func (s *FileStorage) ReadJournal(ctx context.Context, name string, q JournalQue
 		if err != nil {
 			return nil, fmt.Errorf("storage: journal %q: %w", name, err)
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 0, 64<<10), 2*MaxJournalData+64*MaxKeyLen)
-		for sc.Scan() {
+		for line := range bytes.Lines(b) {
 			var fe fileEntry
-			if json.Unmarshal(sc.Bytes(), &fe) != nil || fe.Time.IsZero() {
+			if json.Unmarshal(line, &fe) != nil || fe.Time.IsZero() {
 				continue
 			}
 			e := JournalEntry(fe)

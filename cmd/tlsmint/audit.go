@@ -104,7 +104,7 @@ body, key or secret is ever in it.`,
 				if r.RetryAfter > 0 {
 					detail = strings.TrimSpace(detail + " retry after " + r.RetryAfter.String())
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format("2006-01-02 15:04:05"), r.Node, r.Kind, r.Operation, dash(strings.Join(r.Names, ",")), r.Outcome, status, dash(clip(detail, 80)))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format("2006-01-02 15:04:05"), termSafe(r.Node), termSafe(r.Kind), termSafe(r.Operation), dash(termSafe(strings.Join(r.Names, ","))), termSafe(r.Outcome), status, dash(clip(termSafe(detail), 80)))
 			}
 			return w.Flush()
 		},
@@ -159,7 +159,7 @@ rate-limit picture of the status page.`,
 				if r.Near {
 					near = "near"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", issuerHost(r.Issuer), r.Kind, r.Key, r.Count, r.Limit, time.Duration(r.WindowSeconds)*time.Second, fmtTime(r.Frees), near)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", termSafe(issuerHost(r.Issuer)), r.Kind, termSafe(r.Key), r.Count, r.Limit, time.Duration(r.WindowSeconds)*time.Second, fmtTime(r.Frees), near)
 			}
 			return w.Flush()
 		},

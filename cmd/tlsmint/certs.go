@@ -49,13 +49,13 @@ the storage). Every CA found in the storage is listed, or only --ca's when
 				if !c.NotAfter.IsZero() {
 					days = strconv.Itoa(c.DaysLeft)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.State, fmtTime(c.NotAfter), days, fmtTime(c.RenewAt), dash(c.RenewReason), issuerHost(c.Issuer), dash(clip(c.LastError, 60)))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(c.Name), c.State, fmtTime(c.NotAfter), days, fmtTime(c.RenewAt), dash(termSafe(c.RenewReason)), termSafe(issuerHost(c.Issuer)), dash(clip(termSafe(c.LastError), 60)))
 			}
 			if err := w.Flush(); err != nil {
 				return err
 			}
 			for _, e := range st.Errors {
-				fmt.Fprintf(a.stderr, "warning: %s\n", e)
+				fmt.Fprintf(a.stderr, "warning: %s\n", termSafe(e))
 			}
 			return nil
 		},
@@ -84,7 +84,7 @@ the storage). Every CA found in the storage is listed, or only --ca's when
 				return a.printJSON(c)
 			}
 			w := a.table()
-			row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
+			row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, termSafe(v)) }
 			row("name", c.Name)
 			row("state", string(c.State))
 			row("names", dash(strings.Join(c.Names, ", ")))

@@ -102,16 +102,16 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 				if !out.OK {
 					verdict = "PROBLEM"
 				}
-				fmt.Fprintf(t, "%s:\t%s (%s)\n", verdict, out.Target, out.ServerName)
+				fmt.Fprintf(t, "%s:\t%s (%s)\n", verdict, termSafe(out.Target), termSafe(out.ServerName))
 				if out.Serial != "" {
-					fmt.Fprintf(t, "names:\t%s\n", strings.Join(out.Names, ", "))
+					fmt.Fprintf(t, "names:\t%s\n", termSafe(strings.Join(out.Names, ", ")))
 					fmt.Fprintf(t, "expires:\t%s (%d days left)\n", fmtTime(out.NotAfter), out.DaysLeft)
-					fmt.Fprintf(t, "issuer:\t%s\n", out.Issuer)
-					fmt.Fprintf(t, "chain:\t%s\n", strings.Join(out.Chain, " <- "))
+					fmt.Fprintf(t, "issuer:\t%s\n", termSafe(out.Issuer))
+					fmt.Fprintf(t, "chain:\t%s\n", termSafe(strings.Join(out.Chain, " <- ")))
 					fmt.Fprintf(t, "serial:\t%s\n", out.Serial)
 				}
 				for _, p := range out.Problems {
-					fmt.Fprintf(t, "problem:\t%s\n", p)
+					fmt.Fprintf(t, "problem:\t%s\n", termSafe(p))
 				}
 				if err := t.Flush(); err != nil {
 					return err

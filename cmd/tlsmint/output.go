@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/tlsmint/tlsmint/acme"
 )
@@ -23,11 +27,43 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// printJSON writes v as indented JSON to stdout.
+// printJSON writes v as indented JSON to stdout. encoding/json escapes
+// C0 controls but not C1 controls (U+0080 to U+009F, such as the 8-bit
+// CSI) or format characters: those are escaped here too, so that the
+// JSON of a hostile text is as safe on a terminal as the tables.
 func (a *app) printJSON(v any) error {
-	enc := json.NewEncoder(a.stdout)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	out := b.Bytes()
+	if bytes.ContainsFunc(out, unsafeInJSON) {
+		// Outside strings JSON has only ASCII: every such character is
+		// in a string, where its \u escape means the same.
+		var esc bytes.Buffer
+		for _, r := range string(out) {
+			switch {
+			case unsafeInJSON(r) && r >= 0x10000:
+				r1, r2 := utf16.EncodeRune(r)
+				fmt.Fprintf(&esc, `\u%04x\u%04x`, r1, r2)
+			case unsafeInJSON(r):
+				fmt.Fprintf(&esc, `\u%04x`, r)
+			default:
+				esc.WriteRune(r)
+			}
+		}
+		out = esc.Bytes()
+	}
+	_, err := a.stdout.Write(out)
+	return err
+}
+
+// unsafeInJSON reports a character printJSON escapes: a C1 control or a
+// format character.
+func unsafeInJSON(r rune) bool {
+	return r >= 0x80 && r <= 0x9f || unicode.Is(unicode.Cf, r)
 }
 
 // table returns a tabwriter on stdout; the caller flushes it.
@@ -41,6 +77,49 @@ func fmtTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// termSafe returns s for a text table on a terminal: control characters
+// (C0, DEL and C1, which start terminal escape sequences; tabs and newlines,
+// which would break the table), format characters (such as a right-to-left
+// override) and invalid UTF-8 are shown as Go escapes (\x1b, \u202e, \xff),
+// so that no CA, served certificate or storage value can drive the
+// operator's terminal. --json output keeps the text as it is.
+func termSafe(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x80 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r > 0xffff && unicode.Is(unicode.Cf, r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // dash prints "-" for an empty string.
