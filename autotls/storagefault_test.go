@@ -6,7 +6,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -88,4 +90,49 @@ func TestAccountLoadFails(t *testing.T) {
 	if n := e.ca.Requests("newAccount") + e.ca.Requests("newOrder"); n != 0 {
 		t.Fatalf("%d newAccount and newOrder requests while the stored account cannot be read, want none", n)
 	}
+}
+
+// slowStore makes every call wait until its context is done while hang is
+// set, as a storage that stopped answering does.
+type slowStore struct {
+	storage.Storage
+	hang atomic.Bool
+}
+
+func (s *slowStore) Load(ctx context.Context, key string) ([]byte, error) {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Storage.Load(ctx, key)
+}
+
+// A handshake for a new name waits at most HandshakeTimeout in all, the
+// look-up in a storage that does not answer included: it waited for the
+// look-up, then HandshakeTimeout again for the issuance. A cached name is
+// served meanwhile.
+func TestHandshakeTimeoutWithHangingStorage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := &slowStore{Storage: storage.NewMemory()}
+	const timeout = 2 * time.Second
+	m := e.manager(t, store, func(m *autotls.Manager) { m.HandshakeTimeout = timeout })
+	if _, err := m.GetCertificate(hello("example.com")); err != nil {
+		t.Fatal(err)
+	}
+	store.hang.Store(true)
+	if c, err := m.GetCertificate(hello("example.com")); err != nil || c == nil {
+		t.Fatalf("cached name while storage hangs: %v", err)
+	}
+	start := time.Now()
+	_, err := m.GetCertificate(hello("www.example.com"))
+	took := time.Since(start)
+	if !errors.Is(err, autotls.ErrIssuancePending) {
+		t.Fatalf("new name while storage hangs = %v, want ErrIssuancePending", err)
+	}
+	// Generous for a loaded machine, and well below the 2 × timeout it was.
+	if took > timeout*7/4 {
+		t.Errorf("the handshake waited %v, want about HandshakeTimeout (%v)", took, timeout)
+	}
+	store.hang.Store(false) // so that Close writes the index at once
 }
