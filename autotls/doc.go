@@ -151,7 +151,8 @@
 // reset, the account deactivated) is replaced by exactly one new one.
 // After a failed validation the next attempt prefers another enabled
 // challenge type. A certificate that could not be stored is served from
-// memory and stored later, without a second order. Orders and their Store
+// memory and stored later, without a second order; so is a newly
+// registered account, which is not registered again. Orders and their Store
 // run under the storage lock's context, so a node that lost its lock
 // (stalled, partitioned) cannot overwrite what the node that took over
 // stored. A certificate that expired while renewals failed is served only

@@ -80,10 +80,12 @@ func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*t
 	if err != nil {
 		return nil, err
 	}
+	// The leader's storage look-up counts against the handshake's wait.
+	deadline := time.Now().Add(m.handshakeTimeout())
 	if lead {
 		m.leadFlight(f, name, onDemand)
 	}
-	return m.waitFlight(ctx, name, f)
+	return m.waitFlight(ctx, name, f, deadline)
 }
 
 // joinFlight returns the issuance of name in flight, or registers a new one
@@ -238,9 +240,15 @@ func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (
 	return false, fmt.Errorf("%w: %q (no host policy)", ErrHostNotAllowed, name)
 }
 
-// waitFlight waits for an issuance on behalf of one handshake.
-func (m *Manager) waitFlight(ctx context.Context, name string, f *flight) (*tls.Certificate, error) {
-	t := time.NewTimer(m.handshakeTimeout())
+// waitFlight waits for an issuance on behalf of one handshake, until
+// deadline at the latest.
+func (m *Manager) waitFlight(ctx context.Context, name string, f *flight, deadline time.Time) (*tls.Certificate, error) {
+	select {
+	case <-f.done:
+		return f.cert, f.err
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-f.done:

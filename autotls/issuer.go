@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // An Issuer is an ACME CA the Manager obtains certificates from, with the
@@ -97,6 +98,9 @@ type issuer struct {
 	mu         sync.Mutex
 	client     *acme.Client
 	accountURL string
+	// unstored is the encoded account that register could not store: the
+	// account is used from memory and the Store retried by acmeClient.
+	unstored []byte
 
 	// ari is a key-less client for renewalInfo, which needs no account;
 	// noARI is set once the directory is known not to offer it.
@@ -177,12 +181,21 @@ func (iss *issuer) currentAccount() string {
 func (m *Manager) acmeClient(ctx context.Context, iss *issuer) (*acme.Client, error) {
 	iss.mu.Lock()
 	defer iss.mu.Unlock()
-	if iss.client != nil {
-		return iss.client, nil
-	}
 	store, err := m.storage()
 	if err != nil {
 		return nil, err
+	}
+	if iss.client != nil {
+		if iss.unstored != nil {
+			// Unless another node has stored its own account meanwhile,
+			// which is kept.
+			if _, err := store.Load(ctx, iss.accountKey()); errors.Is(err, fs.ErrNotExist) {
+				m.storeAccount(ctx, store, iss, iss.unstored)
+			} else if err == nil {
+				iss.unstored = nil
+			}
+		}
+		return iss.client, nil
 	}
 	c, err := m.loadAccount(ctx, iss)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -247,7 +260,10 @@ func (m *Manager) loadAccount(ctx context.Context, iss *issuer) (*acme.Client, e
 	store, _ := m.storage()
 	b, err := store.Load(ctx, iss.accountKey())
 	if err != nil {
-		return nil, err
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("autotls: loading account: %w", err)
 	}
 	var a storedAccount
 	if err := json.Unmarshal(b, &a); err != nil {
@@ -260,6 +276,17 @@ func (m *Manager) loadAccount(ctx context.Context, iss *issuer) (*acme.Client, e
 	c := m.newClient(iss.url)
 	c.Key, c.AccountURL = key, a.URL
 	return c, nil
+}
+
+// storeAccount stores the encoded account b of iss, whose mu is held; on
+// failure it keeps b in iss.unstored for the next try.
+func (m *Manager) storeAccount(ctx context.Context, store storage.Storage, iss *issuer, b []byte) {
+	if err := store.Store(ctx, iss.accountKey(), b); err != nil {
+		iss.unstored = b
+		m.st.log.Error("autotls: storing the account failed; using it from memory and retrying the Store", "issuer", iss.url, "err", err)
+		return
+	}
+	iss.unstored = nil
 }
 
 func (m *Manager) register(ctx context.Context, iss *issuer) (*acme.Client, error) {
@@ -289,10 +316,11 @@ func (m *Manager) register(ctx context.Context, iss *issuer) (*acme.Client, erro
 	if err != nil {
 		return nil, err
 	}
+	// The CA knows the account now: if storage cannot keep it, it is used
+	// from memory (and its Store retried) rather than dropped, which would
+	// register another one at every attempt.
 	store, _ := m.storage()
-	if err := store.Store(ctx, iss.accountKey(), b); err != nil {
-		return nil, fmt.Errorf("autotls: storing account: %w", err)
-	}
+	m.storeAccount(ctx, store, iss, b)
 	attrs := []any{"issuer", iss.url, "account", got.URL}
 	if dir, err := c.Directory(ctx); err == nil && dir.Meta.TermsOfService != "" { // cached by Register
 		// AcceptTOS agreed to these on the operator's behalf: say which.

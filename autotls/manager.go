@@ -480,6 +480,9 @@ func (m *Manager) handshakeTimeout() time.Duration {
 // Close stops the Manager's background work (issuance and renewal), waits
 // for it to end, and releases every storage lock it holds. Certificates
 // already cached are still served afterwards; nothing new is obtained.
+// Work in progress is cancelled; the writes that should not be lost (the
+// schedule index's pending updates, a CA's Retry-After) get up to 10
+// seconds each, so Close takes that long when storage does not answer.
 func (m *Manager) Close() error {
 	st := m.state()
 	st.flightMu.Lock()

@@ -25,6 +25,10 @@
 //
 //	h := &solvers.HTTP01{Store: solvers.StorageTokens{Storage: store}}
 //
+// The node that presented a token also keeps it in memory and answers it
+// from there, so a storage outage during the validation fails only the
+// requests that reach the other nodes.
+//
 // tls-alpn-01: chain the solver's hook into the server's tls.Config and
 // offer the acme-tls/1 protocol, or give it a listener of its own with
 // [TLSALPN01.TLSConfig]:

@@ -42,13 +42,16 @@ const DefaultCleanupTimeout = 30 * time.Second
 type HTTP01 struct {
 	// Store holds the presented tokens. Nil means an in-memory store that
 	// only this process can answer from; use [StorageTokens] when another
-	// node of a fleet may receive the CA's request.
+	// node of a fleet may receive the CA's request. The tokens this HTTP01
+	// presents are also kept in its memory until CleanUp, so that it
+	// answers its own challenges without reading Store, even while Store
+	// fails; Store is read for the tokens other nodes presented.
 	Store TokenStore
 	// Logger receives a debug record per answered challenge and a warning
 	// when the store fails. Nil means silent.
 	Logger *slog.Logger
 
-	mem MemoryTokens
+	mem MemoryTokens // the tokens, or with Store set, the ones presented here
 }
 
 var _ acme.Solver = (*HTTP01)(nil)
@@ -84,8 +87,12 @@ func (h *HTTP01) Present(ctx context.Context, chal acme.Challenge) error {
 	if err != nil {
 		return err
 	}
-	if err := h.store().Put(ctx, chal.Token, HTTP01Token{Identifier: id, KeyAuthorization: chal.KeyAuthorization}); err != nil {
+	t := HTTP01Token{Identifier: id, KeyAuthorization: chal.KeyAuthorization}
+	if err := h.store().Put(ctx, chal.Token, t); err != nil {
 		return fmt.Errorf("solvers: http-01 present: %w", err)
+	}
+	if h.Store != nil {
+		_ = h.mem.Put(ctx, chal.Token, t)
 	}
 	return nil
 }
@@ -99,6 +106,7 @@ func (h *HTTP01) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	}
 	ctx, cancel := cleanupContext(ctx, 0)
 	defer cancel()
+	_ = h.mem.Delete(ctx, chal.Token)
 	if err := h.store().Delete(ctx, chal.Token); err != nil {
 		return fmt.Errorf("solvers: http-01 clean-up: %w", err)
 	}
@@ -147,7 +155,10 @@ func (h *HTTP01) Handle(w http.ResponseWriter, r *http.Request) bool {
 	if r.URL.RawPath != "" || !validToken(token) {
 		return false
 	}
-	t, err := h.store().Get(r.Context(), token)
+	t, err := h.mem.Get(r.Context(), token)
+	if err != nil && h.Store != nil {
+		t, err = h.Store.Get(r.Context(), token)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false

@@ -313,6 +313,39 @@ func TestStorageTokens(t *testing.T) {
 	}
 }
 
+// A node answers the challenges it presented from memory, even while the
+// shared store fails (a database failover during the validation), instead
+// of a 500 that fails the validation at the CA; the others' need the store.
+func TestStorageTokensOwnFromMemory(t *testing.T) {
+	shared := &mapStorage{}
+	nodeA := &solvers.HTTP01{Store: solvers.StorageTokens{Storage: shared}}
+	nodeB := &solvers.HTTP01{Store: solvers.StorageTokens{Storage: shared}}
+	chal := httpChallenge(acme.IdentifierDNS, "example.com")
+	if err := nodeA.Present(t.Context(), chal); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "http://example.com"+chal.HTTP01ResourcePath(), nil)
+	shared.fail = errors.New("database down")
+	for node, want := range map[*solvers.HTTP01]int{nodeA: http.StatusOK, nodeB: http.StatusInternalServerError} {
+		rec := httptest.NewRecorder()
+		node.ServeHTTP(rec, req)
+		if rec.Code != want || want == http.StatusOK && rec.Body.String() != testKeyAut {
+			t.Errorf("node A is %v: got %d %q while the store fails, want %d", node == nodeA, rec.Code, rec.Body.String(), want)
+		}
+	}
+	shared.fail = nil
+	if err := nodeA.CleanUp(t.Context(), chal); err != nil {
+		t.Fatalf("CleanUp: %v", err)
+	}
+	for _, node := range []*solvers.HTTP01{nodeA, nodeB} {
+		rec := httptest.NewRecorder()
+		node.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound {
+			t.Errorf("after CleanUp: got %d, want 404", rec.Code)
+		}
+	}
+}
+
 // TestHTTP01Pebble issues certificates with real http-01 validation.
 func TestHTTP01Pebble(t *testing.T) {
 	tests := []struct {

@@ -22,7 +22,10 @@
 // privilege on the schema only when the schema is missing or older than
 // the code; on a current schema New reads its version and creates
 // nothing, so a runtime role with SELECT, INSERT, UPDATE and DELETE on the
-// tables and USAGE on the sequences starts. docs/postgres.md (in the repository) gives the rows and bytes
+// tables and USAGE on the sequences starts. A schema newer than the code
+// (written by a newer release) is refused with [ErrSchemaTooNew] before
+// anything is written, also by such a role or on a read-only connection.
+// docs/postgres.md (in the repository) gives the rows and bytes
 // per name and how to run this on a managed PostgreSQL (privileges,
 // connections, poolers, TLS).
 //
@@ -53,7 +56,7 @@
 // drops every idle connection, so the next call starts on a fresh one. Each
 // Store and Delete is one statement, so a dropped connection never leaves a
 // value half-written. A lost or fenced lease is reported as
-// [storage.ErrLockLost].
+// [storage.ErrLockLost]; a schema newer than the code as [ErrSchemaTooNew].
 //
 // # Testing
 //

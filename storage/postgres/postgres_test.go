@@ -155,6 +155,38 @@ func TestMigrationFromVersion1(t *testing.T) {
 	}
 }
 
+// A schema written by a newer release is refused with ErrSchemaTooNew, and
+// left as it is, also by a role that may not create tables and on a
+// read-only connection (a hot standby), which used to fail trying to
+// create the version table instead of saying why.
+func TestSchemaTooNew(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	open(t, fastConfig(dsn, prefix))
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	version := pgx.Identifier{prefix + "schema_version"}.Sanitize()
+	if _, err := c.Exec(t.Context(), "UPDATE "+version+" SET version = 9"); err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string]string{"owner": dsn, "read-only": dsn + "&default_transaction_read_only=on"} {
+		s, err := postgres.New(t.Context(), fastConfig(d, prefix))
+		if err == nil {
+			_ = s.Close()
+		}
+		if !errors.Is(err, postgres.ErrSchemaTooNew) || !strings.Contains(err.Error(), "version 9") {
+			t.Errorf("%s: New on a schema at version 9 = %v, want ErrSchemaTooNew naming version 9", name, err)
+		}
+	}
+	var v, rows int
+	if err := c.QueryRow(t.Context(), "SELECT max(version), count(*) FROM "+version).Scan(&v, &rows); err != nil || v != 9 || rows != 1 {
+		t.Errorf("schema version after the refusals: %d in %d rows (%v), want 9 in 1", v, rows, err)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for name, cfg := range map[string]postgres.Config{
 		"no DSN":     {},

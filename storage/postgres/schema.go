@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -106,6 +107,9 @@ func migrate(ctx context.Context, c *pgx.Conn, n names) error {
 		if err := c.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+n.schema).Scan(&version); err != nil {
 			return err
 		}
+		if err := checkVersion(version); err != nil {
+			return err
+		}
 		if version == len(migrations) {
 			return nil
 		}
@@ -125,8 +129,8 @@ func migrate(ctx context.Context, c *pgx.Conn, n names) error {
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+n.schema).Scan(&version); err != nil {
 		return err
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("postgres: the schema is at version %d, newer than this code knows (%d)", version, len(migrations))
+	if err := checkVersion(version); err != nil {
+		return err
 	}
 	if version == len(migrations) {
 		return nil
@@ -143,6 +147,21 @@ func migrate(ctx context.Context, c *pgx.Conn, n names) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// ErrSchemaTooNew is returned (wrapped) by [New] when the database's schema
+// is at a version newer than this code knows, written by a newer release:
+// New then changes nothing, so that the newer nodes keep working.
+var ErrSchemaTooNew = errors.New("postgres: the schema is newer than this code knows")
+
+// checkVersion refuses a schema newer than the migrations. It is checked
+// before anything is written, so that a node without the right to create
+// tables, or on a read-only connection, says why it cannot start.
+func checkVersion(version int) error {
+	if version > len(migrations) {
+		return fmt.Errorf("%w: version %d, this code knows up to %d", ErrSchemaTooNew, version, len(migrations))
+	}
+	return nil
 }
 
 // Drop removes everything a Storage with cfg's TablePrefix creates — the
