@@ -49,10 +49,13 @@
 //
 // # Concurrency
 //
-// A [Handler] is safe for concurrent use once its fields are set. Each
-// request reads the Manager's certificates and, with an audit trail, the
+// A [Handler] is safe for concurrent use once its fields are set. A page
+// load reads the Manager's certificates and, with an audit trail, the
 // trail of the last [AuditWindow] (twice: for activity and nodes, and for
-// rate limits).
+// rate limits). The loads that arrive while it reads wait for that read,
+// and those within [ShareFor] (a second) after it reuse it, so a burst of
+// loads costs one read; the read goes on when the load that started it
+// goes away. Handler.Status always reads anew.
 //
 // # Without serving
 //

@@ -34,7 +34,9 @@ var ErrNotLoopback = errors.New("statuspage: client is not on a loopback address
 // Set its fields before its first use and do not change them afterwards;
 // use it as a pointer. A Handler is safe for concurrent use. Every request
 // reads the Manager's certificates ([autotls.Manager.Certificates]), its
-// Sources' and, with Audit, the audit trail of the last [AuditWindow].
+// Sources' and, with Audit, the audit trail of the last [AuditWindow] —
+// once for all the requests that arrive while it does, and for those
+// within [ShareFor] after.
 type Handler struct {
 	// Manager is whose certificates are shown. Required unless Sources
 	// is set: without either the page shows an error and no
@@ -77,9 +79,10 @@ type Handler struct {
 	// source replaces Manager.Certificates in tests.
 	source func(context.Context) ([]autotls.CertificateInfo, error)
 
-	once sync.Once
-	page *page
-	err  error
+	once  sync.Once
+	page  *page
+	err   error
+	share shared
 }
 
 // A CertificateSource lists certificates for the page.
@@ -148,7 +151,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hdr.Add("Vary", "Accept")
-	st := h.status(r.Context(), h.now())
+	st, err := h.sharedStatus(r.Context())
+	if err != nil {
+		http.Error(w, "statuspage: the request ended before the status was read", http.StatusServiceUnavailable)
+		return
+	}
 
 	var body bytes.Buffer
 	if asJSON {
