@@ -461,3 +461,28 @@ func TestManagerAndSources(t *testing.T) {
 		t.Errorf("got %+v, want the source's certificate and no error", st)
 	}
 }
+
+// brokenStore fails every read.
+type brokenStore struct{ storage.Storage }
+
+func (brokenStore) Load(context.Context, string) ([]byte, error) {
+	return nil, errors.New("storage is down")
+}
+
+func (brokenStore) List(context.Context, string) ([]string, error) {
+	return nil, errors.New("storage is down")
+}
+
+// An audit trail whose storage fails shows its error once, although both
+// of its reads (activity, rate limits) fail alike.
+func TestAuditErrorShownOnce(t *testing.T) {
+	h := synthetic(trio(), nil)
+	h.Audit = &audit.Log{Storage: brokenStore{storage.NewMemory()}, Node: "node-a"}
+	st := decodeStatus(t, get(t, h, "/?format=json", nil))
+	if len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "storage is down") {
+		t.Errorf("errors %q, want the audit trail's storage error once", st.Errors)
+	}
+	if len(st.Certificates) != len(trio()) {
+		t.Errorf("%d certificates shown, want all %d", len(st.Certificates), len(trio()))
+	}
+}

@@ -255,8 +255,8 @@ func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
 	st.Served = servedOf(recs)
 
 	usage, err := h.Audit.RateLimits(ctx, now, h.Limits)
-	if err != nil {
-		st.Errors = append(st.Errors, err.Error())
+	if err != nil && !slices.Contains(st.Errors, err.Error()) {
+		st.Errors = append(st.Errors, err.Error()) // once when both reads fail alike
 	}
 	st.RateLimits = make([]RateLimit, 0, len(usage))
 	for _, u := range usage {
