@@ -131,7 +131,8 @@
 // index the Manager keeps in its storage (index/, 1,024 small values per
 // issuer, whatever the number of names), without loading the certificates;
 // certificates the index does not know (stored by an older version) are
-// loaded at a paced rate and added to it. An evicted certificate keeps its
+// loaded at a paced rate and added to it (a failed listing of them is
+// tried again after FailureBackoff). An evicted certificate keeps its
 // ARI polls (each loads it again); one planned from the index after a
 // restart is looked at once at a random point of the first six hours (the
 // index holds no poll times), when it is loaded and the ARI poll its stored

@@ -287,10 +287,9 @@ func (m *Manager) discover(ctx context.Context) {
 	defer pace.Stop()
 	for _, iss := range st.issuers {
 		prefix := "certificates/" + iss.key + "/"
-		keys, err := store.List(ctx, prefix)
+		keys, err := m.listRetrying(ctx, store, prefix)
 		if err != nil {
-			st.log.Warn("autotls: listing stored certificates to schedule them", "err", err)
-			continue
+			return // closing
 		}
 		for _, k := range keys {
 			name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
@@ -324,6 +323,32 @@ func (m *Manager) discover(ctx context.Context) {
 		}
 	}
 	st.log.Info("autotls: schedule built from storage", "from_index", indexed, "loaded", loaded, "took", time.Since(start))
+}
+
+// listRetrying lists prefix for the discovery, trying again after the
+// failure backoff (jittered) until it succeeds or ctx ends: the
+// certificates the index does not know are planned only through this
+// list, so one failed List must not leave them unplanned until a handshake
+// happens to load them.
+func (m *Manager) listRetrying(ctx context.Context, store storage.Storage, prefix string) ([]string, error) {
+	for {
+		keys, err := store.List(ctx, prefix)
+		if err == nil {
+			return keys, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		wait := jitter(m.failureBackoff())
+		m.st.log.Warn("autotls: listing stored certificates to schedule them; trying again", "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // planFromIndex plans name from its index record unless it is planned or

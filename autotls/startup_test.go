@@ -3,6 +3,7 @@ package autotls_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,4 +265,41 @@ func TestStartupLargeStorage(t *testing.T) {
 	default:
 	}
 	t.Logf("first handshake with %d stored names: %v", n, took)
+}
+
+// failFirstList fails the first List of prefix.
+type failFirstList struct {
+	storage.Storage
+	prefix string
+	failed atomic.Int32
+}
+
+func (s *failFirstList) List(ctx context.Context, prefix string) ([]string, error) {
+	if strings.HasPrefix(prefix, s.prefix) && s.failed.Add(1) == 1 {
+		return nil, errors.New("storage is briefly down")
+	}
+	return s.Storage.List(ctx, prefix)
+}
+
+// A failed List of the stored certificates at start-up is tried again
+// after the failure backoff: the certificates the index does not know are
+// still planned.
+func TestDiscoveryListRetried(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	f := newFixture(t)
+	mem, names, _ := storeN(t, f, n) // stored without the index
+	store := &failFirstList{Storage: mem, prefix: "certificates/"}
+	m := benchManager(store, names)
+	m.FailureBackoff = 10 * time.Millisecond
+	autotls.SetFastDiscoveryForTest(m)
+	defer m.Close()
+	m.TLSConfig()
+	waitDiscovered(t, m)
+	if got := store.failed.Load(); got < 2 {
+		t.Fatalf("%d Lists of the certificates, want the failed one and a retry", got)
+	}
+	if got := autotls.PlannedForTest(m); got != n {
+		t.Fatalf("%d names planned, want all %d", got, n)
+	}
 }
