@@ -16,6 +16,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -237,10 +238,7 @@ func (l *Log) OnEvent(e autotls.Event) {
 }
 
 func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
+	return textclip.Prefix(s, n)
 }
 
 func (l *Log) flushInterval() time.Duration {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 )
 
 // A failure is what the Manager remembers of a name's last failed attempt.
@@ -243,10 +244,7 @@ func (m *Manager) persistBackoff(ctx context.Context, iss *issuer, name string, 
 	if serr != nil {
 		return
 	}
-	msg := err.Error()
-	if len(msg) > maxStoredError {
-		msg = msg[:maxStoredError]
-	}
+	msg := textclip.Prefix(err.Error(), maxStoredError)
 	b, _ := json.Marshal(storedBackoff{Until: until.UTC(), Error: msg, At: m.now().UTC()})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -311,10 +309,7 @@ func (m *Manager) storeFailure(ctx context.Context, iss *issuer, name string, fa
 	if err != nil {
 		return
 	}
-	msg := failure.Error()
-	if len(msg) > maxStoredError {
-		msg = msg[:maxStoredError]
-	}
+	msg := textclip.Prefix(failure.Error(), maxStoredError)
 	s.LastFailure = &failureState{At: m.now().UTC(), Error: msg}
 	if b, err = encodeStoredCert(s); err == nil {
 		err = store.Store(ctx, certKey(iss, name), b)

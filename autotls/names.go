@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/tlsmint/tlsmint/internal/textclip"
 	"golang.org/x/net/idna"
 )
 
@@ -146,8 +147,5 @@ func parseIPName(name string) (netip.Addr, bool) {
 }
 
 func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
+	return textclip.Ellipsis(s, 80)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 )
 
 // Problem types the relay answers with (RFC 8555, section 6.7), without
@@ -92,11 +93,5 @@ func retryAfterSeconds(d time.Duration) string {
 // clip bounds s to n bytes for errors, logs and audit records, without
 // cutting a UTF-8 sequence.
 func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xc0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
+	return textclip.Ellipsis(s, n)
 }

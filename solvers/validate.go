@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 )
 
 // MaxTokenLen is the longest challenge token, in bytes, that the solvers
@@ -186,9 +187,5 @@ func isPort(s string) bool {
 
 // truncate shortens untrusted strings before they go into error messages.
 func truncate(s string) string {
-	const limit = 64
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…"
+	return textclip.Ellipsis(s, 64)
 }

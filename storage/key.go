@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tlsmint/tlsmint/internal/textclip"
 )
 
 // MaxKeyLen is the longest key or lock name, in bytes, that every backend
@@ -65,9 +67,5 @@ func checkKey(key string) string {
 
 // truncate shortens very long keys in error messages.
 func truncate(key string) string {
-	const limit = 100
-	if len(key) <= limit {
-		return key
-	}
-	return key[:limit] + "…"
+	return textclip.Ellipsis(key, 100)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 )
 
 // A Result is what one probe of one [Target] found. It holds only public
@@ -95,9 +96,7 @@ func (r Result) auditRecord() audit.Record {
 		rec.Outcome = audit.OutcomeFailure
 		rec.Problem = strings.Join(r.ProblemNames(), ",")
 		rec.Detail = r.Err().Error()
-		if len(rec.Detail) > maxAuditDetail {
-			rec.Detail = rec.Detail[:maxAuditDetail]
-		}
+		rec.Detail = textclip.Prefix(rec.Detail, maxAuditDetail)
 	}
 	return rec
 }

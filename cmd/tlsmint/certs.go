@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
 
@@ -158,13 +159,5 @@ func issuerHost(directory string) string {
 
 // clip cuts s to n bytes at a character boundary.
 func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8Start(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return textclip.Ellipsis(s, n)
 }
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -498,11 +499,5 @@ func parseTenants(data []byte) ([]relay.Tenant, error) {
 
 // clipStr shortens s to at most n bytes for a message.
 func clipStr(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xc0 == 0x80 {
-		n-- // not inside a UTF-8 sequence
-	}
-	return s[:n] + "…"
+	return textclip.Ellipsis(s, n)
 }
