@@ -273,6 +273,7 @@ func TestIssuanceCounts(t *testing.T) {
 	clk.add(2 * time.Second)
 	c.OnEvent(autotls.Event{Type: autotls.EventFailed, Name: "b.test", Issuer: testIssuer, Err: errors.New("x")})
 	c.OnEvent(autotls.Event{Type: autotls.EventLoaded, Name: "c.test", Issuer: testIssuer, NotAfter: clk.now().Add(time.Hour)})
+	c.OnEvent(autotls.Event{Type: autotls.EventNotRenewed, Name: "d.test", Issuer: testIssuer, NotAfter: clk.now().Add(time.Hour), Err: errors.New("gone")})
 
 	got := scrape(t, c)
 	counts := []struct {
@@ -282,14 +283,15 @@ func TestIssuanceCounts(t *testing.T) {
 		{[]string{"issuer=" + testIssuer, "result=fallback"}, 1},
 		{[]string{"issuer=https://other.test/dir", "result=success"}, 1},
 		{[]string{"issuer=" + testIssuer, "result=failure"}, 1},
+		{[]string{"issuer=" + testIssuer, "result=not_renewed"}, 1},
 	}
 	for _, tc := range counts {
 		if v := got.value(t, "tlsmint_issuance_total", tc.labels...); v != tc.want {
 			t.Errorf("issuance_total%v: got %v, want %v", tc.labels, v, tc.want)
 		}
 	}
-	if v := got.sum("tlsmint_issuance_total"); v != 3 {
-		t.Errorf("issuance_total: got %v in all, want 3 (a load is no issuance)", v)
+	if v := got.sum("tlsmint_issuance_total"); v != 4 {
+		t.Errorf("issuance_total: got %v in all, want 4 (a load is no issuance)", v)
 	}
 	durations := []struct {
 		issuer, result string

@@ -4,9 +4,10 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Label values of tlsmint_issuance_total's result.
 const (
-	resultSuccess  = "success"  // obtained, renewed or replaced
-	resultFailure  = "failure"  // every issuer failed (autotls.EventFailed)
-	resultFallback = "fallback" // one issuer failed and the next was tried
+	resultSuccess    = "success"     // obtained, renewed or replaced
+	resultFailure    = "failure"     // every issuer failed (autotls.EventFailed)
+	resultFallback   = "fallback"    // one issuer failed and the next was tried
+	resultNotRenewed = "not_renewed" // the policy no longer allows the name (autotls.EventNotRenewed)
 )
 
 // Label values of tlsmint_certificates' state.
@@ -82,7 +83,7 @@ func (c *Collector) initVecs() {
 	}, []string{"issuer", "operation"})
 	c.issuance = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tlsmint_issuance_total",
-		Help: "Issuances and renewals by issuer and result: success, failure (every issuer failed), fallback (this issuer failed and the next was tried).",
+		Help: "Issuances and renewals by issuer and result: success, failure (every issuer failed), fallback (this issuer failed and the next was tried), not_renewed (not ordered: the host policy no longer allows the name).",
 	}, []string{"issuer", "result"})
 	c.issuanceDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tlsmint_issuance_duration_seconds",

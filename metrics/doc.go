@@ -49,7 +49,7 @@
 //
 //	tlsmint_acme_requests_total{issuer,operation,status,problem}
 //	tlsmint_acme_request_duration_seconds{issuer,operation}             histogram
-//	tlsmint_issuance_total{issuer,result}                               result: success, failure, fallback
+//	tlsmint_issuance_total{issuer,result}                               result: success, failure, fallback, not_renewed
 //	tlsmint_issuance_duration_seconds{issuer,result}                    histogram, first newOrder to outcome
 //	tlsmint_rate_limited_total{issuer}
 //	tlsmint_on_demand_refused_total{reason}                             reason: no_server_name, invalid_name, not_allowed, on_demand_limited

@@ -33,6 +33,8 @@ func (c *Collector) OnEvent(e autotls.Event) {
 		c.issued(e.Name, e.Issuer, resultFailure, now)
 	case autotls.EventIssuerFailed:
 		c.issuance.WithLabelValues(labelValue(e.Issuer), resultFallback).Inc()
+	case autotls.EventNotRenewed:
+		c.issuance.WithLabelValues(labelValue(e.Issuer), resultNotRenewed).Inc()
 	case autotls.EventLoaded:
 		c.issued(e.Name, "", "", now) // another node obtained it
 	case autotls.EventRateLimited:
