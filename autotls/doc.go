@@ -113,8 +113,10 @@
 // get: one given to Manage, or one the host policy or OnDemand's decision
 // (asked with a nil client address) allows now. A name refused then — a
 // customer's domain removed from the policy — is not renewed
-// (EventNotRenewed): its certificate is served until it expires, and the
-// name is then forgotten; its stored certificate stays.
+// (EventNotRenewed): its certificate is served until it expires, the
+// policy is asked again meanwhile at shrinking intervals (so that one
+// that failed for a moment costs no renewal), and the name is then
+// forgotten; its stored certificate stays.
 //
 // # Scale
 //

@@ -73,10 +73,12 @@ const (
 	// not placed because the name is no longer allowed: it was not given
 	// to Manage, and the host policy or OnDemand's decision (asked with
 	// a nil client address) refuses it now, or it is an IP address and
-	// AllowIPCertificates is off; Err says why. The certificate in
-	// memory is served until it expires, when the policy is asked once
-	// more; then the name is forgotten, and its stored certificate stays
-	// for a handshake the policy allows again.
+	// AllowIPCertificates is off; Err says why. The certificate is
+	// served until it expires, and the policy is asked again meanwhile
+	// (after an eighth of the time left, at least an hour, and at
+	// expiry; a name it allows again is renewed then); once the
+	// certificate has expired the name is forgotten, and its stored
+	// certificate stays for a handshake the policy allows again.
 	EventNotRenewed EventType = "not_renewed"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is

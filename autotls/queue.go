@@ -154,7 +154,7 @@ func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
 			defer cancel()
 			if err := m.stillAllowed(ctx, name); err != nil {
 				refused = true
-				return nil, m.notRenewed(name, err)
+				return nil, m.notRenewed(name, nil, err)
 			}
 			return m.issue(ctx, name, false, renew)
 		})
@@ -195,14 +195,14 @@ func (m *Manager) enqueueReload(name string) {
 			case err == nil: // due or expired: renew it, without reading it again
 				if err := m.stillAllowed(ctx, name); err != nil {
 					forgotten = true
-					return nil, m.notRenewed(name, err)
+					return nil, m.notRenewed(name, e, err)
 				}
 				return m.renewStored(ctx, name, false, e)
 			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
 				if st.isManaged(name) || st.isLapsed(name) {
 					if err := m.stillAllowed(ctx, name); err != nil {
 						forgotten = true
-						return nil, m.notRenewed(name, err)
+						return nil, m.notRenewed(name, nil, err)
 					}
 					return m.issue(ctx, name, false, false)
 				}

@@ -3,6 +3,7 @@ package autotls
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // stillAllowed reports why a background order for name — a renewal, a
@@ -24,19 +25,27 @@ func (m *Manager) stillAllowed(ctx context.Context, name string) error {
 	return err
 }
 
-// notRenewed handles a background order that stillAllowed refused: the
-// certificate in memory, if any, is served until it expires, when its
-// expiry step asks again; after that, or with none in memory, the name is
-// forgotten — nothing stays planned, and the stored certificate stays in
+// notRenewed handles a background order that stillAllowed refused for
+// name, whose certificate is e (nil: the one in memory, if any). The
+// certificate is served until it expires, and the policy is asked again
+// meanwhile, at shrinking intervals (an eighth of the time left, at least
+// an hour, and at expiry), so that a policy that failed for a moment — a
+// database behind OnDemand.Decide that did not answer — does not cost
+// the renewal. Once it has expired, or with no certificate, the name is
+// forgotten: nothing stays planned, and the stored certificate stays in
 // storage for a handshake the policy allows again. It emits
 // EventNotRenewed and returns the error for the flight.
-func (m *Manager) notRenewed(name string, err error) error {
+func (m *Manager) notRenewed(name string, e *entry, err error) error {
 	st := m.st
-	e := st.cache.get(name)
-	if e != nil && m.now().Before(e.notAfter) {
-		st.sched.at(m, name, e.notAfter)
-	} else if e != nil {
-		st.cache.remove(e)
+	cached := st.cache.get(name)
+	if e == nil {
+		e = cached
+	}
+	now := m.now()
+	if e != nil && now.Before(e.notAfter) {
+		st.sched.at(m, name, recheckAt(now, e.notAfter))
+	} else if cached != nil {
+		st.cache.remove(cached)
 	}
 	st.setLapsed(name, false)
 	ev := Event{Type: EventNotRenewed, Name: name, Err: err}
@@ -45,4 +54,18 @@ func (m *Manager) notRenewed(name string, err error) error {
 	}
 	m.emit(ev)
 	return fmt.Errorf("autotls: not renewing %s: %w", name, err)
+}
+
+// refusedRecheckMin is the shortest wait before the policy is asked again
+// about a name it refused a renewal.
+const refusedRecheckMin = time.Hour
+
+// recheckAt is when to ask the policy again about a refused name whose
+// certificate expires at notAfter.
+func recheckAt(now, notAfter time.Time) time.Time {
+	next := now.Add(max(refusedRecheckMin, notAfter.Sub(now)/8))
+	if next.After(notAfter) {
+		return notAfter
+	}
+	return next
 }

@@ -116,8 +116,8 @@ func TestNoRenewalOnceRefused(t *testing.T) {
 
 // TestNoRenewalAfterRestartOnceRefused: a restarted Manager whose host
 // policy no longer allows a stored name does not renew it when it comes
-// due (it is planned from the index, not in memory); the stored
-// certificate stays.
+// due (it is planned from the index, not in memory), asks again later,
+// and keeps the stored certificate.
 func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
@@ -155,7 +155,9 @@ func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 	if !errors.Is(nr.Err, autotls.ErrHostNotAllowed) {
 		t.Errorf("not_renewed: %v, want ErrHostNotAllowed", nr.Err)
 	}
-	waitFor(t, "the refused name to be forgotten", func() bool { return !autotls.PlannedAtForTest(m, "www.example.org") })
+	// Not in memory, still valid: the policy is asked again later (it may
+	// have failed for a moment), nothing is ordered.
+	waitFor(t, "the refused name to be planned for another look", func() bool { return autotls.PlannedAtForTest(m, "www.example.org") })
 	if n := e.ca.Requests("newOrder") - orders; n != 0 {
 		t.Errorf("%d orders for a name the policy refuses, want none", n)
 	}
@@ -174,5 +176,57 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRefusedRenewalAskedAgain: a policy that refused a renewal for a
+// moment (its database did not answer) is asked again after an eighth of
+// the time left, and the certificate is renewed then.
+func TestRefusedRenewalAskedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	var allowed atomic.Bool
+	allowed.Store(true)
+	ev := newEventLog()
+	var offset atomic.Int64
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Hosts = func(context.Context, string) error {
+			if allowed.Load() {
+				return nil
+			}
+			return errors.New("policy database timed out")
+		}
+		m.OnEvent = ev.on
+	})
+	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	leaf, err := e.handshake(ctxT(t), serve(t, m), "flaky.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The renewal time the CA's renewal information set, after issuance.
+	renewAt := ev.next(t, autotls.EventScheduled, "flaky.example.com", 10*time.Second).RenewAt
+	runUntil := func(typ autotls.EventType) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for ev.count(typ, "flaky.example.com") == 0 && time.Now().Before(deadline) {
+			autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// The renewal comes due while the policy fails.
+	allowed.Store(false)
+	offset.Store(int64(time.Until(renewAt) + time.Minute))
+	runUntil(autotls.EventNotRenewed)
+	ev.next(t, autotls.EventNotRenewed, "flaky.example.com", time.Second)
+	// The policy answers again; an eighth of the time left later the
+	// renewal goes ahead.
+	allowed.Store(true)
+	offset.Add(int64(leaf.NotAfter.Sub(renewAt)/8 + time.Hour))
+	runUntil(autotls.EventRenewed)
+	if r := ev.next(t, autotls.EventRenewed, "flaky.example.com", time.Second); r.Serial == serialHex(leaf) {
+		t.Fatal("renewed to the same serial")
+	}
+	if n := ev.count(autotls.EventNotRenewed, "flaky.example.com"); n != 1 {
+		t.Errorf("%d not_renewed events, want 1", n)
 	}
 }
