@@ -192,7 +192,8 @@
 //
 // [Manager.OnEvent] receives typed [Event]s (obtained, renewed, loaded,
 // scheduled, replaced, failed, issuer failed, rate limited, not stored,
-// stored, expiring, expired) and
+// stored, expiring, expired, refused, not renewed, and a dns-persist-01
+// record missing, found or ending) and
 // [Manager.Logger] structured logs; neither ever carries key material or
 // account secrets.
 //

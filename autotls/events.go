@@ -102,16 +102,17 @@ type Event struct {
 	Serial   string
 	// RenewAt is when the certificate is planned to be renewed, and Reason
 	// why then (ReasonSchedule, ReasonARI, ReasonARIPast); for obtained,
-	// renewed, loaded and scheduled events.
+	// renewed, replaced, loaded and scheduled events.
 	RenewAt time.Time
 	Reason  string
 	// Err is the failure, for EventFailed, EventIssuerFailed,
-	// EventRateLimited, EventNotStored, EventExpired and
-	// EventDNSRecordMissing. With several
+	// EventRateLimited, EventNotStored, EventExpiring, EventExpired and
+	// EventDNSRecordMissing, and why the name was refused, for
+	// EventRefused and EventNotRenewed. With several
 	// issuers, EventFailed's Err joins an [*IssuerError] per issuer tried.
 	Err error
-	// RetryAt is when the Manager will try again, for EventFailed and
-	// EventRateLimited.
+	// RetryAt is when the Manager will try again, for EventFailed,
+	// EventRateLimited and EventExpiring.
 	RetryAt time.Time
 	// DNSRecord is the DNS record the operator must publish, for
 	// EventDNSRecordMissing, EventDNSRecordFound and EventDNSRecordEnding;
