@@ -65,7 +65,7 @@
 // A [Client] is safe for concurrent use. It fetches the directory once and
 // keeps one pool of nonces, fed by every response's Replay-Nonce; a
 // newNonce request is made only when the pool is empty. A badNonce answer
-// is retried transparently with a fresh nonce, at most ten times.
+// is retried transparently with a fresh nonce, up to ten attempts in all.
 //
 // # Errors
 //

@@ -303,6 +303,9 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 	fl.StringSliceVar(&sources, "source", nil, "a client address range the tenant's accounts may use (repeatable; default any)")
 	fl.StringArrayVar(&clientNames, "client-name", nil, "a client certificate name (CN, DNS, email or URI SAN) the tenant's accounts must present one of (repeatable; needs client_auth; default none needed)")
 	fl.BoolVar(&replace, "replace", false, "replace the policy of an existing tenant")
+	// TLSMINT_KEY_TYPE and TLSMINT_PROFILE are obtain's and renew's: a
+	// tenant's policy takes only what the command line says.
+	noEnv(fl, "profile", "key-type")
 	return cmd
 }
 

@@ -14,12 +14,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/relay"
 )
 
 // validConfig is a configuration that parses; tests break one field.
@@ -306,6 +308,30 @@ func TestRelayDirectStorage(t *testing.T) {
 	runCmd(t, nil, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
 	if len(ts) != 0 {
 		t.Errorf("tenants after remove: %v", ts)
+	}
+}
+
+// TestRelayTenantAddIgnoresCertEnv: TLSMINT_KEY_TYPE and TLSMINT_PROFILE,
+// the defaults of obtain and renew, do not become the key types and
+// profiles of a tenant's policy.
+func TestRelayTenantAddIgnoresCertEnv(t *testing.T) {
+	dir := t.TempDir()
+	cfg := validConfig()
+	cfg["storage"] = "store"
+	file := filepath.Join(dir, "relay.json")
+	writeJSON(t, file, cfg)
+	env := map[string]string{"TLSMINT_KEY_TYPE": "p384", "TLSMINT_PROFILE": "shortlived"}
+	runCmd(t, env, "relay", "tenant", "add", "web", "--config", file, "--name", "web.example.com").ok(t)
+	var ts []relay.Tenant
+	runCmd(t, env, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
+	if len(ts) != 1 || len(ts[0].Policy.KeyTypes) != 0 || len(ts[0].Policy.Profiles) != 0 {
+		t.Fatalf("tenants = %+v, want web with every key type and profile allowed", ts)
+	}
+	// Given on the command line, they are the policy's.
+	runCmd(t, env, "relay", "tenant", "add", "web", "--config", file, "--name", "web.example.com", "--key-type", "P-256", "--replace").ok(t)
+	runCmd(t, env, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
+	if len(ts) != 1 || !slices.Equal(ts[0].Policy.KeyTypes, []string{"P-256"}) || len(ts[0].Policy.Profiles) != 0 {
+		t.Fatalf("tenants = %+v, want web with key types [P-256]", ts)
 	}
 }
 

@@ -69,7 +69,7 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	msg := err.Error()
 	if code == exitUsage && !strings.Contains(msg, "--help") {
-		msg += " (see tlsmint " + a.cmdPath + " --help)"
+		msg += " (see " + strings.TrimSpace("tlsmint "+a.cmdPath) + " --help)"
 	}
 	fmt.Fprintf(stderr, "tlsmint: %s\n", msg)
 	return code
@@ -177,13 +177,25 @@ var envFlags = map[string]string{
 	"admin-token-file": "TLSMINT_RELAY_ADMIN_TOKEN_FILE",
 }
 
+// noEnvAnnotation marks a flag that shares its name with one of envFlags
+// but means something else, so that its variable does not set it.
+const noEnvAnnotation = "tlsmint-no-env"
+
+// noEnv keeps the environment variables of envFlags away from the named
+// flags of fl.
+func noEnv(fl *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		_ = fl.SetAnnotation(n, noEnvAnnotation, []string{"true"})
+	}
+}
+
 // applyEnv sets the flags of cmd that the command line left alone from
 // their environment variables.
 func (a *app) applyEnv(cmd *cobra.Command) error {
 	var err error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		env, ok := envFlags[f.Name]
-		if !ok || f.Changed || err != nil {
+		if !ok || f.Changed || err != nil || f.Annotations[noEnvAnnotation] != nil {
 			return
 		}
 		v := a.getenv(env)
