@@ -118,10 +118,12 @@ func (c *Client) fillChallenge(ch *Challenge, a *Authorization) {
 
 // ChallengeErrorGrace is how long [Client.WaitAuthorization] keeps polling
 // an authorization that is still pending although one of its challenges
-// carries an error, for a CA that retries validation by itself. step-ca
-// (and so Caddy's acme_server) leaves a challenge whose validation failed
-// pending with the error attached and never retries; Boulder and Pebble
-// make it invalid.
+// is "processing" with an error: a CA that retries validation by itself
+// keeps the challenge processing and shows the last attempt's error (RFC
+// 8555, section 8.2). A challenge back at "pending" with an error is not
+// being retried — step-ca (and so Caddy's acme_server) leaves a failed
+// challenge so, and never retries — and fails the wait at once; Boulder
+// and Pebble make it invalid.
 const ChallengeErrorGrace = 2 * time.Second
 
 // WaitAuthorization polls an authorization until it is no longer pending.
@@ -129,8 +131,9 @@ const ChallengeErrorGrace = 2 * time.Second
 // [ErrAuthorizationInvalid] that wraps the failed challenge's problem (so
 // errors.Is(err, ErrUnauthorized) and friends work, and errors.As finds the
 // *Problem). An authorization that stays pending while a challenge carries
-// an error fails the same way once ChallengeErrorGrace has passed, rather
-// than being polled until ctx ends.
+// an error fails the same way: at once when the challenge is pending
+// again, once ChallengeErrorGrace has passed when it is processing (being
+// retried), rather than being polled until ctx ends.
 //
 // The first poll is made at about the time this server recently took to
 // validate (see [Client.PollTimings]).
@@ -165,9 +168,9 @@ func (c *Client) WaitAuthorization(ctx context.Context, url string) (*Authorizat
 			if ch := failedChallenge(a); ch != nil {
 				if erred.IsZero() {
 					erred = time.Now()
-					c.logger().DebugContext(ctx, "acme: pending authorization carries a challenge error; waiting briefly for a retry", "identifier", a.Identifier.Value, "type", ch.Type, "problem", ch.Error)
+					c.logger().DebugContext(ctx, "acme: pending authorization carries a challenge error", "identifier", a.Identifier.Value, "type", ch.Type, "status", ch.Status, "problem", ch.Error)
 				}
-				if time.Since(erred) >= ChallengeErrorGrace || retryAfter >= ChallengeErrorGrace {
+				if ch.Status == StatusPending || time.Since(erred) >= ChallengeErrorGrace || retryAfter >= ChallengeErrorGrace {
 					p.done(retryAfterSeen)
 					return a, fmt.Errorf("%w (%s, still %s, %s challenge failed): %w", ErrAuthorizationInvalid, a.Identifier.Value, a.Status, ch.Type, ch.Error)
 				}

@@ -56,9 +56,10 @@
 // time, so a CA that validates in milliseconds is not kept waiting and one
 // that takes seconds is not asked ten times. Without history the first
 // wait is PollInterval, growing by half. Retry-After is always obeyed. An
-// authorization left pending while a challenge carries an error (step-ca's
-// way of reporting a failed validation) ends the wait after
-// [ChallengeErrorGrace] with the CA's problem.
+// authorization left pending while a challenge carries an error ends the
+// wait with the CA's problem: at once when the challenge is pending again
+// (step-ca's way of reporting a failed validation), after
+// [ChallengeErrorGrace] when it is processing (a CA retrying it).
 //
 // # Concurrency
 //

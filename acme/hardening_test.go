@@ -111,6 +111,28 @@ func TestFinalizeOrderNotReady(t *testing.T) {
 // the grace back off as any others do.
 func TestPendingChallengeWithError(t *testing.T) {
 	t.Parallel()
+	for _, tt := range []struct {
+		name, chalStatus   string
+		minPolls, maxPolls int32
+	}{
+		// step-ca: the challenge is pending again, with the error: not
+		// retried, so the first poll that shows it ends the wait (one
+		// more answer shows it: the clean-up's look before deactivating).
+		{"pending", acme.StatusPending, 1, 2},
+		// A CA that retries keeps it processing: polled through the
+		// grace (waits growing by half from the default 100 ms fit six
+		// polls in 2 s; polls at a constant 100 ms made over twenty; a
+		// loaded machine makes fewer, never more).
+		{"processing", acme.StatusProcessing, 3, 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testChallengeWithError(t, tt.chalStatus, tt.minPolls, tt.maxPolls)
+		})
+	}
+}
+
+func testChallengeWithError(t *testing.T, chalStatus string, minPolls, maxPolls int32) {
 	var erred atomic.Int32 // answers that showed the pending challenge's error
 	asStepCA := func(_ *http.Request, obj map[string]any) {
 		if obj["status"] == acme.StatusInvalid {
@@ -119,7 +141,7 @@ func TestPendingChallengeWithError(t *testing.T) {
 		chals, _ := obj["challenges"].([]any)
 		for _, ch := range chals {
 			if m, ok := ch.(map[string]any); ok && m["status"] == acme.StatusInvalid {
-				m["status"] = acme.StatusPending
+				m["status"] = chalStatus
 				erred.Add(1)
 			}
 		}
@@ -152,11 +174,8 @@ func TestPendingChallengeWithError(t *testing.T) {
 	if n := ca.Requests("authz"); n > 40 {
 		t.Errorf("%d authorization requests, want a bounded few", n)
 	}
-	// Waits growing by half from the default 100 ms fit six polls in the
-	// 2 s grace (eight answers show the error in all); polls at a constant
-	// 100 ms made over twenty. A loaded machine makes fewer, never more.
-	if n := erred.Load(); n < 1 || n > 10 {
-		t.Errorf("the pending challenge's error was polled %d times, want 1 to 10", n)
+	if n := erred.Load(); n < minPolls || n > maxPolls {
+		t.Errorf("the %s challenge's error was polled %d times, want %d to %d", chalStatus, n, minPolls, maxPolls)
 	}
 	if !strings.Contains(logs.String(), "deactivating authorization failed") {
 		t.Errorf("the refused deactivation was not logged:\n%s", logs.String())
