@@ -160,7 +160,7 @@ func (c *Client) postAccount(ctx context.Context, url string, req accountRequest
 		return nil, err
 	}
 	if resp.location == "" {
-		return nil, fmt.Errorf("acme: account response has no Location")
+		return nil, malformed("account", nil, "the response has no Location")
 	}
 	a.URL = resp.location
 	c.setAccountID(a.URL)

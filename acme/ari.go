@@ -88,7 +88,7 @@ func (c *Client) RenewalInfo(ctx context.Context, cert *x509.Certificate) (*Rene
 	}
 	w := ri.SuggestedWindow
 	if w.Start.IsZero() || w.End.IsZero() || w.End.Before(w.Start) {
-		return nil, fmt.Errorf("acme: malformed renewal info: bad suggested window %v – %v", w.Start, w.End)
+		return nil, malformed("renewal info", nil, "bad suggested window %v – %v", w.Start, w.End)
 	}
 	if ri.ExplanationURL != "" && checkURL(ri.ExplanationURL) != nil {
 		ri.ExplanationURL = "" // not a link we would hand to anyone

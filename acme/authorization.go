@@ -51,7 +51,7 @@ func (c *Client) parseAuthorization(resp *response, url string) (*Authorization,
 	a.URL = url
 	a.RetryAfter = resp.retryAfter
 	if a.Identifier.Type == "" || a.Identifier.Value == "" {
-		return nil, errors.New("acme: malformed authorization: no identifier")
+		return nil, malformed("authorization", nil, "no identifier")
 	}
 	if strings.HasPrefix(a.Identifier.Value, "*.") {
 		a.Wildcard = true

@@ -80,21 +80,32 @@ func PreferChain(chains []*Chain, name string) *Chain {
 }
 
 // FetchCertificate downloads the certificate chain of a valid order, and the
-// alternate chains the server links with Link: rel="alternate". The default
-// chain comes first.
+// alternate chains the server links with Link: rel="alternate" (at most
+// eight, each once). The default chain comes first. An alternate chain
+// that cannot be downloaded or parsed is left out (and logged): the
+// certificate is issued, and the default chain serves it.
 func (c *Client) FetchCertificate(ctx context.Context, url string) ([]*Chain, error) {
 	first, alts, err := c.fetchChain(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	chains := []*Chain{first}
-	for i, alt := range alts {
-		if i >= maxAlternate {
+	seen := map[string]bool{url: true}
+	for _, alt := range alts {
+		if seen[alt] {
+			continue
+		}
+		if len(seen) > maxAlternate {
 			break
 		}
+		seen[alt] = true
 		ch, _, err := c.fetchChain(ctx, alt)
 		if err != nil {
-			return nil, fmt.Errorf("acme: alternate chain %d: %w", i+1, err)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("acme: alternate chain %s: %w", clipString(alt, 256), err)
+			}
+			c.logger().WarnContext(ctx, "acme: ignoring an alternate chain that cannot be used", "url", clipString(alt, 256), "err", err)
+			continue
 		}
 		chains = append(chains, ch)
 	}

@@ -67,7 +67,7 @@ func parseDirectory(body []byte) (*Directory, error) {
 	required := map[string]string{"newNonce": d.NewNonce, "newAccount": d.NewAccount, "newOrder": d.NewOrder}
 	for name, u := range required {
 		if u == "" {
-			return nil, fmt.Errorf("acme: malformed directory: %s is missing", name)
+			return nil, malformed("directory", nil, "%s is missing", name)
 		}
 	}
 	for name, u := range map[string]string{

@@ -50,7 +50,9 @@ func (c *Client) do(req *http.Request, limit int64) (*response, error) {
 		body:   body,
 	}
 	r.retryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	if loc := resp.Header.Get("Location"); loc != "" && (resp.StatusCode < 300 || resp.StatusCode >= 400) {
+	// Only a success's Location is used: that of an error answer, which
+	// no caller reads, must not turn the CA's problem into a URL error.
+	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode < 300 {
 		u, err := resolveURL(req.URL, loc)
 		if err != nil {
 			return nil, fmt.Errorf("acme: bad Location header: %w", err)
@@ -196,10 +198,38 @@ func (c *Client) get(ctx context.Context, op, u string, limit int64) (resp *resp
 func decodeJSON(r *response, v any, what string) error {
 	body := bytes.TrimSpace(r.body)
 	if len(body) == 0 || body[0] != '{' {
-		return fmt.Errorf("acme: malformed %s: expected a JSON object, got %s", what, snippet(r.body))
+		return malformed(what, nil, "expected a JSON object, got %s", snippet(r.body))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("acme: malformed %s: %w", what, err)
+		return malformed(what, err, "%v", err)
 	}
 	return nil
+}
+
+// ErrMalformedResponse is matched (errors.Is) by the error returned when a
+// CA's answer cannot be used: a body that is not a JSON object or not of
+// the expected shape, an unknown status, a required member or Location
+// header missing. Its message says what was wrong, as "acme: malformed
+// <what>: <why>".
+var ErrMalformedResponse = errors.New("acme: malformed response")
+
+// malformedError is an ErrMalformedResponse about one kind of object.
+type malformedError struct {
+	msg   string
+	cause error // the decoding error, if any
+}
+
+func (e *malformedError) Error() string { return e.msg }
+
+func (e *malformedError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrMalformedResponse}
+	}
+	return []error{ErrMalformedResponse, e.cause}
+}
+
+// malformed returns an error matching ErrMalformedResponse, reading
+// "acme: malformed <what>: <format…>", that also wraps cause.
+func malformed(what string, cause error, format string, args ...any) error {
+	return &malformedError{msg: "acme: malformed " + what + ": " + fmt.Sprintf(format, args...), cause: cause}
 }

@@ -45,7 +45,7 @@ func (c *Client) NewAuthorization(ctx context.Context, id Identifier) (*Authoriz
 		return nil, fmt.Errorf("acme: new authorization: %w", err)
 	}
 	if resp.location == "" {
-		return nil, errors.New("acme: new authorization: response has no Location")
+		return nil, malformed("authorization", nil, "the newAuthz response has no Location")
 	}
 	return c.parseAuthorization(resp, resp.location)
 }

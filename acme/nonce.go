@@ -2,17 +2,42 @@ package acme
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 )
 
-// putNonce adds a nonce from a Replay-Nonce header to the pool. The pool is
-// bounded; the oldest nonces are dropped first since they are the likeliest
-// to have expired.
+// ErrNoNonce is returned (wrapped, with the status) when the server's
+// newNonce endpoint answers without a usable Replay-Nonce: none, or one
+// that is not a base64url string of at most 256 characters.
+var ErrNoNonce = errors.New("acme: no usable Replay-Nonce from newNonce")
+
+// maxNonceLen bounds a nonce kept from a Replay-Nonce header.
+const maxNonceLen = 256
+
+// validNonce reports whether n is a nonce the client may send back: a
+// non-empty base64url string (RFC 8555, section 6.5.1, which has clients
+// ignore any other Replay-Nonce value) of at most maxNonceLen characters.
+func validNonce(n string) bool {
+	if n == "" || len(n) > maxNonceLen {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// putNonce adds a nonce from a Replay-Nonce header to the pool, unless it
+// is not a valid nonce (which is ignored). The pool is bounded; the oldest
+// nonces are dropped first since they are the likeliest to have expired.
 func (c *Client) putNonce(n string) {
-	if len(n) > 256 {
-		return // nonces are short base64url strings; ignore junk
+	if !validNonce(n) {
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,8 +97,11 @@ func (c *Client) fetchNonce(ctx context.Context, url string) (string, error) {
 	if resp.StatusCode >= 500 {
 		return "", fmt.Errorf("acme: fetching a nonce: %w", &Problem{Type: ErrServerInternal.Type, Status: resp.StatusCode, Detail: "newNonce failed"})
 	}
-	if resp.StatusCode >= 400 || n == "" || len(n) > 256 {
-		return "", fmt.Errorf("acme: fetching a nonce: HTTP %d without a usable Replay-Nonce", resp.StatusCode)
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return "", fmt.Errorf("%w: HEAD %s answered %d", ErrRedirect, req.URL.Redacted(), resp.StatusCode)
+	}
+	if resp.StatusCode >= 400 || !validNonce(n) {
+		return "", fmt.Errorf("%w: HTTP %d", ErrNoNonce, resp.StatusCode)
 	}
 	return n, nil
 }

@@ -84,7 +84,8 @@ func (c *Certificate) Leaf() *x509.Certificate { return c.Chain.Leaf() }
 var ErrNoSolver = errors.New("acme: no solver for any offered challenge")
 
 // ErrCertificateMismatch is returned when the issued certificate does not
-// carry the requested key or exactly the requested identifiers.
+// carry the requested key or exactly the requested identifiers, or has
+// already expired (its NotAfter is past, or before its NotBefore).
 var ErrCertificateMismatch = errors.New("acme: issued certificate does not match the request")
 
 // Obtain runs the whole issuance flow: it places an order, solves each
@@ -131,7 +132,7 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 		return nil, err
 	}
 	chain := PreferChain(chains, req.PreferredChain)
-	if err := checkIssued(chain.Leaf(), pub, req.Identifiers); err != nil {
+	if err := checkIssued(chain.Leaf(), pub, req.Identifiers, time.Now()); err != nil {
 		return nil, err
 	}
 	return &Certificate{Chain: chain, Chains: chains, Order: final}, nil
@@ -325,8 +326,13 @@ func CSR(key crypto.Signer, ids []Identifier) ([]byte, error) {
 }
 
 // checkIssued verifies the leaf against the request: it carries pub and
-// exactly the identifiers ids.
-func checkIssued(leaf *x509.Certificate, pub crypto.PublicKey, ids []Identifier) error {
+// exactly the identifiers ids, and has not expired at now. A NotBefore in
+// the future is accepted: clocks differ, and an order may ask for it.
+func checkIssued(leaf *x509.Certificate, pub crypto.PublicKey, ids []Identifier, now time.Time) error {
+	if !leaf.NotAfter.After(now) || leaf.NotAfter.Before(leaf.NotBefore) {
+		return fmt.Errorf("%w: valid from %s to %s, and it is now %s", ErrCertificateMismatch,
+			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 	lp, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !lp.Equal(pub) {
 		return fmt.Errorf("%w: public key differs from the CSR's", ErrCertificateMismatch)
@@ -405,6 +411,9 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 		if err != nil {
 			return err
 		}
+		if err := checkAuthorizationFor(a, req.Identifiers); err != nil {
+			return err
+		}
 		switch a.Status {
 		case StatusValid:
 			continue
@@ -459,6 +468,26 @@ func (c *Client) authorize(ctx context.Context, order *Order, req ObtainRequest)
 		}
 		return err
 	})
+}
+
+// ErrAuthorizationMismatch is returned (wrapped) by [Client.Obtain] when
+// one of the order's authorizations is for an identifier the order does
+// not hold: no challenge of it is handed to a solver, which would
+// otherwise publish a record or a token for a name nobody asked for.
+var ErrAuthorizationMismatch = errors.New("acme: authorization is for an identifier not in the order")
+
+// checkAuthorizationFor reports whether a is for one of ids (normalised;
+// a wildcard authorization for the "*." name).
+func checkAuthorizationFor(a *Authorization, ids []Identifier) error {
+	id := a.Identifier
+	if a.Wildcard {
+		id.Value = "*." + id.Value
+	}
+	got, err := NormalizeIdentifiers([]Identifier{id})
+	if err == nil && slices.Contains(ids, got[0]) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is for %s", ErrAuthorizationMismatch, a.URL, clipString(id.String(), 256))
 }
 
 // pickChallenge returns the first challenge, in order of preference, that a

@@ -109,7 +109,7 @@ func (c *Client) NewOrder(ctx context.Context, req OrderRequest) (*Order, error)
 		return nil, fmt.Errorf("acme: new order: %w", err)
 	}
 	if resp.location == "" {
-		return nil, errors.New("acme: new order: response has no Location")
+		return nil, malformed("order", nil, "the newOrder response has no Location")
 	}
 	o, err := parseOrder(resp, resp.location)
 	if err != nil {
@@ -181,7 +181,7 @@ func parseOrder(resp *response, url string) (*Order, error) {
 	switch o.Status {
 	case StatusPending, StatusReady, StatusProcessing, StatusValid, StatusInvalid, StatusExpired:
 	default:
-		return nil, fmt.Errorf("acme: malformed order: unknown status %q", clipString(o.Status, 64))
+		return nil, malformed("order", nil, "unknown status %q", clipString(o.Status, 64))
 	}
 	return o, nil
 }
@@ -263,7 +263,12 @@ func (c *Client) FinalizeOrder(ctx context.Context, o *Order, csrDER []byte) (*O
 		return done, err
 	}
 	if done.Status != StatusValid || done.Certificate == "" {
-		return done, fmt.Errorf("acme: finalize: order is %s without a certificate URL", done.Status)
+		return done, fmt.Errorf("%w: it is %s", ErrNoCertificateURL, done.Status)
 	}
 	return done, nil
 }
+
+// ErrNoCertificateURL is returned (wrapped, with the order's status) by
+// [Client.FinalizeOrder] when the order the finalization ends with is not
+// valid with a certificate URL: "ready" again, or "valid" without one.
+var ErrNoCertificateURL = errors.New("acme: finalize: the order has no certificate URL")

@@ -81,18 +81,48 @@ type Problem struct {
 // safe to print: detail, type and instance are stripped of control
 // characters and capped ([MaxProblemDetail]), and at most 16 subproblems
 // are kept, each treated the same way.
+//
+// Subproblems are decoded in the same pass as their parent, and their own
+// nested subproblems (not part of RFC 8555) are skipped unread: decoding
+// them through this method once per level made a deeply nested document
+// cost time quadratic in its depth (seconds for 90 KB).
 func (p *Problem) UnmarshalJSON(b []byte) error {
-	type wire Problem // no methods: no recursion
-	var w wire
+	var w struct {
+		problemFields
+		Subproblems []problemFields `json:"subproblems"`
+	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*p = Problem(w)
-	p.sanitize()
+	*p = w.problem()
+	if len(w.Subproblems) > 0 {
+		p.Subproblems = make([]Problem, 0, min(len(w.Subproblems), maxSubproblems))
+		for _, sp := range w.Subproblems[:min(len(w.Subproblems), maxSubproblems)] {
+			p.Subproblems = append(p.Subproblems, sp.problem())
+		}
+	}
 	return nil
 }
 
-// sanitize caps and cleans the CA-controlled text of p.
+// problemFields are the members of a problem document but its
+// subproblems.
+type problemFields struct {
+	Type       string      `json:"type"`
+	Detail     string      `json:"detail"`
+	Status     int         `json:"status"`
+	Instance   string      `json:"instance"`
+	Identifier *Identifier `json:"identifier"`
+}
+
+// problem returns the fields as a Problem, with its text sanitized.
+func (f problemFields) problem() Problem {
+	p := Problem{Type: f.Type, Detail: f.Detail, Status: f.Status, Instance: f.Instance, Identifier: f.Identifier}
+	p.sanitize()
+	return p
+}
+
+// sanitize caps and cleans the CA-controlled text of p (not of its
+// subproblems).
 func (p *Problem) sanitize() {
 	p.Type = clipString(p.Type, maxProblemType)
 	p.Instance = clipString(p.Instance, maxProblemType)
@@ -100,14 +130,6 @@ func (p *Problem) sanitize() {
 	if p.Identifier != nil {
 		p.Identifier.Type = clipString(p.Identifier.Type, 32)
 		p.Identifier.Value = clipString(p.Identifier.Value, 256)
-	}
-	if len(p.Subproblems) > maxSubproblems {
-		p.Subproblems = p.Subproblems[:maxSubproblems]
-	}
-	// Subproblems were cleaned by their own UnmarshalJSON; a subproblem's
-	// own subproblems are not part of RFC 8555 and are dropped.
-	for i := range p.Subproblems {
-		p.Subproblems[i].Subproblems = nil
 	}
 }
 
