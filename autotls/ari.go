@@ -89,6 +89,10 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 		x.ari = a
 		x.ariPoll = a.NextPoll
 		x.renewAt, x.reason = planRenewal(x.name, x.cert.Leaf.SerialNumber.Bytes(), x.notBefore, x.notAfter, a, now)
+		if floor := ariFloor(x); x.renewAt.Before(floor) {
+			st.log.Warn("autotls: the CA's renewal window for a certificate that replaced one it had due asks to renew it at once too; not before it is older", "name", x.name, "renew_at", floor, "window_start", a.WindowStart, "window_end", a.WindowEnd)
+			x.renewAt = floor
+		}
 	})
 	if !m.replan(cur, ne) {
 		return
@@ -188,3 +192,21 @@ func (m *Manager) retryStore(ctx context.Context, e *entry) {
 		m.emit(Event{Type: EventStored, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial()})
 	}
 }
+
+// ariFloor is the earliest an ARI window may have e renewed. A certificate
+// that itself replaced one the CA's renewal information had due is not
+// renewed again by ARI before it is a twentieth of its lifetime old (at
+// most six hours): a CA whose renewal information says "now" for every
+// new certificate would otherwise have it renewed in a loop, stopped only
+// by the CA's rate limits. Any other certificate (a first one, or one
+// renewed by the Manager's own schedule) follows ARI at once, so a
+// revocation is met within minutes.
+func ariFloor(e *entry) time.Time {
+	if !e.ariRenewed || (e.reason != ReasonARI && e.reason != ReasonARIPast) {
+		return time.Time{}
+	}
+	return e.notBefore.Add(min(e.notAfter.Sub(e.notBefore)/20, ariLoopAge))
+}
+
+// ariLoopAge caps ariFloor's age.
+const ariLoopAge = 6 * time.Hour

@@ -32,6 +32,9 @@ type entryData struct {
 	ariPoll   time.Time // next ARI poll; zero: none planned
 	account   string    // URL of the account that obtained it; "" unknown
 	iss       *issuer   // the issuer it came from
+	// ariRenewed: the certificate replaced one that the CA's renewal
+	// information (ARI) had due; see ariFloor.
+	ariRenewed bool
 	// unstored is the encoded value when storing it failed: it is served
 	// from memory and its Store retried until it succeeds. Such an entry
 	// is never evicted.

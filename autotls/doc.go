@@ -106,7 +106,11 @@
 // the CA's Retry-After (between a minute and a day); it is stored with the
 // certificate, so a restart and every node of a fleet reuse it. A window
 // in the past (a revocation, a CA incident) renews at once, with
-// "replaces" naming the old certificate when the same account obtained it.
+// "replaces" naming the old certificate when the same account obtained it;
+// a certificate that itself replaced one ARI had due is not renewed by ARI
+// again before it is a twentieth of its lifetime (at most six hours) old,
+// so that a CA whose renewal information says "now" for every certificate
+// cannot have a name renewed in a loop.
 // [Manager.Certificates] lists every certificate with its plan.
 //
 // A background order is placed only for a name a handshake could still

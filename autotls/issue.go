@@ -200,6 +200,7 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 	case current != nil:
 		typ = EventRenewed
 	}
+	e.ariRenewed = current != nil && (current.reason == ReasonARI || current.reason == ReasonARIPast)
 	m.install(e, typ)
 	return e.cert, nil
 }
