@@ -528,11 +528,14 @@ func answerable(ch Challenge) error {
 }
 
 // deactivatePending deactivates the order's authorizations that are still
-// pending, so that they are not left behind for reuse (RFC 8555, 7.5.2).
+// pending, so that they are not left behind for reuse (RFC 8555, 7.5.2) —
+// but not one whose challenge the CA is validating (processing): that
+// validation ends by itself, and Pebble 2.10.3 was seen to hang a
+// deactivation that raced with its validation.
 func (c *Client) deactivatePending(ctx context.Context, order *Order) {
 	for _, u := range order.Authorizations {
 		a, err := c.GetAuthorization(ctx, u)
-		if err != nil || a.Status != StatusPending {
+		if err != nil || a.Status != StatusPending || slices.ContainsFunc(a.Challenges, func(ch Challenge) bool { return ch.Status == StatusProcessing }) {
 			continue
 		}
 		if _, err := c.DeactivateAuthorization(ctx, a); err != nil {
