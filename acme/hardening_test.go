@@ -177,8 +177,11 @@ func testChallengeWithError(t *testing.T, chalStatus string, minPolls, maxPolls 
 	if n := erred.Load(); n < minPolls || n > maxPolls {
 		t.Errorf("the %s challenge's error was polled %d times, want %d to %d", chalStatus, n, minPolls, maxPolls)
 	}
-	if !strings.Contains(logs.String(), "deactivating authorization failed") {
-		t.Errorf("the refused deactivation was not logged:\n%s", logs.String())
+	// The clean-up deactivates a pending authorization (step-ca refuses
+	// it; the refusal is logged) but not one still being validated.
+	tried := ca.Requests("authz") > 0 && strings.Contains(logs.String(), "deactivating authorization failed")
+	if want := chalStatus == acme.StatusPending; tried != want {
+		t.Errorf("deactivation attempted and refused: %v, want %v; log:\n%s", tried, want, logs.String())
 	}
 }
 
