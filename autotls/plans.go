@@ -5,7 +5,7 @@ import "hash/maphash"
 // planSet holds at most one planned time per name: a binary min-heap of
 // (time, name) items, and an open-addressing table (linear probing) from
 // a name to its item's heap position. A name costs its 24-byte item, a
-// slot of 4 bytes at a load between 3/8 and 3/4, and its string's bytes;
+// slot of 4 bytes at a load between 1/8 and 3/4, and its string's bytes;
 // there are no stale items, so rescheduling a name often costs nothing
 // more. Not safe for concurrent use.
 type planSet struct {
@@ -121,7 +121,21 @@ func (p *planSet) popDue(now int64) (string, bool) {
 		p.items[0] = planItem{}
 		p.items = p.items[:0]
 	}
+	p.shrink()
 	return name, true
+}
+
+// shrink gives memory back once most plans are gone: the items' array
+// when a quarter of it is used, the table when an eighth of it is.
+func (p *planSet) shrink() {
+	if n := len(p.items); cap(p.items) >= 64 && n < cap(p.items)/4 {
+		items := make([]planItem, n, cap(p.items)/2)
+		copy(items, p.items)
+		p.items = items
+	}
+	if len(p.slots) > planSlotsMin && len(p.items)*8 < len(p.slots) {
+		p.resize(len(p.slots) / 2)
+	}
 }
 
 // up moves the item at pos, whose slot is s, towards the root while it is
@@ -194,8 +208,12 @@ func (p *planSet) deleteSlot(i int) {
 }
 
 // grow doubles the table (or makes its first) and places every item again.
-func (p *planSet) grow() {
-	p.slots = make([]int32, max(planSlotsMin, 2*len(p.slots)))
+func (p *planSet) grow() { p.resize(max(planSlotsMin, 2*len(p.slots))) }
+
+// resize makes a table of n slots (a power of two) and places every item
+// again.
+func (p *planSet) resize(n int) {
+	p.slots = make([]int32, n)
 	mask := len(p.slots) - 1
 	for pos, it := range p.items {
 		i := p.home(it.name)

@@ -95,3 +95,28 @@ func TestPlanSet(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanSetShrinks: once most plans are gone, the items' array and the
+// table are given back.
+func TestPlanSetShrinks(t *testing.T) {
+	t.Parallel()
+	var p planSet
+	want := map[string]int64{}
+	for i := range 10_000 {
+		name := fmt.Sprintf("n%d.example", i)
+		p.set(name, int64(i))
+		want[name] = int64(i)
+	}
+	bigItems, bigSlots := cap(p.items), len(p.slots)
+	for i := range 9_990 {
+		name, ok := p.popDue(int64(i))
+		if !ok || want[name] != int64(i) {
+			t.Fatalf("pop %d: %q %v", i, name, ok)
+		}
+		delete(want, name)
+	}
+	p.check(t, want)
+	if cap(p.items) > bigItems/64 || len(p.slots) > bigSlots/64 {
+		t.Errorf("10 plans left hold %d items and %d slots (from %d and %d), want them given back", cap(p.items), len(p.slots), bigItems, bigSlots)
+	}
+}
