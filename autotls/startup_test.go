@@ -3,6 +3,7 @@ package autotls_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"strings"
 	"sync"
@@ -141,6 +142,27 @@ func TestHandshakeBeforeScheduleBuilt(t *testing.T) {
 	}
 }
 
+// storeOne has a first Manager on a new directory obtain name (with
+// before, if not nil, run on it before it closes) and returns the
+// directory and the certificate's state as that Manager listed it.
+func storeOne(t *testing.T, e *env, name string, before func(*autotls.Manager)) (storage.Storage, autotls.CertificateInfo) {
+	t.Helper()
+	store := storage.Dir(t.TempDir())
+	first := e.manager(t, store, nil)
+	if err := first.Manage(ctxT(t), name); err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(first)
+	}
+	infos, err := first.Certificates(ctxT(t))
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("Certificates: %v %v", infos, err)
+	}
+	first.Close()
+	return store, infos[0]
+}
+
 // restartFromIndex starts a Manager on store whose clock runs offset
 // ahead, waits for its schedule to be built, and checks that name was
 // planned from the index without being loaded.
@@ -164,17 +186,7 @@ func restartFromIndex(t *testing.T, e *env, store storage.Storage, name string) 
 func TestRenewalPlannedFromIndex(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
-	store := storage.Dir(t.TempDir())
-	first := e.manager(t, store, nil)
-	if err := first.Manage(ctxT(t), "example.com"); err != nil {
-		t.Fatal(err)
-	}
-	infos, err := first.Certificates(ctxT(t))
-	if err != nil || len(infos) != 1 {
-		t.Fatalf("Certificates: %v %v", infos, err)
-	}
-	old := infos[0]
-	first.Close()
+	store, old := storeOne(t, e, "example.com", nil)
 
 	m, ev, offset := restartFromIndex(t, e, store, "example.com")
 	offset.Store(int64(time.Until(old.RenewAt) + time.Minute))
@@ -191,27 +203,19 @@ func TestRenewalPlannedFromIndex(t *testing.T) {
 // A certificate planned from the index after a restart, never served
 // since, still learns of its revocation through ARI within the default
 // poll interval, and is replaced (EventReplaced) long before its planned
-// renewal: the
-// index holds no ARI poll times, so every such name is looked at once
-// within defaultARIPoll (6 hours) of the start.
+// renewal: the index holds no ARI poll times, so every such name is
+// looked at once within defaultARIPoll (6 hours) of the start.
 func TestARIReachesNamesPlannedFromIndex(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
-	store := storage.Dir(t.TempDir())
-	first := e.manager(t, store, nil)
-	if err := first.Manage(ctxT(t), "example.com"); err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := e.handshake(ctxT(t), serve(t, first), "example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	infos, err := first.Certificates(ctxT(t))
-	if err != nil || len(infos) != 1 {
-		t.Fatalf("Certificates: %v %v", infos, err)
-	}
-	renewAt := infos[0].RenewAt
-	first.Close()
+	var leaf *x509.Certificate
+	store, info := storeOne(t, e, "example.com", func(first *autotls.Manager) {
+		var err error
+		if leaf, err = e.handshake(ctxT(t), serve(t, first), "example.com"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	renewAt := info.RenewAt
 	// A mass revocation: the CA's renewal window opens at once.
 	if err := e.ca.Revoke(leaf, 1); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
-	"github.com/tlsmint/tlsmint/storage"
 )
 
 // errGone is what the test policies answer for a name they no longer
@@ -121,16 +120,7 @@ func TestNoRenewalOnceRefused(t *testing.T) {
 func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
-	store := storage.Dir(t.TempDir())
-	first := e.manager(t, store, nil)
-	if err := first.Manage(ctxT(t), "www.example.org"); err != nil {
-		t.Fatal(err)
-	}
-	infos, err := first.Certificates(ctxT(t))
-	if err != nil || len(infos) != 1 {
-		t.Fatalf("Certificates: %v %v", infos, err)
-	}
-	first.Close()
+	store, info := storeOne(t, e, "www.example.org", nil)
 
 	ev := newEventLog()
 	var offset atomic.Int64
@@ -145,7 +135,7 @@ func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 		t.Fatal("the stored name was not planned from the index")
 	}
 	orders := e.ca.Requests("newOrder")
-	offset.Store(int64(time.Until(infos[0].RenewAt) + time.Minute))
+	offset.Store(int64(time.Until(info.RenewAt) + time.Minute))
 	deadline := time.Now().Add(10 * time.Second)
 	for ev.count(autotls.EventNotRenewed, "www.example.org") == 0 && time.Now().Before(deadline) {
 		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
@@ -162,7 +152,7 @@ func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 		t.Errorf("%d orders for a name the policy refuses, want none", n)
 	}
 	after, err := m.Certificates(ctxT(t))
-	if err != nil || len(after) != 1 || after[0].Serial != infos[0].Serial {
+	if err != nil || len(after) != 1 || after[0].Serial != info.Serial {
 		t.Errorf("stored certificates after: %+v, %v; want the old one kept", after, err)
 	}
 }
