@@ -383,10 +383,7 @@ func TestRelayCommandReplicasPostgres(t *testing.T) {
 
 	ca := newCA(t, testpebble.Options{})
 	dir := t.TempDir()
-	cert := selfSigned(t, relayName, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
-	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	cert := writeRelayCert(t, dir, relayName)
 	down := &solvers.HTTP01{}
 	dl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -470,4 +467,21 @@ func grepLines(s, w string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// writeRelayCert writes a self-signed certificate for name, valid for the
+// hour around now, to dir/relay.crt and its key to dir/relay.key, and
+// returns it.
+func writeRelayCert(t *testing.T, dir, name string) tls.Certificate {
+	t.Helper()
+	cert := selfSigned(t, name, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644) != nil ||
+		os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600) != nil {
+		t.Fatal("writing the relay's certificate")
+	}
+	return cert
 }

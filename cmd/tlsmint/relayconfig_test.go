@@ -2,9 +2,7 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -340,10 +338,7 @@ func TestRelayTenantAddIgnoresCertEnv(t *testing.T) {
 func TestRelayCertFiles(t *testing.T) {
 	ca := newCA(t, testpebble.Options{})
 	dir := t.TempDir()
-	cert := selfSigned(t, "relay.internal.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
-	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	writeRelayCert(t, dir, "relay.internal.example")
 	os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-token\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "tenants.json"), []byte(`[{"id": "web", "policy": {"names": ["web.example.com"]}}]`), 0o600)
 	cfg := map[string]any{
@@ -400,10 +395,7 @@ func TestRelayCertFiles(t *testing.T) {
 func TestRelayReadTimeout(t *testing.T) {
 	ca := newCA(t, testpebble.Options{})
 	dir := t.TempDir()
-	cert := selfSigned(t, "relay.internal.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
-	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	writeRelayCert(t, dir, "relay.internal.example")
 	cfg := map[string]any{
 		"storage":      "store",
 		"listen":       "127.0.0.1:0",
@@ -453,10 +445,7 @@ func TestRelayReadTimeout(t *testing.T) {
 func TestRelayListenTakenAppliesNothing(t *testing.T) {
 	ca := newCA(t, testpebble.Options{})
 	dir := t.TempDir()
-	cert := selfSigned(t, "relay.internal.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	der, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	os.WriteFile(filepath.Join(dir, "relay.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
-	os.WriteFile(filepath.Join(dir, "relay.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	writeRelayCert(t, dir, "relay.internal.example")
 	os.WriteFile(filepath.Join(dir, "tenants.json"), []byte(`[{"id": "web", "policy": {"names": ["web.example.com"]}}]`), 0o600)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
