@@ -48,12 +48,15 @@ func pages(t *testing.T) map[string]string {
 	for i := range 60 {
 		many = append(many, cert(fmt.Sprintf("n%02d.example.com", i), -time.Duration(i)*day, 90*day))
 	}
+	capped := synthetic(many, nil)
+	capped.MaxRows = 20 // the table ends with the count of those left out
 	out := map[string]string{}
 	for name, h := range map[string]*Handler{
-		"with audit": withAudit,
-		"hostile":    hostile,
-		"empty":      synthetic(nil, nil),
-		"60 names":   synthetic(many, nil),
+		"with audit":        withAudit,
+		"hostile":           hostile,
+		"empty":             synthetic(nil, nil),
+		"60 names":          synthetic(many, nil),
+		"60 names, 20 rows": capped,
 	} {
 		w := get(t, h, "/", nil)
 		if w.Code != 200 {

@@ -10,8 +10,9 @@ import (
 	"github.com/tlsmint/tlsmint/autotls"
 )
 
-// BenchmarkPage renders the page of 10,000 certificates (HTML and JSON),
-// the figure BENCHMARKS.md reports.
+// BenchmarkPage renders the page of 10,000 certificates (HTML with every
+// row and with the default MaxRows, and JSON), the figures BENCHMARKS.md
+// reports; each page reads the status anew (no sharing).
 func BenchmarkPage(b *testing.B) {
 	infos := make([]autotls.CertificateInfo, 10000)
 	for i := range infos {
@@ -20,9 +21,19 @@ func BenchmarkPage(b *testing.B) {
 			infos[i].LastError, infos[i].LastErrorAt, infos[i].BackoffUntil = "acme: rateLimited", t0, t0.Add(time.Hour)
 		}
 	}
-	for _, target := range []string{"/", "/?format=json"} {
-		b.Run(target, func(b *testing.B) {
+	for _, tc := range []struct {
+		name, target string
+		maxRows      int
+	}{
+		{"html-all-rows", "/", -1},
+		{"html-default-rows", "/", 0},
+		{"json", "/?format=json", 0},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			h := synthetic(infos, nil)
+			h.MaxRows = tc.maxRows
+			h.share.fresh = -1 // every page reads the status anew
+			target := tc.target
 			r := httptest.NewRequest(http.MethodGet, target, nil)
 			r.RemoteAddr = "127.0.0.1:1"
 			var size int

@@ -9,7 +9,9 @@
 //
 //	http.Handle("/status", &statuspage.Handler{Manager: m, Audit: trail})
 //
-// The page lists every managed certificate, the soonest expiry first, with
+// The page lists the managed certificates, the soonest expiry first (past
+// [Handler.MaxRows], 1,000 by default, only those that are not ok, with a
+// count of those left out; the JSON lists every one), with
 // its [State] (as a word and a colour), days left, next renewal and why,
 // the CA's ARI window, issuer, last error and back-off; a timeline of
 // expiries and renewals drawn as inline SVG; and, with an [audit.Log], the

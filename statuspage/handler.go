@@ -21,6 +21,11 @@ import (
 // DefaultTitle is the page's title when Handler.Title is empty.
 const DefaultTitle = "tlsmint certificates"
 
+// DefaultMaxRows is the HTML table's bound when Handler.MaxRows is zero:
+// a page of every certificate of a large fleet is megabytes of HTML that a
+// browser renders for seconds.
+const DefaultMaxRows = 1000
+
 // ErrNotLoopback is the error of [LoopbackOnly] for a client that is not on
 // a loopback address.
 var ErrNotLoopback = errors.New("statuspage: client is not on a loopback address")
@@ -75,6 +80,12 @@ type Handler struct {
 	// Refresh, if positive, makes browsers reload the page at this
 	// interval (a meta refresh; no JavaScript). Zero means never.
 	Refresh time.Duration
+
+	// MaxRows bounds the HTML page's table: the first MaxRows
+	// certificates, the soonest expiry first, and after them only those
+	// that are not ok, with a line saying how many are left out (the JSON
+	// lists all). Zero means DefaultMaxRows; negative, no bound.
+	MaxRows int
 
 	// source replaces Manager.Certificates in tests.
 	source func(context.Context) ([]autotls.CertificateInfo, error)
@@ -169,7 +180,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		p, err := h.parsed()
 		if err == nil {
-			err = p.render(&body, st, h.Refresh, h.Audit != nil)
+			err = p.render(&body, st, h.Refresh, h.Audit != nil, h.MaxRows)
 		}
 		if err != nil {
 			http.Error(w, "statuspage: rendering the page failed", http.StatusInternalServerError)

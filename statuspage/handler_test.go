@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -484,5 +485,40 @@ func TestAuditErrorShownOnce(t *testing.T) {
 	}
 	if len(st.Certificates) != len(trio()) {
 		t.Errorf("%d certificates shown, want all %d", len(st.Certificates), len(trio()))
+	}
+}
+
+// TestMaxRows: the HTML table of a large fleet lists the first MaxRows
+// certificates, the soonest expiry first, and after them only those that
+// are not ok, and says how many it leaves out; the JSON lists all.
+func TestMaxRows(t *testing.T) {
+	var infos []autotls.CertificateInfo
+	for i := range 30 {
+		infos = append(infos, cert(fmt.Sprintf("ok%02d.example.com", i), -time.Duration(i)*time.Hour, 90*day))
+	}
+	// Expires last, but its renewal failed: shown however far down.
+	late := cert("late-failing.example.com", 0, 91*day)
+	late.LastError, late.LastErrorAt = "acme: serverInternal: down", t0.Add(-time.Minute)
+	infos = append(infos, late)
+	h := synthetic(infos, nil)
+	h.MaxRows = 10
+	page := get(t, h, "/", nil).Body.String()
+	if n := strings.Count(page, `<tr class="cert `); n != 11 {
+		t.Errorf("%d rows, want the first 10 and the failing one", n)
+	}
+	if !strings.Contains(page, `data-name="late-failing.example.com"`) || !strings.Contains(page, "20 more certificates, all ok") {
+		t.Errorf("the page lacks the failing certificate or the count of those left out")
+	}
+	if !strings.Contains(page, "31 certificates") {
+		t.Error("the summary does not count every certificate")
+	}
+	st := decodeStatus(t, get(t, h, "/?format=json", nil))
+	if len(st.Certificates) != 31 {
+		t.Errorf("JSON lists %d certificates, want all 31", len(st.Certificates))
+	}
+	h2 := synthetic(infos, nil)
+	h2.MaxRows = -1
+	if n := strings.Count(get(t, h2, "/", nil).Body.String(), `<tr class="cert `); n != 31 {
+		t.Errorf("MaxRows -1: %d rows, want all 31", n)
 	}
 }

@@ -69,6 +69,10 @@ type view struct {
 	Audit bool
 	// Refresh is the meta refresh in seconds, zero for none.
 	Refresh int
+	// Rows are the table's certificates (see Handler.MaxRows), and Hidden
+	// how many of Status.Certificates they leave out.
+	Rows   []Certificate
+	Hidden int
 }
 
 type stateCount struct {
@@ -76,8 +80,9 @@ type stateCount struct {
 	N     int
 }
 
-func (p *page) render(w io.Writer, st *Status, refresh time.Duration, withAudit bool) error {
+func (p *page) render(w io.Writer, st *Status, refresh time.Duration, withAudit bool, maxRows int) error {
 	v := view{Status: st, Timeline: newTimeline(st.Certificates, st.Now), Audit: withAudit}
+	v.Rows, v.Hidden = tableRows(st.Certificates, maxRows)
 	if refresh > 0 {
 		v.Refresh = max(int(refresh/time.Second), 1)
 	}
@@ -189,4 +194,25 @@ func whereText(c Certificate) string {
 		parts = append(parts, "managed")
 	}
 	return strings.Join(parts, ", ")
+}
+
+// tableRows picks the table's rows: all of certs when they are no more
+// than max (negative: no bound; zero: DefaultMaxRows), else the first max
+// and, after them, those that are not ok; hidden counts the others.
+func tableRows(certs []Certificate, max int) (rows []Certificate, hidden int) {
+	if max == 0 {
+		max = DefaultMaxRows
+	}
+	if max < 0 || len(certs) <= max {
+		return certs, 0
+	}
+	rows = certs[:max:max]
+	for _, c := range certs[max:] {
+		if c.State != StateOK {
+			rows = append(rows, c)
+		} else {
+			hidden++
+		}
+	}
+	return rows, hidden
 }
