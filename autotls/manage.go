@@ -51,13 +51,16 @@ func (m *Manager) Manage(ctx context.Context, names ...string) error {
 	if err := m.validate(st); err != nil {
 		return err
 	}
-	m.startBackground()
 	for _, n := range names {
 		if _, err := m.manageName(n); err != nil {
 			return err
 		}
 	}
+	// Marked before the background starts, so that the schedule built
+	// from storage never finds one of them due and unmanaged (a renewal
+	// the policy would refuse).
 	m.markManaged(names)
+	m.startBackground()
 	r := &manageRun{m: m, names: names, window: manageWindowPerWorker * m.backgroundLimit()}
 	r.results = make(chan manageResult, r.window)
 	r.pending = make(map[string]int, r.window)
