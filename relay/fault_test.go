@@ -134,3 +134,116 @@ func TestFinalizeCertStoreFlaps(t *testing.T) {
 		t.Errorf("%d failed upstream issuances, want none", n)
 	}
 }
+
+// wantStorageProblem fails unless err is the relay's serverInternal 500
+// for a failed storage, saying nothing of the storage error itself.
+func wantStorageProblem(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s with a failing storage succeeded", what)
+	}
+	p := problemOf(t, err)
+	if p.Type != "urn:ietf:params:acme:error:serverInternal" || p.Status != 500 {
+		t.Fatalf("%s with a failing storage: %s (HTTP %d) %q; want serverInternal 500", what, p.Type, p.Status, p.Detail)
+	}
+	noLeak(t, p)
+}
+
+// TestStorageFlaps: one failed storage write or read in each step of the
+// flow is a serverInternal 500 that names nothing of the storage, and the
+// step retried afterwards succeeds, without a duplicate: registration
+// (the key's index not written), an order (its authorization not
+// written), a challenge's result, the certificate download, the EAB key
+// lookup and a revocation whose upstream part succeeded.
+func TestStorageFlaps(t *testing.T) {
+	t.Parallel()
+	fs := &faultStore{Storage: storage.NewMemory()}
+	e := newEnv(t, envOptions{store: fs})
+	ctx := ctxT(t)
+	if err := e.srv.PutTenant(ctx, relay.Tenant{ID: "team", Policy: examplePolicy()}); err != nil {
+		t.Fatal(err)
+	}
+	eab, err := e.srv.NewEABKey(ctx, "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(t)
+	acct := acme.Account{ExternalAccountBinding: eab}
+
+	fs.set(failTimes(1, "Load", "relay/eab/"))
+	_, err = c.Register(ctx, acct)
+	wantStorageProblem(t, "newAccount (EAB lookup)", err)
+	fs.set(failTimes(1, "Store", "relay/account-keys/"))
+	_, err = c.Register(ctx, acct)
+	wantStorageProblem(t, "newAccount (key index)", err)
+	fs.set(nil)
+	if _, err := c.Register(ctx, acct); err != nil {
+		t.Fatalf("newAccount once the storage is back: %v", err)
+	}
+	first := c.AccountURL
+	c.AccountURL = ""
+	if _, err := c.Register(ctx, acct); err != nil || c.AccountURL != first {
+		t.Fatalf("newAccount again: %q, %v; want the same account %q", c.AccountURL, err, first)
+	}
+
+	ids := acme.DNSNames("flaps.example.com")
+	fs.set(failTimes(1, "Store", "relay/authz/"))
+	_, err = c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
+	wantStorageProblem(t, "newOrder", err)
+	fs.set(nil)
+	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a, err := c.GetAuthorization(ctx, o.Authorizations[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range a.Challenges {
+		if ch.Type != acme.ChallengeHTTP01 {
+			continue
+		}
+		if err := e.down.Present(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		fs.set(failTimes(1, "Store", "relay/authz/"))
+		_, err = c.AcceptChallenge(ctx, ch)
+		wantStorageProblem(t, "challenge (storing the result)", err)
+		fs.set(nil)
+		got, err := c.AcceptChallenge(ctx, ch)
+		if err != nil || got.Status != acme.StatusValid {
+			t.Fatalf("challenge once the storage is back: %+v, %v; want valid", got, err)
+		}
+		e.down.CleanUp(ctx, ch)
+	}
+
+	key := newKey(t)
+	csr, _ := acme.CSR(key, ids)
+	got, err := c.FinalizeOrder(ctx, o, csr)
+	if err == nil && got.Status == acme.StatusProcessing {
+		got, err = c.WaitOrder(ctx, got)
+	}
+	if err != nil || got.Status != acme.StatusValid {
+		t.Fatalf("finalize: %+v, %v", got, err)
+	}
+	fs.set(failTimes(1+acme.MaxTransientRetries, "Load", "relay/certs/")) // POST-as-GET is retried
+	_, err = c.FetchCertificate(ctx, got.Certificate)
+	wantStorageProblem(t, "certificate download", err)
+	fs.set(nil)
+	chains, err := c.FetchCertificate(ctx, got.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The upstream revokes; storing that fails; the client's retry finds
+	// the upstream's alreadyRevoked and the relay records it.
+	der := chains[0].Certificates[0].Raw
+	fs.set(failTimes(1, "Store", "relay/certs/"))
+	wantStorageProblem(t, "revocation (storing it)", c.RevokeCertificate(ctx, der, nil, acme.ReasonUnspecified))
+	fs.set(nil)
+	if err := c.RevokeCertificate(ctx, der, nil, acme.ReasonUnspecified); err != nil {
+		t.Fatalf("revocation retried: %v", err)
+	}
+	wantProblem(t, c.RevokeCertificate(ctx, der, nil, acme.ReasonUnspecified), "alreadyRevoked", 400)
+}
