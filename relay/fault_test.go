@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -246,4 +247,26 @@ func TestStorageFlaps(t *testing.T) {
 		t.Fatalf("revocation retried: %v", err)
 	}
 	wantProblem(t, c.RevokeCertificate(ctx, der, nil, acme.ReasonUnspecified), "alreadyRevoked", 400)
+}
+
+// TestPanicRecordingIssuance: a panic while the background issuance is
+// recorded (here an OnDecision hook that panics at the issue record)
+// does not take the relay down; the order was recorded before it.
+func TestPanicRecordingIssuance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) {
+		s.OnDecision = func(r audit.Record) {
+			if r.Operation == relay.OperationPrefix+"issue" {
+				panic("hook bug")
+			}
+		}
+	}})
+	c := e.registered(t)
+	cert, err := e.obtain(t, c, acme.DNSNames("hook.example.com"), nil)
+	if err != nil || cert.Leaf() == nil {
+		t.Fatalf("obtain with a panicking hook: %v", err)
+	}
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

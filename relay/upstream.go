@@ -149,6 +149,13 @@ func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
 			defer cancel()
 			cert, up, err = s.obtainUpstream(ctx, o)
 		}()
+		// A panic while recording (a Storage or OnDecision that panics)
+		// must not stop the process: the order then reads as interrupted.
+		defer func() {
+			if v := recover(); v != nil {
+				s.logger().Error("relay: panic recording an upstream issuance", "order", o.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+		}()
 		s.finishIssue(o, cert, up, err)
 	}()
 	return done
