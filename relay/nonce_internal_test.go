@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,4 +157,97 @@ type failingStorage struct{ storage.Storage }
 
 func (failingStorage) Load(context.Context, string) ([]byte, error) {
 	return nil, errors.New("disk on fire")
+}
+
+// flappyStorage fails every n-th Stat, Store and Lock (counted together).
+type flappyStorage struct {
+	storage.Storage
+	mu sync.Mutex
+	i  int
+	n  int
+}
+
+func (f *flappyStorage) flap() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.i++
+	return f.i%f.n == 0
+}
+
+// written reports whether a failed Store writes all the same (every
+// other one).
+func (f *flappyStorage) written() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.i%2 == 0
+}
+
+func (f *flappyStorage) Stat(ctx context.Context, key string) (storage.KeyInfo, error) {
+	if f.flap() {
+		return storage.KeyInfo{}, errors.New("flap")
+	}
+	return f.Storage.Stat(ctx, key)
+}
+
+func (f *flappyStorage) Store(ctx context.Context, key string, v []byte) error {
+	if f.flap() {
+		// A failed Store may have written the value (storage.Storage).
+		if f.written() {
+			f.Storage.Store(ctx, key, v)
+		}
+		return errors.New("flap")
+	}
+	return f.Storage.Store(ctx, key, v)
+}
+
+func (f *flappyStorage) Lock(ctx context.Context, name string) (func() error, error) {
+	if f.flap() {
+		return nil, errors.New("flap")
+	}
+	return f.Storage.Lock(ctx, name)
+}
+
+// TestSharedNonceStorageFlaps: two replicas on a storage that fails one
+// operation in three redeem each nonce many times at once; however the
+// failures fall, each nonce is accepted at most once, and every failure is
+// an error (fail closed), never an acceptance.
+func TestSharedNonceStorageFlaps(t *testing.T) {
+	ctx := context.Background()
+	mem := storage.NewMemory()
+	var replicas []*Server
+	for range 2 {
+		s := &Server{Storage: &flappyStorage{Storage: mem, n: 3}, SharedNonces: true}
+		s.init()
+		defer s.Close()
+		replicas = append(replicas, s)
+	}
+	issuer := &Server{Storage: mem, SharedNonces: true}
+	issuer.init()
+	defer issuer.Close()
+	for range 20 {
+		v, err := issuer.shared.issue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		accepted := 0
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				ok, err := replicas[i%2].shared.redeem(ctx, v)
+				if ok && err != nil {
+					t.Errorf("redeem: accepted with an error %v", err)
+				}
+				if ok {
+					mu.Lock()
+					accepted++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if accepted > 1 {
+			t.Fatalf("a nonce was accepted %d times", accepted)
+		}
+	}
 }

@@ -159,19 +159,20 @@ type Server struct {
 	// nonces are never logged.
 	Logger *slog.Logger
 
-	once    sync.Once
-	initErr error
-	nonces  *nonces
-	shared  *sharedNonces // with SharedNonces
-	base    *url.URL      // parsed BaseURL, nil when empty
-	prefix  string        // BaseURL's path without a trailing slash
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	closed  bool
-	running map[string]chan struct{} // order id → closed when its issuance ends
-	now     func() time.Time
+	once     sync.Once
+	initErr  error
+	nonces   *nonces
+	shared   *sharedNonces // with SharedNonces
+	base     *url.URL      // parsed BaseURL, nil when empty
+	prefix   string        // BaseURL's path without a trailing slash
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	running  map[string]chan struct{} // order id → closed when its issuance ends
+	lockWait time.Duration            // defaultLockWait when zero (tests)
+	now      func() time.Time
 }
 
 func (s *Server) init() {
@@ -546,14 +547,24 @@ func (c *call) fail(p *acme.Problem) {
 	writeProblem(c.w, p)
 }
 
-// storageFailed turns a storage error into a 500 problem, logging it.
+// storageFailed turns a storage error into a 500 problem, logging it; a
+// lock that stayed busy is a 503 with a Retry-After.
 func (c *call) storageFailed(err error) *acme.Problem {
 	if c.ctx.Err() != nil {
 		return problem(probServerInternal, http.StatusServiceUnavailable, "the request was cancelled")
 	}
 	c.s.logger().Error("relay: storage failed", "op", c.op, "err", err)
+	if errors.Is(err, errLockBusy) {
+		p := problem(probServerInternal, http.StatusServiceUnavailable, "the relay's storage is busy; try again later")
+		p.RetryAfter = lockBusyRetryAfter
+		return p
+	}
 	return internalError("the relay's storage failed")
 }
+
+// lockBusyRetryAfter is the Retry-After of a problem for a lock that
+// stayed busy.
+const lockBusyRetryAfter = 10 * time.Second
 
 // directory serves the directory object.
 func (s *Server) directory(c *call) {

@@ -73,10 +73,29 @@ func (s *Server) save(ctx context.Context, key string, v any) error {
 	return s.Storage.Store(ctx, key, b)
 }
 
-// lock takes the cluster-wide lock of one object.
+// defaultLockWait bounds the wait for one object's storage lock: a lock
+// held by a request that is stuck, or by a replica that died (until its
+// lease expires), gives errLockBusy instead of a request that hangs.
+const defaultLockWait = 30 * time.Second
+
+// errLockBusy is returned (wrapped) by lock when the lock was not free
+// within the wait.
+var errLockBusy = errors.New("relay: the lock stayed busy")
+
+// lock takes the cluster-wide lock of one object, waiting at most
+// defaultLockWait (lockWait when set).
 func (s *Server) lock(ctx context.Context, name string) (func(), error) {
-	unlock, err := s.Storage.Lock(ctx, lockPrefix+name)
+	wait := s.lockWait
+	if wait <= 0 {
+		wait = defaultLockWait
+	}
+	lctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	unlock, err := s.Storage.Lock(lctx, lockPrefix+name)
 	if err != nil {
+		if ctx.Err() == nil && lctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %s after %v: %w", errLockBusy, name, wait, err)
+		}
 		return nil, err
 	}
 	return func() {

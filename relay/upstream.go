@@ -149,6 +149,13 @@ func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
 			defer cancel()
 			cert, up, err = s.obtainUpstream(ctx, o)
 		}()
+		// A panic while recording (a Storage or OnDecision that panics)
+		// must not stop the process: the order then reads as interrupted.
+		defer func() {
+			if v := recover(); v != nil {
+				s.logger().Error("relay: panic recording an upstream issuance", "order", o.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+		}()
 		s.finishIssue(o, cert, up, err)
 	}()
 	return done
@@ -194,7 +201,9 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 	return nil, nil, last
 }
 
-// finishIssue records the outcome of an upstream issuance.
+// finishIssue records the outcome of an upstream issuance. Every write
+// is retried (see retryStorage) until the storage takes it: a
+// certificate the upstream issued is not lost to a storage hiccup.
 func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstream, ierr error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	defer cancel()
@@ -205,36 +214,67 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 			ierr = err
 		}
 	}
-	unlock, err := s.lock(ctx, "order/"+o.ID)
-	if err != nil {
-		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
-		return
-	}
-	defer unlock()
-	cur := new(orderRecord)
-	if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
-		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
-		return
-	}
 	ar := audit.Record{Operation: OperationPrefix + "issue", Tenant: o.Tenant, Names: names(o.Identifiers)}
-	if ierr == nil {
-		cur.Status, cur.Cert = acme.StatusValid, rec.ID
-		ar.Outcome, ar.Issuer, ar.Serial, ar.NotAfter = audit.OutcomeOK, up.name(), cert.Leaf().SerialNumber.Text(16), rec.NotAfter
-	} else {
-		cur.Status, cur.Error = acme.StatusInvalid, downstreamProblem(ierr)
-		ar.Outcome, ar.Problem, ar.Detail = audit.OutcomeFailure, cur.Error.Type, cur.Error.Detail
-		if p := new(acme.Problem); len(persistRecords(ierr)) == 0 && !errors.As(ierr, &p) {
-			ar.Detail = clip(ierr.Error(), 1024) // the audit trail is the operator's: the error itself
+	err := retryStorage(ctx, func() error {
+		unlock, err := s.lock(ctx, "order/"+o.ID)
+		if err != nil {
+			return err
 		}
-	}
-	if err := s.save(ctx, keyOrders+o.ID, cur); err != nil {
+		defer unlock()
+		cur := new(orderRecord)
+		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
+			return err
+		}
+		if ierr == nil {
+			cur.Status, cur.Cert = acme.StatusValid, rec.ID
+			ar.Outcome, ar.Issuer, ar.Serial, ar.NotAfter = audit.OutcomeOK, up.name(), cert.Leaf().SerialNumber.Text(16), rec.NotAfter
+		} else {
+			cur.Status, cur.Error = acme.StatusInvalid, downstreamProblem(ierr)
+			if errors.Is(ierr, errCertNotStored) {
+				cur.Error = internalError("the upstream CA issued the certificate but the relay could not store it (the relay's log has it); order again")
+			}
+			ar.Outcome, ar.Problem, ar.Detail = audit.OutcomeFailure, cur.Error.Type, cur.Error.Detail
+			if p := new(acme.Problem); len(persistRecords(ierr)) == 0 && !errors.As(ierr, &p) {
+				ar.Detail = clip(ierr.Error(), 1024) // the audit trail is the operator's: the error itself
+			}
+		}
+		return s.save(ctx, keyOrders+o.ID, cur)
+	})
+	if err != nil {
 		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
 		return
 	}
 	s.auditBackground(ar)
 }
 
-// storeCert stores an issued certificate and its ARI index.
+// errCertNotStored marks an issued certificate the storage did not take.
+var errCertNotStored = errors.New("relay: storing the issued certificate failed")
+
+// retryStorage calls f until it succeeds or ctx is done, waiting 50 ms
+// after the first failure and twice as long after each next one (at most
+// 2 s), and returns f's last error.
+func retryStorage(ctx context.Context, f func() error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// storeCert stores an issued certificate and its ARI index, retrying
+// each write. When the storage never takes them, the chain goes to the
+// relay's log (a certificate is public), so that the operator still has
+// what the upstream issued.
 func (s *Server) storeCert(ctx context.Context, o *orderRecord, cert *acme.Certificate, up *Upstream) (*certRecord, error) {
 	leaf := cert.Leaf()
 	ari, err := acme.CertificateID(leaf)
@@ -253,11 +293,17 @@ func (s *Server) storeCert(ctx context.Context, o *orderRecord, cert *acme.Certi
 		}
 		rec.Chains = append(rec.Chains, b)
 	}
-	if err := s.save(ctx, keyCerts+rec.ID, rec); err != nil {
-		return nil, err
+	err = retryStorage(ctx, func() error { return s.save(ctx, keyCerts+rec.ID, rec) })
+	if err == nil {
+		err = retryStorage(ctx, func() error { return s.Storage.Store(ctx, keyARI+ari, []byte(rec.ID)) })
 	}
-	if err := s.Storage.Store(ctx, keyARI+ari, []byte(rec.ID)); err != nil {
-		return nil, err
+	if err != nil {
+		var chain []byte
+		if len(rec.Chains) > 0 {
+			chain = rec.Chains[0]
+		}
+		s.logger().Error("relay: storing an issued certificate failed; its chain is logged", "order", o.ID, "upstream", up.name(), "err", err, "chain", string(chain))
+		return nil, fmt.Errorf("%w: %w", errCertNotStored, err)
 	}
 	return rec, nil
 }
