@@ -42,8 +42,9 @@ func (m *Manager) TLSConfig() *tls.Config {
 // HTTPHandler returns a handler for port 80 that answers http-01 challenges
 // (unknown or malformed ones get 404) and passes every other request to
 // fallback. With fallback nil, GET and
-// HEAD requests are redirected to https on the same host and path, and
-// anything else gets 400.
+// HEAD requests are redirected to https on the same host (its port
+// dropped), path and query, and anything else gets 400; a request target
+// that is not a path ("*", an opaque URI) is redirected to "/".
 //
 // Calling HTTPHandler tells the Manager that http-01 can be used (unless
 // DisableHTTP01 is set), and it is then preferred over tls-alpn-01; dns-01,
@@ -76,17 +77,28 @@ func redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if _, ok := parseIPName(host); !ok {
+	if a, ok := parseIPName(host); !ok {
 		n, err := NormalizeName(host)
 		if err != nil {
 			http.Error(w, "bad host", http.StatusBadRequest)
 			return
 		}
 		host = n
-	} else if strings.Contains(host, ":") {
-		host = "[" + strings.Trim(host, "[]") + "]"
+	} else if a.Is6() {
+		host = "[" + a.String() + "]"
+	} else {
+		host = a.String() // "[192.0.2.1]" is no URL host
 	}
-	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusFound)
+	// Only the path and query: a request target in another form ("*",
+	// "http:@evil.test") must not change the host the redirect names.
+	target := r.URL.EscapedPath()
+	if !strings.HasPrefix(target, "/") {
+		target = "/"
+	}
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	http.Redirect(w, r, "https://"+host+target, http.StatusFound)
 }
 
 // Listen announces on the local network address and returns a TLS listener

@@ -89,6 +89,25 @@ func TestHTTPHandler(t *testing.T) {
 			t.Errorf("%s %s%s: %d %q, want %d %q", tc.method, tc.host, tc.target, w.Code, w.Header().Get("Location"), tc.want, tc.location)
 		}
 	}
+	// Request targets that are not paths never change the redirect's
+	// host; an address in brackets is a URL host only for IPv6.
+	for _, tc := range []struct{ host, target, location string }{
+		{"example.com", "http:@evil.test", "https://example.com/"},
+		{"example.com", "http:evil.test", "https://example.com/"},
+		{"example.com", "*", "https://example.com/"},
+		{"example.com", "//evil.test/x", "https://example.com//evil.test/x"},
+		{"[192.0.2.1]", "/x", "https://192.0.2.1/x"},
+		{"[::ffff:192.0.2.1]:80", "/x", "https://192.0.2.1/x"},
+		{"[2001:DB8::1]", "/x", "https://[2001:db8::1]/x"},
+	} {
+		r := httptest.NewRequest("GET", tc.target, nil)
+		r.Host = tc.host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusFound || w.Header().Get("Location") != tc.location {
+			t.Errorf("GET %s (Host %s): %d %q, want 302 %q", tc.target, tc.host, w.Code, w.Header().Get("Location"), tc.location)
+		}
+	}
 	// A fallback receives everything but challenges.
 	var got string
 	h = m.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.URL.Path }))
