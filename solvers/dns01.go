@@ -46,10 +46,11 @@ type DNSProvider interface {
 // in a delegated zone), finds the zone by SOA look-up, and appends the TXT
 // record. Wait asks the zone's authoritative nameservers (found by NS
 // look-up) until every one of them answers with the exact value, or fails
-// with [ErrNotPropagated]. CleanUp deletes exactly the records that the
-// provider's AppendRecords returned, so an order for example.com and
-// *.example.com, which needs two values at one name at once, removes each
-// value only once its own challenge is done.
+// with [ErrNotPropagated]. CleanUp deletes exactly the records of the
+// challenge's value that the provider's AppendRecords returned (the record
+// asked for when it returned none with that value), so an order for
+// example.com and *.example.com, which needs two values at one name at
+// once, removes each value only once its own challenge is done.
 //
 // Only Provider is required. Fields must not change after first use; a DNS01
 // must not be copied after first use. It is safe for concurrent use.
@@ -196,15 +197,32 @@ func (d *DNS01) Present(ctx context.Context, chal acme.Challenge) error {
 		d.mu.Unlock()
 		return fmt.Errorf("solvers: %s: appending TXT %s in zone %s: %w", typ, want.Name, zone, err)
 	}
-	if len(created) == 0 {
-		// A provider that reports nothing: delete what was asked for.
-		created = []libdns.Record{want}
-	}
+	created = ownRecords(created, want, zone, fqdn)
 	d.mu.Lock()
 	rec.created = created
 	d.mu.Unlock()
 	d.logger().InfoContext(ctx, "solvers: "+typ+" record appended", "zone", zone, "name", fqdn, "identifier", chal.Identifier.Value)
 	return nil
+}
+
+// ownRecords returns the records of created, as AppendRecords returned
+// them, that are exactly the TXT value want at fqdn, or want itself if
+// there are none (a provider that reports nothing). DeleteRecords deletes
+// every record that matches the fields given, so a record returned without
+// its value (or its type) would have CleanUp delete every TXT record at the
+// name, another challenge's value included.
+func ownRecords(created []libdns.Record, want libdns.TXT, zone, fqdn string) []libdns.Record {
+	var own []libdns.Record
+	for _, r := range created {
+		rr := r.RR()
+		if rr.Type == "TXT" && rr.Data == want.Text && rr.Name != "" && strings.EqualFold(canonical(libdns.AbsoluteName(rr.Name, zone)), fqdn) {
+			own = append(own, r)
+		}
+	}
+	if len(own) == 0 {
+		return []libdns.Record{want}
+	}
+	return own
 }
 
 // Wait implements [acme.Waiter]: it polls the zone's authoritative

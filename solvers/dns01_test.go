@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,5 +332,56 @@ func TestDNS01PresentRefuses(t *testing.T) {
 				t.Errorf("records appended in %q, want none", spy.zones)
 			}
 		})
+	}
+}
+
+// blankProvider returns the records it appended without their values, as a
+// careless provider might.
+type blankProvider struct{ solvers.DNSProvider }
+
+func (p blankProvider) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	out, err := p.DNSProvider.AppendRecords(ctx, zone, recs)
+	for i, r := range out {
+		rr := r.RR()
+		out[i] = libdns.RR{Name: rr.Name, TTL: rr.TTL}
+	}
+	return out, err
+}
+
+// TestDNS01CleanUpBlankRecords checks that CleanUp deletes only its own
+// value when the provider returned records without values, which
+// DeleteRecords would take for "every TXT record at the name".
+func TestDNS01CleanUpBlankRecords(t *testing.T) {
+	dnsSrv, err := testpebble.NewDNSServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dnsSrv.Close()
+	dnsSrv.AddZone("example.com")
+	s := &solvers.DNS01{Provider: blankProvider{&dns01test.Provider{Server: dnsSrv}}, Resolvers: []string{dnsSrv.Addr()}}
+	apex := acme.Challenge{Type: acme.ChallengeDNS01, URL: "https://ca.test/chal/a", Token: testToken,
+		Identifier: dnsID("example.com"), KeyAuthorization: testKeyAut}
+	wild := apex
+	wild.URL, wild.Token, wild.Wildcard = "https://ca.test/chal/w", "AAAAAAAAAAAAAAAAAAAAAAAA", true
+	wild.KeyAuthorization = wild.Token + "." + testThumb
+	for _, ch := range []acme.Challenge{apex, wild} {
+		if err := s.Present(t.Context(), ch); err != nil {
+			t.Fatalf("Present: %v", err)
+		}
+	}
+	name := "_acme-challenge.example.com"
+	dnsSrv.AddTXT(name, "another client's value") // RFC 8555 allows several
+	if err := s.CleanUp(t.Context(), wild); err != nil {
+		t.Fatalf("CleanUp: %v", err)
+	}
+	got := dnsSrv.TXT(name)
+	if len(got) != 2 || !slices.Contains(got, apex.DNS01TXTValue()) || !slices.Contains(got, "another client's value") {
+		t.Fatalf("after cleaning up the wildcard: got %q, want the apex's value and the other client's", got)
+	}
+	if err := s.CleanUp(t.Context(), apex); err != nil {
+		t.Fatalf("CleanUp: %v", err)
+	}
+	if got := dnsSrv.TXT(name); len(got) != 1 || got[0] != "another client's value" {
+		t.Errorf("after both: got %q, want only the other client's value", got)
 	}
 }
