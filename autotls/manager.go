@@ -304,6 +304,8 @@ type state struct {
 	flightMu sync.Mutex
 	flights  map[string]*flight
 	closed   bool
+	// closeDone is closed when the first Close has ended.
+	closeDone chan struct{}
 
 	failMu   sync.Mutex
 	failures map[string]*failure // see failure: no cap, pruned
@@ -362,6 +364,8 @@ func (m *Manager) init() {
 		lapsed:   make(map[string]bool),
 		managed:  make(map[string]bool),
 		log:      m.Logger,
+
+		closeDone: make(chan struct{}),
 	}
 	if st.log == nil {
 		st.log = slog.New(slog.DiscardHandler)
@@ -483,6 +487,9 @@ func (m *Manager) handshakeTimeout() time.Duration {
 // Work in progress is cancelled; the writes that should not be lost (the
 // schedule index's pending updates, a CA's Retry-After) get up to 10
 // seconds each, so Close takes that long when storage does not answer.
+//
+// Calling Close again, even concurrently, waits for the first call to end
+// and returns nil.
 func (m *Manager) Close() error {
 	st := m.state()
 	st.flightMu.Lock()
@@ -490,8 +497,10 @@ func (m *Manager) Close() error {
 	st.closed = true
 	st.flightMu.Unlock()
 	if already {
+		<-st.closeDone
 		return nil
 	}
+	defer close(st.closeDone)
 	st.cancel()
 	st.wg.Wait()
 	if m.Storage == nil && st.store != nil {

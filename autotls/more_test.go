@@ -15,11 +15,15 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/libdns/libdns"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -300,4 +304,75 @@ func TestStorageFaults(t *testing.T) {
 			t.Fatalf("%d orders, want 1", got)
 		}
 	})
+}
+
+// heldProvider is a DNS provider whose AppendRecords is entered, waits for
+// its context to end and then for release before it returns.
+type heldProvider struct {
+	entered  chan struct{}
+	release  chan struct{}
+	returned atomic.Bool
+}
+
+func (p *heldProvider) AppendRecords(ctx context.Context, _ string, _ []libdns.Record) ([]libdns.Record, error) {
+	select {
+	case p.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	<-p.release
+	p.returned.Store(true)
+	return nil, ctx.Err()
+}
+
+func (p *heldProvider) DeleteRecords(_ context.Context, _ string, recs []libdns.Record) ([]libdns.Record, error) {
+	return recs, nil
+}
+
+// A second Close, concurrent with the first, returns only once the first
+// has ended: once the issuance it cancelled is over.
+func TestCloseTwiceWaits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	e.ca.DNS().AddZone("example.com")
+	p := &heldProvider{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.DisableHTTP01, m.DisableTLSALPN01 = true, true
+		m.HandshakeTimeout = 100 * time.Millisecond
+		m.DNS01 = &solvers.DNS01{Provider: p, Resolvers: []string{e.ca.DNS().Addr()}, NameserverPort: dnsPort(t, e.ca.DNS().Addr())}
+	})
+	if _, err := m.GetCertificate(hello("example.com")); !errors.Is(err, autotls.ErrIssuancePending) {
+		t.Fatalf("handshake: %v, want ErrIssuancePending", err)
+	}
+	select {
+	case <-p.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dns-01 challenge was never presented")
+	}
+	first := make(chan error, 1)
+	go func() { first <- m.Close() }()
+	for { // until the first Close has begun
+		if _, err := m.GetCertificate(hello("www.example.com")); errors.Is(err, autotls.ErrClosed) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() { second <- m.Close() }()
+	select {
+	case <-second:
+		if !p.returned.Load() {
+			t.Fatal("the second Close returned while the issuance was still running")
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(p.release)
+	for _, c := range []chan error{first, second} {
+		if err := <-c; err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	if !p.returned.Load() {
+		t.Error("Close returned while the issuance was still running")
+	}
 }
