@@ -176,6 +176,11 @@ func (s *TLSALPN01) TLSConfig() *tls.Config {
 func (s *TLSALPN01) challengeCert(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := hello.ServerName
 	if !isLowerASCII(name) {
+		if !isASCII(name) {
+			// Identifiers are ASCII: no Unicode case folding ("\u212a"
+			// is "k" in lower case) may make a name match one.
+			return nil, fmt.Errorf("%w for %q", ErrNoChallenge, truncate(hello.ServerName))
+		}
 		name = strings.ToLower(name)
 	}
 	name = strings.TrimSuffix(name, ".")
@@ -196,6 +201,15 @@ func remoteAddr(hello *tls.ClientHelloInfo) string {
 		return ""
 	}
 	return hello.Conn.RemoteAddr().String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func isLowerASCII(s string) bool {

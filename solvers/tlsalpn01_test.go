@@ -126,6 +126,7 @@ func TestTLSALPN01Hellos(t *testing.T) {
 		{"acme-tls/1 in upper case", "example.com", []string{"ACME-TLS/1"}, false, "regular"},
 		{"SNI for another name", "other.example.com", []string{"acme-tls/1"}, false, "error"},
 		{"SNI for a parent", "com", []string{"acme-tls/1"}, false, "error"},
+		{"SNI in upper case", "EXAMPLE.Com", []string{"acme-tls/1"}, false, "challenge"},
 		{"no SNI", "", []string{"acme-tls/1"}, false, "error"},
 		{"after CleanUp", "example.com", []string{"acme-tls/1"}, true, "error"},
 		{"regular after CleanUp", "example.com", []string{"h2"}, true, "regular"},
@@ -164,6 +165,24 @@ func TestTLSALPN01Hellos(t *testing.T) {
 				t.Errorf("GetCertificate: got %v, %v, want nil, nil", cert, err)
 			}
 		})
+	}
+}
+
+// A Unicode SNI whose lower case is the identifier (the Kelvin sign is
+// "k" in lower case) names no challenge.
+func TestTLSALPN01UnicodeSNI(t *testing.T) {
+	s := &solvers.TLSALPN01{}
+	if err := s.Present(t.Context(), alpnChallenge(dnsID("kelvin.example.com"))); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	for _, sni := range []string{"\u212aelvin.example.com", "\u212aELVIN.example.com"} {
+		cert, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: sni, SupportedProtos: []string{"acme-tls/1"}})
+		if cert != nil || !errors.Is(err, solvers.ErrNoChallenge) {
+			t.Errorf("SNI %q: got %v, %v, want %v", sni, cert != nil, err, solvers.ErrNoChallenge)
+		}
+	}
+	if cert, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: "KELVIN.example.com", SupportedProtos: []string{"acme-tls/1"}}); cert == nil || err != nil {
+		t.Errorf("SNI in upper case: got %v, %v, want the challenge certificate", cert != nil, err)
 	}
 }
 
