@@ -30,11 +30,11 @@ const DefaultCleanupTimeout = 30 * time.Second
 //
 // The handler is strict. It answers only GET and HEAD requests for the exact
 // path of a presented token (no escaped characters), whose Host header
-// (port ignored, case-insensitive, IPv6 in brackets) names the challenge's
-// identifier; the body is the key authorization, as text/plain. Every other
-// request gets a 404 from [HTTP01.ServeHTTP], or goes to the wrapped
-// handler with [HTTP01.Middleware]. Requests outside the challenge path
-// cost one string comparison.
+// (port ignored, ASCII case-insensitive, IPv6 in brackets) names the
+// challenge's identifier; the body is the key authorization, as
+// text/plain. Every other request gets a 404 from [HTTP01.ServeHTTP], or
+// goes to the wrapped handler with [HTTP01.Middleware]. Requests outside
+// the challenge path cost one string comparison.
 //
 // The zero value is ready to use, with tokens in memory. An HTTP01 must not
 // be copied after first use and its fields must not change after first use.

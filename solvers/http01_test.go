@@ -128,6 +128,7 @@ func TestHTTP01Handler(t *testing.T) {
 		{"DELETE", dnsID("example.com"), "DELETE", path, "example.com", 0, ""},
 		{"other host", dnsID("example.com"), "GET", path, "example.org", 0, ""},
 		{"host suffix", dnsID("example.com"), "GET", path, "example.com.evil.test", 0, ""},
+		{"host folding to the name", dnsID("kelvin.example.com"), "GET", path, "\u212aelvin.example.com", 0, ""},
 		{"subdomain host", dnsID("example.com"), "GET", path, "www.example.com", 0, ""},
 		{"empty host", dnsID("example.com"), "GET", path, "", 0, ""},
 		{"bad port", dnsID("example.com"), "GET", path, "example.com:http", 0, ""},

@@ -119,7 +119,7 @@ func validDNSName(name string) bool {
 
 // hostMatches reports whether the Host header host names the identifier id,
 // which is in the form normalizeIdentifier returns. The port, if any, is
-// ignored; DNS names are compared case-insensitively and may carry one
+// ignored; DNS names are compared ignoring ASCII case and may carry one
 // trailing dot; IPv6 addresses must be in brackets when a port follows, and
 // are compared as addresses. It never allocates.
 func hostMatches(host, id string) bool {
@@ -127,10 +127,10 @@ func hostMatches(host, id string) bool {
 	if !ok || h == "" {
 		return false
 	}
-	if strings.EqualFold(h, id) {
+	if equalFoldASCII(h, id) {
 		return true
 	}
-	if t, ok := strings.CutSuffix(h, "."); ok && strings.EqualFold(t, id) {
+	if t, ok := strings.CutSuffix(h, "."); ok && equalFoldASCII(t, id) {
 		return true
 	}
 	// Different spellings of the same address ("0:0::1" for "::1").
@@ -140,6 +140,28 @@ func hostMatches(host, id string) bool {
 		}
 	}
 	return false
+}
+
+// equalFoldASCII reports whether a and b are equal but for the case of
+// ASCII letters. Unlike strings.EqualFold it folds no other character: the
+// Kelvin sign "\u212a" does not match "k".
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // hostOnly strips the port from a Host header value and the brackets from
