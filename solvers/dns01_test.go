@@ -385,3 +385,37 @@ func TestDNS01CleanUpBlankRecords(t *testing.T) {
 		t.Errorf("after both: got %q, want only the other client's value", got)
 	}
 }
+
+// TestDNS01WaitManyValues checks that Wait finds the record among more TXT
+// values at its name than the solver keeps when it lists them (stale
+// records of failed clean-ups pile up).
+func TestDNS01WaitManyValues(t *testing.T) {
+	dnsSrv, err := testpebble.NewDNSServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dnsSrv.Close()
+	dnsSrv.AddZone("example.com")
+	name := "_acme-challenge.example.com"
+	for i := range 100 {
+		dnsSrv.AddTXT(name, "stale-value-"+strconv.Itoa(i))
+	}
+	_, port, _ := net.SplitHostPort(dnsSrv.Addr())
+	n, _ := strconv.Atoi(port)
+	s := &solvers.DNS01{Provider: &dns01test.Provider{Server: dnsSrv}, Resolvers: []string{dnsSrv.Addr()},
+		NameserverPort: n, PropagationTimeout: 30 * time.Second, PollInterval: 50 * time.Millisecond}
+	ch := acme.Challenge{Type: acme.ChallengeDNS01, URL: "https://ca.test/chal/a", Token: testToken,
+		Identifier: dnsID("example.com"), KeyAuthorization: testKeyAut}
+	if err := s.Present(t.Context(), ch); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	defer s.CleanUp(t.Context(), ch)
+	if got := dnsSrv.TXT(name); len(got) != 101 || got[100] != ch.DNS01TXTValue() {
+		t.Fatalf("TXT values: got %d, want 101 with the record last", len(got))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx, ch); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -197,13 +196,19 @@ func (q querier) addresses(ctx context.Context, host string) ([]string, error) {
 }
 
 // hasTXT reports whether server answers name with a TXT record whose value
-// is exactly value.
+// is exactly value, among every record of the answer (not only the first
+// maxTXTRecords that txt keeps: stale records may come first).
 func (q querier) hasTXT(ctx context.Context, server, name, value string) (bool, error) {
-	values, err := q.txt(ctx, server, name)
+	r, err := q.exchange(ctx, name, dns.TypeTXT, false, []string{server})
 	if err != nil {
 		return false, err
 	}
-	return slices.Contains(values, value), nil
+	for _, rr := range r.Answer {
+		if t, ok := rr.(*dns.TXT); ok && canonical(t.Hdr.Name) == canonical(name) && strings.Join(t.Txt, "") == value {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // txt returns the values (each record's character-strings joined) of the
