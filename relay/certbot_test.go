@@ -41,7 +41,9 @@ func TestCertbot(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	if out, err := run("register", "--agree-tos", "-m", "certbot@example.com", "--eab-kid", eab.KeyID, "--eab-hmac-key", b64.EncodeToString(eab.HMACKey)); err != nil {
+	// "=": a base64url key (or key ID) may start with "-", which certbot
+	// would take for an option (one run in 64 failed so).
+	if out, err := run("register", "--agree-tos", "-m", "certbot@example.com", "--eab-kid="+eab.KeyID, "--eab-hmac-key="+b64.EncodeToString(eab.HMACKey)); err != nil {
 		t.Fatalf("certbot register: %v\n%s", err, out)
 	}
 	obtain := []string{"certonly", "--standalone", "--http-01-address", "127.0.0.1", "--http-01-port", strconv.Itoa(port), "--key-type", "ecdsa", "-d", "certbot.example.com"}
