@@ -347,13 +347,8 @@ func (s *Server) accountOrders(c *call, id string) {
 
 // keyChange replaces an account's key (RFC 8555, section 7.3.5).
 func (s *Server) keyChange(c *call) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if req.postAsGet {
-		c.fail(malformed("keyChange needs a payload"))
+	req := c.verifyAs(authKID, true, "keyChange needs a payload")
+	if req == nil {
 		return
 	}
 	inner, hdr, p := parseJWS(req.payload, signatureAlgorithms)

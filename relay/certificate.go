@@ -78,13 +78,8 @@ func (s *Server) upstream(name string) *Upstream {
 // upstream's default chain at /cert/<id>, its alternates at
 // /cert/<id>/<n>, each response linking the others as rel="alternate".
 func (s *Server) certificate(c *call, id string, n int) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if !req.postAsGet {
-		c.fail(malformed("a certificate is downloaded with POST-as-GET"))
+	req := c.verifyAs(authKID, false, "a certificate is downloaded with POST-as-GET")
+	if req == nil {
 		return
 	}
 	r, err := c.loadCert(id)

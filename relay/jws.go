@@ -240,6 +240,21 @@ func (c *call) verify(mode authMode) (*signed, *acme.Problem) {
 	return out, nil
 }
 
+// verifyAs is verify for a request that must carry a payload (payload
+// set) or be a POST-as-GET: a request of the other kind is malformed with
+// detail. It answers the problem itself and returns nil then.
+func (c *call) verifyAs(mode authMode, payload bool, detail string) *signed {
+	req, p := c.verify(mode)
+	if p == nil && req.postAsGet == payload {
+		p = malformed("%s", detail)
+	}
+	if p != nil {
+		c.fail(p)
+		return nil
+	}
+	return req
+}
+
 // decodePayload decodes a JSON object payload into v.
 func decodePayload(payload []byte, v any) *acme.Problem {
 	dec := json.NewDecoder(strings.NewReader(string(payload)))

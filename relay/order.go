@@ -124,13 +124,8 @@ func newToken() string {
 
 // newOrder places an order (RFC 8555, section 7.4; RFC 9773 replaces).
 func (s *Server) newOrder(c *call) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if req.postAsGet {
-		c.fail(malformed("newOrder needs a payload"))
+	req := c.verifyAs(authKID, true, "newOrder needs a payload")
+	if req == nil {
 		return
 	}
 	var body struct {
@@ -254,13 +249,8 @@ func (s *Server) newOrder(c *call) {
 
 // order answers a POST-as-GET of an order.
 func (s *Server) order(c *call, id string) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if !req.postAsGet {
-		c.fail(malformed("an order is read with POST-as-GET"))
+	req := c.verifyAs(authKID, false, "an order is read with POST-as-GET")
+	if req == nil {
 		return
 	}
 	o, p := c.ownOrder(id, req.account)
@@ -279,13 +269,8 @@ func (s *Server) order(c *call, id string) {
 // issuance (RFC 8555, section 7.4). It waits up to FinalizeWait for the
 // certificate; the order is then valid, or still processing.
 func (s *Server) finalize(c *call, id string) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if req.postAsGet {
-		c.fail(malformed("finalize needs a payload with the CSR"))
+	req := c.verifyAs(authKID, true, "finalize needs a payload with the CSR")
+	if req == nil {
 		return
 	}
 	var body struct {
