@@ -64,6 +64,24 @@ func (c *call) accountByThumbprint(tp string) (*accountRecord, error) {
 	return a, nil
 }
 
+// lockKey takes the lock of the account key whose thumbprint is tp, under
+// which an account is bound to a key, and returns the account that has the
+// key already (nil: none) and the unlock. A storage failure is answered
+// here, and ok is false then.
+func (c *call) lockKey(tp string) (existing *accountRecord, unlock func(), ok bool) {
+	unlock, err := c.s.lock(c.ctx, "account-key/"+tp)
+	if err != nil {
+		c.fail(c.storageFailed(err))
+		return nil, nil, false
+	}
+	if existing, err = c.accountByThumbprint(tp); err != nil {
+		unlock()
+		c.fail(c.storageFailed(err))
+		return nil, nil, false
+	}
+	return existing, unlock, true
+}
+
 // accountByKID resolves a JWS "kid" to a valid account whose tenant
 // accepts the request's source address.
 func (c *call) accountByKID(kid string) (*accountRecord, *acme.Problem) {
@@ -198,16 +216,12 @@ func (s *Server) newAccount(c *call) {
 		return
 	}
 	acct.Key = key
-	unlock, err := s.lock(c.ctx, "account-key/"+tp)
-	if err != nil {
-		c.fail(c.storageFailed(err))
+	existing, unlock, ok := c.lockKey(tp)
+	if !ok {
 		return
 	}
 	defer unlock()
-	if existing, err := c.accountByThumbprint(tp); err != nil {
-		c.fail(c.storageFailed(err))
-		return
-	} else if existing != nil { // registered by a concurrent request
+	if existing != nil { // registered by a concurrent request
 		c.acct = existing
 		c.w.Header().Set("Location", c.url(pathAccount+existing.ID))
 		c.reply(http.StatusOK, c.accountObject(existing))
@@ -416,16 +430,12 @@ func (s *Server) keyChange(c *call) {
 		c.fail(problem(probBadPublicKey, http.StatusBadRequest, "the new key cannot be encoded"))
 		return
 	}
-	unlockKey, err := s.lock(c.ctx, "account-key/"+newTP)
-	if err != nil {
-		c.fail(c.storageFailed(err))
+	other, unlockKey, ok := c.lockKey(newTP)
+	if !ok {
 		return
 	}
 	defer unlockKey()
-	if other, err := c.accountByThumbprint(newTP); err != nil {
-		c.fail(c.storageFailed(err))
-		return
-	} else if other != nil {
+	if other != nil {
 		c.w.Header().Set("Location", c.url(pathAccount+other.ID))
 		c.fail(problem(probMalformed, http.StatusConflict, "the new key is already an account's key"))
 		return
