@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -80,4 +82,31 @@ func TLSALPN01Certificate(chal Challenge) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("acme: tls-alpn-01: %w", err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// ReverseName returns the reverse-lookup name of an address, under
+// in-addr.arpa or ip6.arpa, lower case and without a trailing dot: the SNI
+// in which a CA asks for the tls-alpn-01 challenge of an IP identifier
+// (RFC 8738, section 6).
+func ReverseName(a netip.Addr) string {
+	var b strings.Builder
+	if a.Is4() {
+		o := a.As4()
+		for i := 3; i >= 0; i-- {
+			b.WriteString(strconv.Itoa(int(o[i])))
+			b.WriteByte('.')
+		}
+		b.WriteString("in-addr.arpa")
+		return b.String()
+	}
+	o := a.As16()
+	const hex = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b.WriteByte(hex[o[i]&0xf])
+		b.WriteByte('.')
+		b.WriteByte(hex[o[i]>>4])
+		b.WriteByte('.')
+	}
+	b.WriteString("ip6.arpa")
+	return b.String()
 }

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -300,31 +299,6 @@ func (v *Validator) http01(ctx context.Context, id acme.Identifier, token, keyAu
 	return nil
 }
 
-// reverseName returns the in-addr.arpa or ip6.arpa name of an address
-// (the SNI of tls-alpn-01 for IP identifiers, RFC 8738 section 6).
-func reverseName(a netip.Addr) string {
-	var b strings.Builder
-	if a.Is4() {
-		o := a.As4()
-		for i := 3; i >= 0; i-- {
-			b.WriteString(strconv.Itoa(int(o[i])))
-			b.WriteByte('.')
-		}
-		b.WriteString("in-addr.arpa")
-		return b.String()
-	}
-	o := a.As16()
-	const hex = "0123456789abcdef"
-	for i := 15; i >= 0; i-- {
-		b.WriteByte(hex[o[i]&0xf])
-		b.WriteByte('.')
-		b.WriteByte(hex[o[i]>>4])
-		b.WriteByte('.')
-	}
-	b.WriteString("ip6.arpa")
-	return b.String()
-}
-
 func (v *Validator) tlsALPN01(ctx context.Context, id acme.Identifier, keyAuth string) *acme.Problem {
 	sni := id.Value
 	var ip netip.Addr
@@ -333,7 +307,7 @@ func (v *Validator) tlsALPN01(ctx context.Context, id acme.Identifier, keyAuth s
 		if err != nil {
 			return malformed("bad IP identifier")
 		}
-		ip, sni = a, reverseName(a)
+		ip, sni = a, acme.ReverseName(a)
 	}
 	conn, err := v.dialHost(ctx, id.Value, v.tlsPort())
 	if err != nil {

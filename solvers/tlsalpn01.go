@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -233,29 +232,5 @@ func alpnServerName(id acme.Identifier) (string, error) {
 	if id.Type != acme.IdentifierIP {
 		return norm, nil
 	}
-	return reverseName(netip.MustParseAddr(norm)), nil
-}
-
-// reverseName returns the in-addr.arpa or ip6.arpa name of a.
-func reverseName(a netip.Addr) string {
-	var b strings.Builder
-	if a.Is4() {
-		v := a.As4()
-		for i := 3; i >= 0; i-- {
-			b.WriteString(strconv.Itoa(int(v[i])))
-			b.WriteByte('.')
-		}
-		b.WriteString("in-addr.arpa")
-		return b.String()
-	}
-	const hexDigits = "0123456789abcdef"
-	v := a.As16()
-	for i := 15; i >= 0; i-- {
-		b.WriteByte(hexDigits[v[i]&0xf])
-		b.WriteByte('.')
-		b.WriteByte(hexDigits[v[i]>>4])
-		b.WriteByte('.')
-	}
-	b.WriteString("ip6.arpa")
-	return b.String()
+	return acme.ReverseName(netip.MustParseAddr(norm)), nil
 }
