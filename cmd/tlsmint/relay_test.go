@@ -485,3 +485,19 @@ func writeRelayCert(t *testing.T, dir, name string) tls.Certificate {
 	}
 	return cert
 }
+
+// mintEAB mints an EAB key with `tlsmint relay eab mint ARGS... --json` and
+// returns it, its MAC key decoded.
+func mintEAB(t *testing.T, env map[string]string, args ...string) *acme.ExternalAccountBinding {
+	t.Helper()
+	var mint struct {
+		KeyID   string `json:"key_id"`
+		HMACKey string `json:"hmac_key"`
+	}
+	runCmd(t, env, append(append([]string{"relay", "eab", "mint"}, args...), "--json")...).ok(t).decode(t, &mint)
+	mac, err := acme.DecodeEABKey(mint.HMACKey)
+	if err != nil || mint.KeyID == "" {
+		t.Fatalf("eab mint printed key ID %q and a MAC key that does not decode (%v)", mint.KeyID, err)
+	}
+	return &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}
+}

@@ -50,16 +50,7 @@ func TestRelayClientAuth(t *testing.T) {
 	e := newRelayEnv(t, func(cfg map[string]any) { cfg["client_auth"] = map[string]any{"ca_roots": rootsFile} })
 	r := startRelay(t, e.cfgFile, e.env)
 	runCmd(t, e.env, "relay", "tenant", "add", "web", "--admin", r.admin, "--name", "example.com", "--client-name", "web-client").ok(t)
-	var mint struct {
-		KeyID   string `json:"key_id"`
-		HMACKey string `json:"hmac_key"`
-	}
-	runCmd(t, e.env, "relay", "eab", "mint", "web", "--admin", r.admin, "--json").ok(t).decode(t, &mint)
-	mac, err := acme.DecodeEABKey(mint.HMACKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eab := &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}
+	eab := mintEAB(t, e.env, "web", "--admin", r.admin)
 	ctx := ctxT(t)
 
 	without := e.client(t)

@@ -44,18 +44,10 @@ func TestRelayDNSPersist(t *testing.T) {
 	r := startRelay(t, e.cfgFile, e.env)
 
 	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example").ok(t)
-	var mint struct {
-		KeyID   string `json:"key_id"`
-		HMACKey string `json:"hmac_key"`
-	}
-	runCmd(t, e.env, "relay", "eab", "mint", "team", "--admin", r.admin, "--json").ok(t).decode(t, &mint)
-	mac, err := acme.DecodeEABKey(mint.HMACKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eab := mintEAB(t, e.env, "team", "--admin", r.admin)
 	ctx := ctxT(t)
 	c := e.client(t)
-	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
+	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: eab}); err != nil {
 		t.Fatalf("Register through the relay: %v", err)
 	}
 	names := []string{"a.persist.example", "b.persist.example"}
@@ -64,7 +56,7 @@ func TestRelayDNSPersist(t *testing.T) {
 
 	// No record yet: the order fails with the records to publish.
 	challenges := e.ca.Requests("challenge")
-	_, err = c.Obtain(ctx, req)
+	_, err := c.Obtain(ctx, req)
 	var p *acme.Problem
 	if !errors.As(err, &p) || !p.Is(acme.ErrUnauthorized) || p.Status != http.StatusForbidden {
 		t.Fatalf("Obtain without the records: %v, want an unauthorized problem (403)", err)
@@ -178,24 +170,16 @@ func TestRelayDNSPersistWildcard(t *testing.T) {
 	e.ca.DNS().AddZone("persist.example")
 	r := startRelay(t, e.cfgFile, e.env)
 	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example", "--wildcards").ok(t)
-	var mint struct {
-		KeyID   string `json:"key_id"`
-		HMACKey string `json:"hmac_key"`
-	}
-	runCmd(t, e.env, "relay", "eab", "mint", "team", "--admin", r.admin, "--json").ok(t).decode(t, &mint)
-	mac, err := acme.DecodeEABKey(mint.HMACKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eab := mintEAB(t, e.env, "team", "--admin", r.admin)
 	ctx := ctxT(t)
 	c := e.client(t)
-	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
+	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: eab}); err != nil {
 		t.Fatalf("Register through the relay: %v", err)
 	}
 	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	req := acme.ObtainRequest{Identifiers: acme.DNSNames("*.w.persist.example", "w.persist.example"), CertKey: certKey,
 		Solvers: map[string]acme.Solver{acme.ChallengeDNS01: dns01Down{e.ca}, acme.ChallengeHTTP01: e.down}, ChallengeTypes: []string{acme.ChallengeDNS01}}
-	_, err = c.Obtain(ctx, req)
+	_, err := c.Obtain(ctx, req)
 	var p *acme.Problem
 	if !errors.As(err, &p) || !p.Is(acme.ErrUnauthorized) {
 		t.Fatalf("Obtain without the record: %v, want unauthorized", err)
