@@ -119,7 +119,7 @@ func TestFileConformance(t *testing.T) {
 	// disk, a starved process) lets a waiter take a live lock over.
 	const staleAfter = 2 * time.Second
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
-		s := fastFile(dir)
+		s := newDisk(fastFile(dir))
 		s.StaleAfter = staleAfter
 		s.WatchInterval = 50 * time.Millisecond
 		t.Cleanup(func() { _ = s.Close() })
@@ -127,6 +127,7 @@ func TestFileConformance(t *testing.T) {
 	},
 		storagetest.WithCrash(func(t *testing.T, s storage.Storage) { storage.Crash(s.(*storage.FileStorage)) }),
 		storagetest.WithLockExpiry(staleAfter),
+		storagetest.WithFullDisk(fill),
 	)
 }
 
