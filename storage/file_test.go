@@ -78,6 +78,15 @@ func helper(mode, dir string) int {
 		err := s.Store(ctx, "full/value", bytes.Repeat([]byte("n"), 1<<20))
 		fmt.Println("store:", err)
 		return 0
+	case "fsize-walk":
+		signal.Ignore(syscall.SIGXFSZ)
+		n, err := fsizeWalk(ctx, s, dir)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Println("positions:", n)
+		return 0
 	}
 	return 2
 }
