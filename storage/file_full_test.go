@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -409,5 +410,64 @@ func TestFileLockRefreshFullDisk(t *testing.T) {
 	}
 	if rec := read(); rec.Beat != "00099999999999999999" {
 		t.Errorf("beat %q after the refresh", rec.Beat)
+	}
+}
+
+// pausingDisk is a fullDisk whose first truncation (the cut-back of a
+// failed Append) waits a moment, with paused closed when it starts
+// waiting and cut set once it returns.
+type pausingDisk struct {
+	fullDisk
+	once   sync.Once
+	paused chan struct{}
+	cut    atomic.Bool
+}
+
+func (d *pausingDisk) Shrink() error {
+	d.once.Do(func() {
+		close(d.paused)
+		time.Sleep(300 * time.Millisecond) // time for the other writer to go wrong
+		d.cut.Store(true)
+	})
+	return nil
+}
+
+// Two processes writing as the same node: while one cuts back its failed
+// Append, the other's Append to the same file waits for it (flock), so the
+// cut does not take the other's lines with it.
+func TestFileJournalSameNodeWriters(t *testing.T) {
+	dir := t.TempDir()
+	s, other := storage.Dir(dir), storage.Dir(dir)
+	d := &pausingDisk{fullDisk: fullDisk{left: -1}, paused: make(chan struct{})}
+	storage.SetDisk(s, d)
+	defer s.Close()
+	defer other.Close()
+	ctx := t.Context()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if err := s.Append(ctx, "audit", []storage.JournalEntry{journalEntry(0, "web-1", at)}); err != nil {
+		t.Fatal(err)
+	}
+	batch := []storage.JournalEntry{journalEntry(1, "web-1", at), journalEntry(2, "web-1", at)}
+	fill(s, 90) // the first line, a part of the second
+	failed := make(chan error, 1)
+	go func() { failed <- s.Append(ctx, "audit", batch) }()
+	<-d.paused
+	fill(s, -1)
+	// The other writer's Append, while the failed one is about to cut
+	// back: it must wait, and not be cut away.
+	if err := other.Append(ctx, "audit", []storage.JournalEntry{journalEntry(3, "web-1", at)}); err != nil {
+		t.Fatal(err)
+	}
+	if !d.cut.Load() {
+		t.Error("the other writer appended while the failed Append held the file")
+	}
+	if err := <-failed; err == nil {
+		t.Fatal("Append on a full disk succeeded")
+	}
+	if err := s.Append(ctx, "audit", batch); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := wantWholeLines(t, journalFiles(t, dir)), []string{`{"i":0}`, `{"i":1}`, `{"i":2}`, `{"i":3}`}; !slices.Equal(got, want) {
+		t.Errorf("journal: %q, want %q", got, want)
 	}
 }
