@@ -27,12 +27,16 @@ import (
 // caller that retries the same entries keeps each of them once. If even
 // the cut fails, the next Append to the file makes it first (when nothing
 // else was appended meanwhile). An Append holds an exclusive flock(2) on
-// each file it writes, where the system has one, so that two processes
-// writing as the same node cannot cut back each other's lines. A line a
-// crash tore (a strict prefix of a JSON object, which never parses) is cut
-// off by the next Append to its file, so the only line a reader skips is a
-// file's incomplete last line, while a crash or another Append is writing
-// it (and lines not written by this backend: damage by hand).
+// each file it writes (on Unix systems but Solaris, illumos and AIX), so
+// that two processes writing as the same node cannot cut back each
+// other's lines. A ReadJournal at the same time may see the lines of an
+// Append that then fails and is cut back.
+//
+// A line a crash tore (a strict prefix of a JSON object, which never
+// parses) is cut off by the next Append to its file. So the only line a
+// reader skips is a file's incomplete last line, one a crash tore and no
+// Append followed yet or one being written, besides lines this backend did
+// not write (damage by hand).
 const (
 	journalDir    = ".journal"
 	journalLayout = "2006010215"
@@ -51,9 +55,9 @@ type fileEntry struct {
 	Data json.RawMessage `json:"data"`
 }
 
-// cut is an Append that failed and could not be cut back at once: its file
-// is to be cut back from size to to from by the next Append, if its size
-// is still to (else another writer appended meanwhile, and the lines stay).
+// cut is an Append that failed and could not be cut back at once: the
+// next Append to its file cuts the file back to size from, if its size is
+// still to (else another writer appended meanwhile, and the lines stay).
 type cut struct{ from, to int64 }
 
 // journalWrite is one file an Append writes to.
@@ -67,10 +71,11 @@ type journalWrite struct {
 
 var _ Journal = (*FileStorage)(nil)
 
-// Append implements [Journal.Append], all or nothing (see the package
-// documentation of the file layout): after an error none of the entries
-// is kept, unless cutting back the failed write failed too (the error says
-// so); that cut is then made by the next Append to the file.
+// Append implements [Journal.Append], all or nothing: a write or fsync
+// that fails part-way (a full disk) is cut back in every file it wrote to,
+// so after an error none of the entries is kept, unless the cut failed too
+// (the error says so); that cut is then made by the next Append to the
+// file, if no other process appended to it meanwhile.
 func (s *FileStorage) Append(ctx context.Context, name string, entries []JournalEntry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("storage: journal %q: %w", name, err)

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !unix || solaris || aix
 
 package storage
 
@@ -7,6 +7,7 @@ import (
 	"os"
 )
 
-// lockFile does nothing where the system has no flock(2): there, two
-// processes must not append to a journal as the same node at once.
+// lockFile does nothing where this package uses no flock(2) (Windows,
+// Solaris and illumos, AIX): there, two processes must not append to a
+// journal as the same node at once.
 func lockFile(context.Context, *os.File) error { return nil }
