@@ -140,11 +140,13 @@ func fsizeWalk(ctx context.Context, s *storage.FileStorage, dir string) (int, er
 		if left := tempFiles(dir); len(left) > 0 {
 			return 0, fmt.Errorf("limit %d: temporary files left: %q", size, left)
 		}
-		lctx, cancel := context.WithTimeout(ctx, s.StaleAfter/2)
-		unlock, err = s.Lock(lctx, "full/lock")
-		cancel()
+		_, file := storage.KeyPath("full/lock")
+		if _, err := os.Stat(filepath.Join(dir, ".locks", file)); !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("limit %d: after a failed Lock, its lock file: %v; want none", size, err)
+		}
+		unlock, err = s.Lock(ctx, "full/lock")
 		if err != nil {
-			return 0, fmt.Errorf("limit %d: Lock after a failed one: %v; a lock was left behind", size, err)
+			return 0, fmt.Errorf("limit %d: Lock after a failed one: %v", size, err)
 		}
 		if err := unlock(); err != nil {
 			return 0, err

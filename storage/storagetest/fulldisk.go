@@ -138,8 +138,7 @@ func (s *suite) wantKeys(t *testing.T, ctx context.Context, st storage.Storage, 
 }
 
 // A Lock cut short anywhere fails and leaves no lock behind: another
-// client gets it at once, well before a vanished holder's lock would
-// expire.
+// client gets it before a vanished holder's lock could expire.
 func (s *suite) testFullDiskLock(t *testing.T) {
 	st, other := s.newStorage(t), s.newStorage(t)
 	ctx := t.Context()
@@ -158,14 +157,16 @@ func (s *suite) testFullDiskLock(t *testing.T) {
 				}
 			}
 			start := time.Now()
-			lctx, cancel := context.WithTimeout(ctx, s.cfg.expiry)
+			lctx, cancel := context.WithTimeout(ctx, 3*s.cfg.expiry+5*time.Second)
 			defer cancel()
 			u, lerr := other.Lock(lctx, name)
 			if lerr != nil {
 				t.Errorf("room %d: Lock = %v, then another client's Lock = %v; want the lock", room, err, lerr)
 				return
 			}
-			if d := time.Since(start); d >= s.cfg.expiry/2 {
+			// A lock left behind is taken over after the expiry at the
+			// soonest.
+			if d := time.Since(start); d >= s.cfg.expiry {
 				t.Errorf("room %d: Lock = %v, then another client waited %v for the lock (expiry %v): a lock was left behind", room, err, d, s.cfg.expiry)
 			}
 			if err := u(); err != nil {
