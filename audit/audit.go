@@ -97,6 +97,12 @@ type Log struct {
 	now     func() time.Time
 	lastGC  time.Time
 	flushMu sync.Mutex // one flush at a time
+	// retryKey is the key of a batch whose Store failed: the next flush
+	// stores its records (and any added since) under it again, so that a
+	// Store that failed after all (an answer lost, a folder sync that
+	// failed after the rename) is overwritten, not kept twice. Guarded by
+	// flushMu.
+	retryKey string
 }
 
 func (l *Log) init() {
@@ -268,8 +274,12 @@ func (l *Log) loop() {
 }
 
 // Flush writes the buffered records as one batch, and deletes batches past
-// the retention (looking for them at most once an hour). On failure the records stay
-// buffered for the next flush.
+// the retention (looking for them at most once an hour). On failure the
+// records stay buffered for the next flush, which writes each of them once:
+// a journal's Append keeps all of a batch or none (see
+// [storage.Journal.Append]), and a batch stored as a value is stored again
+// under the key that failed, overwriting whatever a failed Store may have
+// left there.
 func (l *Log) Flush(ctx context.Context) error {
 	l.init()
 	l.flushMu.Lock()
@@ -308,13 +318,18 @@ func (l *Log) Flush(ctx context.Context) error {
 				return fmt.Errorf("audit: encoding a record: %w", err)
 			}
 		}
-		key := fmt.Sprintf("%s%s/%020d-%06d.jsonl", prefix, l.node, batch[0].Time.UnixNano(), seq%1000000)
+		key := l.retryKey
+		if key == "" {
+			key = fmt.Sprintf("%s%s/%020d-%06d.jsonl", prefix, l.node, batch[0].Time.UnixNano(), seq%1000000)
+		}
 		if err := l.Storage.Store(ctx, key, b.Bytes()); err != nil {
+			l.retryKey = key
 			l.mu.Lock()
 			l.buf = append(batch, l.buf...) // keep them, oldest first
 			l.mu.Unlock()
 			return fmt.Errorf("audit: storing records: %w", err)
 		}
+		l.retryKey = ""
 	}
 	if now := l.now(); now.Sub(l.lastGC) >= gcEvery {
 		l.lastGC = now

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,5 +312,74 @@ func TestPostgresJournalTable(t *testing.T) {
 	}
 	if rows != 1 || op != "newOrder" {
 		t.Fatalf("journal rows for n1.example: %d (%q), want 1 newOrder", rows, op)
+	}
+}
+
+// ambiguous stores a value and then reports an error, once each time fail
+// is set: a Store whose answer was lost, or whose folder sync failed after
+// the rename. It hides any journal, so batches are stored as values.
+type ambiguous struct {
+	storage.Storage
+	fail atomic.Bool
+}
+
+func (a *ambiguous) Store(ctx context.Context, key string, v []byte) error {
+	if err := a.Storage.Store(ctx, key, v); err != nil {
+		return err
+	}
+	if a.fail.Swap(false) {
+		return errDiskFull
+	}
+	return nil
+}
+
+// A batch whose Store failed after storing it is stored again under the
+// same key by the next flush, with the records added since: each record is
+// kept once. Before, the retry used a new key and the batch was kept twice.
+func TestBatchRetryNotDuplicated(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) storage.Storage{
+		"memory": func(*testing.T) storage.Storage { return storage.NewMemory() },
+		"files": func(t *testing.T) storage.Storage {
+			s := storage.Dir(t.TempDir())
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			store := &ambiguous{Storage: open(t)}
+			at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+			l := &Log{Storage: store, Node: "web-1", Retention: -1}
+			defer l.Close()
+			add := func(i int) {
+				l.Add(Record{Time: at.Add(time.Duration(i) * time.Second), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("n%d.example", i)}})
+			}
+			add(0)
+			add(1)
+			store.fail.Store(true)
+			if err := l.Flush(ctxT(t)); err == nil {
+				t.Fatal("Flush succeeded though its Store failed")
+			}
+			add(2)
+			if err := l.Flush(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			add(3)
+			if err := l.Flush(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			reader := &Log{Storage: store, Node: "reader", Retention: -1}
+			defer reader.Close()
+			recs, err := reader.Query(ctxT(t), Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, r.Names...)
+			}
+			if want := []string{"n0.example", "n1.example", "n2.example", "n3.example"}; !slices.Equal(got, want) {
+				t.Errorf("stored records: %v, want %v each once", got, want)
+			}
+		})
 	}
 }

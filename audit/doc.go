@@ -30,7 +30,11 @@
 // flush as one value of JSON lines under audit/<node>/; Query also reads
 // such batches where a journal is used, so a trail written before is not
 // lost. While storage fails, records stay in memory (up to MaxBuffered,
-// then the oldest are dropped and the drop is logged). A record a journal
+// then the oldest are dropped and the drop is logged), and the flush after
+// the failure writes each of them once: a journal's append keeps a whole
+// flush or none of it (the file backend cuts a write a full disk stopped
+// part-way back), and a flush stored as a value is stored again under the
+// key that failed. A record a journal
 // cannot hold (a time outside the years 1970 to 9999, a field too long
 // even with its names and detail clipped) is dropped and logged at once,
 // so that it never holds back the records flushed with it.

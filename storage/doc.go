@@ -99,5 +99,7 @@
 // periods, for example StaleAfter 500ms and PollInterval 10ms. A new backend
 // should pass storagetest.Run, the conformance suite; the tests of this
 // package run it on both backends here, and add crash tests that kill a
-// process in the middle of a write and while it holds a lock.
+// process in the middle of a write and while it holds a lock, and tests
+// that make the disk full at every byte and step of a Store, a Lock, a
+// lock refresh and a journal Append in turn (storagetest.WithFullDisk).
 package storage

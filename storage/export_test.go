@@ -1,6 +1,9 @@
 package storage
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 // Crash makes s behave as if its process had died: the heartbeats of its
 // locks stop and their files stay behind.
@@ -28,4 +31,30 @@ func UnescapeSegment(s string) (string, bool) { return unescapeSegment(s) }
 func SetDeleteHook(t *testing.T, hook func(key string)) {
 	testHookDeleted = hook
 	t.Cleanup(func() { testHookDeleted = nil })
+}
+
+// A Disk stands for the disk under a FileStorage: see SetDisk.
+type Disk = disk
+
+// SetDisk makes every change s makes to its folder ask d for room first,
+// as on a disk that fills up. Call it before s is first used.
+func SetDisk(s *FileStorage, d Disk) { s.disk = d }
+
+// DiskOf returns the Disk given to s by SetDisk.
+func DiskOf(s *FileStorage) Disk { return s.disk }
+
+// RefreshLocks rewrites the lock file of every lock held through s with
+// heartbeat beat, as the heartbeat does.
+func RefreshLocks(s *FileStorage, beat uint64) error {
+	s.mu.Lock()
+	locks := make([]*fileLock, 0, len(s.held))
+	for l := range s.held {
+		locks = append(locks, l)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, l := range locks {
+		errs = append(errs, l.refresh(beat))
+	}
+	return errors.Join(errs...)
 }

@@ -30,7 +30,10 @@ import (
 //
 // Writes go to a temporary file that is synced, then renamed over the old
 // file, then the folder is synced: a crash at any moment leaves the old value
-// or the new one. Every path is opened through an [os.Root], so no key can
+// or the new one, and so does a write that fails part-way (a full disk),
+// whose temporary file is removed. Lock files are made the same way, so a
+// failed Lock leaves no lock behind. Journal appends (see [Journal]) are
+// all or nothing: a failed one is cut back. Every path is opened through an [os.Root], so no key can
 // reach outside the folder. Files are created with mode 0600 and folders with
 // 0700, whatever the umask. Keys are mapped to file names by an escaping
 // scheme that is injective, case-stable and reversible (see the package
@@ -73,7 +76,9 @@ type FileStorage struct {
 	// locks and failed watch listings. Nil means no logging.
 	Logger *slog.Logger
 
-	journalMu sync.Mutex // serialises this client's journal appends and trims
+	journalMu   sync.Mutex     // serialises this client's journal appends and trims
+	journalCuts map[string]cut // appends that failed and could not be cut back yet, by file
+	disk        disk           // nil but in tests: see filedisk.go
 
 	mu        sync.Mutex
 	root      *os.Root
@@ -167,7 +172,7 @@ func (s *FileStorage) Store(ctx context.Context, key string, value []byte) error
 	// A concurrent Delete may remove a folder that has just become empty;
 	// then the temporary file cannot be created and the write is retried.
 	for attempt := 0; ; attempt++ {
-		err = writeFileAtomic(root, dir, file, value)
+		err = s.writeFileAtomic(root, dir, file, value)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
 			break
 		}
@@ -178,11 +183,19 @@ func (s *FileStorage) Store(ctx context.Context, key string, value []byte) error
 	return nil
 }
 
-func writeFileAtomic(root *os.Root, dir, file string, value []byte) (err error) {
-	if err := mkdirs(root, dir); err != nil {
+// writeFileAtomic writes value to file in dir through a temporary file:
+// written, synced, renamed over file, and the folder synced. On an error
+// before the rename (a full disk, say) the temporary file is removed and
+// file is unchanged; an error from the last sync leaves the new value in
+// place, maybe not yet durable.
+func (s *FileStorage) writeFileAtomic(root *os.Root, dir, file string, value []byte) (err error) {
+	if err := s.mkdirs(root, dir); err != nil {
 		return err
 	}
 	tmp := path.Join(dir, ".tmp-"+randomName())
+	if err := s.change("open", tmp); err != nil {
+		return err
+	}
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -193,24 +206,27 @@ func writeFileAtomic(root *os.Root, dir, file string, value []byte) (err error) 
 			_ = root.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(value); err != nil {
+	if err = s.write(f, value, -1); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
+	if err = s.sync(f); err != nil {
 		return err
 	}
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = root.Rename(tmp, file); err != nil {
+	if err = s.change("rename", tmp); err == nil {
+		err = root.Rename(tmp, file)
+	}
+	if err != nil {
 		return err
 	}
-	return syncDir(root, dir)
+	return s.syncFolder(root, dir)
 }
 
 // mkdirs creates dir and its missing parents with mode 0700, syncing the
 // parent of each folder it creates.
-func mkdirs(root *os.Root, dir string) error {
+func (s *FileStorage) mkdirs(root *os.Root, dir string) error {
 	if dir == "." {
 		return nil
 	}
@@ -220,6 +236,12 @@ func mkdirs(root *os.Root, dir string) error {
 	parts := strings.Split(dir, "/")
 	for i := range parts {
 		p := strings.Join(parts[:i+1], "/")
+		if fi, err := root.Stat(p); err == nil && fi.IsDir() {
+			continue
+		}
+		if err := s.change("mkdir", p); err != nil {
+			return err
+		}
 		err := root.Mkdir(p, 0o700)
 		if errors.Is(err, fs.ErrExist) {
 			continue
@@ -227,7 +249,7 @@ func mkdirs(root *os.Root, dir string) error {
 		if err != nil {
 			return err
 		}
-		if err := syncDir(root, path.Dir(p)); err != nil {
+		if err := s.syncFolder(root, path.Dir(p)); err != nil {
 			return err
 		}
 	}

@@ -78,6 +78,15 @@ func helper(mode, dir string) int {
 		err := s.Store(ctx, "full/value", bytes.Repeat([]byte("n"), 1<<20))
 		fmt.Println("store:", err)
 		return 0
+	case "fsize-walk":
+		signal.Ignore(syscall.SIGXFSZ)
+		n, err := fsizeWalk(ctx, s, dir)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Println("positions:", n)
+		return 0
 	}
 	return 2
 }
@@ -119,7 +128,7 @@ func TestFileConformance(t *testing.T) {
 	// disk, a starved process) lets a waiter take a live lock over.
 	const staleAfter = 2 * time.Second
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
-		s := fastFile(dir)
+		s := newDisk(fastFile(dir))
 		s.StaleAfter = staleAfter
 		s.WatchInterval = 50 * time.Millisecond
 		t.Cleanup(func() { _ = s.Close() })
@@ -127,6 +136,7 @@ func TestFileConformance(t *testing.T) {
 	},
 		storagetest.WithCrash(func(t *testing.T, s storage.Storage) { storage.Crash(s.(*storage.FileStorage)) }),
 		storagetest.WithLockExpiry(staleAfter),
+		storagetest.WithFullDisk(fill),
 	)
 }
 

@@ -23,6 +23,7 @@ type fileLock struct {
 	name   string
 	path   string
 	owner  string
+	host   string   // the host name when the lock was taken, the same in every refresh
 	f      *os.File // the lock file we created, whatever its name points to now
 	stop   chan struct{}
 	done   chan struct{}
@@ -34,8 +35,10 @@ type fileLock struct {
 	lost      error
 }
 
-// lockRecord is the content of a lock file. Beat has a fixed width, so every
-// refresh rewrites the same number of bytes in place.
+// lockRecord is the content of a lock file. Beat has a fixed width and the
+// other fields do not change, so every refresh rewrites the same number of
+// bytes in place, and a refresh that a full disk cuts short leaves a whole
+// record: the old one with some digits of the new beat.
 type lockRecord struct {
 	Owner string `json:"owner"`
 	Host  string `json:"host"`
@@ -44,8 +47,7 @@ type lockRecord struct {
 }
 
 func (l *fileLock) record(beat uint64) []byte {
-	host, _ := os.Hostname()
-	b, _ := json.Marshal(lockRecord{Owner: l.owner, Host: host, PID: os.Getpid(), Beat: fmt.Sprintf("%020d", beat)})
+	b, _ := json.Marshal(lockRecord{Owner: l.owner, Host: l.host, PID: os.Getpid(), Beat: fmt.Sprintf("%020d", beat)})
 	return append(b, '\n')
 }
 
@@ -163,27 +165,39 @@ func (s *FileStorage) LockContext(ctx context.Context, name string) (context.Con
 
 // tryLock creates the lock file atomically, complete with its content, by
 // linking a finished temporary file to its name; it fails with
-// fs.ErrExist when the lock is held.
+// fs.ErrExist when the lock is held. On any other error (a full disk)
+// neither the lock file nor the temporary file is left behind.
 func (s *FileStorage) tryLock(root *os.Root, name, dir, file string) (*fileLock, error) {
-	if err := mkdirs(root, dir); err != nil {
+	if err := s.mkdirs(root, dir); err != nil {
 		return nil, err
 	}
-	l := &fileLock{s: s, root: root, name: name, path: file, owner: randomName() + randomName()}
+	host, _ := os.Hostname()
+	l := &fileLock{s: s, root: root, name: name, path: file, owner: randomName() + randomName(), host: host}
 	tmp := path.Join(dir, ".tmp-"+randomName())
+	if err := s.change("open", tmp); err != nil {
+		return nil, err
+	}
 	f, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	_, err = f.Write(l.record(0))
+	err = s.write(f, l.record(0), -1)
 	if err == nil {
-		err = f.Sync()
+		err = s.sync(f)
 	}
 	if err == nil {
 		err = root.Link(tmp, file)
+		// Asked after the link, so that a held lock is fs.ErrExist
+		// whatever the disk, as on a real one.
+		if err == nil {
+			if err = s.change("link", file); err != nil {
+				_ = root.Remove(file)
+			}
+		}
 	}
 	_ = root.Remove(tmp)
 	if err == nil {
-		err = syncDir(root, dir)
+		err = s.syncFolder(root, dir)
 		if err != nil {
 			_ = root.Remove(file)
 		}
@@ -291,10 +305,10 @@ func (l *fileLock) refresh(beat uint64) error {
 	if !l.isOurs() {
 		return fmt.Errorf("%w: lock file %s was removed or replaced by another process", ErrLockLost, l.path)
 	}
-	if _, err := l.f.WriteAt(l.record(beat), 0); err != nil {
+	if err := l.s.write(l.f, l.record(beat), 0); err != nil {
 		return err
 	}
-	return l.f.Sync()
+	return l.s.sync(l.f)
 }
 
 func (l *fileLock) isOurs() bool {

@@ -20,10 +20,12 @@ import (
 // the backing store; each entry says which node wrote it. Entries are never
 // changed once appended, only trimmed by [Journal.TrimJournal].
 type Journal interface {
-	// Append adds entries at the end of the journal called name, in one
-	// write where the backend allows: after an error, some, all or none
-	// of them may have been kept. Each entry's Data must be one JSON
-	// value, Node a valid journal name, and Time set.
+	// Append adds entries at the end of the journal called name, all or
+	// nothing where the backend can: after an error none of them is kept,
+	// so that the caller may append the same entries again without
+	// keeping any twice. A backend that cannot promise this for some
+	// errors says which. Each entry's Data must be one JSON value, Node a
+	// valid journal name, and Time set.
 	Append(ctx context.Context, name string, entries []JournalEntry) error
 	// ReadJournal returns the entries of the journal called name that
 	// match q, oldest first.

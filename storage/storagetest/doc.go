@@ -22,7 +22,9 @@
 // exclusion among many goroutines spread over several independent clients
 // (verified with a shared counter), waiting that ends when its context is
 // cancelled, and, given [WithCrash], the takeover of a lock whose holder
-// vanished. Optional interfaces ([storage.Watcher],
+// vanished, and, given [WithFullDisk], that writes a full disk cuts short
+// at any position leave whole values, no lock, and journal appends kept
+// all or nothing. Optional interfaces ([storage.Watcher],
 // [storage.LockerWithContext]) are tested when the backend implements them.
 // For a Watcher, a change made through another client must be reported
 // within 10 seconds, so a backend that polls must poll more often than that

@@ -17,6 +17,7 @@ type Option interface{ apply(*config) }
 type config struct {
 	crash  func(t *testing.T, s storage.Storage)
 	expiry time.Duration
+	fill   func(s storage.Storage, room int)
 }
 
 type optionFunc func(*config)
@@ -87,6 +88,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) storage.Storage, opts ...Op
 	t.Run("LockContext", s.testLockContext)
 	t.Run("Watch", s.testWatch)
 	t.Run("Journal", s.testJournal)
+	t.Run("FullDisk", s.testFullDisk)
 }
 
 type suite struct {
