@@ -85,6 +85,11 @@ func SwapForTest(m *Manager, name string) bool {
 // RenewForTest renews name's certificate now, as its scheduled renewal
 // would, and waits for the result.
 func RenewForTest(m *Manager, name string) error {
+	st := m.state()
+	if e := st.cache.get(name); e != nil {
+		// Due now, as at its planned time.
+		st.cache.swap(e, e.with(func(x *entry) { x.renewAt = m.now() }))
+	}
 	f, err := m.enqueueIssue(name, true)
 	if err != nil {
 		return err
