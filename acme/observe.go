@@ -2,6 +2,7 @@ package acme
 
 import (
 	"errors"
+	"net/http"
 	"time"
 )
 
@@ -50,6 +51,10 @@ type Exchange struct {
 	// Retries counts the repeated attempts (rejected nonces, transient
 	// failures) before this outcome.
 	Retries int
+	// ServerDate is the Date header of the CA's last answer (one-second
+	// resolution); zero when it sent none or no answer came. The Manager
+	// compares it with its own clock (autotls.ClockSkewTolerance).
+	ServerDate time.Time
 	// Err is the error the caller got, capped, for failures without a
 	// problem document (a refused connection, a timeout); empty on success.
 	Err string
@@ -82,6 +87,9 @@ func (c *Client) observe(op string, ids []Identifier, start time.Time, resp *res
 	if resp != nil {
 		ex.Status = resp.status
 		ex.RetryAfter = resp.retryAfter
+		if d, err := http.ParseTime(resp.header.Get("Date")); err == nil {
+			ex.ServerDate = d
+		}
 	}
 	if err != nil {
 		var p *Problem

@@ -55,10 +55,16 @@ type ObtainRequest struct {
 	// Profile, Replaces, NotBefore and NotAfter are passed to NewOrder. An
 	// order refused because of Replaces (alreadyReplaced, or a 403 saying
 	// this account did not request the certificate) is placed once more
-	// without it.
+	// without it, unless KeepReplaces is set.
 	Profile             string
 	Replaces            string
 	NotBefore, NotAfter time.Time
+	// KeepReplaces makes Obtain return an order refused because of
+	// Replaces as an error matching [ErrReplacesRefused] (and the CA's
+	// problem) instead of ordering again without it: for a caller that
+	// shares the certificate with others, such as the nodes of a fleet,
+	// to whom alreadyReplaced means that someone else renewed it.
+	KeepReplaces bool
 	// PreferredChain selects among the chains the CA offers by the common
 	// name of a root or issuer (see [PreferChain]); empty means the CA's
 	// default chain.
@@ -112,6 +118,9 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 	}
 	oreq := OrderRequest{Identifiers: req.Identifiers, Profile: req.Profile, Replaces: req.Replaces, NotBefore: req.NotBefore, NotAfter: req.NotAfter}
 	order, err := c.NewOrder(ctx, oreq)
+	if err != nil && oreq.Replaces != "" && replacesRefused(err) && req.KeepReplaces {
+		return nil, fmt.Errorf("%w: %w", ErrReplacesRefused, err)
+	}
 	if err != nil && oreq.Replaces != "" && replacesRefused(err) {
 		c.logger().InfoContext(ctx, "acme: replaces refused; ordering without it", "replaces", oreq.Replaces, "err", err)
 		oreq.Replaces = ""
@@ -160,6 +169,11 @@ func (c *Client) finalize(ctx context.Context, order *Order, csr []byte) (*Order
 	}
 	return c.FinalizeOrder(ctx, ready, csr)
 }
+
+// ErrReplacesRefused matches the error of [Client.Obtain] with
+// KeepReplaces set when the CA refused the order because of its
+// "replaces" field (see replacesRefused).
+var ErrReplacesRefused = errors.New("acme: the CA refused to order a replacement of the certificate")
 
 // replacesRefused reports whether a newOrder failed because of its
 // "replaces" field: the certificate already has a replacement (409

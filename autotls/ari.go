@@ -11,7 +11,8 @@ import (
 )
 
 // ACME Renewal Information (RFC 9773): the Manager asks the CA when to
-// renew each certificate, after issuance, when a certificate is loaded
+// renew each certificate, at a random point of the first six hours after
+// issuance, when a certificate is loaded
 // without stored renewal information, and again when the CA's Retry-After
 // says.
 const (
@@ -23,6 +24,7 @@ const (
 	ariStoreWait   = 5 * time.Second // the lock wait to store renewal info
 	ariBusyRetry   = time.Second     // when another poll of the name runs
 	ariLoadSpread  = time.Minute     // first polls of loaded certificates
+	ariFirstSpread = defaultARIPoll  // first polls of new certificates
 )
 
 // enqueueARI queues an ARI poll for e.
@@ -88,10 +90,9 @@ func (m *Manager) pollARI(ctx context.Context, e *entry) {
 	ne := cur.with(func(x *entry) {
 		x.ari = a
 		x.ariPoll = a.NextPoll
-		x.renewAt, x.reason = planRenewal(x.name, x.cert.Leaf.SerialNumber.Bytes(), x.notBefore, x.notAfter, a, now)
-		if floor := ariFloor(x); x.renewAt.Before(floor) {
-			st.log.Warn("autotls: the CA's renewal window for a certificate that replaced one it had due asks to renew it at once too; not before it is older", "name", x.name, "renew_at", floor, "window_start", a.WindowStart, "window_end", a.WindowEnd)
-			x.renewAt = floor
+		planEntry(x, now)
+		if x.reason == ReasonARIPast && x.renewAt.After(now) {
+			st.log.Warn("autotls: the CA's renewal window for a certificate that replaced one it had due asks to renew it at once too; not before it is older", "name", x.name, "renew_at", x.renewAt, "window_start", a.WindowStart, "window_end", a.WindowEnd)
 		}
 	})
 	if !m.replan(cur, ne) {
@@ -192,21 +193,3 @@ func (m *Manager) retryStore(ctx context.Context, e *entry) {
 		m.emit(Event{Type: EventStored, Name: e.name, Issuer: e.iss.url, NotAfter: e.notAfter, Serial: e.serial()})
 	}
 }
-
-// ariFloor is the earliest an ARI window may have e renewed. A certificate
-// that itself replaced one the CA's renewal information had due is not
-// renewed again by ARI before it is a twentieth of its lifetime old (at
-// most six hours): a CA whose renewal information says "now" for every
-// new certificate would otherwise have it renewed in a loop, stopped only
-// by the CA's rate limits. Any other certificate (a first one, or one
-// renewed by the Manager's own schedule) follows ARI at once, so a
-// revocation is met within minutes.
-func ariFloor(e *entry) time.Time {
-	if !e.ariRenewed || (e.reason != ReasonARI && e.reason != ReasonARIPast) {
-		return time.Time{}
-	}
-	return e.notBefore.Add(min(e.notAfter.Sub(e.notBefore)/20, ariLoopAge))
-}
-
-// ariLoopAge caps ariFloor's age.
-const ariLoopAge = 6 * time.Hour

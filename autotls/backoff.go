@@ -209,7 +209,7 @@ func retryAfter(err error) time.Duration {
 // error it stands for.
 func (st *state) rememberBackoff(name string, b *storedBackoff) error {
 	err := errors.New(b.Error)
-	now := st.now()
+	now := st.clock.now()
 	st.failMu.Lock()
 	f, added := st.failureRecord(name)
 	if b.Until.After(f.until) {

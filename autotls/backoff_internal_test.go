@@ -15,11 +15,11 @@ func clockManager(t *testing.T, mu *sync.Mutex, now *time.Time) *Manager {
 	t.Helper()
 	m := &Manager{DirectoryURL: "https://ca.invalid/directory", Storage: storage.NewMemory(), AcceptTOS: true, FailureBackoff: time.Minute}
 	st := m.state()
-	st.now = func() time.Time {
+	st.clock.local, st.clock.fixed = func() time.Time {
 		mu.Lock()
 		defer mu.Unlock()
 		return *now
-	}
+	}, true
 	t.Cleanup(func() { m.Close() })
 	return m
 }

@@ -42,6 +42,7 @@ func TestManyFailingNamesBackOff(t *testing.T) {
 		m.Hosts = nil
 		m.FailureBackoff = time.Hour // no retry comes due during the test
 		m.MaxBackgroundOrders = 8
+		autotls.UnboundedForTest(m)
 		m.OnEvent = func(ev autotls.Event) {
 			if ev.Type == autotls.EventFailed {
 				failed.Add(1)

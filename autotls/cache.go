@@ -33,8 +33,11 @@ type entryData struct {
 	account   string    // URL of the account that obtained it; "" unknown
 	iss       *issuer   // the issuer it came from
 	// ariRenewed: the certificate replaced one that the CA's renewal
-	// information (ARI) had due; see ariFloor.
+	// information (ARI) had due; see renewFloor.
 	ariRenewed bool
+	// floor is the earliest the certificate may be renewed, set when the
+	// Manager obtained it (zero: not known); see renewFloor.
+	floor time.Time
 	// unstored is the encoded value when storing it failed: it is served
 	// from memory and its Store retried until it succeeds. Such an entry
 	// is never evicted.

@@ -101,17 +101,66 @@
 // window that ends when a third of the lifetime is left (half, for
 // certificates of ten days or less), or, when the CA offers ACME Renewal
 // Information (RFC 9773), of the CA's suggested window — never later than
-// when a tenth of the lifetime is left. ARI is fetched after issuance, when
-// a certificate without stored renewal information is loaded, and again at
+// when a tenth of the lifetime is left. ARI is first fetched at a random
+// point of the six hours after issuance (so that an issuance costs the
+// seven requests the protocol needs, and a revocation is still noticed
+// within hours), when a certificate without stored renewal information is
+// loaded, and again at
 // the CA's Retry-After (between a minute and a day); it is stored with the
 // certificate, so a restart and every node of a fleet reuse it. A window
 // in the past (a revocation, a CA incident) renews at once, with
 // "replaces" naming the old certificate when the same account obtained it;
-// a certificate that itself replaced one ARI had due is not renewed by ARI
-// again before it is a twentieth of its lifetime (at most six hours) old,
-// so that a CA whose renewal information says "now" for every certificate
-// cannot have a name renewed in a loop.
 // [Manager.Certificates] lists every certificate with its plan.
+//
+// Every plan — for a certificate obtained here, loaded from storage (one
+// another node of the fleet just stored, or this node's before a
+// restart) or given new renewal information — is made by one function,
+// so every node judges a certificate alike. A renewal that finds a newer
+// certificate in storage, however soon that one is due, serves it rather
+// than order (its own renewal then names it in "replaces"), and a CA's
+// alreadyReplaced answer means that someone else renewed it: the Manager
+// serves theirs from storage, and orders without "replaces" only at the
+// next attempt, after its back-off, if storage still holds none (an order
+// whose node died before storing it).
+//
+// # Clock
+//
+// The lifecycle reads the time from one clock: the local one, corrected
+// by the CA's when the two disagree. The Manager compares its clock with
+// the Date header of the CA's answers to its POST requests and with each
+// new certificate's NotBefore; beyond [ClockSkewTolerance] it emits
+// [EventClockSkew], logs one line naming the skew, and reads renewal
+// times, expiry and back-offs on the CA's time ([Manager.ClockSkew] says
+// the skew and the correction). A host whose clock runs weeks ahead thus
+// neither renews a new certificate at once nor stops serving one that is
+// still valid.
+//
+// # Bounds on orders
+//
+// Whatever the reason for an order — a renewal, the CA's renewal
+// information, a policy, a skewed clock the Manager could not correct, a
+// bug — three bounds hold:
+//   - No certificate is renewed before its floor: a twentieth of its
+//     lifetime (at most six hours) after it was obtained, by the Manager's
+//     clock then (stored with it, so every node and a restart apply the
+//     same floor), or after its NotBefore for an imported one. The one
+//     exception is a first certificate whose renewal window at the CA has
+//     passed (a revocation): it is replaced at once; its replacement is
+//     not, however early the CA's window for it.
+//   - At most [MaxCertificatesPerName] (3) certificates are obtained for a
+//     name within [NameOrderWindow] (24 hours), or within a quarter of its
+//     certificate's lifetime when that is shorter, per Manager; past it
+//     the name backs off until the oldest leaves the window, and its
+//     EventFailed carries an error matching [ErrOrderLimited].
+//   - At most [Issuer.MaxOrdersPerMinute] orders a minute go to one CA
+//     ([DefaultMaxOrdersPerMinute], 60, with bursts of as many): orders
+//     beyond it wait for their turn, at most a minute; past that the CA is
+//     skipped (the next issuer is tried) and, when every one is, the name
+//     backs off with an error matching ErrOrderLimited.
+//
+// A failed order is retried after FailureBackoff, doubling to four hours,
+// or after the CA's Retry-After when longer, so failures have their own
+// bound.
 //
 // A background order is placed only for a name a handshake could still
 // get: one given to Manage, or one the host policy or OnDemand's decision

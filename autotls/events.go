@@ -80,6 +80,12 @@ const (
 	// certificate has expired the name is forgotten, and its stored
 	// certificate stays for a handshake the policy allows again.
 	EventNotRenewed EventType = "not_renewed"
+	// EventClockSkew: the local clock was found off from a CA's by more
+	// than ClockSkewTolerance (Skew is the correction the Manager now
+	// applies: how far the local clock is ahead), or back within it
+	// (Skew is zero). Emitted when the correction changes, not at every
+	// answer.
+	EventClockSkew EventType = "clock_skew"
 	// EventExpired: a certificate expired without a successful renewal;
 	// Err is the last failure. Whether it is still served is
 	// Manager.ServeExpired's choice.
@@ -114,6 +120,9 @@ type Event struct {
 	// RetryAt is when the Manager will try again, for EventFailed,
 	// EventRateLimited and EventExpiring.
 	RetryAt time.Time
+	// Skew is how far the local clock is ahead of the CA's (negative:
+	// behind), for EventClockSkew.
+	Skew time.Duration
 	// DNSRecord is the DNS record the operator must publish, for
 	// EventDNSRecordMissing, EventDNSRecordFound and EventDNSRecordEnding;
 	// nil otherwise.
@@ -140,6 +149,9 @@ func (e Event) LogValue() slog.Value {
 	}
 	if !e.RetryAt.IsZero() {
 		attrs = append(attrs, slog.Time("retry_at", e.RetryAt))
+	}
+	if e.Type == EventClockSkew {
+		attrs = append(attrs, slog.Duration("skew", e.Skew))
 	}
 	if e.DNSRecord != nil {
 		attrs = append(attrs, slog.Any("dns_record", e.DNSRecord.LogValue()))

@@ -31,9 +31,37 @@ func StoreForTest(ctx context.Context, store storage.Storage, directory, name st
 // before the Manager's first use.
 func SetMinARIPollForTest(m *Manager, d time.Duration) { m.state().minARIPoll = d }
 
-// SetClockForTest makes the Manager read the time from now. Call it before
-// the Manager's first use.
-func SetClockForTest(m *Manager, now func() time.Time) { m.state().now = now }
+// UnboundedForTest lifts the Manager's safety bounds on orders
+// (MaxCertificatesPerName, the issuers' MaxOrdersPerMinute), for
+// benchmarks and tests that order far more than a day's worth. Call it
+// before the Manager's first use.
+func UnboundedForTest(m *Manager) {
+	st := m.state()
+	st.unbounded = true
+	for _, iss := range st.issuers {
+		iss.orders = nil
+	}
+}
+
+// SetARIFirstPollForTest sets the spread of a new certificate's first
+// ARI poll (a random point of the first six hours); zero polls at once
+// after issuance. Call it before the Manager's first use.
+func SetARIFirstPollForTest(m *Manager, spread time.Duration) { m.state().ariFirstSpread = spread }
+
+// SetClockForTest makes the Manager read the time from now, standing for
+// the world's time: the test CA does not follow it, so the Manager does
+// not correct it from the CA's Date headers. Call it before the Manager's
+// first use.
+func SetClockForTest(m *Manager, now func() time.Time) {
+	st := m.state()
+	st.clock.local, st.clock.fixed = now, true
+}
+
+// SetLocalClockForTest makes the Manager's local clock read now, a clock
+// that is off from the CA's: the Manager measures and corrects the skew as
+// it would with a skewed host clock. Call it before the Manager's first
+// use.
+func SetLocalClockForTest(m *Manager, now func() time.Time) { m.state().clock.local = now }
 
 // RunDueForTest runs every scheduled step due at now, as the Manager's
 // loop would, and returns the wait until the next.
@@ -57,6 +85,11 @@ func SwapForTest(m *Manager, name string) bool {
 // RenewForTest renews name's certificate now, as its scheduled renewal
 // would, and waits for the result.
 func RenewForTest(m *Manager, name string) error {
+	st := m.state()
+	if e := st.cache.get(name); e != nil {
+		// Due now, as at its planned time.
+		st.cache.swap(e, e.with(func(x *entry) { x.renewAt = m.now() }))
+	}
 	f, err := m.enqueueIssue(name, true)
 	if err != nil {
 		return err
@@ -137,6 +170,6 @@ func EndBackoffForTest(m *Manager, name string) {
 	st.failMu.Lock()
 	defer st.failMu.Unlock()
 	if f := st.failures[name]; f != nil {
-		f.until = st.now()
+		f.until = st.clock.now()
 	}
 }

@@ -87,6 +87,9 @@ func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Man
 	if mod != nil {
 		mod(m)
 	}
+	// The tests were written for a first ARI poll right after issuance;
+	// TestFirstARIPollSpread checks the default.
+	autotls.SetARIFirstPollForTest(m, 0)
 	h := m.HTTPHandler(nil)
 	e.mu.Lock()
 	e.current, e.http = m, h

@@ -33,6 +33,13 @@ func (m *Manager) lockName(name string) string {
 // context, never a handshake's.
 func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) (*tls.Certificate, error) {
 	current := m.st.cache.get(name)
+	if renew && current != nil && m.now().Before(current.renewAt) && m.now().Before(current.notAfter) {
+		// The certificate this renewal was for has been replaced
+		// meanwhile (another node's, loaded while the renewal waited in
+		// the queue) by one that is not due: renewing that one would be
+		// a second replacement.
+		return current.cert, nil
+	}
 	if current == nil && renew {
 		// Evicted from memory (CacheCapacity): the stored certificate is
 		// the one to renew.
@@ -134,13 +141,40 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		return e.cert, nil
 	}
 
+	// The safety bounds, whatever the reason for this order.
+	if err := m.checkNameBound(name, m.now()); err != nil {
+		return nil, m.orderFailed(lockCtx, name, current, err, boundWait(err, m.now()))
+	}
+
 	var (
 		e        *entry
 		attempts []error
 		minWait  time.Duration // the shortest Retry-After, if every issuer sent one
 	)
 	for i, iss := range usable {
+		if err = m.waitOrder(lockCtx, iss, name); err != nil {
+			if ra := boundWait(err, m.now()); i == 0 || (minWait > 0 && ra < minWait) {
+				minWait = ra
+			}
+			attempts = append(attempts, &IssuerError{Issuer: iss.url, Err: err})
+			if lockCtx.Err() != nil {
+				break
+			}
+			continue
+		}
 		e, err = m.obtain(lockCtx, iss, name, current)
+		if errors.Is(err, acme.ErrReplacesRefused) {
+			// The CA says another order replaced current: someone
+			// renewed it. Serve theirs if storage has it; else (a node
+			// that ordered and did not store, or a storage slow to show
+			// it) wait, and order without replaces at the next attempt.
+			if stored, lerr := m.loadStoredOther(lockCtx, name, current); lerr == nil && m.fresh(stored, current, renew) {
+				m.install(stored, EventLoaded)
+				return stored.cert, nil
+			}
+			st.replacesRefused.Store(name, true)
+			return nil, m.orderFailed(lockCtx, name, current, fmt.Errorf("autotls: renewing %s: the CA says its certificate was already replaced, and storage holds no newer one yet; ordering without replaces at the next attempt: %w", name, err), 0)
+		}
 		if errors.Is(err, errFenced) {
 			// The node that took the lock over stores its own: serve
 			// that one when it is there, this one from memory until then.
@@ -177,17 +211,10 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		if len(st.issuers) > 1 {
 			err = fmt.Errorf("autotls: obtaining %s failed at %d issuer(s): %w", name, len(attempts), errors.Join(attempts...))
 		}
-		retry := m.recordFailure(name, err, m.now(), minWait)
-		if current != nil {
-			m.storeFailure(lockCtx, current.iss, name, err)
-		}
-		m.emitFailure(name, current, err, retry)
-		if current != nil && m.now().After(current.notAfter.Add(-current.notAfter.Sub(current.notBefore)/latestShare)) {
-			m.emit(Event{Type: EventExpiring, Name: name, Issuer: current.iss.url, NotAfter: current.notAfter, Serial: current.serial(), Err: err, RetryAt: retry})
-		}
-		return nil, err
+		return nil, m.orderFailed(lockCtx, name, current, err, minWait)
 	}
 	st.clearFailure(name)
+	st.nameOrders.obtained(name, m.now(), e.notAfter.Sub(e.notBefore))
 	// Stored Retry-Afters that are over are removed; those still running
 	// (an issuer that was skipped) stay.
 	for _, iss := range lapsed {
@@ -200,23 +227,47 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 	case current != nil:
 		typ = EventRenewed
 	}
-	e.ariRenewed = current != nil && (current.reason == ReasonARI || current.reason == ReasonARIPast)
 	m.install(e, typ)
 	return e.cert, nil
 }
 
+// orderFailed records a failed order of name (wait: the shortest
+// Retry-After or bound, if every issuer had one), reports it and returns
+// err.
+func (m *Manager) orderFailed(ctx context.Context, name string, current *entry, err error, wait time.Duration) error {
+	retry := m.recordFailure(name, err, m.now(), wait)
+	if current != nil {
+		m.storeFailure(ctx, current.iss, name, err)
+	}
+	m.emitFailure(name, current, err, retry)
+	if current != nil && m.now().After(current.notAfter.Add(-current.notAfter.Sub(current.notBefore)/latestShare)) {
+		m.emit(Event{Type: EventExpiring, Name: name, Issuer: current.iss.url, NotAfter: current.notAfter, Serial: current.serial(), Err: err, RetryAt: retry})
+	}
+	return err
+}
+
+// boundWait is how long the bound that held err back still holds.
+func boundWait(err error, now time.Time) time.Duration {
+	if until, ok := boundUntil(err); ok {
+		return max(until.Sub(now), 0)
+	}
+	return 0
+}
+
 // fresh reports whether a stored entry should be used instead of ordering:
-// when not renewing, any unexpired certificate; when renewing, only one
-// newer than the cached one that is not itself due for renewal.
+// any unexpired certificate, and when renewing one newer than the cached
+// one — even one that is due itself: another node renewed the cached one,
+// and the stored one is renewed in its turn, as the node that obtained it
+// plans it (planEntry), with "replaces" naming it rather than the one it
+// replaced.
 func (m *Manager) fresh(e, current *entry, renew bool) bool {
-	now := m.now()
-	if !now.Before(e.notAfter) {
+	if !m.now().Before(e.notAfter) {
 		return false
 	}
 	if !renew || current == nil {
 		return true
 	}
-	return newer(e, current) && now.Before(e.renewAt)
+	return newer(e, current)
 }
 
 // newer reports whether e holds a newer certificate than cur: one that
@@ -236,13 +287,21 @@ func (m *Manager) install(e *entry, typ EventType) {
 	st := m.st
 	if e.ari == nil || e.ari.NextPoll.IsZero() {
 		if !e.iss.noARI.Load() {
-			// Right after issuance; for certificates loaded from storage,
-			// at a random point of the next minute, so that loading many
-			// (a start-up, a burst of handshakes) neither sends the CA a
-			// herd nor wakes the schedule for each.
-			e.ariPoll = m.now()
+			// For a new certificate, at a random point of the first
+			// hours (its window lies far ahead, and the issuance costs
+			// no request more than the protocol needs, while a
+			// revocation is still noticed within hours); for one loaded
+			// from storage, at a random point of the next minute, so
+			// that loading many (a start-up, a burst of handshakes)
+			// neither sends the CA a herd nor wakes the schedule for
+			// each.
+			spread := st.ariFirstSpread
 			if typ == EventLoaded {
-				e.ariPoll = e.ariPoll.Add(time.Duration(rand.Int64N(int64(ariLoadSpread))))
+				spread = ariLoadSpread
+			}
+			e.ariPoll = m.now()
+			if spread > 0 {
+				e.ariPoll = e.ariPoll.Add(time.Duration(rand.Int64N(int64(spread))))
 			}
 		}
 	} else {
@@ -250,6 +309,7 @@ func (m *Manager) install(e *entry, typ EventType) {
 	}
 	st.cache.put(e)
 	st.setLapsed(e.name, false)
+	st.replacesRefused.Delete(e.name)
 	m.plan(e)
 	if typ != EventLoaded {
 		m.indexPut(e) // a certificate stored here: its plan goes to the index
@@ -343,13 +403,17 @@ func (m *Manager) loadFrom(ctx context.Context, iss *issuer, name string, known 
 		m.st.log.Warn("autotls: ignoring stored certificate", "name", name, "err", err)
 		return nil, err
 	}
-	return m.newEntry(iss, name, cert, s.ARI, s.AccountURL), nil
+	e := m.newEntry(iss, name, cert, s.ARI, s.AccountURL, func(x *entry) {
+		x.floor, x.ariRenewed = s.RenewFloor, s.ARIRenewed
+	})
+	return e, nil
 }
 
 // newEntry makes a cache entry with its renewal plan; of the stored
 // metadata it keeps only what planning needs, and the account URL as the
 // copy the issuer's other certificates share.
-func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari *ariState, account string) *entry {
+// set, if not nil, sets what else planning reads before the plan is made.
+func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari *ariState, account string, set func(*entry)) *entry {
 	leaf := cert.Leaf
 	e := &entry{entryData: entryData{
 		iss:       iss,
@@ -360,7 +424,10 @@ func (m *Manager) newEntry(iss *issuer, name string, cert *tls.Certificate, ari 
 		ari:       ari,
 		account:   iss.shared.str(account),
 	}}
-	e.renewAt, e.reason = planRenewal(name, leaf.SerialNumber.Bytes(), e.notBefore, e.notAfter, ari, m.now())
+	if set != nil {
+		set(e)
+	}
+	planEntry(e, m.now())
 	return e
 }
 
@@ -415,6 +482,13 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 	if current != nil && current.iss == iss && dir.RenewalInfo != "" && current.account != "" && current.account == iss.currentAccount() {
 		if id, err := acme.CertificateID(current.cert.Leaf); err == nil {
 			req.Replaces = id
+			// A replacement refused is someone else's renewal (order),
+			// unless the last attempt found none stored after one.
+			_, refused := m.st.replacesRefused.LoadAndDelete(name)
+			req.KeepReplaces = !refused
+			if refused {
+				req.Replaces = ""
+			}
 		}
 	}
 	res, err := client.Obtain(ctx, req)
@@ -429,6 +503,7 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 		m.dnsPersistObtained(name, iss, err)
 		return nil, fmt.Errorf("autotls: obtaining %s: %w", name, err)
 	}
+	m.notBeforeSkew(res.Leaf().NotBefore, iss.url)
 	account := iss.currentAccount()
 	chain := res.Chain.DER()
 	for i := 1; i < len(chain); i++ {
@@ -439,14 +514,19 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 	if err != nil {
 		return nil, err
 	}
+	obtainedAt := m.now()
+	floor := obtainedAt.Add(floorAge(res.Leaf().NotBefore, res.Leaf().NotAfter)).UTC()
+	ariRenewed := current != nil && (current.reason == ReasonARI || current.reason == ReasonARIPast)
 	data, err := encodeStoredCert(&storedCert{
 		storedMeta: storedMeta{
 			Name:           name,
 			Issuer:         iss.url,
 			OrderURL:       res.Order.URL,
 			CertificateURL: res.Order.Certificate,
-			ObtainedAt:     m.now().UTC(),
+			ObtainedAt:     obtainedAt.UTC(),
 			AccountURL:     account,
+			ARIRenewed:     ariRenewed,
+			RenewFloor:     floor,
 		},
 		Chain: chain,
 		Key:   keyDER,
@@ -456,7 +536,7 @@ func (m *Manager) obtain(ctx context.Context, iss *issuer, name string, current 
 	}
 	// Obtain has checked the leaf's key and names; serve what it parsed
 	// rather than decoding what was just encoded.
-	e := m.newEntry(iss, name, cert, nil, account)
+	e := m.newEntry(iss, name, cert, nil, account, func(x *entry) { x.floor, x.ariRenewed = floor, ariRenewed })
 	store, _ := m.storage()
 	if err := store.Store(ctx, certKey(iss, name), data); err != nil {
 		if errors.Is(err, storage.ErrLockLost) || errors.Is(context.Cause(ctx), storage.ErrLockLost) {

@@ -39,6 +39,11 @@ type Issuer struct {
 	// their root or an issuer; empty, or a name no chain has, means the
 	// CA's default chain.
 	PreferredChain string
+	// MaxOrdersPerMinute bounds the orders placed with this CA, with
+	// bursts of as many; past it the CA is skipped until the bound allows
+	// another (see ErrOrderLimited). Zero means DefaultMaxOrdersPerMinute;
+	// negative means no bound.
+	MaxOrdersPerMinute int
 }
 
 // Directory URLs of the public CAs the helpers below use.
@@ -113,6 +118,8 @@ type issuer struct {
 	// shared holds the intermediates and account URLs that this CA's
 	// certificates in memory share.
 	shared interner
+	// orders is the bucket of cfg.MaxOrdersPerMinute (nil: no bound).
+	orders *limiter
 }
 
 // ariHeld returns when ARI polls may resume, if they are held at now.
@@ -135,7 +142,7 @@ func (m *Manager) issuersFrom() []*issuer {
 	}
 	out := make([]*issuer, 0, len(cfgs))
 	for _, c := range cfgs {
-		iss := &issuer{cfg: c, url: c.DirectoryURL, key: issuerKey(c.DirectoryURL), who: "default"}
+		iss := &issuer{cfg: c, url: c.DirectoryURL, key: issuerKey(c.DirectoryURL), who: "default", orders: orderLimiter(c.MaxOrdersPerMinute)}
 		if c.Email != "" {
 			sum := sha256.Sum256([]byte(c.Email))
 			iss.who = hex.EncodeToString(sum[:8])

@@ -355,7 +355,10 @@ func TestBackgroundOrdersBounded(t *testing.T) {
 	count, peak := ordersInFlight()
 	e := newEnv(t, testpebble.Options{Wrap: count})
 	const limit = 3
-	m := e.manager(t, nil, func(m *autotls.Manager) { m.MaxBackgroundOrders = limit })
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.MaxBackgroundOrders = limit
+		autotls.UnboundedForTest(m)
+	})
 	names := make([]string, 200)
 	for i := range names {
 		names[i] = "n" + itoa(i) + ".example.org"
@@ -375,7 +378,7 @@ func TestBackgroundOrdersBounded(t *testing.T) {
 // ACME requests, the ARI poll that follows it included, and its time.
 func BenchmarkRenewal(b *testing.B) {
 	e := newEnv(b, testpebble.Options{})
-	m := e.manager(b, storage.NewMemory(), nil)
+	m := e.manager(b, storage.NewMemory(), autotls.UnboundedForTest)
 	if _, err := m.GetCertificate(hello("example.com")); err != nil {
 		b.Fatal(err)
 	}
@@ -505,6 +508,7 @@ func TestDueAfterRestartBounded(t *testing.T) {
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.MaxBackgroundOrders = limit
 		m.OnEvent = ev.on
+		autotls.UnboundedForTest(m)
 	})
 	if err := m.Manage(ctxT(t), names...); err != nil {
 		t.Fatalf("Manage: %v", err)

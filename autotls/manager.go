@@ -307,6 +307,15 @@ type state struct {
 	// closeDone is closed when the first Close has ended.
 	closeDone chan struct{}
 
+	// nameOrders counts each name's recent certificates
+	// (MaxCertificatesPerName).
+	nameOrders nameOrders
+	unbounded  bool // tests and benchmarks: no MaxCertificatesPerName
+	// replacesRefused holds the names whose last order the CA refused
+	// because of "replaces" while storage held no newer certificate: the
+	// next order goes without it.
+	replacesRefused sync.Map
+
 	failMu   sync.Mutex
 	failures map[string]*failure // see failure: no cap, pruned
 	// failSweep is the number of failure records at which they are
@@ -340,10 +349,13 @@ type state struct {
 	sched          schedule
 	queue          queue
 	handshakeSlots chan struct{}
-	// now is the Manager's one clock (time.Now; tests set another).
-	now        func() time.Time
+	// clock is the Manager's one source of time (see clock).
+	clock      clock
 	ariBusy    sync.Map // names whose ARI poll runs
 	minARIPoll time.Duration
+	// ariFirstSpread spreads the first ARI poll of a new certificate
+	// (ariFirstSpread; tests set zero: at once).
+	ariFirstSpread time.Duration
 }
 
 type flight struct {
@@ -401,8 +413,9 @@ func (m *Manager) init() {
 	}
 	st.refusals = newLimiter(&OnDemand{RateLimit: MaxRefusedEvents, RateInterval: time.Minute})
 	st.sched.init()
-	st.now = time.Now
+	st.clock.local = time.Now
 	st.minARIPoll = minARIPoll
+	st.ariFirstSpread = ariFirstSpread
 	st.handshakeSlots = make(chan struct{}, m.handshakeLimit())
 
 	st.configErr = m.checkFields(st)
@@ -432,24 +445,21 @@ func (o observers) ObserveExchange(e acme.Exchange) {
 
 // acmeObserver returns what the Manager's ACME clients report to.
 func (m *Manager) acmeObserver() acme.Observer {
-	var o observers
+	o := observers{skewObserver{m}}
 	if m.ACMEObserver != nil {
 		o = append(o, m.ACMEObserver)
 	}
 	if m.AuditLog != nil {
 		o = append(o, m.AuditLog)
 	}
-	switch len(o) {
-	case 0:
-		return nil
-	case 1:
+	if len(o) == 1 {
 		return o[0]
 	}
 	return o
 }
 
 // now is the time as the Manager sees it.
-func (m *Manager) now() time.Time { return m.st.now() }
+func (m *Manager) now() time.Time { return m.st.clock.now() }
 
 func (m *Manager) emit(e Event) {
 	st := m.st

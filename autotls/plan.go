@@ -94,3 +94,46 @@ func planRenewal(name string, serial []byte, notBefore, notAfter time.Time, a *a
 	start, end := ownWindow(notBefore, notAfter)
 	return start.Add(time.Duration(frac * float64(end.Sub(start)))), ReasonSchedule
 }
+
+// planEntry sets e's renewal time and reason. It is the one place a plan
+// is made — for a certificate obtained here, loaded from storage (another
+// node's, or this node's before a restart), or given new renewal
+// information — so every node of a fleet judges one certificate alike.
+// It is planRenewal's window with a floor: see renewFloor.
+func planEntry(e *entry, now time.Time) {
+	e.renewAt, e.reason = planRenewal(e.name, e.cert.Leaf.SerialNumber.Bytes(), e.notBefore, e.notAfter, e.ari, now)
+	if floor := renewFloor(e); e.renewAt.Before(floor) {
+		e.renewAt = floor
+	}
+}
+
+// renewFloorAge caps the age before which a certificate is not renewed
+// (see renewFloor).
+const renewFloorAge = 6 * time.Hour
+
+// renewFloor is the earliest a certificate may be renewed: a twentieth of
+// its lifetime (at most six hours) after it was obtained, as the
+// Manager's clock read then (stored with it, so every node and a restart
+// use the same floor; for a certificate the Manager did not order, an
+// import, after its NotBefore). So a certificate that looks due the
+// moment it arrives — a local clock the Manager could not correct (see
+// [ClockSkewTolerance]), a CA whose renewal information is in the past
+// for every certificate, a CA that issues certificates already in their
+// renewal window — is not ordered again at once, in a loop stopped only
+// by the CA's rate limits. The one exception is a window of the CA's
+// renewal information that has passed for a certificate that did not
+// itself replace one so marked (a revocation): it is renewed at once.
+func renewFloor(e *entry) time.Time {
+	if e.reason == ReasonARIPast && !e.ariRenewed {
+		return time.Time{}
+	}
+	if !e.floor.IsZero() {
+		return e.floor
+	}
+	return e.notBefore.Add(floorAge(e.notBefore, e.notAfter))
+}
+
+// floorAge is the age before which a certificate is not renewed.
+func floorAge(notBefore, notAfter time.Time) time.Duration {
+	return min(notAfter.Sub(notBefore)/20, renewFloorAge)
+}

@@ -218,16 +218,23 @@ func (l *limiter) enter() (func(), bool) {
 func (l *limiter) allow(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.last.IsZero() && l.perToken > 0 {
-		l.tokens += float64(now.Sub(l.last)) / float64(l.perToken)
-		if l.tokens > l.max {
-			l.tokens = l.max
-		}
-	}
-	l.last = now
+	l.refill(now)
 	if l.tokens < 1 {
 		return false
 	}
 	l.tokens--
 	return true
+}
+
+// refill adds the tokens earned since the last call; l.mu is held.
+func (l *limiter) refill(now time.Time) {
+	if !l.last.IsZero() && l.perToken > 0 && now.After(l.last) {
+		l.tokens += float64(now.Sub(l.last)) / float64(l.perToken)
+		if l.tokens > l.max {
+			l.tokens = l.max
+		}
+	}
+	if now.After(l.last) {
+		l.last = now
+	}
 }

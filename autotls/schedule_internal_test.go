@@ -14,7 +14,7 @@ import (
 // enough for planning.
 func fakeEntry(m *Manager, name string, serial int64, notBefore time.Time, life time.Duration) *entry {
 	leaf := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: notBefore, NotAfter: notBefore.Add(life)}
-	return m.newEntry(m.st.primary(), name, &tls.Certificate{Leaf: leaf}, nil, "")
+	return m.newEntry(m.st.primary(), name, &tls.Certificate{Leaf: leaf}, nil, "", nil)
 }
 
 // The renewal window of every lifetime, with no configuration.

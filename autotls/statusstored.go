@@ -118,14 +118,16 @@ func (m *Manager) storedInfo(ctx context.Context, store storage.Storage, iss *is
 		return nil, fmt.Errorf("%w: certificate does not cover %q", errCorrupt, name)
 	}
 	e := &entry{entryData: entryData{
-		iss:       iss,
-		name:      name,
-		cert:      &tls.Certificate{Leaf: leaf},
-		notBefore: leaf.NotBefore,
-		notAfter:  leaf.NotAfter,
-		ari:       s.ARI,
+		iss:        iss,
+		name:       name,
+		cert:       &tls.Certificate{Leaf: leaf},
+		notBefore:  leaf.NotBefore,
+		notAfter:   leaf.NotAfter,
+		ari:        s.ARI,
+		floor:      s.RenewFloor,
+		ariRenewed: s.ARIRenewed,
 	}}
-	e.renewAt, e.reason = planRenewal(name, leaf.SerialNumber.Bytes(), e.notBefore, e.notAfter, s.ARI, m.now())
+	planEntry(e, m.now())
 	info := m.entryInfo(e)
 	if f := s.LastFailure; f != nil && f.Error != "" {
 		info.LastError, info.LastErrorAt = f.Error, f.At

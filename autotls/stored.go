@@ -49,6 +49,13 @@ type storedMeta struct {
 	// AccountURL is the account that obtained the certificate; renewals
 	// send "replaces" only when the same account renews it.
 	AccountURL string `json:"account_url,omitempty"`
+	// ARIRenewed: the certificate replaced one that the CA's renewal
+	// information had due, so that every node applies the same floor to
+	// its renewal (renewFloor).
+	ARIRenewed bool `json:"ari_renewed,omitempty"`
+	// RenewFloor is the earliest the certificate may be renewed, set by
+	// the Manager that ordered it (renewFloor); imports have none.
+	RenewFloor time.Time `json:"renew_floor,omitzero"`
 	// ARI is the CA's last renewal information for the certificate (RFC
 	// 9773), so that a restart and every node of a fleet reuse it until
 	// its next poll.

@@ -61,6 +61,8 @@ type Collector struct {
 	now    func() time.Time
 	// refusals reads the Manager's refusal counts (nil: none).
 	refusals func() autotls.Refusals
+	// skew reads the Manager's clock skew (nil: none).
+	skew func() (measured, corrected time.Duration)
 
 	d descs
 
@@ -137,6 +139,7 @@ func New(m *autotls.Manager, opts Options) *Collector {
 	if m != nil {
 		c.source = m.Certificates
 		c.refusals = m.Refusals
+		c.skew = m.ClockSkew
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.initVecs()
@@ -166,6 +169,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectCertificates(ch)
 	c.collectRateLimits(ch)
 	c.collectRefusals(ch)
+	if c.skew != nil {
+		measured, corrected := c.skew()
+		ch <- prometheus.MustNewConstMetric(c.d.skew, prometheus.GaugeValue, measured.Seconds(), "measured")
+		ch <- prometheus.MustNewConstMetric(c.d.skew, prometheus.GaugeValue, corrected.Seconds(), "corrected")
+	}
 	if t := c.lastRefresh(); !t.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.d.refreshTime, prometheus.GaugeValue, seconds(t.UnixNano()))
 	}

@@ -23,7 +23,7 @@ type descs struct {
 	notAfter, renewal, ready                  *prometheus.Desc
 	certificates, expiring, failing, unstored *prometheus.Desc
 	omitted, rateLimitedUntil, refreshTime    *prometheus.Desc
-	refused                                   *prometheus.Desc
+	refused, skew                             *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -53,11 +53,14 @@ func newDescs() descs {
 		refused: prometheus.NewDesc("tlsmint_on_demand_refused_total",
 			"Handshakes the Manager refused a certificate to, by reason: no_server_name (no SNI and no DefaultServerName), invalid_name (not a valid host name), not_allowed (the host policy, OnDemand.Decide or AllowIPCertificates) or on_demand_limited (OnDemand's rate limit or cap on orders in flight). Every refusal is counted, also those no event reports.",
 			[]string{"reason"}, nil),
+		skew: prometheus.NewDesc("tlsmint_clock_skew_seconds",
+			"How far the local clock is ahead of the CA's (negative: behind), from the Date header of the CA's last answer: kind measured; kind corrected is the correction the Manager applies, the measured skew when it exceeds autotls.ClockSkewTolerance, else 0.",
+			[]string{"kind"}, nil),
 	}
 }
 
 func (d *descs) describe(ch chan<- *prometheus.Desc) {
-	for _, x := range []*prometheus.Desc{d.notAfter, d.renewal, d.ready, d.certificates, d.expiring, d.failing, d.unstored, d.omitted, d.rateLimitedUntil, d.refreshTime, d.refused} {
+	for _, x := range []*prometheus.Desc{d.notAfter, d.renewal, d.ready, d.certificates, d.expiring, d.failing, d.unstored, d.omitted, d.rateLimitedUntil, d.refreshTime, d.refused, d.skew} {
 		ch <- x
 	}
 }

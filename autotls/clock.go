@@ -1,0 +1,124 @@
+package autotls
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tlsmint/tlsmint/acme"
+)
+
+// ClockSkewTolerance is how far the local clock may be from a CA's before
+// the Manager plans on the CA's time. The Manager compares its clock with
+// the Date header of every answer from its CAs (and with a new
+// certificate's NotBefore, for a clock that runs behind); beyond the
+// tolerance it emits [EventClockSkew], logs one line naming the skew, and
+// reads the time as the CA sees it — renewal times, expiry, back-offs —
+// until the clocks agree again. A host whose clock runs 40 days ahead (a
+// VM restored from a snapshot, a dead RTC) so neither thinks a new
+// certificate due the moment it arrives nor drops one it still may serve.
+// Whatever the skew, no certificate is renewed before its floor (see
+// the package doc, "Bounds on orders").
+const ClockSkewTolerance = time.Minute
+
+// clock is the Manager's one source of time: the local clock (time.Now;
+// tests set another) corrected by the CA's when the two disagree by more
+// than ClockSkewTolerance.
+type clock struct {
+	local func() time.Time
+	// fixed: the correction is never applied (tests whose clock stands
+	// for the world's time, which the test CA does not follow).
+	fixed bool
+	// offset is how far the local clock is ahead of the CA's, in
+	// nanoseconds, when that is beyond the tolerance; zero otherwise.
+	offset atomic.Int64
+	// skew is the last measured difference, in nanoseconds.
+	skew atomic.Int64
+
+	mu sync.Mutex // serialises changes of offset and their events
+}
+
+// now is the time as the Manager sees it.
+func (c *clock) now() time.Time {
+	t := c.local()
+	if o := c.offset.Load(); o != 0 {
+		t = t.Add(-time.Duration(o))
+	}
+	return t
+}
+
+// measured records a skew (local minus CA) and reports the new offset and
+// whether it changed: when the skew goes beyond the tolerance, comes back
+// within it, or moves by more than the tolerance.
+func (c *clock) measured(skew time.Duration) (time.Duration, bool) {
+	c.skew.Store(int64(skew))
+	if c.fixed {
+		return 0, false
+	}
+	next := skew
+	if next.Abs() <= ClockSkewTolerance {
+		next = 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := time.Duration(c.offset.Load())
+	if (cur == 0) == (next == 0) && (next-cur).Abs() <= ClockSkewTolerance {
+		return cur, false
+	}
+	c.offset.Store(int64(next))
+	return next, true
+}
+
+// ClockSkew reports how far the Manager's local clock was from its CA's at
+// the last answer (positive: the local clock is ahead), and the correction
+// the Manager applies: the skew when it is beyond ClockSkewTolerance, else
+// zero.
+func (m *Manager) ClockSkew() (measured, corrected time.Duration) {
+	st := m.state()
+	return time.Duration(st.clock.skew.Load()), time.Duration(st.clock.offset.Load())
+}
+
+// skewObserver measures the skew from every answer of the Manager's CAs.
+type skewObserver struct{ m *Manager }
+
+// ObserveExchange implements acme.Observer.
+func (o skewObserver) ObserveExchange(e acme.Exchange) {
+	switch {
+	case e.ServerDate.IsZero():
+		return
+	case e.Operation == acme.OpDirectory, e.Operation == acme.OpRenewalInfo, e.Operation == acme.OpNewNonce:
+		// GETs and HEADs a cache may have answered with an old Date:
+		// only the answers to POSTs, which no cache keeps, are used.
+		return
+	}
+	// The Date header has one-second resolution: the CA's time was in
+	// [ServerDate, ServerDate+1s) when it answered, a moment ago.
+	skew := o.m.st.clock.local().Sub(e.ServerDate.Add(500 * time.Millisecond))
+	o.m.clockMeasured(skew, e.Directory)
+}
+
+// notBeforeSkew checks a new certificate's NotBefore against the clock: a
+// NotBefore later than now (beyond the tolerance) means a local clock
+// behind the CA's, whatever the Date headers said (a CA that sends none).
+// CAs backdate NotBefore, so an early one says nothing.
+func (m *Manager) notBeforeSkew(notBefore time.Time, issuer string) {
+	if ahead := notBefore.Sub(m.now()); ahead > ClockSkewTolerance {
+		m.clockMeasured(m.st.clock.local().Sub(notBefore), issuer)
+	}
+}
+
+// clockMeasured applies a measured skew, and reports a change of the
+// correction: one event and one log line.
+func (m *Manager) clockMeasured(skew time.Duration, issuer string) {
+	st := m.st
+	off, changed := st.clock.measured(skew)
+	if !changed {
+		return
+	}
+	if off == 0 {
+		st.log.Info("autotls: the local clock agrees with the CA's again", "issuer", issuer, "skew", skew.Round(time.Second).String())
+	} else {
+		st.log.Warn("autotls: the local clock is off from the CA's; planning on the CA's time", "issuer", issuer, "skew", skew.Round(time.Second).String(), "tolerance", ClockSkewTolerance.String())
+	}
+	m.emit(Event{Type: EventClockSkew, Issuer: issuer, Skew: off})
+}
