@@ -120,6 +120,18 @@ func SetFastDiscoveryForTest(m *Manager) { m.state().fastDiscovery = true }
 // PlannedForTest returns the number of names with a plan.
 func PlannedForTest(m *Manager) int { return m.state().sched.planned() }
 
+// PlanTimeForTest returns when name's next step is planned.
+func PlanTimeForTest(m *Manager, name string) (time.Time, bool) {
+	s := &m.state().sched
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.plans.find(name)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, s.plans.items[s.plans.slots[i]-1].at), true
+}
+
 // PlannedAtForTest reports whether name has a plan.
 func PlannedAtForTest(m *Manager, name string) bool { return m.state().sched.has(name) }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/storage"
@@ -217,5 +219,54 @@ func TestFleetReplacesOnce(t *testing.T) {
 				t.Errorf("certificates replaced twice: %v", twice)
 			}
 		})
+	}
+}
+
+// A node renews a certificate and dies before storing the replacement (its
+// Stores fail, then it stops): the next node's order naming the old
+// certificate in "replaces" is refused alreadyReplaced. It does not order
+// again at once: it waits its back-off for the replacement to reach
+// storage, then orders once without "replaces" — one order, not a loop.
+func TestReplacementNeverStored(t *testing.T) {
+	t.Parallel()
+	var log orderLog
+	e := newEnv(t, testpebble.Options{Wrap: log.wrap})
+	const name = "example.com"
+	shared := storage.NewMemory()
+	dying := &failingStore{Storage: shared}
+	a := e.manager(t, dying, nil)
+	if err := a.Manage(ctxT(t), name); err != nil {
+		t.Fatal(err)
+	}
+	dying.fail.Store(true)
+	if err := autotls.RenewForTest(a, name); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // it dies with the replacement in memory only
+
+	ev := newEventLog()
+	b := e.manager(t, shared, func(m *autotls.Manager) {
+		m.OnEvent = ev.on
+		m.FailureBackoff = 300 * time.Millisecond
+	})
+	if err := b.Manage(ctxT(t), name); err != nil {
+		t.Fatal(err)
+	}
+	first := served(t, b, name)
+	if err := autotls.RenewForTest(b, name); err == nil || !errors.Is(err, acme.ErrReplacesRefused) {
+		t.Fatalf("renewing after the lost replacement: %v, want the CA's refusal of replaces", err)
+	}
+	if n := len(log.names); n != 3 {
+		t.Fatalf("%d newOrder requests, want 3 (a's two, b's refused one)", n)
+	}
+	// The retry after the back-off orders without replaces.
+	renewed := ev.waitN(t, autotls.EventRenewed, name, 1, 30*time.Second)[0]
+	if renewed.Serial == first {
+		t.Fatal("renewed to the same certificate")
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if n := len(log.replaces); n != 4 || log.replaces[3] != "" {
+		t.Errorf("newOrder replaces values %q, want a fourth order without replaces", log.replaces)
 	}
 }

@@ -307,6 +307,11 @@ func (m *Manager) install(e *entry, typ EventType) {
 	} else {
 		e.ariPoll = e.ari.NextPoll
 	}
+	if typ == EventLoaded && e.reason != ReasonARIPast {
+		// Overdue when loaded: the Manager was down when it came due, or
+		// another node could not renew it; spread with the others.
+		e.renewAt = catchUp(e.name, e.renewAt, e.notAfter, m.now())
+	}
 	st.cache.put(e)
 	st.setLapsed(e.name, false)
 	st.replacesRefused.Delete(e.name)

@@ -374,22 +374,16 @@ func TestBackgroundOrdersBounded(t *testing.T) {
 	}
 }
 
-// BenchmarkRenewal measures one renewal against the in-process CA: its
-// ACME requests, the ARI poll that follows it included, and its time.
+// BenchmarkRenewal measures one renewal against the in-process CA, with
+// the Manager's default first ARI poll (hours after issuance): its ACME
+// requests and its time.
 func BenchmarkRenewal(b *testing.B) {
 	e := newEnv(b, testpebble.Options{})
 	m := e.manager(b, storage.NewMemory(), autotls.UnboundedForTest)
+	autotls.SetARIFirstPollForTest(m, 6*time.Hour) // the default, which e.manager lowers
 	if _, err := m.GetCertificate(hello("example.com")); err != nil {
 		b.Fatal(err)
 	}
-	ariPolls := func() int { return e.ca.Requests("renewalInfo") }
-	waitARI := func(n int) {
-		deadline := time.Now().Add(30 * time.Second)
-		for ariPolls() < n && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitARI(1)
 	e.ca.ResetCounts()
 	b.ResetTimer()
 	n := 0
@@ -398,13 +392,57 @@ func BenchmarkRenewal(b *testing.B) {
 			b.Fatal(err)
 		}
 		n++
-		waitARI(n)
 	}
 	b.StopTimer()
-	total := totalRequests(e.ca)
-	b.ReportMetric(float64(total)/float64(n), "requests/renewal")
-	b.ReportMetric(float64(ariPolls())/float64(n), "ari/renewal")
+	b.ReportMetric(float64(totalRequests(e.ca))/float64(n), "requests/renewal")
+	b.ReportMetric(float64(e.ca.Requests("renewalInfo"))/float64(n), "ari/renewal")
 	b.ReportMetric(float64(e.ca.Requests("newOrder"))/float64(n), "orders/renewal")
+}
+
+// BenchmarkIssue measures a new single-name certificate obtained in a
+// handshake (GetCertificate), sequentially and from concurrent handshakes
+// for distinct names, with the Manager's defaults: its ACME requests (the
+// account's registration before the timer excluded) and its time.
+func BenchmarkIssue(b *testing.B) {
+	for _, par := range []bool{false, true} {
+		name := "sequential"
+		if par {
+			name = "parallel"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, testpebble.Options{})
+			m := e.manager(b, storage.NewMemory(), func(m *autotls.Manager) {
+				m.Hosts = func(context.Context, string) error { return nil }
+				autotls.UnboundedForTest(m)
+			})
+			autotls.SetARIFirstPollForTest(m, 6*time.Hour) // the default, which e.manager lowers
+			if _, err := m.GetCertificate(hello("warm-up.example.com")); err != nil {
+				b.Fatal(err)
+			}
+			e.ca.ResetCounts()
+			var seq atomic.Int64
+			b.ResetTimer()
+			if par {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := m.GetCertificate(hello("n" + itoa(int(seq.Add(1))) + ".example.com")); err != nil {
+							b.Error(err)
+						}
+					}
+				})
+			} else {
+				for b.Loop() {
+					if _, err := m.GetCertificate(hello("n" + itoa(int(seq.Add(1))) + ".example.com")); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			n := float64(seq.Load())
+			b.ReportMetric(float64(totalRequests(e.ca))/n, "requests/cert")
+			b.ReportMetric(float64(e.ca.Requests("renewalInfo"))/n, "ari/cert")
+		})
+	}
 }
 
 // An IP address gets the CA's shortlived profile when it offers one and
@@ -505,16 +543,22 @@ func TestDueAfterRestartBounded(t *testing.T) {
 		}
 	}
 	ev := newEventLog()
+	var offset atomic.Int64
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.MaxBackgroundOrders = limit
 		m.OnEvent = ev.on
 		autotls.UnboundedForTest(m)
+		autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
 	})
 	if err := m.Manage(ctxT(t), names...); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
+	// Overdue at start-up, they are spread over the next hour (catchUp):
+	// the hour passes.
+	offset.Store(int64(time.Hour))
 	deadline := time.Now().Add(60 * time.Second)
 	for e.ca.Requests("certificate") < n && time.Now().Before(deadline) {
+		autotls.RunDueForTest(m, time.Now().Add(time.Hour))
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := e.ca.Requests("newOrder"); got != n {

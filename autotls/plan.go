@@ -137,3 +137,23 @@ func renewFloor(e *entry) time.Time {
 func floorAge(notBefore, notAfter time.Time) time.Duration {
 	return min(notAfter.Sub(notBefore)/20, renewFloorAge)
 }
+
+// catchUpWindow caps the spread of renewals found overdue at start-up.
+const catchUpWindow = time.Hour
+
+// catchUp returns when to renew a certificate planned for at, read at
+// start-up (from the index, by discovery, or loaded from storage): at
+// itself when it is ahead, else — the Manager was down when it came due —
+// a point fixed per name in the next hour (or quarter of the time left,
+// when shorter), so that names that came due during the downtime keep a
+// spread, whatever order they are read in, instead of lining up at once.
+func catchUp(name string, at, notAfter, now time.Time) time.Time {
+	if !at.Before(now) {
+		return at
+	}
+	w := min(catchUpWindow, notAfter.Sub(now)/4)
+	if w <= 0 {
+		return now
+	}
+	return now.Add(time.Duration(spread(name, nil) * float64(w)))
+}

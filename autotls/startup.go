@@ -307,6 +307,9 @@ func (m *Manager) discover(ctx context.Context) {
 			if err != nil {
 				continue
 			}
+			if e.reason != ReasonARIPast {
+				e.renewAt = catchUp(name, e.renewAt, e.notAfter, m.now())
+			}
 			if t, ok := m.firstARILook(iss); ok {
 				// The stored poll time if it is still ahead, else a
 				// look within defaultARIPoll (see planFromIndex).
@@ -365,7 +368,7 @@ func (m *Manager) planFromIndex(iss *issuer, name string, x [2]int64) bool {
 		return false
 	}
 	notAfter, renewAt := time.Unix(x[0], 0), time.Unix(x[1], 0)
-	next := renewAt
+	next := catchUp(name, renewAt, notAfter, m.now())
 	if notAfter.Before(next) {
 		next = notAfter
 	}
