@@ -166,6 +166,9 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	if err != nil {
 		return err
 	}
+	if err := f.solverFlags.checkWildcards(norm); err != nil {
+		return err
+	}
 	if err := a.checkCA(); err != nil {
 		return err
 	}
@@ -217,6 +220,22 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		}
 	}
 
+	// Every destination is checked before the first ACME request: a
+	// certificate issued and then lost still counts against the CA's
+	// limits.
+	if certFile != "" {
+		for _, d := range []struct{ flag, path string }{{"--cert", certFile}, {"--key", keyFile}} {
+			if err := checkWritable(d.path); err != nil {
+				return fmt.Errorf("cannot write %s %s: %w: nothing was ordered", d.flag, d.path, err)
+			}
+		}
+	}
+	if store != nil {
+		if err := checkStorage(ctx, store); err != nil {
+			return fmt.Errorf("cannot write to --storage %s: %w: nothing was ordered", a.storageURL, err)
+		}
+	}
+
 	p := a.newProgress()
 	var obs []acme.Observer
 	obs = append(obs, progressObserver{p})
@@ -260,13 +279,24 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	}
 	out.ARIID, _ = acme.CertificateID(leaf)
 
-	if certFile != "" {
-		keyPEM, err := encodeKey(certKey)
-		if err != nil {
-			return err
+	keyPEM, err := encodeKey(certKey)
+	if err != nil {
+		return err
+	}
+	// lost is the error of a write that failed after issuance: the chain
+	// and key go to a rescue file the message names.
+	lost := func(what string, err error) error {
+		msg := fmt.Sprintf("the certificate was issued (serial %s) but %s: %v", out.Serial, what, err)
+		if path, rerr := rescue(norm[0], out.Serial, res.Chain.PEM, keyPEM); rerr == nil {
+			msg += "; its key and chain are saved in " + path + " (mode 0600)"
+		} else {
+			msg += "; saving its key and chain elsewhere failed too: " + rerr.Error()
 		}
+		return errors.New(msg)
+	}
+	if certFile != "" {
 		if err := writeFiles(fileSpec{keyFile, keyPEM, 0o600}, fileSpec{certFile, res.Chain.PEM, 0o644}); err != nil {
-			return fmt.Errorf("the certificate was issued (serial %s) but not saved: %w", out.Serial, err)
+			return lost("not saved", err)
 		}
 		out.CertFile, out.KeyFile = certFile, keyFile
 	}
@@ -278,7 +308,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 				Replace: f.replaceStored,
 			})
 			if err != nil {
-				return fmt.Errorf("the certificate was issued (serial %s) but not stored under %s: %w", out.Serial, name, err)
+				return lost("not stored under "+name, err)
 			}
 			out.Stored = append(out.Stored, name)
 			trail.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: name, Issuer: directory, NotAfter: leaf.NotAfter, Serial: out.Serial})

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,6 +39,20 @@ func (s *solverFlags) add(cmd *cobra.Command) {
 	f.StringSliceVar(&s.dnsResolvers, "dns-resolver", nil, "with --dns or --dns-persist: recursive resolver host:port for finding the zone (default /etc/resolv.conf's)")
 	f.IntVar(&s.dnsPort, "dns-port", 0, "with --dns or --dns-persist: port of the zone's authoritative nameservers (default 53)")
 	f.DurationVar(&s.dnsTimeout, "dns-timeout", 10*time.Minute, "with --dns or --dns-persist: how long to wait for the record to be visible")
+}
+
+// checkWildcards refuses, before anything is ordered, a wildcard that no
+// solver of the flags can validate: only dns-01 and dns-persist-01 can.
+func (s *solverFlags) checkWildcards(names []string) error {
+	if s.dns || s.dnsPersist {
+		return nil
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "*.") {
+			return usagef("%s is a wildcard, which only DNS validation proves: pass --dns or --dns-persist (--http and --tls-alpn cannot)", n)
+		}
+	}
+	return nil
 }
 
 // solvers is what the flags start: the solvers for Obtain, their
