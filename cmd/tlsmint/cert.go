@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 )
 
 // ariOutput is what ari prints, and renew when nothing is due.
@@ -74,14 +75,14 @@ func (a *app) printARI(out ariOutput) error {
 	w := a.table()
 	fmt.Fprintf(w, "certificate:\t%s\n", out.Certificate)
 	fmt.Fprintf(w, "names:\t%s\n", strings.Join(out.Names, ", "))
-	fmt.Fprintf(w, "expires:\t%s (%d days left)\n", fmtTime(out.NotAfter), daysLeft(out.NotAfter, time.Now()))
+	fmt.Fprintf(w, "expires:\t%s (%s)\n", fmtTime(out.NotAfter), leftText(time.Until(out.NotAfter)))
 	if out.Offered {
 		fmt.Fprintf(w, "renewal window:\t%s to %s\n", fmtTime(out.WindowStart), fmtTime(out.WindowEnd))
 		if out.ExplanationURL != "" {
 			fmt.Fprintf(w, "explanation:\t%s\n", out.ExplanationURL)
 		}
 		if out.RetryAfter > 0 {
-			fmt.Fprintf(w, "ask again after:\t%s\n", time.Duration(out.RetryAfter)*time.Second)
+			fmt.Fprintf(w, "ask again after:\t%s\n", durfmt.Format(time.Duration(out.RetryAfter)*time.Second))
 		}
 	} else {
 		fmt.Fprintf(w, "renewal window:\tnone: the CA offers no ARI\n")

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
 
@@ -21,6 +25,7 @@ type checkOutput struct {
 	NotBefore  time.Time `json:"not_before,omitzero"`
 	NotAfter   time.Time `json:"not_after,omitzero"`
 	DaysLeft   int       `json:"days_left"`
+	Left       string    `json:"left,omitempty"` // the time left as people write it: 13d 23h, or -2d 5h once expired
 	Issuer     string    `json:"issuer,omitempty"`
 	Chain      []string  `json:"chain,omitempty"`
 	LatencyMS  int64     `json:"latency_ms"`
@@ -46,7 +51,15 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
   tlsmint check example.com:8443 --warn 30d
   tlsmint check 192.0.2.10:443 --sni www.example.com --json
   tlsmint check ca.internal:443 --trust internal-root.pem`,
-		Args: cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return usagef("check needs the server to check: HOST or HOST:PORT (port 443 by default), such as tlsmint check example.com")
+			case 1:
+				return nil
+			}
+			return usagef("check takes one server, HOST or HOST:PORT; got %d arguments", len(args))
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr := args[0]
 			if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -84,9 +97,10 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 				out.Serial = res.Serial()
 				out.NotBefore, out.NotAfter = leaf.NotBefore, leaf.NotAfter
 				out.DaysLeft = daysLeft(leaf.NotAfter, res.Time)
+				out.Left = durfmt.Format(leaf.NotAfter.Sub(res.Time))
 				out.Issuer = leaf.Issuer.CommonName
 				for _, c := range res.Chain {
-					out.Chain = append(out.Chain, c.Subject.CommonName)
+					out.Chain = append(out.Chain, certLabel(c))
 				}
 			}
 			for _, p := range res.Problems {
@@ -97,7 +111,8 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 					return err
 				}
 			} else {
-				t := a.table()
+				var b bytes.Buffer
+				t := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 				verdict := "OK"
 				if !out.OK {
 					verdict = "PROBLEM"
@@ -105,7 +120,7 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 				fmt.Fprintf(t, "%s:\t%s (%s)\n", verdict, termSafe(out.Target), termSafe(out.ServerName))
 				if out.Serial != "" {
 					fmt.Fprintf(t, "names:\t%s\n", termSafe(strings.Join(out.Names, ", ")))
-					fmt.Fprintf(t, "expires:\t%s (%d days left)\n", fmtTime(out.NotAfter), out.DaysLeft)
+					fmt.Fprintf(t, "expires:\t%s (%s)\n", fmtTime(out.NotAfter), leftText(out.NotAfter.Sub(res.Time)))
 					fmt.Fprintf(t, "issuer:\t%s\n", termSafe(out.Issuer))
 					fmt.Fprintf(t, "chain:\t%s\n", termSafe(strings.Join(out.Chain, " <- ")))
 					fmt.Fprintf(t, "serial:\t%s\n", out.Serial)
@@ -114,6 +129,13 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 					fmt.Fprintf(t, "problem:\t%s\n", termSafe(p))
 				}
 				if err := t.Flush(); err != nil {
+					return err
+				}
+				text := b.String()
+				if a.colorOn() {
+					text = paint(verdictColor(out.OK), verdict) + strings.TrimPrefix(text, verdict)
+				}
+				if _, err := io.WriteString(a.stdout, text); err != nil {
 					return err
 				}
 			}
@@ -125,8 +147,31 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&sni, "sni", "", "server name to send and check (default HOST)")
-	f.StringVar(&warn, "warn", "14d", "a problem when the certificate expires within this: 14d, 36h, … (0: only when expired)")
+	f.StringVar(&warn, "warn", "14d", "a problem when the certificate expires within this: 14d, 36h, 90d 3h, … (0: only when expired)")
 	f.StringVar(&trust, "trust", "", "PEM file of roots to verify the chain against (default the system's)")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "bound on the connection and handshake")
 	return cmd
+}
+
+// leftText says how long is left until an expiry: "in 13d 23h", or
+// "expired 2d 5h ago".
+func leftText(d time.Duration) string {
+	if d < 0 {
+		return "expired " + durfmt.Format(-d) + " ago"
+	}
+	return "in " + durfmt.Format(d)
+}
+
+// certLabel names a certificate for people: its common name, else (as in
+// Let's Encrypt's profiles without one) its first name, else its serial.
+func certLabel(c *x509.Certificate) string {
+	switch {
+	case c.Subject.CommonName != "":
+		return c.Subject.CommonName
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	case len(c.IPAddresses) > 0:
+		return c.IPAddresses[0].String()
+	}
+	return "serial " + fmt.Sprintf("%x", c.SerialNumber)
 }

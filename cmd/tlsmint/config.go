@@ -7,13 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -74,7 +78,13 @@ func (a *app) client(key crypto.Signer, obs ...acme.Observer) (*acme.Client, err
 	if err != nil {
 		return nil, err
 	}
-	c := &acme.Client{DirectoryURL: dir, RootCAs: roots, UserAgent: "tlsmint-cli"}
+	hc := acme.NewHTTPClient(roots)
+	hc.Timeout = a.requestTimeout
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		tr.ResponseHeaderTimeout = min(tr.ResponseHeaderTimeout, a.requestTimeout)
+	}
+	hc.Transport = &caTransport{rt: hc.Transport, p: a.newProgress(), dir: dir, timeout: a.requestTimeout}
+	c := &acme.Client{DirectoryURL: dir, HTTPClient: hc, UserAgent: "tlsmint-cli"}
 	if key != nil {
 		c.Key = key
 	}
@@ -91,6 +101,27 @@ func (a *app) client(key crypto.Signer, obs ...acme.Observer) (*acme.Client, err
 		c.Observer = o
 	}
 	return c, nil
+}
+
+// caTransport tells --progress when the command first contacts the CA,
+// and when an answer is slow to come (the wait is bounded by
+// --request-timeout, the http.Client's Timeout).
+type caTransport struct {
+	rt      http.RoundTripper
+	p       *progress
+	dir     string
+	timeout time.Duration
+	once    sync.Once
+}
+
+func (t *caTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.once.Do(func() { t.p.step("contacting the CA at %s", t.dir) })
+	slow := min(5*time.Second, t.timeout/3)
+	timer := time.AfterFunc(slow, func() {
+		t.p.step("still waiting for an answer from the CA at %s (%s so far; --request-timeout %s)", req.URL.Host, durfmt.Format(slow), durfmt.Format(t.timeout))
+	})
+	defer timer.Stop()
+	return t.rt.RoundTrip(req)
 }
 
 // defaultAccountKey is where the account key of directory lives when

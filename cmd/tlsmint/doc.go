@@ -36,8 +36,8 @@
 // Exit codes: 0 success; 1 the operation failed (the CA refused, the
 // network, a file); 2 the command line is wrong (unknown flag, bad value,
 // a missing confirmation such as --accept-tos); 3 check found a problem
-// (expiring within --warn, expired, wrong name, chain not verifying,
-// unreachable).
+// (expiring within --warn, expired, revoked, wrong name, chain not
+// verifying, unreachable); 130 interrupted by SIGINT or SIGTERM.
 //
 // main is a thin wrapper around run, which tests call end to end against
 // the in-process test CA.

@@ -93,7 +93,7 @@ func (a *app) printReport(rep *migrate.Report) error {
 	if a.jsonOut {
 		return a.printJSON(rep)
 	}
-	w := a.table()
+	w := a.stateTable("RESULT")
 	fmt.Fprintln(w, "RESULT\tNAME\tEXPIRES\tSOURCE\tREASON")
 	for _, it := range rep.Imported {
 		fmt.Fprintf(w, "imported\t%s\t%s\t%s\t-\n", it.Name, fmtTime(it.NotAfter), it.Source)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -160,7 +161,7 @@ func keyTypeOf(key crypto.PublicKey) string {
 
 // issue obtains a certificate for names (obtain), or renews old (renew,
 // where names come from it).
-func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509.Certificate) error {
+func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509.Certificate) (err error) {
 	ctx := cmd.Context()
 	ids, norm, err := identifiers(names)
 	if err != nil {
@@ -195,6 +196,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	}
 
 	// Storage first, so that a wrong --storage orders nothing.
+	issued := false
 	var store storage.Storage
 	var trail *audit.Log
 	if a.storageURL != "" {
@@ -206,6 +208,23 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		store = s
 		trail = &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
 		defer trail.Close()
+	}
+	if trail != nil {
+		// A run that fails or is interrupted before the certificate is
+		// issued leaves a failed decision per name, as a Manager's failed
+		// order does (after issuance, the trail has the obtained ones).
+		defer func() {
+			if err == nil || issued {
+				return
+			}
+			why := err
+			if ctx.Err() != nil {
+				why = fmt.Errorf("interrupted: %w", err)
+			}
+			for _, name := range norm {
+				trail.OnEvent(autotls.Event{Type: autotls.EventFailed, Name: name, Issuer: directory, Err: why})
+			}
+		}()
 	}
 	certFile, keyFile := f.certFile, f.keyFile
 	if store == nil || certFile != "" || keyFile != "" {
@@ -265,6 +284,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		}
 		return a.caError("obtaining the certificate", err)
 	}
+	issued = true
 	p.step("done")
 	if set.persist != nil {
 		set.persist.finish()
@@ -283,12 +303,22 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	if err != nil {
 		return err
 	}
+	// The certificate is issued: it is written whatever happens to the
+	// command's context now (Ctrl-C), within a bound.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	// lost is the error of a write that failed after issuance: the chain
 	// and key go to a rescue file the message names.
 	lost := func(what string, err error) error {
+		if trail != nil {
+			for _, name := range norm {
+				trail.OnEvent(autotls.Event{Type: autotls.EventNotStored, Name: name, Issuer: directory, Serial: out.Serial, NotAfter: leaf.NotAfter, Err: err})
+			}
+		}
 		msg := fmt.Sprintf("the certificate was issued (serial %s) but %s: %v", out.Serial, what, err)
 		if path, rerr := rescue(norm[0], out.Serial, res.Chain.PEM, keyPEM); rerr == nil {
 			msg += "; its key and chain are saved in " + path + " (mode 0600)"
+			a.wrote(path + " (the issued key and chain)")
 		} else {
 			msg += "; saving its key and chain elsewhere failed too: " + rerr.Error()
 		}
@@ -299,10 +329,12 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 			return lost("not saved", err)
 		}
 		out.CertFile, out.KeyFile = certFile, keyFile
+		a.wrote(certFile)
+		a.wrote(keyFile)
 	}
 	if store != nil {
 		for _, name := range norm {
-			err := autotls.ImportCertificate(ctx, store, autotls.ImportedCertificate{
+			err := autotls.ImportCertificate(wctx, store, autotls.ImportedCertificate{
 				Directory: directory, Name: name, ChainPEM: res.Chain.PEM, Key: certKey,
 				OrderURL: res.Order.URL, CertificateURL: res.Order.Certificate, AccountURL: c.AccountURL,
 				Replace: f.replaceStored,
@@ -311,6 +343,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 				return lost("not stored under "+name, err)
 			}
 			out.Stored = append(out.Stored, name)
+			a.wrote(name + " in the storage")
 			trail.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: name, Issuer: directory, NotAfter: leaf.NotAfter, Serial: out.Serial})
 		}
 	}

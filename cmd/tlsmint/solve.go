@@ -78,6 +78,14 @@ func (s *solverFlags) start(a *app, p *progress, names []string) (*solverSet, er
 		set.stop()
 		return nil, err
 	}
+	for _, l := range []struct{ flag, addr string }{{"--http", s.http}, {"--tls-alpn", s.tlsALPN}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := checkListenAddr(l.addr); err != nil {
+			return fail(usagef("%s %q: %v: want HOST:PORT or :PORT, such as :80", l.flag, l.addr, err))
+		}
+	}
 	if s.wildcardPolicy && !s.dnsPersist {
 		return fail(usagef("--wildcard-policy is for dns-persist-01 records: pass --dns-persist too"))
 	}
@@ -129,6 +137,22 @@ func (s *solverFlags) start(a *app, p *progress, names []string) (*solverSet, er
 		return fail(usagef("no way to solve a challenge: pass --http :80, --tls-alpn :443, --dns or --dns-persist"))
 	}
 	return set, nil
+}
+
+// checkListenAddr checks a listen address before anything listens: a
+// host (possibly empty) and a port number or service name.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	if port == "" {
+		return errors.New("no port")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("port %q is not a port number", port)
+	}
+	return nil
 }
 
 func listenError(kind, addr string, err error) error {
