@@ -65,7 +65,7 @@
 // (what clients are actually served):
 //
 //	tlsmint_watchdog_probes_total{result}                               result: ok, problem
-//	tlsmint_watchdog_problems_total{problem}                            problem: watchdog.ProblemName (expired, expiring_soon, untrusted, …)
+//	tlsmint_watchdog_problems_total{problem}                            problem: watchdog.ProblemName (revoked, expired, expiring_soon, untrusted, …)
 //	tlsmint_watchdog_targets_failing                                    targets whose last probe found a problem
 //	tlsmint_watchdog_target_problem{target,server_name,problem}         1 per problem of a failing target (at most MaxNames targets)
 //	tlsmint_watchdog_last_probe_timestamp_seconds

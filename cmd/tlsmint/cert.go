@@ -58,6 +58,15 @@ func (a *app) renewalInfo(cmd *cobra.Command, file string, leaf *x509.Certificat
 		out.ExplanationURL = ri.ExplanationURL
 		out.RetryAfter = int64(ri.RetryAfter / time.Second)
 		out.RenewFrom, out.Reason = out.WindowStart, "the CA's renewal window (ARI)"
+		if !out.WindowEnd.IsZero() && out.WindowEnd.Before(time.Now()) {
+			// What a CA does before it revokes (an incident, a key
+			// compromise): the explanation URL says why.
+			out.Reason = "the CA moved its renewal window (ARI) into the past, ending " + fmtTime(out.WindowEnd) +
+				": it asks for renewal at once, as it does before revoking a certificate"
+			if out.ExplanationURL != "" {
+				out.Reason += "; see " + out.ExplanationURL
+			}
+		}
 	case errors.Is(err, acme.ErrNoRenewalInfo):
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		out.RenewFrom, out.Reason = leaf.NotAfter.Add(-life/3), "a third of the lifetime left (the CA offers no ARI)"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/internal/durfmt"
+	"github.com/tlsmint/tlsmint/revocation"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
 
@@ -29,7 +30,12 @@ type checkOutput struct {
 	Issuer     string    `json:"issuer,omitempty"`
 	Chain      []string  `json:"chain,omitempty"`
 	LatencyMS  int64     `json:"latency_ms"`
-	Problems   []string  `json:"problems"`
+	Revoked    bool      `json:"revoked"`
+	// Revocation says what the CRLs the certificate names said: "not
+	// revoked (CRL URL)", "revoked at … (CRL URL)", "unknown: why", or
+	// empty when it names none.
+	Revocation string   `json:"revocation,omitempty"`
+	Problems   []string `json:"problems"`
 }
 
 func (a *app) checkCommand() *cobra.Command {
@@ -37,15 +43,17 @@ func (a *app) checkCommand() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "check HOST[:PORT]",
-		Short: "Check what a TLS server serves: expiry, names, chain",
+		Short: "Check what a TLS server serves: expiry, revocation, names, chain",
 		Long: `check connects to HOST:PORT (443 by default), runs one TLS handshake with the
 server name (--sni, else HOST) and checks the served certificate: that it
 covers the name, that its chain verifies (against the system's roots, or
---trust), and that it does not expire within --warn. Nothing but the handshake
-is sent.
+--trust), that it does not expire within --warn, and that the certificate
+revocation lists it names (CRLDistributionPoints, as Let's Encrypt's
+certificates do), signed by its issuer, do not list it. Nothing but the
+handshake is sent to the server; each CRL is fetched over HTTP.
 
-It exits 0 when all is well and 3 when anything is wrong — expiring within
---warn, expired, not for the name, a chain that does not verify, a server that
+It exits 0 when all is well and 3 when anything is wrong — revoked, expiring
+within --warn, expired, not for the name, a chain that does not verify, a server that
 cannot be reached — so it fits a cron job or a monitoring check.`,
 		Example: `  tlsmint check example.com
   tlsmint check example.com:8443 --warn 30d
@@ -102,6 +110,16 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 				for _, c := range res.Chain {
 					out.Chain = append(out.Chain, certLabel(c))
 				}
+				rv := res.Revocation
+				switch {
+				case rv.Revoked:
+					out.Revoked = true
+					out.Revocation = "revoked at " + fmtTime(rv.RevokedAt) + ", reason " + revocation.ReasonText(rv.Reason) + " (CRL " + rv.CRL + ")"
+				case res.RevocationErr != nil:
+					out.Revocation = "unknown: " + res.RevocationErr.Error()
+				case rv.Checked:
+					out.Revocation = "not revoked (CRL " + rv.CRL + ")"
+				}
 			}
 			for _, p := range res.Problems {
 				out.Problems = append(out.Problems, p.Error())
@@ -124,6 +142,9 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 					fmt.Fprintf(t, "issuer:\t%s\n", termSafe(out.Issuer))
 					fmt.Fprintf(t, "chain:\t%s\n", termSafe(strings.Join(out.Chain, " <- ")))
 					fmt.Fprintf(t, "serial:\t%s\n", out.Serial)
+					if out.Revocation != "" {
+						fmt.Fprintf(t, "revocation:\t%s\n", termSafe(out.Revocation))
+					}
 				}
 				for _, p := range out.Problems {
 					fmt.Fprintf(t, "problem:\t%s\n", termSafe(p))

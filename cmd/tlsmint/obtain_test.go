@@ -208,6 +208,10 @@ func TestARIRenewRevoke(t *testing.T) {
 	if !info.Due || info.ExplanationURL != "https://ca.example/incident" {
 		t.Errorf("ari after the incident: %+v", info)
 	}
+	if r := ca.run(t, "ari", crt).ok(t); !strings.Contains(r.stdout, "renew:            now (the CA moved its renewal window (ARI) into the past") ||
+		!strings.Contains(r.stdout, "see https://ca.example/incident") {
+		t.Errorf("ari text after the incident does not say why renewal is due now:\n%s", r.stdout)
+	}
 	var out certOutput
 	ca.run(t, "--account-key", acct, "--json", "renew", "--cert", crt, "--http", ca.httpAddr()).ok(t).decode(t, &out)
 	renewed := ca.loadPair(t, crt, key, "ari.example.com")
