@@ -195,6 +195,7 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 		a.checkCommand(),
 		a.importCommand(),
 		a.relayCommand(),
+		a.devCACommand(),
 	)
 	return root
 }
