@@ -52,6 +52,9 @@ revocation lists it names (CRLDistributionPoints, as Let's Encrypt's
 certificates do), signed by its issuer, do not list it. Nothing but the
 handshake is sent to the server; each CRL is fetched over HTTP.
 
+With --ca given (or TLSMINT_CA), the CA's renewal information (ARI) for the
+certificate is asked too: a window the CA moved into the past is a problem.
+
 It exits 0 when all is well and 3 when anything is wrong — revoked, expiring
 within --warn, expired, not for the name, a chain that does not verify, a server that
 cannot be reached — so it fits a cron job or a monitoring check.`,
@@ -124,6 +127,14 @@ cannot be reached — so it fits a cron job or a monitoring check.`,
 			for _, p := range res.Problems {
 				out.Problems = append(out.Problems, p.Error())
 			}
+			// With --ca given, the CA's renewal information too: a window
+			// it moved into the past is what it does before revoking.
+			if leaf := res.Leaf(); leaf != nil && flagSet(cmd, "ca") && res.Time.Before(leaf.NotAfter) {
+				if p := a.ariProblem(cmd, leaf, res.Time); p != "" {
+					out.Problems = append(out.Problems, p)
+					out.OK = false
+				}
+			}
 			if a.jsonOut {
 				if err := a.printJSON(out); err != nil {
 					return err
@@ -195,4 +206,25 @@ func certLabel(c *x509.Certificate) string {
 		return c.IPAddresses[0].String()
 	}
 	return "serial " + fmt.Sprintf("%x", c.SerialNumber)
+}
+
+// ariProblem asks --ca for leaf's renewal information and returns the
+// problem when the CA moved its window into the past (it asks for the
+// certificate to be replaced at once, as before a revocation); "" when
+// the window lies ahead or the CA has none for leaf.
+func (a *app) ariProblem(cmd *cobra.Command, leaf *x509.Certificate, now time.Time) string {
+	c, err := a.client(nil)
+	if err != nil {
+		return ""
+	}
+	ri, err := c.RenewalInfo(cmd.Context(), leaf)
+	if err != nil || ri.SuggestedWindow.End.IsZero() || !ri.SuggestedWindow.End.Before(now) {
+		return ""
+	}
+	p := "renewal requested by the CA: its renewal window (ARI) ended " + fmtTime(ri.SuggestedWindow.End) +
+		", which a CA does before revoking a certificate; renew it now"
+	if ri.ExplanationURL != "" {
+		p += " (see " + ri.ExplanationURL + ")"
+	}
+	return p
 }
