@@ -20,8 +20,10 @@
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // Or serve [Collector.Handler], which registers the collector with the Go
-// runtime's and the process's series in a registry of its own, so that a
-// program need not import client_golang itself.
+// runtime's and the process's series and tlsmint_build_info{version,
+// goversion} ([NewBuildInfoCollector]; register it once yourself in your
+// own registry) in a registry of its own, so that a program need not
+// import client_golang itself.
 //
 // Manager.OnEvent holds one function: to handle events yourself too, call
 // [Collector.OnEvent] from yours. Manager.ACMEObserver holds one observer:

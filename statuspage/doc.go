@@ -68,7 +68,7 @@
 // # Testing
 //
 // The tests run a real Manager against the in-process test CA, render the
-// page in headless Chromium (skipped when /usr/bin/chromium is missing),
-// check its HTML and accessibility, and compute the contrast of the state
-// colours against WCAG AA.
+// page in headless Chromium (skipped when /usr/bin/chromium is missing,
+// failed instead when CI=true), check its HTML and accessibility, and
+// compute the contrast of the state colours against WCAG AA.
 package statuspage
