@@ -78,12 +78,16 @@ func (a *app) client(key crypto.Signer, obs ...acme.Observer) (*acme.Client, err
 	if err != nil {
 		return nil, err
 	}
-	hc := acme.NewHTTPClient(roots)
-	hc.Timeout = a.requestTimeout
-	if tr, ok := hc.Transport.(*http.Transport); ok {
-		tr.ResponseHeaderTimeout = min(tr.ResponseHeaderTimeout, a.requestTimeout)
+	timeout := a.requestTimeout
+	if timeout <= 0 {
+		timeout = defaultRequestTimeout
 	}
-	hc.Transport = &caTransport{rt: hc.Transport, p: a.newProgress(), dir: dir, timeout: a.requestTimeout}
+	hc := acme.NewHTTPClient(roots)
+	hc.Timeout = timeout
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		tr.ResponseHeaderTimeout = min(tr.ResponseHeaderTimeout, timeout)
+	}
+	hc.Transport = &caTransport{rt: hc.Transport, p: a.newProgress(), dir: dir, timeout: timeout}
 	c := &acme.Client{DirectoryURL: dir, HTTPClient: hc, UserAgent: "tlsmint-cli"}
 	if key != nil {
 		c.Key = key
