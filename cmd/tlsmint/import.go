@@ -53,6 +53,9 @@ one-line summary on stderr. The source folder is only read.`,
 				if err != nil {
 					return err
 				}
+				for _, it := range rep.Imported {
+					a.wrote(it.Name + " in the storage")
+				}
 				if err := a.printReport(rep); err != nil {
 					return err
 				}

@@ -287,3 +287,16 @@ func TestColorColumn(t *testing.T) {
 		t.Errorf("always does not colour")
 	}
 }
+
+// What an interrupted run says it left behind.
+func TestWrittenSummary(t *testing.T) {
+	a := &app{}
+	if got := a.writtenSummary(); got != "nothing was written" {
+		t.Errorf("nothing written: %q", got)
+	}
+	a.wrote("a.crt")
+	a.wrote("example.com in the storage")
+	if got := a.writtenSummary(); got != "written before it stopped: a.crt, example.com in the storage" {
+		t.Errorf("written: %q", got)
+	}
+}
