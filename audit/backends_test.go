@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -72,7 +73,7 @@ func forBackends(t *testing.T, f func(t *testing.T, open func() storage.Storage)
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			if open == nil {
-				t.Skip("TLSMINT_TEST_POSTGRES is not set: no PostgreSQL to test on")
+				testenv.Postgres(t)
 			}
 			f(t, open)
 		})
@@ -278,10 +279,7 @@ func TestUnrecordableRecordDropped(t *testing.T) {
 
 // PostgreSQL keeps the trail in its journal table, a row per record.
 func TestPostgresJournalTable(t *testing.T) {
-	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("TLSMINT_TEST_POSTGRES is not set: no PostgreSQL to test on")
-	}
+	dsn := testenv.Postgres(t)
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	prefix := "audit" + hex.EncodeToString(b) + "_"

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
@@ -404,11 +404,7 @@ func TestCADownRefused(t *testing.T) {
 // fleetDSN returns the DSN of the test PostgreSQL server, or skips.
 func fleetDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("PostgreSQL fleet test skipped: set TLSMINT_TEST_POSTGRES to the DSN of a disposable PostgreSQL server, or run .ci/run, which starts one")
-	}
-	return dsn
+	return testenv.Postgres(t)
 }
 
 // fleetPrefix returns a fresh table prefix whose tables are dropped when

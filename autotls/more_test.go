@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/libdns/libdns"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
@@ -29,10 +29,7 @@ import (
 )
 
 func TestSharedPostgresStorageOneOrder(t *testing.T) {
-	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("set TLSMINT_TEST_POSTGRES to a PostgreSQL DSN (or run bash .ci/run) to run the PostgreSQL tests")
-	}
+	dsn := testenv.Postgres(t)
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	// Two independent connections to one database, as two servers would have.

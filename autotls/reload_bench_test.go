@@ -5,12 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -34,10 +34,7 @@ func BenchmarkReload(b *testing.B) {
 			return s
 		},
 		"postgres": func(b *testing.B) storage.Storage {
-			dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-			if dsn == "" {
-				b.Skip("TLSMINT_TEST_POSTGRES is not set")
-			}
+			dsn := testenv.Postgres(b)
 			buf := make([]byte, 5)
 			rand.Read(buf)
 			prefix := "reload" + hex.EncodeToString(buf) + "_"

@@ -121,10 +121,11 @@ func outcomeLabel(o string) string {
 
 // Handler returns an http.Handler serving the collector's series in the
 // Prometheus exposition formats, with the Go runtime's and the process's
-// standard series (go_*, process_*) beside them, from a registry of its
+// standard series (go_*, process_*) and tlsmint_build_info
+// ([NewBuildInfoCollector]) beside them, from a registry of its
 // own. Each call builds a new registry: call it once.
 func (c *Collector) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(c, NewBuildInfoCollector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,7 +91,8 @@ func TestHandler(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d, want 200", resp.StatusCode)
 	}
-	for _, want := range []string{`tlsmint_decisions_total{operation="relay.finalize",outcome="ok",problem=""} 1`, "go_goroutines ", "process_start_time_seconds "} {
+	for _, want := range []string{`tlsmint_decisions_total{operation="relay.finalize",outcome="ok",problem=""} 1`, "go_goroutines ", "process_start_time_seconds ",
+		`tlsmint_build_info{goversion="` + runtime.Version() + `",version="`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("scrape lacks %q:\n%.2000s", want, b)
 		}

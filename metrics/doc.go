@@ -20,8 +20,10 @@
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // Or serve [Collector.Handler], which registers the collector with the Go
-// runtime's and the process's series in a registry of its own, so that a
-// program need not import client_golang itself.
+// runtime's and the process's series and tlsmint_build_info{version,
+// goversion} ([NewBuildInfoCollector]; register it once yourself in your
+// own registry) in a registry of its own, so that a program need not
+// import client_golang itself.
 //
 // Manager.OnEvent holds one function: to handle events yourself too, call
 // [Collector.OnEvent] from yours. Manager.ACMEObserver holds one observer:
@@ -65,7 +67,7 @@
 // (what clients are actually served):
 //
 //	tlsmint_watchdog_probes_total{result}                               result: ok, problem
-//	tlsmint_watchdog_problems_total{problem}                            problem: watchdog.ProblemName (expired, expiring_soon, untrusted, …)
+//	tlsmint_watchdog_problems_total{problem}                            problem: watchdog.ProblemName (revoked, expired, expiring_soon, untrusted, …)
 //	tlsmint_watchdog_targets_failing                                    targets whose last probe found a problem
 //	tlsmint_watchdog_target_problem{target,server_name,problem}         1 per problem of a failing target (at most MaxNames targets)
 //	tlsmint_watchdog_last_probe_timestamp_seconds

@@ -36,7 +36,7 @@ func newProbes() *probes {
 		}, []string{"result"}),
 		problems: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tlsmint_watchdog_problems_total",
-			Help: "Problems the watchdog found in what is served, by problem: expired, expiring_soon, not_yet_valid, name_mismatch, untrusted, not_manager_certificate, unreachable, handshake, invalid_target, other.",
+			Help: "Problems the watchdog found in what is served, by problem: revoked, expired, expiring_soon, not_yet_valid, name_mismatch, untrusted, not_manager_certificate, unreachable, handshake, invalid_target, other.",
 		}, []string{"problem"}),
 		failingDesc: prometheus.NewDesc("tlsmint_watchdog_targets_failing",
 			"Watchdog targets whose last probe found a problem.", nil, nil),

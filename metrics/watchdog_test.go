@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"math/big"
 	"net"
 	"sync/atomic"
@@ -126,5 +127,24 @@ func TestWatchdogSeries(t *testing.T) {
 	}
 	if v := got.value(t, "tlsmint_watchdog_probes_total", "result=ok"); v != 3 {
 		t.Errorf("probes_total{ok}: got %v, want 3", v)
+	}
+}
+
+// A revoked certificate the watchdog found is its own problem series.
+func TestWatchdogRevokedSeries(t *testing.T) {
+	c := New(nil, Options{})
+	defer c.Close()
+	leaf := selfSignedFor(t, "revoked.test", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	c.ObserveProbe(watchdog.Result{
+		Target: watchdog.Target{Addr: "192.0.2.1:443", ServerName: "revoked.test"}, Time: time.Now(),
+		Chain:    []*x509.Certificate{leaf.Leaf},
+		Problems: []error{fmt.Errorf("%w: at 2026-01-01T00:00:00Z", watchdog.ErrRevoked)},
+	})
+	got := scrape(t, c)
+	if v := got.value(t, "tlsmint_watchdog_problems_total", "problem=revoked"); v != 1 {
+		t.Errorf("problems_total{revoked}: got %v, want 1", v)
+	}
+	if v := got.value(t, "tlsmint_watchdog_target_problem", "server_name=revoked.test", "problem=revoked"); v != 1 {
+		t.Errorf("target_problem{revoked}: got %v, want 1", v)
 	}
 }

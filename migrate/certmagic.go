@@ -36,8 +36,9 @@ type certmagicMeta struct {
 // Certmagic imports the certificates of a certmagic file storage folder
 // (the folder that holds "certificates") into dst and reports each site.
 // Only a folder that cannot be read, or has no "certificates" folder,
-// fails the call (ErrSource); every site that cannot be imported is
-// reported in Report.Skipped with the reason.
+// fails the call (ErrSource); every site that is not imported is
+// reported in Report.Skipped with the reason, or in Report.Failed when
+// storing it failed.
 //
 // A site's CA is Options.Directory when set, else the directory URL in its
 // metadata (issuer_data.ca), else the well-known CA its issuer folder is
@@ -54,7 +55,7 @@ func Certmagic(ctx context.Context, dir string, dst storage.Storage, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("%w: no certificates folder in %s (%w): give certmagic's storage folder, such as ~/.local/share/certmagic", ErrSource, dir, err)
 	}
-	rep := &Report{Imported: []Item{}, Skipped: []Item{}}
+	rep := &Report{Imported: []Item{}, Skipped: []Item{}, Failed: []Item{}}
 	for _, iss := range issuers {
 		if !iss.IsDir() {
 			continue

@@ -29,6 +29,7 @@
 //	rep, err := migrate.Autocert(ctx, "/var/cache/autocert", store, migrate.Options{})
 //	if err != nil { ... }
 //	for _, s := range rep.Skipped { log.Printf("skipped %s: %s", s.Source, s.Reason) }
+//	if len(rep.Failed) > 0 { ... } // storing failed: Reason says how
 //	m := &autotls.Manager{Storage: store, Hosts: autotls.HostWhitelist(names...), AcceptTOS: true}
 //
 // The tlsmint command runs the same as tlsmint import autocert DIR and
@@ -95,7 +96,13 @@ type Item struct {
 // Report says what an import did.
 type Report struct {
 	Imported []Item `json:"imported"`
-	Skipped  []Item `json:"skipped"`
+	// Skipped are the entries left out by choice: not a certificate,
+	// expired, invalid, or a later one already stored.
+	Skipped []Item `json:"skipped"`
+	// Failed are the certificates that were to be imported but could not
+	// be stored (the storage failed); Reason says how. A caller reports
+	// an import with any as failed.
+	Failed []Item `json:"failed"`
 }
 
 func (r *Report) skip(source, name, reason string) {
@@ -209,18 +216,17 @@ func importOne(ctx context.Context, dst storage.Storage, rep *Report, opts Optio
 			it.Reason = strings.TrimPrefix(err.Error(), autotls.ErrInvalidImport.Error()+": ")
 			rep.Skipped = append(rep.Skipped, it)
 		default:
-			// Storage failed: the whole import stops being trustworthy,
-			// but what is reported stays true.
+			// Storage failed: not a choice, a failure to report.
 			it.Reason = "storing failed: " + err.Error()
-			rep.Skipped = append(rep.Skipped, it)
+			rep.Failed = append(rep.Failed, it)
 		}
 	}
 }
 
 // Autocert imports the certificates of an autocert DirCache folder into dst
 // and reports each file. Only a folder that cannot be read fails the call
-// (ErrSource); every file that cannot be imported is reported in
-// Report.Skipped with the reason.
+// (ErrSource); every file that is not imported is reported in
+// Report.Skipped with the reason, or in Report.Failed when storing it failed.
 func Autocert(ctx context.Context, dir string, dst storage.Storage, opts Options) (*Report, error) {
 	root, err := openRoot(dir)
 	if err != nil {
@@ -235,7 +241,7 @@ func Autocert(ctx context.Context, dir string, dst storage.Storage, opts Options
 	if directory == "" {
 		directory = acme.LetsEncryptProduction
 	}
-	rep := &Report{Imported: []Item{}, Skipped: []Item{}}
+	rep := &Report{Imported: []Item{}, Skipped: []Item{}, Failed: []Item{}}
 	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
 			return rep, err

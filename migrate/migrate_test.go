@@ -354,3 +354,32 @@ func TestCertmagic(t *testing.T) {
 		t.Errorf("a folder without certificates: %v, want ErrSource", err)
 	}
 }
+
+// failingStore is a storage whose Store fails.
+type failingStore struct{ storage.Storage }
+
+var errDiskFull = errors.New("disk full")
+
+func (failingStore) Store(context.Context, string, []byte) error { return errDiskFull }
+
+// A certificate that could not be stored is a failure, not a skip.
+func TestAutocertStoreFails(t *testing.T) {
+	f := newFixture(t)
+	a := f.obtain(t, ecKey(t), "a.example.com")
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.example.com"), autocertFile(t, a))
+	write(t, filepath.Join(dir, "junk.example.com"), []byte("not PEM at all"))
+	rep, err := migrate.Autocert(ctxT(t), dir, failingStore{storage.NewMemory()}, migrate.Options{Directory: f.ca.DirectoryURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(rep.Failed); !slices.Equal(got, []string{"a.example.com=a.example.com"}) || !strings.Contains(rep.Failed[0].Reason, "disk full") {
+		t.Errorf("failed %v (%+v), want a.example.com with the storage's error", got, rep.Failed)
+	}
+	if got := names(rep.Skipped); !slices.Equal(got, []string{"junk.example.com="}) {
+		t.Errorf("skipped %v, want only the junk file", got)
+	}
+	if len(rep.Imported) != 0 {
+		t.Errorf("imported %v, want none", names(rep.Imported))
+	}
+}

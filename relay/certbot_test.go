@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -19,10 +20,7 @@ import (
 // renewal, revocation reaching Pebble, and a name outside the tenant's
 // policy refused.
 func TestCertbot(t *testing.T) {
-	bin, err := exec.LookPath("certbot")
-	if err != nil {
-		t.Skip("certbot test skipped: no certbot on PATH (Debian's certbot package; .ci/run installs it)")
-	}
+	bin := testenv.Command(t, "certbot", "certbot", "no certbot on PATH (Debian's certbot package; .ci/run installs it)")
 	t.Parallel()
 	port := freePort(t)
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.Validator.HTTPPort = port }})

@@ -8,12 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
@@ -96,10 +96,7 @@ func TestReplicasSharingPostgres(t *testing.T) {
 // TLSMINT_TEST_POSTGRES.
 func postgresStores(t testing.TB, n int) []storage.Storage {
 	t.Helper()
-	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("PostgreSQL test skipped: set TLSMINT_TEST_POSTGRES to the DSN of a disposable PostgreSQL server, or run .ci/run, which starts one")
-	}
+	dsn := testenv.Postgres(t)
 	b := make([]byte, 5)
 	rand.Read(b)
 	prefix := "relay" + hex.EncodeToString(b) + "_"

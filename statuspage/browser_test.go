@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 )
 
 // chromiumPath is Debian's chromium package; .ci/run installs it.
@@ -19,9 +20,7 @@ const chromiumPath = "/usr/bin/chromium"
 // browser starts headless Chromium for the test, or skips it.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("no browser: %s is missing (apt-get install chromium; .ci/run does)", chromiumPath)
-	}
+	testenv.File(t, "Chromium", chromiumPath, chromiumPath+" is missing (apt-get install chromium; .ci/run does)")
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,

@@ -32,7 +32,8 @@
 // (past the point the Manager renews at: a third of the lifetime left, half
 // for lifetimes of ten days or less, a tenth while the CA's ARI window still
 // lies ahead), [StatePending] (a managed name whose first order is under
-// way), [StateRevoked] (a relay's certificate revoked through it) or
+// way), [StateRevoked] (a relay's certificate revoked through it, or one
+// whose serial a watchdog's newest probe record found revoked) or
 // [StateOK]. A state other than ok means the renewal plan did not
 // work out.
 //
@@ -67,7 +68,7 @@
 // # Testing
 //
 // The tests run a real Manager against the in-process test CA, render the
-// page in headless Chromium (skipped when /usr/bin/chromium is missing),
-// check its HTML and accessibility, and compute the contrast of the state
-// colours against WCAG AA.
+// page in headless Chromium (skipped when /usr/bin/chromium is missing,
+// failed instead when CI=true), check its HTML and accessibility, and
+// compute the contrast of the state colours against WCAG AA.
 package statuspage

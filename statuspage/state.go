@@ -13,8 +13,9 @@ type State string
 // plan (see package autotls, "Renewal"), so that a state other than ok
 // means the plan did not work out.
 const (
-	// StateRevoked: the certificate was revoked (a relay's certificates;
-	// see [CertificateSource]).
+	// StateRevoked: the certificate was revoked (a relay's certificates,
+	// see [CertificateSource]; or one whose serial a watchdog's newest
+	// probe record in Handler.Audit found revoked by its CRL).
 	StateRevoked State = "revoked"
 	// StateExpired: the certificate's NotAfter has passed.
 	StateExpired State = "expired"

@@ -253,6 +253,7 @@ func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
 	}
 	st.Nodes = nodesOf(recs)
 	st.Served = servedOf(recs)
+	markRevoked(st)
 
 	usage, err := h.Audit.RateLimits(ctx, now, h.Limits)
 	if err != nil && !slices.Contains(st.Errors, err.Error()) {
@@ -264,6 +265,28 @@ func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
 			Issuer: u.Issuer, Kind: u.Kind, Key: u.Key, Count: u.Count, Limit: u.Limit,
 			WindowSeconds: int64(u.Window / time.Second), Frees: u.Frees, Near: u.Near(),
 		})
+	}
+}
+
+// markRevoked shows as revoked each certificate whose serial the newest
+// probe of a watchdog found revoked (its CRL lists it), and recounts.
+func markRevoked(st *Status) {
+	revoked := map[string]bool{}
+	for _, r := range st.Served {
+		if r.Serial != "" && slices.Contains(strings.Split(r.Problem, ","), "revoked") {
+			revoked[r.Serial] = true
+		}
+	}
+	for i := range st.Certificates {
+		c := &st.Certificates[i]
+		if revoked[c.Serial] && c.State != StateRevoked {
+			st.Counts[c.State]--
+			if st.Counts[c.State] == 0 {
+				delete(st.Counts, c.State)
+			}
+			c.State, c.Revoked = StateRevoked, true
+			st.Counts[StateRevoked]++
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 )
 
 // Defaults for the zero values of [Watchdog]'s fields.
@@ -28,14 +29,14 @@ func (w *Watchdog) inspect(chain []*x509.Certificate, name string, roots *x509.C
 	switch {
 	case now.After(leaf.NotAfter):
 		problems = append(problems, fmt.Errorf("%w: %s ago (at %s)", ErrExpired,
-			now.Sub(leaf.NotAfter).Round(time.Second), leaf.NotAfter.UTC().Format(time.RFC3339)))
+			durfmt.Format(now.Sub(leaf.NotAfter)), leaf.NotAfter.UTC().Format(time.RFC3339)))
 	case now.Before(leaf.NotBefore):
 		problems = append(problems, fmt.Errorf("%w: valid from %s", ErrNotYetValid, leaf.NotBefore.UTC().Format(time.RFC3339)))
 	default:
 		left := leaf.NotAfter.Sub(now)
 		if th, ok := w.threshold(leaf); ok && left < th {
 			problems = append(problems, fmt.Errorf("%w: in %s (at %s; threshold %s)", ErrExpiringSoon,
-				left.Round(time.Second), leaf.NotAfter.UTC().Format(time.RFC3339), th.Round(time.Second)))
+				durfmt.Format(left), leaf.NotAfter.UTC().Format(time.RFC3339), durfmt.Format(th)))
 		}
 	}
 	if name != "" {

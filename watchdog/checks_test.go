@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,10 +57,13 @@ func TestCheckServedChain(t *testing.T) {
 		serverName string // "" means the listener's IP address
 		mod        func(*watchdog.Watchdog)
 		want       []error
+		text       string // in the problems, when set
 	}{
 		{name: "healthy", cert: leaf(-time.Hour, 90*day, "healthy.test"), serverName: "healthy.test"},
 		{name: "expiring within 7 days", cert: leaf(-80*day, 3*day, "expiring.test"), serverName: "expiring.test",
-			want: []error{watchdog.ErrExpiringSoon}},
+			want: []error{watchdog.ErrExpiringSoon}, text: "in 2d 23h (at "}, // NotAfter has whole seconds
+		{name: "expiring, threshold as written", cert: leaf(-80*day, 3*day, "expiring.test"), serverName: "expiring.test",
+			want: []error{watchdog.ErrExpiringSoon}, text: "threshold 7d)"},
 		{name: "8 days left of 90", cert: leaf(-82*day, 8*day, "fine.test"), serverName: "fine.test"},
 		{name: "6-day certificate, 4 days left", cert: leaf(-2*day, 4*day, "short.test"), serverName: "short.test"},
 		{name: "6-day certificate, 1 day left", cert: leaf(-5*day, day, "short.test"), serverName: "short.test",
@@ -71,7 +75,7 @@ func TestCheckServedChain(t *testing.T) {
 		{name: "threshold 30 days", cert: leaf(-60*day, 20*day, "expiring.test"), serverName: "expiring.test",
 			mod: func(w *watchdog.Watchdog) { w.ExpiryThreshold = 30 * day; w.ExpiryFraction = 1 }, want: []error{watchdog.ErrExpiringSoon}},
 		{name: "expired", cert: leaf(-90*day, -day, "expired.test"), serverName: "expired.test",
-			want: []error{watchdog.ErrExpired}},
+			want: []error{watchdog.ErrExpired}, text: ": 1d ago (at "},
 		{name: "not yet valid", cert: leaf(day, 90*day, "future.test"), serverName: "future.test",
 			want: []error{watchdog.ErrNotYetValid}},
 		{name: "wrong name", cert: leaf(-time.Hour, 90*day, "other.test"), serverName: "healthy.test",
@@ -106,6 +110,9 @@ func TestCheckServedChain(t *testing.T) {
 				t.Fatalf("Check: %v", err)
 			}
 			checkProblems(t, r, tt.want...)
+			if tt.text != "" && (r.Err() == nil || !strings.Contains(r.Err().Error(), tt.text)) {
+				t.Errorf("problems %v, want %q in them", r.Problems, tt.text)
+			}
 			if got, want := r.Serial(), hex.EncodeToString(tt.cert.Leaf.SerialNumber.Bytes()); got != want {
 				t.Errorf("Serial: got %s, want %s", got, want)
 			}

@@ -1,8 +1,8 @@
 // Package watchdog probes what TLS endpoints actually serve — not what a
 // Manager believes it serves — and reports what is wrong: a certificate
-// that expires soon or has expired, one that does not cover the name, a
-// chain that does not verify, or, on the Manager's own listeners, a
-// certificate other than the one the Manager holds.
+// that expires soon or has expired, one its CA has revoked, one that does
+// not cover the name, a chain that does not verify, or, on the Manager's
+// own listeners, a certificate other than the one the Manager holds.
 //
 // # Getting started
 //
@@ -36,6 +36,11 @@
 //   - expiry: [ErrExpired], [ErrNotYetValid], or [ErrExpiringSoon] when
 //     less than the shorter of [Watchdog.ExpiryThreshold] (7 days) and
 //     [Watchdog.ExpiryFraction] (a quarter) of the lifetime is left;
+//   - revocation: [ErrRevoked] when a certificate revocation list the
+//     leaf names (CRLDistributionPoints), signed by the served issuer,
+//     lists it (package revocation; [Watchdog.Revocation] fetches each
+//     list at most once an hour). A list that cannot be read is no
+//     problem: [Result.RevocationErr] says why;
 //   - names: [ErrNameMismatch] when the leaf does not cover the server
 //     name (or the IP address);
 //   - trust: [ErrUntrusted] when the chain, as served, does not verify

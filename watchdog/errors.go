@@ -22,6 +22,10 @@ var (
 	// (an unknown or self-signed root, a missing or expired intermediate,
 	// a leaf not for server authentication).
 	ErrUntrusted = errors.New("watchdog: certificate chain does not verify")
+	// ErrRevoked: a certificate revocation list the served leaf names
+	// (its CRLDistributionPoints), signed by its issuer, lists it (see
+	// [Watchdog.Revocation]).
+	ErrRevoked = errors.New("watchdog: certificate revoked")
 	// ErrNotManagerCertificate: the target is tied to the Manager, and
 	// the served leaf is not the certificate the Manager holds for the
 	// name (another serial or expiry), or the Manager holds none.
@@ -48,6 +52,7 @@ var problemNames = []struct {
 	err  error
 	name string
 }{
+	{ErrRevoked, "revoked"},
 	{ErrExpired, "expired"},
 	{ErrExpiringSoon, "expiring_soon"},
 	{ErrNotYetValid, "not_yet_valid"},
@@ -60,7 +65,7 @@ var problemNames = []struct {
 }
 
 // ProblemName returns the short name of a problem, for metric labels and
-// audit records: "expired", "expiring_soon", "not_yet_valid",
+// audit records: "revoked", "expired", "expiring_soon", "not_yet_valid",
 // "name_mismatch", "untrusted", "not_manager_certificate", "unreachable",
 // "handshake" or "invalid_target" for an error wrapping the Err value of
 // that name, and "other" for anything else.

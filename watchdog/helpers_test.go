@@ -20,9 +20,9 @@ import (
 
 // testCA is a local root with one intermediate, which issues the leaves.
 type testCA struct {
-	root, inter *x509.Certificate
-	interKey    *ecdsa.PrivateKey
-	pool        *x509.CertPool
+	root, inter       *x509.Certificate
+	rootKey, interKey *ecdsa.PrivateKey
+	pool              *x509.CertPool
 }
 
 func newTestCA(t testing.TB) *testCA {
@@ -48,7 +48,7 @@ func newTestCA(t testing.TB) *testCA {
 	}, root, rootKey, interKey)
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
-	return &testCA{root: root, inter: inter, interKey: interKey, pool: pool}
+	return &testCA{root: root, inter: inter, rootKey: rootKey, interKey: interKey, pool: pool}
 }
 
 // leaf issues a certificate for names (DNS names or IP addresses) valid

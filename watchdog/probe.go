@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/revocation"
 )
 
 // Probe runs one round now: it probes every target — each of Listeners
@@ -124,6 +125,11 @@ func (w *Watchdog) check(ctx context.Context, t Target, infos []autotls.Certific
 		roots = w.Roots
 	}
 	r.Problems = w.inspect(chain, name, roots, r.Time)
+	if leaf := chain[0]; r.Time.Before(leaf.NotAfter) && len(leaf.CRLDistributionPoints) > 0 {
+		if err := w.revoked(ctx, &r); err != nil {
+			r.Problems = append(r.Problems, err)
+		}
+	}
 	if t.Managed {
 		info := held(infos, name)
 		switch {
@@ -141,6 +147,28 @@ func (w *Watchdog) check(ctx context.Context, t Target, infos []autotls.Certific
 		}
 	}
 	return r
+}
+
+// revoked looks r's leaf up in the CRLs it names, with the served issuer
+// (when it signed the leaf), and returns the ErrRevoked problem when they
+// list it. A list that cannot be read is no problem of the served
+// certificate: r.RevocationErr says so.
+func (w *Watchdog) revoked(ctx context.Context, r *Result) error {
+	leaf := r.Chain[0]
+	var issuer *x509.Certificate
+	if len(r.Chain) > 1 && leaf.CheckSignatureFrom(r.Chain[1]) == nil {
+		issuer = r.Chain[1]
+	}
+	st, err := w.crl.Check(ctx, leaf, issuer)
+	r.Revocation, r.RevocationErr = st, err
+	if !st.Revoked {
+		if err != nil {
+			w.logger().Debug("watchdog: revocation unknown", "target", r.Target.String(), "err", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: at %s (reason %s; CRL %s)", ErrRevoked,
+		st.RevokedAt.UTC().Format(time.RFC3339), revocation.ReasonText(st.Reason), st.CRL)
 }
 
 // handshake dials addr and runs a TLS handshake with SNI name (none for an

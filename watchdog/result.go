@@ -11,6 +11,7 @@ import (
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/textclip"
+	"github.com/tlsmint/tlsmint/revocation"
 )
 
 // A Result is what one probe of one [Target] found. It holds only public
@@ -31,6 +32,11 @@ type Result struct {
 	// for a managed target; nil for others and when the Manager holds
 	// none.
 	Held *autotls.CertificateInfo
+	// Revocation is what the CRLs the leaf names said (Checked false
+	// when it names none, or they could not be read: RevocationErr then
+	// says why, and the leaf is not reported revoked or not).
+	Revocation    revocation.Status
+	RevocationErr error
 	// Problems are what is wrong, each wrapping one of the package's
 	// Err values (ErrExpiringSoon, ErrUntrusted, …); empty when the
 	// target is healthy. A target that was not reached has exactly one.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/revocation"
 )
 
 // Defaults for the zero values of [Watchdog]'s fields.
@@ -98,9 +99,18 @@ type Watchdog struct {
 	Logger *slog.Logger
 	// Now is the clock the expiry checks use. Nil means time.Now.
 	Now func() time.Time
+	// Revocation looks each served leaf that has not expired up in the
+	// certificate revocation lists it names (CRLDistributionPoints, as
+	// Let's Encrypt's certificates do), verified with the served issuer;
+	// a leaf they list is reported with ErrRevoked. Each list is fetched
+	// at most once an hour (revocation.DefaultCacheFor) however many
+	// targets name it. Nil means a Checker of the Watchdog's own with the
+	// defaults; a leaf that names no list costs nothing.
+	Revocation *revocation.Checker
 
 	initOnce sync.Once
 	sem      chan struct{}
+	crl      *revocation.Checker // Revocation, or the Watchdog's own
 
 	mu      sync.Mutex
 	last    []Result
@@ -123,6 +133,10 @@ func (w *Watchdog) init() {
 			n = DefaultConcurrency
 		}
 		w.sem = make(chan struct{}, n)
+		w.crl = w.Revocation
+		if w.crl == nil {
+			w.crl = &revocation.Checker{}
+		}
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 )
 
 func (a *app) accountCommand() *cobra.Command {
@@ -231,9 +232,12 @@ func (a *app) caError(what string, err error) error {
 	var opErr *net.OpError
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
+	var rte *requestTimeoutError
 	switch {
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr):
 		return fmt.Errorf("%s: the CA's HTTPS certificate is not trusted (%w): for a private CA, pass --ca-roots FILE", what, err)
+	case errors.As(err, &rte):
+		return fmt.Errorf("%s: the CA at %s did not answer within %s (--request-timeout): it may be overloaded or unreachable; try again later, or allow longer with --request-timeout", what, dir, durfmt.Format(rte.timeout))
 	case errors.As(err, &opErr), errors.As(err, &netErr):
 		return fmt.Errorf("%s: cannot reach the CA at %s (%w): check --ca and the network", what, dir, err)
 	case errors.Is(err, acme.ErrAccountDoesNotExist):

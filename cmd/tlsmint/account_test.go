@@ -125,8 +125,8 @@ func TestAccountBadInput(t *testing.T) {
 		noFile(t, key)
 	})
 	t.Run("bad flags", func(t *testing.T) {
-		ca.run(t, "account", "register", "--no-such-flag").fails(t, exitUsage, "unknown flag", "(see tlsmint account register --help)")
-		ca.run(t, "no-such-command").fails(t, exitUsage, "unknown command", "(see tlsmint --help)")
+		ca.run(t, "account", "register", "--no-such-flag").fails(t, exitUsage, "unknown flag", "; see tlsmint account register --help")
+		ca.run(t, "no-such-command").fails(t, exitUsage, "unknown command", "; see tlsmint --help")
 		runCmd(t, nil, "--ca", "http://insecure/dir", "--account-key", filepath.Join(dir, "k"), "account", "show").fails(t, exitUsage, "https:// directory URL")
 		ca.run(t, "--ca-roots", filepath.Join(dir, "missing.pem"), "--account-key", filepath.Join(dir, "k"), "account", "show").fails(t, exitFailure, "--ca-roots")
 		ca.run(t, "account", "register", "--accept-tos", "--key-type", "dsa", "--account-key", filepath.Join(dir, "k")).fails(t, exitUsage, "--key-type")

@@ -8,14 +8,15 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
 
 // parseDays parses a duration that may be given in days: "14d", "36h",
-// "1d12h", "90m".
+// "1d12h", "90m", and as the output prints one, "90d 3h".
 func parseDays(s string) (time.Duration, error) {
 	var total time.Duration
-	rest := s
+	rest := strings.ReplaceAll(s, " ", "")
 	if i := strings.Index(rest, "d"); i > 0 {
 		n, err := strconv.Atoi(rest[:i])
 		if err != nil || n < 0 || n > 100000 {
@@ -35,6 +36,13 @@ func parseDays(s string) (time.Duration, error) {
 		}
 	}
 	return total, nil
+}
+
+// auditRecordJSON is an audit record as audit --json prints it: with its
+// latency in milliseconds beside the Record's nanoseconds.
+type auditRecordJSON struct {
+	audit.Record
+	LatencyMS int64 `json:"latency_ms,omitempty"`
 }
 
 func (a *app) auditCommand() *cobra.Command {
@@ -85,12 +93,13 @@ body, key or secret is ever in it.`,
 				return err
 			}
 			if a.jsonOut {
-				if recs == nil {
-					recs = []audit.Record{}
+				out := make([]auditRecordJSON, len(recs))
+				for i, r := range recs {
+					out[i] = auditRecordJSON{Record: r, LatencyMS: r.Latency.Milliseconds()}
 				}
-				return a.printJSON(recs)
+				return a.printJSON(out)
 			}
-			w := a.table()
+			w := a.stateTable("OUTCOME")
 			fmt.Fprintln(w, "TIME\tNODE\tKIND\tOPERATION\tNAMES\tOUTCOME\tSTATUS\tDETAIL")
 			for _, r := range recs {
 				status := "-"
@@ -102,7 +111,7 @@ body, key or secret is ever in it.`,
 					detail = strings.TrimSpace(detail + " " + r.Detail)
 				}
 				if r.RetryAfter > 0 {
-					detail = strings.TrimSpace(detail + " retry after " + r.RetryAfter.String())
+					detail = strings.TrimSpace(detail + " retry after " + durfmt.Format(r.RetryAfter))
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format("2006-01-02 15:04:05"), termSafe(r.Node), termSafe(r.Kind), termSafe(r.Operation), dash(termSafe(strings.Join(r.Names, ","))), termSafe(r.Outcome), status, dash(clip(termSafe(detail), 80)))
 			}
@@ -159,7 +168,7 @@ rate-limit picture of the status page.`,
 				if r.Near {
 					near = "near"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", termSafe(issuerHost(r.Issuer)), r.Kind, termSafe(r.Key), r.Count, r.Limit, time.Duration(r.WindowSeconds)*time.Second, fmtTime(r.Frees), near)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", termSafe(issuerHost(r.Issuer)), r.Kind, termSafe(r.Key), r.Count, r.Limit, durfmt.Format(time.Duration(r.WindowSeconds)*time.Second), fmtTime(r.Frees), near)
 			}
 			return w.Flush()
 		},

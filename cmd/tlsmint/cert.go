@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 )
 
 // ariOutput is what ari prints, and renew when nothing is due.
@@ -57,6 +58,15 @@ func (a *app) renewalInfo(cmd *cobra.Command, file string, leaf *x509.Certificat
 		out.ExplanationURL = ri.ExplanationURL
 		out.RetryAfter = int64(ri.RetryAfter / time.Second)
 		out.RenewFrom, out.Reason = out.WindowStart, "the CA's renewal window (ARI)"
+		if !out.WindowEnd.IsZero() && out.WindowEnd.Before(time.Now()) {
+			// What a CA does before it revokes (an incident, a key
+			// compromise): the explanation URL says why.
+			out.Reason = "the CA moved its renewal window (ARI) into the past, ending " + fmtTime(out.WindowEnd) +
+				": it asks for renewal at once, as it does before revoking a certificate"
+			if out.ExplanationURL != "" {
+				out.Reason += "; see " + out.ExplanationURL
+			}
+		}
 	case errors.Is(err, acme.ErrNoRenewalInfo):
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		out.RenewFrom, out.Reason = leaf.NotAfter.Add(-life/3), "a third of the lifetime left (the CA offers no ARI)"
@@ -74,14 +84,14 @@ func (a *app) printARI(out ariOutput) error {
 	w := a.table()
 	fmt.Fprintf(w, "certificate:\t%s\n", out.Certificate)
 	fmt.Fprintf(w, "names:\t%s\n", strings.Join(out.Names, ", "))
-	fmt.Fprintf(w, "expires:\t%s (%d days left)\n", fmtTime(out.NotAfter), daysLeft(out.NotAfter, time.Now()))
+	fmt.Fprintf(w, "expires:\t%s (%s)\n", fmtTime(out.NotAfter), leftText(time.Until(out.NotAfter)))
 	if out.Offered {
 		fmt.Fprintf(w, "renewal window:\t%s to %s\n", fmtTime(out.WindowStart), fmtTime(out.WindowEnd))
 		if out.ExplanationURL != "" {
 			fmt.Fprintf(w, "explanation:\t%s\n", out.ExplanationURL)
 		}
 		if out.RetryAfter > 0 {
-			fmt.Fprintf(w, "ask again after:\t%s\n", time.Duration(out.RetryAfter)*time.Second)
+			fmt.Fprintf(w, "ask again after:\t%s\n", durfmt.Format(time.Duration(out.RetryAfter)*time.Second))
 		}
 	} else {
 		fmt.Fprintf(w, "renewal window:\tnone: the CA offers no ARI\n")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 	"github.com/tlsmint/tlsmint/internal/textclip"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
@@ -43,12 +44,12 @@ the storage). Every CA found in the storage is listed, or only --ca's when
 			if a.jsonOut {
 				return a.printJSON(st)
 			}
-			w := a.table()
-			fmt.Fprintln(w, "NAME\tSTATE\tEXPIRES\tDAYS\tRENEW AT\tWHY\tISSUER\tLAST ERROR")
+			w := a.stateTable("STATE")
+			fmt.Fprintln(w, "NAME\tSTATE\tEXPIRES\tLEFT\tRENEW AT\tWHY\tISSUER\tLAST ERROR")
 			for _, c := range st.Certificates {
 				days := "-"
 				if !c.NotAfter.IsZero() {
-					days = strconv.Itoa(c.DaysLeft)
+					days = durfmt.Format(c.NotAfter.Sub(st.Now))
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(c.Name), c.State, fmtTime(c.NotAfter), days, fmtTime(c.RenewAt), dash(termSafe(c.RenewReason)), termSafe(issuerHost(c.Issuer)), dash(clip(termSafe(c.LastError), 60)))
 			}
@@ -92,7 +93,9 @@ the storage). Every CA found in the storage is listed, or only --ca's when
 			row("issuer", c.Issuer)
 			row("serial", dash(c.Serial))
 			row("valid", fmtTime(c.NotBefore)+" to "+fmtTime(c.NotAfter))
-			row("days left", strconv.Itoa(c.DaysLeft))
+			if !c.NotAfter.IsZero() {
+				row("expires", leftText(c.NotAfter.Sub(st.Now)))
+			}
 			row("renew at", fmtTime(c.RenewAt)+" ("+dash(c.RenewReason)+")")
 			if !c.ARIWindowStart.IsZero() {
 				row("ARI window", fmtTime(c.ARIWindowStart)+" to "+fmtTime(c.ARIWindowEnd))

@@ -6,14 +6,19 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -74,7 +79,21 @@ func (a *app) client(key crypto.Signer, obs ...acme.Observer) (*acme.Client, err
 	if err != nil {
 		return nil, err
 	}
-	c := &acme.Client{DirectoryURL: dir, RootCAs: roots, UserAgent: "tlsmint-cli"}
+	timeout := a.requestTimeout
+	if timeout <= 0 {
+		timeout = defaultRequestTimeout
+	}
+	// The bound of each request is caTransport's, dial and handshake
+	// included, and its end is not a net.Error timeout, which the acme
+	// client would repeat: a CA that does not answer costs one
+	// --request-timeout, not four.
+	hc := acme.NewHTTPClient(roots)
+	hc.Timeout = 0
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		tr.ResponseHeaderTimeout, tr.TLSHandshakeTimeout = 0, 0
+	}
+	hc.Transport = &caTransport{rt: hc.Transport, p: a.newProgress(), dir: dir, timeout: timeout}
+	c := &acme.Client{DirectoryURL: dir, HTTPClient: hc, UserAgent: "tlsmint-cli"}
 	if key != nil {
 		c.Key = key
 	}
@@ -91,6 +110,78 @@ func (a *app) client(key crypto.Signer, obs ...acme.Observer) (*acme.Client, err
 		c.Observer = o
 	}
 	return c, nil
+}
+
+// caTransport bounds each request to the CA by --request-timeout, from
+// the dial to the end of the body, and tells --progress when the command
+// first contacts the CA and when an answer is slow to come.
+type caTransport struct {
+	rt      http.RoundTripper
+	p       *progress
+	dir     string
+	timeout time.Duration
+	once    sync.Once
+}
+
+// errRequestTimeout is the cause of a request's end at --request-timeout.
+var errRequestTimeout = errors.New("no answer within --request-timeout")
+
+// requestTimeoutError is a request ended by --request-timeout. It is no
+// net.Error, so that the acme client does not repeat the request.
+type requestTimeoutError struct {
+	host    string
+	timeout time.Duration
+}
+
+func (e *requestTimeoutError) Error() string {
+	return fmt.Sprintf("%s did not answer within %s (--request-timeout)", e.host, durfmt.Format(e.timeout))
+}
+
+func (t *caTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.once.Do(func() { t.p.step("contacting the CA at %s", t.dir) })
+	ctx, cancel := context.WithCancelCause(req.Context())
+	deadline := time.AfterFunc(t.timeout, func() { cancel(errRequestTimeout) })
+	slow := min(5*time.Second, t.timeout/3)
+	notice := time.AfterFunc(slow, func() {
+		t.p.step("still waiting for an answer from the CA at %s (%s so far; --request-timeout %s)", req.URL.Host, durfmt.Format(slow), durfmt.Format(t.timeout))
+	})
+	stop := func() { notice.Stop(); deadline.Stop(); cancel(nil) }
+	resp, err := t.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timedOut := context.Cause(ctx) == errRequestTimeout
+		stop()
+		if timedOut {
+			return nil, &requestTimeoutError{host: req.URL.Host, timeout: t.timeout}
+		}
+		return nil, err
+	}
+	notice.Stop()
+	resp.Body = &timedBody{ReadCloser: resp.Body, ctx: ctx, stop: stop, host: req.URL.Host, timeout: t.timeout}
+	return resp, nil
+}
+
+// timedBody is a response body read under its request's --request-timeout;
+// closing it ends the bound.
+type timedBody struct {
+	io.ReadCloser
+	ctx     context.Context
+	stop    func()
+	host    string
+	timeout time.Duration
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && context.Cause(b.ctx) == errRequestTimeout {
+		err = &requestTimeoutError{host: b.host, timeout: b.timeout}
+	}
+	return n, err
+}
+
+func (b *timedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.stop()
+	return err
 }
 
 // defaultAccountKey is where the account key of directory lives when

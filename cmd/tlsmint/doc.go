@@ -4,7 +4,8 @@
 // recorded, checks what a server actually serves, and imports the
 // certificates of golang.org/x/crypto/acme/autocert and certmagic, so
 // that a migration re-orders nothing. tlsmint relay runs the ACME relay
-// of package relay from a JSON configuration file (docs/relay.md).
+// of package relay from a JSON configuration file (docs/relay.md), and
+// tlsmint dev-ca a local test CA to try all of it against.
 //
 // Usage:
 //
@@ -26,6 +27,7 @@
 //	tlsmint relay --config /etc/tlsmint/relay.json
 //	tlsmint relay tenant add web --config /etc/tlsmint/relay.json --name web.example.com
 //	tlsmint relay eab mint web --admin http://127.0.0.1:8081
+//	tlsmint dev-ca --dir ./dev   # a local test CA; . ./dev/env for the others
 //
 // Every command has --help with examples. Flags can also be set from
 // environment variables (TLSMINT_CA, TLSMINT_CA_ROOTS, TLSMINT_STORAGE,
@@ -36,8 +38,8 @@
 // Exit codes: 0 success; 1 the operation failed (the CA refused, the
 // network, a file); 2 the command line is wrong (unknown flag, bad value,
 // a missing confirmation such as --accept-tos); 3 check found a problem
-// (expiring within --warn, expired, wrong name, chain not verifying,
-// unreachable).
+// (expiring within --warn, expired, revoked, wrong name, chain not
+// verifying, unreachable); 130 interrupted by SIGINT or SIGTERM.
 //
 // main is a thin wrapper around run, which tests call end to end against
 // the in-process test CA.

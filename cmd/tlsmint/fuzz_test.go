@@ -4,10 +4,13 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 )
 
 func TestParseDays(t *testing.T) {
-	for in, want := range map[string]time.Duration{"14d": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour, "0": 0, "90m": 90 * time.Minute} {
+	for in, want := range map[string]time.Duration{"14d": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour, "0": 0, "90m": 90 * time.Minute,
+		"90d 3h": 90*24*time.Hour + 3*time.Hour, "5m 30s": 5*time.Minute + 30*time.Second} { // as durfmt prints them
 		if got, err := parseDays(in); err != nil || got != want {
 			t.Errorf("parseDays(%q) = %v, %v; want %v", in, got, err, want)
 		}
@@ -26,8 +29,16 @@ func FuzzParseDays(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if d, err := parseDays(s); err == nil && d < 0 {
+		d, err := parseDays(s)
+		if err == nil && d < 0 {
 			t.Fatalf("parseDays(%q) = %v", s, d)
+		}
+		// What the output prints reads back, rounded down as printed.
+		if err == nil {
+			back, err := parseDays(durfmt.Format(d))
+			if err != nil || back > d {
+				t.Fatalf("parseDays(durfmt.Format(%v) = %q) = %v, %v; want at most %v", d, durfmt.Format(d), back, err, d)
+			}
 		}
 	})
 }

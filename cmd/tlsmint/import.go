@@ -20,7 +20,9 @@ a tlsmint storage (--storage), so that an autotls Manager over that storage
 serves them at once and renews them when due — nothing is re-ordered. Account
 keys and challenge tokens are not imported (the Manager registers its own
 account); expired certificates are skipped. The report lists what was imported
-and what was skipped, and why. The source folder is only read.`,
+and what was skipped, and why. A certificate that could not be stored (the
+storage failed) is listed as FAILED and makes the command exit 1, with a
+one-line summary on stderr. The source folder is only read.`,
 		Example: `  tlsmint import autocert /var/cache/autocert --storage /var/lib/tlsmint
   tlsmint import certmagic ~/.local/share/certmagic --storage postgres://tlsmint@db/tlsmint --json`,
 		Args: cobra.NoArgs,
@@ -51,7 +53,18 @@ and what was skipped, and why. The source folder is only read.`,
 				if err != nil {
 					return err
 				}
-				return a.printReport(rep)
+				for _, it := range rep.Imported {
+					a.wrote(it.Name + " in the storage")
+				}
+				if err := a.printReport(rep); err != nil {
+					return err
+				}
+				if n := len(rep.Failed); n > 0 {
+					first := rep.Failed[0]
+					return fmt.Errorf("%d of %d certificates could not be stored (%s: %s) (the source folder is unchanged: fix the storage and run the import again)",
+						n, n+len(rep.Imported), dash(first.Name), first.Reason)
+				}
+				return nil
 			},
 		}
 		return c
@@ -83,7 +96,7 @@ func (a *app) printReport(rep *migrate.Report) error {
 	if a.jsonOut {
 		return a.printJSON(rep)
 	}
-	w := a.table()
+	w := a.stateTable("RESULT")
 	fmt.Fprintln(w, "RESULT\tNAME\tEXPIRES\tSOURCE\tREASON")
 	for _, it := range rep.Imported {
 		fmt.Fprintf(w, "imported\t%s\t%s\t%s\t-\n", it.Name, fmtTime(it.NotAfter), it.Source)
@@ -91,9 +104,12 @@ func (a *app) printReport(rep *migrate.Report) error {
 	for _, it := range rep.Skipped {
 		fmt.Fprintf(w, "skipped\t%s\t%s\t%s\t%s\n", dash(it.Name), fmtTime(it.NotAfter), it.Source, it.Reason)
 	}
+	for _, it := range rep.Failed {
+		fmt.Fprintf(w, "FAILED\t%s\t%s\t%s\t%s\n", dash(it.Name), fmtTime(it.NotAfter), it.Source, it.Reason)
+	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "%d imported, %d skipped\n", len(rep.Imported), len(rep.Skipped))
+	fmt.Fprintf(a.stdout, "%d imported, %d skipped, %d failed\n", len(rep.Imported), len(rep.Skipped), len(rep.Failed))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func TestImport(t *testing.T) {
 		t.Errorf("import autocert: %+v", rep)
 	}
 	r := runCmd(t, nil, "import", "certmagic", cm, "--storage", store).ok(t)
-	if !strings.Contains(r.stdout, "imported  magic.example.com") || !strings.Contains(r.stdout, "1 imported, 0 skipped") {
+	if !strings.Contains(r.stdout, "imported  magic.example.com") || !strings.Contains(r.stdout, "1 imported, 0 skipped, 0 failed") {
 		t.Errorf("import certmagic report:\n%s", r.stdout)
 	}
 	// Importing again skips what is stored.
@@ -84,4 +85,35 @@ func TestImport(t *testing.T) {
 	missing := filepath.Join(dir, "no-storage")
 	ca.run(t, "import", "autocert", ac, "--storage", missing).fails(t, exitUsage, "does not exist")
 	noFile(t, missing)
+
+	// A storage that cannot store certificates (the folder of keys under
+	// "certificates/" is a file): the entry is FAILED, the exit 1, with a
+	// one-line summary.
+	broken := brokenStorage(t)
+	r = ca.run(t, "import", "autocert", ac, "--storage", broken)
+	r.fails(t, exitFailure, "1 of 1 certificates could not be stored (auto.example.com: storing failed")
+	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("stderr is more than one line: %q", r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^FAILED +auto\.example\.com `).MatchString(r.stdout) || !strings.Contains(r.stdout, "0 imported, 1 skipped, 1 failed") {
+		t.Errorf("report of the failed import:\n%s", r.stdout)
+	}
+	var failed migrate.Report
+	ca.run(t, "--json", "import", "autocert", ac, "--storage", broken).decode(t, &failed)
+	if len(failed.Failed) != 1 || failed.Failed[0].Name != "auto.example.com" {
+		t.Errorf("--json report of the failed import: %+v", failed)
+	}
+}
+
+// brokenStorage returns a storage folder that can be opened and locked
+// but cannot store certificates: the folder of the file backend's keys
+// under "certificates/" ("certificates+") is a file. Permissions would not
+// do: the tests may run as root.
+func brokenStorage(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "certificates+"), []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

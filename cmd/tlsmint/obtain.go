@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -160,10 +161,13 @@ func keyTypeOf(key crypto.PublicKey) string {
 
 // issue obtains a certificate for names (obtain), or renews old (renew,
 // where names come from it).
-func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509.Certificate) error {
+func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509.Certificate) (err error) {
 	ctx := cmd.Context()
 	ids, norm, err := identifiers(names)
 	if err != nil {
+		return err
+	}
+	if err := f.solverFlags.checkWildcards(norm); err != nil {
 		return err
 	}
 	if err := a.checkCA(); err != nil {
@@ -192,6 +196,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	}
 
 	// Storage first, so that a wrong --storage orders nothing.
+	issued := false
 	var store storage.Storage
 	var trail *audit.Log
 	if a.storageURL != "" {
@@ -204,6 +209,23 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		trail = &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
 		defer trail.Close()
 	}
+	if trail != nil {
+		// A run that fails or is interrupted before the certificate is
+		// issued leaves a failed decision per name, as a Manager's failed
+		// order does (after issuance, the trail has the obtained ones).
+		defer func() {
+			if err == nil || issued {
+				return
+			}
+			why := err
+			if ctx.Err() != nil {
+				why = fmt.Errorf("interrupted: %w", err)
+			}
+			for _, name := range norm {
+				trail.OnEvent(autotls.Event{Type: autotls.EventFailed, Name: name, Issuer: directory, Err: why})
+			}
+		}()
+	}
 	certFile, keyFile := f.certFile, f.keyFile
 	if store == nil || certFile != "" || keyFile != "" {
 		if certFile == "" {
@@ -214,6 +236,22 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 			if keyFile == certFile {
 				keyFile = certFile + ".key"
 			}
+		}
+	}
+
+	// Every destination is checked before the first ACME request: a
+	// certificate issued and then lost still counts against the CA's
+	// limits.
+	if certFile != "" {
+		for _, d := range []struct{ flag, path string }{{"--cert", certFile}, {"--key", keyFile}} {
+			if err := checkWritable(d.path); err != nil {
+				return fmt.Errorf("cannot write %s %s: %w: nothing was ordered", d.flag, d.path, err)
+			}
+		}
+	}
+	if store != nil {
+		if err := checkStorage(ctx, store); err != nil {
+			return fmt.Errorf("cannot write to --storage %s: %w: nothing was ordered", a.storageURL, err)
 		}
 	}
 
@@ -246,6 +284,7 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		}
 		return a.caError("obtaining the certificate", err)
 	}
+	issued = true
 	p.step("done")
 	if set.persist != nil {
 		set.persist.finish()
@@ -260,27 +299,51 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 	}
 	out.ARIID, _ = acme.CertificateID(leaf)
 
-	if certFile != "" {
-		keyPEM, err := encodeKey(certKey)
-		if err != nil {
-			return err
+	keyPEM, err := encodeKey(certKey)
+	if err != nil {
+		return err
+	}
+	// The certificate is issued: it is written whatever happens to the
+	// command's context now (Ctrl-C), within a bound.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	// lost is the error of a write that failed after issuance: the chain
+	// and key go to a rescue file the message names.
+	lost := func(what string, err error) error {
+		if trail != nil {
+			for _, name := range norm {
+				trail.OnEvent(autotls.Event{Type: autotls.EventNotStored, Name: name, Issuer: directory, Serial: out.Serial, NotAfter: leaf.NotAfter, Err: err})
+			}
 		}
+		msg := fmt.Sprintf("the certificate was issued (serial %s) but %s: %v", out.Serial, what, err)
+		if path, rerr := rescue(norm[0], out.Serial, res.Chain.PEM, keyPEM); rerr == nil {
+			msg += "; its key and chain are saved in " + path + " (mode 0600)"
+			a.wrote(path + " (the issued key and chain)")
+		} else {
+			msg += "; saving its key and chain elsewhere failed too: " + rerr.Error()
+		}
+		return errors.New(msg)
+	}
+	if certFile != "" {
 		if err := writeFiles(fileSpec{keyFile, keyPEM, 0o600}, fileSpec{certFile, res.Chain.PEM, 0o644}); err != nil {
-			return fmt.Errorf("the certificate was issued (serial %s) but not saved: %w", out.Serial, err)
+			return lost("not saved", err)
 		}
 		out.CertFile, out.KeyFile = certFile, keyFile
+		a.wrote(certFile)
+		a.wrote(keyFile)
 	}
 	if store != nil {
 		for _, name := range norm {
-			err := autotls.ImportCertificate(ctx, store, autotls.ImportedCertificate{
+			err := autotls.ImportCertificate(wctx, store, autotls.ImportedCertificate{
 				Directory: directory, Name: name, ChainPEM: res.Chain.PEM, Key: certKey,
 				OrderURL: res.Order.URL, CertificateURL: res.Order.Certificate, AccountURL: c.AccountURL,
 				Replace: f.replaceStored,
 			})
 			if err != nil {
-				return fmt.Errorf("the certificate was issued (serial %s) but not stored under %s: %w", out.Serial, name, err)
+				return lost("not stored under "+name, err)
 			}
 			out.Stored = append(out.Stored, name)
+			a.wrote(name + " in the storage")
 			trail.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: name, Issuer: directory, NotAfter: leaf.NotAfter, Serial: out.Serial})
 		}
 	}

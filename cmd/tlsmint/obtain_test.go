@@ -208,6 +208,10 @@ func TestARIRenewRevoke(t *testing.T) {
 	if !info.Due || info.ExplanationURL != "https://ca.example/incident" {
 		t.Errorf("ari after the incident: %+v", info)
 	}
+	if r := ca.run(t, "ari", crt).ok(t); !strings.Contains(r.stdout, "renew:            now (the CA moved its renewal window (ARI) into the past") ||
+		!strings.Contains(r.stdout, "see https://ca.example/incident") {
+		t.Errorf("ari text after the incident does not say why renewal is due now:\n%s", r.stdout)
+	}
 	var out certOutput
 	ca.run(t, "--account-key", acct, "--json", "renew", "--cert", crt, "--http", ca.httpAddr()).ok(t).decode(t, &out)
 	renewed := ca.loadPair(t, crt, key, "ari.example.com")
@@ -269,17 +273,116 @@ func TestObtainBadInput(t *testing.T) {
 	defer l.Close()
 	ca.run(t, "--account-key", acct, "obtain", "example.com", "--http", l.Addr().String(), "--cert", crt).fails(t, exitFailure, "another server listens there")
 
-	// An unwritable destination: the certificate is issued but nothing is
-	// half-written, and the message says so.
+	// An unwritable destination is found before anything is ordered.
 	ro := filepath.Join(dir, "file-not-folder")
 	os.WriteFile(ro, []byte("x"), 0o600)
+	orders = ca.Requests("newOrder")
 	ca.run(t, "--account-key", acct, "obtain", "example.com", "--http", ca.httpAddr(), "--cert", filepath.Join(ro, "c.crt"), "--key", key).
-		fails(t, exitFailure, "issued", "not saved")
+		fails(t, exitFailure, "cannot write --cert "+filepath.Join(ro, "c.crt"), "is not a folder", "nothing was ordered")
+	ca.run(t, "--account-key", acct, "obtain", "example.com", "--http", ca.httpAddr(), "--cert", crt, "--key", dir).
+		fails(t, exitFailure, "cannot write --key "+dir, "is a folder", "nothing was ordered")
+	ca.run(t, "--account-key", acct, "obtain", "example.com", "--http", ca.httpAddr(), "--storage", brokenStorage(t)).
+		fails(t, exitFailure, "cannot write to --storage", "nothing was ordered")
+	// A wildcard with only http-01 or tls-alpn-01 is refused, naming the
+	// flags it needs.
+	ca.run(t, "--account-key", acct, "obtain", "*.example.com", "--http", ca.httpAddr(), "--tls-alpn", ca.tlsAddr(), "--cert", crt).
+		fails(t, exitUsage, "*.example.com is a wildcard", "pass --dns or --dns-persist")
+	if n := ca.Requests("newOrder"); n != orders {
+		t.Errorf("%d orders placed for destinations that cannot be written or a wildcard without DNS", n-orders)
+	}
 	noFile(t, key)
+	noFile(t, crt)
 
 	// CA down.
 	down := closedURL(t)
 	runCmd(t, nil, "--ca", down, "--ca-roots", ca.rootsFile, "--account-key", acct, "obtain", "example.com", "--http", ca.httpAddr(), "--cert", crt).
 		fails(t, exitFailure, "cannot reach the CA")
 	noFile(t, crt)
+}
+
+// hookWriter calls fn once, the first time what is written contains at.
+type hookWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	at   string
+	fn   func()
+	done bool
+}
+
+func (h *hookWriter) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.buf.Write(p)
+	if !h.done && strings.Contains(h.buf.String(), h.at) {
+		h.done = true
+		h.fn()
+	}
+	return len(p), nil
+}
+
+// A destination that breaks after the checks, while the CA issues: the
+// certificate and its key are not lost but saved in a file the error
+// names, mode 0600.
+func TestObtainRescuesAfterIssuance(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, testpebble.Options{})
+	acct := ca.account(t)
+	for _, tt := range []struct {
+		name     string
+		args     func(dir string) []string
+		breakDst func(dir string)
+		want     string
+	}{
+		{"files", func(dir string) []string {
+			return []string{"--cert", filepath.Join(dir, "out", "r.crt"), "--key", filepath.Join(dir, "out", "r.key")}
+		}, func(dir string) {
+			os.RemoveAll(filepath.Join(dir, "out"))
+			os.WriteFile(filepath.Join(dir, "out"), []byte("now a file"), 0o600)
+		}, "not saved"},
+		{"storage", func(dir string) []string { return []string{"--storage", dir} }, func(dir string) {
+			// the folder of certificates/ keys (see brokenStorage)
+			os.RemoveAll(filepath.Join(dir, "certificates+"))
+			os.WriteFile(filepath.Join(dir, "certificates+"), []byte("now a file"), 0o600)
+		}, "not stored under rescue-"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Mkdir(filepath.Join(dir, "out"), 0o700)
+			name := "rescue-" + tt.name + ".example.com"
+			stderr := &hookWriter{at: "CSR submitted", fn: func() { tt.breakDst(dir) }}
+			args := append([]string{"--ca", ca.DirectoryURL(), "--ca-roots", ca.rootsFile, "--account-key", acct, "--progress",
+				"obtain", name, "--http", ca.httpAddr()}, tt.args(dir)...)
+			var stdout bytes.Buffer
+			code := runEnv(ctxT(t), args, strings.NewReader(""), &stdout, stderr, func(string) string { return "" })
+			msg := stderr.buf.String()
+			t.Logf("exit %d, stderr:\n%s", code, msg)
+			if code != exitFailure || !strings.Contains(msg, "was issued") || !strings.Contains(msg, tt.want) {
+				t.Fatalf("exit %d, want 1 with %q", code, tt.want)
+			}
+			m := regexp.MustCompile(`saved in (\S+) \(mode 0600\)`).FindStringSubmatch(msg)
+			if m == nil {
+				t.Fatalf("the error names no rescue file")
+			}
+			t.Cleanup(func() { os.Remove(m[1]) })
+			if got := mode(t, m[1]); got != 0o600 {
+				t.Errorf("rescue file mode %04o, want 0600", got)
+			}
+			b, err := os.ReadFile(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			pair, err := tls.X509KeyPair(b, b)
+			if err != nil {
+				t.Fatalf("the rescue file does not hold a matching chain and key: %v", err)
+			}
+			inter := x509.NewCertPool()
+			for _, der := range pair.Certificate[1:] {
+				c, _ := x509.ParseCertificate(der)
+				inter.AddCert(c)
+			}
+			if _, err := pair.Leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: ca.RootPool(), Intermediates: inter}); err != nil {
+				t.Errorf("the rescued chain does not verify for %s: %v", name, err)
+			}
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 )
 
 // isTerminal reports whether w is a terminal (a character device).
@@ -168,7 +169,7 @@ func (v *verboseObserver) ObserveExchange(e acme.Exchange) {
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " -> %d", e.Status)
 	}
-	fmt.Fprintf(&b, " in %s", e.Latency.Round(time.Millisecond))
+	fmt.Fprintf(&b, " in %s", durfmt.Format(e.Latency))
 	if e.Retries > 0 {
 		fmt.Fprintf(&b, " after %d retries", e.Retries)
 	}
@@ -176,7 +177,7 @@ func (v *verboseObserver) ObserveExchange(e acme.Exchange) {
 		fmt.Fprintf(&b, ": %s: %s", e.ProblemType, e.ProblemDetail)
 	}
 	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+		fmt.Fprintf(&b, " (retry after %s)", durfmt.Format(e.RetryAfter))
 	}
 	if e.Err != "" {
 		fmt.Fprintf(&b, ": %s", e.Err)
@@ -195,8 +196,13 @@ type progress struct {
 	start time.Time
 }
 
+// newProgress returns the run's progress, the same for every caller, so
+// that the elapsed times count from one start.
 func (a *app) newProgress() *progress {
-	return &progress{w: a.stderr, on: a.progress, start: time.Now()}
+	if a.prog == nil {
+		a.prog = &progress{w: a.stderr, on: a.progress, start: time.Now()}
+	}
+	return a.prog
 }
 
 func (p *progress) step(format string, args ...any) {
@@ -215,6 +221,9 @@ func (o progressObserver) ObserveExchange(e acme.Exchange) {
 	if e.Status >= 400 || e.Status == 0 {
 		return
 	}
+	if e.RetryAfter > 0 {
+		o.p.step("waiting for the CA (Retry-After %s)", durfmt.Format(e.RetryAfter))
+	}
 	switch e.Operation {
 	case acme.OpNewOrder:
 		o.p.step("order created")
@@ -223,4 +232,120 @@ func (o progressObserver) ObserveExchange(e acme.Exchange) {
 	case acme.OpCertificate:
 		o.p.step("certificate downloaded")
 	}
+}
+
+// Colours of states in text output, as SGR sequences of one length each,
+// so that a coloured column stays aligned (see colorColumn).
+const (
+	sgrRed    = "\x1b[31m"
+	sgrGreen  = "\x1b[32m"
+	sgrYellow = "\x1b[33m"
+	sgrCyan   = "\x1b[36m"
+	sgrReset  = "\x1b[0m"
+)
+
+// colorOn reports whether text output colours states: --color always;
+// or auto (the default), stdout a terminal, NO_COLOR unset or empty and
+// TERM not "dumb".
+func (a *app) colorOn() bool {
+	switch a.color {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	return isTerminal(a.stdout) && a.getenv("NO_COLOR") == "" && a.getenv("TERM") != "dumb"
+}
+
+// paint wraps s in the colour sgr ("" leaves it as it is).
+func paint(sgr, s string) string {
+	if sgr == "" {
+		return s
+	}
+	return sgr + s + sgrReset
+}
+
+// verdictColor is check's OK (green) or PROBLEM (red).
+func verdictColor(ok bool) string {
+	if ok {
+		return sgrGreen
+	}
+	return sgrRed
+}
+
+// stateColor is the colour of a state word in a table: green for what is
+// well, yellow for what needs attention soon, red for what is wrong.
+func stateColor(state string) string {
+	switch strings.ToLower(state) {
+	case "ok", "imported", "valid":
+		return sgrGreen
+	case "expiring", "expiring_soon", "skipped", "refused", "renewing":
+		return sgrYellow
+	case "failing", "failed", "failure", "expired", "revoked", "problem", "error":
+		return sgrRed
+	case "pending":
+		return sgrCyan
+	}
+	return ""
+}
+
+// colorColumn colours the words of the column headed header in a table
+// tabwriter laid out: the column starts where its header does, on every
+// line (tabwriter pads by characters, so the offset counts runes).
+// Colouring after the layout keeps the escape sequences out of the
+// widths.
+func colorColumn(table, header string) string {
+	lines := strings.SplitAfter(table, "\n")
+	if len(lines) == 0 {
+		return table
+	}
+	off := strings.Index(lines[0], header)
+	if off < 0 || (off > 0 && lines[0][off-1] != ' ') {
+		return table
+	}
+	off = utf8.RuneCountInString(lines[0][:off])
+	for i := 1; i < len(lines); i++ {
+		r := []rune(lines[i])
+		if len(r) <= off || (off > 0 && r[off-1] != ' ') {
+			continue
+		}
+		end := off
+		for end < len(r) && r[end] != ' ' && r[end] != '\n' {
+			end++
+		}
+		word := string(r[off:end])
+		if c := stateColor(word); c != "" {
+			lines[i] = string(r[:off]) + paint(c, word) + string(r[end:])
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// coloredTable is a.table() for a table whose column headed stateHeader
+// holds states: Flush lays it out, colours that column when colorOn, and
+// writes it to stdout.
+type coloredTable struct {
+	*tabwriter.Writer
+	buf    *bytes.Buffer
+	a      *app
+	header string
+}
+
+func (a *app) stateTable(stateHeader string) *coloredTable {
+	var b bytes.Buffer
+	return &coloredTable{Writer: tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0), buf: &b, a: a, header: stateHeader}
+}
+
+// Flush lays the table out and writes it.
+func (t *coloredTable) Flush() error {
+	if err := t.Writer.Flush(); err != nil {
+		return err
+	}
+	text := t.buf.String()
+	t.buf.Reset()
+	if t.a.colorOn() {
+		text = colorColumn(text, t.header)
+	}
+	_, err := io.WriteString(t.a.stdout, text)
+	return err
 }

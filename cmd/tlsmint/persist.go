@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/durfmt"
 	"github.com/tlsmint/tlsmint/solvers"
 )
 
@@ -146,7 +147,7 @@ func (m *manualPersist) Wait(ctx context.Context, ch acme.Challenge) error {
 				why = lastErr.Error()
 			}
 			return &errDNSWait{fmt.Errorf("%w: the dns-persist-01 record %s is not answered by every authoritative nameserver of its zone after %s (%s): create it and run the command again, or wait longer with --dns-timeout",
-				solvers.ErrNotPropagated, want, m.timeout, why)}
+				solvers.ErrNotPropagated, want, durfmt.Format(m.timeout), why)}
 		case <-t.C:
 		}
 		err := m.solver(ch).Present(wctx, ch)

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/statuspage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
@@ -15,10 +15,7 @@ import (
 // The commands over a PostgreSQL storage (the default table prefix, as a
 // fleet uses it): obtain into it, list, show, audit.
 func TestPostgresStorage(t *testing.T) {
-	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("TLSMINT_TEST_POSTGRES is not set: skipping the PostgreSQL storage test")
-	}
+	dsn := testenv.Postgres(t)
 	t.Parallel()
 	ca := newCA(t, testpebble.Options{})
 	acct := ca.account(t)

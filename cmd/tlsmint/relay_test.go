@@ -28,6 +28,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
@@ -363,10 +364,7 @@ func TestRelayCommand(t *testing.T) {
 // token presented by one replica is answered by the other (only one
 // listens on the CA's http-01 port).
 func TestRelayCommandReplicasPostgres(t *testing.T) {
-	dsn := os.Getenv("TLSMINT_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("TLSMINT_TEST_POSTGRES is not set: skipping the relay replicas test")
-	}
+	dsn := testenv.Postgres(t)
 	clean := func() {
 		s, err := postgres.New(context.Background(), postgres.Config{DSN: dsn})
 		if err != nil {

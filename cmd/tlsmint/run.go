@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/tlsmint/tlsmint/internal/textclip"
 )
 
 // Exit codes, as documented in the package doc and docs/cli.md.
@@ -18,6 +21,8 @@ const (
 	exitFailure = 1 // the operation failed
 	exitUsage   = 2 // the command line is wrong
 	exitProblem = 3 // check found a problem
+
+	exitInterrupted = 130 // SIGINT or SIGTERM stopped the command (128 + SIGINT, as shells report it)
 )
 
 // exitError carries the exit code of a failure.
@@ -52,12 +57,21 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	if cmd != nil {
+		a.cmdPath = subcommandPath(cmd)
+	}
 	if err == nil {
 		return exitOK
 	}
 	if err == errProblem {
 		return exitProblem
+	}
+	if ctx.Err() != nil {
+		// Ctrl-C: what the command was doing when it stopped matters less
+		// than what it left behind.
+		fmt.Fprintf(stderr, "tlsmint: interrupted; %s\n", a.writtenSummary())
+		return exitInterrupted
 	}
 	code := exitFailure
 	var ee *exitError
@@ -68,11 +82,27 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		code = exitUsage
 	}
 	msg := err.Error()
-	if code == exitUsage && !strings.Contains(msg, "--help") {
-		msg += " (see " + strings.TrimSpace("tlsmint "+a.cmdPath) + " --help)"
+	if code == exitUsage {
+		// One line: cobra adds suggestions on lines of their own.
+		msg, _, _ = strings.Cut(msg, "\n")
+		if !strings.Contains(msg, "--help") {
+			msg += "; see " + strings.TrimSpace("tlsmint "+a.cmdPath) + " --help"
+		}
 	}
 	fmt.Fprintf(stderr, "tlsmint: %s\n", msg)
 	return code
+}
+
+// wrote records a file or storage entry the command has written, for the
+// message of an interrupted run.
+func (a *app) wrote(what string) { a.written = append(a.written, what) }
+
+// writtenSummary says what the run wrote before it stopped.
+func (a *app) writtenSummary() string {
+	if len(a.written) == 0 {
+		return "nothing was written"
+	}
+	return "written before it stopped: " + strings.Join(a.written, ", ")
 }
 
 // isCobraUsage reports errors cobra makes for a wrong command line, which
@@ -93,11 +123,16 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	cmdPath        string // of the command being run, for messages
+	cmdPath        string   // of the command being run, for messages
+	written        []string // files and storage entries written, for an interrupted run's message
 
 	// global flags
 	ca, caRoots, storageURL, accountKey string
 	jsonOut, verbose, progress          bool
+	requestTimeout                      time.Duration
+	color                               string
+
+	prog *progress // the run's progress (newProgress)
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -116,20 +151,25 @@ TLSMINT_PROFILE, TLSMINT_PREFERRED_CHAIN, TLSMINT_HTTP, TLSMINT_TLS_ALPN.
 A flag on the command line wins over the environment.
 
 Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
-3 check found a problem.`,
+3 check found a problem; 130 interrupted (SIGINT or SIGTERM).`,
 		Example: `  tlsmint account register --email ops@example.com --accept-tos
   tlsmint obtain example.com --http :80
   tlsmint certs list --storage /var/lib/tlsmint
   tlsmint check example.com --warn 14d`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			a.cmdPath = strings.TrimPrefix(cmd.CommandPath(), "tlsmint ")
-			return a.applyEnv(cmd)
+			a.cmdPath = subcommandPath(cmd)
+			if err := a.applyEnv(cmd); err != nil {
+				return err
+			}
+			return a.checkGlobalFlags()
 		},
 	}
+	root.SetVersionTemplate("tlsmint {{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		a.cmdPath = strings.TrimPrefix(cmd.CommandPath(), "tlsmint ")
+		a.cmdPath = subcommandPath(cmd)
 		return &exitError{code: exitUsage, err: err}
 	})
 	pf := root.PersistentFlags()
@@ -140,6 +180,8 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON for scripts instead of text")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "print every ACME exchange on stderr")
 	pf.BoolVar(&a.progress, "progress", isTerminal(a.stderr), "print progress on stderr (default: when stderr is a terminal)")
+	pf.DurationVar(&a.requestTimeout, "request-timeout", defaultRequestTimeout, "bound on each request to the CA, its answer included")
+	pf.StringVar(&a.color, "color", "auto", "colour states in text output: auto (on a terminal, unless NO_COLOR is set), always, never")
 
 	root.AddCommand(
 		a.accountCommand(),
@@ -153,8 +195,65 @@ Exit codes: 0 success; 1 the operation failed; 2 the command line is wrong;
 		a.checkCommand(),
 		a.importCommand(),
 		a.relayCommand(),
+		a.devCACommand(),
 	)
 	return root
+}
+
+// defaultRequestTimeout bounds each request to the CA (--request-timeout).
+const defaultRequestTimeout = 30 * time.Second
+
+// subcommandPath is cmd's path without the leading "tlsmint" ("" for the
+// root command itself).
+func subcommandPath(cmd *cobra.Command) string {
+	p := cmd.CommandPath()
+	if !strings.Contains(p, " ") {
+		return ""
+	}
+	return strings.TrimPrefix(p, "tlsmint ")
+}
+
+// checkGlobalFlags checks the values of the global flags.
+func (a *app) checkGlobalFlags() error {
+	if a.requestTimeout <= 0 {
+		return usagef("--request-timeout %s: want a positive duration, such as 30s", a.requestTimeout)
+	}
+	switch a.color {
+	case "auto", "always", "never":
+	default:
+		return usagef("--color %q: want auto, always or never", a.color)
+	}
+	return nil
+}
+
+// version is the module version of the binary (from its build
+// information: a tag when installed with go install …@version,
+// "(devel)" when built from a checkout), with the VCS revision when the
+// build recorded one.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + textclip.Prefix(rev, 12) + modified
+	}
+	return v + " " + bi.GoVersion
 }
 
 // envFlags are the flags that environment variables set, when not given

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +41,20 @@ func (s *solverFlags) add(cmd *cobra.Command) {
 	f.DurationVar(&s.dnsTimeout, "dns-timeout", 10*time.Minute, "with --dns or --dns-persist: how long to wait for the record to be visible")
 }
 
+// checkWildcards refuses, before anything is ordered, a wildcard that no
+// solver of the flags can validate: only dns-01 and dns-persist-01 can.
+func (s *solverFlags) checkWildcards(names []string) error {
+	if s.dns || s.dnsPersist {
+		return nil
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "*.") {
+			return usagef("%s is a wildcard, which only DNS validation proves: pass --dns or --dns-persist (--http and --tls-alpn cannot)", n)
+		}
+	}
+	return nil
+}
+
 // solvers is what the flags start: the solvers for Obtain, their
 // preference, and a function that stops the servers.
 type solverSet struct {
@@ -62,6 +77,14 @@ func (s *solverFlags) start(a *app, p *progress, names []string) (*solverSet, er
 	fail := func(err error) (*solverSet, error) {
 		set.stop()
 		return nil, err
+	}
+	for _, l := range []struct{ flag, addr string }{{"--http", s.http}, {"--tls-alpn", s.tlsALPN}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := checkListenAddr(l.addr); err != nil {
+			return fail(usagef("%s %q: %v: want HOST:PORT or :PORT, such as :80", l.flag, l.addr, err))
+		}
 	}
 	if s.wildcardPolicy && !s.dnsPersist {
 		return fail(usagef("--wildcard-policy is for dns-persist-01 records: pass --dns-persist too"))
@@ -114,6 +137,22 @@ func (s *solverFlags) start(a *app, p *progress, names []string) (*solverSet, er
 		return fail(usagef("no way to solve a challenge: pass --http :80, --tls-alpn :443, --dns or --dns-persist"))
 	}
 	return set, nil
+}
+
+// checkListenAddr checks a listen address before anything listens: a
+// host (possibly empty) and a port number or service name.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	if port == "" {
+		return errors.New("no port")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("port %q is not a port number", port)
+	}
+	return nil
 }
 
 func listenError(kind, addr string, err error) error {

@@ -176,6 +176,19 @@ func TestCheck(t *testing.T) {
 		t.Errorf("unreachable: exit %d, stdout %s", r.code, r.stdout)
 	}
 	runCmd(t, nil, "check", addr, "--warn", "soon").fails(t, exitUsage, "--warn")
+
+	// With --ca, the CA's ARI: a window ahead is fine; one moved into the
+	// past is a problem, with the CA's explanation.
+	ca.run(t, "check", addr, "--sni", "check.example.com", "--trust", ca.issuers).ok(t)
+	past := time.Now().Add(-time.Hour)
+	if err := ca.SetRenewalInfo(pair.Leaf, past.Add(-time.Hour), past, "https://ca.example/incident"); err != nil {
+		t.Fatal(err)
+	}
+	r = ca.run(t, "check", addr, "--sni", "check.example.com", "--trust", ca.issuers)
+	if r.code != exitProblem || !strings.Contains(r.stdout, "renewal requested by the CA") || !strings.Contains(r.stdout, "https://ca.example/incident") {
+		t.Errorf("ARI window in the past: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	runCmd(t, nil, "check", addr, "--sni", "check.example.com", "--trust", ca.issuers).ok(t) // without --ca: no ARI
 }
 
 func selfSigned(t *testing.T, name string, nb, na time.Time) tls.Certificate {

@@ -1,7 +1,8 @@
 // Package testpebble runs Let's Encrypt's Pebble ACME test CA in-process,
-// together with a mock DNS server, for hermetic tests and examples: real
-// http-01, tls-alpn-01 and dns-01 validation happen on loopback, with no
-// network and no external process.
+// together with a mock DNS server, for hermetic tests, examples and tlsmint
+// dev-ca (a local CA for trying the command): real http-01, tls-alpn-01 and
+// dns-01 validation happen on loopback, with no network and no external
+// process.
 //
 // # Getting started
 //

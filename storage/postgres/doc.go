@@ -62,7 +62,8 @@
 //
 // The tests need a real server: set TLSMINT_TEST_POSTGRES to the DSN of a
 // disposable database (.ci/run starts a throwaway PostgreSQL 15 cluster and
-// sets it). Without it they are skipped with a message. Each test works
+// sets it). Without it they are skipped with a message (and fail instead
+// when CI=true, as .ci/run sets). Each test works
 // under a random table prefix and drops its tables at the end. For fast
 // tests, use a short [Config.LockTTL] (one second) and
 // [Config.LockPollInterval] (ten milliseconds).

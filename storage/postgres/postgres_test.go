@@ -7,29 +7,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 	"github.com/tlsmint/tlsmint/storage/storagetest"
 )
 
-const dsnEnv = "TLSMINT_TEST_POSTGRES"
-
 // testDSN returns the DSN of the test server or skips the test.
 func testDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s to the DSN of a disposable PostgreSQL server "+
-			"(for example postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable), or run .ci/run, which starts one", dsnEnv)
-	}
-	return dsn
+	return testenv.Postgres(t)
 }
 
 // testPrefix returns a fresh table prefix whose tables are dropped when the

@@ -1,0 +1,210 @@
+package revocation_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tlsmint/tlsmint/revocation"
+)
+
+// testCA issues certificates and CRLs.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key}
+}
+
+func (ca *testCA) leaf(t *testing.T, serial int64, crls ...string) *x509.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), DNSNames: []string{"leaf.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), CRLDistributionPoints: crls}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c
+}
+
+func (ca *testCA) crl(t *testing.T, revoked ...int64) []byte {
+	t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, s := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: time.Unix(1700000000, 0), ReasonCode: 1})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute),
+		NextUpdate: time.Now().Add(time.Hour), RevokedCertificateEntries: entries}, ca.cert, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// crlServer serves body at /crl, counting the requests; gate, when set,
+// holds every answer until it is closed.
+type crlServer struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	body []byte
+	gate chan struct{}
+}
+
+func newCRLServer(t *testing.T, body []byte) *crlServer {
+	s := &crlServer{body: body}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		if s.gate != nil {
+			<-s.gate
+		}
+		switch r.URL.Path {
+		case "/crl":
+			s.mu.Lock()
+			b := s.body
+			s.mu.Unlock()
+			w.Write(b)
+		case "/redirect":
+			http.Redirect(w, r, "/crl", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	ca := newCA(t, "Test CA")
+	srv := newCRLServer(t, ca.crl(t, 7))
+	c := &revocation.Checker{}
+
+	st, err := c.Check(ctx, ca.leaf(t, 7, srv.URL+"/crl"), ca.cert)
+	if err != nil || !st.Revoked || !st.Checked || st.Reason != 1 || !st.RevokedAt.Equal(time.Unix(1700000000, 0)) || st.CRL != srv.URL+"/crl" || st.Serial != "7" {
+		t.Errorf("revoked: %+v, %v", st, err)
+	}
+	if st, err := c.Check(ctx, ca.leaf(t, 8, srv.URL+"/crl"), ca.cert); err != nil || st.Revoked || !st.Checked {
+		t.Errorf("not revoked: %+v, %v", st, err)
+	}
+	if st, err := c.Check(ctx, ca.leaf(t, 9), ca.cert); err != nil || st.Checked || st.Revoked {
+		t.Errorf("no CRL named: %+v, %v", st, err)
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("%d fetches, want 1", n)
+	}
+	if revocation.ReasonText(0) != "unspecified" || revocation.ReasonText(st.Reason) != "keyCompromise" {
+		t.Errorf("ReasonText")
+	}
+}
+
+// A thousand concurrent probes of certificates on one CRL cost one fetch;
+// the next comes once CacheFor has passed.
+func TestCacheOneFetch(t *testing.T) {
+	ca := newCA(t, "Test CA")
+	srv := newCRLServer(t, ca.crl(t, 1))
+	srv.gate = make(chan struct{})
+	var mu sync.Mutex
+	now := time.Now()
+	c := &revocation.Checker{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	leaves := []*x509.Certificate{ca.leaf(t, 1, srv.URL+"/crl"), ca.leaf(t, 2, srv.URL+"/crl")}
+	var wg sync.WaitGroup
+	var revoked atomic.Int64
+	for i := range 1000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := c.Check(context.Background(), leaves[i%2], ca.cert)
+			if err != nil {
+				t.Error(err)
+			}
+			if st.Revoked {
+				revoked.Add(1)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the checks pile up on the fetch
+	close(srv.gate)
+	wg.Wait()
+	if n := srv.hits.Load(); n != 1 || c.Fetches() != 1 {
+		t.Errorf("%d fetches (Fetches %d) for 1000 checks, want 1", n, c.Fetches())
+	}
+	if revoked.Load() != 500 {
+		t.Errorf("%d revoked, want 500", revoked.Load())
+	}
+	mu.Lock()
+	now = now.Add(revocation.DefaultCacheFor - time.Second)
+	mu.Unlock()
+	c.Check(context.Background(), leaves[0], ca.cert)
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("%d fetches within the hour, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Second)
+	mu.Unlock()
+	c.Check(context.Background(), leaves[0], ca.cert)
+	if n := srv.hits.Load(); n != 2 {
+		t.Errorf("%d fetches after the hour, want 2", n)
+	}
+}
+
+func TestCheckRefuses(t *testing.T) {
+	ctx := context.Background()
+	ca := newCA(t, "Test CA")
+	other := newCA(t, "Other CA")
+	for _, tt := range []struct {
+		name string
+		body []byte
+		path string
+		c    *revocation.Checker
+		want error
+	}{
+		{"signed by another CA", other.crl(t, 7), "/crl", &revocation.Checker{}, revocation.ErrInvalidCRL},
+		{"not a CRL", []byte("<html>hello</html>"), "/crl", &revocation.Checker{}, revocation.ErrInvalidCRL},
+		{"too large", ca.crl(t, 7), "/crl", &revocation.Checker{MaxSize: 10}, revocation.ErrFetch},
+		{"redirect", ca.crl(t, 7), "/redirect", &revocation.Checker{}, revocation.ErrFetch},
+		{"missing", ca.crl(t, 7), "/nope", &revocation.Checker{}, revocation.ErrFetch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newCRLServer(t, tt.body)
+			leaf := ca.leaf(t, 7, srv.URL+tt.path)
+			st, err := tt.c.Check(ctx, leaf, ca.cert)
+			if !errors.Is(err, tt.want) || st.Revoked || st.Checked {
+				t.Errorf("got %+v, %v; want %v and not revoked", st, err, tt.want)
+			}
+			// The failure is remembered: no second fetch at once.
+			tt.c.Check(ctx, leaf, ca.cert)
+			if n := srv.hits.Load(); n != 1 {
+				t.Errorf("%d fetches, want 1", n)
+			}
+		})
+	}
+	if _, err := (&revocation.Checker{}).Check(ctx, ca.leaf(t, 7, "http://127.0.0.1:1/crl"), nil); !errors.Is(err, revocation.ErrNoIssuer) {
+		t.Errorf("no issuer: %v, want ErrNoIssuer", err)
+	}
+}
