@@ -19,6 +19,7 @@ import (
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/storage"
+	"github.com/tlsmint/tlsmint/storage/postgres"
 )
 
 // orderLog is a Wrap that records every newOrder's identifiers and
@@ -122,9 +123,22 @@ func (s laggyStore) Store(ctx context.Context, key string, value []byte) error {
 // Eight names make a one-in-two failure all but certain.
 func TestFleetReplacesOnce(t *testing.T) {
 	t.Parallel()
-	for _, lag := range []time.Duration{0, 100 * time.Millisecond} {
-		t.Run("lag="+lag.String(), func(t *testing.T) {
+	cases := []struct {
+		name string
+		lag  time.Duration
+		pg   bool
+	}{{"files", 0, false}, {"files/slow-node", 100 * time.Millisecond, false}, {"postgres", 0, true}}
+	for _, tc := range cases {
+		lag := tc.lag
+		t.Run(tc.name, func(t *testing.T) {
+			var dsn, prefix string
+			if tc.pg {
+				dsn = fleetDSN(t)
+			}
 			t.Parallel()
+			if tc.pg {
+				prefix = fleetPrefix(t, dsn)
+			}
 			var log orderLog
 			e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return log.wrap(ariPastAlways(h)) }})
 			dir := t.TempDir()
@@ -143,6 +157,9 @@ func TestFleetReplacesOnce(t *testing.T) {
 			})
 			for i := range 3 {
 				var store storage.Storage = storage.Dir(dir)
+				if tc.pg {
+					store = openPostgres(t, postgres.Config{DSN: dsn, TablePrefix: prefix, LockPollInterval: 20 * time.Millisecond})
+				}
 				if i == 2 && lag > 0 {
 					store = laggyStore{Storage: store, lag: lag}
 				}

@@ -311,6 +311,8 @@ type state struct {
 	// (MaxCertificatesPerName).
 	nameOrders nameOrders
 	unbounded  bool // tests and benchmarks: no MaxCertificatesPerName
+	// maxOrderWait is maxOrderWait (tests set another).
+	maxOrderWait time.Duration
 	// replacesRefused holds the names whose last order the CA refused
 	// because of "replaces" while storage held no newer certificate: the
 	// next order goes without it.
@@ -416,6 +418,7 @@ func (m *Manager) init() {
 	st.clock.local = time.Now
 	st.minARIPoll = minARIPoll
 	st.ariFirstSpread = ariFirstSpread
+	st.maxOrderWait = maxOrderWait
 	st.handshakeSlots = make(chan struct{}, m.handshakeLimit())
 
 	st.configErr = m.checkFields(st)
