@@ -98,3 +98,37 @@ func TestWaitOrderDeadline(t *testing.T) {
 		t.Errorf("the bound lifts at %v, want about a minute ahead", until)
 	}
 }
+
+// The clock follows a CA's time beyond the tolerance, returns to the local
+// one within it, ignores small moves, and does not follow a Date header
+// more than a year off.
+func TestClockMeasured(t *testing.T) {
+	t.Parallel()
+	local := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := clock{local: func() time.Time { return local }}
+	steps := []struct {
+		skew    time.Duration
+		offset  time.Duration
+		changed bool
+	}{
+		{30 * time.Second, 0, false},
+		{40 * 24 * time.Hour, 40 * 24 * time.Hour, true},
+		{40*24*time.Hour + 10*time.Second, 40 * 24 * time.Hour, false},
+		{2 * 365 * 24 * time.Hour, 40 * 24 * time.Hour, false},
+		{-5 * time.Minute, -5 * time.Minute, true},
+		{time.Second, 0, true},
+	}
+	for i, s := range steps {
+		off, changed := c.measured(s.skew)
+		if off != s.offset || changed != s.changed {
+			t.Errorf("step %d (skew %v): offset %v changed %v, want %v %v", i, s.skew, off, changed, s.offset, s.changed)
+		}
+		if got := c.now(); !got.Equal(local.Add(-s.offset)) {
+			t.Errorf("step %d: now %v, want %v", i, got, local.Add(-s.offset))
+		}
+	}
+	fixed := clock{local: func() time.Time { return local }, fixed: true}
+	if off, changed := fixed.measured(40 * 24 * time.Hour); off != 0 || changed {
+		t.Errorf("a fixed clock corrected by %v", off)
+	}
+}
