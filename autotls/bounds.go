@@ -146,7 +146,7 @@ func (m *Manager) waitOrder(ctx context.Context, iss *issuer, name string) error
 	if wait <= 0 {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); wait > maxOrderWait || (ok && time.Until(dl) < wait) {
+	if dl, ok := ctx.Deadline(); wait > m.st.maxOrderWait || (ok && time.Until(dl) < wait) {
 		iss.orders.unreserve()
 		return &boundError{until: now.Add(wait), err: fmt.Errorf("%w: %s: %s's bound of %d orders a minute is reached", ErrOrderLimited, name, iss.url, int(iss.orders.max))}
 	}

@@ -17,9 +17,14 @@ import (
 // until the clocks agree again. A host whose clock runs 40 days ahead (a
 // VM restored from a snapshot, a dead RTC) so neither thinks a new
 // certificate due the moment it arrives nor drops one it still may serve.
-// Whatever the skew, no certificate is renewed before its floor (see
-// the package doc, "Bounds on orders").
+// A skew of more than a year is taken for a broken Date header and not
+// followed. Whatever the skew, no certificate is renewed before its floor
+// (see the package doc, "Bounds on orders").
 const ClockSkewTolerance = time.Minute
+
+// maxSkewCorrection is the largest skew the Manager corrects: a CA's Date
+// header further off than a year is taken for a broken one.
+const maxSkewCorrection = 365 * 24 * time.Hour
 
 // clock is the Manager's one source of time: the local clock (time.Now;
 // tests set another) corrected by the CA's when the two disagree by more
@@ -58,6 +63,11 @@ func (c *clock) measured(skew time.Duration) (time.Duration, bool) {
 	next := skew
 	if next.Abs() <= ClockSkewTolerance {
 		next = 0
+	}
+	if next.Abs() > maxSkewCorrection {
+		// Not a clock that drifted or a VM restored from a snapshot,
+		// but a Date header that is wrong: not followed.
+		return time.Duration(c.offset.Load()), false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

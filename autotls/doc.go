@@ -110,7 +110,10 @@
 // certificate, so a restart and every node of a fleet reuse it. A window
 // in the past (a revocation, a CA incident) renews at once, with
 // "replaces" naming the old certificate when the same account obtained it;
-// [Manager.Certificates] lists every certificate with its plan.
+// [Manager.Certificates] lists every certificate with its plan. Renewals
+// that came due while the Manager was down are spread over the hour after
+// it starts (a point fixed per name), unless less than a tenth of the
+// lifetime is left, so a restart sends the CA no herd.
 //
 // Every plan — for a certificate obtained here, loaded from storage (one
 // another node of the fleet just stored, or this node's before a

@@ -43,6 +43,15 @@ func UnboundedForTest(m *Manager) {
 	}
 }
 
+// SetMaxOrderWaitForTest sets how long an order waits for its issuer's
+// bound of orders per minute (a minute) before the issuer is skipped.
+func SetMaxOrderWaitForTest(m *Manager, d time.Duration) { m.state().maxOrderWait = d }
+
+// SetCatchUpForTest sets the window over which renewals found overdue at
+// start-up are spread (an hour); zero renews them at once. Call it before
+// the Manager's first use.
+func SetCatchUpForTest(m *Manager, d time.Duration) { m.state().catchUpWindow = d }
+
 // SetARIFirstPollForTest sets the spread of a new certificate's first
 // ARI poll (a random point of the first six hours); zero polls at once
 // after issuance. Call it before the Manager's first use.

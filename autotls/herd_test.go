@@ -24,7 +24,9 @@ func TestRestartKeepsSpread(t *testing.T) {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = "due" + itoa(i) + ".example.org"
-		chain := f.leafPEMValid(t, names[i], int64(i+2), time.Now().Add(-80*24*time.Hour), time.Now().Add(10*24*time.Hour))
+		// 75 days into a 90-day life: past the renewal window, with more
+		// than a tenth of the life left (less is renewed at once).
+		chain := f.leafPEMValid(t, names[i], int64(i+2), time.Now().Add(-75*24*time.Hour), time.Now().Add(15*24*time.Hour))
 		if err := autotls.StoreForTest(ctxT(t), store, e.ca.DirectoryURL(), names[i], chain, f.leafKy); err != nil {
 			t.Fatal(err)
 		}

@@ -88,7 +88,10 @@ func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, 
 // the name's storage lock, after checking storage again. The order and the
 // final Store run under the lock's context, so a holder that lost its
 // lease (stalled, partitioned) stops, and a fencing backend refuses its
-// Store.
+// Store. Its steps: the issuers that may be asked (usableIssuers), the
+// on-demand limit, the lock, storage again, the safety bounds, the
+// issuers in turn (orderFrom), and the bookkeeping of a success
+// (ordered).
 func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, current *entry) (*tls.Certificate, error) {
 	st := m.st
 	store, err := m.storage()
@@ -99,26 +102,9 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 	if f := st.failureFor(name, now); f != nil {
 		return nil, fmt.Errorf("%w: %s until %s: %w", ErrBackoff, name, f.until.Format(time.RFC3339), f.err)
 	}
-	// A Retry-After that another node, or this one before a restart, got
-	// from an issuer holds here too: that issuer is skipped until then.
-	var usable, lapsed []*issuer // lapsed: a stored Retry-After that is over
-	var waiting *storedBackoff
-	for _, iss := range st.issuers {
-		b := m.loadBackoff(ctx, iss, name)
-		if b != nil && now.Before(b.Until) {
-			if waiting == nil || b.Until.Before(waiting.Until) {
-				waiting = b
-			}
-			continue
-		}
-		if b != nil {
-			lapsed = append(lapsed, iss)
-		}
-		usable = append(usable, iss)
-	}
-	if len(usable) == 0 {
-		err := st.rememberBackoff(name, waiting)
-		return nil, fmt.Errorf("%w: %s until %s (the CA's Retry-After, stored): %w", ErrBackoff, name, waiting.Until.Format(time.RFC3339), err)
+	usable, lapsed, err := m.usableIssuers(ctx, name, now)
+	if err != nil {
+		return nil, err
 	}
 	if onDemand && !st.limiter.allow(now) {
 		err := fmt.Errorf("%w: %s: rate limit of new orders", ErrOnDemandLimited, name)
@@ -140,14 +126,52 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		m.install(e, EventLoaded)
 		return e.cert, nil
 	}
-
 	// The safety bounds, whatever the reason for this order.
 	if err := m.checkNameBound(name, m.now()); err != nil {
 		return nil, m.orderFailed(lockCtx, name, current, err, boundWait(err, m.now()))
 	}
+	e, served, err := m.orderFrom(ctx, lockCtx, usable, name, current, renew)
+	if served != nil || err != nil {
+		return served, err
+	}
+	m.ordered(ctx, e, current, lapsed)
+	return e.cert, nil
+}
 
+// usableIssuers returns the issuers that may be asked for name now, and
+// those among them whose stored Retry-After is over (lapsed). A
+// Retry-After that another node, or this one before a restart, got from
+// an issuer holds here too: that issuer is skipped until then; when every
+// one is, the error says until when.
+func (m *Manager) usableIssuers(ctx context.Context, name string, now time.Time) (usable, lapsed []*issuer, err error) {
+	var waiting *storedBackoff
+	for _, iss := range m.st.issuers {
+		b := m.loadBackoff(ctx, iss, name)
+		if b != nil && now.Before(b.Until) {
+			if waiting == nil || b.Until.Before(waiting.Until) {
+				waiting = b
+			}
+			continue
+		}
+		if b != nil {
+			lapsed = append(lapsed, iss)
+		}
+		usable = append(usable, iss)
+	}
+	if len(usable) == 0 {
+		err := m.st.rememberBackoff(name, waiting)
+		return nil, nil, fmt.Errorf("%w: %s until %s (the CA's Retry-After, stored): %w", ErrBackoff, name, waiting.Until.Format(time.RFC3339), err)
+	}
+	return usable, lapsed, nil
+}
+
+// orderFrom asks the usable issuers in turn, under the lock (lockCtx),
+// until one issues. It returns the new entry; or served, a certificate
+// served instead (another node's replacement, or one obtained while the
+// lock was lost); or the error, once the failure is recorded.
+func (m *Manager) orderFrom(ctx, lockCtx context.Context, usable []*issuer, name string, current *entry, renew bool) (e *entry, served *tls.Certificate, err error) {
+	st := m.st
 	var (
-		e        *entry
 		attempts []error
 		minWait  time.Duration // the shortest Retry-After, if every issuer sent one
 	)
@@ -170,25 +194,25 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 			// it) wait, and order without replaces at the next attempt.
 			if stored, lerr := m.loadStoredOther(lockCtx, name, current); lerr == nil && m.fresh(stored, current, renew) {
 				m.install(stored, EventLoaded)
-				return stored.cert, nil
+				return nil, stored.cert, nil
 			}
 			st.replacesRefused.Store(name, true)
-			return nil, m.orderFailed(lockCtx, name, current, fmt.Errorf("autotls: renewing %s: the CA says its certificate was already replaced, and storage holds no newer one yet; ordering without replaces at the next attempt: %w", name, err), 0)
+			return nil, nil, m.orderFailed(lockCtx, name, current, fmt.Errorf("autotls: renewing %s: the CA says its certificate was already replaced, and storage holds no newer one yet; ordering without replaces at the next attempt: %w", name, err), 0)
 		}
 		if errors.Is(err, errFenced) {
 			// The node that took the lock over stores its own: serve
 			// that one when it is there, this one from memory until then.
 			if stored, lerr := m.loadStored(ctx, name); lerr == nil && m.fresh(stored, current, renew) {
 				m.install(stored, EventLoaded)
-				return stored.cert, nil
+				return nil, stored.cert, nil
 			}
 			st.clearFailure(name)
 			m.install(e, EventObtained)
 			m.emit(Event{Type: EventNotStored, Name: name, Issuer: iss.url, NotAfter: e.notAfter, Serial: e.serial(), Err: errFenced})
-			return e.cert, nil
+			return nil, e.cert, nil
 		}
 		if err == nil {
-			break
+			return e, nil, nil
 		}
 		if cause := context.Cause(lockCtx); errors.Is(cause, storage.ErrLockLost) {
 			err = fmt.Errorf("%w (%w)", err, cause)
@@ -207,18 +231,23 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 			m.emit(Event{Type: EventIssuerFailed, Name: name, Issuer: iss.url, Err: err})
 		}
 	}
-	if err != nil {
-		if len(st.issuers) > 1 {
-			err = fmt.Errorf("autotls: obtaining %s failed at %d issuer(s): %w", name, len(attempts), errors.Join(attempts...))
-		}
-		return nil, m.orderFailed(lockCtx, name, current, err, minWait)
+	if len(st.issuers) > 1 {
+		err = fmt.Errorf("autotls: obtaining %s failed at %d issuer(s): %w", name, len(attempts), errors.Join(attempts...))
 	}
-	st.clearFailure(name)
-	st.nameOrders.obtained(name, m.now(), e.notAfter.Sub(e.notBefore))
-	// Stored Retry-Afters that are over are removed; those still running
-	// (an issuer that was skipped) stay.
+	return nil, nil, m.orderFailed(lockCtx, name, current, err, minWait)
+}
+
+// ordered does the bookkeeping of a certificate just obtained for current
+// (nil: a first one): the failure and the stored Retry-Afters that are
+// over (lapsed) are cleared — those still running, of an issuer that was
+// skipped, stay — the name's recent certificates counted, and e installed
+// with its event.
+func (m *Manager) ordered(ctx context.Context, e, current *entry, lapsed []*issuer) {
+	st := m.st
+	st.clearFailure(e.name)
+	st.nameOrders.obtained(e.name, m.now(), e.notAfter.Sub(e.notBefore))
 	for _, iss := range lapsed {
-		m.clearBackoff(ctx, iss, name)
+		m.clearBackoff(ctx, iss, e.name)
 	}
 	typ := EventObtained
 	switch {
@@ -228,7 +257,6 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		typ = EventRenewed
 	}
 	m.install(e, typ)
-	return e.cert, nil
 }
 
 // orderFailed records a failed order of name (wait: the shortest
@@ -310,7 +338,7 @@ func (m *Manager) install(e *entry, typ EventType) {
 	if typ == EventLoaded && e.reason != ReasonARIPast {
 		// Overdue when loaded: the Manager was down when it came due, or
 		// another node could not renew it; spread with the others.
-		e.renewAt = catchUp(e.name, e.renewAt, e.notAfter, m.now())
+		e.renewAt = m.catchUp(e.name, e.renewAt, e.notBefore, e.notAfter)
 	}
 	st.cache.put(e)
 	st.setLapsed(e.name, false)

@@ -311,6 +311,9 @@ type state struct {
 	// (MaxCertificatesPerName).
 	nameOrders nameOrders
 	unbounded  bool // tests and benchmarks: no MaxCertificatesPerName
+	// maxOrderWait is maxOrderWait, and catchUpWindow catchUpWindow
+	// (tests set others).
+	maxOrderWait, catchUpWindow time.Duration
 	// replacesRefused holds the names whose last order the CA refused
 	// because of "replaces" while storage held no newer certificate: the
 	// next order goes without it.
@@ -416,6 +419,8 @@ func (m *Manager) init() {
 	st.clock.local = time.Now
 	st.minARIPoll = minARIPoll
 	st.ariFirstSpread = ariFirstSpread
+	st.maxOrderWait = maxOrderWait
+	st.catchUpWindow = catchUpWindow
 	st.handshakeSlots = make(chan struct{}, m.handshakeLimit())
 
 	st.configErr = m.checkFields(st)

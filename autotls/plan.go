@@ -147,11 +147,17 @@ const catchUpWindow = time.Hour
 // a point fixed per name in the next hour (or quarter of the time left,
 // when shorter), so that names that came due during the downtime keep a
 // spread, whatever order they are read in, instead of lining up at once.
-func catchUp(name string, at, notAfter, now time.Time) time.Time {
+// A certificate with less than a tenth of its lifetime left (notBefore
+// zero: not known) is renewed at once.
+func (m *Manager) catchUp(name string, at, notBefore, notAfter time.Time) time.Time {
+	now := m.now()
 	if !at.Before(now) {
 		return at
 	}
-	w := min(catchUpWindow, notAfter.Sub(now)/4)
+	if !notBefore.IsZero() && !now.Before(notAfter.Add(-notAfter.Sub(notBefore)/latestShare)) {
+		return now
+	}
+	w := min(m.st.catchUpWindow, notAfter.Sub(now)/4)
 	if w <= 0 {
 		return now
 	}

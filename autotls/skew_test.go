@@ -157,3 +157,35 @@ func TestClockSkewUncorrectedBounded(t *testing.T) {
 		t.Errorf("the last certificate is not served: %v", err)
 	}
 }
+
+// An issuer's MaxOrdersPerMinute holds whatever asks for orders: with a
+// bound of two and orders that may not wait, a third name in the same
+// minute places no order, fails with ErrOrderLimited (its event says
+// why), and is retried when the bound allows.
+func TestIssuerOrderBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	ev := newEventLog()
+	m := e.manager(t, nil, func(m *autotls.Manager) {
+		m.Issuers = []autotls.Issuer{{DirectoryURL: m.DirectoryURL, MaxOrdersPerMinute: 2}}
+		m.DirectoryURL = ""
+		m.OnEvent = ev.on
+	})
+	autotls.SetMaxOrderWaitForTest(m, 0)
+	for _, name := range []string{"example.com", "www.example.org"} {
+		if _, err := m.GetCertificate(hello(name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	_, err := m.GetCertificate(hello("a.example.com"))
+	if !errors.Is(err, autotls.ErrOrderLimited) {
+		t.Fatalf("a third order in the minute: %v, want ErrOrderLimited", err)
+	}
+	if n := e.ca.Requests("newOrder"); n != 2 {
+		t.Errorf("%d orders at the CA, want 2", n)
+	}
+	f := ev.next(t, autotls.EventFailed, "a.example.com", 5*time.Second)
+	if !errors.Is(f.Err, autotls.ErrOrderLimited) || f.RetryAt.Before(time.Now().Add(20*time.Second)) {
+		t.Errorf("EventFailed: %v, retry at %v; want ErrOrderLimited and a retry when the bound allows (about 30 s)", f.Err, f.RetryAt)
+	}
+}

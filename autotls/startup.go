@@ -308,7 +308,7 @@ func (m *Manager) discover(ctx context.Context) {
 				continue
 			}
 			if e.reason != ReasonARIPast {
-				e.renewAt = catchUp(name, e.renewAt, e.notAfter, m.now())
+				e.renewAt = m.catchUp(name, e.renewAt, e.notBefore, e.notAfter)
 			}
 			if t, ok := m.firstARILook(iss); ok {
 				// The stored poll time if it is still ahead, else a
@@ -368,7 +368,7 @@ func (m *Manager) planFromIndex(iss *issuer, name string, x [2]int64) bool {
 		return false
 	}
 	notAfter, renewAt := time.Unix(x[0], 0), time.Unix(x[1], 0)
-	next := catchUp(name, renewAt, notAfter, m.now())
+	next := m.catchUp(name, renewAt, time.Time{}, notAfter)
 	if notAfter.Before(next) {
 		next = notAfter
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,6 +52,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // runEnv is run with the environment read through getenv.
 func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	// The progress of a request in flight is written from timers'
+	// goroutines: every message goes through one lock, and none is written
+	// once the run has returned.
+	errw := &syncWriter{w: stderr}
+	defer errw.close()
+	stderr = errw
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	root := a.rootCommand()
 	root.SetArgs(args)
@@ -313,4 +320,26 @@ func (a *app) applyEnv(cmd *cobra.Command) error {
 func flagSet(cmd *cobra.Command, name string) bool {
 	f := cmd.Flags().Lookup(name)
 	return f != nil && f.Changed
+}
+
+// syncWriter serialises the writes to w, and drops those made after close.
+type syncWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return len(b), nil
+	}
+	return s.w.Write(b)
+}
+
+func (s *syncWriter) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 }
