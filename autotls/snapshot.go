@@ -532,7 +532,9 @@ func (m *Manager) snapshotIssuer(ctx context.Context, store storage.Storage, iss
 				s.rows = append(s.rows, snapRow{name: name, notAfter: x[0], renewAt: x[1], notBefore: x[2], failedAt: x[3], iss: ii, flags: rowStored})
 			}
 		}
+		before := len(s.rows)
 		if !scanBucket(raw, add) {
+			s.rows = s.rows[:before]
 			var v indexValue
 			if err := json.Unmarshal(raw, &v); err != nil || v.Version != indexVersion {
 				errs = append(errs, fmt.Errorf("%w: schedule index %s", errCorrupt, ref.key()))
@@ -553,13 +555,18 @@ func (m *Manager) snapshotIssuer(ctx context.Context, store storage.Storage, iss
 	}
 	var jobs []storedJob
 	if len(keys) > 0 {
-		known := make(map[string]bool, len(s.rows)-first)
-		for _, r := range s.rows[first:] {
-			known[r.name] = true
-		}
+		// The stored names, less those the index lists: a map of the
+		// keys (often far fewer than the index's names), one lookup
+		// per index row.
+		stored := make(map[string]bool, len(keys))
 		for _, k := range keys {
-			name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, cprefix), ".json"))
-			if !known[name] && m.st.cache.get(name) == nil {
+			stored[nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, cprefix), ".json"))] = true
+		}
+		for _, r := range s.rows[first:] {
+			delete(stored, r.name)
+		}
+		for name := range stored {
+			if m.st.cache.get(name) == nil {
 				jobs = append(jobs, storedJob{iss, name})
 			}
 		}
@@ -618,10 +625,11 @@ func (m *Manager) indexFailed(iss *issuer, name string, s *storedCert) {
 	b[name] = rec
 }
 
-// scanBucket reads the names of a bucket in the form json.Marshal writes
-// it (keys in order, no spaces, names without escapes), calling add for
-// each with its name sliced from one string per bucket. ok is false when
-// b is in any other form; the caller decodes it with encoding/json then.
+// scanBucket reads the names of a bucket in the forms json.Marshal writes
+// it (no spaces, names without escapes), calling add for each as it is
+// read, with its name sliced from one string per bucket. ok is false when
+// b is in any other form: the caller discards what add got and decodes b
+// with encoding/json.
 // A view of a million names reads a thousand buckets of a thousand names:
 // this costs a tenth of encoding/json's map decoding.
 func scanBucket(b []byte, add func(name string, rec indexRecord)) (ok bool) {
@@ -661,58 +669,68 @@ func scanBucket(b []byte, add func(name string, rec indexRecord)) (ok bool) {
 		i += j + 1
 		return v, true
 	}
-	if !lit(`{"version":`) {
+	var (
+		version int64
+		names   bool
+		count   int
+	)
+	if !lit(`{`) {
 		return false
 	}
-	if v, ok := num(); !ok || v != indexVersion {
-		return false
-	}
-	if lit(`,"issuer":`) {
-		if _, ok := str(); !ok {
+	for first := true; !lit(`}`); first = false {
+		if !first && !lit(`,`) {
 			return false
 		}
-	}
-	if !lit(`,"names":{`) {
-		return false
-	}
-	type item struct {
-		name string
-		rec  indexRecord
-	}
-	var items []item
-	for !lit(`}`) {
-		if len(items) > 0 && !lit(`,`) {
+		key, ok := str()
+		if !ok || !lit(`:`) {
 			return false
 		}
-		name, ok := str()
-		if !ok || !lit(`:[`) {
-			return false
-		}
-		var rec indexRecord
-		for k := 0; ; k++ {
-			n, ok := num()
-			if !ok {
+		switch key {
+		case "version":
+			if version, ok = num(); !ok {
 				return false
 			}
-			if k < len(rec) {
-				rec[k] = n
-			}
-			if lit(`]`) {
-				break
-			}
-			if !lit(`,`) {
+		case "issuer":
+			if _, ok := str(); !ok {
 				return false
 			}
+		case "names":
+			if names || !lit(`{`) {
+				return false
+			}
+			names = true
+			for !lit(`}`) {
+				if count > 0 && !lit(`,`) {
+					return false
+				}
+				name, ok := str()
+				if !ok || !lit(`:[`) {
+					return false
+				}
+				var rec indexRecord
+				for k := 0; ; k++ {
+					n, ok := num()
+					if !ok {
+						return false
+					}
+					if k < len(rec) {
+						rec[k] = n
+					}
+					if lit(`]`) {
+						break
+					}
+					if !lit(`,`) {
+						return false
+					}
+				}
+				add(name, rec)
+				count++
+			}
+		default:
+			return false
 		}
-		items = append(items, item{name, rec})
 	}
-	if i != len(s)-1 || s[i] != '}' {
-		return false
-	}
-	for _, it := range items {
-		add(it.name, it.rec)
-	}
-	return true
+	return i == len(s) && version == indexVersion
 }
 
 // indexComplete reports whether the start-up discovery has run to its

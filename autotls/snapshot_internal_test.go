@@ -317,3 +317,48 @@ func BenchmarkSnapshot(b *testing.B) {
 		})
 	}
 }
+
+// TestScanBucket: the fast reader of index buckets reads what
+// encoding/json reads from the forms json.Marshal writes (the index's
+// struct, a map with its keys sorted, records of two elements from an
+// older version), and declines every other form, which the caller then
+// decodes with encoding/json.
+func TestScanBucket(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     map[string]indexRecord // nil: declined
+	}{
+		{"struct order", `{"version":1,"issuer":"https://ca.test/dir","names":{"a.example.com":[10,5,1,0],"b.example.com":[20,15,2,7]}}`,
+			map[string]indexRecord{"a.example.com": {10, 5, 1, 0}, "b.example.com": {20, 15, 2, 7}}},
+		{"sorted keys", `{"issuer":"https://ca.test/dir","names":{"a.example.com":[10,5,1,0]},"version":1}`,
+			map[string]indexRecord{"a.example.com": {10, 5, 1, 0}}},
+		{"older records", `{"version":1,"names":{"a.example.com":[10,5]}}`, map[string]indexRecord{"a.example.com": {10, 5, 0, 0}}},
+		{"longer records", `{"version":1,"names":{"a.example.com":[10,5,1,0,9]}}`, map[string]indexRecord{"a.example.com": {10, 5, 1, 0}}},
+		{"no names", `{"version":1,"names":{}}`, map[string]indexRecord{}},
+		{"escaped name", `{"version":1,"names":{"a\u002eexample.com":[10,5]}}`, nil},
+		{"spaces", `{"version": 1, "names": {}}`, nil},
+		{"other version", `{"version":2,"names":{}}`, nil},
+		{"unknown key", `{"version":1,"names":{},"more":1}`, nil},
+		{"trailing bytes", `{"version":1,"names":{}}x`, nil},
+		{"truncated", `{"version":1,"names":{"a.example.com":[10,`, nil},
+		{"not json", `garbage`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]indexRecord{}
+			ok := scanBucket([]byte(tc.in), func(name string, r indexRecord) { got[name] = r })
+			if ok != (tc.want != nil) {
+				t.Fatalf("ok = %v, want %v", ok, tc.want != nil)
+			}
+			if !ok {
+				return
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+			var v indexValue
+			if err := json.Unmarshal([]byte(tc.in), &v); err != nil || fmt.Sprint(v.Names) != fmt.Sprint(tc.want) && len(tc.want) > 0 {
+				t.Errorf("encoding/json reads %v (%v), the scanner %v", v.Names, err, got)
+			}
+		})
+	}
+}

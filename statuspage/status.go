@@ -490,3 +490,10 @@ func dnsRecords(in []autotls.DNSRecord) []DNSRecord {
 	}
 	return out
 }
+
+// CertificateOf describes info as the page does, with its State and days
+// left judged at now: for a command that shows one certificate
+// (autotls.Manager.CertificatesOf) as the page would.
+func CertificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
+	return certificateOf(info, now)
+}
