@@ -60,7 +60,9 @@ type Snapshot struct {
 // snapRow is one name: 56 bytes and the name's bytes.
 type snapRow struct {
 	name string
-	// Unix seconds; 0: unknown or none.
+	// notBefore and notAfter are Unix seconds (a certificate's times
+	// are whole seconds), renewAt and failedAt Unix nanoseconds; 0:
+	// unknown or none.
 	notBefore, notAfter, renewAt, failedAt int64
 	iss                                    uint16
 	reason                                 uint8
@@ -98,7 +100,9 @@ func reasonName(c uint8) string {
 }
 
 // CertificateSummary is one row of a [Snapshot]: what the Manager knows of
-// a name without loading its certificate. Times are whole seconds.
+// a name without loading its certificate. NotBefore and NotAfter are whole
+// seconds, as certificates hold them; RenewAt and LastErrorAt as exact as
+// the Manager knows them (whole seconds when only the index knows the name).
 type CertificateSummary struct {
 	// Name is the name the certificate is managed under, Issuer the CA's
 	// directory URL.
@@ -141,8 +145,8 @@ func (s *Snapshot) Row(i int) CertificateSummary {
 		Managed:     r.flags&rowManaged != 0,
 		NotBefore:   unixOrZero(r.notBefore),
 		NotAfter:    unixOrZero(r.notAfter),
-		RenewAt:     unixOrZero(r.renewAt),
-		LastErrorAt: unixOrZero(r.failedAt),
+		RenewAt:     nanoOrZero(r.renewAt),
+		LastErrorAt: nanoOrZero(r.failedAt),
 	}
 	if int(r.iss) < len(s.issuers) {
 		c.Issuer = s.issuers[r.iss]
@@ -152,6 +156,16 @@ func (s *Snapshot) Row(i int) CertificateSummary {
 
 // Name returns row i's name without building its summary.
 func (s *Snapshot) Name(i int) string { return s.rows[i].name }
+
+func nanoOrZero(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// secNano converts an index record's Unix seconds to nanoseconds.
+func secNano(sec int64) int64 { return sec * int64(time.Second) }
 
 func unixOrZero(sec int64) time.Time {
 	if sec == 0 {
@@ -411,13 +425,13 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 	st.index.mu.Lock()
 	for ref, names := range st.index.pending {
 		for name, x := range names {
-			over[name] = &overlay{row: snapRow{name: name, notAfter: x[0], renewAt: x[1], notBefore: x[2], failedAt: x[3], iss: issIndex(ref.iss), flags: rowStored}, hasRow: true}
+			over[name] = &overlay{row: snapRow{name: name, notAfter: x[0], renewAt: secNano(x[1]), notBefore: x[2], failedAt: secNano(x[3]), iss: issIndex(ref.iss), flags: rowStored}, hasRow: true}
 		}
 	}
 	st.index.mu.Unlock()
 	for _, e := range st.cache.all() {
 		r := snapRow{
-			name: e.name, notBefore: e.notBefore.Unix(), notAfter: e.notAfter.Unix(), renewAt: e.renewAt.Unix(),
+			name: e.name, notBefore: e.notBefore.Unix(), notAfter: e.notAfter.Unix(), renewAt: e.renewAt.UnixNano(),
 			iss: issIndex(e.iss), reason: reasonCode(e.reason), flags: rowInMemory,
 		}
 		if e.unstored == nil {
@@ -438,7 +452,7 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 	failed := map[string]int64{}
 	st.failMu.Lock()
 	for name, f := range st.failures {
-		failed[name] = f.at.Unix()
+		failed[name] = f.at.UnixNano()
 	}
 	st.failMu.Unlock()
 	st.managedMu.RLock()
@@ -490,7 +504,7 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 	// A failure that predates the certificate is over: it was renewed
 	// since.
 	for i := range s.rows {
-		if r := &s.rows[i]; r.failedAt != 0 && r.notBefore != 0 && r.failedAt < r.notBefore {
+		if r := &s.rows[i]; r.failedAt != 0 && r.notBefore != 0 && r.failedAt < secNano(r.notBefore) {
 			r.failedAt = 0
 		}
 	}
@@ -529,7 +543,7 @@ func (m *Manager) snapshotIssuer(ctx context.Context, store storage.Storage, iss
 		}
 		add := func(name string, x indexRecord) {
 			if x[0] != 0 {
-				s.rows = append(s.rows, snapRow{name: name, notAfter: x[0], renewAt: x[1], notBefore: x[2], failedAt: x[3], iss: ii, flags: rowStored})
+				s.rows = append(s.rows, snapRow{name: name, notAfter: x[0], renewAt: secNano(x[1]), notBefore: x[2], failedAt: secNano(x[3]), iss: ii, flags: rowStored})
 			}
 		}
 		before := len(s.rows)
@@ -578,13 +592,13 @@ func (m *Manager) snapshotIssuer(ctx context.Context, store storage.Storage, iss
 	for _, info := range infos {
 		r := snapRow{name: info.Name, iss: ii}
 		if !info.NotAfter.IsZero() {
-			r.notBefore, r.notAfter, r.renewAt = info.NotBefore.Unix(), info.NotAfter.Unix(), info.RenewAt.Unix()
+			r.notBefore, r.notAfter, r.renewAt = info.NotBefore.Unix(), info.NotAfter.Unix(), info.RenewAt.UnixNano()
 			r.reason, r.flags = reasonCode(info.RenewReason), rowStored
 		}
 		if !info.LastErrorAt.IsZero() {
-			r.failedAt = info.LastErrorAt.Unix()
+			r.failedAt = info.LastErrorAt.UnixNano()
 		} else if info.LastError != "" {
-			r.failedAt = m.now().Unix() // unreadable: a failure now
+			r.failedAt = m.now().UnixNano() // unreadable: a failure now
 		}
 		s.rows = append(s.rows, r)
 	}
