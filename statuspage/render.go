@@ -139,24 +139,18 @@ func pageURL(q Query) string {
 	return "?" + v.Encode()
 }
 
-// hostOnce shows a certificate's error with its name once: error chains
-// name the host at each layer ("obtaining example.com: … for
-// "example.com": … example.com: …"), which the row shows already.
+// hostOnce shows the error of a certificate whose row names it already:
+// error chains name the host at each layer ("obtaining example.com: … for
+// "example.com": … example.com: …"), so every mention of name in text
+// is left out, with the " for " or quotes around it.
 func hostOnce(name, text string) string {
-	if name == "" {
+	if name == "" || !strings.Contains(text, name) {
 		return text
 	}
-	i := strings.Index(text, name)
-	if i < 0 {
-		return text
+	for _, pat := range []string{` for "` + name + `"`, ` for ` + name, ` "` + name + `"`, `"` + name + `"`, ` ` + name, name} {
+		text = strings.ReplaceAll(text, pat, "")
 	}
-	head, tail := text[:i+len(name)], text[i+len(name):]
-	for _, pat := range []string{
-		` for "` + name + `"`, ` for ` + name, `"` + name + `": `, name + `: `, `"` + name + `"`, name,
-	} {
-		tail = strings.ReplaceAll(tail, pat, "")
-	}
-	return head + tail
+	return text
 }
 
 // formatTime shows a time in UTC to the minute; the zero time as a dash.
