@@ -111,7 +111,8 @@
 // again before it is a twentieth of its lifetime (at most six hours) old,
 // so that a CA whose renewal information says "now" for every certificate
 // cannot have a name renewed in a loop.
-// [Manager.Certificates] lists every certificate with its plan.
+// [Manager.Certificates] lists every certificate with its plan, loading
+// each one stored (see "Views" for many names).
 //
 // A background order is placed only for a name a handshake could still
 // get: one given to Manage, or one the host policy or OnDemand's decision
@@ -146,6 +147,24 @@
 // certificates not served since the restart. [Manager.Manage] streams its names through the background
 // queue, a few per worker at a time, so a call with a million names holds
 // nothing per waiting name. docs/postgres.md sizes a fleet's PostgreSQL.
+//
+// # Views
+//
+// A view of many names — a status page, a metrics scrape, a command's
+// list — reads a [Snapshot] ([Manager.Snapshot]): one compact row per
+// managed name (expiry, planned renewal, last failure, whether stored, in
+// memory, managed), ordered by expiry then name, built from the schedule
+// index and what the Manager holds in memory without loading a
+// certificate the index knows (the index records each name's expiry,
+// renewal, validity start and last failed renewal). Every view of the
+// Manager shares the last snapshot: it is rebuilt, in the background, when
+// older than [SnapshotMaxAge] or twenty times its build time, so building
+// snapshots takes at most a twentieth of the time whatever the number of
+// names; [Manager.RefreshSnapshot] builds one at once. A view then loads
+// the full state of only the rows it shows ([Manager.CertificatesOf]),
+// and pages through the snapshot with its cursors ([Snapshot.Cursor],
+// [Snapshot.Seek]), which stay valid from one snapshot to the next.
+// BENCHMARKS.md has the cost at a million names.
 //
 // # Failures
 //
