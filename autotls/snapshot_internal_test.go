@@ -362,3 +362,25 @@ func TestScanBucket(t *testing.T) {
 		})
 	}
 }
+
+// TestSortRows: rows sort by expiry (none first), then by name, whatever
+// their order before.
+func TestSortRows(t *testing.T) {
+	var rows []snapRow
+	for i := range 500 {
+		rows = append(rows, snapRow{name: fmt.Sprintf("n%03d", (i*7919)%500), notAfter: int64((i * 31) % 17)})
+	}
+	got := sortRows(rows)
+	for i := 1; i < len(got); i++ {
+		if compareRows(got[i-1], got[i]) > 0 {
+			t.Fatalf("rows %d and %d out of order: %+v, %+v", i-1, i, got[i-1], got[i])
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r.name] = true
+	}
+	if len(seen) != 500 {
+		t.Errorf("%d distinct rows after sorting, want 500", len(seen))
+	}
+}
