@@ -551,7 +551,9 @@ func (m *Manager) snapshotIssuer(ctx context.Context, store storage.Storage, iss
 			}
 		}
 		before := len(s.rows)
-		if !scanBucket(raw, add) {
+		if scanBucket(raw, add) {
+			compactNames(s.rows[before:])
+		} else {
 			s.rows = s.rows[:before]
 			var v indexValue
 			if err := json.Unmarshal(raw, &v); err != nil || v.Version != indexVersion {
@@ -648,6 +650,29 @@ func (m *Manager) indexFailed(iss *issuer, name string, s *storedCert) {
 		st.index.pending[ref] = b
 	}
 	b[name] = rec
+}
+
+// compactNames copies the names of rows, sliced from a bucket's JSON,
+// into one string of their own, so that a snapshot keeps the names'
+// bytes and not the whole text of the index (at a million names, 45 MB
+// less).
+func compactNames(rows []snapRow) {
+	n := 0
+	for i := range rows {
+		n += len(rows[i].name)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range rows {
+		b.WriteString(rows[i].name)
+	}
+	all := b.String()
+	off := 0
+	for i := range rows {
+		l := len(rows[i].name)
+		rows[i].name = all[off : off+l]
+		off += l
+	}
 }
 
 // scanBucket reads the names of a bucket in the forms json.Marshal writes
