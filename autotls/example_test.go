@@ -111,9 +111,9 @@ func ExampleManager_Certificates() {
 	}
 }
 
-// A view of many names: the failing ones, a page of 50 at a time, from the
-// snapshot every view of the Manager shares, loading only the page's
-// certificates.
+// A view of many names: the first 50 failing ones, found in the snapshot
+// every view of the Manager shares (a pass over its rows in memory, no
+// storage read), then loaded: only those 50 certificates.
 func ExampleManager_Snapshot() {
 	m := &autotls.Manager{Storage: storage.Dir("/var/lib/tlsmint")}
 	defer m.Close()
