@@ -26,7 +26,7 @@ func (h *Handler) Query(ctx context.Context, q Query) (*Status, error) {
 	if q.Limit > MaxLimit {
 		return nil, fmt.Errorf("%w: limit %d is above %d", ErrBadQuery, q.Limit, MaxLimit)
 	}
-	if _, _, err := parseCursor(q.After); err != nil {
+	if _, err := parseCursor(q.After); err != nil {
 		return nil, err
 	}
 	return h.status(ctx, h.now(), q)

@@ -42,7 +42,7 @@
 //	                     (DefaultMaxRows, 100)
 //	after=1767225600.example.com
 //	                     the cursor of the previous page, Status.Next: the page
-//	                     starts after that certificate
+//	                     starts after that certificate (see Query.After)
 //
 // The order is stable — names without a certificate first, then by
 // NotAfter, then by name — so a cursor stays valid while certificates

@@ -570,3 +570,34 @@ func TestPages(t *testing.T) {
 		t.Errorf("MaxRows -1: %d rows, want all 31", n)
 	}
 }
+
+// A relay may issue one name to two tenants in the same second: pages of
+// one certificate list both, once each, through the cursor.
+func TestPagesSameNameTwoTenants(t *testing.T) {
+	var infos []autotls.CertificateInfo
+	for _, tenant := range []string{"team b", "team-a", ""} {
+		c := cert("shared.example.com", -day, 90*day)
+		c.Tenant = tenant
+		infos = append(infos, c)
+	}
+	h := synthetic(infos, nil)
+	var got []string
+	after := ""
+	for range 5 {
+		target := "/?format=json&limit=1"
+		if after != "" {
+			target += "&after=" + url.QueryEscape(after)
+		}
+		st := decodeStatus(t, get(t, h, target, nil))
+		for _, c := range st.Certificates {
+			got = append(got, c.Tenant)
+		}
+		if st.Next == "" {
+			break
+		}
+		after = st.Next
+	}
+	if strings.Join(got, ",") != ",team b,team-a" {
+		t.Errorf("pages listed tenants %q, want each of the three once", got)
+	}
+}

@@ -46,7 +46,10 @@ type Query struct {
 	Limit int
 	// After is a cursor, Status.Next of the previous page: the
 	// certificate's NotAfter in Unix seconds ("-" without one), a dot,
-	// and its name. Empty means from the first.
+	// and its name, then, for a source's certificate with a tenant or a
+	// serial, a slash and each, path-escaped ("1767225600.example.com",
+	// "-.new.example.com", "1767225600.example.com/team-a/0a1b"). Empty
+	// means from the first.
 	After string
 }
 
@@ -63,7 +66,7 @@ func parseQuery(v url.Values) (Query, error) {
 		}
 		q.Limit = n
 	}
-	if _, _, err := parseCursor(q.After); err != nil {
+	if _, err := parseCursor(q.After); err != nil {
 		return q, err
 	}
 	return q, nil
@@ -77,46 +80,67 @@ func validState(s State) bool {
 	return false
 }
 
-// parseCursor reads a cursor (see Query.After); notAfter is 0 for a
+// parseCursor reads a cursor (see Query.After); its notAfter is 0 for a
 // certificate without one.
-func parseCursor(c string) (notAfter int64, name string, err error) {
+func parseCursor(c string) (pageKey, error) {
 	if c == "" {
-		return 0, "", nil
+		return pageKey{}, nil
 	}
-	t, name, ok := strings.Cut(c, ".")
+	base, rest, _ := strings.Cut(c, "/")
+	t, name, ok := strings.Cut(base, ".")
 	if !ok || name == "" {
-		return 0, "", fmt.Errorf("%w: cursor %.64q", ErrBadQuery, c)
+		return pageKey{}, fmt.Errorf("%w: cursor %.64q", ErrBadQuery, c)
 	}
+	k := pageKey{name: name, base: base}
 	if t != "-" {
 		n, err := strconv.ParseInt(t, 10, 64)
 		if err != nil || n == 0 {
-			return 0, "", fmt.Errorf("%w: cursor %.64q", ErrBadQuery, c)
+			return pageKey{}, fmt.Errorf("%w: cursor %.64q", ErrBadQuery, c)
 		}
-		notAfter = n
+		k.notAfter = n
 	}
-	return notAfter, name, nil
+	if rest != "" {
+		tenant, serial, ok := strings.Cut(rest, "/")
+		var err1, err2 error
+		k.tenant, err1 = url.PathUnescape(tenant)
+		k.serial, err2 = url.PathUnescape(serial)
+		if !ok || err1 != nil || err2 != nil {
+			return pageKey{}, fmt.Errorf("%w: cursor %.64q", ErrBadQuery, c)
+		}
+	}
+	return k, nil
 }
 
-// cursorOf is the cursor after c.
+// cursorOf is the cursor after c: its NotAfter and name, and, for a
+// source's certificate with a tenant or a serial, both after a slash each
+// (a relay may have issued the same name to two tenants in one second).
 func cursorOf(c Certificate) string {
-	if c.NotAfter.IsZero() {
-		return "-." + c.Name
+	base := "-." + c.Name
+	if !c.NotAfter.IsZero() {
+		base = strconv.FormatInt(c.NotAfter.Unix(), 10) + "." + c.Name
 	}
-	return strconv.FormatInt(c.NotAfter.Unix(), 10) + "." + c.Name
+	if c.Tenant == "" && c.Serial == "" {
+		return base
+	}
+	return base + "/" + url.PathEscape(c.Tenant) + "/" + url.PathEscape(c.Serial)
 }
 
 // pageKey is where a certificate sorts in a page: no certificate first,
-// then by NotAfter (Unix seconds), then by name.
+// then by NotAfter (Unix seconds), then by name, tenant and serial (a
+// Manager's rows have neither, and sort first). base is a cursor's part
+// that a Snapshot seeks (NotAfter and name).
 type pageKey struct {
-	notAfter int64
-	name     string
+	notAfter             int64
+	name, tenant, serial string
+	base                 string
 }
 
 func keyOf(c *Certificate) pageKey {
-	if c.NotAfter.IsZero() {
-		return pageKey{0, c.Name}
+	k := pageKey{name: c.Name, tenant: c.Tenant, serial: c.Serial}
+	if !c.NotAfter.IsZero() {
+		k.notAfter = c.NotAfter.Unix()
 	}
-	return pageKey{c.NotAfter.Unix(), c.Name}
+	return k
 }
 
 func comparePageKeys(a, b pageKey) int {
@@ -126,7 +150,8 @@ func comparePageKeys(a, b pageKey) int {
 		}
 		return 1
 	}
-	return cmp.Or(cmp.Compare(a.notAfter, b.notAfter), strings.Compare(a.name, b.name))
+	return cmp.Or(cmp.Compare(a.notAfter, b.notAfter), strings.Compare(a.name, b.name),
+		strings.Compare(a.tenant, b.tenant), strings.Compare(a.serial, b.serial))
 }
 
 // classified is a snapshot's rows judged: the positions of each state's
@@ -197,9 +222,14 @@ func (p *managerPage) total() int {
 	return p.snap.Len()
 }
 
-// seek starts the page after the cursor.
+// seek starts the page after the cursor: after the row of its NotAfter
+// and name, which sorts before a source's certificate of the same.
 func (p *managerPage) seek(cursor string) error {
-	pos, err := p.snap.Seek(cursor)
+	k, err := parseCursor(cursor)
+	if err != nil {
+		return err
+	}
+	pos, err := p.snap.Seek(k.base)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadQuery, err)
 	}
@@ -242,8 +272,7 @@ type pick struct {
 // Manager's part and the sources' certificates (sorted, filtered), the
 // smaller key first, and reports whether more follow.
 func choosePage(mp *managerPage, extra []Certificate, cursor string, limit int) ([]pick, bool) {
-	ca, cn, _ := parseCursor(cursor)
-	start := pageKey{ca, cn}
+	start, _ := parseCursor(cursor)
 	ei := 0
 	if cursor != "" {
 		ei = sort.Search(len(extra), func(i int) bool { return comparePageKeys(keyOf(&extra[i]), start) > 0 })

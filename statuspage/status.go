@@ -262,7 +262,7 @@ func attention(s State) bool {
 // first, then the soonest NotAfter, then by name, tenant and serial.
 func sortCertificates(certs []Certificate) {
 	slices.SortFunc(certs, func(a, b Certificate) int {
-		return cmp.Or(comparePageKeys(keyOf(&a), keyOf(&b)), strings.Compare(a.Tenant, b.Tenant), strings.Compare(a.Serial, b.Serial))
+		return comparePageKeys(keyOf(&a), keyOf(&b))
 	})
 }
 
