@@ -384,3 +384,36 @@ func TestSortRows(t *testing.T) {
 		t.Errorf("%d distinct rows after sorting, want 500", len(seen))
 	}
 }
+
+// TestIndexKeepsNewerCertificate: a node's pending record of an older
+// certificate (its failed renewal, flushed late) does not replace the
+// record another node wrote of the newer certificate that renewal got.
+func TestIndexKeepsNewerCertificate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const dir = "https://ca.test/directory"
+	store := storage.NewMemory()
+	now := time.Now().Unix()
+	newer := indexRecord{now + 90*86400, now + 60*86400, now - 60, 0}
+	writeIndex(t, store, dir, map[string]indexRecord{"a.example.com": newer})
+	m := &Manager{DirectoryURL: dir, Storage: store}
+	defer m.Close()
+	iss := m.state().primary()
+	ref := indexRef{iss, bucketOf("a.example.com")}
+	older := indexRecord{now + 10*86400, now, now - 80*86400, now - 3600}
+	if err := m.writeBucket(ctx, store, ref, map[string]indexRecord{"a.example.com": older, "b.example.com": older}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := readBucket(ctx, store, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Names["a.example.com"]; got != newer {
+		t.Errorf("a.example.com: %v, want the newer certificate's %v kept", got, newer)
+	}
+	if bucketOf("b.example.com") == ref.bucket {
+		if got := v.Names["b.example.com"]; got != older {
+			t.Errorf("b.example.com: %v, want %v written", got, older)
+		}
+	}
+}

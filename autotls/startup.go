@@ -162,6 +162,12 @@ func (m *Manager) writeBucket(ctx context.Context, store storage.Storage, ref in
 		v.Names = make(map[string]indexRecord, len(names))
 	}
 	for n, x := range names {
+		if cur, ok := v.Names[n]; ok && x[2] != 0 && cur[2] > x[2] {
+			// Another node stored a newer certificate (issued later)
+			// since this update was made: an older one's record, such
+			// as a failed renewal's, does not replace it.
+			continue
+		}
 		v.Names[n] = x
 	}
 	// Certificates long expired leave the index: a name is kept for a
