@@ -147,7 +147,10 @@ func hostOnce(name, text string) string {
 	if name == "" || !strings.Contains(text, name) {
 		return text
 	}
-	for _, pat := range []string{` for "` + name + `"`, ` for ` + name, ` "` + name + `"`, `"` + name + `"`, ` ` + name, name} {
+	for _, pat := range []string{
+		` for "` + name + `"`, ` for ` + name, `: "` + name + `"`, ` "` + name + `"`, `"` + name + `"`,
+		` [` + name + `]`, ` (` + name + `)`, ` ` + name, name,
+	} {
 		text = strings.ReplaceAll(text, pat, "")
 	}
 	return text

@@ -51,6 +51,8 @@ func TestHostOnce(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"a.example.com", `autotls: obtaining a.example.com: acme: newOrder for a.example.com: Cannot issue for "a.example.com": forbidden`,
 			`autotls: obtaining: acme: newOrder: Cannot issue: forbidden`},
+		{"a.example.com", `acme: rejectedIdentifier: forbidden by policy: "a.example.com" (HTTP 400); subproblems: rejectedIdentifier: a.example.com is a forbidden domain [a.example.com]`,
+			`acme: rejectedIdentifier: forbidden by policy (HTTP 400); subproblems: rejectedIdentifier: is a forbidden domain`},
 		{"a.example.com", "acme: rateLimited: too many certificates", "acme: rateLimited: too many certificates"},
 		{"", "anything a.example.com", "anything a.example.com"},
 	} {
