@@ -160,7 +160,8 @@
 // Manager shares the last snapshot: it is rebuilt, in the background, when
 // older than [SnapshotMaxAge] or twenty times its build time, so building
 // snapshots takes at most a twentieth of the time whatever the number of
-// names; [Manager.RefreshSnapshot] builds one at once. A view then loads
+// names (a call that finds it older than a minute waits for the next);
+// [Manager.RefreshSnapshot] builds one at once. A view then loads
 // the full state of only the rows it shows ([Manager.CertificatesOf]),
 // and pages through the snapshot with its cursors ([Snapshot.Cursor],
 // [Snapshot.Seek]), which stay valid from one snapshot to the next.

@@ -27,6 +27,10 @@ const (
 	// of the time whatever the number of names.
 	SnapshotMaxAge = time.Second
 	snapshotDuty   = 20
+	// snapshotStale is how old a snapshot may be and still be returned
+	// while the next is built (or three times its maximum age, when that
+	// is longer); an older one is replaced before the call returns.
+	snapshotStale = time.Minute
 	// snapshotTimeout bounds one build run for the callers that share
 	// it.
 	snapshotTimeout = 5 * time.Minute
@@ -279,7 +283,10 @@ type snapBuild struct {
 // for that build; later calls get the last one built, and a call that
 // finds it older than SnapshotMaxAge (or than twenty times its build
 // time, when the build was slow) gets it still, while a new one is built
-// in the background. [Manager.RefreshSnapshot] builds one at once.
+// in the background — unless it is older than a minute (and than three
+// times that age): then the call waits for the new one, so that a view
+// after a quiet hour does not show the hour-old picture.
+// [Manager.RefreshSnapshot] builds one at once.
 //
 // A build costs, per issuer, one List of the index (1,024 small values at
 // most) and a Load of each value, one List of the stored certificates,
@@ -287,19 +294,25 @@ type snapBuild struct {
 // by an older version or imported, until a serving Manager's start-up
 // discovery indexes it); nothing else of storage. The error reports what
 // could not be read; the Snapshot (also Snapshot.Err) holds the rest. It
-// is nil only when ctx ended before a first snapshot was built.
+// is nil only when ctx ended (or the build failed) before a first
+// snapshot was built.
 func (m *Manager) Snapshot(ctx context.Context) (*Snapshot, error) {
 	st := m.state()
 	v := &st.views
 	v.mu.Lock()
 	if cur := v.cur; cur != nil {
-		age := time.Since(cur.built)
-		if age >= max(SnapshotMaxAge, snapshotDuty*cur.took) && v.building == nil {
-			m.startSnapshot(v, true)
+		age, maxAge := time.Since(cur.built), max(SnapshotMaxAge, snapshotDuty*cur.took)
+		if age < max(snapshotStale, 3*maxAge) {
+			if age >= maxAge && v.building == nil {
+				m.startSnapshot(v, true)
+			}
+			v.mu.Unlock()
+			return cur, cur.err
 		}
-		v.mu.Unlock()
-		return cur, cur.err
+		// Too old to show while the next is built (nobody asked for a
+		// while): wait for the next.
 	}
+	old := v.cur
 	b := v.building
 	if b == nil {
 		b = m.startSnapshot(v, false)
@@ -311,11 +324,14 @@ func (m *Manager) Snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	select {
 	case <-b.done:
-		if b.s == nil {
-			return nil, b.err
+		if b.s == nil && old != nil {
+			return old, b.err
 		}
 		return b.s, b.err
 	case <-ctx.Done():
+		if old != nil {
+			return old, ctx.Err()
+		}
 		return nil, ctx.Err()
 	}
 }

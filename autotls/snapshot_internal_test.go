@@ -182,7 +182,7 @@ func TestSnapshotFromIndex(t *testing.T) {
 // TestSnapshotShared: the callers that arrive while the first snapshot
 // is built share that build; a call within SnapshotMaxAge gets the same
 // snapshot without reading storage; a later call gets it still and
-// starts one background build.
+// starts one background build; a call long after waits for a new one.
 func TestSnapshotShared(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -240,6 +240,18 @@ func TestSnapshotShared(t *testing.T) {
 	}
 	if _, lists := store.count("index"); lists != 2 {
 		t.Errorf("%d builds, want 2", lists)
+	}
+	// A snapshot older than snapshotStale is not shown while the next
+	// is built: the call waits for the next.
+	st.views.mu.Lock()
+	old := st.views.cur
+	old.built = time.Now().Add(-2 * snapshotStale)
+	st.views.mu.Unlock()
+	if s, err := m.Snapshot(ctx); s == old || err != nil {
+		t.Errorf("a snapshot older than snapshotStale was returned (%v)", err)
+	}
+	if _, lists := store.count("index"); lists != 3 {
+		t.Errorf("%d builds, want 3", lists)
 	}
 }
 
