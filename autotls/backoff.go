@@ -316,5 +316,7 @@ func (m *Manager) storeFailure(ctx context.Context, iss *issuer, name string, fa
 	}
 	if err != nil {
 		m.st.log.Warn("autotls: recording renewal failure", "name", name, "err", err)
+		return
 	}
+	m.indexFailed(iss, name, s)
 }

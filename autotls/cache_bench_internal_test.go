@@ -212,15 +212,15 @@ func BenchmarkScheduleFromIndex(b *testing.B) {
 	store := storage.NewMemory()
 	dir := "https://ca.invalid/directory"
 	iss := &issuer{url: dir, key: issuerKey(dir)}
-	buckets := make([]map[string][2]int64, indexBuckets)
+	buckets := make([]map[string]indexRecord, indexBuckets)
 	now := time.Now()
 	for i := range n {
 		name := fmt.Sprintf("host%d.bench.example.com", i)
 		bk := bucketOf(name)
 		if buckets[bk] == nil {
-			buckets[bk] = map[string][2]int64{}
+			buckets[bk] = map[string]indexRecord{}
 		}
-		buckets[bk][name] = [2]int64{now.Add(90 * 24 * time.Hour).Unix(), now.Add(time.Hour + time.Duration(i%(60*24*3600))*time.Second).Unix()}
+		buckets[bk][name] = indexRecord{now.Add(90 * 24 * time.Hour).Unix(), now.Add(time.Hour + time.Duration(i%(60*24*3600))*time.Second).Unix()}
 	}
 	for bk, names := range buckets {
 		v, _ := json.Marshal(indexValue{Version: indexVersion, Names: names})

@@ -110,7 +110,8 @@
 // certificate, so a restart and every node of a fleet reuse it. A window
 // in the past (a revocation, a CA incident) renews at once, with
 // "replaces" naming the old certificate when the same account obtained it;
-// [Manager.Certificates] lists every certificate with its plan. Renewals
+// [Manager.Certificates] lists every certificate with its plan, loading
+// each one stored (see "Views" for many names). Renewals
 // that came due while the Manager was down are spread over the hour after
 // it starts (a point fixed per name), unless less than a tenth of the
 // lifetime is left, so a restart sends the CA no herd.
@@ -198,6 +199,25 @@
 // certificates not served since the restart. [Manager.Manage] streams its names through the background
 // queue, a few per worker at a time, so a call with a million names holds
 // nothing per waiting name. docs/postgres.md sizes a fleet's PostgreSQL.
+//
+// # Views
+//
+// A view of many names — a status page, a metrics scrape, a command's
+// list — reads a [Snapshot] ([Manager.Snapshot]): one compact row per
+// managed name (expiry, planned renewal, last failure, whether stored, in
+// memory, managed), ordered by expiry then name, built from the schedule
+// index and what the Manager holds in memory without loading a
+// certificate the index knows (the index records each name's expiry,
+// renewal, validity start and last failed renewal). Every view of the
+// Manager shares the last snapshot: it is rebuilt, in the background, when
+// older than [SnapshotMaxAge] or twenty times its build time, so building
+// snapshots takes at most a twentieth of the time whatever the number of
+// names (a call that finds it older than a minute waits for the next);
+// [Manager.RefreshSnapshot] builds one at once. A view then loads
+// the full state of only the rows it shows ([Manager.CertificatesOf]),
+// and pages through the snapshot with its cursors ([Snapshot.Cursor],
+// [Snapshot.Seek]), which stay valid from one snapshot to the next.
+// BENCHMARKS.md has the cost at a million names.
 //
 // # Failures
 //

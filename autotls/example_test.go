@@ -110,3 +110,32 @@ func ExampleManager_Certificates() {
 		log.Printf("%s: expires %s, renews %s (%s), last error %q", c.Name, c.NotAfter, c.RenewAt, c.RenewReason, c.LastError)
 	}
 }
+
+// A view of many names: the first 50 failing ones, found in the snapshot
+// every view of the Manager shares (a pass over its rows in memory, no
+// storage read), then loaded: only those 50 certificates.
+func ExampleManager_Snapshot() {
+	m := &autotls.Manager{Storage: storage.Dir("/var/lib/tlsmint")}
+	defer m.Close()
+	ctx := context.Background()
+	s, err := m.Snapshot(ctx)
+	if s == nil {
+		log.Fatal(err)
+	}
+	var page []string
+	for i := range s.Len() {
+		if !s.Row(i).LastErrorAt.IsZero() {
+			page = append(page, s.Name(i))
+		}
+		if len(page) == 50 {
+			break // s.Cursor(i) continues from here, also in a later snapshot
+		}
+	}
+	infos, err := m.CertificatesOf(ctx, page...)
+	if err != nil {
+		log.Print(err)
+	}
+	for _, info := range infos {
+		log.Printf("%s: %s (since %s)", info.Name, info.LastError, info.LastErrorAt)
+	}
+}

@@ -348,6 +348,12 @@ type state struct {
 	bgOnce        sync.Once
 	discovered    chan struct{}
 	fastDiscovery bool
+	// indexComplete is set once the discovery has indexed every stored
+	// certificate it could read: views then read the index alone.
+	indexComplete atomic.Bool
+
+	// views holds the last Snapshot (see Manager.Snapshot).
+	views snapshots
 
 	sched          schedule
 	queue          queue

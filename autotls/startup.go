@@ -42,11 +42,23 @@ const (
 	indexLockWait = 30 * time.Second
 )
 
-// indexValue is one bucket: name → [not after, renewal], Unix seconds.
+// indexValue is one bucket: name → its indexRecord. Issuer is the
+// directory URL of the bucket's issuer, so that a reader of the storage
+// learns the issuers from the index without listing every certificate
+// (empty in buckets written before it was added).
 type indexValue struct {
-	Version int                 `json:"version"`
-	Names   map[string][2]int64 `json:"names"`
+	Version int                    `json:"version"`
+	Issuer  string                 `json:"issuer,omitempty"`
+	Names   map[string]indexRecord `json:"names"`
 }
+
+// An indexRecord is what the index knows of one name's certificate, Unix
+// seconds: [not after, renewal, not before, last failed renewal (0:
+// none)]. Readers of a shorter record (written before the last two were
+// added) see zeros; older readers ignore the extra elements. Views
+// (Manager.Snapshot) read it to list a name without loading its
+// certificate.
+type indexRecord [4]int64
 
 // indexRef is one bucket of one issuer.
 type indexRef struct {
@@ -71,7 +83,7 @@ func bucketOf(name string) int {
 // index holds the updates not yet written.
 type index struct {
 	mu      sync.Mutex
-	pending map[indexRef]map[string][2]int64
+	pending map[indexRef]map[string]indexRecord
 }
 
 // indexPut records e's plan for the index.
@@ -84,14 +96,14 @@ func (m *Manager) indexPut(e *entry) {
 	st.index.mu.Lock()
 	defer st.index.mu.Unlock()
 	if st.index.pending == nil {
-		st.index.pending = make(map[indexRef]map[string][2]int64)
+		st.index.pending = make(map[indexRef]map[string]indexRecord)
 	}
 	b := st.index.pending[ref]
 	if b == nil {
-		b = make(map[string][2]int64)
+		b = make(map[string]indexRecord)
 		st.index.pending[ref] = b
 	}
-	b[e.name] = [2]int64{e.notAfter.Unix(), e.renewAt.Unix()}
+	b[e.name] = indexRecord{e.notAfter.Unix(), e.renewAt.Unix(), e.notBefore.Unix(), 0}
 }
 
 // flushIndex writes the pending updates, each bucket under its lock,
@@ -116,7 +128,7 @@ func (m *Manager) flushIndex(ctx context.Context) error {
 			errs = append(errs, err)
 			st.index.mu.Lock()
 			if st.index.pending == nil {
-				st.index.pending = make(map[indexRef]map[string][2]int64)
+				st.index.pending = make(map[indexRef]map[string]indexRecord)
 			}
 			b := st.index.pending[ref]
 			if b == nil {
@@ -134,7 +146,7 @@ func (m *Manager) flushIndex(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (m *Manager) writeBucket(ctx context.Context, store storage.Storage, ref indexRef, names map[string][2]int64) error {
+func (m *Manager) writeBucket(ctx context.Context, store storage.Storage, ref indexRef, names map[string]indexRecord) error {
 	lctx, cancel := context.WithTimeout(ctx, indexLockWait)
 	defer cancel()
 	unlock, err := store.Lock(lctx, ref.lock())
@@ -147,9 +159,15 @@ func (m *Manager) writeBucket(ctx context.Context, store storage.Storage, ref in
 		return err
 	}
 	if v.Names == nil {
-		v.Names = make(map[string][2]int64, len(names))
+		v.Names = make(map[string]indexRecord, len(names))
 	}
 	for n, x := range names {
+		if cur, ok := v.Names[n]; ok && x[2] != 0 && cur[2] > x[2] {
+			// Another node stored a newer certificate (issued later)
+			// since this update was made: an older one's record, such
+			// as a failed renewal's, does not replace it.
+			continue
+		}
 		v.Names[n] = x
 	}
 	// Certificates long expired leave the index: a name is kept for a
@@ -161,6 +179,7 @@ func (m *Manager) writeBucket(ctx context.Context, store storage.Storage, ref in
 		}
 	}
 	v.Version = indexVersion
+	v.Issuer = ref.iss.url
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -325,6 +344,7 @@ func (m *Manager) discover(ctx context.Context) {
 			loaded++
 		}
 	}
+	st.indexComplete.Store(true)
 	st.log.Info("autotls: schedule built from storage", "from_index", indexed, "loaded", loaded, "took", time.Since(start))
 }
 
@@ -362,7 +382,7 @@ func (m *Manager) listRetrying(ctx context.Context, store storage.Storage, prefi
 // poll its stored renewal information asks for follows. Without that, a
 // certificate not served since a restart would learn of a revocation
 // only at its planned renewal.
-func (m *Manager) planFromIndex(iss *issuer, name string, x [2]int64) bool {
+func (m *Manager) planFromIndex(iss *issuer, name string, x indexRecord) bool {
 	st := m.st
 	if st.cache.get(name) != nil {
 		return false

@@ -18,20 +18,20 @@ import (
 // leave a storage shared with serving nodes its capacity.
 const storedListWorkers = 8
 
+// storedJob is one stored value to describe.
+type storedJob struct {
+	iss  *issuer
+	name string
+}
+
 // storedInfos adds to infos the certificates stored for each issuer that
 // infos does not hold yet (those in memory are in it already): one List
-// per issuer, one Load per stored value, storedListWorkers at a time. A
-// name stored for several issuers is described by the certificate that
-// expires last, as loadStoredOther would serve it. It returns the List
-// failures, or the context's error when ctx ends.
+// per issuer, then loadStoredInfos. It returns the List failures, or the
+// context's error when ctx ends.
 func (m *Manager) storedInfos(ctx context.Context, store storage.Storage, infos map[string]*CertificateInfo) ([]error, error) {
-	type job struct {
-		iss  *issuer
-		name string
-	}
 	var (
 		errs []error
-		jobs []job
+		jobs []storedJob
 	)
 	for _, iss := range m.st.issuers {
 		prefix := "certificates/" + iss.key + "/"
@@ -45,15 +45,32 @@ func (m *Manager) storedInfos(ctx context.Context, store storage.Storage, infos 
 		for _, k := range keys {
 			name := nameFromKey(strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
 			if infos[name] == nil {
-				jobs = append(jobs, job{iss, name})
+				jobs = append(jobs, storedJob{iss, name})
 			}
 		}
 	}
+	got, err := m.loadStoredInfos(ctx, store, jobs)
+	if err != nil {
+		return nil, err
+	}
+	for name, info := range got {
+		infos[name] = info
+	}
+	return errs, nil
+}
 
+// loadStoredInfos describes the stored values of jobs: one Load each,
+// storedListWorkers at a time. A name stored for several issuers is
+// described by the certificate that expires last, as loadStoredOther
+// would serve it; a name with no readable value by the first failure to
+// read it. Values deleted meanwhile are left out. It fails only when ctx
+// ends.
+func (m *Manager) loadStoredInfos(ctx context.Context, store storage.Storage, jobs []storedJob) (map[string]*CertificateInfo, error) {
 	var (
 		mu     sync.Mutex
+		infos  = map[string]*CertificateInfo{}
 		failed = map[string]*CertificateInfo{} // names with no readable value yet
-		next   = make(chan job)
+		next   = make(chan storedJob)
 		wg     sync.WaitGroup
 	)
 	for range min(storedListWorkers, len(jobs)) {
@@ -90,7 +107,7 @@ func (m *Manager) storedInfos(ctx context.Context, store storage.Storage, infos 
 	for name, info := range failed {
 		infos[name] = info
 	}
-	return errs, nil
+	return infos, nil
 }
 
 // storedInfo describes the certificate stored for name at iss, with the

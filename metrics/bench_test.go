@@ -2,16 +2,20 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // BenchmarkScrape is a scrape through promhttp (gather, encode as text)
@@ -89,5 +93,45 @@ func BenchmarkOnEvent(b *testing.B) {
 		info := &infos[i%len(infos)]
 		i++
 		c.OnEvent(autotls.Event{Type: autotls.EventRenewed, Name: info.Name, Issuer: testIssuer, NotAfter: info.NotAfter, RenewAt: info.RenewAt, Reason: info.RenewReason})
+	}
+}
+
+// BenchmarkSnapshotTable is the collector's part of a read of the
+// Manager's snapshot: its copy built from the snapshot of n names (from
+// the schedule index in a memory storage), without the snapshot's own
+// build, which the Manager shares with its other views.
+func BenchmarkSnapshotTable(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		b.Run("names="+strconv.Itoa(n), func(b *testing.B) {
+			const dir = "https://ca.bench.test/directory"
+			store := storage.NewMemory()
+			buckets := make([]map[string][4]int64, 1024)
+			now := time.Now().Unix()
+			for i := range n {
+				bk := i % len(buckets)
+				if buckets[bk] == nil {
+					buckets[bk] = map[string][4]int64{}
+				}
+				buckets[bk][fmt.Sprintf("host%07d.bench.example.com", i)] = [4]int64{now + int64(i), now + int64(i)/2, now - 3600, 0}
+			}
+			for bk, names := range buckets {
+				v, _ := json.Marshal(map[string]any{"version": 1, "issuer": dir, "names": names})
+				if err := store.Store(context.Background(), fmt.Sprintf("index/ca.bench.test-directory/%03x.json", bk), v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			m := &autotls.Manager{DirectoryURL: dir, Storage: store}
+			defer m.Close()
+			s, err := m.RefreshSnapshot(context.Background())
+			if err != nil || s.Len() != n {
+				b.Fatalf("snapshot of %d rows (%v), want %d", s.Len(), err, n)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if tab := snapshotTable(s); len(tab.recs) != n {
+					b.Fatalf("%d records", len(tab.recs))
+				}
+			}
+		})
 	}
 }

@@ -27,20 +27,33 @@ type Options struct {
 	// DefaultMaxNames; a negative value means no per-name series at all.
 	MaxNames int
 
-	// RefreshInterval is how old the collector's copy of
-	// [autotls.Manager.Certificates] may get before a scrape reads it
-	// again, in the background (the scrape is answered from the copy it
-	// has, kept current by OnEvent in between). A read that takes long
-	// — Manager.Certificates loads every stored certificate not in
-	// memory — is repeated no sooner than 20 times its duration after it
-	// started, so the reads take at most a twentieth of the time. Zero
-	// means DefaultRefreshInterval; a negative value means only when
+	// RefreshInterval is how old the collector's copy of the Manager's
+	// certificates may get before a scrape reads them again, in the
+	// background (the scrape is answered from the copy it has, kept
+	// current by OnEvent in between). A read takes the Manager's shared
+	// snapshot ([autotls.Manager.Snapshot], the one its status page
+	// reads too: no certificate is loaded for it), which the Manager
+	// rebuilds at most every autotls.SnapshotMaxAge or twenty times its
+	// build time; a read that takes long is repeated no sooner than 20
+	// times its duration after it started. Zero means
+	// DefaultRefreshInterval; a negative value means only when
 	// [Collector.Refresh] is called.
 	RefreshInterval time.Duration
 
-	// RefreshTimeout bounds one read of Manager.Certificates. Zero means
-	// DefaultRefreshTimeout.
+	// RefreshTimeout bounds one read of the Manager's snapshot. Zero
+	// means DefaultRefreshTimeout.
 	RefreshTimeout time.Duration
+
+	// ConstLabels are added to every series of the collector, so that
+	// the collectors of two Managers (or a Manager's and a relay's) in
+	// one process register in one registry: give each a label that sets
+	// it apart, such as {"manager": "public"} and {"manager": "internal"}.
+	// Nil adds none; two collectors without labels (or with the same)
+	// cannot be registered in one registry. Label names must be valid
+	// Prometheus names and must not be one of the series' own labels
+	// (name, issuer, state, …); New panics otherwise, as
+	// prometheus.NewDesc would when registered.
+	ConstLabels prometheus.Labels
 }
 
 // A Collector is a [prometheus.Collector] for a Manager's certificates and
@@ -49,16 +62,17 @@ type Options struct {
 // Manager.OnEvent.
 //
 // A Collector is safe for concurrent use. A scrape may start a background
-// read of Manager.Certificates; [Collector.Close] stops and waits for it.
+// read of the Manager's snapshot; [Collector.Close] stops and waits for it.
 type Collector struct {
 	maxNames        int
 	refreshInterval time.Duration
 	refreshTimeout  time.Duration
 
-	// source reads the Manager's certificates (nil: none); now is the
-	// clock. Tests replace both.
-	source func(context.Context) ([]autotls.CertificateInfo, error)
-	now    func() time.Time
+	// snapshot reads the Manager's shared snapshot (nil: none); source,
+	// when set, replaces it with a list (tests); now is the clock.
+	snapshot, freshSnapshot func(context.Context) (*autotls.Snapshot, error)
+	source                  func(context.Context) ([]autotls.CertificateInfo, error)
+	now                     func() time.Time
 	// refusals reads the Manager's refusal counts (nil: none).
 	refusals func() autotls.Refusals
 	// skew reads the Manager's clock skew (nil: none).
@@ -110,22 +124,22 @@ type Collector struct {
 
 // New returns a Collector for m's certificates. A nil m is allowed: the
 // Collector then reports only what ObserveExchange and OnEvent tell it.
-// New starts nothing; m is only read (through Manager.Certificates) when
-// a scrape or Refresh needs it.
+// New starts nothing; m is only read (through Manager.Snapshot) when a
+// scrape or Refresh needs it.
 func New(m *autotls.Manager, opts Options) *Collector {
 	c := &Collector{
 		maxNames:        opts.MaxNames,
 		refreshInterval: opts.RefreshInterval,
 		refreshTimeout:  opts.RefreshTimeout,
 		now:             time.Now,
-		d:               newDescs(),
+		d:               newDescs(opts.ConstLabels),
 		refreshSem:      make(chan struct{}, 1),
 		tab:             newTable(nil),
 		pending:         make(map[string]update),
 		rateLimited:     make(map[nameKey]time.Time),
 		starts:          make(map[string]time.Time),
-		probes:          newProbes(),
-		decisions:       newDecisions(),
+		probes:          newProbes(opts.ConstLabels),
+		decisions:       newDecisions(opts.ConstLabels),
 	}
 	if c.maxNames == 0 {
 		c.maxNames = DefaultMaxNames
@@ -137,12 +151,12 @@ func New(m *autotls.Manager, opts Options) *Collector {
 		c.refreshTimeout = DefaultRefreshTimeout
 	}
 	if m != nil {
-		c.source = m.Certificates
+		c.snapshot, c.freshSnapshot = m.Snapshot, m.RefreshSnapshot
 		c.refusals = m.Refusals
 		c.skew = m.ClockSkew
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.initVecs()
+	c.initVecs(opts.ConstLabels)
 	return c
 }
 
@@ -160,8 +174,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.decisions.issued.Describe(ch)
 }
 
-// Collect implements [prometheus.Collector]. It reads Manager.Certificates
-// itself only for the first scrape (bounded by RefreshTimeout); later ones
+// Collect implements [prometheus.Collector]. It reads the Manager's
+// snapshot itself only for the first scrape (bounded by RefreshTimeout); later ones
 // are answered from the collector's copy, and start a background read when
 // it is older than RefreshInterval.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
@@ -188,7 +202,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.decisions.issued.Collect(ch)
 }
 
-// Close stops a background read of Manager.Certificates, waits for it to
+// Close stops a background read of the Manager's snapshot, waits for it to
 // end, and starts no other. The collector keeps answering scrapes from
 // what it has. Close always returns nil.
 func (c *Collector) Close() error {

@@ -31,15 +31,17 @@ type decisions struct {
 	tenants map[string]bool // tenant labels in use
 }
 
-func newDecisions() *decisions {
+func newDecisions(labels prometheus.Labels) *decisions {
 	return &decisions{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tlsmint_decisions_total",
-			Help: "Decisions recorded for the audit trail, by operation (such as relay.newOrder, relay.finalize, relay.issue), outcome (ok, failure, refused) and problem type (the ACME error name, other for a type outside the ACME namespace, empty for none).",
+			ConstLabels: labels,
+			Name:        "tlsmint_decisions_total",
+			Help:        "Decisions recorded for the audit trail, by operation (such as relay.newOrder, relay.finalize, relay.issue), outcome (ok, failure, refused) and problem type (the ACME error name, other for a type outside the ACME namespace, empty for none).",
 		}, []string{"operation", "outcome", "problem"}),
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tlsmint_relay_certificates_issued_total",
-			Help: "Certificates the ACME relay issued to its downstream clients (relay.issue decisions that succeeded), by tenant (empty for accounts without one, other past 1000 tenants).",
+			ConstLabels: labels,
+			Name:        "tlsmint_relay_certificates_issued_total",
+			Help:        "Certificates the ACME relay issued to its downstream clients (relay.issue decisions that succeeded), by tenant (empty for accounts without one, other past 1000 tenants).",
 		}, []string{"tenant"}),
 		ops:     map[string]bool{},
 		tenants: map[string]bool{},

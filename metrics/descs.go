@@ -26,36 +26,36 @@ type descs struct {
 	refused, skew                             *prometheus.Desc
 }
 
-func newDescs() descs {
+func newDescs(labels prometheus.Labels) descs {
 	nameIssuer := []string{"name", "issuer"}
 	return descs{
 		notAfter: prometheus.NewDesc("tlsmint_certificate_not_after_timestamp_seconds",
-			"When the certificate served for the name expires (its NotAfter), as a Unix time.", nameIssuer, nil),
+			"When the certificate served for the name expires (its NotAfter), as a Unix time.", nameIssuer, labels),
 		renewal: prometheus.NewDesc("tlsmint_certificate_renewal_timestamp_seconds",
 			"When the Manager plans to renew the certificate, as a Unix time; reason is schedule (a share of the lifetime), ari (the CA's renewal window) or ari-window-passed (the window is in the past: renew now).",
-			[]string{"name", "issuer", "reason"}, nil),
+			[]string{"name", "issuer", "reason"}, labels),
 		ready: prometheus.NewDesc("tlsmint_certificate_ready",
-			"1 when the name has a certificate that has not expired and its last attempt to obtain or renew did not fail, else 0.", nameIssuer, nil),
+			"1 when the name has a certificate that has not expired and its last attempt to obtain or renew did not fail, else 0.", nameIssuer, labels),
 		certificates: prometheus.NewDesc("tlsmint_certificates",
-			"Managed names by state: valid, expired, or missing (no certificate yet). Counts every name, whatever the per-name cap.", []string{"state"}, nil),
+			"Managed names by state: valid, expired, or missing (no certificate yet). Counts every name, whatever the per-name cap.", []string{"state"}, labels),
 		expiring: prometheus.NewDesc("tlsmint_certificates_expiring",
-			"Certificates not yet expired that expire within 1d, 7d or 30d (each count includes the shorter ones).", []string{"within"}, nil),
+			"Certificates not yet expired that expire within 1d, 7d or 30d (each count includes the shorter ones).", []string{"within"}, labels),
 		failing: prometheus.NewDesc("tlsmint_certificates_failing",
-			"Names whose last attempt to obtain or renew a certificate failed.", nil, nil),
+			"Names whose last attempt to obtain or renew a certificate failed.", nil, labels),
 		unstored: prometheus.NewDesc("tlsmint_certificates_not_stored",
-			"Certificates served from memory whose Store failed and is being retried.", nil, nil),
+			"Certificates served from memory whose Store failed and is being retried.", nil, labels),
 		omitted: prometheus.NewDesc("tlsmint_metrics_names_omitted",
-			"Names left out of the per-name series (tlsmint_certificate_*) by the cap on names; the aggregates still count them.", nil, nil),
+			"Names left out of the per-name series (tlsmint_certificate_*) by the cap on names; the aggregates still count them.", nil, labels),
 		rateLimitedUntil: prometheus.NewDesc("tlsmint_rate_limited_until_timestamp_seconds",
-			"Until when the CA asked not to order the name again (rate limit or Retry-After), as a Unix time; only while that is in the future.", nameIssuer, nil),
+			"Until when the CA asked not to order the name again (rate limit or Retry-After), as a Unix time; only while that is in the future.", nameIssuer, labels),
 		refreshTime: prometheus.NewDesc("tlsmint_metrics_refresh_timestamp_seconds",
-			"When the collector last read the Manager's certificates (between reads, events keep its copy current), as a Unix time.", nil, nil),
+			"When the collector last read the Manager's certificates (between reads, events keep its copy current), as a Unix time.", nil, labels),
 		refused: prometheus.NewDesc("tlsmint_on_demand_refused_total",
 			"Handshakes the Manager refused a certificate to, by reason: no_server_name (no SNI and no DefaultServerName), invalid_name (not a valid host name), not_allowed (the host policy, OnDemand.Decide or AllowIPCertificates) or on_demand_limited (OnDemand's rate limit or cap on orders in flight). Every refusal is counted, also those no event reports.",
-			[]string{"reason"}, nil),
+			[]string{"reason"}, labels),
 		skew: prometheus.NewDesc("tlsmint_clock_skew_seconds",
 			"How far the local clock is ahead of the CA's (negative: behind), from the Date header of the CA's last answer: kind measured; kind corrected is the correction the Manager applies, the measured skew when it exceeds autotls.ClockSkewTolerance, else 0.",
-			[]string{"kind"}, nil),
+			[]string{"kind"}, labels),
 	}
 }
 
@@ -74,31 +74,37 @@ func issuanceBuckets() []float64 {
 	return []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 }
 
-func (c *Collector) initVecs() {
+func (c *Collector) initVecs(labels prometheus.Labels) {
 	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tlsmint_acme_requests_total",
-		Help: "Requests to ACME CAs by issuer (directory URL), operation, final HTTP status (none when no response came) and problem type (the ACME error name, other for a type outside the ACME namespace, empty for none).",
+		ConstLabels: labels,
+		Name:        "tlsmint_acme_requests_total",
+		Help:        "Requests to ACME CAs by issuer (directory URL), operation, final HTTP status (none when no response came) and problem type (the ACME error name, other for a type outside the ACME namespace, empty for none).",
 	}, []string{"issuer", "operation", "status", "problem"})
 	c.requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "tlsmint_acme_request_duration_seconds",
-		Help:    "Latency of requests to ACME CAs, transparent retries included.",
-		Buckets: requestBuckets(),
+		ConstLabels: labels,
+		Name:        "tlsmint_acme_request_duration_seconds",
+		Help:        "Latency of requests to ACME CAs, transparent retries included.",
+		Buckets:     requestBuckets(),
 	}, []string{"issuer", "operation"})
 	c.issuance = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tlsmint_issuance_total",
-		Help: "Issuances and renewals by issuer and result: success, failure (every issuer failed), fallback (this issuer failed and the next was tried), not_renewed (not ordered: the host policy no longer allows the name).",
+		ConstLabels: labels,
+		Name:        "tlsmint_issuance_total",
+		Help:        "Issuances and renewals by issuer and result: success, failure (every issuer failed), fallback (this issuer failed and the next was tried), not_renewed (not ordered: the host policy no longer allows the name).",
 	}, []string{"issuer", "result"})
 	c.issuanceDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "tlsmint_issuance_duration_seconds",
-		Help:    "Time from a name's first newOrder to its certificate being installed (success) or the issuance failing (failure), issuer fallbacks included.",
-		Buckets: issuanceBuckets(),
+		ConstLabels: labels,
+		Name:        "tlsmint_issuance_duration_seconds",
+		Help:        "Time from a name's first newOrder to its certificate being installed (success) or the issuance failing (failure), issuer fallbacks included.",
+		Buckets:     issuanceBuckets(),
 	}, []string{"issuer", "result"})
 	c.rateLimits = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tlsmint_rate_limited_total",
-		Help: "Times a CA asked to wait before ordering a name again (rate limit or Retry-After), by issuer.",
+		ConstLabels: labels,
+		Name:        "tlsmint_rate_limited_total",
+		Help:        "Times a CA asked to wait before ordering a name again (rate limit or Retry-After), by issuer.",
 	}, []string{"issuer"})
 	c.refreshErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tlsmint_metrics_refresh_errors_total",
-		Help: "Reads of the Manager's certificates that failed or were incomplete.",
+		ConstLabels: labels,
+		Name:        "tlsmint_metrics_refresh_errors_total",
+		Help:        "Reads of the Manager's certificates that failed or were incomplete.",
 	})
 }

@@ -1,7 +1,8 @@
 // Package metrics exports an [autotls.Manager]'s certificates and ACME
 // traffic to Prometheus: a [Collector] that answers scrapes from a compact
-// copy of [autotls.Manager.Certificates], kept current by the Manager's
-// events, and counts every exchange with the CA through [acme.Observer].
+// copy of the Manager's snapshot ([autotls.Manager.Snapshot], the one its
+// status page reads too), kept current by the Manager's events, and
+// counts every exchange with the CA through [acme.Observer].
 // It is the only package of tlsmint that depends on
 // github.com/prometheus/client_golang.
 //
@@ -24,6 +25,14 @@
 // goversion} ([NewBuildInfoCollector]; register it once yourself in your
 // own registry) in a registry of its own, so that a program need not
 // import client_golang itself.
+//
+// Two Managers (or a Manager and a relay) in one process register their
+// collectors in one registry when [Options.ConstLabels] sets them apart:
+//
+//	reg.MustRegister(
+//		metrics.New(public, metrics.Options{ConstLabels: prometheus.Labels{"manager": "public"}}),
+//		metrics.New(internal, metrics.Options{ConstLabels: prometheus.Labels{"manager": "internal"}}),
+//	)
 //
 // Manager.OnEvent holds one function: to handle events yourself too, call
 // [Collector.OnEvent] from yours. Manager.ACMEObserver holds one observer:
@@ -89,11 +98,12 @@
 // # Cost
 //
 // A scrape never reads storage for every name. The collector keeps a
-// record of a few words per name, filled by a read of
-// Manager.Certificates (which Loads every stored certificate not in
-// memory) at the first scrape and then in the background when the copy is
-// older than Options.RefreshInterval, while the scrape is answered from
-// the copy; events (OnEvent) update it in between, and those that arrive
+// record of a few words per name, filled from the Manager's snapshot
+// (built from the schedule index and memory, without loading a
+// certificate the index knows, and shared with the Manager's other views:
+// a status page and a scrape cost one build) at the first scrape and then
+// in the background when the copy is older than Options.RefreshInterval,
+// while the scrape is answered from the copy; events (OnEvent) update it in between, and those that arrive
 // during a read are applied to the new copy. A scrape is one pass over the
 // records plus a bounded heap for the per-name cap: see BENCHMARKS.md for
 // its cost at 10,000 and 1,000,000 names. The collector adds nothing to

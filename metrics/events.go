@@ -13,7 +13,7 @@ const flushPending = 4096
 
 // OnEvent records a Manager event: it counts issuances, times them, keeps
 // the rate limits the CA asked for, and updates the collector's copy of
-// the name's state until the next read of Manager.Certificates. Call it
+// the name's state until the next read of the Manager's snapshot. Call it
 // from Manager.OnEvent, before or after your own handling:
 //
 //	m.OnEvent = func(e autotls.Event) {

@@ -4,20 +4,22 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/tlsmint/tlsmint/autotls"
 )
 
-// Refresh reads Manager.Certificates now and replaces the collector's copy
-// of every name's state with it; events that arrive during the read are
+// Refresh has the Manager build a snapshot now (autotls.Manager.RefreshSnapshot,
+// which its other views then share) and replaces the collector's copy of
+// every name's state with it; events that arrive during the read are
 // applied on top. Scrapes call it on their own (see
 // Options.RefreshInterval); call it yourself with a negative
 // RefreshInterval, or to have a scrape show a change at once. One read
 // runs at a time: a call waits for the one running, or for ctx. A read
 // that returns some certificates and an error (a storage List failed)
 // still replaces the copy. With a nil Manager, Refresh does nothing.
-func (c *Collector) Refresh(ctx context.Context) error {
-	if c.source == nil {
+func (c *Collector) Refresh(ctx context.Context) error { return c.refresh(ctx, true) }
+
+// refresh is Refresh, reading the Manager's shared snapshot unless fresh.
+func (c *Collector) refresh(ctx context.Context, fresh bool) error {
+	if c.source == nil && c.snapshot == nil {
 		return nil
 	}
 	select {
@@ -26,11 +28,12 @@ func (c *Collector) Refresh(ctx context.Context) error {
 		return fmt.Errorf("metrics: waiting for a refresh: %w", ctx.Err())
 	}
 	defer func() { <-c.refreshSem }()
-	return c.read(ctx)
+	return c.read(ctx, fresh)
 }
 
-// read does one read of the source; refreshSem is held.
-func (c *Collector) read(ctx context.Context) error {
+// read does one read of the source, of a snapshot built for it when
+// fresh; refreshSem is held.
+func (c *Collector) read(ctx context.Context, fresh bool) error {
 	start := c.now()
 	c.bgMu.Lock()
 	c.attempted = start
@@ -39,15 +42,11 @@ func (c *Collector) read(ctx context.Context) error {
 	c.reading, c.replay = true, make(map[string]update)
 	c.pendMu.Unlock()
 
-	infos, err := c.readSource(ctx)
+	tab, err := c.readSource(ctx, fresh)
 	took := c.now().Sub(start)
 	c.bgMu.Lock()
 	c.lastTook = took
 	c.bgMu.Unlock()
-	var tab *table
-	if infos != nil || err == nil {
-		tab = newTable(infos)
-	}
 
 	c.mu.Lock()
 	c.pendMu.Lock()
@@ -72,19 +71,35 @@ func (c *Collector) read(ctx context.Context) error {
 	}
 	if err != nil {
 		c.refreshErrors.Inc()
-		return fmt.Errorf("metrics: reading the Manager's certificates: %w", err)
+		return fmt.Errorf("metrics: reading the Manager's snapshot: %w", err)
 	}
 	return nil
 }
 
-// readSource calls the source, turning a panic into an error.
-func (c *Collector) readSource(ctx context.Context) (infos []autotls.CertificateInfo, err error) {
+// readSource builds a table from the Manager's snapshot (or the test's
+// source), turning a panic into an error; nil when nothing was read.
+func (c *Collector) readSource(ctx context.Context, fresh bool) (tab *table, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			infos, err = nil, fmt.Errorf("metrics: Manager.Certificates panicked: %v", p)
+			tab, err = nil, fmt.Errorf("metrics: reading the Manager's snapshot panicked: %v", p)
 		}
 	}()
-	return c.source(ctx)
+	if c.source != nil {
+		infos, err := c.source(ctx)
+		if infos != nil || err == nil {
+			tab = newTable(infos)
+		}
+		return tab, err
+	}
+	read := c.snapshot
+	if fresh {
+		read = c.freshSnapshot
+	}
+	s, err := read(ctx)
+	if s != nil {
+		tab = snapshotTable(s)
+	}
+	return tab, err
 }
 
 // maxDuty bounds how often a slow read of the source repeats: not before
@@ -96,7 +111,7 @@ const maxDuty = 20
 // later ones start a background read when the last is older than
 // RefreshInterval.
 func (c *Collector) maybeRefresh() {
-	if c.source == nil || c.refreshInterval < 0 {
+	if (c.source == nil && c.snapshot == nil) || c.refreshInterval < 0 {
 		return
 	}
 	now := c.now()
@@ -112,7 +127,7 @@ func (c *Collector) maybeRefresh() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.refreshTimeout)
 		defer cancel()
 		defer close(first)
-		_ = c.Refresh(ctx) // counted in tlsmint_metrics_refresh_errors_total
+		_ = c.refresh(ctx, false) // counted in tlsmint_metrics_refresh_errors_total
 		return
 	}
 	if first := c.first; first != nil {
@@ -147,7 +162,7 @@ func (c *Collector) backgroundRefresh() {
 	}()
 	ctx, cancel := context.WithTimeout(c.ctx, c.refreshTimeout)
 	defer cancel()
-	_ = c.Refresh(ctx) // counted in tlsmint_metrics_refresh_errors_total
+	_ = c.refresh(ctx, false) // counted in tlsmint_metrics_refresh_errors_total
 }
 
 // lastRefresh is when the last successful read started.

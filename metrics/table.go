@@ -41,6 +41,31 @@ func newTable(infos []autotls.CertificateInfo) *table {
 	return t
 }
 
+// snapshotTable builds a table from the Manager's snapshot, the picture
+// the status page reads too: a record per row, sorted by name.
+func snapshotTable(s *autotls.Snapshot) *table {
+	t := &table{recs: make([]record, 0, s.Len())}
+	for i := range s.Len() {
+		r := s.Row(i)
+		rec := record{
+			name:      r.Name,
+			issuer:    r.Issuer,
+			failing:   !r.LastErrorAt.IsZero(),
+			notStored: !r.Stored && !r.NotAfter.IsZero(),
+		}
+		if !r.NotAfter.IsZero() {
+			rec.notAfter = r.NotAfter.UnixNano()
+		}
+		if !r.RenewAt.IsZero() {
+			rec.renewAt, rec.reason = r.RenewAt.UnixNano(), r.RenewReason
+		}
+		t.recs = append(t.recs, rec)
+	}
+	slices.SortFunc(t.recs, func(a, b record) int { return strings.Compare(a.name, b.name) })
+	t.sorted = len(t.recs)
+	return t
+}
+
 func fromInfo(info *autotls.CertificateInfo) record {
 	r := record{
 		name:      info.Name,

@@ -27,24 +27,26 @@ type probes struct {
 	failingDesc, targetDesc, lastDesc *prometheus.Desc
 }
 
-func newProbes() *probes {
+func newProbes(labels prometheus.Labels) *probes {
 	return &probes{
 		failing: make(map[probeKey][]string),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tlsmint_watchdog_probes_total",
-			Help: "Watchdog probes of served certificates by result: ok, or problem (at least one problem found).",
+			ConstLabels: labels,
+			Name:        "tlsmint_watchdog_probes_total",
+			Help:        "Watchdog probes of served certificates by result: ok, or problem (at least one problem found).",
 		}, []string{"result"}),
 		problems: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tlsmint_watchdog_problems_total",
-			Help: "Problems the watchdog found in what is served, by problem: revoked, expired, expiring_soon, not_yet_valid, name_mismatch, untrusted, not_manager_certificate, unreachable, handshake, invalid_target, other.",
+			ConstLabels: labels,
+			Name:        "tlsmint_watchdog_problems_total",
+			Help:        "Problems the watchdog found in what is served, by problem: revoked, expired, expiring_soon, not_yet_valid, name_mismatch, untrusted, not_manager_certificate, unreachable, handshake, invalid_target, other.",
 		}, []string{"problem"}),
 		failingDesc: prometheus.NewDesc("tlsmint_watchdog_targets_failing",
-			"Watchdog targets whose last probe found a problem.", nil, nil),
+			"Watchdog targets whose last probe found a problem.", nil, labels),
 		targetDesc: prometheus.NewDesc("tlsmint_watchdog_target_problem",
 			"1 for each problem the last probe of a failing target found (at most Options.MaxNames targets, by address and server name); healthy targets have no series.",
-			[]string{"target", "server_name", "problem"}, nil),
+			[]string{"target", "server_name", "problem"}, labels),
 		lastDesc: prometheus.NewDesc("tlsmint_watchdog_last_probe_timestamp_seconds",
-			"When the watchdog last reported a probe, as a Unix time: alert when it stops moving.", nil, nil),
+			"When the watchdog last reported a probe, as a Unix time: alert when it stops moving.", nil, labels),
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkPage renders the page of 10,000 certificates (HTML with every
-// row and with the default MaxRows, and JSON), the figures BENCHMARKS.md
+// row and a page of the default MaxRows, and the JSON page), the figures BENCHMARKS.md
 // reports; each page reads the status anew (no sharing).
 func BenchmarkPage(b *testing.B) {
 	infos := make([]autotls.CertificateInfo, 10000)

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,22 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(got.Text, w) {
 			t.Errorf("the page's text lacks %q", w)
 		}
+	}
+	// The watchdog's section comes before the ACME activity, whose
+	// newest records are shown and the rest collapsed.
+	served, activity := slices.Index(got.Headings, "H2 What clients are served"), slices.Index(got.Headings, "H2 Recent ACME activity")
+	if served < 0 || activity < 0 || served > activity {
+		t.Errorf("headings %q: want what clients are served before the ACME activity", got.Headings)
+	}
+	collapsed, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[document.querySelectorAll('#activity tbody tr').length,
+		document.querySelector('#earlier') ? document.querySelectorAll('#activity-earlier tbody tr').length : -1,
+		document.querySelector('#earlier') && document.querySelector('#earlier').open ? 1 : 0,
+		document.querySelector('#earlier') ? document.querySelector('#earlier').getBoundingClientRect().height : -1]`))
+	if err != nil {
+		t.Fatalf("reading the activity: %v", err)
+	}
+	if collapsed[0] != activityShown || collapsed[1] < 1 || collapsed[2] != 0 || collapsed[3] < 0 || collapsed[3] > 50 {
+		t.Errorf("activity: %v rows shown, %v collapsed, open %v, collapsed section %v px high; want %d shown and the rest collapsed to one line", collapsed[0], collapsed[1], collapsed[2], collapsed[3], activityShown)
 	}
 	if t.Failed() {
 		t.Logf("headings %q\ntext:\n%s", got.Headings, got.Text)

@@ -9,9 +9,8 @@
 //
 //	http.Handle("/status", &statuspage.Handler{Manager: m, Audit: trail})
 //
-// The page lists the managed certificates, the soonest expiry first (past
-// [Handler.MaxRows], 1,000 by default, only those that are not ok, with a
-// count of those left out; the JSON lists every one), with
+// The page lists the managed certificates a page at a time (see
+// "Pages" below), the soonest expiry first, each with
 // its [State] (as a word and a colour), days left, next renewal and why,
 // the CA's ARI window, issuer, last error and back-off; a timeline of
 // expiries and renewals drawn as inline SVG; and, with an [audit.Log], the
@@ -19,6 +18,42 @@
 // clients are served (its probe records: set watchdog.Watchdog.AuditLog to
 // the same Log) and the nodes of a fleet with what each holds. ?format=json, or an Accept header preferring
 // application/json, returns the same data as a [Status].
+//
+// Above the table, the summary counts every certificate per state, each
+// count linking to that state's pages, and, on the first page, "Needs
+// attention" lists the first [MaxAttention] revoked, expired and failing
+// certificates the first rows do not show. What a watchdog found served
+// comes before the ACME activity, whose newest five records are shown and
+// the rest collapsed.
+//
+// # Pages
+//
+// A view costs what it shows, whatever the number of names: the page
+// reads the Manager's snapshot ([autotls.Manager.Snapshot]: one compact
+// row per name from the schedule index and memory, shared with every
+// other view and with package metrics, rebuilt at most every
+// [autotls.SnapshotMaxAge] or twenty times its build time), and loads the
+// certificates of only the rows it shows ([autotls.Manager.CertificatesOf]).
+// The query parameters, the same for the HTML and the JSON, are:
+//
+//	state=failing        only the certificates in this State (revoked, expired,
+//	                     failing, expiring, pending, ok)
+//	limit=50             the page size, 1 to MaxLimit; without it Handler.MaxRows
+//	                     (DefaultMaxRows, 100)
+//	after=1767225600.example.com
+//	                     the cursor of the previous page, Status.Next: the page
+//	                     starts after that certificate (see Query.After)
+//
+// The order is stable — names without a certificate first, then by
+// NotAfter, then by name — so a cursor stays valid while certificates
+// change: a page after it lists what sorts after it at the time of the
+// request (a certificate renewed meanwhile moves towards the end). The
+// JSON's total counts the certificates in the state on every page and
+// next is the cursor of the next page, absent on the last; counts and the
+// state filter judge the Manager's certificates by their snapshot row
+// (Status.SnapshotAt), each row shown is judged again when loaded. An
+// unknown state, a limit out of range or a malformed cursor is a 400.
+// [Handler.Query] returns any page without serving it.
 //
 // [Handler.Sources] add other lists of certificates, each a
 // [CertificateSource] (an [autotls.Manager] is one): an ACME relay's
@@ -53,17 +88,19 @@
 // # Concurrency
 //
 // A [Handler] is safe for concurrent use once its fields are set. A page
-// load reads the Manager's certificates and, with an audit trail, the
-// trail of the last [AuditWindow] (twice: for activity and nodes, and for
-// rate limits). The loads that arrive while it reads wait for that read,
-// and those within [ShareFor] (a second) after it reuse it, so a burst of
-// loads costs one read; the read goes on when the load that started it
-// goes away. Handler.Status always reads anew.
+// load reads the Manager's snapshot, loads its rows and, with an audit
+// trail, reads the trail of the last [AuditWindow] (twice: for activity
+// and nodes, and for rate limits). The loads of the same page that arrive
+// while it reads wait for that read, and those within [ShareFor] (a
+// second) after it reuse it, so a burst of loads costs one read; the read
+// goes on when the load that started it goes away. Handler.Status and
+// Handler.Query always read anew (the snapshot is shared still).
 //
 // # Without serving
 //
-// Handler.Status returns the same data without an HTTP request, for a
-// command (tlsmint certs list) or a report.
+// Handler.Status returns the first page's data without an HTTP request,
+// and Handler.Query any page's, for a command (tlsmint certs list) or a
+// report.
 //
 // # Testing
 //

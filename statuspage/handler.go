@@ -21,10 +21,10 @@ import (
 // DefaultTitle is the page's title when Handler.Title is empty.
 const DefaultTitle = "tlsmint certificates"
 
-// DefaultMaxRows is the HTML table's bound when Handler.MaxRows is zero:
-// a page of every certificate of a large fleet is megabytes of HTML that a
-// browser renders for seconds.
-const DefaultMaxRows = 1000
+// DefaultMaxRows is the page size when Handler.MaxRows is zero and the
+// request gives no ?limit=: a page costs what it shows, whatever the
+// number of certificates.
+const DefaultMaxRows = 100
 
 // ErrNotLoopback is the error of [LoopbackOnly] for a client that is not on
 // a loopback address.
@@ -37,10 +37,14 @@ var ErrNotLoopback = errors.New("statuspage: client is not on a loopback address
 // requests that Authorize accepts; any other gets 403 and no data.
 //
 // Set its fields before its first use and do not change them afterwards;
-// use it as a pointer. A Handler is safe for concurrent use. Every request
-// reads the Manager's certificates ([autotls.Manager.Certificates]), its
-// Sources' and, with Audit, the audit trail of the last [AuditWindow] —
-// once for all the requests that arrive while it does, and for those
+// use it as a pointer. A Handler is safe for concurrent use. A request
+// shows one page of the certificates (?state=, ?limit=, ?after=; see
+// [Query]): it reads the Manager's shared snapshot
+// ([autotls.Manager.Snapshot], which loads no certificate the schedule
+// index knows), loads the certificates of the rows it shows
+// ([autotls.Manager.CertificatesOf]), lists its Sources' and, with Audit,
+// reads the audit trail of the last [AuditWindow] — once for all the
+// requests for the same page that arrive while it does, and for those
 // within [ShareFor] after.
 type Handler struct {
 	// Manager is whose certificates are shown. Required unless Sources
@@ -81,19 +85,21 @@ type Handler struct {
 	// interval (a meta refresh; no JavaScript). Zero means never.
 	Refresh time.Duration
 
-	// MaxRows bounds the HTML page's table: the first MaxRows
-	// certificates, the soonest expiry first, and after them only those
-	// that are not ok, with a line saying how many are left out (the JSON
-	// lists all). Zero means DefaultMaxRows; negative, no bound.
+	// MaxRows is the page size: the certificates the HTML page and the
+	// JSON list when the request gives no ?limit= (see [Query]); the
+	// summary counts every certificate, and ?after= (Status.Next)
+	// continues with the next page. Zero means DefaultMaxRows; negative,
+	// every certificate on one page, each loaded — for small fleets only.
 	MaxRows int
 
 	// source replaces Manager.Certificates in tests.
 	source func(context.Context) ([]autotls.CertificateInfo, error)
 
-	once  sync.Once
-	page  *page
-	err   error
-	share shared
+	once    sync.Once
+	page    *page
+	err     error
+	share   shared
+	classes classes
 }
 
 // A CertificateSource lists certificates for the page.
@@ -162,8 +168,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hdr.Add("Vary", "Accept")
-	st, err := h.sharedStatus(r.Context())
+	q, err := parseQuery(r.URL.Query())
 	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	st, err := h.sharedStatus(r.Context(), q)
+	switch {
+	case errors.Is(err, ErrBadQuery):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
 		http.Error(w, "statuspage: the request ended before the status was read", http.StatusServiceUnavailable)
 		return
 	}
@@ -180,7 +195,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		p, err := h.parsed()
 		if err == nil {
-			err = p.render(&body, st, h.Refresh, h.Audit != nil, h.MaxRows)
+			err = p.render(&body, st, h.Refresh, h.Audit != nil, q)
 		}
 		if err != nil {
 			http.Error(w, "statuspage: rendering the page failed", http.StatusInternalServerError)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -355,9 +356,9 @@ func TestServedSection(t *testing.T) {
 		t.Fatalf("Served = %+v, want b.example.com's problem, then a.example.com ok", st.Served)
 	}
 	body := get(t, h, "/", nil).Body.String()
-	i, j := strings.Index(body, `id="served"`), strings.Index(body, `id="nodes"`)
+	i, j := strings.Index(body, `id="served"`), strings.Index(body, `id="activity"`)
 	if i < 0 || j < i {
-		t.Fatalf("no served section before the nodes in:\n%s", body)
+		t.Fatalf("no served section before the ACME activity in:\n%s", body)
 	}
 	section := body[i:j]
 	if !strings.Contains(section, "10.0.0.2:443") || !strings.Contains(section, "untrusted") || strings.Contains(section, "not_manager_certificate") {
@@ -488,37 +489,115 @@ func TestAuditErrorShownOnce(t *testing.T) {
 	}
 }
 
-// TestMaxRows: the HTML table of a large fleet lists the first MaxRows
-// certificates, the soonest expiry first, and after them only those that
-// are not ok, and says how many it leaves out; the JSON lists all.
-func TestMaxRows(t *testing.T) {
+// TestPages: the HTML and the JSON list a page of MaxRows (or ?limit=)
+// certificates, the soonest expiry first, with a cursor to the next page
+// that ends at the last; ?state= keeps one state; the first page lists
+// the failing certificate far down among those needing attention; the
+// counts and the total cover every certificate; a bad query is a 400.
+func TestPages(t *testing.T) {
 	var infos []autotls.CertificateInfo
 	for i := range 30 {
 		infos = append(infos, cert(fmt.Sprintf("ok%02d.example.com", i), -time.Duration(i)*time.Hour, 90*day))
 	}
-	// Expires last, but its renewal failed: shown however far down.
+	// Expires last, but its renewal failed.
 	late := cert("late-failing.example.com", 0, 91*day)
 	late.LastError, late.LastErrorAt = "acme: serverInternal: down", t0.Add(-time.Minute)
 	infos = append(infos, late)
 	h := synthetic(infos, nil)
 	h.MaxRows = 10
-	page := get(t, h, "/", nil).Body.String()
-	if n := strings.Count(page, `<tr class="cert `); n != 11 {
-		t.Errorf("%d rows, want the first 10 and the failing one", n)
+	html := get(t, h, "/", nil).Body.String()
+	if n := strings.Count(html, `<tr class="cert `); n != 10 {
+		t.Errorf("%d rows, want a page of 10", n)
 	}
-	if !strings.Contains(page, `data-name="late-failing.example.com"`) || !strings.Contains(page, "20 more certificates, all ok") {
-		t.Errorf("the page lacks the failing certificate or the count of those left out")
+	if !strings.Contains(html, `<li class="cert st-failing" data-name="late-failing.example.com"`) {
+		t.Error("the first page does not list the failing certificate as needing attention")
 	}
-	if !strings.Contains(page, "31 certificates") {
-		t.Error("the summary does not count every certificate")
+	if !strings.Contains(html, "31 certificates") || !strings.Contains(html, `href="?state=failing"`) || !strings.Contains(html, `rel="next"`) {
+		t.Error("the summary does not count every certificate, link to the failing ones, or the page to the next")
 	}
-	st := decodeStatus(t, get(t, h, "/?format=json", nil))
-	if len(st.Certificates) != 31 {
-		t.Errorf("JSON lists %d certificates, want all 31", len(st.Certificates))
+
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("the pages do not end")
+		}
+		target := "/?format=json&limit=7"
+		if after != "" {
+			target += "&after=" + url.QueryEscape(after)
+		}
+		st := decodeStatus(t, get(t, h, target, nil))
+		if st.Total != 31 || st.Counts[StateOK] != 30 || st.Counts[StateFailing] != 1 {
+			t.Fatalf("total %d, counts %v; want 31: 30 ok, 1 failing", st.Total, st.Counts)
+		}
+		if len(st.Certificates) > 7 {
+			t.Fatalf("page of %d, want at most 7", len(st.Certificates))
+		}
+		if (pages == 0) != (len(st.Attention) == 1) {
+			t.Errorf("page %d: attention %+v, want the failing certificate on the first page only", pages, st.Attention)
+		}
+		for _, c := range st.Certificates {
+			names = append(names, c.Name)
+		}
+		if st.Next == "" {
+			break
+		}
+		after = st.Next
+	}
+	if len(names) != 31 || names[0] != "ok29.example.com" || names[30] != "late-failing.example.com" {
+		t.Errorf("pages listed %d names %v, want all 31 once, by expiry", len(names), names)
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			t.Errorf("%s listed twice", n)
+		}
+		seen[n] = true
+	}
+
+	st := decodeStatus(t, get(t, h, "/?format=json&state=failing", nil))
+	if len(st.Certificates) != 1 || st.Certificates[0].Name != "late-failing.example.com" || st.Total != 1 || st.Filter != StateFailing || st.Next != "" {
+		t.Errorf("state=failing: %+v, want the one failing certificate", st)
+	}
+	for _, bad := range []string{"/?state=sad", "/?limit=0", "/?limit=1001", "/?after=nodot", "/?format=json&after=x.y"} {
+		if w := get(t, h, bad, nil); w.Code != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", bad, w.Code)
+		}
 	}
 	h2 := synthetic(infos, nil)
 	h2.MaxRows = -1
 	if n := strings.Count(get(t, h2, "/", nil).Body.String(), `<tr class="cert `); n != 31 {
 		t.Errorf("MaxRows -1: %d rows, want all 31", n)
+	}
+}
+
+// A relay may issue one name to two tenants in the same second: pages of
+// one certificate list both, once each, through the cursor.
+func TestPagesSameNameTwoTenants(t *testing.T) {
+	var infos []autotls.CertificateInfo
+	for _, tenant := range []string{"team b", "team-a", ""} {
+		c := cert("shared.example.com", -day, 90*day)
+		c.Tenant = tenant
+		infos = append(infos, c)
+	}
+	h := synthetic(infos, nil)
+	var got []string
+	after := ""
+	for range 5 {
+		target := "/?format=json&limit=1"
+		if after != "" {
+			target += "&after=" + url.QueryEscape(after)
+		}
+		st := decodeStatus(t, get(t, h, target, nil))
+		for _, c := range st.Certificates {
+			got = append(got, c.Tenant)
+		}
+		if st.Next == "" {
+			break
+		}
+		after = st.Next
+	}
+	if strings.Join(got, ",") != ",team b,team-a" {
+		t.Errorf("pages listed tenants %q, want each of the three once", got)
 	}
 }

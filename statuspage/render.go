@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +53,7 @@ func newPage() (*page, error) {
 		"join":     strings.Join,
 		"where":    whereText,
 		"after":    func(a, b time.Time) bool { return a.After(b) },
+		"hostonce": hostOnce,
 	}).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("statuspage: parsing the template: %w", err)
@@ -63,35 +66,94 @@ type view struct {
 	*Status
 	Timeline timeline
 	// Summary counts the certificates per state, the worst first, leaving
-	// out states without any.
+	// out states without any, each with the link to its page.
 	Summary []stateCount
 	// Audit reports whether an audit trail was given.
 	Audit bool
 	// Refresh is the meta refresh in seconds, zero for none.
 	Refresh int
-	// Rows are the table's certificates (see Handler.MaxRows), and Hidden
-	// how many of Status.Certificates they leave out.
-	Rows   []Certificate
-	Hidden int
+	// Rows are the table's certificates: the page.
+	Rows []Certificate
+	// NextURL and FirstURL link to the next page and back to the first
+	// (empty on the last and on the first page); AllURL to every state.
+	NextURL, FirstURL, AllURL string
+	// Activity is the newest activityShown records of the audit trail;
+	// Earlier the rest, collapsed.
+	Activity, Earlier []audit.Record
+	// All is the number of certificates in every state.
+	All int
 }
+
+// activityShown is the number of audit records the page shows before the
+// rest, which are collapsed.
+const activityShown = 5
 
 type stateCount struct {
 	State State
 	N     int
+	Link  string
 }
 
-func (p *page) render(w io.Writer, st *Status, refresh time.Duration, withAudit bool, maxRows int) error {
-	v := view{Status: st, Timeline: newTimeline(st.Certificates, st.Now), Audit: withAudit}
-	v.Rows, v.Hidden = tableRows(st.Certificates, maxRows)
+func (p *page) render(w io.Writer, st *Status, refresh time.Duration, withAudit bool, q Query) error {
+	v := view{Status: st, Timeline: newTimeline(st.Certificates, st.Now), Audit: withAudit, Rows: st.Certificates}
+	for _, n := range st.Counts {
+		v.All += n
+	}
+	v.Activity = st.Activity[:min(len(st.Activity), activityShown)]
+	v.Earlier = st.Activity[len(v.Activity):]
 	if refresh > 0 {
 		v.Refresh = max(int(refresh/time.Second), 1)
 	}
 	for _, s := range []State{StateRevoked, StateExpired, StateFailing, StateExpiring, StatePending, StateOK} {
 		if n := st.Counts[s]; n > 0 {
-			v.Summary = append(v.Summary, stateCount{s, n})
+			v.Summary = append(v.Summary, stateCount{s, n, pageURL(Query{State: s, Limit: q.Limit})})
 		}
 	}
+	if st.Next != "" {
+		v.NextURL = pageURL(Query{State: q.State, Limit: q.Limit, After: st.Next})
+	}
+	if q.After != "" {
+		v.FirstURL = pageURL(Query{State: q.State, Limit: q.Limit})
+	}
+	if q.State != "" {
+		v.AllURL = pageURL(Query{Limit: q.Limit})
+	}
 	return p.tmpl.Execute(w, v)
+}
+
+// pageURL is the relative URL of page q.
+func pageURL(q Query) string {
+	v := url.Values{}
+	if q.State != "" {
+		v.Set("state", string(q.State))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.After != "" {
+		v.Set("after", q.After)
+	}
+	if len(v) == 0 {
+		return "?"
+	}
+	return "?" + v.Encode()
+}
+
+// hostOnce shows the error of a certificate whose row names it already:
+// error chains name the host at each layer ("obtaining example.com: … for
+// "example.com": … example.com: …"), so every mention of name in text
+// is left out, with the " for " or quotes around it.
+func hostOnce(name, text string) string {
+	if name == "" || !strings.Contains(text, name) {
+		return text
+	}
+	for _, pat := range []string{
+		` for "` + name + `"`, ` for ` + name, `: "` + name + `"`, ` "` + name + `"`, `"` + name + `"`,
+		` [` + name + `]`, ` (` + name + `)`, ` ` + name, name,
+	} {
+		text = strings.ReplaceAll(text, pat, "")
+	}
+	return text
 }
 
 // formatTime shows a time in UTC to the minute; the zero time as a dash.
@@ -194,25 +256,4 @@ func whereText(c Certificate) string {
 		parts = append(parts, "managed")
 	}
 	return strings.Join(parts, ", ")
-}
-
-// tableRows picks the table's rows: all of certs when they are no more
-// than max (negative: no bound; zero: DefaultMaxRows), else the first max
-// and, after them, those that are not ok; hidden counts the others.
-func tableRows(certs []Certificate, max int) (rows []Certificate, hidden int) {
-	if max == 0 {
-		max = DefaultMaxRows
-	}
-	if max < 0 || len(certs) <= max {
-		return certs, 0
-	}
-	rows = certs[:max:max]
-	for _, c := range certs[max:] {
-		if c.State != StateOK {
-			rows = append(rows, c)
-		} else {
-			hidden++
-		}
-	}
-	return rows, hidden
 }

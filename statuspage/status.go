@@ -32,12 +32,34 @@ type Status struct {
 	Title string `json:"title"`
 	// Now is the time the status was taken.
 	Now time.Time `json:"now"`
-	// Certificates are sorted by expiry: names without a certificate
-	// first, then the soonest NotAfter first, then by name.
+	// Certificates are one page of the certificates (see [Query]): at most
+	// the query's limit, in the page's order — names without a
+	// certificate first, then the soonest NotAfter first, then by name —
+	// after the query's cursor, in its state if it names one.
 	Certificates []Certificate `json:"certificates"`
+	// Filter is the state the page is limited to, empty for every state.
+	Filter State `json:"filter,omitempty"`
+	// Total is the number of certificates in Filter's state (every
+	// certificate without one), on every page.
+	Total int `json:"total"`
+	// Next is the cursor of the next page (Query.After, ?after=), empty
+	// on the last.
+	Next string `json:"next,omitempty"`
+	// Attention, on the first page of every state only, lists the first
+	// MaxAttention revoked, expired and failing certificates, the worst
+	// state first, that the first MaxAttention rows of Certificates do
+	// not show already.
+	Attention []Certificate `json:"attention,omitempty"`
 	// Counts is the number of certificates per state; states without any
-	// are left out.
+	// are left out. The Manager's certificates are counted, and found by
+	// Filter, in the state their summary in the snapshot (SnapshotAt)
+	// gives when the Handler first reads that snapshot; each certificate
+	// of the page is then loaded and judged at Now, so a certificate
+	// renewed since the snapshot may show a state other than Filter's.
 	Counts map[State]int `json:"counts"`
+	// SnapshotAt is when the Manager's snapshot was taken
+	// (autotls.Manager.Snapshot), zero without a Manager.
+	SnapshotAt time.Time `json:"snapshot_at,omitzero"`
 	// Activity is the newest MaxActivity records of the audit trail
 	// within AuditWindow, newest first; nil without Handler.Audit.
 	Activity []audit.Record `json:"activity,omitempty"`
@@ -158,37 +180,135 @@ type Node struct {
 	Holds []string `json:"holds,omitempty"`
 }
 
-// status gathers the Status at now.
-func (h *Handler) status(ctx context.Context, now time.Time) *Status {
-	st := &Status{Title: h.title(), Now: now, Counts: map[State]int{}}
-	infos, errs := h.certificates(ctx)
+// status gathers the Status at now: the page q selects, the counts of
+// every state, and the audit trail's sections.
+func (h *Handler) status(ctx context.Context, now time.Time, q Query) (*Status, error) {
+	st := &Status{Title: h.title(), Now: now, Counts: map[State]int{}, Filter: q.State}
+	limit := h.pageSize(q)
+	var (
+		snap *autotls.Snapshot
+		mp   *managerPage
+		cl   *classified
+	)
+	if h.source == nil && h.Manager != nil {
+		s, err := h.Manager.Snapshot(ctx)
+		if err != nil {
+			st.Errors = append(st.Errors, err.Error())
+		}
+		if s != nil {
+			snap = s
+			st.SnapshotAt = s.At()
+			cl = h.classify(s, now)
+			for state, n := range cl.counts() {
+				st.Counts[state] += n
+			}
+			mp = &managerPage{snap: s}
+			if q.State != "" {
+				mp.filtered, mp.rows = true, cl.byState[q.State]
+			}
+			if err := mp.seek(q.After); err != nil {
+				return nil, err
+			}
+		}
+	}
+	infos, errs := h.sourceInfos(ctx)
 	for _, err := range errs {
 		st.Errors = append(st.Errors, err.Error())
 	}
-	st.Certificates = make([]Certificate, 0, len(infos))
+	extra := make([]Certificate, 0, len(infos))
+	var problems []Certificate
 	for _, info := range infos {
 		c := certificateOf(info, now)
 		st.Counts[c.State]++
-		st.Certificates = append(st.Certificates, c)
-	}
-	slices.SortFunc(st.Certificates, func(a, b Certificate) int {
-		if a.NotAfter.IsZero() != b.NotAfter.IsZero() {
-			if a.NotAfter.IsZero() {
-				return -1
-			}
-			return 1
+		if attention(c.State) {
+			problems = append(problems, c)
 		}
-		return cmp.Or(a.NotAfter.Compare(b.NotAfter), strings.Compare(a.Name, b.Name), strings.Compare(a.Tenant, b.Tenant), strings.Compare(a.Serial, b.Serial))
-	})
+		if q.State == "" || c.State == q.State {
+			extra = append(extra, c)
+		}
+	}
+	sortCertificates(extra)
+	sortCertificates(problems)
+	st.Total = len(extra)
+	if mp != nil {
+		st.Total += mp.total()
+	}
+	picks, more := choosePage(mp, extra, q.After, limit)
+	certs, err := h.load(ctx, snap, picks, now)
+	if err != nil {
+		st.Errors = append(st.Errors, err.Error())
+	}
+	st.Certificates = certs
+	if more && len(picks) > 0 {
+		st.Next = picks[len(picks)-1].cursor
+	}
+	if q.State == "" && q.After == "" {
+		if err := h.addAttention(ctx, st, snap, cl, problems, now); err != nil {
+			st.Errors = append(st.Errors, err.Error())
+		}
+	}
 	if h.Audit != nil {
 		h.auditStatus(ctx, st, now)
 	}
-	return st
+	return st, nil
 }
 
-// certificates lists the Manager's and the Sources' certificates, with
-// the errors of those that failed.
-func (h *Handler) certificates(ctx context.Context) ([]autotls.CertificateInfo, []error) {
+// attention reports whether a state is one Status.Attention lists.
+func attention(s State) bool {
+	return s == StateRevoked || s == StateExpired || s == StateFailing
+}
+
+// sortCertificates sorts as a page lists: names without a certificate
+// first, then the soonest NotAfter, then by name, tenant and serial.
+func sortCertificates(certs []Certificate) {
+	slices.SortFunc(certs, func(a, b Certificate) int {
+		return comparePageKeys(keyOf(&a), keyOf(&b))
+	})
+}
+
+// addAttention fills st.Attention: the first MaxAttention revoked, expired
+// and failing certificates, the worst state first, leaving out those the
+// first MaxAttention rows of the page show already.
+func (h *Handler) addAttention(ctx context.Context, st *Status, snap *autotls.Snapshot, cl *classified, problems []Certificate, now time.Time) error {
+	shown := map[string]bool{}
+	for i, c := range st.Certificates {
+		if i == MaxAttention {
+			break
+		}
+		shown[c.Name+"\x00"+c.Tenant] = true
+	}
+	var picks []pick
+	for _, state := range []State{StateRevoked, StateExpired, StateFailing} {
+		if cl != nil {
+			for _, pos := range cl.byState[state] {
+				if len(picks) == MaxAttention {
+					break
+				}
+				if !shown[snap.Name(int(pos))+"\x00"] {
+					picks = append(picks, pick{fromManager: true, pos: int(pos)})
+				}
+			}
+		}
+		for _, c := range problems {
+			if len(picks) == MaxAttention {
+				break
+			}
+			if c.State == state && !shown[c.Name+"\x00"+c.Tenant] {
+				picks = append(picks, pick{cert: c})
+			}
+		}
+	}
+	if len(picks) == 0 {
+		return nil
+	}
+	certs, err := h.load(ctx, snap, picks, now)
+	st.Attention = certs
+	return err
+}
+
+// sourceInfos lists the Sources' certificates (or the test's source),
+// with the errors of those that failed.
+func (h *Handler) sourceInfos(ctx context.Context) ([]autotls.CertificateInfo, []error) {
 	if h.source != nil {
 		infos, err := h.source(ctx)
 		if err != nil {
@@ -201,13 +321,6 @@ func (h *Handler) certificates(ctx context.Context) ([]autotls.CertificateInfo, 
 	}
 	var infos []autotls.CertificateInfo
 	var errs []error
-	if h.Manager != nil {
-		got, err := h.Manager.Certificates(ctx)
-		infos = append(infos, got...)
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
 	for _, src := range h.Sources {
 		if src == nil {
 			continue
@@ -219,6 +332,21 @@ func (h *Handler) certificates(ctx context.Context) ([]autotls.CertificateInfo, 
 		}
 	}
 	return infos, errs
+}
+
+// pageSize is the number of certificates q's page lists (negative: all).
+func (h *Handler) pageSize(q Query) int {
+	switch {
+	case q.Limit > 0:
+		return min(q.Limit, MaxLimit)
+	case q.Limit < 0 && h.MaxRows < 0:
+		return -1
+	case h.MaxRows > 0:
+		return h.MaxRows
+	case h.MaxRows < 0 && q.Limit == 0:
+		return -1
+	}
+	return DefaultMaxRows
 }
 
 func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
@@ -384,4 +512,11 @@ func dnsRecords(in []autotls.DNSRecord) []DNSRecord {
 		out[i] = DNSRecord{Line: r.String(), Name: r.Name, Type: r.Type, Value: r.Value, Reason: r.Reason}
 	}
 	return out
+}
+
+// CertificateOf describes info as the page does, with its State and days
+// left judged at now: for a command that shows one certificate
+// (autotls.Manager.CertificatesOf) as the page would.
+func CertificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
+	return certificateOf(info, now)
 }

@@ -16,7 +16,9 @@ const (
 	tlBarH     = 12.0
 	tlMaxRows  = 40 // certificates drawn, the soonest first
 	tlMaxLabel = 36 // characters of a name drawn
-	tlTicks    = 6
+	// tlLabelGap is the least distance between two day labels; a label
+	// is about 40 units wide.
+	tlLabelGap = 56.0
 )
 
 // timeline is the SVG drawing of expiries and renewals, computed here so
@@ -31,9 +33,13 @@ type timeline struct {
 	Shown, Total int
 }
 
+// tick is one day of the axis, at its midnight (UTC): a mark, and a
+// label on every step-th day and on the last (End: drawn leftwards of its
+// mark, so that it is not clipped at the right edge).
 type tick struct {
 	X     float64
 	Label string
+	End   bool
 }
 
 type row struct {
@@ -88,10 +94,7 @@ func newTimeline(certs []Certificate, now time.Time) timeline {
 		return round1(tl.PlotX + tl.PlotW*t.Sub(start).Seconds()/span)
 	}
 	tl.NowX = x(now)
-	for i := range tlTicks {
-		t := start.Add(time.Duration(float64(end.Sub(start)) * float64(i) / float64(tlTicks-1)))
-		tl.Ticks = append(tl.Ticks, tick{X: x(t), Label: t.UTC().Format("Jan 2")})
-	}
+	tl.Ticks = dayTicks(start, end, tl.PlotW, x)
 	for i, c := range shown {
 		y := tlTop + float64(i)*tlRowH
 		r := row{
@@ -120,6 +123,50 @@ func newTimeline(certs []Certificate, now time.Time) timeline {
 		tl.Rows = append(tl.Rows, r)
 	}
 	return tl
+}
+
+// dayTicks marks every day (UTC midnight) from start to end on the axis
+// of width plotW that x maps times to: labels on every step-th day, the
+// step the shortest of 1, 2, 7, 14, 30 or 60 days that leaves tlLabelGap
+// between labels, and on the last day, for which the label before it
+// makes way when too close.
+func dayTicks(start, end time.Time, plotW float64, x func(time.Time) float64) []tick {
+	const day = 24 * time.Hour
+	first := start.UTC().Truncate(day)
+	if first.Before(start) {
+		first = first.Add(day)
+	}
+	perDay := plotW * float64(day) / float64(end.Sub(start))
+	step := 60
+	for _, s := range []int{1, 2, 7, 14, 30, 60} {
+		if float64(s)*perDay >= tlLabelGap {
+			step = s
+			break
+		}
+	}
+	var ticks []tick
+	lastLabel := -1
+	for i := 0; ; i++ {
+		t := first.Add(time.Duration(i) * day)
+		if t.After(end) {
+			break
+		}
+		tk := tick{X: x(t)}
+		if i%step == 0 {
+			tk.Label = t.Format("Jan 2")
+			lastLabel = len(ticks)
+		}
+		ticks = append(ticks, tk)
+	}
+	if n := len(ticks); n > 0 {
+		last := &ticks[n-1]
+		if lastLabel >= 0 && lastLabel != n-1 && last.X-ticks[lastLabel].X < tlLabelGap {
+			ticks[lastLabel].Label = ""
+		}
+		last.Label = first.Add(time.Duration(n-1) * day).Format("Jan 2")
+		last.End = true
+	}
+	return ticks
 }
 
 func clipLabel(s string) string {
