@@ -199,8 +199,18 @@ func TestFleetReplacesOnce(t *testing.T) {
 				}
 				return nil
 			}
+			// Each certificate is ordered, then replaced once.
+			replaced := func() error {
+				per, _ := log.counts()
+				for _, n := range names {
+					if per[n] < 2 {
+						return fmt.Errorf("%s: %d orders so far", n, per[n])
+					}
+				}
+				return settled()
+			}
 			deadline := time.Now().Add(60 * time.Second)
-			for err := settled(); err != nil; err = settled() {
+			for err := replaced(); err != nil; err = replaced() {
 				if time.Now().After(deadline) {
 					per, _ := log.counts()
 					t.Fatalf("%v; orders: %v; events: %s / %s / %s", err, per, evs[0], evs[1], evs[2])
@@ -223,8 +233,11 @@ func TestFleetReplacesOnce(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if err := settled(); err != nil {
-				t.Error(err)
+			for err := settled(); err != nil; err = settled() {
+				if time.Now().After(deadline) {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			per, twice := log.counts()
 			for _, n := range names {
