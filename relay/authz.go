@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
@@ -171,7 +172,11 @@ func (s *Server) challenge(c *call, authzID, chalID string) {
 	// that its outcome is recorded.
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), s.validator().timeout())
 	var verr *acme.Problem
-	if err := s.validator().Validate(vctx, ch.Type, a.Identifier, ch.Token, keyAuth); err != nil && !errors.As(err, &verr) {
+	var targets []netip.Prefix
+	if c.pol != nil { // loaded by verify, with the account
+		targets = c.pol.ValidationTargets
+	}
+	if err := s.validator().Validate(vctx, ch.Type, a.Identifier, ch.Token, keyAuth, AllowTargets(targets...)); err != nil && !errors.As(err, &verr) {
 		verr = internalError("validation failed: %s", clip(err.Error(), 200))
 	}
 	cancel()

@@ -82,8 +82,11 @@
 // Clients may be asked for certificates (mTLS): [Server.RequireClientCert]
 // refuses requests without a verified one, and a tenant's
 // [Policy.ClientNames] binds its accounts to its client certificates. The
-// Validator connects wherever a tenant's names resolve, inside the
-// organisation too: allow tenants only names they own.
+// Validator connects to no reserved address (loopback, link-local,
+// private, unique local, …), checked on the address of every connection
+// it makes, redirects included, unless the tenant's
+// [Policy.ValidationTargets] allow its range: a relay validating names
+// inside the organisation's network lists them there, tenant by tenant.
 //
 // # Concurrency
 //

@@ -277,6 +277,7 @@ type call struct {
 	names  []string
 
 	tenantCreated time.Time // the Created of the tenant policy loaded
+	pol           *Policy   // the tenant policy loaded, nil before
 }
 
 // ServeHTTP serves the ACME API.

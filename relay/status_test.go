@@ -38,7 +38,7 @@ func TestCertificatesListed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
-	eab := e.tenant(t, "ops", relay.Policy{Names: []string{"ops.example.com"}})
+	eab := e.tenant(t, "ops", relay.Policy{Names: []string{"ops.example.com"}, ValidationTargets: loopback()})
 	ops := e.client(t)
 	if _, err := ops.Register(ctx, acme.Account{ExternalAccountBinding: eab}); err != nil {
 		t.Fatal(err)

@@ -62,6 +62,15 @@ type Policy struct {
 	KeyTypes []string `json:"key_types,omitempty"`
 	// RateLimit bounds the tenant's new orders. Zero means none.
 	RateLimit RateLimit `json:"rate_limit,omitzero"`
+	// ValidationTargets are reserved address ranges (loopback, private,
+	// link-local, …; see Validator) that the validator may connect to for
+	// this tenant's challenges, such as "10.20.0.0/16" for a relay that
+	// validates names inside the organisation's network. Public addresses
+	// need no entry. Empty means the validator connects to no reserved
+	// address for this tenant: a name that resolves only to reserved
+	// addresses fails its http-01 and tls-alpn-01 validations with a
+	// connection problem naming the address.
+	ValidationTargets []netip.Prefix `json:"validation_targets,omitempty"`
 	// Sources, if not empty, are the only client addresses the tenant's
 	// accounts may use.
 	Sources []netip.Prefix `json:"sources,omitempty"`
@@ -290,6 +299,7 @@ func (c *call) tenantPolicy(tenant string, created time.Time) (*Policy, *acme.Pr
 		c.tenantCreated = t.Created
 	}
 	c.tenant = tenant
+	c.pol = p
 	if !allowedSource(c.r, p.Sources) {
 		return nil, unauthorized("requests from this address are not allowed for this account")
 	}

@@ -212,6 +212,7 @@ func (a *app) tenantAddCommand(f *adminFlags) *cobra.Command {
 		policyFile                     string
 		names, preAuth, profiles, keys []string
 		ips, preAuthIPs, sources       []string
+		targets                        []string
 		clientNames                    []string
 		wildcards, replace             bool
 		maxNames                       int
@@ -224,11 +225,12 @@ func (a *app) tenantAddCommand(f *adminFlags) *cobra.Command {
 in --policy FILE ("-" for stdin). An existing tenant is refused unless
 --replace, which replaces its policy (its EAB keys and accounts stay).`,
 		Example: `  tlsmint relay tenant add web --config relay.json --name web.example.com --ip 10.1.0.0/16
+  tlsmint relay tenant add intranet --config relay.json --name corp.example --validation-target 10.20.0.0/16
   tlsmint relay tenant add ci --admin http://127.0.0.1:8081 --policy ci-policy.json --replace`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var pol relay.Policy
-			byFlags := len(names)+len(preAuth)+len(profiles)+len(keys)+len(ips)+len(preAuthIPs)+len(sources)+len(clientNames) > 0 || wildcards || maxNames != 0 || rateLimit != ""
+			byFlags := len(names)+len(preAuth)+len(profiles)+len(keys)+len(ips)+len(preAuthIPs)+len(sources)+len(clientNames)+len(targets) > 0 || wildcards || maxNames != 0 || rateLimit != ""
 			switch {
 			case policyFile != "" && byFlags:
 				return usagef("--policy and policy flags (--name, --ip, …) do not go together")
@@ -258,6 +260,9 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 					return err
 				}
 				if pol.Sources, err = prefixes("--source", sources); err != nil {
+					return err
+				}
+				if pol.ValidationTargets, err = prefixes("--validation-target", targets); err != nil {
 					return err
 				}
 				if rateLimit != "" {
@@ -300,6 +305,7 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 	fl.StringSliceVar(&profiles, "profile", nil, "a profile allowed (repeatable; default every profile the relay offers)")
 	fl.StringSliceVar(&keys, "key-type", nil, "a certificate key type allowed: P-256, P-384, RSA2048, RSA3072, RSA4096 (repeatable; default all)")
 	fl.StringVar(&rateLimit, "rate-limit", "", "new orders allowed per period, such as 100/1h")
+	fl.StringSliceVar(&targets, "validation-target", nil, "a reserved address range (loopback, private, link-local, …) the relay's validator may connect to for this tenant's challenges, such as 10.20.0.0/16 (repeatable; default none: validations reach public addresses only)")
 	fl.StringSliceVar(&sources, "source", nil, "a client address range the tenant's accounts may use (repeatable; default any)")
 	fl.StringArrayVar(&clientNames, "client-name", nil, "a client certificate name (CN, DNS, email or URI SAN) the tenant's accounts must present one of (repeatable; needs client_auth; default none needed)")
 	fl.BoolVar(&replace, "replace", false, "replace the policy of an existing tenant")
@@ -389,16 +395,19 @@ func (a *app) printTenants(ts []relay.Tenant) error {
 		return a.printJSON(ts)
 	}
 	w := a.table()
-	fmt.Fprintln(w, "TENANT\tNAMES\tIP RANGES\tWILDCARDS\tPRE-AUTHORIZED\tRATE LIMIT\tCREATED")
+	fmt.Fprintln(w, "TENANT\tNAMES\tIP RANGES\tWILDCARDS\tPRE-AUTHORIZED\tVALIDATION TARGETS\tRATE LIMIT\tCREATED")
 	for _, t := range ts {
 		p := t.Policy
-		var ips, pre []string
+		var ips, pre, targets []string
 		for _, r := range p.IPRanges {
 			ips = append(ips, r.String())
 		}
 		pre = append(pre, p.PreAuthorized...)
 		for _, r := range p.PreAuthorizedIPs {
 			pre = append(pre, r.String())
+		}
+		for _, r := range p.ValidationTargets {
+			targets = append(targets, r.String())
 		}
 		rate := "-"
 		if p.RateLimit.Orders > 0 {
@@ -408,7 +417,7 @@ func (a *app) printTenants(ts []relay.Tenant) error {
 		if p.Wildcards {
 			wild = "yes"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(strings.Join(p.Names, ",")), dash(strings.Join(ips, ",")), wild, dash(strings.Join(pre, ",")), rate, fmtTime(t.Created))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(strings.Join(p.Names, ",")), dash(strings.Join(ips, ",")), wild, dash(strings.Join(pre, ",")), dash(strings.Join(targets, ",")), rate, fmtTime(t.Created))
 	}
 	return w.Flush()
 }

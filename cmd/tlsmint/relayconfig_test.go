@@ -246,6 +246,7 @@ func TestRelayCommandErrors(t *testing.T) {
 	runCmd(t, nil, "relay", "tenant", "list").fails(t, exitUsage, "no relay to talk to")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file).fails(t, exitUsage, "no policy")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--ip", "10.0.0.0/99").fails(t, exitUsage, "--ip")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--validation-target", "loopback").fails(t, exitUsage, "--validation-target")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--rate-limit", "5").fails(t, exitUsage, "--rate-limit")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--policy", "p.json").fails(t, exitUsage, "do not go together")
 	runCmd(t, nil, "relay", "tenant", "add", "Bad/ID", "--config", file, "--name", "a.example").fails(t, exitUsage, "invalid tenant")
