@@ -72,6 +72,10 @@ func TestBadJWS(t *testing.T) {
 		{"foreign kid", orderURL, "application/jose+json", jws(map[string]any{"kid": "https://elsewhere.example/acct/1"}), "accountDoesNotExist", 400},
 		{"kid of another key", orderURL, "application/jose+json", rawJWS(t, other, hdr(nil), order), "malformed", 400},
 		{"alg none", orderURL, "application/jose+json", noneJWS(t, hdr(map[string]any{"alg": "none"}), order), "badSignatureAlgorithm", 400},
+		{"alg none, empty signature", orderURL, "application/jose+json", unsignedJWS(t, hdr(map[string]any{"alg": "none"}), order, true), "badSignatureAlgorithm", 400},
+		{"alg none, no signature", orderURL, "application/jose+json", unsignedJWS(t, hdr(map[string]any{"alg": "none"}), order, false), "badSignatureAlgorithm", 400},
+		{"alg none, new account", acctURL, "application/jose+json", unsignedJWS(t, map[string]any{"alg": "none", "nonce": e.nonce(t), "url": acctURL, "jwk": jwkJSON(t, other.Public())}, []byte(`{}`), true), "badSignatureAlgorithm", 400},
+		{"no alg", orderURL, "application/jose+json", jws(map[string]any{"alg": nil}), "malformed", 400},
 		{"alg HS256", orderURL, "application/jose+json", jws(map[string]any{"alg": "HS256"}), "badSignatureAlgorithm", 400},
 		{"alg of another key type", orderURL, "application/jose+json", jws(map[string]any{"alg": "ES384"}), "malformed", 400},
 		{"RS256 header, EC key", orderURL, "application/jose+json", rawJWS(t, rsaKey, hdr(map[string]any{"alg": "RS256"}), order), "malformed", 400},
@@ -170,7 +174,20 @@ func tamper(t *testing.T, flat []byte) []byte {
 	return b
 }
 
-// noneJWS is an unsigned JWS.
+// unsignedJWS is a JWS without a signature: "signature" empty (empty)
+// or missing.
+func unsignedJWS(t *testing.T, hdr map[string]any, payload []byte, empty bool) []byte {
+	t.Helper()
+	h, _ := json.Marshal(hdr)
+	m := map[string]string{"protected": b64.EncodeToString(h), "payload": b64.EncodeToString(payload)}
+	if empty {
+		m["signature"] = ""
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// noneJWS is a JWS of "alg": "none" with a signature.
 func noneJWS(t *testing.T, hdr map[string]any, payload []byte) []byte {
 	t.Helper()
 	h, _ := json.Marshal(hdr)
