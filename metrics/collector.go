@@ -155,6 +155,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.probes.describe(ch)
 	c.decisions.total.Describe(ch)
 	c.decisions.issued.Describe(ch)
+	c.decisions.unauth.Describe(ch)
 }
 
 // Collect implements [prometheus.Collector]. It reads Manager.Certificates
@@ -178,6 +179,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.probes.collect(ch, c.maxNames)
 	c.decisions.total.Collect(ch)
 	c.decisions.issued.Collect(ch)
+	c.decisions.unauth.Collect(ch)
 }
 
 // Close stops a background read of Manager.Certificates, waits for it to

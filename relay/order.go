@@ -189,7 +189,7 @@ func (s *Server) newOrder(c *call) {
 		c.fail(p)
 		return
 	}
-	if p := c.takeOrder(req.account.Tenant, pol); p != nil {
+	if p := c.limited(c.ordersLimits(req.account, pol), true); p != nil {
 		c.fail(p)
 		return
 	}

@@ -92,11 +92,15 @@ type Server struct {
 
 	// AuditLog, if set, receives a record of every decision: each account,
 	// order, validation, issuance and revocation accepted, and each
-	// request refused with the reason.
+	// request refused with the reason — except that of the refusals of
+	// requests that carry no valid account (a bad JWS, an unknown kid, no
+	// EAB) it gets a sample: one per problem type and source network per
+	// UnauthenticatedSampleInterval, saying how many were left out.
 	AuditLog *audit.Log
 
-	// OnDecision, if set, is called with each decision record that
-	// AuditLog receives (whether or not AuditLog is set), for example
+	// OnDecision, if set, is called with each decision record, including
+	// every unauthenticated refusal AuditLog gets only a sample of
+	// (whether or not AuditLog is set), for example
 	// metrics.Collector.ObserveDecision. It is called on the goroutine
 	// that decided, and must be safe for concurrent use and not block.
 	OnDecision func(audit.Record)
@@ -172,6 +176,7 @@ type Server struct {
 	closed   bool
 	running  map[string]chan struct{} // order id → closed when its issuance ends
 	lockWait time.Duration            // defaultLockWait when zero (tests)
+	sample   sampler                  // of unauthenticated refusals
 	now      func() time.Time
 }
 
@@ -535,9 +540,15 @@ func (c *call) reply(status int, v any) {
 
 // fail sends a problem document and records the refusal.
 func (c *call) fail(p *acme.Problem) {
-	if p.Status >= 500 {
+	switch {
+	case p.Status >= 500:
 		c.s.logger().Warn("relay: request failed", "op", c.op, "problem", p)
-	} else {
+	case (c.op == "newOrder" || c.op == "finalize") && c.acct != nil:
+		// Each order an account had refused is one line at the default
+		// level (a request without a valid account is not: a scan would
+		// fill the log).
+		c.s.logger().Info("relay: order refused", "op", c.op, "tenant", tenantLabel(c.acct.Tenant), "account", c.acct.ID, "names", c.names, "source", remoteAddr(c.r.RemoteAddr), "problem", p)
+	default:
 		c.s.logger().Debug("relay: request refused", "op", c.op, "problem", p)
 	}
 	outcome := audit.OutcomeRefused

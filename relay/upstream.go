@@ -245,6 +245,11 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 		return
 	}
 	s.auditBackground(ar)
+	if ar.Outcome == audit.OutcomeOK {
+		s.logger().Info("relay: certificate issued", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "upstream", ar.Issuer, "serial", ar.Serial, "not_after", ar.NotAfter)
+	} else {
+		s.logger().Warn("relay: order failed", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "problem", ar.Problem, "detail", ar.Detail)
+	}
 }
 
 // errCertNotStored marks an issued certificate the storage did not take.

@@ -227,10 +227,10 @@ func TestRelayCommand(t *testing.T) {
 	runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "wrong-token-0123456789"}, "relay", "eab", "mint", "team", "--admin", r.admin).fails(t, exitFailure, "refused the token")
 
 	// A second tenant directly in the storage, while the relay runs.
-	runCmd(t, nil, "relay", "tenant", "add", "other", "--config", e.cfgFile, "--name", "other.example", "--rate-limit", "10/1h").ok(t)
+	runCmd(t, nil, "relay", "tenant", "add", "other", "--config", e.cfgFile, "--name", "other.example", "--rate-limit", "10/1h", "--account-rate-limit", "none").ok(t)
 	var ts []relay.Tenant
 	runCmd(t, e.env, "relay", "tenant", "list", "--admin", r.admin, "--json").ok(t).decode(t, &ts)
-	if len(ts) != 2 || ts[0].ID != "other" || ts[1].ID != "team" || ts[0].Policy.RateLimit.Orders != 10 || ts[1].Policy.IPRanges[0].String() != "127.0.0.1/32" ||
+	if len(ts) != 2 || ts[0].ID != "other" || ts[1].ID != "team" || ts[0].Policy.RateLimit.Orders != 10 || ts[0].Policy.AccountRateLimit.Orders != -1 || ts[1].Policy.IPRanges[0].String() != "127.0.0.1/32" ||
 		len(ts[1].Policy.ValidationTargets) != 1 || ts[1].Policy.ValidationTargets[0].String() != "127.0.0.0/8" || len(ts[0].Policy.ValidationTargets) != 0 {
 		t.Fatalf("tenant list = %+v, want other (10/1h) and team (127.0.0.1/32, validation targets 127.0.0.0/8)", ts)
 	}
