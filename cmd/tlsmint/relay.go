@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,6 +259,7 @@ type relayRuntime struct {
 	manager   *autotls.Manager
 	collector *metrics.Collector
 	trail     *audit.Log
+	fileLeaf  *x509.Certificate // the certificate of tls.cert_file, if given
 	servers   []*http.Server
 	closers   []func()
 }
@@ -428,14 +431,19 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 
 	dir := rt.srv.BaseURL + "/directory"
 	if rt.srv.BaseURL == "" {
-		dir = "https://<Host>/directory"
+		// The URLs follow the request's Host; the certificate says which
+		// names the clients can use.
+		dir = certDirectoryURL(rt.fileLeaf, acmeLn.Addr()) + " (the URLs follow the request's Host)"
+	}
+	if rt.fileLeaf != nil {
+		fmt.Fprintf(a.stderr, "tlsmint relay: certificate %s for %s, expires %s\n", cfg.TLS.CertFile, strings.Join(certNames(rt.fileLeaf), ", "), rt.fileLeaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(a.stderr, "tlsmint relay: ACME directory %s, listening on %s\n", dir, acmeLn.Addr())
 	fmt.Fprintf(a.stderr, "tlsmint relay: admin API, /status and /metrics on %s://%s\n", adminScheme, adminLn.Addr())
 	if httpLn != nil {
 		fmt.Fprintf(a.stderr, "tlsmint relay: upstream http-01 on %s\n", httpLn.Addr())
 	}
-	if rt.manager != nil {
+	if rt.manager != nil && len(cfg.TLS.Names) > 0 {
 		go func() {
 			if err := rt.manager.Manage(ctx, cfg.TLS.Names...); err != nil {
 				logger.Error("tlsmint relay: obtaining the relay's certificate failed (retried in the background)", "names", cfg.TLS.Names, "err", err)
@@ -457,6 +465,40 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 	return nil
 }
 
+// certNames returns a certificate's DNS names and addresses, or its
+// subject's common name when it has neither.
+func certNames(leaf *x509.Certificate) []string {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && leaf.Subject.CommonName != "" {
+		names = append(names, leaf.Subject.CommonName)
+	}
+	return names
+}
+
+// certDirectoryURL is the directory URL at the first name of the
+// relay's certificate (a name without "*."), on the port the ACME API
+// listens on.
+func certDirectoryURL(leaf *x509.Certificate, addr net.Addr) string {
+	host := "localhost"
+	if leaf != nil {
+		for _, n := range certNames(leaf) {
+			if !strings.HasPrefix(n, "*.") {
+				host = n
+				break
+			}
+		}
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.Port != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return "https://" + host + "/directory"
+}
+
 // relayTLS returns the TLS configuration of the ACME listener: the given
 // certificate, or an autotls Manager's for the names (tls-alpn-01 on the
 // listener itself).
@@ -467,6 +509,12 @@ func (a *app) relayTLS(cfg *relayConfig, store storage.Storage, rt *relayRuntime
 		if err != nil {
 			return nil, usagef("tls.cert_file %s and tls.key_file %s: %v", t.CertFile, t.KeyFile, err)
 		}
+		if cert.Leaf == nil {
+			if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				return nil, usagef("tls.cert_file %s: %v", t.CertFile, err)
+			}
+		}
+		rt.fileLeaf = cert.Leaf
 		// The status page needs a Manager; this one manages nothing.
 		rt.manager = &autotls.Manager{Storage: store, Logger: logger}
 		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}, nil

@@ -95,6 +95,9 @@ func TestRelayConfig(t *testing.T) {
 		}, "tls.ca:"},
 		{"no admin token", func(c map[string]any) { c["admin"] = map[string]any{} }, "admin: no token_file or token_env"},
 		{"two admin tokens", func(c map[string]any) { c["admin"] = map[string]any{"token_file": "t", "token_env": "T"} }, "both token_file and token_env"},
+		{"admin plain HTTP off loopback", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "0.0.0.0:8081"} }, "admin.listen: 0.0.0.0:8081 is not a loopback address and admin.tls is off"},
+		{"admin plain HTTP on every interface", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": ":8081"} }, "admin.allow_plain_http"},
+		{"admin plain HTTP on a private address", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "10.0.0.5:8081"} }, "not a loopback address"},
 		{"admin TLS with a bad listen", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "localhost"} }, "admin.listen"},
 		{"no upstream", func(c map[string]any) { c["upstreams"] = []any{} }, "upstreams: none"},
 		{"upstream without directory", func(c map[string]any) { c["upstreams"] = []any{map[string]any{"accept_tos": true}} }, "upstreams[0].directory: missing"},
@@ -370,6 +373,18 @@ func TestRelayCertFiles(t *testing.T) {
 	if d.NewOrder != "https://"+m[1]+"/new-order" || !d.Meta.ExternalAccountRequired {
 		t.Errorf("directory = %+v, want URLs of the request's Host and EAB required", d)
 	}
+	// The start-up lines name the certificate's names, its expiry and a
+	// directory URL that clients can use, not a placeholder.
+	_, port, _ := net.SplitHostPort(m[1])
+	out := r.stderr.String()
+	for _, want := range []string{"ACME directory https://relay.internal.example:" + port + "/directory", "certificate " + filepath.Join(dir, "relay.crt") + " for relay.internal.example, expires "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the start-up lines lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "<Host>") || strings.Contains(out, "certificate for  ready") {
+		t.Errorf("a start-up line has a placeholder or no names:\n%s", out)
+	}
 	if got := resp.TLS.PeerCertificates[0].Subject.CommonName; got != "relay.internal.example" {
 		t.Errorf("served certificate %q, want the given one", got)
 	}
@@ -468,5 +483,24 @@ func TestRelayListenTakenAppliesNothing(t *testing.T) {
 	runCmd(t, env, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
 	if len(ts) != 0 {
 		t.Errorf("tenants after a failed start: %v, want none", ts)
+	}
+}
+
+// TestRelayAdminListenAllowed: plain HTTP on loopback, TLS anywhere, and
+// plain HTTP off loopback with allow_plain_http are accepted.
+func TestRelayAdminListenAllowed(t *testing.T) {
+	for _, admin := range []map[string]any{
+		{"token_env": "T", "listen": "127.0.0.1:8081"},
+		{"token_env": "T", "listen": "localhost:8081"},
+		{"token_env": "T", "listen": "[::1]:8081"},
+		{"token_env": "T", "listen": "0.0.0.0:8081", "tls": true},
+		{"token_env": "T", "listen": ":8081", "allow_plain_http": true},
+	} {
+		c := validConfig()
+		c["admin"] = admin
+		b, _ := json.Marshal(c)
+		if _, err := parseRelayConfig(b, "/etc"); err != nil {
+			t.Errorf("admin %v: %v", admin, err)
+		}
 	}
 }
