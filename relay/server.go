@@ -239,8 +239,10 @@ func (s *Server) Validate() error {
 }
 
 // Close stops the issuances running in the background and waits for them.
-// Their orders stay "processing" in storage and are marked invalid when
-// read after UpstreamTimeout. Requests after Close get 503.
+// Their orders stay "processing" in storage, saying that the relay shut
+// down, and the Server on the storage that next reads one (after a
+// restart, or another replica) resumes its issuance, from the upstream
+// order already placed when there is one. Requests after Close get 503.
 func (s *Server) Close() error {
 	s.init()
 	s.mu.Lock()
