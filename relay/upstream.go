@@ -514,6 +514,9 @@ func (s *Server) storeCert(ctx context.Context, o *orderRecord, cert *acme.Certi
 	if err == nil {
 		err = retryStorage(ctx, func() error { return s.Storage.Store(ctx, keyARI+ari, []byte(rec.ID)) })
 	}
+	if err == nil {
+		err = retryStorage(ctx, func() error { return s.noteCurrent(ctx, rec) })
+	}
 	if err != nil {
 		var chain []byte
 		if len(rec.Chains) > 0 {
