@@ -72,7 +72,10 @@
 // process that issued them — unless [Server.SharedNonces] is set, which
 // makes them valid at every replica on the storage (a MAC under a key in
 // the storage, and a record of each redeemed nonce, so each is accepted
-// once by all the replicas together).
+// once by all the replicas together). What has ended is deleted by a
+// background sweeper ([Server.Retention], [Server.Sweep]): orders that
+// ended without a certificate a week after they expired, certificates a
+// month after their NotAfter, rate records after their window.
 //
 // # Security
 //

@@ -251,6 +251,10 @@ func (s *Server) newOrder(c *call) {
 		c.fail(c.storageFailed(err))
 		return
 	}
+	if err := s.scheduleSweep(c.ctx, o); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
 	// The index key starts with the creation time, so that a listing is
 	// in the order the orders were placed.
 	if err := s.Storage.Store(c.ctx, fmt.Sprintf("%s%s/%020d.%s", keyAccountOrders, o.Account, now.UnixNano(), o.ID), []byte{}); err != nil {

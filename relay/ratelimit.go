@@ -50,6 +50,9 @@ const (
 type rateRecord struct {
 	Orders  []time.Time  `json:"orders,omitempty"`
 	Buckets []rateBucket `json:"buckets,omitempty"`
+	// Expires is when the last event counted leaves the window: the
+	// sweeper deletes the record then.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // A rateBucket is the number of events from Start for a bucket's width.
@@ -188,6 +191,7 @@ func (c *call) limited(keys []rateKey, take bool) *acme.Problem {
 	}
 	for i, k := range keys {
 		recs[i].add(now, k.lim.Period/rateBuckets)
+		recs[i].Expires = now.Add(k.lim.Period + k.lim.Period/rateBuckets)
 		if err := c.s.save(c.ctx, k.key, &recs[i]); err != nil {
 			return c.storageFailed(err)
 		}
@@ -212,6 +216,7 @@ func (c *call) record(keys []rateKey) *acme.Problem {
 			}
 			rec.count(k.lim, now)
 			rec.add(now, k.lim.Period/rateBuckets)
+			rec.Expires = now.Add(k.lim.Period + k.lim.Period/rateBuckets)
 			if err := c.s.save(c.ctx, k.key, &rec); err != nil {
 				return c.storageFailed(err)
 			}

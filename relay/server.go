@@ -159,6 +159,13 @@ type Server struct {
 	// DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
 
+	// Retention says how long ended orders, authorizations, certificates
+	// and rate-limit records are kept, and how often the background
+	// sweeper deletes them. The zero value is the defaults (orders 7 days
+	// after they expired, certificates 30 days after their NotAfter,
+	// hourly).
+	Retention Retention
+
 	// Logger receives the relay's logs. Nil means silent. Keys, MACs and
 	// nonces are never logged.
 	Logger *slog.Logger
@@ -225,6 +232,10 @@ func (s *Server) init() {
 			s.initErr = err
 			return
 		}
+		if s.Retention.interval() > 0 {
+			s.wg.Add(1)
+			go s.sweepLoop()
+		}
 	})
 }
 
@@ -238,7 +249,8 @@ func (s *Server) Validate() error {
 	return s.initErr
 }
 
-// Close stops the issuances running in the background and waits for them.
+// Close stops the issuances running in the background and the sweeper,
+// and waits for them.
 // Their orders stay "processing" in storage, saying that the relay shut
 // down, and the Server on the storage that next reads one (after a
 // restart, or another replica) resumes its issuance, from the upstream

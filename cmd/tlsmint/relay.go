@@ -365,7 +365,11 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		RequireClientCert: cfg.ClientAuth != nil && cfg.ClientAuth.Require,
 		SharedNonces:      cfg.SharedNonces,
 		NonceLifetime:     time.Duration(cfg.NonceLifetime),
-		Logger:            logger,
+		Retention: relay.Retention{
+			Orders: time.Duration(cfg.Retention.Orders), Certificates: time.Duration(cfg.Retention.Certificates),
+			SweepInterval: time.Duration(cfg.Retention.SweepInterval),
+		},
+		Logger: logger,
 	}
 	if err := rt.srv.Validate(); err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("relay configuration: %w", err)}

@@ -78,8 +78,19 @@ type relayConfig struct {
 	// Routes send the orders they match to some upstreams
 	// (Server.Routes).
 	Routes []relay.Route `json:"routes,omitempty"`
+	// Retention is Server.Retention: how long ended orders and
+	// certificates are kept, how often the sweeper runs.
+	Retention relayRetentionConfig `json:"retention,omitzero"`
 
 	dir string // the file's folder, for relative names
+}
+
+// relayRetentionConfig is relay.Retention; zero durations are its
+// defaults.
+type relayRetentionConfig struct {
+	Orders        duration `json:"orders,omitzero"`
+	Certificates  duration `json:"certificates,omitzero"`
+	SweepInterval duration `json:"sweep_interval,omitzero"`
 }
 
 // relayTLSConfig is the relay's own certificate: files, or obtained with

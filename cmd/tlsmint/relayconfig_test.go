@@ -486,6 +486,22 @@ func TestRelayListenTakenAppliesNothing(t *testing.T) {
 	}
 }
 
+// TestRelayRetentionConfig: retention's durations reach the config.
+func TestRelayRetentionConfig(t *testing.T) {
+	c := validConfig()
+	c["retention"] = map[string]any{"orders": "48h", "certificates": "720h", "sweep_interval": "15m"}
+	b, _ := json.Marshal(c)
+	cfg, err := parseRelayConfig(b, "/etc")
+	if err != nil || time.Duration(cfg.Retention.Orders) != 48*time.Hour || time.Duration(cfg.Retention.Certificates) != 720*time.Hour || time.Duration(cfg.Retention.SweepInterval) != 15*time.Minute {
+		t.Fatalf("retention: %+v, %v", cfg.Retention, err)
+	}
+	c["retention"] = map[string]any{"orders": "forever"}
+	b, _ = json.Marshal(c)
+	if _, err := parseRelayConfig(b, "/etc"); err == nil {
+		t.Fatal("a bad retention was accepted")
+	}
+}
+
 // TestRelayAdminListenAllowed: plain HTTP on loopback, TLS anywhere, and
 // plain HTTP off loopback with allow_plain_http are accepted.
 func TestRelayAdminListenAllowed(t *testing.T) {
