@@ -469,6 +469,23 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 	return nil
 }
 
+// fileCertSource shows the relay's own certificate of tls.cert_file on
+// its status page, with its expiry.
+type fileCertSource struct{ leaf *x509.Certificate }
+
+// Certificates implements statuspage.CertificateSource.
+func (f fileCertSource) Certificates(context.Context) ([]autotls.CertificateInfo, error) {
+	names := certNames(f.leaf)
+	info := autotls.CertificateInfo{
+		Names: names, Issuer: "tls.cert_file (" + f.leaf.Issuer.CommonName + ")", Serial: hex.EncodeToString(f.leaf.SerialNumber.Bytes()),
+		NotBefore: f.leaf.NotBefore, NotAfter: f.leaf.NotAfter, Stored: true, InMemory: true,
+	}
+	if len(names) > 0 {
+		info.Name = names[0]
+	}
+	return []autotls.CertificateInfo{info}, nil
+}
+
 // certNames returns a certificate's DNS names and addresses, or its
 // subject's common name when it has neither.
 func certNames(leaf *x509.Certificate) []string {
@@ -645,7 +662,11 @@ func (rt *relayRuntime) adminHandler(token string, sources []netip.Prefix) http.
 		}
 		return statuspage.LoopbackOnly(r)
 	}
-	status := &statuspage.Handler{Manager: rt.manager, Sources: []statuspage.CertificateSource{rt.srv}, Audit: rt.trail, Title: "tlsmint relay", Authorize: authorize}
+	certSources := []statuspage.CertificateSource{rt.srv}
+	if rt.fileLeaf != nil {
+		certSources = append(certSources, fileCertSource{rt.fileLeaf})
+	}
+	status := &statuspage.Handler{Manager: rt.manager, Sources: certSources, Audit: rt.trail, Title: "tlsmint relay", Authorize: authorize}
 	prom := rt.collector.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/status", status)

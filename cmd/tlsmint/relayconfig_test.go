@@ -20,6 +20,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/relay"
+	"github.com/tlsmint/tlsmint/statuspage"
 )
 
 // validConfig is a configuration that parses; tests break one field.
@@ -395,10 +396,14 @@ func TestRelayCertFiles(t *testing.T) {
 	if r := runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "0123456789abcdef-token"}, "relay", "tenant", "list", "--admin", r.admin).ok(t); !strings.Contains(r.stdout, "web.example.com") {
 		t.Errorf("tenant list = %q, want the tenants file's", r.stdout)
 	}
-	// Its status page lists no certificate (the given one is not the
-	// Manager's) but answers.
-	if code, body := get(t, r.admin+"/status?format=json"); code != http.StatusOK {
-		t.Errorf("status: %d %s", code, body)
+	// Its status page lists the given certificate with its expiry.
+	code, body := get(t, r.admin+"/status?format=json")
+	var st statuspage.Status
+	if code != http.StatusOK || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("status: %d %s", code, body)
+	}
+	if len(st.Certificates) != 1 || st.Certificates[0].Name != "relay.internal.example" || st.Certificates[0].NotAfter.IsZero() {
+		t.Errorf("status certificates = %+v, want relay.internal.example with its expiry", st.Certificates)
 	}
 	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") {
 		t.Errorf("metrics: %d %.500s", code, body)
