@@ -257,7 +257,7 @@ func (s *Server) sweepOrder(ctx context.Context, key, id string, now time.Time, 
 	var cert *certRecord
 	var due time.Time
 	switch {
-	case o.Status == acme.StatusProcessing:
+	case o.Status == acme.StatusProcessing && now.Sub(o.Processing) < OrderLifetime:
 		return s.reschedule(ctx, key, id, now.Add(processingWait), st)
 	case o.Status == acme.StatusValid && o.Cert != "":
 		cert = new(certRecord)

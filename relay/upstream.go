@@ -146,12 +146,16 @@ func (s *Server) startIssue(o *orderRecord, resume bool) <-chan struct{} {
 			return
 		}
 		defer unlock()
-		id := o.ID
-		if o, err = s.claimIssue(o, resume); err != nil || o == nil {
-			if err != nil {
-				s.logger().Error("relay: starting an issuance failed", "order", id, "err", err)
+		if resume {
+			// Another process may have finished it, or be on its last
+			// resumption: read it again under the lock.
+			id := o.ID
+			if o, err = s.claimIssue(o); err != nil || o == nil {
+				if err != nil {
+					s.logger().Error("relay: resuming an issuance failed", "order", id, "err", err)
+				}
+				return
 			}
-			return
 		}
 		var (
 			cert *acme.Certificate
@@ -231,11 +235,11 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 // since): the downstream order stays processing, to be resumed.
 var errUpstreamUnknown = errors.New("relay: the upstream order's outcome is unknown")
 
-// claimIssue reloads a processing order under its issue lock before an
-// issuance: nil when it is no longer processing (another replica
-// finished it). A resumed order (one whose issuance was interrupted)
-// counts the resumption; past maxResumes it is invalid.
-func (s *Server) claimIssue(o *orderRecord, resume bool) (*orderRecord, error) {
+// claimIssue reloads a processing order under its issue lock before its
+// issuance is resumed: nil when it is no longer processing (another
+// replica finished it). It counts the resumption; past maxResumes the
+// order is invalid.
+func (s *Server) claimIssue(o *orderRecord) (*orderRecord, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	defer cancel()
 	var out *orderRecord
@@ -251,10 +255,6 @@ func (s *Server) claimIssue(o *orderRecord, resume bool) (*orderRecord, error) {
 		}
 		out = nil
 		if cur.Status != acme.StatusProcessing {
-			return nil
-		}
-		if !resume {
-			out = cur // a first issuance
 			return nil
 		}
 		cur.Resumes++
@@ -301,7 +301,10 @@ func (s *Server) obtainAt(ctx context.Context, u *Upstream, o *orderRecord, prof
 	// The upstream order exists: its finalization or download may have
 	// gone through with the answer lost. Ask the upstream.
 	s.logger().Info("relay: the upstream issuance failed after its order was placed; asking the upstream what became of the order", "order", o.ID, "upstream", u.name(), "upstream_order", placed, "err", err)
-	got, rerr, decided := s.fromUpstreamOrder(ctx, u, o)
+	// A fresh bound: the issuance's own may be what ran out.
+	rctx, cancel := context.WithTimeout(s.ctx, recoverTimeout)
+	defer cancel()
+	got, rerr, decided := s.fromUpstreamOrder(rctx, u, o)
 	switch {
 	case rerr == nil && got != nil:
 		s.logger().Info("relay: recovered the certificate the upstream had issued", "order", o.ID, "upstream", u.name())
@@ -312,15 +315,16 @@ func (s *Server) obtainAt(ctx context.Context, u *Upstream, o *orderRecord, prof
 	return nil, err
 }
 
-// noteUpstreamOrder records the upstream order placed for o.
+// recoverTimeout bounds the asking of the upstream for an order whose
+// answer was lost.
+const recoverTimeout = 2 * time.Minute
+
+// noteUpstreamOrder records the upstream order placed for o. The caller
+// holds the order's issue lock: while it is processing, nothing else
+// writes the order, so the order lock is not taken.
 func (s *Server) noteUpstreamOrder(ctx context.Context, o *orderRecord, u *Upstream, url string) {
 	o.UpstreamName, o.UpstreamOrder = u.name(), url
 	err := retryStorage(ctx, func() error {
-		unlock, err := s.lock(ctx, "order/"+o.ID)
-		if err != nil {
-			return err
-		}
-		defer unlock()
 		cur := new(orderRecord)
 		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
 			return err
