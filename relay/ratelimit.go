@@ -1,8 +1,11 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
@@ -34,12 +37,13 @@ const (
 // is not allowed in tenant IDs).
 const anonymousKey = "@anonymous"
 
-// Storage prefixes of the rate records other than the tenants' new
-// orders (keyRates, "rate/<tenant>").
+// Storage prefixes of the rate records ("rate/<tenant>" held the
+// tenants' new orders before they were sharded, and is swept).
 const (
 	keyRateAccountOrders = keyRoot + "rate-account/"        // <account>: rateRecord
-	keyRateTenantFailed  = keyRoot + "rate-failed/"         // <tenant>: rateRecord
 	keyRateAccountFailed = keyRoot + "rate-account-failed/" // <account>: rateRecord
+	keyRateTenantOrders  = keyRoot + "rate-tenant/"         // <tenant>/<shard>: rateRecord
+	keyRateTenantFailed  = keyRoot + "rate-tenant-failed/"  // <tenant>/<shard>: rateRecord
 	rateBuckets          = 60                               // a record holds at most this many buckets
 )
 
@@ -125,16 +129,21 @@ type rateKey struct {
 	lim  RateLimit
 	what string // "this account", "this account's tenant"
 	verb string // "place orders", "fail validations"
+	// sharded: key is a folder of records, one per Server (its shard),
+	// summed to count; each Server writes only its own, under a mutex
+	// of its own, so that a tenant's accounts do not all wait for one
+	// storage lock.
+	sharded bool
 }
 
 // ordersLimits are the limits a new order counts against.
 func (c *call) ordersLimits(a *accountRecord, pol *Policy) []rateKey {
 	var out []rateKey
 	if lim, ok := pol.AccountRateLimit.effective(RateLimit{DefaultAccountOrders, DefaultAccountOrdersPeriod}); ok {
-		out = append(out, rateKey{keyRateAccountOrders + a.ID, lim, "this account", "place"})
+		out = append(out, rateKey{key: keyRateAccountOrders + a.ID, lim: lim, what: "this account", verb: "place"})
 	}
 	if lim, ok := pol.RateLimit.effective(RateLimit{DefaultTenantOrders, DefaultTenantOrdersPeriod}); ok {
-		out = append(out, rateKey{keyRates + tenantKey(a.Tenant), lim, "this account's tenant", "place"})
+		out = append(out, rateKey{key: keyRateTenantOrders + tenantKey(a.Tenant) + "/", lim: lim, what: "this account's tenant", verb: "place", sharded: true})
 	}
 	return out
 }
@@ -143,10 +152,10 @@ func (c *call) ordersLimits(a *accountRecord, pol *Policy) []rateKey {
 func (c *call) failureLimits(a *accountRecord, pol *Policy) []rateKey {
 	var out []rateKey
 	if lim, ok := pol.FailedValidationLimit.effective(RateLimit{DefaultAccountFailedValidations, DefaultFailedValidationsPeriod}); ok {
-		out = append(out, rateKey{keyRateAccountFailed + a.ID, lim, "this account", "fail"})
+		out = append(out, rateKey{key: keyRateAccountFailed + a.ID, lim: lim, what: "this account", verb: "fail"})
 	}
 	if lim, ok := pol.TenantFailedValidationLimit.effective(RateLimit{DefaultTenantFailedValidations, DefaultFailedValidationsPeriod}); ok {
-		out = append(out, rateKey{keyRateTenantFailed + tenantKey(a.Tenant), lim, "this account's tenant", "fail"})
+		out = append(out, rateKey{key: keyRateTenantFailed + tenantKey(a.Tenant) + "/", lim: lim, what: "this account's tenant", verb: "fail", sharded: true})
 	}
 	return out
 }
@@ -158,31 +167,86 @@ func tenantKey(tenant string) string {
 	return tenant
 }
 
+// lockRate takes what guards k's record while it is read and written:
+// the storage lock of an account's record, or this Server's mutex of a
+// tenant's shards.
+func (c *call) lockRate(k rateKey) (func(), *acme.Problem) {
+	if k.sharded {
+		mu := c.s.rateMutex(k.key)
+		mu.Lock()
+		return mu.Unlock, nil
+	}
+	unlock, err := c.s.lock(c.ctx, k.key[len(keyRoot):])
+	if err != nil {
+		return nil, c.storageFailed(err)
+	}
+	return unlock, nil
+}
+
+// loadRate returns the count of k (all its shards' buckets, merged) and
+// the record this Server writes, with its key.
+func (c *call) loadRate(k rateKey) (all, own rateRecord, ownKey string, _ error) {
+	if !k.sharded {
+		err := c.s.load(c.ctx, k.key, &own)
+		if isNotFound(err) {
+			err = nil
+		}
+		return own, own, k.key, err
+	}
+	ownKey = k.key + c.s.shard
+	shards, err := c.s.rateShards(c.ctx)
+	if err != nil {
+		return all, own, ownKey, err
+	}
+	for _, sh := range shards {
+		sk := k.key + sh
+		var r rateRecord
+		if err := c.s.load(c.ctx, sk, &r); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return all, own, ownKey, err
+		}
+		if sk == ownKey {
+			own = r
+		}
+		all.Buckets = append(all.Buckets, r.Buckets...)
+	}
+	slices.SortFunc(all.Buckets, func(a, b rateBucket) int { return a.Start.Compare(b.Start) })
+	return all, own, ownKey, nil
+}
+
 // limited returns the rateLimited problem of the first of keys that is
 // used up, or nil; with take, it also counts one event against each of
-// them (when none is used up). Each record is read and written under its
-// lock, so the counts are shared by every replica on the storage.
+// them (when none is used up). The counts are shared by every replica on
+// the storage: an account's record is read and written under its storage
+// lock; a tenant's is one record per Server, summed, each written by its
+// Server alone (replicas deciding at the same moment may together let
+// through one event each beyond the limit).
 func (c *call) limited(keys []rateKey, take bool) *acme.Problem {
 	now := c.s.now().UTC()
-	recs := make([]rateRecord, len(keys))
+	owns := make([]rateRecord, len(keys))
+	ownKeys := make([]string, len(keys))
 	for i, k := range keys {
 		if take {
-			unlock, err := c.s.lock(c.ctx, k.key[len(keyRoot):])
-			if err != nil {
-				return c.storageFailed(err)
+			unlock, p := c.lockRate(k)
+			if p != nil {
+				return p
 			}
 			defer unlock()
 		}
-		if err := c.s.load(c.ctx, k.key, &recs[i]); err != nil && !isNotFound(err) {
+		all, own, ownKey, err := c.loadRate(k)
+		if err != nil {
 			return c.storageFailed(err)
 		}
-		if n := recs[i].count(k.lim, now); n >= k.lim.Orders {
+		owns[i], ownKeys[i] = own, ownKey
+		if n := all.count(k.lim, now); n >= k.lim.Orders {
 			noun := "orders"
 			if k.verb == "fail" {
 				noun = "failed validations"
 			}
 			p := problem(probRateLimited, http.StatusTooManyRequests, "%s may have %d %s per %s", k.what, k.lim.Orders, noun, fmtPeriod(k.lim.Period))
-			p.RetryAfter = recs[i].retryAfter(k.lim, n, now)
+			p.RetryAfter = all.retryAfter(k.lim, n, now)
 			return p
 		}
 	}
@@ -190,11 +254,20 @@ func (c *call) limited(keys []rateKey, take bool) *acme.Problem {
 		return nil
 	}
 	for i, k := range keys {
-		recs[i].add(now, k.lim.Period/rateBuckets)
-		recs[i].Expires = now.Add(k.lim.Period + k.lim.Period/rateBuckets)
-		if err := c.s.save(c.ctx, k.key, &recs[i]); err != nil {
-			return c.storageFailed(err)
+		if p := c.saveRate(k, &owns[i], ownKeys[i], now); p != nil {
+			return p
 		}
+	}
+	return nil
+}
+
+// saveRate counts one event at now in rec and stores it under key.
+func (c *call) saveRate(k rateKey, rec *rateRecord, key string, now time.Time) *acme.Problem {
+	rec.count(k.lim, now) // drops what left the window
+	rec.add(now, k.lim.Period/rateBuckets)
+	rec.Expires = now.Add(k.lim.Period + k.lim.Period/rateBuckets)
+	if err := c.s.save(c.ctx, key, rec); err != nil {
+		return c.storageFailed(err)
 	}
 	return nil
 }
@@ -205,27 +278,92 @@ func (c *call) record(keys []rateKey) *acme.Problem {
 	now := c.s.now().UTC()
 	for _, k := range keys {
 		if p := func() *acme.Problem {
-			unlock, err := c.s.lock(c.ctx, k.key[len(keyRoot):])
+			unlock, p := c.lockRate(k)
+			if p != nil {
+				return p
+			}
+			defer unlock()
+			_, own, ownKey, err := c.loadRate(k)
 			if err != nil {
 				return c.storageFailed(err)
 			}
-			defer unlock()
-			var rec rateRecord
-			if err := c.s.load(c.ctx, k.key, &rec); err != nil && !isNotFound(err) {
-				return c.storageFailed(err)
-			}
-			rec.count(k.lim, now)
-			rec.add(now, k.lim.Period/rateBuckets)
-			rec.Expires = now.Add(k.lim.Period + k.lim.Period/rateBuckets)
-			if err := c.s.save(c.ctx, k.key, &rec); err != nil {
-				return c.storageFailed(err)
-			}
-			return nil
+			return c.saveRate(k, &own, ownKey, now)
 		}(); p != nil {
 			return p
 		}
 	}
 	return nil
+}
+
+// keyRateShards lists the Servers that write sharded rate records (a
+// rateShards), so that a count reads each one's record without a List.
+const keyRateShards = keyRoot + "rate-shards"
+
+// A rateShards is the list of the Servers writing sharded rate records.
+type rateShards struct {
+	Shards []rateShard `json:"shards"`
+}
+
+// A rateShard is one Server's shard and when it last said it was there.
+type rateShard struct {
+	ID   string    `json:"id"`
+	Seen time.Time `json:"seen"`
+}
+
+// Shards not seen for longer than shardForget are dropped from the list
+// (their records are long expired and swept); a Server says it is there
+// again every shardRefresh.
+const (
+	shardForget  = 31 * 24 * time.Hour
+	shardRefresh = time.Hour
+)
+
+// rateShards returns the shards to sum, this Server's among them: read
+// from the storage, with this Server's entry added or refreshed when it
+// is missing or old (under the storage lock of the list).
+func (s *Server) rateShards(ctx context.Context) ([]string, error) {
+	var list rateShards
+	if err := s.load(ctx, keyRateShards, &list); err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	now := s.now().UTC()
+	i := slices.IndexFunc(list.Shards, func(sh rateShard) bool { return sh.ID == s.shard })
+	if i < 0 || now.Sub(list.Shards[i].Seen) > shardRefresh {
+		unlock, err := s.lock(ctx, "rate-shards")
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		list = rateShards{}
+		if err := s.load(ctx, keyRateShards, &list); err != nil && !isNotFound(err) {
+			return nil, err
+		}
+		list.Shards = slices.DeleteFunc(list.Shards, func(sh rateShard) bool { return sh.ID == s.shard || now.Sub(sh.Seen) > shardForget })
+		list.Shards = append(list.Shards, rateShard{ID: s.shard, Seen: now})
+		if err := s.save(ctx, keyRateShards, &list); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]string, 0, len(list.Shards))
+	for _, sh := range list.Shards {
+		out = append(out, sh.ID)
+	}
+	return out, nil
+}
+
+// rateMutex returns this Server's mutex of a tenant's rate records.
+func (s *Server) rateMutex(key string) *sync.Mutex {
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	if s.rateLocks == nil {
+		s.rateLocks = map[string]*sync.Mutex{}
+	}
+	mu := s.rateLocks[key]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		s.rateLocks[key] = mu
+	}
+	return mu
 }
 
 // fmtPeriod writes a period as people do: "1h", "3h", "30m".

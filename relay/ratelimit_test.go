@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -212,3 +213,44 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestTenantRateLimitAcrossReplicas: a tenant's order limit counts the
+// orders placed at every replica on the storage (each keeps its own
+// record, summed): two through one, one through the other, and the
+// fourth refused at either.
+func TestTenantRateLimitAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noServe: true, modify: func(s *relay.Server) { s.BaseURL = "https://example.com" }})
+	second := &relay.Server{Storage: e.store, BaseURL: "https://example.com", Upstreams: e.srv.Upstreams, Validator: e.srv.Validator}
+	t.Cleanup(func() { second.Close() })
+	lb := &balancer{replicas: []*httptest.Server{newTLSServer(t, e.srv), newTLSServer(t, second)}}
+	pol := examplePolicy()
+	pol.RateLimit = relay.RateLimit{Orders: 3, Period: time.Hour}
+	eab := e.tenant(t, "shared", pol)
+	ctx := ctxT(t)
+	var clients []*acme.Client
+	for range 2 {
+		c := &acme.Client{DirectoryURL: "https://example.com/directory", Key: newKey(t), HTTPClient: lb.client(), PollInterval: 10 * time.Millisecond}
+		if _, err := c.Register(ctx, acme.Account{ExternalAccountBinding: eab}); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	order := func(replica int, c *acme.Client) error {
+		lb.target.Store(int32(replica))
+		_, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("shared.example.com")})
+		return err
+	}
+	for i, step := range []struct{ replica, client int }{{0, 0}, {0, 1}, {1, 0}} {
+		if err := order(step.replica, clients[step.client]); err != nil {
+			t.Fatalf("order %d: %v", i, err)
+		}
+	}
+	for replica := range 2 {
+		err := order(replica, clients[1])
+		wantProblem(t, err, "rateLimited", http.StatusTooManyRequests)
+		if p := problemOf(t, err); !strings.Contains(p.Detail, "tenant may have 3 orders per 1h") || p.RetryAfter <= 0 {
+			t.Fatalf("replica %d: %q, Retry-After %v; want the tenant's limit", replica, p.Detail, p.RetryAfter)
+		}
+	}
+}

@@ -184,7 +184,11 @@ type Server struct {
 	running  map[string]chan struct{} // order id → closed when its issuance ends
 	lockWait time.Duration            // defaultLockWait when zero (tests)
 	sample   sampler                  // of unauthenticated refusals
-	now      func() time.Time
+	shard    string                   // this Server's name in sharded rate records
+
+	rateMu    sync.Mutex
+	rateLocks map[string]*sync.Mutex // tenant rate-record folder → its mutex
+	now       func() time.Time
 }
 
 func (s *Server) init() {
@@ -200,6 +204,7 @@ func (s *Server) init() {
 		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.running = map[string]chan struct{}{}
+		s.shard = newID()
 		if s.now == nil {
 			s.now = time.Now
 		}
