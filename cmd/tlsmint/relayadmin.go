@@ -114,7 +114,9 @@ func (a *app) adminClient(ctx context.Context, f *adminFlags) (*adminClient, err
 	}
 	trail := &audit.Log{Storage: store, Node: "tlsmint-cli"}
 	token := rand.Text()
-	srv := &relay.Server{Storage: store, AdminToken: token, AuditLog: trail}
+	// Only the admin API: the relay that serves the storage sweeps it, by
+	// its own retention.
+	srv := &relay.Server{Storage: store, AdminToken: token, AuditLog: trail, Retention: relay.Retention{SweepInterval: -1}}
 	return &adminClient{
 		base: "http://in-process", token: token,
 		http: &http.Client{Transport: inProcess{srv.AdminHandler()}},
