@@ -41,6 +41,11 @@ type Options struct {
 	// RefreshTimeout bounds one read of Manager.Certificates. Zero means
 	// DefaultRefreshTimeout.
 	RefreshTimeout time.Duration
+
+	// Certificates, if set, is read instead of Manager.Certificates: for
+	// certificates no Manager holds, such as a server's own certificate
+	// files (tlsmint relay with tls.cert_file). Nil means the Manager's.
+	Certificates func(context.Context) ([]autotls.CertificateInfo, error)
 }
 
 // A Collector is a [prometheus.Collector] for a Manager's certificates and
@@ -137,6 +142,9 @@ func New(m *autotls.Manager, opts Options) *Collector {
 	if m != nil {
 		c.source = m.Certificates
 		c.refusals = m.Refusals
+	}
+	if opts.Certificates != nil {
+		c.source = opts.Certificates
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.initVecs()

@@ -1,12 +1,14 @@
 package metrics
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
 )
@@ -146,6 +148,21 @@ func TestUnauthenticatedRefusals(t *testing.T) {
 	m = scrape(t, c)
 	if got := len(m.series("tlsmint_relay_unauthenticated_refusals_total", nil)); got > maxNetworks+2 {
 		t.Errorf("%d series, want at most the cap plus other", got)
+	}
+	lint(t, c)
+}
+
+// Options.Certificates is read instead of a Manager: a server's own
+// certificate files get their per-name series.
+func TestCertificatesOption(t *testing.T) {
+	notAfter := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
+	c := New(nil, Options{Certificates: func(context.Context) ([]autotls.CertificateInfo, error) {
+		return []autotls.CertificateInfo{{Name: "relay.example", Names: []string{"relay.example"}, Issuer: "files", NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, Stored: true, InMemory: true}}, nil
+	}})
+	defer c.Close()
+	m := scrape(t, c)
+	if got := m.value(t, "tlsmint_certificate_not_after_timestamp_seconds", "name=relay.example", "issuer=files"); got != float64(notAfter.Unix()) {
+		t.Fatalf("not_after = %v, want %d", got, notAfter.Unix())
 	}
 	lint(t, c)
 }

@@ -314,7 +314,11 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		}
 		tlsConf.ClientCAs, tlsConf.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
-	rt.collector = metrics.New(rt.manager, metrics.Options{})
+	var mopts metrics.Options
+	if rt.fileLeaf != nil {
+		mopts.Certificates = fileCertSource{rt.fileLeaf}.Certificates // the Manager holds none
+	}
+	rt.collector = metrics.New(rt.manager, mopts)
 	rt.closers = append(rt.closers, func() { rt.collector.Close() })
 	if rt.manager != nil {
 		rt.manager.ACMEObserver = rt.collector

@@ -405,8 +405,9 @@ func TestRelayCertFiles(t *testing.T) {
 	if len(st.Certificates) != 1 || st.Certificates[0].Name != "relay.internal.example" || st.Certificates[0].NotAfter.IsZero() {
 		t.Errorf("status certificates = %+v, want relay.internal.example with its expiry", st.Certificates)
 	}
-	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") {
-		t.Errorf("metrics: %d %.500s", code, body)
+	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") ||
+		!regexp.MustCompile(`tlsmint_certificate_not_after_timestamp_seconds\{issuer="[^"]*",name="relay.internal.example"\} [0-9.e+]+`).Match(body) {
+		t.Errorf("metrics without the certificate file's expiry: %d %.2000s", code, body)
 	}
 }
 
