@@ -27,3 +27,14 @@ func RecordIssuance(ctx context.Context, s *Server, orderID string, csr []byte, 
 	s.finishIssue(o, cert, up, nil)
 	return nil
 }
+
+// MarkProcessing leaves an order as a process that died during its
+// issuance leaves it: processing with the CSR, nothing running it.
+func MarkProcessing(ctx context.Context, s *Server, orderID string, csr []byte) error {
+	o := new(orderRecord)
+	if err := s.load(ctx, keyOrders+orderID, o); err != nil {
+		return err
+	}
+	o.Status, o.CSR, o.Processing = acme.StatusProcessing, csr, s.now().UTC()
+	return s.save(ctx, keyOrders+orderID, o)
+}

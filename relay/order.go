@@ -79,7 +79,11 @@ func (c *call) resolveOrder(o *orderRecord) error {
 		c.s.mu.Lock()
 		_, running := c.s.running[o.ID]
 		c.s.mu.Unlock()
-		if !running && c.s.issueIdle(c.ctx, o.ID) {
+		// An issuance another replica runs holds the issue lock; the
+		// probe is made only for an order that says it was interrupted,
+		// or that has been processing longer than a live issuance at
+		// another replica usually takes (a process that died).
+		if !running && (o.Interrupted != "" || now.Sub(o.Processing) > resumeAfter) && c.s.issueIdle(c.ctx, o.ID) {
 			// No process works on it (the relay that started it stopped
 			// or died): this one carries it on, from its upstream order
 			// when one was placed.
@@ -106,6 +110,10 @@ func (s *Server) issueIdle(ctx context.Context, id string) bool {
 	}
 	return true
 }
+
+// resumeAfter is how long an order processing at no process of this
+// storage that says so is left before a read looks for its issue lock.
+const resumeAfter = 30 * time.Second
 
 // issueLockProbe bounds the wait for an order's issue lock when a
 // read looks for an interrupted issuance.

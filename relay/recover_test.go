@@ -214,3 +214,40 @@ func TestRestartAfterUpstreamIssued(t *testing.T) {
 		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
 	}
 }
+
+// TestResumeAfterCrash: an order left processing by a process that died
+// (no interruption recorded, no issue lock held) is left alone while a
+// live issuance elsewhere could still be running it, and resumed by the
+// first read after 30 seconds.
+func TestResumeAfterCrash(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{t: time.Now()}
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) { relay.SetClock(s, clock.now) }})
+	c := e.registered(t)
+	ctx := ctxT(t)
+	ids := acme.DNSNames("crashed.example.com")
+	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize(t, e, c, o)
+	csr, _ := acme.CSR(newKey(t), ids)
+	if err := relay.MarkProcessing(ctx, e.srv, o.URL[strings.LastIndexByte(o.URL, '/')+1:], csr); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetOrder(ctx, o.URL)
+	if err != nil || got.Status != acme.StatusProcessing || e.ca.Requests("newOrder") != 0 {
+		t.Fatalf("at once: %+v, %v, %d upstream orders; want processing, none resumed", got, err, e.ca.Requests("newOrder"))
+	}
+	clock.advance(31 * time.Second)
+	if _, err := c.GetOrder(ctx, o.URL); err != nil {
+		t.Fatal(err)
+	}
+	done, err := c.WaitOrder(ctx, got)
+	if err != nil || done.Status != acme.StatusValid {
+		t.Fatalf("after 31 s: %+v, %v; want resumed to valid", done, err)
+	}
+	if n := e.ca.Requests("newOrder"); n != 1 {
+		t.Fatalf("%d upstream orders, want 1", n)
+	}
+}
