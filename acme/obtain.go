@@ -69,6 +69,13 @@ type ObtainRequest struct {
 	// name of a root or issuer (see [PreferChain]); empty means the CA's
 	// default chain.
 	PreferredChain string
+	// OnOrder, if set, is called with the order once the CA placed it,
+	// before any authorization is worked on: a caller that must not pay
+	// twice for one certificate keeps Order.URL, so that when the answer
+	// to the finalization or the download is lost (a reset, a timeout, a
+	// restart) it can ask the CA for that order ([Client.GetOrder]) and
+	// fetch what was issued instead of ordering again.
+	OnOrder func(*Order)
 }
 
 // A Certificate is the result of [Client.Obtain].
@@ -128,6 +135,9 @@ func (c *Client) Obtain(ctx context.Context, req ObtainRequest) (*Certificate, e
 	}
 	if err != nil {
 		return nil, err
+	}
+	if req.OnOrder != nil {
+		req.OnOrder(order)
 	}
 	if err := c.authorize(ctx, order, req); err != nil {
 		return nil, err

@@ -48,6 +48,26 @@ func TestObtainHTTP01(t *testing.T) {
 	}
 }
 
+// TestObtainOnOrder: OnOrder is called once with the placed order, whose
+// URL is the finalized order's, before the authorizations are solved.
+func TestObtainOnOrder(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, testpebble.Options{})
+	s := newHTTPSolver(t, ca)
+	c := registered(t, ca)
+	var got []*acme.Order
+	var presentsAtOrder int
+	cert, _, err := obtain(t, c, s, acme.DNSNames("onorder.example.com"), func(r *acme.ObtainRequest) {
+		r.OnOrder = func(o *acme.Order) { got = append(got, o); presentsAtOrder, _, _ = s.counts() }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].URL == "" || got[0].URL != cert.Order.URL || got[0].Status != acme.StatusPending || presentsAtOrder != 0 {
+		t.Fatalf("OnOrder got %+v (presents before: %d); want the pending order %s once, before any challenge", got, presentsAtOrder, cert.Order.URL)
+	}
+}
+
 func TestObtainIPIdentifier(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, testpebble.Options{})

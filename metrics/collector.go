@@ -54,6 +54,11 @@ type Options struct {
 	// (name, issuer, state, …); New panics otherwise, as
 	// prometheus.NewDesc would when registered.
 	ConstLabels prometheus.Labels
+
+	// Certificates, if set, is read instead of the Manager's snapshot: for
+	// certificates no Manager holds, such as a server's own certificate
+	// files (tlsmint relay with tls.cert_file). Nil means the Manager's.
+	Certificates func(context.Context) ([]autotls.CertificateInfo, error)
 }
 
 // A Collector is a [prometheus.Collector] for a Manager's certificates and
@@ -155,6 +160,9 @@ func New(m *autotls.Manager, opts Options) *Collector {
 		c.refusals = m.Refusals
 		c.skew = m.ClockSkew
 	}
+	if opts.Certificates != nil {
+		c.source = opts.Certificates
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.initVecs(opts.ConstLabels)
 	return c
@@ -172,6 +180,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.probes.describe(ch)
 	c.decisions.total.Describe(ch)
 	c.decisions.issued.Describe(ch)
+	c.decisions.unauth.Describe(ch)
 }
 
 // Collect implements [prometheus.Collector]. It reads the Manager's
@@ -200,6 +209,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.probes.collect(ch, c.maxNames)
 	c.decisions.total.Collect(ch)
 	c.decisions.issued.Collect(ch)
+	c.decisions.unauth.Collect(ch)
 }
 
 // Close stops a background read of the Manager's snapshot, waits for it to

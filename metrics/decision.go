@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -21,14 +23,22 @@ const maxOperations = 128
 // "other".
 const maxTenants = 1000
 
+// maxNetworks bounds the network label of
+// tlsmint_relay_unauthenticated_refusals_total: networks past it are
+// counted as "other".
+const maxNetworks = 1000
+
 // decisions counts decision records by operation, outcome and problem,
-// and the relay's issued certificates by tenant.
+// the relay's issued certificates by tenant, and its refusals of
+// requests without a valid account by problem and source network.
 type decisions struct {
-	total   *prometheus.CounterVec
-	issued  *prometheus.CounterVec
-	mu      sync.Mutex
-	ops     map[string]bool // operation labels in use
-	tenants map[string]bool // tenant labels in use
+	total    *prometheus.CounterVec
+	issued   *prometheus.CounterVec
+	unauth   *prometheus.CounterVec
+	mu       sync.Mutex
+	ops      map[string]bool // operation labels in use
+	tenants  map[string]bool // tenant labels in use
+	networks map[string]bool // network labels in use
 }
 
 func newDecisions(labels prometheus.Labels) *decisions {
@@ -43,8 +53,14 @@ func newDecisions(labels prometheus.Labels) *decisions {
 			Name:        "tlsmint_relay_certificates_issued_total",
 			Help:        "Certificates the ACME relay issued to its downstream clients (relay.issue decisions that succeeded), by tenant (empty for accounts without one, other past 1000 tenants).",
 		}, []string{"tenant"}),
-		ops:     map[string]bool{},
-		tenants: map[string]bool{},
+		unauth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			ConstLabels: labels,
+			Name:        "tlsmint_relay_unauthenticated_refusals_total",
+			Help:        "Requests the ACME relay refused that carried no valid account (bad JWS, unknown kid, no or unknown EAB key), by problem type and source network (IPv4 /24, IPv6 /48; other past 1000 networks). The audit trail keeps only a sample of them.",
+		}, []string{"problem", "network"}),
+		ops:      map[string]bool{},
+		tenants:  map[string]bool{},
+		networks: map[string]bool{},
 	}
 }
 
@@ -54,7 +70,10 @@ func newDecisions(labels prometheus.Labels) *decisions {
 // tlsmint_decisions_total{operation,outcome,problem}, and each certificate
 // the relay issued in tlsmint_relay_certificates_issued_total{tenant}
 // (at most 1000 tenants apart, the others, and a tenant longer than 128
-// bytes or not valid UTF-8, as "other"). Records of other
+// bytes or not valid UTF-8, as "other"), and each request the relay
+// refused without a valid account (a relay.* refusal with no Account,
+// admin requests apart) in
+// tlsmint_relay_unauthenticated_refusals_total{problem,network}. Records of other
 // kinds are ignored. At most 128 operation names are kept apart; others
 // are counted as "other". It is safe for concurrent use and does not
 // block.
@@ -66,6 +85,36 @@ func (c *Collector) ObserveDecision(r autotls.AuditRecord) {
 	if r.Operation == "relay.issue" && r.Outcome == "ok" {
 		c.decisions.issued.WithLabelValues(c.decisions.tenant(r.Tenant)).Inc()
 	}
+	if r.Outcome == "refused" && r.Account == "" && strings.HasPrefix(r.Operation, "relay.") && !strings.HasPrefix(r.Operation, "relay.admin.") {
+		c.decisions.unauth.WithLabelValues(problemLabel(r.Problem), c.decisions.network(r.Source)).Inc()
+	}
+}
+
+// network returns the label of a source address: its IPv4 /24 or IPv6
+// /48 while fewer than maxNetworks are in use (or it is one of them),
+// else "other"; "other" also for what is not an address.
+func (d *decisions) network(source string) string {
+	a, err := netip.ParseAddr(source)
+	if err != nil {
+		return "other"
+	}
+	a = a.Unmap().WithZone("")
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	n := p.String()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.networks[n] {
+		return n
+	}
+	if len(d.networks) >= maxNetworks {
+		return "other"
+	}
+	d.networks[n] = true
+	return n
 }
 
 // tenant returns the label of a tenant: itself while fewer than

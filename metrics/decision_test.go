@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
 )
@@ -113,4 +115,56 @@ func TestIssuedTenantsBounded(t *testing.T) {
 	if got := m.value(t, "tlsmint_relay_certificates_issued_total", "tenant=other"); got != 5 {
 		t.Errorf("other = %v, want 5", got)
 	}
+}
+
+// The relay's refusals without a valid account are counted by problem
+// and source network; admin refusals and those of an account are not;
+// networks are bounded.
+func TestUnauthenticatedRefusals(t *testing.T) {
+	c := New(nil, Options{})
+	defer c.Close()
+	bad := "urn:ietf:params:acme:error:malformed"
+	for _, r := range []autotls.AuditRecord{
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "203.0.113.7"},
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "203.0.113.200"},
+		{Kind: "decision", Operation: "relay.newAccount", Outcome: "refused", Problem: "urn:ietf:params:acme:error:unauthorized", Source: "2001:db8:1:2::5"},
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "198.51.100.1", Account: "https://relay/acct/x"},
+		{Kind: "decision", Operation: "relay.admin.putTenant", Outcome: "refused", Source: "198.51.100.1"},
+		{Kind: "decision", Operation: "relay.newOrder", Outcome: "ok", Source: "198.51.100.1"},
+	} {
+		c.ObserveDecision(r)
+	}
+	m := scrape(t, c)
+	if got := m.value(t, "tlsmint_relay_unauthenticated_refusals_total", "problem=malformed", "network=203.0.113.0/24"); got != 2 {
+		t.Errorf("malformed from 203.0.113.0/24 = %v, want 2", got)
+	}
+	if got := m.value(t, "tlsmint_relay_unauthenticated_refusals_total", "problem=unauthorized", "network=2001:db8:1::/48"); got != 1 {
+		t.Errorf("unauthorized from 2001:db8:1::/48 = %v, want 1", got)
+	}
+	if got := m.sum("tlsmint_relay_unauthenticated_refusals_total"); got != 3 {
+		t.Errorf("%v counted, want 3", got)
+	}
+	for i := range maxNetworks + 3 {
+		c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "10." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256) + ".1"})
+	}
+	m = scrape(t, c)
+	if got := len(m.series("tlsmint_relay_unauthenticated_refusals_total", nil)); got > maxNetworks+2 {
+		t.Errorf("%d series, want at most the cap plus other", got)
+	}
+	lint(t, c)
+}
+
+// Options.Certificates is read instead of a Manager: a server's own
+// certificate files get their per-name series.
+func TestCertificatesOption(t *testing.T) {
+	notAfter := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
+	c := New(nil, Options{Certificates: func(context.Context) ([]autotls.CertificateInfo, error) {
+		return []autotls.CertificateInfo{{Name: "relay.example", Names: []string{"relay.example"}, Issuer: "files", NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, Stored: true, InMemory: true}}, nil
+	}})
+	defer c.Close()
+	m := scrape(t, c)
+	if got := m.value(t, "tlsmint_certificate_not_after_timestamp_seconds", "name=relay.example", "issuer=files"); got != float64(notAfter.Unix()) {
+		t.Fatalf("not_after = %v, want %d", got, notAfter.Unix())
+	}
+	lint(t, c)
 }

@@ -71,6 +71,7 @@
 //
 //	tlsmint_decisions_total{operation,outcome,problem}                  outcome: ok, failure, refused; at most 128 operations, then other
 //	tlsmint_relay_certificates_issued_total{tenant}                     relay.issue decisions that succeeded; at most 1000 tenants, then other
+//	tlsmint_relay_unauthenticated_refusals_total{problem,network}       relay refusals without a valid account; network: IPv4 /24, IPv6 /48; at most 1000, then other
 //
 // From a [watchdog.Watchdog] whose OnResult is [Collector.ObserveProbe]
 // (what clients are actually served):

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -315,12 +316,18 @@ func (s *Server) account(c *call, id string) {
 	c.reply(http.StatusOK, c.accountObject(a))
 }
 
-// maxOrdersListed bounds an account's orders list.
-const maxOrdersListed = 1000
+// OrdersPageSize is the most order URLs one page of an account's orders
+// list holds; the next page is linked with Link: rel="next".
+const OrdersPageSize = 100
+
+// maxOrdersExamined bounds the orders one page reads (invalid ones are
+// skipped): a page may be shorter than OrdersPageSize, with a next link.
+const maxOrdersExamined = 4 * OrdersPageSize
 
 // accountOrders answers the account's orders list (RFC 8555, section
-// 7.1.2.1): its orders that are not invalid, oldest first, the newest
-// 1000.
+// 7.1.2.1): its orders that are not invalid, oldest first, at most
+// OrdersPageSize a page, with a Link rel="next" to the rest. The cursor
+// of a next page is the index key of the last order the page examined.
 func (s *Server) accountOrders(c *call, id string) {
 	req, p := c.verify(authKID)
 	if p != nil {
@@ -335,18 +342,31 @@ func (s *Server) accountOrders(c *call, id string) {
 		c.fail(malformed("the orders list is read with POST-as-GET"))
 		return
 	}
-	keys, err := s.Storage.List(c.ctx, keyAccountOrders+id+"/")
+	cursor := c.r.URL.Query().Get("cursor")
+	if cursor != "" && !validOrderIndexName(cursor) {
+		c.fail(malformed("bad cursor"))
+		return
+	}
+	prefix := keyAccountOrders + id + "/"
+	keys, err := s.Storage.List(c.ctx, prefix)
 	if err != nil {
 		c.fail(c.storageFailed(err))
 		return
 	}
+	slices.Sort(keys)
+	start := 0
+	if cursor != "" {
+		start, _ = slices.BinarySearch(keys, prefix+cursor)
+		if start < len(keys) && keys[start] == prefix+cursor {
+			start++
+		}
+	}
 	out := struct {
 		Orders []string `json:"orders"`
 	}{Orders: []string{}}
-	if len(keys) > maxOrdersListed {
-		keys = keys[len(keys)-maxOrdersListed:]
-	}
-	for _, k := range keys {
+	i := start
+	for ; i < len(keys) && len(out.Orders) < OrdersPageSize && i-start < maxOrdersExamined; i++ {
+		k := keys[i]
 		oid := k[strings.LastIndexAny(k, "/.")+1:]
 		o, err := c.loadOrder(oid)
 		if err != nil {
@@ -356,7 +376,25 @@ func (s *Server) accountOrders(c *call, id string) {
 			out.Orders = append(out.Orders, c.url(pathOrder+oid))
 		}
 	}
+	if i < len(keys) {
+		c.link(c.url(pathAccount+id+"/orders")+"?cursor="+keys[i-1][len(prefix):], "next")
+	}
 	c.reply(http.StatusOK, out)
+}
+
+// validOrderIndexName reports whether s is the name of an account's order
+// index key: "<20 digits>.<order id>".
+func validOrderIndexName(s string) bool {
+	ts, id, ok := strings.Cut(s, ".")
+	if !ok || len(ts) != 20 || !validID(id) {
+		return false
+	}
+	for i := 0; i < len(ts); i++ {
+		if ts[i] < '0' || ts[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // keyChange replaces an account's key (RFC 8555, section 7.3.5).

@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"fmt"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
@@ -31,7 +34,90 @@ func (c *call) audit(outcome string, p *acme.Problem) {
 	if p != nil {
 		r.Problem, r.Detail, r.Status, r.RetryAfter = p.Type, p.Detail, p.Status, p.RetryAfter
 	}
+	if outcome == audit.OutcomeRefused && c.acct == nil && c.tenant == "" {
+		// No valid account, no tenant: a scan must not grow the trail.
+		// OnDecision (the metrics) sees every one; AuditLog a sample.
+		c.s.decideSampled(r)
+		return
+	}
 	c.s.decide(r)
+}
+
+// UnauthenticatedSampleInterval is how often a refusal of a request
+// that carries no valid account (a bad JWS, an unknown kid, a missing
+// or unknown EAB key, …) is kept in the audit trail for one problem
+// type and one source network (an IPv4 /24, an IPv6 /48): the first
+// refusal, then one per interval, each saying how many like it were
+// not kept. OnDecision receives every one.
+const UnauthenticatedSampleInterval = time.Minute
+
+// maxSampleKeys bounds the (problem, network) pairs remembered for
+// sampling; past it the memory starts again (more records are kept for
+// a moment, never more memory).
+const maxSampleKeys = 4096
+
+// A sampler decides which unauthenticated refusals reach the audit
+// trail.
+type sampler struct {
+	mu   sync.Mutex
+	seen map[string]*sampleState
+}
+
+type sampleState struct {
+	last       time.Time // when one was last kept
+	suppressed int       // refusals since, not kept
+}
+
+// sourceNetwork returns the network a client address is counted in for
+// unauthenticated refusals: its IPv4 /24 or IPv6 /48 ("203.0.113.0/24"),
+// or "other" for what is not an address.
+func sourceNetwork(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "other"
+	}
+	a = a.Unmap().WithZone("")
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
+}
+
+// decideSampled hands r to OnDecision, and to AuditLog when it is the
+// first of its problem and source network in
+// UnauthenticatedSampleInterval.
+func (s *Server) decideSampled(r audit.Record) {
+	if s.OnDecision != nil {
+		s.OnDecision(r)
+	}
+	if s.AuditLog == nil {
+		return
+	}
+	network := sourceNetwork(r.Source)
+	key := r.Problem + " " + network
+	now := s.now()
+	s.sample.mu.Lock()
+	if s.sample.seen == nil || len(s.sample.seen) >= maxSampleKeys {
+		s.sample.seen = map[string]*sampleState{}
+	}
+	st := s.sample.seen[key]
+	if st != nil && now.Sub(st.last) < UnauthenticatedSampleInterval {
+		st.suppressed++
+		s.sample.mu.Unlock()
+		return
+	}
+	suppressed := 0
+	if st != nil {
+		suppressed = st.suppressed
+	}
+	s.sample.seen[key] = &sampleState{last: now}
+	s.sample.mu.Unlock()
+	if suppressed > 0 {
+		r.Detail = clip(fmt.Sprintf("%s (sampled: %d more refusals like it from %s since the last record were not recorded one by one)", r.Detail, suppressed, network), 1024)
+	}
+	s.AuditLog.Add(r)
 }
 
 // accepted records that the call's request was accepted.

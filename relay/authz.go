@@ -167,11 +167,24 @@ func (s *Server) challenge(c *call, authzID, chalID string) {
 		return
 	}
 	keyAuth := ch.Token + "." + req.account.Thumbprint
+	pol := c.pol // loaded by verify, with the account
+	if pol == nil {
+		pol = &Policy{}
+	}
+	// An account (or tenant) that failed too many validations gets no
+	// more until the period has room: the validator is not a scanner.
+	// The challenge stays pending.
+	failLimits := c.failureLimits(req.account, pol)
+	if p := c.limited(failLimits, false); p != nil {
+		c.fail(p)
+		return
+	}
 	// The validation runs to its end even if the client goes away, so
 	// that its outcome is recorded.
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), s.validator().timeout())
 	var verr *acme.Problem
-	if err := s.validator().Validate(vctx, ch.Type, a.Identifier, ch.Token, keyAuth); err != nil && !errors.As(err, &verr) {
+	targets := pol.ValidationTargets
+	if err := s.validator().Validate(vctx, ch.Type, a.Identifier, ch.Token, keyAuth, AllowTargets(targets...)); err != nil && !errors.As(err, &verr) {
 		verr = internalError("validation failed: %s", clip(err.Error(), 200))
 	}
 	cancel()
@@ -190,6 +203,10 @@ func (s *Server) challenge(c *call, authzID, chalID string) {
 	c.op = "validate." + ch.Type
 	if verr != nil {
 		c.audit(audit.OutcomeFailure, verr)
+		c.ctx = context.WithoutCancel(c.ctx) // counted even if the client went away
+		if p := c.record(failLimits); p != nil {
+			s.logger().Warn("relay: counting a failed validation failed", "problem", p)
+		}
 	} else {
 		c.accepted()
 	}

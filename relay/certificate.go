@@ -223,6 +223,12 @@ func (s *Server) revoke(c *call) {
 		c.fail(c.storageFailed(err))
 		return
 	}
+	// The index shows the revocation when r is its tenant's current
+	// certificate for these names.
+	if err := s.noteCurrent(context.WithoutCancel(c.ctx), r); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
 	c.accepted()
 	c.w.Header().Set("Content-Length", "0")
 	c.w.WriteHeader(http.StatusOK)

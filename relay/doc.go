@@ -72,7 +72,10 @@
 // process that issued them — unless [Server.SharedNonces] is set, which
 // makes them valid at every replica on the storage (a MAC under a key in
 // the storage, and a record of each redeemed nonce, so each is accepted
-// once by all the replicas together).
+// once by all the replicas together). What has ended is deleted by a
+// background sweeper ([Server.Retention], [Server.Sweep]): orders that
+// ended without a certificate a week after they expired, certificates a
+// month after their NotAfter, rate records after their window.
 //
 // # Security
 //
@@ -82,8 +85,11 @@
 // Clients may be asked for certificates (mTLS): [Server.RequireClientCert]
 // refuses requests without a verified one, and a tenant's
 // [Policy.ClientNames] binds its accounts to its client certificates. The
-// Validator connects wherever a tenant's names resolve, inside the
-// organisation too: allow tenants only names they own.
+// Validator connects to no reserved address (loopback, link-local,
+// private, unique local, …), checked on the address of every connection
+// it makes, redirects included, unless the tenant's
+// [Policy.ValidationTargets] allow its range: a relay validating names
+// inside the organisation's network lists them there, tenant by tenant.
 //
 // # Concurrency
 //

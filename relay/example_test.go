@@ -60,7 +60,10 @@ func Example() {
 	defer ts.Close()
 
 	// The administrator creates a tenant and hands its team an EAB key.
-	if err := srv.PutTenant(ctx, relay.Tenant{ID: "web", Policy: relay.Policy{Names: []string{"example.com"}}}); err != nil {
+	// Its names are on loopback here, a reserved range the validator
+	// connects to only for a tenant allowed it.
+	pol := relay.Policy{Names: []string{"example.com"}, ValidationTargets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	if err := srv.PutTenant(ctx, relay.Tenant{ID: "web", Policy: pol}); err != nil {
 		log.Fatal(err)
 	}
 	eab, err := srv.NewEABKey(ctx, "web")

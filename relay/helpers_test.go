@@ -163,10 +163,15 @@ func (e *env) tenant(t testing.TB, id string, pol relay.Policy) *acme.ExternalAc
 	return eab
 }
 
-// examplePolicy allows example.com and below, 127.0.0.0/8 and ::1.
+// examplePolicy allows example.com and below, 127.0.0.0/8 and ::1, and
+// its validations to reach loopback, where the tests' solvers listen.
 func examplePolicy() relay.Policy {
-	return relay.Policy{Names: []string{"example.com"}, IPRanges: ipRanges("127.0.0.0/8", "::1/128"), Wildcards: true}
+	return relay.Policy{Names: []string{"example.com"}, IPRanges: ipRanges("127.0.0.0/8", "::1/128"), Wildcards: true, ValidationTargets: loopback()}
 }
+
+// loopback are the loopback ranges, where every test's servers listen:
+// tenants whose names are validated there must be allowed them.
+func loopback() []netip.Prefix { return ipRanges("127.0.0.0/8", "::1/128") }
 
 // registered returns a downstream client registered with a fresh EAB key
 // of tenant "team" (created with examplePolicy when missing).

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -98,7 +99,7 @@ func parseJWS(body []byte, algs []jose.SignatureAlgorithm) (*jose.JSONWebSignatu
 	if len(flat.Header) > 0 {
 		return nil, nil, malformed(`the JWS must not have an unprotected "header"`)
 	}
-	if flat.Protected == nil || flat.Payload == nil || flat.Signature == nil || *flat.Protected == "" || *flat.Signature == "" {
+	if flat.Protected == nil || flat.Payload == nil || *flat.Protected == "" {
 		return nil, nil, malformed(`the JWS needs "protected", "payload" and "signature"`)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(*flat.Protected)
@@ -109,6 +110,19 @@ func parseJWS(body []byte, algs []jose.SignatureAlgorithm) (*jose.JSONWebSignatu
 	if err := json.Unmarshal(raw, &hdr); err != nil || hdr == nil {
 		return nil, nil, malformed("the protected header is not a JSON object")
 	}
+	// The algorithm is judged before the signature's presence: an
+	// unsigned JWS ("alg": "none", with an empty or no signature) is a
+	// badSignatureAlgorithm, as RFC 8555 section 6.2 and Pebble have it.
+	var alg string
+	if err := json.Unmarshal(hdr["alg"], &alg); err != nil || alg == "" {
+		return nil, nil, malformed(`the protected header needs an "alg"`)
+	}
+	if !slices.Contains(algs, jose.SignatureAlgorithm(alg)) {
+		return nil, nil, badAlgorithm(alg, algs)
+	}
+	if flat.Signature == nil || *flat.Signature == "" {
+		return nil, nil, malformed(`the JWS needs "protected", "payload" and "signature"`)
+	}
 	for _, name := range []string{"crit", "b64", "x5c", "x5u", "jku"} {
 		if _, ok := hdr[name]; ok {
 			return nil, nil, malformed("the protected header must not have %q", name)
@@ -118,7 +132,7 @@ func parseJWS(body []byte, algs []jose.SignatureAlgorithm) (*jose.JSONWebSignatu
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &alg) {
-			return nil, nil, problem(probBadSignatureAlgorithm, http.StatusBadRequest, "algorithm %q is not accepted (accepted: RS256, ES256, ES384)", clip(string(alg.Got), 32))
+			return nil, nil, badAlgorithm(string(alg.Got), algs)
 		}
 		return nil, nil, malformed("parsing the JWS: %s", clip(err.Error(), 200))
 	}
@@ -126,6 +140,15 @@ func parseJWS(body []byte, algs []jose.SignatureAlgorithm) (*jose.JSONWebSignatu
 		return nil, nil, malformed("the JWS must have exactly one signature")
 	}
 	return jws, hdr, nil
+}
+
+// badAlgorithm is the problem for a JWS signed with alg, not one of algs.
+func badAlgorithm(alg string, algs []jose.SignatureAlgorithm) *acme.Problem {
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = string(a)
+	}
+	return problem(probBadSignatureAlgorithm, http.StatusBadRequest, "algorithm %q is not accepted (accepted: %s)", clip(alg, 32), strings.Join(names, ", "))
 }
 
 // keyAlgorithm returns the one JWS algorithm a public key may sign with, or

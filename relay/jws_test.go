@@ -72,6 +72,10 @@ func TestBadJWS(t *testing.T) {
 		{"foreign kid", orderURL, "application/jose+json", jws(map[string]any{"kid": "https://elsewhere.example/acct/1"}), "accountDoesNotExist", 400},
 		{"kid of another key", orderURL, "application/jose+json", rawJWS(t, other, hdr(nil), order), "malformed", 400},
 		{"alg none", orderURL, "application/jose+json", noneJWS(t, hdr(map[string]any{"alg": "none"}), order), "badSignatureAlgorithm", 400},
+		{"alg none, empty signature", orderURL, "application/jose+json", unsignedJWS(t, hdr(map[string]any{"alg": "none"}), order, true), "badSignatureAlgorithm", 400},
+		{"alg none, no signature", orderURL, "application/jose+json", unsignedJWS(t, hdr(map[string]any{"alg": "none"}), order, false), "badSignatureAlgorithm", 400},
+		{"alg none, new account", acctURL, "application/jose+json", unsignedJWS(t, map[string]any{"alg": "none", "nonce": e.nonce(t), "url": acctURL, "jwk": jwkJSON(t, other.Public())}, []byte(`{}`), true), "badSignatureAlgorithm", 400},
+		{"no alg", orderURL, "application/jose+json", jws(map[string]any{"alg": nil}), "malformed", 400},
 		{"alg HS256", orderURL, "application/jose+json", jws(map[string]any{"alg": "HS256"}), "badSignatureAlgorithm", 400},
 		{"alg of another key type", orderURL, "application/jose+json", jws(map[string]any{"alg": "ES384"}), "malformed", 400},
 		{"RS256 header, EC key", orderURL, "application/jose+json", rawJWS(t, rsaKey, hdr(map[string]any{"alg": "RS256"}), order), "malformed", 400},
@@ -117,14 +121,28 @@ func TestBadJWS(t *testing.T) {
 	if err := e.log.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	refused := 0
+	// Each kind of refusal is in the trail; those of requests without a
+	// valid account once per problem type (from one source network) —
+	// sampled, so that a scan does not grow the trail.
+	kinds := map[string]bool{}
+	unauth := map[string]int{}
 	for _, r := range e.records(t, "newOrder") {
 		if r.Outcome == audit.OutcomeRefused && r.Problem != "" {
-			refused++
+			kinds[r.Problem] = true
+			if r.Account == "" {
+				unauth[r.Problem]++
+			}
 		}
 	}
-	if refused < 20 {
-		t.Errorf("%d refused newOrder requests audited, want each of them", refused)
+	for _, tc := range cases {
+		if tc.url == orderURL && !kinds["urn:ietf:params:acme:error:"+tc.kind] {
+			t.Errorf("no refused newOrder record of %s", tc.kind)
+		}
+	}
+	for p, n := range unauth {
+		if n != 1 {
+			t.Errorf("%d records of %s refusals without an account, want 1 (sampled)", n, p)
+		}
 	}
 	if n := e.ca.Requests("newOrder"); n != 0 {
 		t.Errorf("upstream saw %d newOrders, want none (no order was finalized)", n)
@@ -170,7 +188,20 @@ func tamper(t *testing.T, flat []byte) []byte {
 	return b
 }
 
-// noneJWS is an unsigned JWS.
+// unsignedJWS is a JWS without a signature: "signature" empty (empty)
+// or missing.
+func unsignedJWS(t *testing.T, hdr map[string]any, payload []byte, empty bool) []byte {
+	t.Helper()
+	h, _ := json.Marshal(hdr)
+	m := map[string]string{"protected": b64.EncodeToString(h), "payload": b64.EncodeToString(payload)}
+	if empty {
+		m["signature"] = ""
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// noneJWS is a JWS of "alg": "none" with a signature.
 func noneJWS(t *testing.T, hdr map[string]any, payload []byte) []byte {
 	t.Helper()
 	h, _ := json.Marshal(hdr)

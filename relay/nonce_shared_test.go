@@ -59,12 +59,12 @@ func newSharedReplicas(t *testing.T, store1, store2 storage.Storage) *sharedRepl
 	r.e = newEnv(t, envOptions{store: store1, noServe: true, modify: func(s *relay.Server) {
 		s.BaseURL = "https://example.com"
 		s.SharedNonces = true
-		s.Anonymous = &relay.Policy{Names: []string{"example.com"}}
+		s.Anonymous = &relay.Policy{Names: []string{"example.com"}, ValidationTargets: loopback()}
 		s.OnDecision = count
 	}})
 	second := &relay.Server{
 		Storage: store2, BaseURL: "https://example.com", Upstreams: r.e.srv.Upstreams, Validator: r.e.srv.Validator,
-		SharedNonces: true, Anonymous: &relay.Policy{Names: []string{"example.com"}}, OnDecision: count,
+		SharedNonces: true, Anonymous: &relay.Policy{Names: []string{"example.com"}, ValidationTargets: loopback()}, OnDecision: count,
 	}
 	t.Cleanup(func() { second.Close() })
 	r.servers = [2]*relay.Server{r.e.srv, second}

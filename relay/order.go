@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -45,8 +46,8 @@ func (c *call) loadOrder(id string) (*orderRecord, error) {
 // resolveOrder works out the status of an order from its authorizations
 // and the clock: a pending order is ready once all its authorizations are
 // valid and invalid once one is not; an order past its expiry that has
-// no certificate is invalid; one whose issuance was interrupted (the
-// process stopped) is invalid after UpstreamTimeout.
+// no certificate is invalid; a processing one whose issuance no process
+// runs (the one that started it stopped or died) is resumed here.
 func (c *call) resolveOrder(o *orderRecord) error {
 	now := c.s.now()
 	switch o.Status {
@@ -78,13 +79,45 @@ func (c *call) resolveOrder(o *orderRecord) error {
 		c.s.mu.Lock()
 		_, running := c.s.running[o.ID]
 		c.s.mu.Unlock()
-		if !running && now.Sub(o.Processing) > c.s.upstreamTimeout()+time.Minute {
-			o.Status = acme.StatusInvalid
-			o.Error = internalError("the upstream issuance was interrupted")
+		// An issuance another replica runs holds the issue lock; the
+		// probe is made only for an order that says it was interrupted,
+		// or that has been processing longer than a live issuance at
+		// another replica usually takes (a process that died).
+		if !running && (o.Interrupted != "" || now.Sub(o.Processing) > resumeAfter) && c.s.issueIdle(c.ctx, o.ID) {
+			// No process works on it (the relay that started it stopped
+			// or died): this one carries it on, from its upstream order
+			// when one was placed.
+			c.s.startIssue(o, true)
+		}
+		if o.Interrupted != "" {
+			o.Error = problem(probServerInternal, http.StatusServiceUnavailable, "%s; the issuance is resumed (poll the order)", o.Interrupted)
 		}
 	}
 	return nil
 }
+
+// issueIdle reports whether no process holds the issue lock of an order,
+// waiting for it briefly.
+func (s *Server) issueIdle(ctx context.Context, id string) bool {
+	lctx, cancel := context.WithTimeout(ctx, issueLockProbe)
+	defer cancel()
+	unlock, err := s.Storage.Lock(lctx, lockPrefix+"issue/"+id)
+	if err != nil {
+		return false
+	}
+	if err := unlock(); err != nil {
+		s.logger().Warn("relay: releasing a lock failed", "lock", "issue/"+id, "err", err)
+	}
+	return true
+}
+
+// resumeAfter is how long an order processing at no process of this
+// storage that says so is left before a read looks for its issue lock.
+const resumeAfter = 30 * time.Second
+
+// issueLockProbe bounds the wait for an order's issue lock when a
+// read looks for an interrupted issuance.
+const issueLockProbe = 50 * time.Millisecond
 
 // ownOrder loads an order of the signing account.
 func (c *call) ownOrder(id string, acct *accountRecord) (*orderRecord, *acme.Problem) {
@@ -189,7 +222,7 @@ func (s *Server) newOrder(c *call) {
 		c.fail(p)
 		return
 	}
-	if p := c.takeOrder(req.account.Tenant, pol); p != nil {
+	if p := c.limited(c.ordersLimits(req.account, pol), true); p != nil {
 		c.fail(p)
 		return
 	}
@@ -223,6 +256,10 @@ func (s *Server) newOrder(c *call) {
 		o.Authzs = append(o.Authzs, a.ID)
 	}
 	if err := s.save(c.ctx, keyOrders+o.ID, o); err != nil {
+		c.fail(c.storageFailed(err))
+		return
+	}
+	if err := s.scheduleSweep(c.ctx, o); err != nil {
 		c.fail(c.storageFailed(err))
 		return
 	}
@@ -323,7 +360,7 @@ func (s *Server) finalize(c *call, id string) {
 		c.fail(c.storageFailed(err))
 		return
 	}
-	done := s.startIssue(o)
+	done := s.startIssue(o, false)
 	unlock()
 	c.accepted()
 	wait := s.FinalizeWait

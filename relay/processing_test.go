@@ -2,7 +2,7 @@ package relay_test
 
 import (
 	"context"
-	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,8 +70,10 @@ func TestFinalizeProcessing(t *testing.T) {
 }
 
 // TestCloseDuringIssuance: Close cancels a running upstream issuance and
-// waits for it; the order is invalid, which any relay on the storage
-// then says.
+// waits for it; the order stays processing and says that the relay shut
+// down, and the relay that reads it next (here: a new one on the same
+// storage, after a restart) resumes the issuance to a valid order. The
+// interrupted upstream order was never finalized: one certificate only.
 func TestCloseDuringIssuance(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{noServe: true, modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
@@ -97,7 +99,7 @@ func TestCloseDuringIssuance(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The closed relay answers 503; a new one on the same storage reads
-	// the order as invalid.
+	// the order as processing, interrupted by the shutdown, and resumes it.
 	if code, p, _ := e.post(t, o.URL, "application/jose+json", []byte(`{}`)); code != 503 || p == nil {
 		t.Fatalf("a closed relay answered %d %v, want 503", code, p)
 	}
@@ -105,7 +107,15 @@ func TestCloseDuringIssuance(t *testing.T) {
 	t.Cleanup(func() { next.Close() })
 	h.set(next)
 	got, err := c.GetOrder(ctx, o.URL)
-	if err != nil || got.Status != acme.StatusInvalid || got.Error == nil || !errors.Is(got.Error, acme.ErrServerInternal) {
-		t.Fatalf("order after Close: %+v, %v; want invalid with serverInternal", got, err)
+	if err != nil || got.Status != acme.StatusProcessing || got.Error == nil || !strings.Contains(got.Error.Detail, "shut down") {
+		t.Fatalf("order after Close: %+v, %v; want processing, saying the relay shut down", got, err)
+	}
+	close(g.gate)
+	done, err := c.WaitOrder(ctx, got)
+	if err != nil || done.Status != acme.StatusValid || done.Certificate == "" {
+		t.Fatalf("after the restart: %+v, %v; want the resumed issuance valid", done, err)
+	}
+	if n := e.ca.Requests("finalize"); n != 1 {
+		t.Fatalf("%d upstream finalizations, want 1", n)
 	}
 }

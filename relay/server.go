@@ -92,11 +92,15 @@ type Server struct {
 
 	// AuditLog, if set, receives a record of every decision: each account,
 	// order, validation, issuance and revocation accepted, and each
-	// request refused with the reason.
+	// request refused with the reason — except that of the refusals of
+	// requests that carry no valid account (a bad JWS, an unknown kid, no
+	// EAB) it gets a sample: one per problem type and source network per
+	// UnauthenticatedSampleInterval, saying how many were left out.
 	AuditLog *audit.Log
 
-	// OnDecision, if set, is called with each decision record that
-	// AuditLog receives (whether or not AuditLog is set), for example
+	// OnDecision, if set, is called with each decision record, including
+	// every unauthenticated refusal AuditLog gets only a sample of
+	// (whether or not AuditLog is set), for example
 	// metrics.Collector.ObserveDecision. It is called on the goroutine
 	// that decided, and must be safe for concurrent use and not block.
 	OnDecision func(audit.Record)
@@ -155,6 +159,13 @@ type Server struct {
 	// DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
 
+	// Retention says how long ended orders, authorizations, certificates
+	// and rate-limit records are kept, and how often the background
+	// sweeper deletes them. The zero value is the defaults (orders 7 days
+	// after they expired, certificates 30 days after their NotAfter,
+	// hourly).
+	Retention Retention
+
 	// Logger receives the relay's logs. Nil means silent. Keys, MACs and
 	// nonces are never logged.
 	Logger *slog.Logger
@@ -172,7 +183,12 @@ type Server struct {
 	closed   bool
 	running  map[string]chan struct{} // order id → closed when its issuance ends
 	lockWait time.Duration            // defaultLockWait when zero (tests)
-	now      func() time.Time
+	sample   sampler                  // of unauthenticated refusals
+	shard    string                   // this Server's name in sharded rate records
+
+	rateMu    sync.Mutex
+	rateLocks map[string]*sync.Mutex // tenant rate-record folder → its mutex
+	now       func() time.Time
 }
 
 func (s *Server) init() {
@@ -188,6 +204,7 @@ func (s *Server) init() {
 		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.running = map[string]chan struct{}{}
+		s.shard = newID()
 		if s.now == nil {
 			s.now = time.Now
 		}
@@ -220,6 +237,10 @@ func (s *Server) init() {
 			s.initErr = err
 			return
 		}
+		if s.Retention.interval() > 0 {
+			s.wg.Add(1)
+			go s.sweepLoop()
+		}
 	})
 }
 
@@ -233,9 +254,12 @@ func (s *Server) Validate() error {
 	return s.initErr
 }
 
-// Close stops the issuances running in the background and waits for them.
-// Their orders stay "processing" in storage and are marked invalid when
-// read after UpstreamTimeout. Requests after Close get 503.
+// Close stops the issuances running in the background and the sweeper,
+// and waits for them.
+// Their orders stay "processing" in storage, saying that the relay shut
+// down, and the Server on the storage that next reads one (after a
+// restart, or another replica) resumes its issuance, from the upstream
+// order already placed when there is one. Requests after Close get 503.
 func (s *Server) Close() error {
 	s.init()
 	s.mu.Lock()
@@ -277,6 +301,7 @@ type call struct {
 	names  []string
 
 	tenantCreated time.Time // the Created of the tenant policy loaded
+	pol           *Policy   // the tenant policy loaded, nil before
 }
 
 // ServeHTTP serves the ACME API.
@@ -534,9 +559,15 @@ func (c *call) reply(status int, v any) {
 
 // fail sends a problem document and records the refusal.
 func (c *call) fail(p *acme.Problem) {
-	if p.Status >= 500 {
+	switch {
+	case p.Status >= 500:
 		c.s.logger().Warn("relay: request failed", "op", c.op, "problem", p)
-	} else {
+	case (c.op == "newOrder" || c.op == "finalize") && c.acct != nil:
+		// Each order an account had refused is one line at the default
+		// level (a request without a valid account is not: a scan would
+		// fill the log).
+		c.s.logger().Info("relay: order refused", "op", c.op, "tenant", tenantLabel(c.acct.Tenant), "account", c.acct.ID, "names", c.names, "source", remoteAddr(c.r.RemoteAddr), "problem", p)
+	default:
 		c.s.logger().Debug("relay: request refused", "op", c.op, "problem", p)
 	}
 	outcome := audit.OutcomeRefused

@@ -3,7 +3,6 @@ package relay
 import (
 	"cmp"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,46 +49,43 @@ func (s *Server) noteARIWindow(ctx context.Context, certID string, ri *acme.Rene
 // relay, and the upstream's renewal window (RFC 9773) as last passed to a
 // client's renewalInfo request (zero until a client asked). A certificate
 // is left out once the same tenant obtained a newer one for the same set
-// of names (a renewal, with or without "replaces"). Sorted by expiry. It
-// costs a List of the certificates and two Loads per certificate; a
-// certificate that cannot be read is left out, and the first such error
-// is returned with the rest.
+// of names (a renewal, with or without "replaces"). Sorted by expiry.
+//
+// It reads the index of current certificates (one record per tenant and
+// set of names, kept as certificates are issued and revoked) and the
+// renewal window of each: a List and two Loads per row, whatever the
+// number of certificates ever issued. The first call on a storage
+// written before the index existed builds it from the certificates
+// stored. A row that cannot be read is left out, and the first such
+// error is returned with the rest.
 func (s *Server) Certificates(ctx context.Context) ([]autotls.CertificateInfo, error) {
 	s.init()
 	if s.initErr != nil {
 		return nil, s.initErr
 	}
-	keys, err := s.Storage.List(ctx, keyCerts)
+	if err := s.buildCurrent(ctx); err != nil {
+		return nil, fmt.Errorf("relay: building the index of current certificates: %w", err)
+	}
+	keys, err := s.Storage.List(ctx, keyCurrent)
 	if err != nil {
 		return nil, fmt.Errorf("relay: listing certificates: %w", err)
 	}
 	var firstErr error
-	newest := map[string]*certRecord{} // tenant + names → newest issued
+	out := make([]autotls.CertificateInfo, 0, len(keys))
 	for _, k := range keys {
-		id := strings.TrimPrefix(k, keyCerts)
-		if !validID(id) {
-			continue
-		}
-		r := new(certRecord)
-		if err := s.load(ctx, k, r); err != nil {
+		var r currentRecord
+		if err := s.load(ctx, k, &r); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			if firstErr == nil && !isNotFound(err) {
-				firstErr = fmt.Errorf("relay: reading certificate %s: %w", id, err)
+				firstErr = fmt.Errorf("relay: reading %s: %w", k, err)
 			}
 			continue
 		}
-		group := r.Tenant + "\x00" + strings.Join(sortedNames(r.Identifiers), "\x00")
-		if o := newest[group]; o == nil || r.Issued.After(o.Issued) || (r.Issued.Equal(o.Issued) && r.ID > o.ID) {
-			newest[group] = r
-		}
-	}
-	out := make([]autotls.CertificateInfo, 0, len(newest))
-	for _, r := range newest {
 		info := autotls.CertificateInfo{
-			Names: names(r.Identifiers), Issuer: r.Upstream, Tenant: r.Tenant, Revoked: r.Revoked,
-			NotBefore: r.NotBefore, NotAfter: r.NotAfter, Stored: true,
+			Names: r.Names, Issuer: r.Upstream, Tenant: r.Tenant, Revoked: r.Revoked,
+			NotBefore: r.NotBefore, NotAfter: r.NotAfter, Stored: true, Serial: r.Serial,
 		}
 		if len(info.Names) > 0 {
 			info.Name = info.Names[0]
@@ -97,14 +93,11 @@ func (s *Server) Certificates(ctx context.Context) ([]autotls.CertificateInfo, e
 		if up := s.upstream(r.Upstream); up != nil && up.Client.DirectoryURL != "" {
 			info.Issuer = up.Client.DirectoryURL
 		}
-		if leaf, err := r.leaf(); err == nil {
-			info.Serial = hex.EncodeToString(leaf.SerialNumber.Bytes())
-		}
 		var w ariWindow
-		if err := s.load(ctx, keyARIWindows+r.ID, &w); err == nil {
+		if err := s.load(ctx, keyARIWindows+r.Cert, &w); err == nil {
 			info.ARIWindowStart, info.ARIWindowEnd, info.ARIExplanationURL = w.Start, w.End, w.ExplanationURL
 		} else if firstErr == nil && !isNotFound(err) && ctx.Err() == nil {
-			firstErr = fmt.Errorf("relay: reading the renewal window of certificate %s: %w", r.ID, err)
+			firstErr = fmt.Errorf("relay: reading the renewal window of certificate %s: %w", r.Cert, err)
 		}
 		out = append(out, info)
 	}

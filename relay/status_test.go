@@ -3,9 +3,11 @@ package relay_test
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +40,7 @@ func TestCertificatesListed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
-	eab := e.tenant(t, "ops", relay.Policy{Names: []string{"ops.example.com"}})
+	eab := e.tenant(t, "ops", relay.Policy{Names: []string{"ops.example.com"}, ValidationTargets: loopback()})
 	ops := e.client(t)
 	if _, err := ops.Register(ctx, acme.Account{ExternalAccountBinding: eab}); err != nil {
 		t.Fatal(err)
@@ -122,5 +124,60 @@ func TestCertificatesListed(t *testing.T) {
 		if !strings.Contains(w.Body.String(), want) {
 			t.Errorf("the HTML page lacks %q", want)
 		}
+	}
+}
+
+// TestCertificatesFromIndex: Certificates reads the index of current
+// certificates, not the certificates: no certificate is loaded however
+// many were issued; a storage written before the index existed gets it
+// built on the first call, with the same answer.
+func TestCertificatesFromIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.registered(t)
+	for range 3 { // three certificates for one name set: one current
+		if _, err := e.obtain(t, c, acme.DNSNames("index.example.com"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.obtain(t, c, acme.DNSNames("other.example.com"), nil); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	certLoads := 0
+	fs := &faultStore{Storage: e.store}
+	fs.set(func(op, key string) bool {
+		if op == "Load" && strings.HasPrefix(key, "relay/certs/") {
+			mu.Lock()
+			certLoads++
+			mu.Unlock()
+		}
+		return false
+	})
+	view := &relay.Server{Storage: fs, Upstreams: e.srv.Upstreams}
+	t.Cleanup(func() { view.Close() })
+	if _, err := view.Certificates(ctxT(t)); err != nil { // the first call on this storage builds the index
+		t.Fatal(err)
+	}
+	mu.Lock()
+	certLoads = 0
+	mu.Unlock()
+	want, err := view.Certificates(ctxT(t))
+	if err != nil || len(want) != 2 || certLoads != 0 {
+		t.Fatalf("Certificates: %d rows, %v, %d certificate loads; want 2 rows and no certificate loaded", len(want), err, certLoads)
+	}
+	// The index removed, as on a storage of an older relay: built again.
+	keys, _ := e.store.List(ctxT(t), "relay/current")
+	for _, k := range keys {
+		e.store.Delete(ctxT(t), k)
+	}
+	again := &relay.Server{Storage: e.store, Upstreams: e.srv.Upstreams}
+	t.Cleanup(func() { again.Close() })
+	got, err := again.Certificates(ctxT(t))
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after rebuilding the index: %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := e.store.Stat(ctxT(t), "relay/current-built"); err != nil {
+		t.Fatalf("no marker after the rebuild: %v", err)
 	}
 }

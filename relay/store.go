@@ -153,6 +153,17 @@ type orderRecord struct {
 	CSR         []byte            `json:"csr,omitempty"`       // DER, once finalized
 	Processing  time.Time         `json:"processing,omitzero"` // when the upstream issuance started
 	Cert        string            `json:"cert,omitempty"`      // certificate id, once valid
+	// UpstreamName and UpstreamOrder are the upstream and the URL of the
+	// upstream order placed for this one, recorded before it is worked
+	// on: an answer lost after the upstream issued is recovered from
+	// that order, never by ordering again.
+	UpstreamName  string `json:"upstream_name,omitempty"`
+	UpstreamOrder string `json:"upstream_order,omitempty"`
+	// Interrupted says why a processing order's issuance stopped before
+	// its end (the relay shut down); Resumes counts the issuances
+	// resumed since.
+	Interrupted string `json:"interrupted,omitempty"`
+	Resumes     int    `json:"resumes,omitempty"`
 }
 
 // An authzRecord is a downstream authorization with its challenges.

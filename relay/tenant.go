@@ -60,8 +60,34 @@ type Policy struct {
 	// KeyTypes are the certificate key types allowed (KeyP256, …). Empty
 	// means DefaultKeyTypes.
 	KeyTypes []string `json:"key_types,omitempty"`
-	// RateLimit bounds the tenant's new orders. Zero means none.
+	// RateLimit bounds the new orders of all the tenant's accounts
+	// together. Zero means DefaultTenantOrders per
+	// DefaultTenantOrdersPeriod; Orders -1 means no limit.
 	RateLimit RateLimit `json:"rate_limit,omitzero"`
+	// AccountRateLimit bounds each account's new orders. Zero means
+	// DefaultAccountOrders per DefaultAccountOrdersPeriod; Orders -1
+	// means no limit.
+	AccountRateLimit RateLimit `json:"account_rate_limit,omitzero"`
+	// FailedValidationLimit bounds each account's failed validations
+	// (Orders counts them): past it, the account's challenges are
+	// refused with rateLimited, without a connection, until the period
+	// has room again. Zero means DefaultAccountFailedValidations per
+	// DefaultFailedValidationsPeriod; Orders -1 means no limit.
+	FailedValidationLimit RateLimit `json:"failed_validation_limit,omitzero"`
+	// TenantFailedValidationLimit is FailedValidationLimit for all the
+	// tenant's accounts together. Zero means
+	// DefaultTenantFailedValidations per DefaultFailedValidationsPeriod;
+	// Orders -1 means no limit.
+	TenantFailedValidationLimit RateLimit `json:"tenant_failed_validation_limit,omitzero"`
+	// ValidationTargets are reserved address ranges (loopback, private,
+	// link-local, …; see Validator) that the validator may connect to for
+	// this tenant's challenges, such as "10.20.0.0/16" for a relay that
+	// validates names inside the organisation's network. Public addresses
+	// need no entry. Empty means the validator connects to no reserved
+	// address for this tenant: a name that resolves only to reserved
+	// addresses fails its http-01 and tls-alpn-01 validations with a
+	// connection problem naming the address.
+	ValidationTargets []netip.Prefix `json:"validation_targets,omitempty"`
 	// Sources, if not empty, are the only client addresses the tenant's
 	// accounts may use.
 	Sources []netip.Prefix `json:"sources,omitempty"`
@@ -76,8 +102,12 @@ type Policy struct {
 	ClientNames []string `json:"client_names,omitempty"`
 }
 
-// A RateLimit allows Orders new orders in any Period. In JSON, Period is
-// a Go duration string ("1h").
+// A RateLimit allows Orders events (new orders, or for the failed
+// validation limits, failed validations) in any Period; Orders -1 (with
+// no Period) is no limit, and the zero RateLimit is the default of the
+// field it is in. In JSON, Period is a Go duration string ("1h"). The
+// count is kept in buckets of a sixtieth of Period: an event is counted
+// for up to Period plus a bucket, never less than Period.
 type RateLimit struct {
 	Orders int
 	Period time.Duration
@@ -112,6 +142,17 @@ func (r *RateLimit) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// check reports what is wrong with a limit, or nil.
+func (r RateLimit) check() error {
+	switch {
+	case r.Orders == -1 && r.Period >= 0, r.Orders == 0 && r.Period == 0:
+		return nil
+	case r.Orders > 0 && r.Period > 0:
+		return nil
+	}
+	return errors.New("a rate limit needs a positive count and a positive period (or a count of -1 for no limit)")
+}
+
 // check reports what is wrong with a policy, or nil.
 func (p *Policy) check() error {
 	for _, n := range append(slices.Clone(p.Names), p.PreAuthorized...) {
@@ -130,8 +171,13 @@ func (p *Policy) check() error {
 	if p.MaxNames < 0 {
 		return errors.New("relay: negative MaxNames")
 	}
-	if p.RateLimit.Orders < 0 || p.RateLimit.Period < 0 || (p.RateLimit.Orders > 0) != (p.RateLimit.Period > 0) {
-		return errors.New("relay: a rate limit needs a positive number of orders and a positive period")
+	for _, rl := range []struct {
+		name string
+		lim  RateLimit
+	}{{"rate_limit", p.RateLimit}, {"account_rate_limit", p.AccountRateLimit}, {"failed_validation_limit", p.FailedValidationLimit}, {"tenant_failed_validation_limit", p.TenantFailedValidationLimit}} {
+		if err := rl.lim.check(); err != nil {
+			return fmt.Errorf("relay: %s: %w", rl.name, err)
+		}
 	}
 	return nil
 }
@@ -290,6 +336,7 @@ func (c *call) tenantPolicy(tenant string, created time.Time) (*Policy, *acme.Pr
 		c.tenantCreated = t.Created
 	}
 	c.tenant = tenant
+	c.pol = p
 	if !allowedSource(c.r, p.Sources) {
 		return nil, unauthorized("requests from this address are not allowed for this account")
 	}

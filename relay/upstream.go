@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -87,7 +89,7 @@ func (noSolver) CleanUp(context.Context, acme.Challenge) error { return nil }
 
 // obtain runs the upstream issuance of one downstream order, asking for
 // profile.
-func (u *Upstream) obtain(ctx context.Context, o *orderRecord, profile string) (*acme.Certificate, error) {
+func (u *Upstream) obtain(ctx context.Context, o *orderRecord, profile string, onOrder func(*acme.Order)) (*acme.Certificate, error) {
 	if err := u.ensureAccount(ctx); err != nil {
 		return nil, err
 	}
@@ -102,6 +104,7 @@ func (u *Upstream) obtain(ctx context.Context, o *orderRecord, profile string) (
 		ChallengeTypes: u.ChallengeTypes,
 		Profile:        profile,
 		Replaces:       o.Replaces,
+		OnOrder:        onOrder,
 	})
 }
 
@@ -113,8 +116,9 @@ func (s *Server) upstreamTimeout() time.Duration {
 }
 
 // startIssue runs the upstream issuance of a processing order in the
-// background and returns a channel closed when it has ended.
-func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
+// background and returns a channel closed when it has ended; resume
+// carries on with an issuance that was interrupted.
+func (s *Server) startIssue(o *orderRecord, resume bool) <-chan struct{} {
 	done := make(chan struct{})
 	s.mu.Lock()
 	if s.closed {
@@ -133,10 +137,29 @@ func (s *Server) startIssue(o *orderRecord) <-chan struct{} {
 			s.mu.Unlock()
 			close(done)
 		}()
+		// One issuance per order across the replicas: the lock is held
+		// until the outcome is recorded, and expires with a process that
+		// died holding it.
+		unlock, err := s.lock(s.ctx, "issue/"+o.ID)
+		if err != nil {
+			s.logger().Warn("relay: another issuance of the order is under way, or the storage failed", "order", o.ID, "err", err)
+			return
+		}
+		defer unlock()
+		if resume {
+			// Another process may have finished it, or be on its last
+			// resumption: read it again under the lock.
+			id := o.ID
+			if o, err = s.claimIssue(o); err != nil || o == nil {
+				if err != nil {
+					s.logger().Error("relay: resuming an issuance failed", "order", id, "err", err)
+				}
+				return
+			}
+		}
 		var (
 			cert *acme.Certificate
 			up   *Upstream
-			err  error
 		)
 		func() {
 			defer func() {
@@ -175,9 +198,15 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 			continue
 		}
 		start := s.now()
-		cert, err := u.obtain(ctx, o, profile)
+		cert, err := s.obtainAt(ctx, u, o, profile)
 		if err == nil {
 			return cert, u, nil
+		}
+		if errors.Is(err, errUpstreamUnknown) {
+			// The upstream may have issued: another upstream would be a
+			// second certificate. The order stays processing and is
+			// resumed later.
+			return nil, nil, err
 		}
 		s.noteRateLimit(ctx, u, err)
 		last = &upstreamError{name: u.name(), err: err}
@@ -201,6 +230,175 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 	return nil, nil, last
 }
 
+// errUpstreamUnknown marks an issuance whose upstream order's fate is
+// unknown (its answer was lost and the upstream could not be asked
+// since): the downstream order stays processing, to be resumed.
+var errUpstreamUnknown = errors.New("relay: the upstream order's outcome is unknown")
+
+// claimIssue reloads a processing order under its issue lock before its
+// issuance is resumed: nil when it is no longer processing (another
+// replica finished it). It counts the resumption; past maxResumes the
+// order is invalid.
+func (s *Server) claimIssue(o *orderRecord) (*orderRecord, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	defer cancel()
+	var out *orderRecord
+	err := retryStorage(ctx, func() error {
+		unlock, err := s.lock(ctx, "order/"+o.ID)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		cur := new(orderRecord)
+		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
+			return err
+		}
+		out = nil
+		if cur.Status != acme.StatusProcessing {
+			return nil
+		}
+		cur.Resumes++
+		if cur.Resumes > maxResumes {
+			cur.Status, cur.Interrupted = acme.StatusInvalid, ""
+			cur.Error = internalError("the upstream issuance was interrupted %d times and is given up; order again", maxResumes)
+			s.logger().Warn("relay: an interrupted issuance is given up", "order", o.ID, "resumes", maxResumes)
+			return s.save(ctx, keyOrders+o.ID, cur)
+		}
+		s.logger().Info("relay: resuming an interrupted issuance", "order", o.ID, "upstream_order", cur.UpstreamOrder, "interrupted", cur.Interrupted)
+		cur.Interrupted = ""
+		if err := s.save(ctx, keyOrders+o.ID, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// maxResumes bounds how often an interrupted issuance is resumed.
+const maxResumes = 3
+
+// obtainAt obtains the order's certificate at u, carrying on with the
+// upstream order already placed there (a resumed issuance) when there
+// is one, and recovering the certificate from it when an answer is lost
+// after the upstream order was placed.
+func (s *Server) obtainAt(ctx context.Context, u *Upstream, o *orderRecord, profile string) (*acme.Certificate, error) {
+	if o.UpstreamOrder != "" && o.UpstreamName == u.name() {
+		cert, err, decided := s.fromUpstreamOrder(ctx, u, o)
+		if decided {
+			return cert, err
+		}
+		// That order issued nothing and never will: order anew.
+	}
+	placed := ""
+	cert, err := u.obtain(ctx, o, profile, func(ord *acme.Order) {
+		placed = ord.URL
+		s.noteUpstreamOrder(ctx, o, u, ord.URL)
+	})
+	if err == nil || placed == "" || s.ctx.Err() != nil {
+		return cert, err
+	}
+	// The upstream order exists: its finalization or download may have
+	// gone through with the answer lost. Ask the upstream.
+	s.logger().Info("relay: the upstream issuance failed after its order was placed; asking the upstream what became of the order", "order", o.ID, "upstream", u.name(), "upstream_order", placed, "err", err)
+	// A fresh bound: the issuance's own may be what ran out.
+	rctx, cancel := context.WithTimeout(s.ctx, recoverTimeout)
+	defer cancel()
+	got, rerr, decided := s.fromUpstreamOrder(rctx, u, o)
+	switch {
+	case rerr == nil && got != nil:
+		s.logger().Info("relay: recovered the certificate the upstream had issued", "order", o.ID, "upstream", u.name())
+		return got, nil
+	case decided && errors.Is(rerr, errUpstreamUnknown):
+		return nil, rerr
+	}
+	return nil, err
+}
+
+// recoverTimeout bounds the asking of the upstream for an order whose
+// answer was lost.
+const recoverTimeout = 2 * time.Minute
+
+// noteUpstreamOrder records the upstream order placed for o. The caller
+// holds the order's issue lock: while it is processing, nothing else
+// writes the order, so the order lock is not taken.
+func (s *Server) noteUpstreamOrder(ctx context.Context, o *orderRecord, u *Upstream, url string) {
+	o.UpstreamName, o.UpstreamOrder = u.name(), url
+	err := retryStorage(ctx, func() error {
+		cur := new(orderRecord)
+		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
+			return err
+		}
+		cur.UpstreamName, cur.UpstreamOrder = u.name(), url
+		return s.save(ctx, keyOrders+o.ID, cur)
+	})
+	if err != nil {
+		s.logger().Warn("relay: recording the upstream order failed", "order", o.ID, "upstream_order", url, "err", err)
+	}
+}
+
+// fromUpstreamOrder fetches the upstream order of o and what it issued:
+// the certificate of a valid order (waiting for a processing one,
+// finalizing a ready one with o's CSR). decided is false for an order
+// that issued nothing and never will (pending, invalid, expired): the
+// caller may order anew. An upstream that cannot be asked is
+// errUpstreamUnknown, decided.
+func (s *Server) fromUpstreamOrder(ctx context.Context, u *Upstream, o *orderRecord) (_ *acme.Certificate, _ error, decided bool) {
+	if err := u.ensureAccount(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUpstreamUnknown, err), true
+	}
+	cl := u.Client
+	ord, err := cl.GetOrder(ctx, o.UpstreamOrder)
+	if err != nil {
+		var p *acme.Problem
+		if errors.As(err, &p) && p.Status >= 400 && p.Status < 500 {
+			return nil, err, false // gone, or not this account's: nothing to recover
+		}
+		return nil, fmt.Errorf("%w: %w", errUpstreamUnknown, err), true
+	}
+	switch ord.Status {
+	case acme.StatusReady:
+		final, ferr := cl.FinalizeOrder(ctx, ord, o.CSR)
+		if ferr != nil {
+			return nil, fmt.Errorf("%w: %w", errUpstreamUnknown, ferr), true
+		}
+		ord = final
+	case acme.StatusProcessing:
+		final, werr := cl.WaitOrder(ctx, ord)
+		if werr != nil {
+			return nil, fmt.Errorf("%w: %w", errUpstreamUnknown, werr), true
+		}
+		ord = final
+	}
+	if ord.Status != acme.StatusValid || ord.Certificate == "" {
+		return nil, fmt.Errorf("relay: upstream order %s is %s", ord.URL, ord.Status), false
+	}
+	chains, err := cl.FetchCertificate(ctx, ord.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUpstreamUnknown, err), true
+	}
+	if len(chains) == 0 || len(chains[0].Certificates) == 0 {
+		return nil, errors.New("relay: the upstream order's certificate has no chain"), true
+	}
+	if err := checkLeafKey(chains[0].Leaf(), o.CSR); err != nil {
+		return nil, err, true
+	}
+	return &acme.Certificate{Chain: chains[0], Chains: chains, Order: ord}, nil, true
+}
+
+// checkLeafKey checks that a certificate is for the key of the CSR.
+func checkLeafKey(leaf *x509.Certificate, csrDER []byte) error {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return fmt.Errorf("relay: the order's CSR: %w", err)
+	}
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(csr.PublicKey) {
+		return fmt.Errorf("%w: not for the CSR's key", acme.ErrCertificateMismatch)
+	}
+	return nil
+}
+
 // finishIssue records the outcome of an upstream issuance. Every write
 // is retried (see retryStorage) until the storage takes it: a
 // certificate the upstream issued is not lost to a storage hiccup.
@@ -215,7 +413,9 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 		}
 	}
 	ar := audit.Record{Operation: OperationPrefix + "issue", Tenant: o.Tenant, Names: names(o.Identifiers)}
+	interrupted := false
 	err := retryStorage(ctx, func() error {
+		interrupted = false
 		unlock, err := s.lock(ctx, "order/"+o.ID)
 		if err != nil {
 			return err
@@ -225,8 +425,20 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
 			return err
 		}
+		if ierr != nil && (s.ctx.Err() != nil || errors.Is(ierr, errUpstreamUnknown)) {
+			// Cut short by the relay's shutdown, or the upstream order's
+			// fate unknown: the order stays processing and says so, and is
+			// resumed (from its upstream order, when one was placed) when
+			// a relay on the storage next reads it.
+			cur.Interrupted = "the relay shut down during the upstream issuance"
+			if s.ctx.Err() == nil {
+				cur.Interrupted = "the upstream could not be asked what became of its order"
+			}
+			interrupted = true
+			return s.save(ctx, keyOrders+o.ID, cur)
+		}
 		if ierr == nil {
-			cur.Status, cur.Cert = acme.StatusValid, rec.ID
+			cur.Status, cur.Cert, cur.Error, cur.Interrupted = acme.StatusValid, rec.ID, nil, ""
 			ar.Outcome, ar.Issuer, ar.Serial, ar.NotAfter = audit.OutcomeOK, up.name(), cert.Leaf().SerialNumber.Text(16), rec.NotAfter
 		} else {
 			cur.Status, cur.Error = acme.StatusInvalid, downstreamProblem(ierr)
@@ -244,7 +456,16 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 		s.logger().Error("relay: recording an issuance failed", "order", o.ID, "err", err)
 		return
 	}
+	if interrupted {
+		s.logger().Warn("relay: an upstream issuance was interrupted; it is resumed when the order is next read", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "err", ierr)
+		return
+	}
 	s.auditBackground(ar)
+	if ar.Outcome == audit.OutcomeOK {
+		s.logger().Info("relay: certificate issued", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "upstream", ar.Issuer, "serial", ar.Serial, "not_after", ar.NotAfter)
+	} else {
+		s.logger().Warn("relay: order failed", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "problem", ar.Problem, "detail", ar.Detail)
+	}
 }
 
 // errCertNotStored marks an issued certificate the storage did not take.
@@ -296,6 +517,9 @@ func (s *Server) storeCert(ctx context.Context, o *orderRecord, cert *acme.Certi
 	err = retryStorage(ctx, func() error { return s.save(ctx, keyCerts+rec.ID, rec) })
 	if err == nil {
 		err = retryStorage(ctx, func() error { return s.Storage.Store(ctx, keyARI+ari, []byte(rec.ID)) })
+	}
+	if err == nil {
+		err = retryStorage(ctx, func() error { return s.noteCurrent(ctx, rec) })
 	}
 	if err != nil {
 		var chain []byte

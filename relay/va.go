@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +57,17 @@ type Resolver interface {
 // authorization; dns-01 wants a TXT record at _acme-challenge.<name>
 // holding its base64url.
 //
+// It connects only to addresses outside the reserved ranges (loopback,
+// link-local, private, shared, unique local, unspecified, multicast,
+// documentation, benchmarking and other special-purpose ranges; see
+// docs/relay.md), unless the call allows them ([AllowTargets]; the
+// Server passes the tenant's Policy.ValidationTargets). The check is
+// made on each address actually dialled, after resolution, for every
+// connection of a validation, each redirect included, so a name that
+// resolves to a public address once and to loopback the next time
+// gets no further. Of a name's addresses it tries the first allowed
+// IPv6 address and then the first allowed IPv4 one.
+//
 // Its zero value is ready to use. Its fields must not change after first
 // use; it is safe for concurrent use.
 type Validator struct {
@@ -70,6 +82,37 @@ type Validator struct {
 	Resolver Resolver
 	// Timeout bounds one validation. Zero means DefaultValidationTimeout.
 	Timeout time.Duration
+	// Dialer makes the validation's TCP connections, to the addresses
+	// the address policy allowed (as "address:port"). Nil means a
+	// net.Dialer.
+	Dialer interface {
+		DialContext(ctx context.Context, network, address string) (net.Conn, error)
+	}
+}
+
+// A ValidateOption changes one [Validator.Validate] call. [AllowTargets]
+// makes one.
+type ValidateOption interface {
+	apply(*validation)
+}
+
+type allowTargets []netip.Prefix
+
+func (a allowTargets) apply(v *validation) { v.policy.allow = append(v.policy.allow, a...) }
+
+// AllowTargets lets one validation connect to addresses in ranges even
+// where they are reserved (loopback, private, link-local, …): a relay
+// serving an internal network allows a tenant its own internal ranges
+// this way (Policy.ValidationTargets).
+func AllowTargets(ranges ...netip.Prefix) ValidateOption {
+	return allowTargets(slices.Clone(ranges))
+}
+
+// A validation is one Validate call: the Validator and the addresses it
+// may connect to.
+type validation struct {
+	v      *Validator
+	policy addrPolicy
 }
 
 func (s *Server) validator() *Validator {
@@ -102,6 +145,15 @@ func (v *Validator) httpPort() int {
 	return 80
 }
 
+func (v *Validator) dialer() interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+} {
+	if v.Dialer != nil {
+		return v.Dialer
+	}
+	return &net.Dialer{}
+}
+
 func (v *Validator) tlsPort() int {
 	if v.TLSPort > 0 {
 		return v.TLSPort
@@ -113,15 +165,19 @@ func (v *Validator) tlsPort() int {
 // any "*."), with the client's token and key authorization. It returns
 // nil when the client proved control, and otherwise a *acme.Problem
 // (unauthorized, incorrectResponse, connection, dns or tls) saying why.
-func (v *Validator) Validate(ctx context.Context, typ string, id acme.Identifier, token, keyAuth string) error {
+func (v *Validator) Validate(ctx context.Context, typ string, id acme.Identifier, token, keyAuth string, opts ...ValidateOption) error {
 	ctx, cancel := context.WithTimeout(ctx, v.timeout())
 	defer cancel()
+	val := &validation{v: v}
+	for _, o := range opts {
+		o.apply(val)
+	}
 	var p *acme.Problem
 	switch typ {
 	case acme.ChallengeHTTP01:
-		p = v.http01(ctx, id, token, keyAuth)
+		p = val.http01(ctx, id, token, keyAuth)
 	case acme.ChallengeTLSALPN01:
-		p = v.tlsALPN01(ctx, id, keyAuth)
+		p = val.tlsALPN01(ctx, id, keyAuth)
 	case acme.ChallengeDNS01:
 		if id.Type != acme.IdentifierDNS {
 			p = malformed("dns-01 cannot validate an IP address")
@@ -160,37 +216,60 @@ func problemOf(err error, what string) *acme.Problem {
 }
 
 // dialHost resolves host (a name or an address literal) and connects to
-// port, trying IPv6 addresses first, then IPv4.
-func (v *Validator) dialHost(ctx context.Context, host string, port int) (net.Conn, error) {
-	var addrs []netip.Addr
+// port: to the first IPv6 address the address policy allows, then to the
+// first IPv4 one. An address the policy refuses is never dialled.
+func (val *validation) dialHost(ctx context.Context, host string, port int) (net.Conn, error) {
+	v := val.v
+	var found []netip.Addr
+	literal := false
 	if a, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{a.Unmap()}
+		found, literal = []netip.Addr{a}, true
 	} else {
-		found, err := v.resolver().LookupNetIP(ctx, "ip", host)
+		found, err = v.resolver().LookupNetIP(ctx, "ip", host)
 		if err != nil {
 			return nil, &vaError{problem(probDNS, http.StatusBadRequest, "looking up %s: %s", clip(host, 253), dnsReason(err))}
 		}
-		for _, a := range found {
-			if a.Unmap().Is6() {
-				addrs = append(addrs, a)
-			}
-		}
-		for _, a := range found {
-			if a.Unmap().Is4() {
-				addrs = append(addrs, a.Unmap())
-			}
-		}
-		if len(addrs) == 0 {
+		if len(found) == 0 {
 			return nil, &vaError{problem(probDNS, http.StatusBadRequest, "%s has no address", clip(host, 253))}
 		}
 	}
-	var d net.Dialer
-	var first error
-	for i, a := range addrs {
-		if i == 2 {
-			break // one address of each family, as Boulder tries
+	var v6, v4, refused netip.Addr
+	var refusedKind string
+	for _, a := range found {
+		a = a.Unmap()
+		if k := val.policy.check(a); k != "" {
+			if !refused.IsValid() {
+				refused, refusedKind = a, k
+			}
+			continue
 		}
-		conn, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(a, uint16(port)).String())
+		if a.Is6() && !v6.IsValid() {
+			v6 = a
+		}
+		if a.Is4() && !v4.IsValid() {
+			v4 = a
+		}
+	}
+	var addrs []netip.Addr
+	for _, a := range []netip.Addr{v6, v4} {
+		if a.IsValid() {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		what := "address " + refused.String() + " is"
+		if !literal {
+			what = clip(host, 253) + " resolves to " + refused.String() + ", which is"
+			if len(found) > 1 {
+				what = clip(host, 253) + " resolves only to addresses that are not allowed, such as " + refused.String() + ", which is"
+			}
+		}
+		return nil, &vaError{problem(probConnection, http.StatusBadRequest,
+			"%s not allowed for this tenant (reserved: %s); the relay's administrator can allow the range in the tenant's policy (validation_targets)", what, refusedKind)}
+	}
+	var first error
+	for _, a := range addrs {
+		conn, err := v.dialer().DialContext(ctx, "tcp", netip.AddrPortFrom(a, uint16(port)).String())
 		if err == nil {
 			return conn, nil
 		}
@@ -218,16 +297,17 @@ func dnsReason(err error) string {
 
 // dial is the http-01 transport's dialer: ports 80 and 443 map to
 // HTTPPort and TLSPort; no other port is reached.
-func (v *Validator) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+func (val *validation) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	v := val.v
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, &vaError{problem(probConnection, http.StatusBadRequest, "bad address %q", clip(addr, 256))}
 	}
 	switch port {
 	case "80":
-		return v.dialHost(ctx, host, v.httpPort())
+		return val.dialHost(ctx, host, v.httpPort())
 	case "443":
-		return v.dialHost(ctx, host, v.tlsPort())
+		return val.dialHost(ctx, host, v.tlsPort())
 	}
 	return nil, &vaError{unauthorized("port %s is not allowed for validation", clip(port, 8))}
 }
@@ -259,9 +339,11 @@ func hostLiteral(id acme.Identifier) string {
 	return id.Value
 }
 
-func (v *Validator) http01(ctx context.Context, id acme.Identifier, token, keyAuth string) *acme.Problem {
+func (val *validation) http01(ctx context.Context, id acme.Identifier, token, keyAuth string) *acme.Problem {
+	v := val.v
 	tr := &http.Transport{
-		DialContext:            v.dial,
+		Proxy:                  nil, // the address policy applies to the target, not to a proxy
+		DialContext:            val.dial,
 		TLSClientConfig:        &tls.Config{InsecureSkipVerify: true}, // redirects to https: the certificate is not what is checked (as Boulder)
 		DisableKeepAlives:      true,
 		MaxResponseHeaderBytes: maxHeaderBytes,
@@ -281,25 +363,34 @@ func (v *Validator) http01(ctx context.Context, id acme.Identifier, token, keyAu
 		return problemOf(err, "http-01")
 	}
 	defer resp.Body.Close()
+	// What a redirect target answered (its status, its length, its body)
+	// is not told: it may be a service the client cannot otherwise see.
+	redirected := resp.Request.URL.String() != u
 	if resp.StatusCode != http.StatusOK {
-		return unauthorized("http-01: %s answered HTTP %d", clip(resp.Request.URL.String(), 256), resp.StatusCode)
+		if redirected {
+			return unauthorized("http-01: the redirect target %s did not answer with the key authorization", clip(resp.Request.URL.String(), 256))
+		}
+		return unauthorized("http-01: %s answered HTTP %d", clip(u, 256), resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTP01Body+1))
 	if err != nil {
 		return problemOf(err, "http-01: reading the response")
 	}
-	if len(body) > maxHTTP01Body {
+	got := strings.TrimRight(string(body), " \t\r\n")
+	switch {
+	case got == keyAuth && len(body) <= maxHTTP01Body:
+		return nil
+	case redirected:
+		return unauthorized("http-01: the redirect target %s did not answer with the key authorization", clip(resp.Request.URL.String(), 256))
+	case len(body) > maxHTTP01Body:
 		return unauthorized("http-01: the response is longer than %d bytes", maxHTTP01Body)
 	}
-	if got := strings.TrimRight(string(body), " \t\r\n"); got != keyAuth {
-		// The body is not echoed: the URL may be an internal service's,
-		// reached by a redirect, and its answer is not the client's to read.
-		return unauthorized("http-01: the %d-byte response is not the key authorization", len(got))
-	}
-	return nil
+	// The body is not echoed: it is not the client's to read back.
+	return unauthorized("http-01: the %d-byte response is not the key authorization", len(got))
 }
 
-func (v *Validator) tlsALPN01(ctx context.Context, id acme.Identifier, keyAuth string) *acme.Problem {
+func (val *validation) tlsALPN01(ctx context.Context, id acme.Identifier, keyAuth string) *acme.Problem {
+	v := val.v
 	sni := id.Value
 	var ip netip.Addr
 	if id.Type == acme.IdentifierIP {
@@ -309,7 +400,7 @@ func (v *Validator) tlsALPN01(ctx context.Context, id acme.Identifier, keyAuth s
 		}
 		ip, sni = a, acme.ReverseName(a)
 	}
-	conn, err := v.dialHost(ctx, id.Value, v.tlsPort())
+	conn, err := val.dialHost(ctx, id.Value, v.tlsPort())
 	if err != nil {
 		return problemOf(err, "tls-alpn-01")
 	}

@@ -50,6 +50,9 @@ func (f fakeResolver) LookupTXT(_ context.Context, name string) ([]string, error
 	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 }
 
+// allowLoopback lets a validation reach the tests' servers on loopback.
+var allowLoopback = relay.AllowTargets(netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"))
+
 const (
 	vaToken   = "tok3nTOKENtok3nTOKENtok3nTOKENtok3nTOKENtok"
 	vaKeyAuth = vaToken + ".thumbprint"
@@ -145,17 +148,17 @@ func TestValidateHTTP01(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			wantVA(t, tc.v.Validate(ctxT(t), acme.ChallengeHTTP01, tc.id, vaToken, vaKeyAuth), tc.kind)
+			wantVA(t, tc.v.Validate(ctxT(t), acme.ChallengeHTTP01, tc.id, vaToken, vaKeyAuth, allowLoopback), tc.kind)
 		})
 	}
 	t.Run("body not echoed", func(t *testing.T) {
-		err := v.Validate(ctxT(t), acme.ChallengeHTTP01, dnsID("wrong.example.com"), vaToken, vaKeyAuth)
+		err := v.Validate(ctxT(t), acme.ChallengeHTTP01, dnsID("wrong.example.com"), vaToken, vaKeyAuth, allowLoopback)
 		if err == nil || strings.Contains(err.Error(), "something else") {
 			t.Fatalf("got %v, want a failure that does not repeat the body", err)
 		}
 	})
 	t.Run("host header", func(t *testing.T) {
-		wantVA(t, v.Validate(ctxT(t), acme.ChallengeHTTP01, dnsID("good.example.com"), vaToken, vaKeyAuth), "")
+		wantVA(t, v.Validate(ctxT(t), acme.ChallengeHTTP01, dnsID("good.example.com"), vaToken, vaKeyAuth, allowLoopback), "")
 		if gotHost != "good.example.com" {
 			t.Fatalf("Host = %q, want the identifier", gotHost)
 		}
@@ -263,7 +266,7 @@ func TestValidateTLSALPN01(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			wantVA(t, tc.v.Validate(ctxT(t), acme.ChallengeTLSALPN01, tc.id, vaToken, vaKeyAuth), tc.kind)
+			wantVA(t, tc.v.Validate(ctxT(t), acme.ChallengeTLSALPN01, tc.id, vaToken, vaKeyAuth, allowLoopback), tc.kind)
 		})
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,6 +259,7 @@ type relayRuntime struct {
 	manager   *autotls.Manager
 	collector *metrics.Collector
 	trail     *audit.Log
+	fileLeaf  *x509.Certificate // the certificate of tls.cert_file, if given
 	servers   []*http.Server
 	closers   []func()
 }
@@ -311,7 +314,11 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		}
 		tlsConf.ClientCAs, tlsConf.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
-	rt.collector = metrics.New(rt.manager, metrics.Options{})
+	var mopts metrics.Options
+	if rt.fileLeaf != nil {
+		mopts.Certificates = fileCertSource{rt.fileLeaf}.Certificates // the Manager holds none
+	}
+	rt.collector = metrics.New(rt.manager, mopts)
 	rt.closers = append(rt.closers, func() { rt.collector.Close() })
 	if rt.manager != nil {
 		rt.manager.ACMEObserver = rt.collector
@@ -362,7 +369,11 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		RequireClientCert: cfg.ClientAuth != nil && cfg.ClientAuth.Require,
 		SharedNonces:      cfg.SharedNonces,
 		NonceLifetime:     time.Duration(cfg.NonceLifetime),
-		Logger:            logger,
+		Retention: relay.Retention{
+			Orders: time.Duration(cfg.Retention.Orders), Certificates: time.Duration(cfg.Retention.Certificates),
+			SweepInterval: time.Duration(cfg.Retention.SweepInterval),
+		},
+		Logger: logger,
 	}
 	if err := rt.srv.Validate(); err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("relay configuration: %w", err)}
@@ -428,14 +439,19 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 
 	dir := rt.srv.BaseURL + "/directory"
 	if rt.srv.BaseURL == "" {
-		dir = "https://<Host>/directory"
+		// The URLs follow the request's Host; the certificate says which
+		// names the clients can use.
+		dir = certDirectoryURL(rt.fileLeaf, acmeLn.Addr()) + " (the URLs follow the request's Host)"
+	}
+	if rt.fileLeaf != nil {
+		fmt.Fprintf(a.stderr, "tlsmint relay: certificate %s for %s, expires %s\n", cfg.TLS.CertFile, strings.Join(certNames(rt.fileLeaf), ", "), rt.fileLeaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(a.stderr, "tlsmint relay: ACME directory %s, listening on %s\n", dir, acmeLn.Addr())
 	fmt.Fprintf(a.stderr, "tlsmint relay: admin API, /status and /metrics on %s://%s\n", adminScheme, adminLn.Addr())
 	if httpLn != nil {
 		fmt.Fprintf(a.stderr, "tlsmint relay: upstream http-01 on %s\n", httpLn.Addr())
 	}
-	if rt.manager != nil {
+	if rt.manager != nil && len(cfg.TLS.Names) > 0 {
 		go func() {
 			if err := rt.manager.Manage(ctx, cfg.TLS.Names...); err != nil {
 				logger.Error("tlsmint relay: obtaining the relay's certificate failed (retried in the background)", "names", cfg.TLS.Names, "err", err)
@@ -457,6 +473,57 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 	return nil
 }
 
+// fileCertSource shows the relay's own certificate of tls.cert_file on
+// its status page, with its expiry.
+type fileCertSource struct{ leaf *x509.Certificate }
+
+// Certificates implements statuspage.CertificateSource.
+func (f fileCertSource) Certificates(context.Context) ([]autotls.CertificateInfo, error) {
+	names := certNames(f.leaf)
+	info := autotls.CertificateInfo{
+		Names: names, Issuer: "tls.cert_file (" + f.leaf.Issuer.CommonName + ")", Serial: hex.EncodeToString(f.leaf.SerialNumber.Bytes()),
+		NotBefore: f.leaf.NotBefore, NotAfter: f.leaf.NotAfter, Stored: true, InMemory: true,
+	}
+	if len(names) > 0 {
+		info.Name = names[0]
+	}
+	return []autotls.CertificateInfo{info}, nil
+}
+
+// certNames returns a certificate's DNS names and addresses, or its
+// subject's common name when it has neither.
+func certNames(leaf *x509.Certificate) []string {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && leaf.Subject.CommonName != "" {
+		names = append(names, leaf.Subject.CommonName)
+	}
+	return names
+}
+
+// certDirectoryURL is the directory URL at the first name of the
+// relay's certificate (a name without "*."), on the port the ACME API
+// listens on.
+func certDirectoryURL(leaf *x509.Certificate, addr net.Addr) string {
+	host := "localhost"
+	if leaf != nil {
+		for _, n := range certNames(leaf) {
+			if !strings.HasPrefix(n, "*.") {
+				host = n
+				break
+			}
+		}
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.Port != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return "https://" + host + "/directory"
+}
+
 // relayTLS returns the TLS configuration of the ACME listener: the given
 // certificate, or an autotls Manager's for the names (tls-alpn-01 on the
 // listener itself).
@@ -467,6 +534,12 @@ func (a *app) relayTLS(cfg *relayConfig, store storage.Storage, rt *relayRuntime
 		if err != nil {
 			return nil, usagef("tls.cert_file %s and tls.key_file %s: %v", t.CertFile, t.KeyFile, err)
 		}
+		if cert.Leaf == nil {
+			if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				return nil, usagef("tls.cert_file %s: %v", t.CertFile, err)
+			}
+		}
+		rt.fileLeaf = cert.Leaf
 		// The status page needs a Manager; this one manages nothing.
 		rt.manager = &autotls.Manager{Storage: store, Logger: logger}
 		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}, nil
@@ -593,7 +666,11 @@ func (rt *relayRuntime) adminHandler(token string, sources []netip.Prefix) http.
 		}
 		return statuspage.LoopbackOnly(r)
 	}
-	status := &statuspage.Handler{Manager: rt.manager, Sources: []statuspage.CertificateSource{rt.srv}, Audit: rt.trail, Title: "tlsmint relay", Authorize: authorize}
+	certSources := []statuspage.CertificateSource{rt.srv}
+	if rt.fileLeaf != nil {
+		certSources = append(certSources, fileCertSource{rt.fileLeaf})
+	}
+	status := &statuspage.Handler{Manager: rt.manager, Sources: certSources, Audit: rt.trail, Title: "tlsmint relay", Authorize: authorize}
 	prom := rt.collector.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/status", status)

@@ -214,7 +214,7 @@ func TestRelayCommand(t *testing.T) {
 	r := startRelay(t, e.cfgFile, e.env)
 
 	// A tenant and an EAB key through the admin API.
-	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "example.com", "--ip", "127.0.0.1").ok(t)
+	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "example.com", "--ip", "127.0.0.1", "--validation-target", "127.0.0.0/8").ok(t)
 	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "example.org").fails(t, exitUsage, "tenant team exists", "--replace")
 	var mint struct {
 		KeyID   string `json:"key_id"`
@@ -228,11 +228,15 @@ func TestRelayCommand(t *testing.T) {
 	runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "wrong-token-0123456789"}, "relay", "eab", "mint", "team", "--admin", r.admin).fails(t, exitFailure, "refused the token")
 
 	// A second tenant directly in the storage, while the relay runs.
-	runCmd(t, nil, "relay", "tenant", "add", "other", "--config", e.cfgFile, "--name", "other.example", "--rate-limit", "10/1h").ok(t)
+	runCmd(t, nil, "relay", "tenant", "add", "other", "--config", e.cfgFile, "--name", "other.example", "--rate-limit", "10/1h", "--account-rate-limit", "none").ok(t)
 	var ts []relay.Tenant
 	runCmd(t, e.env, "relay", "tenant", "list", "--admin", r.admin, "--json").ok(t).decode(t, &ts)
-	if len(ts) != 2 || ts[0].ID != "other" || ts[1].ID != "team" || ts[0].Policy.RateLimit.Orders != 10 || ts[1].Policy.IPRanges[0].String() != "127.0.0.1/32" {
-		t.Fatalf("tenant list = %+v, want other (10/1h) and team (127.0.0.1/32)", ts)
+	if len(ts) != 2 || ts[0].ID != "other" || ts[1].ID != "team" || ts[0].Policy.RateLimit.Orders != 10 || ts[0].Policy.AccountRateLimit.Orders != -1 || ts[1].Policy.IPRanges[0].String() != "127.0.0.1/32" ||
+		len(ts[1].Policy.ValidationTargets) != 1 || ts[1].Policy.ValidationTargets[0].String() != "127.0.0.0/8" || len(ts[0].Policy.ValidationTargets) != 0 {
+		t.Fatalf("tenant list = %+v, want other (10/1h) and team (127.0.0.1/32, validation targets 127.0.0.0/8)", ts)
+	}
+	if out := runCmd(t, e.env, "relay", "tenant", "list", "--admin", r.admin).ok(t).stdout; !strings.Contains(out, "VALIDATION TARGETS") || !strings.Contains(out, "127.0.0.0/8") {
+		t.Errorf("tenant list does not show the validation targets:\n%s", out)
 	}
 
 	// tlsmint's ACME client registers with the EAB key and obtains a
@@ -413,7 +417,7 @@ func TestRelayCommandReplicasPostgres(t *testing.T) {
 		}
 		addrs[i] = m[1]
 	}
-	runCmd(t, nil, "relay", "tenant", "add", "team", "--config", filepath.Join(dir, "relay-2.json"), "--name", "example.com").ok(t)
+	runCmd(t, nil, "relay", "tenant", "add", "team", "--config", filepath.Join(dir, "relay-2.json"), "--name", "example.com", "--validation-target", "127.0.0.0/8").ok(t)
 	var mint struct {
 		KeyID   string `json:"key_id"`
 		HMACKey string `json:"hmac_key"`

@@ -114,7 +114,9 @@ func (a *app) adminClient(ctx context.Context, f *adminFlags) (*adminClient, err
 	}
 	trail := &audit.Log{Storage: store, Node: "tlsmint-cli"}
 	token := rand.Text()
-	srv := &relay.Server{Storage: store, AdminToken: token, AuditLog: trail}
+	// Only the admin API: the relay that serves the storage sweeps it, by
+	// its own retention.
+	srv := &relay.Server{Storage: store, AdminToken: token, AuditLog: trail, Retention: relay.Retention{SweepInterval: -1}}
 	return &adminClient{
 		base: "http://in-process", token: token,
 		http: &http.Client{Transport: inProcess{srv.AdminHandler()}},
@@ -212,10 +214,12 @@ func (a *app) tenantAddCommand(f *adminFlags) *cobra.Command {
 		policyFile                     string
 		names, preAuth, profiles, keys []string
 		ips, preAuthIPs, sources       []string
+		targets                        []string
 		clientNames                    []string
 		wildcards, replace             bool
 		maxNames                       int
-		rateLimit                      string
+		rateLimit, accountRate         string
+		failLimit, tenantFailLimit     string
 	)
 	cmd := &cobra.Command{
 		Use:   "add ID",
@@ -224,11 +228,12 @@ func (a *app) tenantAddCommand(f *adminFlags) *cobra.Command {
 in --policy FILE ("-" for stdin). An existing tenant is refused unless
 --replace, which replaces its policy (its EAB keys and accounts stay).`,
 		Example: `  tlsmint relay tenant add web --config relay.json --name web.example.com --ip 10.1.0.0/16
+  tlsmint relay tenant add intranet --config relay.json --name corp.example --validation-target 10.20.0.0/16
   tlsmint relay tenant add ci --admin http://127.0.0.1:8081 --policy ci-policy.json --replace`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var pol relay.Policy
-			byFlags := len(names)+len(preAuth)+len(profiles)+len(keys)+len(ips)+len(preAuthIPs)+len(sources)+len(clientNames) > 0 || wildcards || maxNames != 0 || rateLimit != ""
+			byFlags := len(names)+len(preAuth)+len(profiles)+len(keys)+len(ips)+len(preAuthIPs)+len(sources)+len(clientNames)+len(targets) > 0 || wildcards || maxNames != 0 || rateLimit != "" || accountRate != "" || failLimit != "" || tenantFailLimit != ""
 			switch {
 			case policyFile != "" && byFlags:
 				return usagef("--policy and policy flags (--name, --ip, …) do not go together")
@@ -260,8 +265,20 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 				if pol.Sources, err = prefixes("--source", sources); err != nil {
 					return err
 				}
-				if rateLimit != "" {
-					if pol.RateLimit, err = parseRate(rateLimit); err != nil {
+				if pol.ValidationTargets, err = prefixes("--validation-target", targets); err != nil {
+					return err
+				}
+				for _, l := range []struct {
+					flag, val string
+					to        *relay.RateLimit
+				}{
+					{"--rate-limit", rateLimit, &pol.RateLimit}, {"--account-rate-limit", accountRate, &pol.AccountRateLimit},
+					{"--failed-validation-limit", failLimit, &pol.FailedValidationLimit}, {"--tenant-failed-validation-limit", tenantFailLimit, &pol.TenantFailedValidationLimit},
+				} {
+					if l.val == "" {
+						continue
+					}
+					if *l.to, err = parseRate(l.flag, l.val); err != nil {
 						return err
 					}
 				}
@@ -299,7 +316,11 @@ in --policy FILE ("-" for stdin). An existing tenant is refused unless
 	fl.IntVar(&maxNames, "max-names", 0, "most identifiers per order (default 100)")
 	fl.StringSliceVar(&profiles, "profile", nil, "a profile allowed (repeatable; default every profile the relay offers)")
 	fl.StringSliceVar(&keys, "key-type", nil, "a certificate key type allowed: P-256, P-384, RSA2048, RSA3072, RSA4096 (repeatable; default all)")
-	fl.StringVar(&rateLimit, "rate-limit", "", "new orders allowed per period, such as 100/1h")
+	fl.StringVar(&rateLimit, "rate-limit", "", "new orders of all the tenant's accounts per period, such as 100/1h, or none (default 1000/1h)")
+	fl.StringVar(&accountRate, "account-rate-limit", "", "new orders of each account per period, or none (default 300/3h)")
+	fl.StringVar(&failLimit, "failed-validation-limit", "", "failed validations of each account per period, or none (default 30/1h)")
+	fl.StringVar(&tenantFailLimit, "tenant-failed-validation-limit", "", "failed validations of all the tenant's accounts per period, or none (default 300/1h)")
+	fl.StringSliceVar(&targets, "validation-target", nil, "a reserved address range (loopback, private, link-local, …) the relay's validator may connect to for this tenant's challenges, such as 10.20.0.0/16 (repeatable; default none: validations reach public addresses only)")
 	fl.StringSliceVar(&sources, "source", nil, "a client address range the tenant's accounts may use (repeatable; default any)")
 	fl.StringArrayVar(&clientNames, "client-name", nil, "a client certificate name (CN, DNS, email or URI SAN) the tenant's accounts must present one of (repeatable; needs client_auth; default none needed)")
 	fl.BoolVar(&replace, "replace", false, "replace the policy of an existing tenant")
@@ -326,18 +347,32 @@ func prefixes(flag string, ss []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// parseRate parses N/period.
-func parseRate(s string) (relay.RateLimit, error) {
+// parseRate parses the value of a limit flag: N/period, or "none".
+func parseRate(flag, s string) (relay.RateLimit, error) {
+	if s == "none" {
+		return relay.RateLimit{Orders: -1}, nil
+	}
 	n, per, ok := strings.Cut(s, "/")
 	orders, err := strconv.Atoi(n)
 	if !ok || err != nil || orders <= 0 {
-		return relay.RateLimit{}, usagef("--rate-limit %q: want orders/period, such as 100/1h", s)
+		return relay.RateLimit{}, usagef("%s %q: want count/period, such as 100/1h, or none", flag, s)
 	}
 	d, err := time.ParseDuration(per)
 	if err != nil || d <= 0 {
-		return relay.RateLimit{}, usagef("--rate-limit %q: want orders/period, such as 100/1h", s)
+		return relay.RateLimit{}, usagef("%s %q: want count/period, such as 100/1h, or none", flag, s)
 	}
 	return relay.RateLimit{Orders: orders, Period: d}, nil
+}
+
+// fmtRate shows a limit in the tenant list: "default", "none" or N/period.
+func fmtRate(r relay.RateLimit) string {
+	switch {
+	case r.Orders < 0:
+		return "none"
+	case r.Orders == 0:
+		return "default"
+	}
+	return fmt.Sprintf("%d/%s", r.Orders, r.Period)
 }
 
 func (a *app) tenantListCommand(f *adminFlags) *cobra.Command {
@@ -389,10 +424,10 @@ func (a *app) printTenants(ts []relay.Tenant) error {
 		return a.printJSON(ts)
 	}
 	w := a.table()
-	fmt.Fprintln(w, "TENANT\tNAMES\tIP RANGES\tWILDCARDS\tPRE-AUTHORIZED\tRATE LIMIT\tCREATED")
+	fmt.Fprintln(w, "TENANT\tNAMES\tIP RANGES\tWILDCARDS\tPRE-AUTHORIZED\tVALIDATION TARGETS\tRATE LIMIT\tCREATED")
 	for _, t := range ts {
 		p := t.Policy
-		var ips, pre []string
+		var ips, pre, targets []string
 		for _, r := range p.IPRanges {
 			ips = append(ips, r.String())
 		}
@@ -400,15 +435,15 @@ func (a *app) printTenants(ts []relay.Tenant) error {
 		for _, r := range p.PreAuthorizedIPs {
 			pre = append(pre, r.String())
 		}
-		rate := "-"
-		if p.RateLimit.Orders > 0 {
-			rate = fmt.Sprintf("%d/%s", p.RateLimit.Orders, p.RateLimit.Period)
+		for _, r := range p.ValidationTargets {
+			targets = append(targets, r.String())
 		}
+		rate := fmtRate(p.RateLimit) + ", account " + fmtRate(p.AccountRateLimit)
 		wild := "no"
 		if p.Wildcards {
 			wild = "yes"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(strings.Join(p.Names, ",")), dash(strings.Join(ips, ",")), wild, dash(strings.Join(pre, ",")), rate, fmtTime(t.Created))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(strings.Join(p.Names, ",")), dash(strings.Join(ips, ",")), wild, dash(strings.Join(pre, ",")), dash(strings.Join(targets, ",")), rate, fmtTime(t.Created))
 	}
 	return w.Flush()
 }

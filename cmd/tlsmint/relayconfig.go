@@ -78,8 +78,19 @@ type relayConfig struct {
 	// Routes send the orders they match to some upstreams
 	// (Server.Routes).
 	Routes []relay.Route `json:"routes,omitempty"`
+	// Retention is Server.Retention: how long ended orders and
+	// certificates are kept, how often the sweeper runs.
+	Retention relayRetentionConfig `json:"retention,omitzero"`
 
 	dir string // the file's folder, for relative names
+}
+
+// relayRetentionConfig is relay.Retention; zero durations are its
+// defaults.
+type relayRetentionConfig struct {
+	Orders        duration `json:"orders,omitzero"`
+	Certificates  duration `json:"certificates,omitzero"`
+	SweepInterval duration `json:"sweep_interval,omitzero"`
 }
 
 // relayTLSConfig is the relay's own certificate: files, or obtained with
@@ -111,6 +122,9 @@ type relayAdminConfig struct {
 	TokenEnv  string         `json:"token_env,omitempty"`
 	Sources   []netip.Prefix `json:"sources,omitempty"`
 	TLS       bool           `json:"tls,omitempty"`
+	// AllowPlainHTTP lets the admin listener serve plain HTTP on an
+	// address that is not loopback (behind a TLS-terminating proxy).
+	AllowPlainHTTP bool `json:"allow_plain_http,omitempty"`
 }
 
 // relayUpstreamConfig is one upstream CA.
@@ -273,6 +287,9 @@ func (c *relayConfig) check() error {
 	c.Admin.TokenFile, c.TenantsFile = c.path(c.Admin.TokenFile), c.path(c.TenantsFile)
 	if c.Admin.TLS && c.TLS.CertFile == "" && len(c.TLS.Names) == 0 {
 		return cfgErr("admin.tls", "needs the relay's certificate (tls)")
+	}
+	if !c.Admin.TLS && !c.Admin.AllowPlainHTTP && !loopbackListen(c.Admin.Listen) {
+		return cfgErr("admin.listen", "%s is not a loopback address and admin.tls is off: the admin token and the EAB MAC keys would cross the network in clear; set admin.tls, listen on 127.0.0.1, or set admin.allow_plain_http behind a TLS-terminating proxy", c.Admin.Listen)
 	}
 	if c.HTTP01Listen != "" {
 		if err := checkAddr(c.HTTP01Listen); err != nil {
@@ -473,6 +490,21 @@ func directoryURL(ca string) (string, error) {
 		return "", fmt.Errorf("%q: want letsencrypt, letsencrypt-staging, zerossl, google or an https:// directory URL", clipStr(ca, 100))
 	}
 	return ca, nil
+}
+
+// loopbackListen reports whether a listen address ("host:port") takes
+// only loopback connections: localhost or a loopback address; an empty
+// host is every interface.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // parseTenants decodes a tenants file: a JSON list of {"id", "policy"}.

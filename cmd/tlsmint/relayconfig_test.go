@@ -20,6 +20,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/relay"
+	"github.com/tlsmint/tlsmint/statuspage"
 )
 
 // validConfig is a configuration that parses; tests break one field.
@@ -95,6 +96,9 @@ func TestRelayConfig(t *testing.T) {
 		}, "tls.ca:"},
 		{"no admin token", func(c map[string]any) { c["admin"] = map[string]any{} }, "admin: no token_file or token_env"},
 		{"two admin tokens", func(c map[string]any) { c["admin"] = map[string]any{"token_file": "t", "token_env": "T"} }, "both token_file and token_env"},
+		{"admin plain HTTP off loopback", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "0.0.0.0:8081"} }, "admin.listen: 0.0.0.0:8081 is not a loopback address and admin.tls is off"},
+		{"admin plain HTTP on every interface", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": ":8081"} }, "admin.allow_plain_http"},
+		{"admin plain HTTP on a private address", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "10.0.0.5:8081"} }, "not a loopback address"},
 		{"admin TLS with a bad listen", func(c map[string]any) { c["admin"] = map[string]any{"token_env": "T", "listen": "localhost"} }, "admin.listen"},
 		{"no upstream", func(c map[string]any) { c["upstreams"] = []any{} }, "upstreams: none"},
 		{"upstream without directory", func(c map[string]any) { c["upstreams"] = []any{map[string]any{"accept_tos": true}} }, "upstreams[0].directory: missing"},
@@ -246,6 +250,7 @@ func TestRelayCommandErrors(t *testing.T) {
 	runCmd(t, nil, "relay", "tenant", "list").fails(t, exitUsage, "no relay to talk to")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file).fails(t, exitUsage, "no policy")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--ip", "10.0.0.0/99").fails(t, exitUsage, "--ip")
+	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--validation-target", "loopback").fails(t, exitUsage, "--validation-target")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--rate-limit", "5").fails(t, exitUsage, "--rate-limit")
 	runCmd(t, nil, "relay", "tenant", "add", "x", "--config", file, "--name", "a.example", "--policy", "p.json").fails(t, exitUsage, "do not go together")
 	runCmd(t, nil, "relay", "tenant", "add", "Bad/ID", "--config", file, "--name", "a.example").fails(t, exitUsage, "invalid tenant")
@@ -369,6 +374,18 @@ func TestRelayCertFiles(t *testing.T) {
 	if d.NewOrder != "https://"+m[1]+"/new-order" || !d.Meta.ExternalAccountRequired {
 		t.Errorf("directory = %+v, want URLs of the request's Host and EAB required", d)
 	}
+	// The start-up lines name the certificate's names, its expiry and a
+	// directory URL that clients can use, not a placeholder.
+	_, port, _ := net.SplitHostPort(m[1])
+	out := r.stderr.String()
+	for _, want := range []string{"ACME directory https://relay.internal.example:" + port + "/directory", "certificate " + filepath.Join(dir, "relay.crt") + " for relay.internal.example, expires "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the start-up lines lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "<Host>") || strings.Contains(out, "certificate for  ready") {
+		t.Errorf("a start-up line has a placeholder or no names:\n%s", out)
+	}
 	if got := resp.TLS.PeerCertificates[0].Subject.CommonName; got != "relay.internal.example" {
 		t.Errorf("served certificate %q, want the given one", got)
 	}
@@ -379,13 +396,18 @@ func TestRelayCertFiles(t *testing.T) {
 	if r := runCmd(t, map[string]string{"TLSMINT_RELAY_ADMIN_TOKEN": "0123456789abcdef-token"}, "relay", "tenant", "list", "--admin", r.admin).ok(t); !strings.Contains(r.stdout, "web.example.com") {
 		t.Errorf("tenant list = %q, want the tenants file's", r.stdout)
 	}
-	// Its status page lists no certificate (the given one is not the
-	// Manager's) but answers.
-	if code, body := get(t, r.admin+"/status?format=json"); code != http.StatusOK {
-		t.Errorf("status: %d %s", code, body)
+	// Its status page lists the given certificate with its expiry.
+	code, body := get(t, r.admin+"/status?format=json")
+	var st statuspage.Status
+	if code != http.StatusOK || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("status: %d %s", code, body)
 	}
-	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") {
-		t.Errorf("metrics: %d %.500s", code, body)
+	if len(st.Certificates) != 1 || st.Certificates[0].Name != "relay.internal.example" || st.Certificates[0].NotAfter.IsZero() {
+		t.Errorf("status certificates = %+v, want relay.internal.example with its expiry", st.Certificates)
+	}
+	if code, body := get(t, r.admin+"/metrics"); code != http.StatusOK || !strings.Contains(string(body), "tlsmint_certificates{") ||
+		!regexp.MustCompile(`tlsmint_certificate_not_after_timestamp_seconds\{issuer="[^"]*",name="relay.internal.example"\} [0-9.e+]+`).Match(body) {
+		t.Errorf("metrics without the certificate file's expiry: %d %.2000s", code, body)
 	}
 }
 
@@ -467,5 +489,40 @@ func TestRelayListenTakenAppliesNothing(t *testing.T) {
 	runCmd(t, env, "relay", "tenant", "list", "--config", file, "--json").ok(t).decode(t, &ts)
 	if len(ts) != 0 {
 		t.Errorf("tenants after a failed start: %v, want none", ts)
+	}
+}
+
+// TestRelayRetentionConfig: retention's durations reach the config.
+func TestRelayRetentionConfig(t *testing.T) {
+	c := validConfig()
+	c["retention"] = map[string]any{"orders": "48h", "certificates": "720h", "sweep_interval": "15m"}
+	b, _ := json.Marshal(c)
+	cfg, err := parseRelayConfig(b, "/etc")
+	if err != nil || time.Duration(cfg.Retention.Orders) != 48*time.Hour || time.Duration(cfg.Retention.Certificates) != 720*time.Hour || time.Duration(cfg.Retention.SweepInterval) != 15*time.Minute {
+		t.Fatalf("retention: %+v, %v", cfg.Retention, err)
+	}
+	c["retention"] = map[string]any{"orders": "forever"}
+	b, _ = json.Marshal(c)
+	if _, err := parseRelayConfig(b, "/etc"); err == nil {
+		t.Fatal("a bad retention was accepted")
+	}
+}
+
+// TestRelayAdminListenAllowed: plain HTTP on loopback, TLS anywhere, and
+// plain HTTP off loopback with allow_plain_http are accepted.
+func TestRelayAdminListenAllowed(t *testing.T) {
+	for _, admin := range []map[string]any{
+		{"token_env": "T", "listen": "127.0.0.1:8081"},
+		{"token_env": "T", "listen": "localhost:8081"},
+		{"token_env": "T", "listen": "[::1]:8081"},
+		{"token_env": "T", "listen": "0.0.0.0:8081", "tls": true},
+		{"token_env": "T", "listen": ":8081", "allow_plain_http": true},
+	} {
+		c := validConfig()
+		c["admin"] = admin
+		b, _ := json.Marshal(c)
+		if _, err := parseRelayConfig(b, "/etc"); err != nil {
+			t.Errorf("admin %v: %v", admin, err)
+		}
 	}
 }

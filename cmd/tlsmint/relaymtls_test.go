@@ -49,7 +49,7 @@ func TestRelayClientAuth(t *testing.T) {
 
 	e := newRelayEnv(t, func(cfg map[string]any) { cfg["client_auth"] = map[string]any{"ca_roots": rootsFile} })
 	r := startRelay(t, e.cfgFile, e.env)
-	runCmd(t, e.env, "relay", "tenant", "add", "web", "--admin", r.admin, "--name", "example.com", "--client-name", "web-client").ok(t)
+	runCmd(t, e.env, "relay", "tenant", "add", "web", "--admin", r.admin, "--name", "example.com", "--client-name", "web-client", "--validation-target", "127.0.0.0/8").ok(t)
 	eab := mintEAB(t, e.env, "web", "--admin", r.admin)
 	ctx := ctxT(t)
 

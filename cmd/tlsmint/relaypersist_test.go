@@ -43,7 +43,7 @@ func TestRelayDNSPersist(t *testing.T) {
 	e.ca.DNS().AddZone("persist.example")
 	r := startRelay(t, e.cfgFile, e.env)
 
-	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example").ok(t)
+	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example", "--validation-target", "127.0.0.0/8").ok(t)
 	eab := mintEAB(t, e.env, "team", "--admin", r.admin)
 	ctx := ctxT(t)
 	c := e.client(t)
@@ -169,7 +169,7 @@ func TestRelayDNSPersistWildcard(t *testing.T) {
 	})
 	e.ca.DNS().AddZone("persist.example")
 	r := startRelay(t, e.cfgFile, e.env)
-	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example", "--wildcards").ok(t)
+	runCmd(t, e.env, "relay", "tenant", "add", "team", "--admin", r.admin, "--name", "persist.example", "--wildcards", "--validation-target", "127.0.0.0/8").ok(t)
 	eab := mintEAB(t, e.env, "team", "--admin", r.admin)
 	ctx := ctxT(t)
 	c := e.client(t)
