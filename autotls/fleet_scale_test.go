@@ -132,7 +132,7 @@ func runFleet(tb testing.TB, dsn string, sc fleetScale) fleetResult {
 	var res fleetResult
 	e := newEnv(tb, testpebble.Options{})
 	prefix := fleetPrefix(tb, dsn)
-	cfg := postgres.Config{DSN: dsn, TablePrefix: prefix, LockPollInterval: 20 * time.Millisecond, MaxConns: 8}
+	cfg := postgres.Config{DSN: withPoolSize(dsn, 8), TablePrefix: prefix, LockPollInterval: 20 * time.Millisecond}
 	stores := [3]*postgres.Storage{openPostgres(tb, cfg)}
 
 	// The stored certificates, signed by a local CA and loaded with COPY.

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // Defaults for the zero fields of [Options].
@@ -41,6 +42,12 @@ type Options struct {
 	// RefreshTimeout bounds one read of Manager.Certificates. Zero means
 	// DefaultRefreshTimeout.
 	RefreshTimeout time.Duration
+
+	// Storage is the storage whose connection pool is reported as
+	// tlsmint_storage_pool_*, read at each scrape, if it implements
+	// [storage.PoolReporter] (storage/postgres does). Nil means the
+	// Manager's Storage.
+	Storage storage.Storage
 }
 
 // A Collector is a [prometheus.Collector] for a Manager's certificates and
@@ -61,8 +68,11 @@ type Collector struct {
 	now    func() time.Time
 	// refusals reads the Manager's refusal counts (nil: none).
 	refusals func() autotls.Refusals
+	// pool reports the storage's connection pool (nil: none).
+	pool storage.PoolReporter
 
-	d descs
+	d  descs
+	pd poolDescs
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -117,6 +127,7 @@ func New(m *autotls.Manager, opts Options) *Collector {
 		refreshTimeout:  opts.RefreshTimeout,
 		now:             time.Now,
 		d:               newDescs(),
+		pd:              newPoolDescs(),
 		refreshSem:      make(chan struct{}, 1),
 		tab:             newTable(nil),
 		pending:         make(map[string]update),
@@ -134,10 +145,15 @@ func New(m *autotls.Manager, opts Options) *Collector {
 	if c.refreshTimeout <= 0 {
 		c.refreshTimeout = DefaultRefreshTimeout
 	}
+	st := opts.Storage
 	if m != nil {
 		c.source = m.Certificates
 		c.refusals = m.Refusals
+		if st == nil {
+			st = m.Storage
+		}
 	}
+	c.pool, _ = st.(storage.PoolReporter)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.initVecs()
 	return c
@@ -146,6 +162,9 @@ func New(m *autotls.Manager, opts Options) *Collector {
 // Describe implements [prometheus.Collector].
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.d.describe(ch)
+	if c.pool != nil {
+		c.pd.describe(ch)
+	}
 	c.requests.Describe(ch)
 	c.requestDuration.Describe(ch)
 	c.issuance.Describe(ch)
@@ -166,6 +185,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectCertificates(ch)
 	c.collectRateLimits(ch)
 	c.collectRefusals(ch)
+	if c.pool != nil {
+		c.pd.collect(ch, c.pool.PoolStats())
+	}
 	if t := c.lastRefresh(); !t.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.d.refreshTime, prometheus.GaugeValue, seconds(t.UnixNano()))
 	}

@@ -311,7 +311,7 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		}
 		tlsConf.ClientCAs, tlsConf.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
-	rt.collector = metrics.New(rt.manager, metrics.Options{})
+	rt.collector = metrics.New(rt.manager, metrics.Options{Storage: store})
 	rt.closers = append(rt.closers, func() { rt.collector.Close() })
 	if rt.manager != nil {
 		rt.manager.ACMEObserver = rt.collector
