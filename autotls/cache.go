@@ -74,11 +74,12 @@ func (e *entry) touch() {
 // comparison of the control word (not a branch per slot: at the tables'
 // load a linear probe's unpredictable length cost as much as the rest of
 // the lookup), and compares their names; it reads one group, the slot
-// it finds and nothing else. Entries, which only writers and the
-// eviction's reference bit need, are kept apart.
+// it finds and nothing else. Entries and the keys' hashes, which only
+// writers and the eviction's reference bit need, are kept apart.
 type shard struct {
 	groups  []group
 	entries []*entry // entries[8*g+k] is the entry of groups[g].slots[k]
+	hashes  []uint64 // and hashes[8*g+k] its key's hash, for copies
 	mask    uint64   // len(groups) - 1
 	n       int
 }
@@ -150,37 +151,36 @@ func (sh *shard) get(h uint64, wild bool, key string) *entry {
 	return nil
 }
 
-// each calls f for every entry, with its key and wildcard flag.
-func (sh *shard) each(f func(key string, wild bool, e *entry)) {
+// each calls f for every entry, with its key's hash, its key and its
+// wildcard flag.
+func (sh *shard) each(f func(h uint64, key string, wild bool, e *entry)) {
 	for g := range sh.groups {
 		gr := &sh.groups[g]
 		for k := range groupSize {
 			if t := uint8(gr.ctrl >> (8 * k)); t != 0 {
-				f(gr.slots[k].name, t&tagWild != 0, sh.entries[g*groupSize+k])
+				i := g*groupSize + k
+				f(sh.hashes[i], gr.slots[k].name, t&tagWild != 0, sh.entries[i])
 			}
 		}
 	}
 }
 
 // shardBuilder fills a new shard of a known size.
-type shardBuilder struct {
-	sh   shard
-	hash func(string) uint64
-}
+type shardBuilder struct{ sh shard }
 
 // newShard returns a builder for a shard of n names, at most seven eighths
 // full, with at least one empty slot.
-func newShard(n int, hash func(string) uint64) shardBuilder {
+func newShard(n int) shardBuilder {
 	groups := 1
 	for groups*groupSize <= n || groups*groupSize*7 < n*8 {
 		groups *= 2
 	}
-	return shardBuilder{shard{groups: make([]group, groups), entries: make([]*entry, groups*groupSize), mask: uint64(groups - 1)}, hash}
+	return shardBuilder{shard{groups: make([]group, groups), entries: make([]*entry, groups*groupSize),
+		hashes: make([]uint64, groups*groupSize), mask: uint64(groups - 1)}}
 }
 
-func (b *shardBuilder) add(key string, wild bool, e *entry) {
+func (b *shardBuilder) add(h uint64, key string, wild bool, e *entry) {
 	sh := &b.sh
-	h := b.hash(key)
 	for g := h & sh.mask; ; g = (g + 1) & sh.mask {
 		gr := &sh.groups[g]
 		if !hasEmpty(gr.ctrl) {
@@ -190,6 +190,7 @@ func (b *shardBuilder) add(key string, wild bool, e *entry) {
 		gr.ctrl |= uint64(tagOf(h, wild)) << (8 * k)
 		gr.slots[k] = slot{name: key, cert: e.cert}
 		sh.entries[int(g)*groupSize+k] = e
+		sh.hashes[int(g)*groupSize+k] = h
 		sh.n++
 		return
 	}
@@ -197,7 +198,7 @@ func (b *shardBuilder) add(key string, wild bool, e *entry) {
 
 // with returns a copy of sh with key mapped to e (nil: removed), and what
 // key was mapped to.
-func (sh *shard) with(h uint64, wild bool, key string, e *entry, hash func(string) uint64) (*shard, *entry) {
+func (sh *shard) with(h uint64, wild bool, key string, e *entry) (*shard, *entry) {
 	old := sh.get(h, wild, key)
 	n := sh.n
 	switch {
@@ -206,24 +207,24 @@ func (sh *shard) with(h uint64, wild bool, key string, e *entry, hash func(strin
 	case old != nil && e == nil:
 		n--
 	}
-	b := newShard(n, hash)
-	sh.each(func(k string, w bool, x *entry) {
+	b := newShard(n)
+	sh.each(func(kh uint64, k string, w bool, x *entry) {
 		if x != old {
-			b.add(k, w, x)
+			b.add(kh, k, w, x)
 		}
 	})
 	if e != nil {
-		b.add(key, wild, e)
+		b.add(h, key, wild, e)
 	}
 	return &b.sh, old
 }
 
 // without returns a copy of sh without the entries in drop.
-func (sh *shard) without(drop map[*entry]bool, hash func(string) uint64) *shard {
-	b := newShard(sh.n-len(drop), hash)
-	sh.each(func(k string, w bool, x *entry) {
+func (sh *shard) without(drop map[*entry]bool) *shard {
+	b := newShard(sh.n - len(drop))
+	sh.each(func(kh uint64, k string, w bool, x *entry) {
 		if !drop[x] {
-			b.add(k, w, x)
+			b.add(kh, k, w, x)
 		}
 	})
 	return &b.sh
@@ -243,7 +244,7 @@ func newView(n int, seed maphash.Seed) *view {
 		shift--
 	}
 	v := &view{seed: seed, shift: shift, shards: make([]atomic.Pointer[shard], n)}
-	empty := newShard(0, v.hash) // one empty group, shared until a shard fills
+	empty := newShard(0) // one empty group, shared until a shard fills
 	for i := range v.shards {
 		v.shards[i].Store(&empty.sh)
 	}
@@ -410,7 +411,7 @@ func (c *cache) refreshSmallLocked() {
 	sm := &smallSet{}
 	v := c.read.Load()
 	for i := range v.shards {
-		v.shards[i].Load().each(func(k string, w bool, e *entry) {
+		v.shards[i].Load().each(func(_ uint64, k string, w bool, e *entry) {
 			sm.slots[sm.n] = smallSlot{key: k, wild: w, cert: e.cert, e: e}
 			sm.n++
 		})
@@ -459,7 +460,7 @@ func (c *cache) replaceLocked(name string, e *entry) (old *entry) {
 	if e == nil && sh.get(h, wild, key) == nil {
 		return nil
 	}
-	ns, old := sh.with(h, wild, key, e, v.hash)
+	ns, old := sh.with(h, wild, key, e)
 	v.shards[i].Store(ns)
 	switch {
 	case old == nil && e != nil:
@@ -519,21 +520,22 @@ func (c *cache) growLocked() {
 	}
 	nv := newView(len(v.shards)*2, v.seed)
 	type item struct {
+		h    uint64
 		key  string
 		wild bool
 		e    *entry
 	}
 	parts := make([][]item, len(nv.shards))
 	for i := range v.shards {
-		v.shards[i].Load().each(func(k string, w bool, e *entry) {
-			p := &parts[nv.index(nv.hash(k))]
-			*p = append(*p, item{k, w, e})
+		v.shards[i].Load().each(func(h uint64, k string, w bool, e *entry) {
+			p := &parts[nv.index(h)]
+			*p = append(*p, item{h, k, w, e})
 		})
 	}
 	for i, p := range parts {
-		b := newShard(len(p), nv.hash)
+		b := newShard(len(p))
 		for _, x := range p {
-			b.add(x.key, x.wild, x.e)
+			b.add(x.h, x.key, x.wild, x.e)
 		}
 		nv.shards[i].Store(&b.sh)
 	}
@@ -562,7 +564,7 @@ func (c *cache) sweepLocked(keep *entry) {
 		// entries in table order let the same slots be evicted again and
 		// again while entries never served stayed.)
 		var drop map[*entry]bool
-		sh.each(func(_ string, _ bool, e *entry) {
+		sh.each(func(_ uint64, _ string, _ bool, e *entry) {
 			if len(drop) < over && evictable(e, keep) {
 				if drop == nil {
 					drop = map[*entry]bool{}
@@ -575,7 +577,7 @@ func (c *cache) sweepLocked(keep *entry) {
 		}
 		c.n -= len(drop)
 		c.evicted.Add(uint64(len(drop)))
-		v.shards[i].Store(sh.without(drop, v.hash))
+		v.shards[i].Store(sh.without(drop))
 	}
 }
 
@@ -598,7 +600,7 @@ func (c *cache) all() []*entry {
 	v := c.read.Load()
 	out := make([]*entry, 0, c.size())
 	for i := range v.shards {
-		v.shards[i].Load().each(func(_ string, _ bool, e *entry) { out = append(out, e) })
+		v.shards[i].Load().each(func(_ uint64, _ string, _ bool, e *entry) { out = append(out, e) })
 	}
 	return out
 }

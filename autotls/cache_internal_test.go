@@ -5,7 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"testing"
 )
 
@@ -25,7 +25,7 @@ func testCacheAgainstMap(t *testing.T, bases int) {
 	var c cache
 	c.init(0)
 	want := map[string]*entry{}
-	r := rand.New(rand.NewPCG(1, 2))
+	r := mrand.New(mrand.NewPCG(1, 2))
 	name := func() string {
 		base := fmt.Sprintf("h%d.example.com", r.IntN(bases))
 		if r.IntN(3) == 0 {
