@@ -77,11 +77,17 @@ func (e *entry) touch() {
 // it finds and nothing else. Entries and the keys' hashes, which only
 // writers and the eviction's reference bit need, are kept apart.
 type shard struct {
-	groups  []group
-	entries []*entry // entries[8*g+k] is the entry of groups[g].slots[k]
-	hashes  []uint64 // and hashes[8*g+k] its key's hash, for copies
-	mask    uint64   // len(groups) - 1
-	n       int
+	groups []group
+	meta   []slotMeta // meta[8*g+k] is about groups[g].slots[k]
+	mask   uint64     // len(groups) - 1
+	n      int
+}
+
+// slotMeta is what writers need of a slot: its entry, and its key's hash
+// for copies of the shard.
+type slotMeta struct {
+	e *entry
+	h uint64
 }
 
 // group is eight slots and their control bytes.
@@ -146,7 +152,7 @@ func (sh *shard) find(h uint64, wild bool, key string) int {
 // get returns the entry of key, whose hash is h, or nil.
 func (sh *shard) get(h uint64, wild bool, key string) *entry {
 	if i := sh.find(h, wild, key); i >= 0 {
-		return sh.entries[i]
+		return sh.meta[i].e
 	}
 	return nil
 }
@@ -158,8 +164,8 @@ func (sh *shard) each(f func(h uint64, key string, wild bool, e *entry)) {
 		gr := &sh.groups[g]
 		for k := range groupSize {
 			if t := uint8(gr.ctrl >> (8 * k)); t != 0 {
-				i := g*groupSize + k
-				f(sh.hashes[i], gr.slots[k].name, t&tagWild != 0, sh.entries[i])
+				x := &sh.meta[g*groupSize+k]
+				f(x.h, gr.slots[k].name, t&tagWild != 0, x.e)
 			}
 		}
 	}
@@ -175,8 +181,7 @@ func newShard(n int) shardBuilder {
 	for groups*groupSize <= n || groups*groupSize*7 < n*8 {
 		groups *= 2
 	}
-	return shardBuilder{shard{groups: make([]group, groups), entries: make([]*entry, groups*groupSize),
-		hashes: make([]uint64, groups*groupSize), mask: uint64(groups - 1)}}
+	return shardBuilder{shard{groups: make([]group, groups), meta: make([]slotMeta, groups*groupSize), mask: uint64(groups - 1)}}
 }
 
 func (b *shardBuilder) add(h uint64, key string, wild bool, e *entry) {
@@ -189,8 +194,7 @@ func (b *shardBuilder) add(h uint64, key string, wild bool, e *entry) {
 		k := bits.TrailingZeros64(^gr.ctrl&ctrlMSB) >> 3
 		gr.ctrl |= uint64(tagOf(h, wild)) << (8 * k)
 		gr.slots[k] = slot{name: key, cert: e.cert}
-		sh.entries[int(g)*groupSize+k] = e
-		sh.hashes[int(g)*groupSize+k] = h
+		sh.meta[int(g)*groupSize+k] = slotMeta{e: e, h: h}
 		sh.n++
 		return
 	}
@@ -331,7 +335,7 @@ func (c *cache) lookupExact(host string) *tls.Certificate {
 			k := bits.TrailingZeros64(m) >> 3 & (groupSize - 1)
 			if s := &gr.slots[k]; uint8(gr.ctrl>>(8*k)) == tag && s.name == host {
 				if c.capacity > 0 {
-					sh.entries[int(g)*groupSize+k].touch() // only eviction reads the bit
+					sh.meta[int(g)*groupSize+k].e.touch() // only eviction reads the bit
 				}
 				return s.cert
 			}
@@ -361,7 +365,7 @@ func (c *cache) lookupWild(host string) *tls.Certificate {
 		return nil
 	}
 	if c.capacity > 0 {
-		sh.entries[j].touch()
+		sh.meta[j].e.touch()
 	}
 	return sh.groups[j/groupSize].slots[j%groupSize].cert
 }
