@@ -101,9 +101,11 @@
 // window that ends when a third of the lifetime is left (half, for
 // certificates of ten days or less), or, when the CA offers ACME Renewal
 // Information (RFC 9773), of the CA's suggested window — never later than
-// when a tenth of the lifetime is left. ARI is fetched after issuance, when
-// a certificate without stored renewal information is loaded, and again at
-// the CA's Retry-After (between a minute and a day); it is stored with the
+// when a tenth of the lifetime is left. ARI is fetched after issuance; for
+// a certificate without stored renewal information that a handshake
+// loads, at a random point of the first six hours (within a minute when a
+// step reloads one); and again at the CA's Retry-After (between a minute
+// and a day); it is stored with the
 // certificate, so a restart and every node of a fleet reuse it. A window
 // in the past (a revocation, a CA incident) renews at once, with
 // "replaces" naming the old certificate when the same account obtained it;
