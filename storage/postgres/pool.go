@@ -41,14 +41,16 @@ func (s *Storage) with(ctx context.Context, retry retryable, f func(c *pgx.Conn)
 		}
 		c := pc.Conn()
 		err = f(c)
-		broken := err != nil && c.IsClosed()
+		// A call cancelled under way closes its connection too; that one
+		// says nothing about the others.
+		broken := err != nil && c.IsClosed() && ctx.Err() == nil
 		pc.Release() // destroys a closed connection
 		if !broken {
 			return err
 		}
 		s.broken.Add(1)
 		s.pool.Reset()
-		if attempt > 0 || ctx.Err() != nil || (retry == once && !pgconn.SafeToRetry(err)) {
+		if attempt > 0 || (retry == once && !pgconn.SafeToRetry(err)) {
 			return err
 		}
 		s.log.Debug("postgres: connection broken; running the call again on a new one", "error", err)

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tlsmint/tlsmint/internal/tcpproxy"
@@ -252,3 +254,44 @@ func TestFailover(t *testing.T) {
 }
 
 var errNotExist = fs.ErrNotExist
+
+// TestCancelledCallKeepsThePool: a call whose context ends while it waits
+// on the server (here for a table lock another session holds) closes its
+// own connection only: it is not counted as broken and the idle
+// connections stay.
+func TestCancelledCallKeepsThePool(t *testing.T) {
+	dsn := testDSN(t)
+	prefix := testPrefix(t, dsn)
+	s := open(t, fastConfig(withParam(dsn, "pool_max_conns=4"), prefix))
+	ctx := t.Context()
+	if err := s.Store(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	warm(t, s, 4)
+	idle := s.PoolStats().IdleConns
+	locker, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.Background())
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{prefix + "values"}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Load(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Load behind a table lock: %v, want the deadline", err)
+	}
+	st := s.PoolStats()
+	if st.BrokenConns != 0 {
+		t.Errorf("BrokenConns = %d after a cancelled call, want 0", st.BrokenConns)
+	}
+	if st.IdleConns < idle-1 {
+		t.Errorf("%d idle connections after a cancelled call, want at least %d: the pool was reset", st.IdleConns, idle-1)
+	}
+}
