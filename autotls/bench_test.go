@@ -8,15 +8,19 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -130,6 +134,12 @@ type pemPair struct{ chain, key []byte }
 // and returns the names and their PEM chains and keys.
 func storeN(b testing.TB, f *fixture, n int) (storage.Storage, []string, []pemPair) {
 	b.Helper()
+	return storeNFor(b, f, n, benchDirectory)
+}
+
+// storeNFor is storeN for the CA whose directory is dir.
+func storeNFor(b testing.TB, f *fixture, n int, dir string) (storage.Storage, []string, []pemPair) {
+	b.Helper()
 	store := storage.NewMemory()
 	names := benchNames(n)
 	pairs := make([]pemPair, n)
@@ -139,7 +149,7 @@ func storeN(b testing.TB, f *fixture, n int) (storage.Storage, []string, []pemPa
 			b.Fatal(err)
 		}
 		pairs[i] = pemPair{f.chainPEM(b, name, int64(i+2), time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), key), keyPEM(b, key)}
-		if err := autotls.StoreForTest(context.Background(), store, benchDirectory, name, pairs[i].chain, key); err != nil {
+		if err := autotls.StoreForTest(context.Background(), store, dir, name, pairs[i].chain, key); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -269,6 +279,118 @@ func BenchmarkHandshake(b *testing.B) {
 	}
 }
 
+// BenchmarkHandshakeCached is a full TLS 1.3 handshake over loopback TCP
+// for each of 10,000 cached names in turn, through a Manager started just
+// before (so its start-up's background work, if any, runs beside the
+// handshakes) that has served every name once, against a GetCertificate
+// that reads a bare map of the same certificates. The Manager's CA is the
+// in-process Pebble, which offers renewal information (ARI), so what the
+// Manager asks the CA about the certificates it loaded runs too. B/op and
+// allocs/op count every goroutine's allocations, the Manager's background
+// included; ari-requests/op is the renewalInfo requests the CA saw.
+func BenchmarkHandshakeCached(b *testing.B) {
+	f := newFixture(b)
+	const n = 10000
+	ca, err := testpebble.New(testpebble.Options{Wrap: ariWindow(60 * 24 * time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ca.Close()
+	store, names, pairs := storeNFor(b, f, n, ca.DirectoryURL())
+	bare := make(map[string]*tls.Certificate, n)
+	for i, name := range names {
+		c, err := tls.X509KeyPair(pairs[i].chain, pairs[i].key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bare[name] = &c
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(f.root)
+	for _, tc := range []struct {
+		name  string
+		setup func() (*tls.Config, func())
+	}{
+		{"impl=map", func() (*tls.Config, func()) {
+			return &tls.Config{
+				GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return bare[h.ServerName], nil },
+				NextProtos:     []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12,
+			}, func() {}
+		}},
+		{"impl=manager", func() (*tls.Config, func()) {
+			m := benchManager(store, names)
+			m.DirectoryURL, m.HTTPClient = ca.DirectoryURL(), ca.HTTPClient()
+			cfg := m.TLSConfig()
+			for _, name := range names {
+				if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return cfg, func() { m.Close() }
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg, done := tc.setup()
+			defer done()
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			go serveHandshakes(ln)
+			client := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+			b.ReportAllocs()
+			ari := ca.Requests("renewalInfo")
+			i := 0
+			for b.Loop() {
+				client.ServerName = names[i]
+				c, err := tls.Dial("tcp", ln.Addr().String(), client)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+				if i++; i == n {
+					i = 0
+				}
+			}
+			b.ReportMetric(float64(ca.Requests("renewalInfo")-ari)/float64(b.N), "ari-requests/op")
+		})
+	}
+}
+
+// ariWindow answers every renewalInfo request (whatever the certificate:
+// the benchmarks' are not Pebble's) with a window starting in from now and
+// a Retry-After of six hours.
+func ariWindow(in time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, "renewalInfo/") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			start := time.Now().UTC().Add(in)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "21600")
+			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": start.Add(24 * time.Hour)}})
+		})
+	}
+}
+
+// serveHandshakes completes a handshake on each connection accepted and
+// closes it.
+func serveHandshakes(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.(*tls.Conn).Handshake()
+		}()
+	}
+}
+
 func keyPEM(b testing.TB, k *ecdsa.PrivateKey) []byte {
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
@@ -321,7 +443,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 // and parsing them into a map.
 func BenchmarkStartup(b *testing.B) {
 	f := newFixture(b)
-	for _, n := range []int{0, 10000} {
+	for _, n := range []int{0, 1000, 10000} {
 		store, names, pairs := storeN(b, f, max(n, 1))
 		b.Run(fmt.Sprintf("stored=%d/first-handshake", n), func(b *testing.B) {
 			for b.Loop() {

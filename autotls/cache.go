@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"hash/maphash"
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,118 +67,174 @@ func (e *entry) touch() {
 	}
 }
 
-// shard is one immutable part of the read view: exact hosts and IPs, and
-// wildcards under their base domain ("*.example.com" under "example.com"),
-// each an open-addressing table keyed by the name's hash, so that a
-// lookup hashes the name once (for the shard and the slot together).
+// shard is one immutable part of the read view: a table of exact hosts
+// and IPs and of wildcards (a wildcard "*.example.com" under its base
+// domain "example.com"), in groups of eight slots probed one group after
+// the other. Each group has a control word of eight bytes, one per slot:
+// zero when the slot is empty, else a tag of seven bits of the key's hash
+// with the wildcard flag. A lookup hashes the name once, for the shard,
+// the group and the tag together, finds the slots whose tag matches in one
+// comparison of the control word (not a branch per slot: at the tables'
+// load a linear probe's unpredictable length cost as much as the rest of
+// the lookup), and compares their names; it reads one group, the slot
+// it finds and nothing else. Entries and the keys' hashes, which only
+// writers and the eviction's reference bit need, are kept apart.
 type shard struct {
-	exact, wild table
+	groups []group
+	meta   []slotMeta // meta[8*g+k] is about groups[g].slots[k]
+	mask   uint64     // len(groups) - 1
+	n      int
 }
 
-// table is an immutable open-addressing hash table with linear probing,
-// at most three quarters full.
-type table struct {
-	slots []slot
-	mask  uint64
-	n     int
+// slotMeta is what writers need of a slot: its entry, and its key's hash
+// for copies of the shard.
+type slotMeta struct {
+	e *entry
+	h uint64
 }
 
-// slot is one name of a table; an empty slot has a nil e. cert is e.cert,
-// so that a hit reads no more than the slot.
+// group is eight slots and their control bytes.
+type group struct {
+	ctrl  uint64
+	slots [groupSize]slot
+}
+
+// slot is one name of a group.
 type slot struct {
-	h    uint64
-	name string
-	e    *entry
+	name string // the key: the name, or a wildcard's base domain
 	cert *tls.Certificate
 }
 
-// find returns the slot of name, whose hash is h, or nil.
-func (t *table) find(h uint64, name string) *slot {
-	if t.n == 0 {
-		return nil
+const (
+	groupSize = 8
+	ctrlLSB   = 0x0101010101010101
+	ctrlMSB   = 0x8080808080808080
+	tagUsed   = 0x80 // set in every occupied slot's control byte
+	tagWild   = 0x40 // set for a wildcard
+)
+
+// tagOf is the control byte of a key whose hash is h: bits of h that
+// choose neither the shard (the top ones) nor the group (the low ones).
+func tagOf(h uint64, wild bool) uint8 {
+	t := tagUsed | uint8(h>>32)&0x3f
+	if wild {
+		t |= tagWild
 	}
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		s := &t.slots[i]
-		if s.e == nil {
-			return nil
+	return t
+}
+
+// match returns a mask of the bytes of ctrl equal to tag, as their high
+// bits; it may also mark a byte that is not (which a comparison of the
+// names rules out), never miss one that is.
+func match(ctrl uint64, tag uint8) uint64 {
+	x := ctrl ^ (ctrlLSB * uint64(tag))
+	return (x - ctrlLSB) &^ x & ctrlMSB
+}
+
+// hasEmpty reports whether a control word has an empty slot, after which
+// a probe stops. It is exact: every used byte has tagUsed set.
+func hasEmpty(ctrl uint64) bool { return ^ctrl&ctrlMSB != 0 }
+
+// find returns the index (8*group+slot) of key, whose hash is h, or -1.
+func (sh *shard) find(h uint64, wild bool, key string) int {
+	tag := tagOf(h, wild)
+	for g := h & sh.mask; ; g = (g + 1) & sh.mask {
+		gr := &sh.groups[g]
+		for m := match(gr.ctrl, tag); m != 0; m &= m - 1 {
+			k := bits.TrailingZeros64(m) >> 3 & (groupSize - 1)
+			if uint8(gr.ctrl>>(8*k)) == tag && gr.slots[k].name == key {
+				return int(g)*groupSize + k
+			}
 		}
-		if s.h == h && s.name == name {
-			return s
+		if hasEmpty(gr.ctrl) {
+			return -1
 		}
 	}
 }
 
-// get returns the entry of name, whose hash is h, or nil.
-func (t *table) get(h uint64, name string) *entry {
-	if s := t.find(h, name); s != nil {
-		return s.e
+// get returns the entry of key, whose hash is h, or nil.
+func (sh *shard) get(h uint64, wild bool, key string) *entry {
+	if i := sh.find(h, wild, key); i >= 0 {
+		return sh.meta[i].e
 	}
 	return nil
 }
 
-// each calls f for every entry.
-func (t *table) each(f func(name string, h uint64, e *entry)) {
-	for i := range t.slots {
-		if s := &t.slots[i]; s.e != nil {
-			f(s.name, s.h, s.e)
+// each calls f for every entry, with its key's hash, its key and its
+// wildcard flag.
+func (sh *shard) each(f func(h uint64, key string, wild bool, e *entry)) {
+	for g := range sh.groups {
+		gr := &sh.groups[g]
+		for k := range groupSize {
+			if t := uint8(gr.ctrl >> (8 * k)); t != 0 {
+				x := &sh.meta[g*groupSize+k]
+				f(x.h, gr.slots[k].name, t&tagWild != 0, x.e)
+			}
 		}
 	}
 }
 
-// tableBuilder fills a new table of a known size.
-type tableBuilder struct{ t table }
+// shardBuilder fills a new shard of a known size.
+type shardBuilder struct{ sh shard }
 
-func newTable(n int) tableBuilder {
-	size := 8
-	for size*3 < n*4 {
-		size *= 2
+// newShard returns a builder for a shard of n names, at most seven eighths
+// full, with at least one empty slot.
+func newShard(n int) shardBuilder {
+	groups := 1
+	for groups*groupSize <= n || groups*groupSize*7 < n*8 {
+		groups *= 2
 	}
-	return tableBuilder{table{slots: make([]slot, size), mask: uint64(size - 1)}}
+	return shardBuilder{shard{groups: make([]group, groups), meta: make([]slotMeta, groups*groupSize), mask: uint64(groups - 1)}}
 }
 
-func (b *tableBuilder) add(h uint64, name string, e *entry) {
-	t := &b.t
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		if t.slots[i].e == nil {
-			t.slots[i] = slot{h: h, name: name, e: e, cert: e.cert}
-			t.n++
-			return
+func (b *shardBuilder) add(h uint64, key string, wild bool, e *entry) {
+	sh := &b.sh
+	for g := h & sh.mask; ; g = (g + 1) & sh.mask {
+		gr := &sh.groups[g]
+		if !hasEmpty(gr.ctrl) {
+			continue
 		}
+		k := bits.TrailingZeros64(^gr.ctrl&ctrlMSB) >> 3
+		gr.ctrl |= uint64(tagOf(h, wild)) << (8 * k)
+		gr.slots[k] = slot{name: key, cert: e.cert}
+		sh.meta[int(g)*groupSize+k] = slotMeta{e: e, h: h}
+		sh.n++
+		return
 	}
 }
 
-// with returns a copy of t with name mapped to e (nil: removed), and what
-// name was mapped to.
-func (t *table) with(h uint64, name string, e *entry) (table, *entry) {
-	old := t.get(h, name)
-	n := t.n
+// with returns a copy of sh with key mapped to e (nil: removed), and what
+// key was mapped to.
+func (sh *shard) with(h uint64, wild bool, key string, e *entry) (*shard, *entry) {
+	old := sh.get(h, wild, key)
+	n := sh.n
 	switch {
 	case old == nil && e != nil:
 		n++
 	case old != nil && e == nil:
 		n--
 	}
-	b := newTable(n)
-	t.each(func(k string, kh uint64, x *entry) {
-		if k != name {
-			b.add(kh, k, x)
+	b := newShard(n)
+	sh.each(func(kh uint64, k string, w bool, x *entry) {
+		if x != old {
+			b.add(kh, k, w, x)
 		}
 	})
 	if e != nil {
-		b.add(h, name, e)
+		b.add(h, key, wild, e)
 	}
-	return b.t, old
+	return &b.sh, old
 }
 
-// without returns a copy of t without the names in drop.
-func (t *table) without(drop map[string]bool) table {
-	b := newTable(t.n - len(drop))
-	t.each(func(k string, kh uint64, x *entry) {
-		if !drop[k] {
-			b.add(kh, k, x)
+// without returns a copy of sh without the entries in drop.
+func (sh *shard) without(drop map[*entry]bool) *shard {
+	b := newShard(sh.n - len(drop))
+	sh.each(func(kh uint64, k string, w bool, x *entry) {
+		if !drop[x] {
+			b.add(kh, k, w, x)
 		}
 	})
-	return b.t
+	return &b.sh
 }
 
 // view is the set of shards; a name's shard is chosen by the top bits of
@@ -194,13 +251,14 @@ func newView(n int, seed maphash.Seed) *view {
 		shift--
 	}
 	v := &view{seed: seed, shift: shift, shards: make([]atomic.Pointer[shard], n)}
+	empty := newShard(0) // one empty group, shared until a shard fills
 	for i := range v.shards {
-		v.shards[i].Store(&shard{})
+		v.shards[i].Store(&empty.sh)
 	}
 	return v
 }
 
-func (v *view) hash(key string) uint64 { return maphash.String(v.seed, key) }
+func (v *view) hash(key string) uint64 { return maphash.Comparable(v.seed, key) }
 
 func (v *view) index(h uint64) int { return int(h >> v.shift) }
 
@@ -215,12 +273,15 @@ const (
 // cache maps names to certificates.
 //
 // The hot path hashes the name once, loads the view and the name's shard
-// through atomic pointers and probes the shard's table: no lock, no
-// allocation. Shards are immutable: an update (a new certificate, a
-// renewal, an eviction) copies the one shard it touches, of a few dozen
-// entries on average, and publishes it, so its cost does not grow with
-// the number of names; when the shards grow too full the view doubles them
-// (a rebuild of every shard, amortised O(1) per name). Writers hold mu.
+// through atomic pointers and probes the shard's table (with at most
+// smallMax names cached, it compares the name with each instead): no
+// lock, no allocation, no write to shared memory (with a capacity, a hit
+// sets its entry's reference bit only when it is clear). Shards are immutable: an
+// update (a new certificate, a renewal, an eviction) copies the one shard
+// it touches, of a few dozen entries on average, and publishes it, so its
+// cost does not grow with the number of names; when the shards grow too
+// full the view doubles them (a rebuild of every shard, amortised O(1)
+// per name). Writers hold mu.
 //
 // With a capacity, the cache evicts certificates that have not served a
 // handshake for a while (CLOCK: each hit sets the entry's reference bit;
@@ -229,13 +290,22 @@ const (
 // evicted certificate stays in storage and in the renewal schedule, and is
 // loaded again on its next handshake or when its renewal comes due.
 type cache struct {
-	read atomic.Pointer[view]
+	// The hot path reads read and capacity; the writers' fields are kept
+	// off their cache line, so that a write (a put during the start-up's
+	// loads, an eviction) does not evict that line from the cores serving
+	// handshakes.
+	_     [64]byte
+	read  atomic.Pointer[view]
+	small atomic.Pointer[smallSet] // every entry while there are few; else nil
+	// capacity is the most entries kept; 0 means no limit (set by init
+	// only).
+	capacity int
+	_        [64]byte
 
-	mu       sync.Mutex
-	n        int // entries in the view
-	capacity int // most entries kept; 0 means no limit (set by init only)
-	hand     int // the next shard the sweep visits
-	evicted  atomic.Uint64
+	mu      sync.Mutex
+	n       int // entries in the view
+	hand    int // the next shard the sweep visits
+	evicted atomic.Uint64
 }
 
 func (c *cache) init(capacity int) {
@@ -253,37 +323,107 @@ func (c *cache) lookupFast(host string) *tls.Certificate {
 	return c.lookupWild(host)
 }
 
-// lookupExact is lookupFast's exact part, small enough to be inlined into
-// GetCertificate.
+// lookupExact is lookupFast's exact part.
 func (c *cache) lookupExact(host string) *tls.Certificate {
+	if sm := c.small.Load(); sm != nil {
+		return c.lookupSmall(sm, host, false)
+	}
 	v := c.read.Load()
 	h := v.hash(host)
-	if s := v.shards[v.index(h)].Load().exact.find(h, host); s != nil {
-		if c.capacity > 0 {
-			s.e.touch() // only eviction reads the bit
+	sh := v.shards[h>>v.shift].Load()
+	tag := tagOf(h, false)
+	for g := h & sh.mask; ; g = (g + 1) & sh.mask {
+		gr := &sh.groups[g]
+		for m := match(gr.ctrl, tag); m != 0; m &= m - 1 {
+			k := bits.TrailingZeros64(m) >> 3 & (groupSize - 1)
+			if s := &gr.slots[k]; uint8(gr.ctrl>>(8*k)) == tag && s.name == host {
+				if c.capacity > 0 {
+					sh.meta[int(g)*groupSize+k].e.touch() // only eviction reads the bit
+				}
+				return s.cert
+			}
 		}
-		return s.cert
+		if hasEmpty(gr.ctrl) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // lookupWild is lookupFast's wildcard part: the certificate of the
 // wildcard one label up.
 func (c *cache) lookupWild(host string) *tls.Certificate {
-	v := c.read.Load()
 	i := strings.IndexByte(host, '.')
 	if i <= 0 || !isLabel(host[:i]) {
 		return nil
 	}
 	base := host[i+1:]
+	if sm := c.small.Load(); sm != nil {
+		return c.lookupSmall(sm, base, true)
+	}
+	v := c.read.Load()
 	h := v.hash(base)
-	if s := v.shards[v.index(h)].Load().wild.find(h, base); s != nil {
-		if c.capacity > 0 {
-			s.e.touch()
+	sh := v.shards[h>>v.shift].Load()
+	j := sh.find(h, true, base)
+	if j < 0 {
+		return nil
+	}
+	if c.capacity > 0 {
+		sh.meta[j].e.touch()
+	}
+	return sh.groups[j/groupSize].slots[j%groupSize].cert
+}
+
+// smallMax is the most entries a cache looks up without hashing: as Go's
+// maps do for up to eight keys, a server with a few names (the common
+// case) compares the server name with each, its length first, which costs
+// less than hashing it.
+const smallMax = 8
+
+// smallSet is every entry of a cache that holds at most smallMax: a copy
+// of the view, replaced with it.
+type smallSet struct {
+	n     int
+	slots [smallMax]smallSlot
+}
+
+type smallSlot struct {
+	key  string
+	wild bool
+	cert *tls.Certificate
+	e    *entry
+}
+
+// lookupSmall looks key up in sm.
+func (c *cache) lookupSmall(sm *smallSet, key string, wild bool) *tls.Certificate {
+	for i := range sm.slots[:sm.n] {
+		if s := &sm.slots[i]; s.wild == wild && s.key == key {
+			if c.capacity > 0 {
+				s.e.touch()
+			}
+			return s.cert
 		}
-		return s.cert
 	}
 	return nil
+}
+
+// refreshSmallLocked publishes the small set of the view's entries, or
+// none if they are too many. mu is held.
+func (c *cache) refreshSmallLocked() {
+	if c.n > smallMax {
+		if c.small.Load() != nil {
+			c.small.Store(nil)
+		}
+		return
+	}
+	sm := &smallSet{}
+	v := c.read.Load()
+	for i := range v.shards {
+		v.shards[i].Load().each(func(_ uint64, k string, w bool, e *entry) {
+			sm.slots[sm.n] = smallSlot{key: k, wild: w, cert: e.cert, e: e}
+			sm.n++
+		})
+	}
+	c.small.Store(sm)
 }
 
 // isLabel reports whether s is a lower-case LDH label.
@@ -313,11 +453,7 @@ func (c *cache) get(name string) *entry {
 	key, wild := split(name)
 	v := c.read.Load()
 	h := v.hash(key)
-	sh := v.shards[v.index(h)].Load()
-	if wild {
-		return sh.wild.get(h, key)
-	}
-	return sh.exact.get(h, key)
+	return v.shards[v.index(h)].Load().get(h, wild, key)
 }
 
 // replaceLocked publishes the shard of name with name mapped to e (nil:
@@ -328,20 +464,10 @@ func (c *cache) replaceLocked(name string, e *entry) (old *entry) {
 	h := v.hash(key)
 	i := v.index(h)
 	sh := v.shards[i].Load()
-	t := &sh.exact
-	if wild {
-		t = &sh.wild
-	}
-	if e == nil && t.get(h, key) == nil {
+	if e == nil && sh.get(h, wild, key) == nil {
 		return nil
 	}
-	nt, old := t.with(h, key, e)
-	ns := &shard{exact: sh.exact, wild: sh.wild}
-	if wild {
-		ns.wild = nt
-	} else {
-		ns.exact = nt
-	}
+	ns, old := sh.with(h, wild, key, e)
 	v.shards[i].Store(ns)
 	switch {
 	case old == nil && e != nil:
@@ -361,6 +487,7 @@ func (c *cache) put(e *entry) {
 	c.replaceLocked(e.name, e)
 	c.growLocked()
 	c.sweepLocked(e)
+	c.refreshSmallLocked()
 }
 
 // swap replaces old by e if old is still the entry for its name, and
@@ -376,6 +503,7 @@ func (c *cache) swap(old, e *entry) bool {
 	}
 	atomic.StoreUint32(&e.ref, atomic.LoadUint32(&old.ref))
 	c.replaceLocked(e.name, e)
+	c.refreshSmallLocked()
 	return true
 }
 
@@ -385,6 +513,7 @@ func (c *cache) remove(e *entry) {
 	defer c.mu.Unlock()
 	if c.get(e.name) == e {
 		c.replaceLocked(e.name, nil)
+		c.refreshSmallLocked()
 	}
 }
 
@@ -397,28 +526,25 @@ func (c *cache) growLocked() {
 		return
 	}
 	nv := newView(len(v.shards)*2, v.seed)
-	type part struct{ exact, wild []slot }
-	parts := make([]part, len(nv.shards))
+	type item struct {
+		h    uint64
+		key  string
+		wild bool
+		e    *entry
+	}
+	parts := make([][]item, len(nv.shards))
 	for i := range v.shards {
-		sh := v.shards[i].Load()
-		sh.exact.each(func(k string, h uint64, e *entry) {
+		v.shards[i].Load().each(func(h uint64, k string, w bool, e *entry) {
 			p := &parts[nv.index(h)]
-			p.exact = append(p.exact, slot{h: h, name: k, e: e})
-		})
-		sh.wild.each(func(k string, h uint64, e *entry) {
-			p := &parts[nv.index(h)]
-			p.wild = append(p.wild, slot{h: h, name: k, e: e})
+			*p = append(*p, item{h, k, w, e})
 		})
 	}
 	for i, p := range parts {
-		ex, wi := newTable(len(p.exact)), newTable(len(p.wild))
-		for _, s := range p.exact {
-			ex.add(s.h, s.name, s.e)
+		b := newShard(len(p))
+		for _, x := range p {
+			b.add(x.h, x.key, x.wild, x.e)
 		}
-		for _, s := range p.wild {
-			wi.add(s.h, s.name, s.e)
-		}
-		nv.shards[i].Store(&shard{exact: ex.t, wild: wi.t})
+		nv.shards[i].Store(&b.sh)
 	}
 	c.read.Store(nv)
 	c.hand = 0
@@ -444,35 +570,21 @@ func (c *cache) sweepLocked(keep *entry) {
 		// every bit of the shard while evicting its first unmarked
 		// entries in table order let the same slots be evicted again and
 		// again while entries never served stayed.)
-		pick := func(t *table) map[string]bool {
-			var drop map[string]bool
-			t.each(func(k string, _ uint64, e *entry) {
-				if len(drop) < over && evictable(e, keep) {
-					if drop == nil {
-						drop = map[string]bool{}
-					}
-					drop[k] = true
+		var drop map[*entry]bool
+		sh.each(func(_ uint64, _ string, _ bool, e *entry) {
+			if len(drop) < over && evictable(e, keep) {
+				if drop == nil {
+					drop = map[*entry]bool{}
 				}
-			})
-			over -= len(drop)
-			return drop
-		}
-		dropExact := pick(&sh.exact)
-		dropWild := pick(&sh.wild)
-		if len(dropExact)+len(dropWild) == 0 {
+				drop[e] = true
+			}
+		})
+		if len(drop) == 0 {
 			continue
 		}
-		ns := &shard{exact: sh.exact, wild: sh.wild}
-		if len(dropExact) > 0 {
-			ns.exact = sh.exact.without(dropExact)
-		}
-		if len(dropWild) > 0 {
-			ns.wild = sh.wild.without(dropWild)
-		}
-		n := len(dropExact) + len(dropWild)
-		c.n -= n
-		c.evicted.Add(uint64(n))
-		v.shards[i].Store(ns)
+		c.n -= len(drop)
+		c.evicted.Add(uint64(len(drop)))
+		v.shards[i].Store(sh.without(drop))
 	}
 }
 
@@ -495,10 +607,7 @@ func (c *cache) all() []*entry {
 	v := c.read.Load()
 	out := make([]*entry, 0, c.size())
 	for i := range v.shards {
-		sh := v.shards[i].Load()
-		add := func(_ string, _ uint64, e *entry) { out = append(out, e) }
-		sh.exact.each(add)
-		sh.wild.each(add)
+		v.shards[i].Load().each(func(_ uint64, _ string, _ bool, e *entry) { out = append(out, e) })
 	}
 	return out
 }

@@ -104,9 +104,10 @@
 // when a tenth of the lifetime is left. ARI is first fetched at a random
 // point of the six hours after issuance (so that an issuance costs the
 // seven requests the protocol needs, and a revocation is still noticed
-// within hours), when a certificate without stored renewal information is
-// loaded, and again at
-// the CA's Retry-After (between a minute and a day); it is stored with the
+// within hours); for a certificate without stored renewal information that
+// a handshake loads, at a random point of the first six hours too (within
+// a minute when a step reloads one); and again at the CA's Retry-After
+// (between a minute and a day); it is stored with the
 // certificate, so a restart and every node of a fleet reuse it. A window
 // in the past (a revocation, a CA incident) renews at once, with
 // "replaces" naming the old certificate when the same account obtained it;

@@ -424,6 +424,19 @@ func fleetPrefix(t testing.TB, dsn string) string {
 	return prefix
 }
 
+// withPoolSize returns dsn with pool_max_conns set to n, in the URL or the
+// key=value form.
+func withPoolSize(dsn string, n int) string {
+	param := fmt.Sprintf("pool_max_conns=%d", n)
+	switch {
+	case !strings.Contains(dsn, "://"):
+		return dsn + " " + param
+	case strings.Contains(dsn, "?"):
+		return dsn + "&" + param
+	}
+	return dsn + "?" + param
+}
+
 // openPostgres opens one node's connection to the shared store.
 func openPostgres(t testing.TB, cfg postgres.Config) *postgres.Storage {
 	t.Helper()
@@ -453,7 +466,7 @@ func TestFleetPostgresFiftyNames(t *testing.T) {
 	managers := make([]*autotls.Manager, nodes)
 	logs := make([]*eventLog, nodes)
 	for i := range managers {
-		store := openPostgres(t, postgres.Config{DSN: dsn, TablePrefix: prefix, LockPollInterval: 20 * time.Millisecond, MaxConns: 8})
+		store := openPostgres(t, postgres.Config{DSN: withPoolSize(dsn, 8), TablePrefix: prefix, LockPollInterval: 20 * time.Millisecond})
 		logs[i] = newEventLog()
 		managers[i] = e.manager(t, store, func(m *autotls.Manager) {
 			m.MaxBackgroundOrders = 8

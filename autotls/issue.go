@@ -71,6 +71,14 @@ func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, 
 	switch {
 	case err == nil:
 		if m.fresh(e, current, renew) {
+			if current == nil && (e.ari == nil || e.ari.NextPoll.IsZero()) {
+				// Loaded for a handshake (or a first Manage): its first
+				// ARI poll at a random point of the first hours, as the
+				// names planned from the index get, so that the polls of
+				// a start-up's loads do not run beside its handshakes
+				// (BenchmarkHandshakeCached).
+				e.ariPoll, _ = m.firstARILook(e.iss)
+			}
 			m.install(e, EventLoaded)
 			return e.cert, nil
 		}
@@ -319,17 +327,18 @@ func (m *Manager) install(e *entry, typ EventType) {
 			// hours (its window lies far ahead, and the issuance costs
 			// no request more than the protocol needs, while a
 			// revocation is still noticed within hours); for one loaded
-			// from storage, at a random point of the next minute, so
-			// that loading many (a start-up, a burst of handshakes)
-			// neither sends the CA a herd nor wakes the schedule for
-			// each.
-			spread := st.ariFirstSpread
-			if typ == EventLoaded {
-				spread = ariLoadSpread
-			}
-			e.ariPoll = m.now()
-			if spread > 0 {
-				e.ariPoll = e.ariPoll.Add(time.Duration(rand.Int64N(int64(spread))))
+			// from storage, when the loader planned none (fromStorage
+			// plans the first hours), at a random point of the next
+			// minute, so that loading many neither sends the CA a herd
+			// nor wakes the schedule for each.
+			switch {
+			case typ != EventLoaded:
+				e.ariPoll = m.now()
+				if st.ariFirstSpread > 0 {
+					e.ariPoll = e.ariPoll.Add(time.Duration(rand.Int64N(int64(st.ariFirstSpread))))
+				}
+			case e.ariPoll.IsZero(): // else planned by the loader
+				e.ariPoll = m.now().Add(time.Duration(rand.Int64N(int64(ariLoadSpread))))
 			}
 		}
 	} else {

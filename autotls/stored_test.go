@@ -58,8 +58,9 @@ func TestStoredFormatMigration(t *testing.T) {
 	if !bytes.Equal(got.Leaf.Raw, first.Leaf.Raw) || len(got.Certificate) != len(first.Certificate) {
 		t.Fatalf("served another certificate than the one stored in format 1")
 	}
-	// The first ARI poll of a loaded certificate is within a minute.
-	offset.Store(int64(2 * time.Minute))
+	// The first ARI poll of a certificate loaded for a handshake is within
+	// the first hours (defaultARIPoll, six).
+	offset.Store(int64(6*time.Hour + 2*time.Minute))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		autotls.RunDueForTest(b, time.Now().Add(time.Duration(offset.Load())))

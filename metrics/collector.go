@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/storage"
 )
 
 // Defaults for the zero fields of [Options].
@@ -59,6 +60,12 @@ type Options struct {
 	// certificates no Manager holds, such as a server's own certificate
 	// files (tlsmint relay with tls.cert_file). Nil means the Manager's.
 	Certificates func(context.Context) ([]autotls.CertificateInfo, error)
+
+	// Storage is the storage whose connection pool is reported as
+	// tlsmint_storage_pool_*, read at each scrape, if it implements
+	// [storage.PoolReporter] (storage/postgres does). Nil means the
+	// Manager's Storage.
+	Storage storage.Storage
 }
 
 // A Collector is a [prometheus.Collector] for a Manager's certificates and
@@ -82,8 +89,11 @@ type Collector struct {
 	refusals func() autotls.Refusals
 	// skew reads the Manager's clock skew (nil: none).
 	skew func() (measured, corrected time.Duration)
+	// pool reports the storage's connection pool (nil: none).
+	pool storage.PoolReporter
 
-	d descs
+	d  descs
+	pd poolDescs
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -138,6 +148,7 @@ func New(m *autotls.Manager, opts Options) *Collector {
 		refreshTimeout:  opts.RefreshTimeout,
 		now:             time.Now,
 		d:               newDescs(opts.ConstLabels),
+		pd:              newPoolDescs(opts.ConstLabels),
 		refreshSem:      make(chan struct{}, 1),
 		tab:             newTable(nil),
 		pending:         make(map[string]update),
@@ -155,14 +166,19 @@ func New(m *autotls.Manager, opts Options) *Collector {
 	if c.refreshTimeout <= 0 {
 		c.refreshTimeout = DefaultRefreshTimeout
 	}
+	st := opts.Storage
 	if m != nil {
 		c.snapshot, c.freshSnapshot = m.Snapshot, m.RefreshSnapshot
 		c.refusals = m.Refusals
 		c.skew = m.ClockSkew
+		if st == nil {
+			st = m.Storage
+		}
 	}
 	if opts.Certificates != nil {
 		c.source = opts.Certificates
 	}
+	c.pool, _ = st.(storage.PoolReporter)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.initVecs(opts.ConstLabels)
 	return c
@@ -171,6 +187,9 @@ func New(m *autotls.Manager, opts Options) *Collector {
 // Describe implements [prometheus.Collector].
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.d.describe(ch)
+	if c.pool != nil {
+		c.pd.describe(ch)
+	}
 	c.requests.Describe(ch)
 	c.requestDuration.Describe(ch)
 	c.issuance.Describe(ch)
@@ -196,6 +215,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		measured, corrected := c.skew()
 		ch <- prometheus.MustNewConstMetric(c.d.skew, prometheus.GaugeValue, measured.Seconds(), "measured")
 		ch <- prometheus.MustNewConstMetric(c.d.skew, prometheus.GaugeValue, corrected.Seconds(), "corrected")
+	}
+	if c.pool != nil {
+		c.pd.collect(ch, c.pool.PoolStats())
 	}
 	if t := c.lastRefresh(); !t.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.d.refreshTime, prometheus.GaugeValue, seconds(t.UnixNano()))

@@ -82,6 +82,18 @@
 //	tlsmint_watchdog_target_problem{target,server_name,problem}         1 per problem of a failing target (at most MaxNames targets)
 //	tlsmint_watchdog_last_probe_timestamp_seconds
 //
+// From the storage's connection pool, read at each scrape, when the
+// storage (Options.Storage, else the Manager's) implements
+// [storage.PoolReporter], as storage/postgres does:
+//
+//	tlsmint_storage_pool_connections{state}                             state: idle, in_use, opening
+//	tlsmint_storage_pool_max_connections
+//	tlsmint_storage_pool_acquires_total, tlsmint_storage_pool_empty_acquires_total, tlsmint_storage_pool_canceled_acquires_total
+//	tlsmint_storage_pool_acquire_seconds_total
+//	tlsmint_storage_pool_connections_opened_total
+//	tlsmint_storage_pool_connections_closed_total{reason}               reason: idle, lifetime
+//	tlsmint_storage_pool_broken_connections_total
+//
 // The issuer label is the CA's directory URL; status is the final HTTP
 // status ("none" when no response came); problem is the ACME error name
 // ("rateLimited", "badNonce", …), "other" for a type outside RFC 8555's

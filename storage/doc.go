@@ -5,12 +5,14 @@
 // The [Storage] interface has six methods: Store (atomic), Load, Delete,
 // List, Stat and Lock (a cluster-wide lock that expires when its holder
 // dies). Its documentation states the exact semantics every backend
-// provides, checked by the conformance suite in package storagetest. Three
+// provides, checked by the conformance suite in package storagetest. Four
 // optional interfaces add to it: [Watcher], for backends that can report
 // changes as they happen, [LockerWithContext], for backends that can tell
-// a holder that it lost its lock, and [Journal], for backends that keep
+// a holder that it lost its lock, [Journal], for backends that keep
 // append-only logs natively (the audit trail): FileStorage in JSON-lines
-// files rotated every hour under .journal/, PostgreSQL in a table.
+// files rotated every hour under .journal/, PostgreSQL in a table, and
+// [PoolReporter], for backends that keep a pool of connections
+// (PostgreSQL), whose statistics package metrics exports.
 //
 // This package has two backends:
 //

@@ -314,7 +314,7 @@ func (a *app) serveRelay(ctx context.Context, cfg *relayConfig) (err error) {
 		}
 		tlsConf.ClientCAs, tlsConf.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
-	var mopts metrics.Options
+	mopts := metrics.Options{Storage: store}
 	if rt.fileLeaf != nil {
 		mopts.Certificates = fileCertSource{rt.fileLeaf}.Certificates // the Manager holds none
 	}

@@ -42,20 +42,27 @@
 //
 // # Concurrency
 //
-// A [Storage] is safe for concurrent use. It uses at most [Config.MaxConns]
-// connections for calls, one more for Watch, and one goroutine per held lock
-// (its heartbeat) plus one for the listener; [Storage.Close] stops them and
-// waits for them.
+// A [Storage] is safe for concurrent use. Its calls share a pool of
+// connections (pgxpool) sized and aged by the DSN's pool parameters
+// ([Config.DSN]: pool_max_conns, 4 by default, pool_max_conn_idle_time,
+// pool_max_conn_lifetime, …); Watch uses one connection of its own. It
+// runs one goroutine for the pool's health check, one per held lock (its
+// heartbeat) and one for the listener; [Storage.Close] stops them and
+// waits for them. [Storage.PoolStats] reports the pool's statistics
+// (package metrics exports them).
 //
 // # Errors
 //
 // Errors are prefixed "postgres: " and wrap their cause. A missing key wraps
 // [io/fs.ErrNotExist], and only a missing key does: a failed connection is
-// reported as itself. A connection that fails (a restarted server,
-// pg_terminate_backend) makes the call that used it fail; the pool then
-// drops every idle connection, so the next call starts on a fresh one. Each
-// Store and Delete is one statement, so a dropped connection never leaves a
-// value half-written. A lost or fenced lease is reported as
+// reported as itself. A connection idle for more than a second is pinged
+// before a call uses it, and replaced if it is broken. A call whose
+// connection breaks under it (a restarted server, pg_terminate_backend, a
+// failover) makes the pool drop every idle connection, and runs once more
+// on a new connection (Append only if its COPY cannot have reached the
+// server); it fails if that fails too. Each Store and Delete is one
+// statement, so a dropped connection never leaves a value half-written,
+// and running one twice is as running it once. A lost or fenced lease is reported as
 // [storage.ErrLockLost]; a schema newer than the code as [ErrSchemaTooNew].
 //
 // # Testing

@@ -39,7 +39,7 @@ func (s *Storage) Append(ctx context.Context, name string, entries []storage.Jou
 		}
 		rows[i] = []any{name, e.Time, e.Node, keys, string(e.Data)}
 	}
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, once, func(c *pgx.Conn) error {
 		_, err := c.CopyFrom(ctx, pgx.Identifier{s.n.prefix + "journal"}, []string{"journal", "time", "node", "keys", "data"}, pgx.CopyFromRows(rows))
 		return err
 	})
@@ -67,7 +67,7 @@ func (s *Storage) ReadJournal(ctx context.Context, name string, q storage.Journa
 		limit = &q.Limit
 	}
 	var out []storage.JournalEntry
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, s.n.expand(`SELECT time, node, keys, data::text FROM {journal}
 			WHERE journal = $1
 			  AND ($2::timestamptz IS NULL OR time >= $2)
@@ -105,7 +105,7 @@ func (s *Storage) TrimJournal(ctx context.Context, name string, before time.Time
 	if err := storage.CheckJournalName(name); err != nil {
 		return fmt.Errorf("postgres: journal trim: %w", err)
 	}
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, s.n.expand(`DELETE FROM {journal} WHERE journal = $1 AND time < $2`), name, before)
 		return err
 	})

@@ -89,11 +89,11 @@ func (s *Storage) LockContext(ctx context.Context, name string) (context.Context
 	for {
 		wake := s.wake.C()
 		var token int64
-		err := s.with(ctx, func(c *pgx.Conn) error {
+		err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 			return c.QueryRow(ctx, s.n.expand(`INSERT INTO {locks} (name, owner, expires, token)
 				VALUES ($1, $2, now() + $3 * interval '1 millisecond', nextval('{fence}'))
 				ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires, token = EXCLUDED.token
-				WHERE {locks}.expires <= now()
+				WHERE {locks}.expires <= now() OR {locks}.owner = EXCLUDED.owner
 				RETURNING token`), name, owner, ms(s.cfg.LockTTL)).Scan(&token)
 		})
 		if err == nil {
@@ -177,7 +177,7 @@ func (l *lease) heartbeat() {
 func (l *lease) renew(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(l.s.ctx, timeout)
 	defer cancel()
-	return l.s.with(ctx, func(c *pgx.Conn) error {
+	return l.s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		tag, err := c.Exec(ctx, l.s.n.expand(`UPDATE {locks} SET expires = now() + $4 * interval '1 millisecond'
 			WHERE name = $1 AND owner = $2 AND token = $3`), l.name, l.owner, l.token, ms(l.s.cfg.LockTTL))
 		if err == nil && tag.RowsAffected() == 0 {
@@ -203,7 +203,7 @@ func (l *lease) unlock() error {
 	l.mu.Unlock()
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = l.s.with(ctx, func(c *pgx.Conn) error {
+		err = l.s.with(ctx, idempotent, func(c *pgx.Conn) error {
 			tag, err := c.Exec(ctx, l.s.n.expand(`DELETE FROM {locks} WHERE name = $1 AND owner = $2 AND token = $3`),
 				l.name, l.owner, l.token)
 			if err == nil && tag.RowsAffected() == 0 {

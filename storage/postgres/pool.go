@@ -2,113 +2,106 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-// pool is a small pool of connections. A connection that fails with
-// anything other than an error reported by the server is closed, and so are
-// the idle ones, which have most likely failed the same way (a restarted
-// server, pg_terminate_backend): the next call then starts afresh.
-type pool struct {
-	cfg *pgx.ConnConfig
-	sem chan struct{}
+// The calls run on a pgxpool.Pool, configured from the DSN's pool_*
+// parameters. Before it hands out a connection that was idle for more
+// than a second, the pool pings it and replaces it if it is broken. A
+// connection that breaks under a call (pg_terminate_backend, a restarted
+// server, a failover), which a connection idle for less than a second can,
+// makes the pool drop all its idle connections, which most likely broke
+// the same way, and the call runs once more on a fresh connection when
+// running it twice is harmless (every call but Append, whose COPY is run
+// again only if it cannot have reached the server).
 
-	mu     sync.Mutex
-	idle   []*pgx.Conn
-	closed bool
+// retryable says whether a call may run twice.
+type retryable bool
+
+const (
+	idempotent retryable = true  // running it twice is as running it once
+	once       retryable = false // run again only if it never reached the server
+)
+
+// with runs f on a pooled connection; see the comment above.
+func (s *Storage) with(ctx context.Context, retry retryable, f func(c *pgx.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		pc, err := s.pool.Acquire(ctx)
+		if err != nil {
+			if s.isClosed() {
+				return storage.ErrClosed
+			}
+			return err
+		}
+		c := pc.Conn()
+		err = f(c)
+		// A call cancelled under way closes its connection too; that one
+		// says nothing about the others.
+		broken := err != nil && c.IsClosed() && ctx.Err() == nil
+		pc.Release() // destroys a closed connection
+		if !broken {
+			return err
+		}
+		s.broken.Add(1)
+		s.pool.Reset()
+		if attempt > 0 || (retry == once && !pgconn.SafeToRetry(err)) {
+			return err
+		}
+		s.log.Debug("postgres: connection broken; running the call again on a new one", "error", err)
+	}
 }
 
-func newPool(cfg *pgx.ConnConfig, size int) *pool {
-	return &pool{cfg: cfg, sem: make(chan struct{}, size)}
+func (s *Storage) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
-func (p *pool) get(ctx context.Context) (*pgx.Conn, error) {
-	select {
-	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		<-p.sem
-		return nil, storage.ErrClosed
-	}
-	if n := len(p.idle); n > 0 {
-		c := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return c, nil
-	}
-	p.mu.Unlock()
-	c, err := pgx.ConnectConfig(ctx, p.cfg)
+// newPool parses cfg.DSN, with its pool parameters, into a pool that
+// connects lazily.
+func newPool(cfg Config) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
-		<-p.sem
 		return nil, err
 	}
-	return c, nil
+	if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = "tlsmint"
+	}
+	return pgxpool.NewWithConfig(context.Background(), pcfg)
 }
 
-// put returns c after a call that ended with err.
-func (p *pool) put(c *pgx.Conn, err error) {
-	defer func() { <-p.sem }()
-	healthy := !c.IsClosed() && (err == nil || errors.Is(err, pgx.ErrNoRows) || isStatementError(err))
-	if healthy {
-		p.mu.Lock()
-		if !p.closed {
-			p.idle = append(p.idle, c)
-			p.mu.Unlock()
-			return
-		}
-		p.mu.Unlock()
+// PoolStats implements [storage.PoolReporter]: the statistics of the pool
+// the calls use (not the listener's connection).
+func (s *Storage) PoolStats() storage.PoolStats {
+	st := s.pool.Stat()
+	return storage.PoolStats{
+		MaxConns:          int(st.MaxConns()),
+		TotalConns:        int(st.TotalConns()),
+		IdleConns:         int(st.IdleConns()),
+		AcquiredConns:     int(st.AcquiredConns()),
+		ConstructingConns: int(st.ConstructingConns()),
+		Acquires:          st.AcquireCount(),
+		EmptyAcquires:     st.EmptyAcquireCount(),
+		CanceledAcquires:  st.CanceledAcquireCount(),
+		AcquireWait:       st.AcquireDuration(),
+		NewConns:          st.NewConnsCount(),
+		LifetimeCloses:    st.MaxLifetimeDestroyCount(),
+		IdleCloses:        st.MaxIdleDestroyCount(),
+		BrokenConns:       s.broken.Load(),
 	}
-	var stale []*pgx.Conn
-	if !healthy && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		p.mu.Lock()
-		stale, p.idle = p.idle, nil
-		p.mu.Unlock()
-	}
-	closeConns(append(stale, c))
 }
 
-// isStatementError reports whether err is an error the server reported about
-// a statement, leaving the connection usable; FATAL errors, "operator
-// intervention" (such as pg_terminate_backend) and connection exceptions are
-// not.
-func isStatementError(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	switch {
-	case pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC":
-		return false
-	case strings.HasPrefix(pgErr.Code, "57") || strings.HasPrefix(pgErr.Code, "08"):
-		return false
-	}
-	return true
-}
+var _ storage.PoolReporter = (*Storage)(nil)
 
-func (p *pool) close() {
-	p.mu.Lock()
-	p.closed = true
-	idle := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	closeConns(idle)
-}
-
-func closeConns(conns []*pgx.Conn) {
-	for _, c := range conns {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = c.Close(ctx)
-		cancel()
-	}
+// closeConn closes a connection of its own (the listener's).
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
 }

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tlsmint/tlsmint/storage"
 
 	"github.com/tlsmint/tlsmint/storage/internal/wake"
@@ -22,7 +24,12 @@ import (
 type Config struct {
 	// DSN is the connection string, as a URL
 	// ("postgres://user@host:5432/db?sslmode=verify-full") or as key=value
-	// pairs, in any form pgx accepts. Required.
+	// pairs, in any form pgx accepts. Required. Its pool parameters size
+	// and age the pool of connections the calls use: pool_max_conns
+	// (default 4, or the number of CPUs if more), pool_max_conn_idle_time
+	// (30m), pool_max_conn_lifetime (1h), pool_max_conn_lifetime_jitter
+	// (0), pool_min_conns (0), pool_health_check_period (1m) and
+	// pool_ping_timeout (none); Watch uses one connection more.
 	DSN string
 
 	// TablePrefix starts the name of every table, sequence, function and
@@ -41,10 +48,6 @@ type Config struct {
 	// when one of its locks is released.
 	LockPollInterval time.Duration
 
-	// MaxConns is the most connections used at once for Store, Load, Lock
-	// and the others; Watch uses one more. Zero means 4.
-	MaxConns int
-
 	// Logger receives warnings about lost locks and lost connections. Nil
 	// means no logging.
 	Logger *slog.Logger
@@ -61,11 +64,11 @@ type Config struct {
 // clock only, so the clocks of the nodes do not matter. Create one with
 // [New]; it is safe for concurrent use. Call [Storage.Close] when done.
 type Storage struct {
-	cfg   Config
-	n     names
-	pool  *pool
-	pgcfg *pgx.ConnConfig
-	log   *slog.Logger
+	cfg    Config
+	n      names
+	pool   *pgxpool.Pool
+	broken atomic.Int64 // connections found broken by a call
+	log    *slog.Logger
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -84,8 +87,9 @@ type Storage struct {
 
 // New connects to the database, creates or upgrades the schema (versioned
 // migrations, safe when several nodes start at once) and returns the store.
-// It starts no goroutines: heartbeats start with each lock, the listener
-// with the first Watch.
+// It starts one goroutine, the pool's health check (it closes connections
+// idle or open for too long); heartbeats start with each lock, the
+// listener with the first Watch.
 func New(ctx context.Context, cfg Config) (*Storage, error) {
 	if cfg.DSN == "" {
 		return nil, errors.New("postgres: Config.DSN is empty")
@@ -99,44 +103,27 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 	if cfg.LockPollInterval <= 0 {
 		cfg.LockPollInterval = 250 * time.Millisecond
 	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 4
-	}
 	n, err := newNames(cfg.TablePrefix)
 	if err != nil {
 		return nil, err
 	}
-	pgcfg, err := pgx.ParseConfig(cfg.DSN)
+	pool, err := newPool(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	if pgcfg.RuntimeParams["application_name"] == "" {
-		pgcfg.RuntimeParams["application_name"] = "tlsmint"
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Storage{cfg: cfg, n: n, pgcfg: pgcfg, pool: newPool(pgcfg, cfg.MaxConns), log: log}
+	s := &Storage{cfg: cfg, n: n, pool: pool, log: log}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	err = s.with(ctx, func(c *pgx.Conn) error { return migrate(ctx, c, n) })
+	err = s.with(ctx, idempotent, func(c *pgx.Conn) error { return migrate(ctx, c, n) })
 	if err != nil {
-		s.pool.close()
+		s.pool.Close()
 		s.cancel()
 		return nil, fmt.Errorf("postgres: creating the schema: %w", err)
 	}
 	return s, nil
-}
-
-// with runs f on a pooled connection.
-func (s *Storage) with(ctx context.Context, f func(c *pgx.Conn) error) error {
-	c, err := s.pool.get(ctx)
-	if err != nil {
-		return err
-	}
-	err = f(c)
-	s.pool.put(c, err)
-	return err
 }
 
 func (s *Storage) begin(ctx context.Context, op, key string) error {
@@ -174,7 +161,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 		value = []byte{}
 	}
 	l, fenced := s.leaseFrom(ctx)
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		if !fenced {
 			_, err := c.Exec(ctx, s.n.expand(`INSERT INTO {values} (key, value, modified) VALUES ($1, $2, now())
 				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, modified = EXCLUDED.modified`), key, value)
@@ -199,7 +186,7 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var value []byte
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, s.n.expand(`SELECT value FROM {values} WHERE key = $1`), key).Scan(&value)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -221,7 +208,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	l, fenced := s.leaseFrom(ctx)
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		if !fenced {
 			_, err := c.Exec(ctx, s.n.expand(`DELETE FROM {values} WHERE key = $1`), key)
 			return err
@@ -246,7 +233,7 @@ func (s *Storage) List(ctx context.Context, prefix string) ([]string, error) {
 		return nil, wrap("list", prefix, err)
 	}
 	var keys []string
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, s.n.expand(`SELECT key FROM {values} WHERE key LIKE $1 ESCAPE '\' ORDER BY key`), likePrefix(prefix))
 		if err != nil {
 			return err
@@ -272,7 +259,7 @@ func (s *Storage) Stat(ctx context.Context, key string) (storage.KeyInfo, error)
 		return storage.KeyInfo{}, err
 	}
 	info := storage.KeyInfo{Key: key}
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	err := s.with(ctx, idempotent, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, s.n.expand(`SELECT modified, octet_length(value) FROM {values} WHERE key = $1`), key).
 			Scan(&info.Modified, &info.Size)
 	})
@@ -311,6 +298,6 @@ func (s *Storage) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	s.pool.close()
+	s.pool.Close()
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // names are the quoted SQL names of the objects of one table prefix.
@@ -177,7 +178,11 @@ func Drop(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	c, err := pgx.Connect(ctx, cfg.DSN)
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN) // takes the pool parameters out
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	c, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
 	if err != nil {
 		return fmt.Errorf("postgres: connecting: %w", err)
 	}

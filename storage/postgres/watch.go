@@ -108,11 +108,11 @@ func (s *Storage) listen() {
 }
 
 func (s *Storage) listenOnce(listening func()) error {
-	c, err := pgx.ConnectConfig(s.ctx, s.pgcfg)
+	c, err := pgx.ConnectConfig(s.ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return err
 	}
-	defer closeConns([]*pgx.Conn{c})
+	defer closeConn(c)
 	if _, err := c.Exec(s.ctx, "LISTEN "+pgx.Identifier{s.n.channel}.Sanitize()); err != nil {
 		return err
 	}
