@@ -1,7 +1,9 @@
 package relay_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -225,6 +227,40 @@ func TestAPIRouting(t *testing.T) {
 			t.Errorf("no prefix: %s %s: %d, nonce %v; want %d, nonce %v", tc.method, tc.path, w.Code, got, tc.status, tc.nonce)
 		}
 	}
+
+	// When no nonce can be made, a JWS POST resource answers the
+	// storage's failure before it looks at the method, without the
+	// Link; the other resources answer their 405 as before.
+	broken := &relay.Server{Storage: loadFails{storage.NewMemory()}, SharedNonces: true}
+	t.Cleanup(func() { broken.Close() })
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/new-nonce", 500, ""},
+		{"POST", "/new-nonce", 405, getHd},
+		{"GET", "/new-order", 500, ""},
+		{"POST", "/new-order", 500, ""},
+		{"GET", "/nowhere", 500, ""},
+		{"GET", "/directory", 200, ""},
+		{"POST", "/directory", 405, getHd},
+		{"POST", "/renewal-info/aaaa.bbbb", 405, getHd},
+	} {
+		w := httptest.NewRecorder()
+		broken.ServeHTTP(w, httptest.NewRequest(tc.method, "https://acme.example"+tc.path, strings.NewReader("")))
+		h := w.Header()
+		if w.Code != tc.status || h.Get("Allow") != tc.allow || h.Get("Replay-Nonce") != "" || h.Get("Link") != "" {
+			t.Errorf("no nonces: %s %s: %d, Allow %q, nonce %q, Link %q; want %d, Allow %q, no nonce, no Link", tc.method, tc.path, w.Code, h.Get("Allow"), h.Get("Replay-Nonce"), h.Get("Link"), tc.status, tc.allow)
+		}
+	}
+}
+
+// loadFails is a storage whose every Load fails.
+type loadFails struct{ storage.Storage }
+
+func (loadFails) Load(context.Context, string) ([]byte, error) {
+	return nil, errors.New("disk on fire")
 }
 
 // problemDetail returns the detail of the problem document w answered.
