@@ -185,6 +185,7 @@ type Server struct {
 	lockWait time.Duration            // defaultLockWait when zero (tests)
 	sample   sampler                  // of unauthenticated refusals
 	shard    string                   // this Server's name in sharded rate records
+	mux      *http.ServeMux           // the ACME API's route table
 
 	rateMu    sync.Mutex
 	rateLocks map[string]*sync.Mutex // tenant rate-record folder → its mutex
@@ -205,6 +206,7 @@ func (s *Server) init() {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.running = map[string]chan struct{}{}
 		s.shard = newID()
+		s.mux = s.apiMux()
 		if s.now == nil {
 			s.now = time.Now
 		}
@@ -369,120 +371,6 @@ func allowedSource(r *http.Request, prefixes []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// Paths of the ACME API, under BaseURL.
-const (
-	pathDirectory   = "/directory"
-	pathNewNonce    = "/new-nonce"
-	pathNewAccount  = "/new-account"
-	pathNewOrder    = "/new-order"
-	pathRevoke      = "/revoke-cert"
-	pathKeyChange   = "/key-change"
-	pathRenewalInfo = "/renewal-info"
-	pathAccount     = "/acct/"
-	pathOrder       = "/order/"
-	pathAuthz       = "/authz/"
-	pathChallenge   = "/chall/"
-	pathCert        = "/cert/"
-)
-
-// route dispatches on the path below the prefix.
-func (s *Server) route(c *call, p string) {
-	switch p {
-	case pathDirectory, "", "/":
-		if p != pathDirectory {
-			c.fail(notFound("resource"))
-			return
-		}
-		if !c.method(http.MethodGet, http.MethodHead) {
-			return
-		}
-		s.directory(c)
-		return
-	case pathNewNonce:
-		if !c.method(http.MethodGet, http.MethodHead) {
-			return
-		}
-		if !c.nonce() {
-			return
-		}
-		c.link(c.url(pathDirectory), "index")
-		if c.r.Method == http.MethodHead {
-			c.w.WriteHeader(http.StatusOK)
-		} else {
-			c.w.WriteHeader(http.StatusNoContent)
-		}
-		return
-	}
-	if rest, ok := strings.CutPrefix(p, pathRenewalInfo+"/"); ok {
-		if !c.method(http.MethodGet, http.MethodHead) {
-			return
-		}
-		c.op = "renewalInfo"
-		s.renewalInfo(c, rest)
-		return
-	}
-	// Everything else is a JWS POST, answered with a fresh nonce.
-	if !c.nonce() {
-		return
-	}
-	c.link(c.url(pathDirectory), "index")
-	if !c.method(http.MethodPost) {
-		return
-	}
-	switch p {
-	case pathNewAccount:
-		c.op = "newAccount"
-		s.newAccount(c)
-		return
-	case pathNewOrder:
-		c.op = "newOrder"
-		s.newOrder(c)
-		return
-	case pathRevoke:
-		c.op = "revoke"
-		s.revoke(c)
-		return
-	case pathKeyChange:
-		c.op = "keyChange"
-		s.keyChange(c)
-		return
-	}
-	seg := strings.Split(p[1:], "/")
-	switch {
-	case len(seg) == 2 && seg[0] == "acct" && validID(seg[1]):
-		c.op = "account"
-		s.account(c, seg[1])
-	case len(seg) == 3 && seg[0] == "acct" && validID(seg[1]) && seg[2] == "orders":
-		c.op = "orders"
-		s.accountOrders(c, seg[1])
-	case len(seg) == 2 && seg[0] == "order" && validID(seg[1]):
-		c.op = "order"
-		s.order(c, seg[1])
-	case len(seg) == 3 && seg[0] == "order" && validID(seg[1]) && seg[2] == "finalize":
-		c.op = "finalize"
-		s.finalize(c, seg[1])
-	case len(seg) == 2 && seg[0] == "authz" && validID(seg[1]):
-		c.op = "authz"
-		s.authz(c, seg[1])
-	case len(seg) == 3 && seg[0] == "chall" && validID(seg[1]) && validID(seg[2]):
-		c.op = "challenge"
-		s.challenge(c, seg[1], seg[2])
-	case len(seg) == 2 && seg[0] == "cert" && validID(seg[1]):
-		c.op = "certificate"
-		s.certificate(c, seg[1], 0)
-	case len(seg) == 3 && seg[0] == "cert" && validID(seg[1]):
-		n, err := strconv.Atoi(seg[2])
-		if err != nil || n < 1 || n > 16 || strconv.Itoa(n) != seg[2] {
-			c.fail(notFound("certificate"))
-			return
-		}
-		c.op = "certificate"
-		s.certificate(c, seg[1], n)
-	default:
-		c.fail(notFound("resource"))
-	}
 }
 
 // method reports whether the request uses one of methods, and answers 405
