@@ -112,7 +112,9 @@
 // in the past (a revocation, a CA incident) renews at once, with
 // "replaces" naming the old certificate when the same account obtained it;
 // [Manager.Certificates] lists every certificate with its plan, loading
-// each one stored (see "Views" for many names). Renewals
+// each one stored (see "Views" for many names): RenewAt, and RenewBy, the
+// deadline it works to (the end of the window RenewAt was chosen in, see
+// [RenewalDeadline]), by which a status page judges it. Renewals
 // that came due while the Manager was down are spread over the hour after
 // it starts (a point fixed per name), unless less than a tenth of the
 // lifetime is left, so a restart sends the CA no herd.

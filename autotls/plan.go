@@ -95,6 +95,55 @@ func planRenewal(name string, serial []byte, notBefore, notAfter time.Time, a *a
 	return start.Add(time.Duration(frac * float64(end.Sub(start)))), ReasonSchedule
 }
 
+// RenewalDeadline returns the time by which the Manager renews a
+// certificate valid from notBefore to notAfter, given the CA's suggested
+// renewal window (RFC 9773; zero times: none): the end of that window,
+// but no later than when a tenth of the lifetime is left; without a
+// usable window (none, malformed, or ending after notAfter), when a third
+// of the lifetime is left (half, for lifetimes of ten days or less). The
+// Manager plans each renewal at a point before it (see [CertificateInfo]'s
+// RenewBy, which also accounts for the floor and the catch-up after a
+// restart); a view judges by it a certificate the Manager did not plan,
+// such as one an ACME relay issued. It is zero when notBefore is zero
+// (the lifetime is not known) or notAfter is not after notBefore.
+func RenewalDeadline(notBefore, notAfter, ariWindowStart, ariWindowEnd time.Time) time.Time {
+	var a *ariState
+	if !ariWindowStart.IsZero() || !ariWindowEnd.IsZero() {
+		a = &ariState{WindowStart: ariWindowStart, WindowEnd: ariWindowEnd}
+	}
+	return renewDeadline(notBefore, notAfter, a)
+}
+
+// renewDeadline is the latest time planRenewal chooses for a certificate
+// (before the floor and the catch-up): the end of the CA's window, capped
+// at a tenth of the lifetime left, when it is usable, else the end of the
+// Manager's own window. Zero: the lifetime is not known.
+func renewDeadline(notBefore, notAfter time.Time, a *ariState) time.Time {
+	if notBefore.IsZero() || !notAfter.After(notBefore) {
+		return time.Time{}
+	}
+	if usableARI(a, notBefore, notAfter) {
+		latest := notAfter.Add(-notAfter.Sub(notBefore) / latestShare)
+		if a.WindowEnd.Before(latest) {
+			return a.WindowEnd
+		}
+		return latest
+	}
+	_, end := ownWindow(notBefore, notAfter)
+	return end
+}
+
+// renewBy is the deadline the Manager works to for e: its window's end
+// (renewDeadline), or e's planned renewal when that is later — the floor
+// of a new certificate, the catch-up of one found overdue at start-up —
+// or when the lifetime is not known. It is never before e.renewAt.
+func renewBy(notBefore, notAfter time.Time, a *ariState, renewAt time.Time) time.Time {
+	if d := renewDeadline(notBefore, notAfter, a); d.After(renewAt) {
+		return d
+	}
+	return renewAt
+}
+
 // planEntry sets e's renewal time and reason. It is the one place a plan
 // is made — for a certificate obtained here, loaded from storage (another
 // node's, or this node's before a restart), or given new renewal

@@ -68,16 +68,46 @@ type snapRow struct {
 	// are whole seconds), renewAt and failedAt Unix nanoseconds; 0:
 	// unknown or none.
 	notBefore, notAfter, renewAt, failedAt int64
-	iss                                    uint16
-	reason                                 uint8
-	flags                                  uint8
+	// renewBy is the Manager's deadline (CertificateInfo.RenewBy) in
+	// whole seconds before notAfter, rounded towards notAfter, when
+	// flags has rowRenewBy: a row from memory or from a stored
+	// certificate read for the snapshot. A row only the index knows has
+	// none (the index holds no ARI window): Row estimates it.
+	renewBy int32
+	iss     uint16
+	reason  uint8
+	flags   uint8
 }
 
 const (
 	rowStored uint8 = 1 << iota
 	rowInMemory
 	rowManaged
+	rowRenewBy
 )
+
+// setRenewBy records the deadline by in r, whose notAfter is set.
+func (r *snapRow) setRenewBy(by time.Time) {
+	if by.IsZero() {
+		return
+	}
+	left := time.Unix(r.notAfter, 0).Sub(by) / time.Second
+	r.renewBy = int32(min(max(left, math.MinInt32), math.MaxInt32))
+	r.flags |= rowRenewBy
+}
+
+// renewByOf returns r's deadline: the one recorded, or for a row only the
+// index knows, the end of the Manager's own window or the planned renewal
+// when that is later.
+func (r *snapRow) renewByOf() time.Time {
+	if r.notAfter == 0 {
+		return time.Time{}
+	}
+	if r.flags&rowRenewBy != 0 {
+		return time.Unix(r.notAfter-int64(r.renewBy), 0)
+	}
+	return renewBy(unixOrZero(r.notBefore), time.Unix(r.notAfter, 0), nil, nanoOrZero(r.renewAt))
+}
 
 func reasonCode(r string) uint8 {
 	switch r {
@@ -120,6 +150,13 @@ type CertificateSummary struct {
 	// only the index knows the name: it holds no reason).
 	RenewAt     time.Time
 	RenewReason string
+	// RenewBy is the deadline as in [CertificateInfo], in whole seconds
+	// (rounded towards NotAfter). For a name only the index knows
+	// it is estimated from what the index holds, without the CA's
+	// renewal window: the end of the Manager's own window, or RenewAt
+	// when that is later; loading the row ([Manager.CertificatesOf])
+	// gives the exact one. Zero when there is no certificate.
+	RenewBy time.Time
 	// LastErrorAt is the time of the last failed attempt known: this
 	// Manager's, or a renewal failure recorded in storage; zero when
 	// none. The error itself is loaded with the row (CertificatesOf).
@@ -150,6 +187,7 @@ func (s *Snapshot) Row(i int) CertificateSummary {
 		NotBefore:   unixOrZero(r.notBefore),
 		NotAfter:    unixOrZero(r.notAfter),
 		RenewAt:     nanoOrZero(r.renewAt),
+		RenewBy:     r.renewByOf(),
 		LastErrorAt: nanoOrZero(r.failedAt),
 	}
 	if int(r.iss) < len(s.issuers) {
@@ -456,6 +494,7 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 		if e.unstored == nil {
 			r.flags |= rowStored
 		}
+		r.setRenewBy(renewBy(e.notBefore, e.notAfter, e.ari, e.renewAt))
 		if o := over[e.name]; o != nil {
 			r.failedAt = o.row.failedAt
 			o.row = r
@@ -623,6 +662,7 @@ func (m *Manager) snapshotIssuer(ctx context.Context, store storage.Storage, iss
 		if !info.NotAfter.IsZero() {
 			r.notBefore, r.notAfter, r.renewAt = info.NotBefore.Unix(), info.NotAfter.Unix(), info.RenewAt.UnixNano()
 			r.reason, r.flags = reasonCode(info.RenewReason), rowStored
+			r.setRenewBy(info.RenewBy)
 		}
 		if !info.LastErrorAt.IsZero() {
 			r.failedAt = info.LastErrorAt.UnixNano()

@@ -30,6 +30,13 @@ type CertificateInfo struct {
 	// then: ReasonSchedule, ReasonARI or ReasonARIPast.
 	RenewAt     time.Time
 	RenewReason string
+	// RenewBy is the deadline the Manager works to: the end of the window
+	// RenewAt was chosen in ([RenewalDeadline]), or RenewAt when that is
+	// later (a new certificate's floor, the catch-up after a restart);
+	// never before RenewAt. A certificate still current after RenewBy was
+	// not renewed as planned. Zero when there is no certificate, and for
+	// a certificate the Manager does not plan (a relay's).
+	RenewBy time.Time
 	// ARIWindowStart and ARIWindowEnd are the CA's suggested renewal
 	// window (RFC 9773), zero when the CA offers none or it has not been
 	// fetched; ARIExplanationURL is the CA's explanation of it, and
@@ -245,6 +252,7 @@ func (m *Manager) entryInfo(e *entry) *CertificateInfo {
 		NotAfter:    e.notAfter,
 		RenewAt:     e.renewAt,
 		RenewReason: e.reason,
+		RenewBy:     renewBy(e.notBefore, e.notAfter, e.ari, e.renewAt),
 		NextARIPoll: e.ariPoll,
 		Stored:      e.unstored == nil,
 	}

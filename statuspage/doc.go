@@ -64,9 +64,9 @@
 //
 // Each certificate gets one [State], judged at the Handler's Now:
 // [StateExpired], [StateFailing] (its last attempt failed), [StateExpiring]
-// (past the point the Manager renews at: a third of the lifetime left, half
-// for lifetimes of ten days or less, a tenth while the CA's ARI window still
-// lies ahead), [StatePending] (a managed name whose first order is under
+// (past the deadline the Manager works to, its
+// [autotls.CertificateInfo].RenewBy; for another source's certificate,
+// [autotls.RenewalDeadline]), [StatePending] (a managed name whose first order is under
 // way), [StateRevoked] (a relay's certificate revoked through it, or one
 // whose serial a watchdog's newest probe record found revoked) or
 // [StateOK]. A state other than ok means the renewal plan did not

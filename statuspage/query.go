@@ -184,7 +184,7 @@ func (h *Handler) classify(snap *autotls.Snapshot, now time.Time) *classified {
 		r := snap.Row(i)
 		info = autotls.CertificateInfo{
 			NotBefore: r.NotBefore, NotAfter: r.NotAfter,
-			RenewAt: r.RenewAt, RenewReason: r.RenewReason,
+			RenewAt: r.RenewAt, RenewReason: r.RenewReason, RenewBy: r.RenewBy,
 		}
 		if !r.LastErrorAt.IsZero() {
 			info.LastError = "failed"
@@ -303,7 +303,7 @@ func choosePage(mp *managerPage, extra []Certificate, cursor string, limit int) 
 func fromSummary(r autotls.CertificateSummary) autotls.CertificateInfo {
 	info := autotls.CertificateInfo{
 		Name: r.Name, Issuer: r.Issuer, NotBefore: r.NotBefore, NotAfter: r.NotAfter,
-		RenewAt: r.RenewAt, RenewReason: r.RenewReason,
+		RenewAt: r.RenewAt, RenewReason: r.RenewReason, RenewBy: r.RenewBy,
 		Stored: r.Stored, InMemory: r.InMemory, Managed: r.Managed, LastErrorAt: r.LastErrorAt,
 	}
 	if !r.LastErrorAt.IsZero() {

@@ -9,9 +9,10 @@ import (
 // A State is a one-word verdict on a certificate, shown as text and colour.
 type State string
 
-// States, from the worst. The thresholds follow the Manager's own renewal
-// plan (see package autotls, "Renewal"), so that a state other than ok
-// means the plan did not work out.
+// States, from the worst. A state other than ok means the Manager's
+// renewal plan did not work out: the page judges by the deadline the
+// Manager works to ([autotls.CertificateInfo].RenewBy), so the two cannot
+// disagree.
 const (
 	// StateRevoked: the certificate was revoked (a relay's certificates,
 	// see [CertificateSource]; or one whose serial a watchdog's newest
@@ -23,10 +24,11 @@ const (
 	// failed (LastError is set; the Manager clears it on success), whether
 	// or not its back-off is still running.
 	StateFailing State = "failing"
-	// StateExpiring: the certificate is valid but past the point by which
-	// the Manager renews it — less than a third of its lifetime left (half,
-	// for lifetimes of ten days or less), or, while the CA's ARI window
-	// (RFC 9773) still lies ahead, less than a tenth.
+	// StateExpiring: the certificate is valid but past the deadline by
+	// which the Manager renews it: its RenewBy, or, for a certificate
+	// without one (a [CertificateSource]'s), [autotls.RenewalDeadline] of
+	// its validity and ARI window. A certificate with neither (its
+	// lifetime unknown) is not judged expiring.
 	StateExpiring State = "expiring"
 	// StatePending: a managed name without a certificate and without a
 	// failure yet: its first order is queued or running.
@@ -52,22 +54,19 @@ func stateOf(info autotls.CertificateInfo, now time.Time) State {
 	if info.LastError != "" {
 		return StateFailing
 	}
-	lifetime := info.NotAfter.Sub(info.NotBefore)
-	left := info.NotAfter.Sub(now)
-	limit := lifetime / 3
-	if lifetime <= 10*24*time.Hour {
-		limit = lifetime / 2
-	}
-	if info.RenewReason == autotls.ReasonARI && info.RenewAt.After(now) {
-		limit = lifetime / 10
-	}
-	if info.NotBefore.IsZero() {
-		limit = 7 * 24 * time.Hour // lifetime unknown
-	}
-	if left < limit {
+	if by := renewByOf(info); !by.IsZero() && now.After(by) {
 		return StateExpiring
 	}
 	return StateOK
+}
+
+// renewByOf is the deadline info is judged by: the Manager's, or, for a
+// certificate it does not plan, the one it would work to.
+func renewByOf(info autotls.CertificateInfo) time.Time {
+	if !info.RenewBy.IsZero() {
+		return info.RenewBy
+	}
+	return autotls.RenewalDeadline(info.NotBefore, info.NotAfter, info.ARIWindowStart, info.ARIWindowEnd)
 }
 
 // daysLeft returns the whole days from now until notAfter, rounded down

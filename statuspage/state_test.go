@@ -37,14 +37,24 @@ func TestStateOf(t *testing.T) {
 		{"fresh 90 days", cert("a", -day, 90*day), StateOK},
 		{"90 days, 31 days left", cert("a", -59*day, 90*day), StateOK},
 		{"90 days, 29 days left", cert("a", -61*day, 90*day), StateExpiring},
-		{"90 days, ARI window ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
-			c.RenewReason, c.RenewAt = autotls.ReasonARI, t0.Add(5*day)
+		// The Manager's deadline, whatever the rule that made it.
+		{"RenewBy ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
+			c.RenewReason, c.RenewAt, c.RenewBy = autotls.ReasonARI, t0.Add(-time.Hour), t0.Add(time.Hour)
 		}), StateOK},
-		{"90 days, ARI window ahead, 8 days left", with(cert("a", -82*day, 90*day), func(c *autotls.CertificateInfo) {
-			c.RenewReason, c.RenewAt = autotls.ReasonARI, t0.Add(time.Hour)
+		{"RenewBy passed, 40 days left", with(cert("a", -50*day, 90*day), func(c *autotls.CertificateInfo) {
+			c.RenewReason, c.RenewAt, c.RenewBy = autotls.ReasonARI, t0.Add(-2*time.Hour), t0.Add(-time.Hour)
 		}), StateExpiring},
-		{"90 days, ARI renewal passed, 20 days left", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
-			c.RenewReason, c.RenewAt = autotls.ReasonARI, t0.Add(-time.Hour)
+		{"RenewBy at now", with(cert("a", -50*day, 90*day), func(c *autotls.CertificateInfo) { c.RenewBy = t0 }), StateOK},
+		// Another source's certificate: the deadline the Manager would
+		// work to, from its validity and ARI window.
+		{"no RenewBy, ARI window ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
+			c.ARIWindowStart, c.ARIWindowEnd = t0.Add(5*day), t0.Add(6*day)
+		}), StateOK},
+		{"no RenewBy, ARI window ahead, 8 days left", with(cert("a", -82*day, 90*day), func(c *autotls.CertificateInfo) {
+			c.ARIWindowStart, c.ARIWindowEnd = t0.Add(time.Hour), t0.Add(2*time.Hour)
+		}), StateExpiring},
+		{"no RenewBy, ARI window passed, 40 days left", with(cert("a", -50*day, 90*day), func(c *autotls.CertificateInfo) {
+			c.ARIWindowStart, c.ARIWindowEnd = t0.Add(-2*day), t0.Add(-day)
 		}), StateExpiring},
 		{"6 days, 4 days left", cert("a", -2*day, 6*day), StateOK},
 		{"6 days, 2 days left", cert("a", -4*day, 6*day), StateExpiring},
@@ -62,8 +72,8 @@ func TestStateOf(t *testing.T) {
 		}), StateFailing},
 		{"no certificate, failing", autotls.CertificateInfo{Name: "a", LastError: "acme: rejectedIdentifier"}, StateFailing},
 		{"no certificate yet", autotls.CertificateInfo{Name: "a", Managed: true}, StatePending},
-		{"lifetime unknown, 8 days left", autotls.CertificateInfo{Name: "a", NotAfter: t0.Add(8 * day)}, StateOK},
-		{"lifetime unknown, 6 days left", autotls.CertificateInfo{Name: "a", NotAfter: t0.Add(6 * day)}, StateExpiring},
+		{"lifetime unknown, no deadline", autotls.CertificateInfo{Name: "a", NotAfter: t0.Add(day)}, StateOK},
+		{"lifetime unknown, RenewBy passed", autotls.CertificateInfo{Name: "a", NotAfter: t0.Add(8 * day), RenewBy: t0.Add(-time.Second)}, StateExpiring},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := stateOf(tc.info, t0); got != tc.want {

@@ -105,6 +105,11 @@ type Certificate struct {
 	// ReasonARIPast).
 	RenewAt     time.Time `json:"renew_at,omitzero"`
 	RenewReason string    `json:"renew_reason,omitempty"`
+	// RenewBy is the deadline the certificate is judged by: past it, it
+	// is expiring (autotls.CertificateInfo.RenewBy, or for a certificate
+	// the Manager does not plan autotls.RenewalDeadline); zero when there
+	// is none.
+	RenewBy time.Time `json:"renew_by,omitzero"`
 	// ARIWindowStart and ARIWindowEnd are the CA's suggested window, zero
 	// when it offers none; ARIExplanationURL its explanation, and
 	// NextARIPoll when the Manager asks again.
@@ -354,7 +359,7 @@ func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
 		Name: info.Name, Names: info.Names, Issuer: info.Issuer, Serial: info.Serial,
 		NotBefore: info.NotBefore, NotAfter: info.NotAfter,
 		State:   stateOf(info, now),
-		RenewAt: info.RenewAt, RenewReason: info.RenewReason,
+		RenewAt: info.RenewAt, RenewReason: info.RenewReason, RenewBy: renewByOf(info),
 		ARIWindowStart: info.ARIWindowStart, ARIWindowEnd: info.ARIWindowEnd,
 		ARIExplanationURL: info.ARIExplanationURL, NextARIPoll: info.NextARIPoll,
 		LastError: info.LastError, LastErrorAt: info.LastErrorAt, BackoffUntil: info.BackoffUntil,

@@ -160,76 +160,152 @@ func keyTypeOf(key crypto.PublicKey) string {
 }
 
 // issue obtains a certificate for names (obtain), or renews old (renew,
-// where names come from it).
+// where names come from it): it prepares the request, opens --storage,
+// picks and checks every destination, orders, then saves what was issued.
 func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509.Certificate) (err error) {
 	ctx := cmd.Context()
-	ids, norm, err := identifiers(names)
+	is, err := a.newIssuance(names, f, old)
 	if err != nil {
 		return err
 	}
-	if err := f.solverFlags.checkWildcards(norm); err != nil {
-		return err
-	}
-	if err := a.checkCA(); err != nil {
-		return err
-	}
-	directory, _ := a.directory()
-	certKey, err := newKey(f.keyType)
-	if err != nil {
-		return err
-	}
-	req := acme.ObtainRequest{Identifiers: ids, CertKey: certKey, Profile: f.profile, PreferredChain: f.preferredChain}
-	if old != nil {
-		if id, err := acme.CertificateID(old); err == nil {
-			req.Replaces = id
-		}
-	} else if f.replaces != "" {
-		if chain, _, err := parseCertFile(f.replaces); err == nil {
-			if req.Replaces, err = acme.CertificateID(chain[0]); err != nil {
-				return usagef("--replaces %s: %v", f.replaces, err)
-			}
-		} else if _, serr := os.Stat(f.replaces); serr == nil || strings.ContainsAny(f.replaces, "/\\") {
-			return usagef("--replaces: %v", err)
-		} else {
-			req.Replaces = f.replaces
-		}
-	}
-
 	// Storage first, so that a wrong --storage orders nothing.
-	issued := false
-	var store storage.Storage
-	var trail *audit.Log
-	if a.storageURL != "" {
-		s, closeStore, err := a.openStorage(ctx)
-		if err != nil {
-			return err
-		}
-		defer closeStore()
-		store = s
-		trail = &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
-		defer trail.Close()
+	closeStore, err := is.openStorage(ctx)
+	if err != nil {
+		return err
 	}
-	if trail != nil {
+	defer closeStore()
+	issued := false
+	if is.trail != nil {
 		// A run that fails or is interrupted before the certificate is
 		// issued leaves a failed decision per name, as a Manager's failed
 		// order does (after issuance, the trail has the obtained ones).
 		defer func() {
-			if err == nil || issued {
-				return
-			}
-			why := err
-			if ctx.Err() != nil {
-				why = fmt.Errorf("interrupted: %w", err)
-			}
-			for _, name := range norm {
-				trail.OnEvent(autotls.Event{Type: autotls.EventFailed, Name: name, Issuer: directory, Err: why})
+			if err != nil && !issued {
+				is.recordFailure(ctx, err)
 			}
 		}()
 	}
-	certFile, keyFile := f.certFile, f.keyFile
-	if store == nil || certFile != "" || keyFile != "" {
+	is.chooseFiles()
+	if err := is.checkDestinations(ctx); err != nil {
+		return err
+	}
+	res, accountURL, stop, err := is.order(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	issued = true
+	return is.save(ctx, res, accountURL)
+}
+
+// issuance is one run of obtain or renew, carried through its steps.
+type issuance struct {
+	a         *app
+	f         *issueFlags
+	norm      []string // the names, normalised
+	directory string
+	certKey   crypto.Signer
+	req       acme.ObtainRequest
+	// store and trail are --storage's, nil without it.
+	store storage.Storage
+	trail *audit.Log
+	// certFile and keyFile are where the chain and key are written,
+	// empty when only --storage is.
+	certFile, keyFile string
+}
+
+// newIssuance checks the names and --ca, makes the certificate's key and
+// the request (with what it replaces).
+func (a *app) newIssuance(names []string, f *issueFlags, old *x509.Certificate) (*issuance, error) {
+	ids, norm, err := identifiers(names)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.solverFlags.checkWildcards(norm); err != nil {
+		return nil, err
+	}
+	if err := a.checkCA(); err != nil {
+		return nil, err
+	}
+	directory, _ := a.directory()
+	certKey, err := newKey(f.keyType)
+	if err != nil {
+		return nil, err
+	}
+	replaces, err := replacesID(f, old)
+	if err != nil {
+		return nil, err
+	}
+	return &issuance{
+		a: a, f: f, norm: norm, directory: directory, certKey: certKey,
+		req: acme.ObtainRequest{Identifiers: ids, CertKey: certKey, Profile: f.profile, PreferredChain: f.preferredChain, Replaces: replaces},
+	}, nil
+}
+
+// replacesID returns the ARI ID of the certificate the new one replaces:
+// old's (renew), or --replaces' (a PEM file, or an ID as it is); empty for
+// none.
+func replacesID(f *issueFlags, old *x509.Certificate) (string, error) {
+	if old != nil {
+		if id, err := acme.CertificateID(old); err == nil {
+			return id, nil
+		}
+		return "", nil
+	}
+	if f.replaces == "" {
+		return "", nil
+	}
+	chain, _, err := parseCertFile(f.replaces)
+	if err == nil {
+		id, err := acme.CertificateID(chain[0])
+		if err != nil {
+			return "", usagef("--replaces %s: %v", f.replaces, err)
+		}
+		return id, nil
+	}
+	if _, serr := os.Stat(f.replaces); serr == nil || strings.ContainsAny(f.replaces, "/\\") {
+		return "", usagef("--replaces: %v", err)
+	}
+	return f.replaces, nil
+}
+
+// openStorage opens --storage, if given, and its audit trail; the
+// function returned closes both.
+func (is *issuance) openStorage(ctx context.Context) (func(), error) {
+	if is.a.storageURL == "" {
+		return func() {}, nil
+	}
+	s, closeStore, err := is.a.openStorage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	is.store = s
+	is.trail = &audit.Log{Storage: s, Node: cliNode(), Retention: -1}
+	return func() {
+		is.trail.Close()
+		closeStore()
+	}, nil
+}
+
+// recordFailure adds a failed decision per name to the trail: the run
+// failed, or was interrupted, before the certificate was issued.
+func (is *issuance) recordFailure(ctx context.Context, err error) {
+	why := err
+	if ctx.Err() != nil {
+		why = fmt.Errorf("interrupted: %w", err)
+	}
+	for _, name := range is.norm {
+		is.trail.OnEvent(autotls.Event{Type: autotls.EventFailed, Name: name, Issuer: is.directory, Err: why})
+	}
+}
+
+// chooseFiles picks the chain and key files: the flags', else NAME.crt
+// and NAME.key, unless only --storage is given.
+func (is *issuance) chooseFiles() {
+	certFile, keyFile := is.f.certFile, is.f.keyFile
+	if is.store == nil || certFile != "" || keyFile != "" {
 		if certFile == "" {
-			certFile = fileBase(norm[0]) + ".crt"
+			certFile = fileBase(is.norm[0]) + ".crt"
 		}
 		if keyFile == "" {
 			keyFile = strings.TrimSuffix(certFile, ".crt") + ".key"
@@ -238,85 +314,101 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 			}
 		}
 	}
+	is.certFile, is.keyFile = certFile, keyFile
+}
 
-	// Every destination is checked before the first ACME request: a
-	// certificate issued and then lost still counts against the CA's
-	// limits.
-	if certFile != "" {
-		for _, d := range []struct{ flag, path string }{{"--cert", certFile}, {"--key", keyFile}} {
+// checkDestinations checks every destination before the first ACME
+// request: a certificate issued and then lost still counts against the
+// CA's limits.
+func (is *issuance) checkDestinations(ctx context.Context) error {
+	if is.certFile != "" {
+		for _, d := range []struct{ flag, path string }{{"--cert", is.certFile}, {"--key", is.keyFile}} {
 			if err := checkWritable(d.path); err != nil {
 				return fmt.Errorf("cannot write %s %s: %w: nothing was ordered", d.flag, d.path, err)
 			}
 		}
 	}
-	if store != nil {
-		if err := checkStorage(ctx, store); err != nil {
-			return fmt.Errorf("cannot write to --storage %s: %w: nothing was ordered", a.storageURL, err)
+	if is.store != nil {
+		if err := checkStorage(ctx, is.store); err != nil {
+			return fmt.Errorf("cannot write to --storage %s: %w: nothing was ordered", is.a.storageURL, err)
 		}
 	}
+	return nil
+}
 
+// order obtains the certificate with the account and the solvers of the
+// flags. On success it returns the result, the account's URL and the
+// function that stops the solvers; on failure they are stopped.
+func (is *issuance) order(ctx context.Context) (res *acme.Certificate, accountURL string, stop func(), err error) {
+	a := is.a
 	p := a.newProgress()
 	var obs []acme.Observer
 	obs = append(obs, progressObserver{p})
-	if trail != nil {
-		obs = append(obs, trail)
+	if is.trail != nil {
+		obs = append(obs, is.trail)
 	}
 	c, _, _, err := a.account(ctx, obs...)
 	if err != nil {
-		return err
+		return nil, "", nil, err
 	}
-	set, err := f.solverFlags.start(a, p, norm)
+	set, err := is.f.solverFlags.start(a, p, is.norm)
 	if err != nil {
-		return err
+		return nil, "", nil, err
 	}
-	defer set.stop()
+	req := is.req
 	req.Solvers, req.ChallengeTypes = set.solvers, set.types
-
-	res, err := c.Obtain(ctx, req)
+	res, err = c.Obtain(ctx, req)
 	if err != nil {
+		set.stop()
 		var ce *acme.ChallengeError
 		var dw *errDNSWait
 		if errors.As(err, &dw) {
-			return fmt.Errorf("obtaining the certificate: %w", err)
+			return nil, "", nil, fmt.Errorf("obtaining the certificate: %w", err)
 		}
 		if errors.As(err, &ce) {
-			return fmt.Errorf("the CA could not validate %s via %s: %w: check that the name points at this machine and the port is reachable from the internet", ce.Identifier.Value, ce.Type, err)
+			return nil, "", nil, fmt.Errorf("the CA could not validate %s via %s: %w: check that the name points at this machine and the port is reachable from the internet", ce.Identifier.Value, ce.Type, err)
 		}
-		return a.caError("obtaining the certificate", err)
+		return nil, "", nil, a.caError("obtaining the certificate", err)
 	}
-	issued = true
 	p.step("done")
 	if set.persist != nil {
 		set.persist.finish()
 	}
+	return res, c.AccountURL, set.stop, nil
+}
+
+// save writes the issued certificate to its files and into --storage,
+// whatever happens to the command's context now (Ctrl-C), within a
+// bound, and prints it. A write that fails saves the chain and key in a
+// rescue file instead.
+func (is *issuance) save(ctx context.Context, res *acme.Certificate, accountURL string) error {
+	a := is.a
 	leaf := res.Leaf()
 	out := certOutput{
-		Names: norm, Serial: hex.EncodeToString(leaf.SerialNumber.Bytes()),
+		Names: is.norm, Serial: hex.EncodeToString(leaf.SerialNumber.Bytes()),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
-		Issuer: leaf.Issuer.CommonName, Root: res.Chain.TopIssuer(), Directory: directory,
+		Issuer: leaf.Issuer.CommonName, Root: res.Chain.TopIssuer(), Directory: is.directory,
 		OrderURL: res.Order.URL, CertificateURL: res.Order.Certificate,
-		Replaced: req.Replaces,
+		Replaced: is.req.Replaces,
 	}
 	out.ARIID, _ = acme.CertificateID(leaf)
 
-	keyPEM, err := encodeKey(certKey)
+	keyPEM, err := encodeKey(is.certKey)
 	if err != nil {
 		return err
 	}
-	// The certificate is issued: it is written whatever happens to the
-	// command's context now (Ctrl-C), within a bound.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	// lost is the error of a write that failed after issuance: the chain
 	// and key go to a rescue file the message names.
 	lost := func(what string, err error) error {
-		if trail != nil {
-			for _, name := range norm {
-				trail.OnEvent(autotls.Event{Type: autotls.EventNotStored, Name: name, Issuer: directory, Serial: out.Serial, NotAfter: leaf.NotAfter, Err: err})
+		if is.trail != nil {
+			for _, name := range is.norm {
+				is.trail.OnEvent(autotls.Event{Type: autotls.EventNotStored, Name: name, Issuer: is.directory, Serial: out.Serial, NotAfter: leaf.NotAfter, Err: err})
 			}
 		}
 		msg := fmt.Sprintf("the certificate was issued (serial %s) but %s: %v", out.Serial, what, err)
-		if path, rerr := rescue(norm[0], out.Serial, res.Chain.PEM, keyPEM); rerr == nil {
+		if path, rerr := rescue(is.norm[0], out.Serial, res.Chain.PEM, keyPEM); rerr == nil {
 			msg += "; its key and chain are saved in " + path + " (mode 0600)"
 			a.wrote(path + " (the issued key and chain)")
 		} else {
@@ -324,27 +416,27 @@ func (a *app) issue(cmd *cobra.Command, names []string, f *issueFlags, old *x509
 		}
 		return errors.New(msg)
 	}
-	if certFile != "" {
-		if err := writeFiles(fileSpec{keyFile, keyPEM, 0o600}, fileSpec{certFile, res.Chain.PEM, 0o644}); err != nil {
+	if is.certFile != "" {
+		if err := writeFiles(fileSpec{is.keyFile, keyPEM, 0o600}, fileSpec{is.certFile, res.Chain.PEM, 0o644}); err != nil {
 			return lost("not saved", err)
 		}
-		out.CertFile, out.KeyFile = certFile, keyFile
-		a.wrote(certFile)
-		a.wrote(keyFile)
+		out.CertFile, out.KeyFile = is.certFile, is.keyFile
+		a.wrote(is.certFile)
+		a.wrote(is.keyFile)
 	}
-	if store != nil {
-		for _, name := range norm {
-			err := autotls.ImportCertificate(wctx, store, autotls.ImportedCertificate{
-				Directory: directory, Name: name, ChainPEM: res.Chain.PEM, Key: certKey,
-				OrderURL: res.Order.URL, CertificateURL: res.Order.Certificate, AccountURL: c.AccountURL,
-				Replace: f.replaceStored,
+	if is.store != nil {
+		for _, name := range is.norm {
+			err := autotls.ImportCertificate(wctx, is.store, autotls.ImportedCertificate{
+				Directory: is.directory, Name: name, ChainPEM: res.Chain.PEM, Key: is.certKey,
+				OrderURL: res.Order.URL, CertificateURL: res.Order.Certificate, AccountURL: accountURL,
+				Replace: is.f.replaceStored,
 			})
 			if err != nil {
 				return lost("not stored under "+name, err)
 			}
 			out.Stored = append(out.Stored, name)
 			a.wrote(name + " in the storage")
-			trail.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: name, Issuer: directory, NotAfter: leaf.NotAfter, Serial: out.Serial})
+			is.trail.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: name, Issuer: is.directory, NotAfter: leaf.NotAfter, Serial: out.Serial})
 		}
 	}
 	return a.printCert(out)
