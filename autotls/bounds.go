@@ -32,16 +32,18 @@ const (
 var ErrOrderLimited = errors.New("autotls: order held back by the Manager's safety bound")
 
 // nameOrders remembers when certificates were obtained for each name,
-// for MaxCertificatesPerName. Only names that obtained one within their
-// window have a record; the rest are pruned as the records double.
+// for MaxCertificatesPerName: 32 bytes and the name for each name that
+// obtained one within its window (no more than an issuer's orders a day,
+// MaxOrdersPerMinute allowing); the rest are pruned as the records
+// double.
 type nameOrders struct {
 	mu    sync.Mutex
-	names map[string]*nameOrderLog
+	names map[string]nameOrderLog
 	sweep int
 }
 
 type nameOrderLog struct {
-	at     [MaxCertificatesPerName]time.Time // oldest first; zero unused
+	at     [MaxCertificatesPerName]int64 // Unix nanoseconds, oldest first; zero unused
 	window time.Duration
 }
 
@@ -59,11 +61,11 @@ func orderWindow(life time.Duration) time.Duration {
 func (o *nameOrders) held(name string, now time.Time) (until time.Time, window time.Duration, held bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	l := o.names[name]
-	if l == nil || l.at[0].IsZero() {
+	l, ok := o.names[name]
+	if !ok || l.at[0] == 0 {
 		return time.Time{}, 0, false
 	}
-	until = l.at[0].Add(l.window)
+	until = time.Unix(0, l.at[0]).Add(l.window)
 	return until, l.window, now.Before(until)
 }
 
@@ -73,25 +75,22 @@ func (o *nameOrders) obtained(name string, now time.Time, life time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.names == nil {
-		o.names = make(map[string]*nameOrderLog)
+		o.names = make(map[string]nameOrderLog)
 	}
-	l := o.names[name]
-	if l == nil {
-		l = &nameOrderLog{}
-		o.names[name] = l
-		if len(o.names) > max(o.sweep, 1024) {
-			o.prune(now)
-		}
+	l, ok := o.names[name]
+	if !ok && len(o.names) >= max(o.sweep, 1024) {
+		o.prune(now)
 	}
 	copy(l.at[:], l.at[1:])
-	l.at[len(l.at)-1] = now
+	l.at[len(l.at)-1] = now.UnixNano()
 	l.window = orderWindow(life)
+	o.names[name] = l
 }
 
 // prune drops the records whose newest certificate left its window.
 func (o *nameOrders) prune(now time.Time) {
 	for name, l := range o.names {
-		if !now.Before(l.at[len(l.at)-1].Add(l.window)) {
+		if !now.Before(time.Unix(0, l.at[len(l.at)-1]).Add(l.window)) {
 			delete(o.names, name)
 		}
 	}

@@ -3,6 +3,7 @@ package autotls
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -130,5 +131,24 @@ func TestClockMeasured(t *testing.T) {
 	fixed := clock{local: func() time.Time { return local }, fixed: true}
 	if off, changed := fixed.measured(40 * 24 * time.Hour); off != 0 || changed {
 		t.Errorf("a fixed clock corrected by %v", off)
+	}
+}
+
+// Records of names whose last certificate left its window are pruned as
+// the records grow.
+func TestNameOrdersPruned(t *testing.T) {
+	t.Parallel()
+	var o nameOrders
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 5000 {
+		o.obtained(fmt.Sprintf("n%d.example.com", i), t0.Add(time.Duration(i)*time.Minute), 90*24*time.Hour)
+	}
+	// 5,000 minutes are more than three days: only the last day's names
+	// can still be held, and pruning keeps the map near that.
+	if n := len(o.names); n > 2*24*60+1024 {
+		t.Errorf("%d records kept, want those of the last day (1,440) and at most the pruning slack", n)
+	}
+	if _, _, held := o.held("n4999.example.com", t0.Add(5000*time.Minute)); held {
+		t.Error("a name with one certificate is held")
 	}
 }
