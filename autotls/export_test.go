@@ -95,9 +95,13 @@ func SwapForTest(m *Manager, name string) bool {
 // would, and waits for the result.
 func RenewForTest(m *Manager, name string) error {
 	st := m.state()
-	if e := st.cache.get(name); e != nil {
-		// Due now, as at its planned time.
-		st.cache.swap(e, e.with(func(x *entry) { x.renewAt = m.now() }))
+	// Due now, as at its planned time, so that a retry after a failure
+	// comes due too.
+	for {
+		e := st.cache.get(name)
+		if e == nil || st.cache.swap(e, e.with(func(x *entry) { x.renewAt = m.now() })) {
+			break
+		}
 	}
 	f, err := m.enqueueIssue(name, true)
 	if err != nil {

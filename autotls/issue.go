@@ -33,13 +33,6 @@ func (m *Manager) lockName(name string) string {
 // context, never a handshake's.
 func (m *Manager) issue(ctx context.Context, name string, onDemand, renew bool) (*tls.Certificate, error) {
 	current := m.st.cache.get(name)
-	if renew && current != nil && m.now().Before(current.renewAt) && m.now().Before(current.notAfter) {
-		// The certificate this renewal was for has been replaced
-		// meanwhile (another node's, loaded while the renewal waited in
-		// the queue) by one that is not due: renewing that one would be
-		// a second replacement.
-		return current.cert, nil
-	}
 	if current == nil && renew {
 		// Evicted from memory (CacheCapacity): the stored certificate is
 		// the one to renew.

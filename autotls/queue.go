@@ -143,6 +143,19 @@ func (m *Manager) runTask(t task) {
 // one is in flight already, and returns its flight. On failure the name is
 // planned again after its backoff.
 func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
+	return m.enqueueIssueOf(name, renew, nil)
+}
+
+// enqueueRenewal queues the renewal of e, which is due: if another
+// certificate that is not due has replaced it by the time the task runs
+// (another node's, loaded meanwhile), nothing is ordered.
+func (m *Manager) enqueueRenewal(e *entry) (*flight, error) {
+	return m.enqueueIssueOf(e.name, true, e.cert)
+}
+
+// enqueueIssueOf is enqueueIssue for the renewal of the certificate due
+// (nil: whatever is cached).
+func (m *Manager) enqueueIssueOf(name string, renew bool, due *tls.Certificate) (*flight, error) {
 	f, lead, err := m.joinFlight(name)
 	if err != nil || !lead {
 		return f, err
@@ -155,6 +168,14 @@ func (m *Manager) enqueueIssue(name string, renew bool) (*flight, error) {
 			if err := m.stillAllowed(ctx, name); err != nil {
 				refused = true
 				return nil, m.notRenewed(name, nil, err)
+			}
+			if renew && due != nil {
+				if cur := m.st.cache.get(name); cur != nil && cur.cert != due && m.now().Before(cur.renewAt) && m.now().Before(cur.notAfter) {
+					// The certificate this renewal was for has been
+					// replaced meanwhile by one that is not due:
+					// renewing that one would be a second replacement.
+					return cur.cert, nil
+				}
 			}
 			return m.issue(ctx, name, false, renew)
 		})

@@ -189,7 +189,7 @@ func (m *Manager) step(name string, now time.Time) {
 		m.emit(Event{Type: EventExpired, Name: name, NotAfter: e.notAfter, Serial: e.serial(), Err: m.lastFailure(name)})
 		m.enqueueIssue(name, true)
 	case !now.Before(e.renewAt):
-		m.enqueueIssue(name, true)
+		m.enqueueRenewal(e)
 	case e.ariDue(now) && !e.iss.noARI.Load():
 		if until, held := e.iss.ariHeld(now); held {
 			// A poll failed a moment ago: wait with the others.
