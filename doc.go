@@ -16,6 +16,9 @@
 //   - storage: the Storage interface with cluster-wide locks, the file
 //     backend and an in-memory one; storage/postgres shares certificates
 //     across a fleet; storage/storagetest is the conformance suite.
+//   - record: the records several packages share — an audit record and
+//     its filter, a certificate's state, a DNS record to publish — owned
+//     by none of them; it imports no other package of the module.
 //   - autotls: the Manager — lazy issuance in GetCertificate, background
 //     renewal (its own windows or the CA's ARI), retries, issuers with
 //     fallback, host policy and the one-line listener.

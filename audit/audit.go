@@ -17,6 +17,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/textclip"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -31,24 +32,6 @@ const (
 	journalName          = "audit" // the journal of a storage.Journal
 	defaultLimit         = 1000    // records a Query returns by default
 )
-
-// Kinds of records.
-const (
-	KindExchange = "exchange" // one exchange with a CA (acme.Exchange)
-	KindDecision = "decision" // something the Manager decided or saw happen
-	KindProbe    = "probe"    // what a watchdog found served (package watchdog)
-)
-
-// Outcomes of records.
-const (
-	OutcomeOK      = "ok"
-	OutcomeFailure = "failure"
-	OutcomeRefused = "refused" // a name the host policy refused
-)
-
-// A Record is one entry of the audit trail. It is [autotls.AuditRecord],
-// so that [autotls.Manager.Audit] returns it.
-type Record = autotls.AuditRecord
 
 // A Log is an append-only, bounded audit trail of a Manager's exchanges with
 // its CAs and of its decisions, kept in a storage.Storage: every node of a
@@ -86,7 +69,7 @@ type Log struct {
 
 	once    sync.Once
 	mu      sync.Mutex
-	buf     []Record
+	buf     []record.Audit
 	dropped int
 	seq     int
 	kick    chan struct{}
@@ -152,7 +135,7 @@ func (l *Log) logger() *slog.Logger {
 }
 
 // Add appends a record; Time and Node are filled in when empty.
-func (l *Log) Add(r Record) {
+func (l *Log) Add(r record.Audit) {
 	l.init()
 	if r.Time.IsZero() {
 		r.Time = l.now()
@@ -185,8 +168,8 @@ func (l *Log) Add(r Record) {
 
 // ObserveExchange records an exchange with a CA (acme.Observer).
 func (l *Log) ObserveExchange(e acme.Exchange) {
-	r := Record{
-		Time: e.Time, Kind: KindExchange, Outcome: OutcomeOK,
+	r := record.Audit{
+		Time: e.Time, Kind: record.KindExchange, Outcome: record.OutcomeOK,
 		Issuer: e.Directory, Account: e.Account, Operation: e.Operation,
 		Status: e.Status, Problem: e.ProblemType, Detail: e.ProblemDetail,
 		RetryAfter: e.RetryAfter, Latency: e.Latency, Retries: e.Retries,
@@ -195,7 +178,7 @@ func (l *Log) ObserveExchange(e acme.Exchange) {
 		r.Names = append(r.Names, id.Value)
 	}
 	if e.Status == 0 || e.Status >= 400 || e.Err != "" {
-		r.Outcome = OutcomeFailure
+		r.Outcome = record.OutcomeFailure
 		if r.Detail == "" {
 			r.Detail = e.Err
 		}
@@ -215,18 +198,18 @@ func (l *Log) OnEvent(e autotls.Event) {
 		// the trail.
 		return
 	}
-	r := Record{
-		Kind: KindDecision, Outcome: OutcomeOK, Issuer: e.Issuer, Operation: string(e.Type),
+	r := record.Audit{
+		Kind: record.KindDecision, Outcome: record.OutcomeOK, Issuer: e.Issuer, Operation: string(e.Type),
 		Names: []string{e.Name}, Serial: e.Serial, NotAfter: e.NotAfter, Until: e.RetryAt,
 	}
 	switch e.Type {
 	case autotls.EventFailed, autotls.EventIssuerFailed, autotls.EventRateLimited,
 		autotls.EventNotStored, autotls.EventExpiring, autotls.EventExpired:
-		r.Outcome = OutcomeFailure
+		r.Outcome = record.OutcomeFailure
 	case autotls.EventRefused, autotls.EventNotRenewed:
-		r.Outcome = OutcomeRefused
+		r.Outcome = record.OutcomeRefused
 	case autotls.EventDNSRecordMissing:
-		r.Outcome = OutcomeFailure
+		r.Outcome = record.OutcomeFailure
 	}
 	if e.DNSRecord != nil {
 		// The record to publish, as a zone file line, and why.
@@ -345,7 +328,7 @@ func (l *Log) Flush(ctx context.Context) error {
 // It leaves out, with their errors, the records no journal accepts even
 // clipped: a time outside the years 1970 to 9999, a field other than
 // names and detail too long.
-func journalEntries(batch []Record) ([]storage.JournalEntry, []error) {
+func journalEntries(batch []record.Audit) ([]storage.JournalEntry, []error) {
 	out := make([]storage.JournalEntry, 0, len(batch))
 	var refused []error
 	for _, r := range batch {
@@ -450,12 +433,8 @@ func (l *Log) Close() error {
 	return l.Flush(ctx)
 }
 
-// A Filter selects records for [Log.Query]; zero fields match everything.
-// It is [autotls.AuditFilter], so that [autotls.Manager.Audit] takes it.
-type Filter = autotls.AuditFilter
-
 // match reports whether r matches f.
-func match(f Filter, r Record) bool {
+func match(f record.AuditFilter, r record.Audit) bool {
 	if f.Name != "" && !slices.Contains(r.Names, f.Name) {
 		return false
 	}
@@ -487,13 +466,13 @@ func match(f Filter, r Record) bool {
 // first (the newest Limit of them). Buffered records not yet written are
 // included for this node. It reads every batch whose time range can
 // match: bound it with Since.
-func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
+func (l *Log) Query(ctx context.Context, f record.AuditFilter) ([]record.Audit, error) {
 	l.init()
 	keys, err := l.Storage.List(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("audit: listing batches: %w", err)
 	}
-	var out []Record
+	var out []record.Audit
 	if j, ok := l.Storage.(storage.Journal); ok {
 		q := storage.JournalQuery{Since: f.Since, Until: f.Until, Key: f.Name}
 		// The journal can apply the limit when it applies every filter
@@ -510,7 +489,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 			return nil, fmt.Errorf("audit: reading the journal: %w", err)
 		}
 		for _, e := range entries {
-			var r Record
+			var r record.Audit
 			if json.Unmarshal(e.Data, &r) == nil && match(f, r) {
 				out = append(out, r)
 			}
@@ -526,7 +505,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 			continue // deleted meanwhile by retention
 		}
 		for line := range bytes.Lines(b) {
-			var r Record
+			var r record.Audit
 			if json.Unmarshal(line, &r) == nil && match(f, r) {
 				out = append(out, r)
 			}
@@ -539,7 +518,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		}
 	}
 	l.mu.Unlock()
-	slices.SortStableFunc(out, func(a, b Record) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(out, func(a, b record.Audit) int { return a.Time.Compare(b.Time) })
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit

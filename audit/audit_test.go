@@ -17,6 +17,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -63,7 +64,7 @@ func TestTrailOfAnIssuance(t *testing.T) {
 	// The Manager answers from its AuditLog, buffered records included.
 	// (The ARI poll after the issuance may add a scheduled decision at any
 	// moment: ask for the obtained one.)
-	viaManager, err := m.Audit(ctxT(t), autotls.AuditFilter{Name: "example.com", Kind: KindDecision, Operation: string(autotls.EventObtained)})
+	viaManager, err := m.Audit(ctxT(t), record.AuditFilter{Name: "example.com", Kind: record.KindDecision, Operation: string(autotls.EventObtained)})
 	if err != nil {
 		t.Fatalf("Manager.Audit: %v", err)
 	}
@@ -76,7 +77,7 @@ func TestTrailOfAnIssuance(t *testing.T) {
 	// A new Log on the same storage: a restart.
 	again := &Log{Storage: store, Node: "node-b"}
 	defer again.Close()
-	recs, err := again.Query(ctxT(t), Filter{Name: "example.com"})
+	recs, err := again.Query(ctxT(t), record.AuditFilter{Name: "example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +93,9 @@ func TestTrailOfAnIssuance(t *testing.T) {
 			t.Errorf("%s recorded %d times for example.com, want 1 (all: %v)", want, ops[want], ops)
 		}
 	}
-	all, _ := again.Query(ctxT(t), Filter{})
+	all, _ := again.Query(ctxT(t), record.AuditFilter{})
 	for _, r := range all {
-		if r.Kind == KindExchange && (r.Issuer != ca.DirectoryURL() || r.Status == 0 || r.Latency <= 0) {
+		if r.Kind == record.KindExchange && (r.Issuer != ca.DirectoryURL() || r.Status == 0 || r.Latency <= 0) {
 			t.Errorf("exchange record %+v: want the issuer, a status and a latency", r)
 		}
 	}
@@ -123,10 +124,10 @@ func testQueryFilters(t *testing.T, open func() storage.Storage) {
 	b := &Log{Storage: open(), Node: "b"}
 	defer a.Close()
 	defer b.Close()
-	a.Add(Record{Time: base, Kind: KindExchange, Outcome: OutcomeOK, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}})
-	a.Add(Record{Time: base.Add(time.Minute), Kind: KindExchange, Outcome: OutcomeFailure, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}, Status: 429})
-	b.Add(Record{Time: base.Add(2 * time.Minute), Kind: KindDecision, Outcome: OutcomeFailure, Issuer: "https://ca2/dir", Operation: string(autotls.EventFailed), Names: []string{"x.example.com"}})
-	b.Add(Record{Time: base.Add(3 * time.Minute), Kind: KindDecision, Outcome: OutcomeOK, Issuer: "https://ca2/dir", Operation: string(autotls.EventObtained), Names: []string{"y.example.com"}})
+	a.Add(record.Audit{Time: base, Kind: record.KindExchange, Outcome: record.OutcomeOK, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}})
+	a.Add(record.Audit{Time: base.Add(time.Minute), Kind: record.KindExchange, Outcome: record.OutcomeFailure, Issuer: "https://ca1/dir", Operation: acme.OpNewOrder, Names: []string{"x.example.com"}, Status: 429})
+	b.Add(record.Audit{Time: base.Add(2 * time.Minute), Kind: record.KindDecision, Outcome: record.OutcomeFailure, Issuer: "https://ca2/dir", Operation: string(autotls.EventFailed), Names: []string{"x.example.com"}})
+	b.Add(record.Audit{Time: base.Add(3 * time.Minute), Kind: record.KindDecision, Outcome: record.OutcomeOK, Issuer: "https://ca2/dir", Operation: string(autotls.EventObtained), Names: []string{"y.example.com"}})
 	for _, l := range []*Log{a, b} {
 		if err := l.Flush(ctxT(t)); err != nil {
 			t.Fatal(err)
@@ -134,16 +135,16 @@ func testQueryFilters(t *testing.T, open func() storage.Storage) {
 	}
 	cases := []struct {
 		name string
-		f    Filter
+		f    record.AuditFilter
 		want int
 	}{
-		{"all", Filter{}, 4},
-		{"by name", Filter{Name: "x.example.com"}, 3},
-		{"failures", Filter{Outcome: OutcomeFailure}, 2},
-		{"by issuer", Filter{Issuer: "https://ca2/dir"}, 2},
-		{"decisions", Filter{Kind: KindDecision}, 2},
-		{"time range", Filter{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}, 2},
-		{"limit keeps the newest", Filter{Limit: 1}, 1},
+		{"all", record.AuditFilter{}, 4},
+		{"by name", record.AuditFilter{Name: "x.example.com"}, 3},
+		{"failures", record.AuditFilter{Outcome: record.OutcomeFailure}, 2},
+		{"by issuer", record.AuditFilter{Issuer: "https://ca2/dir"}, 2},
+		{"decisions", record.AuditFilter{Kind: record.KindDecision}, 2},
+		{"time range", record.AuditFilter{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}, 2},
+		{"limit keeps the newest", record.AuditFilter{Limit: 1}, 1},
 	}
 	for _, tc := range cases {
 		got, err := a.Query(ctxT(t), tc.f)
@@ -151,7 +152,7 @@ func testQueryFilters(t *testing.T, open func() storage.Storage) {
 			t.Errorf("%s: got %d records (%v), want %d", tc.name, len(got), err, tc.want)
 		}
 	}
-	newest, _ := a.Query(ctxT(t), Filter{Limit: 1})
+	newest, _ := a.Query(ctxT(t), record.AuditFilter{Limit: 1})
 	if len(newest) == 1 && newest[0].Node != "b" {
 		t.Errorf("the newest record is node %q's, want b's", newest[0].Node)
 	}
@@ -175,7 +176,7 @@ func testStorageFailureAndRetention(t *testing.T, open func() storage.Storage) {
 	defer l.Close()
 	fail.Store(true)
 	for i := range 8 {
-		l.Add(Record{Time: now.Add(time.Duration(i) * time.Second), Kind: KindDecision, Operation: "x" + strconv.Itoa(i)})
+		l.Add(record.Audit{Time: now.Add(time.Duration(i) * time.Second), Kind: record.KindDecision, Operation: "x" + strconv.Itoa(i)})
 	}
 	if err := l.Flush(ctxT(t)); err == nil {
 		t.Fatal("Flush succeeded on a failing storage")
@@ -184,7 +185,7 @@ func testStorageFailureAndRetention(t *testing.T, open func() storage.Storage) {
 	if err := l.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := l.Query(ctxT(t), Filter{})
+	got, _ := l.Query(ctxT(t), record.AuditFilter{})
 	if len(got) != 5 || got[0].Operation != "x3" || got[4].Operation != "x7" {
 		t.Fatalf("after recovery: %d records from %v, want the newest 5 (x3…x7)", len(got), got)
 	}
@@ -192,11 +193,11 @@ func testStorageFailureAndRetention(t *testing.T, open func() storage.Storage) {
 	mu.Lock()
 	now = now.Add(72 * time.Hour)
 	mu.Unlock()
-	l.Add(Record{Kind: KindDecision, Operation: "late"})
+	l.Add(record.Audit{Kind: record.KindDecision, Operation: "late"})
 	if err := l.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = l.Query(ctxT(t), Filter{})
+	got, _ = l.Query(ctxT(t), record.AuditFilter{})
 	if len(got) != 1 || got[0].Operation != "late" {
 		t.Fatalf("after retention: %v, want only the late record", got)
 	}
@@ -215,14 +216,14 @@ func testRateLimits(t *testing.T, open func() storage.Storage) {
 	defer l.Close()
 	const iss = "https://ca/dir"
 	for i := range 280 { // 280 in the window, near 300
-		l.Add(Record{Time: now.Add(-time.Duration(i) * 30 * time.Second), Kind: KindExchange, Outcome: OutcomeOK, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder})
+		l.Add(record.Audit{Time: now.Add(-time.Duration(i) * 30 * time.Second), Kind: record.KindExchange, Outcome: record.OutcomeOK, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder})
 	}
-	l.Add(Record{Time: now.Add(-4 * time.Hour), Kind: KindExchange, Outcome: OutcomeOK, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder})
-	l.Add(Record{Time: now.Add(-time.Hour), Kind: KindExchange, Outcome: OutcomeFailure, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder, Status: 429})
+	l.Add(record.Audit{Time: now.Add(-4 * time.Hour), Kind: record.KindExchange, Outcome: record.OutcomeOK, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder})
+	l.Add(record.Audit{Time: now.Add(-time.Hour), Kind: record.KindExchange, Outcome: record.OutcomeFailure, Issuer: iss, Account: "acct-1", Operation: acme.OpNewOrder, Status: 429})
 	for _, n := range []string{"a.example.com", "b.example.com", "*.example.com", "a.other.co.uk"} {
-		l.Add(Record{Time: now.Add(-24 * time.Hour), Kind: KindDecision, Outcome: OutcomeOK, Issuer: iss, Operation: string(autotls.EventObtained), Names: []string{n}})
+		l.Add(record.Audit{Time: now.Add(-24 * time.Hour), Kind: record.KindDecision, Outcome: record.OutcomeOK, Issuer: iss, Operation: string(autotls.EventObtained), Names: []string{n}})
 	}
-	l.Add(Record{Time: now.Add(-8 * 24 * time.Hour), Kind: KindDecision, Outcome: OutcomeOK, Issuer: iss, Operation: string(autotls.EventRenewed), Names: []string{"c.example.com"}})
+	l.Add(record.Audit{Time: now.Add(-8 * 24 * time.Hour), Kind: record.KindDecision, Outcome: record.OutcomeOK, Issuer: iss, Operation: string(autotls.EventRenewed), Names: []string{"c.example.com"}})
 	if err := l.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func TestRefusalsPaced(t *testing.T) {
 			t.Fatalf("got %v, want ErrHostNotAllowed", err)
 		}
 	}
-	recs, err := log.Query(ctxT(t), Filter{Outcome: OutcomeRefused})
+	recs, err := log.Query(ctxT(t), record.AuditFilter{Outcome: record.OutcomeRefused})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +351,7 @@ func TestRefusalsPaced(t *testing.T) {
 
 func TestManagerAuditWithoutLog(t *testing.T) {
 	m := &autotls.Manager{}
-	if _, err := m.Audit(ctxT(t), autotls.AuditFilter{}); !errors.Is(err, autotls.ErrNoAuditLog) {
+	if _, err := m.Audit(ctxT(t), record.AuditFilter{}); !errors.Is(err, autotls.ErrNoAuditLog) {
 		t.Fatalf("Audit without AuditLog: got %v, want ErrNoAuditLog", err)
 	}
 }
@@ -363,7 +364,7 @@ func TestNegativeRetentionKeepsEverything(t *testing.T) {
 	w := &Log{Storage: store, Node: "writer"}
 	w.init()
 	w.now = func() time.Time { return now }
-	w.Add(Record{Kind: KindDecision, Operation: "old"})
+	w.Add(record.Audit{Kind: record.KindDecision, Operation: "old"})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +375,7 @@ func TestNegativeRetentionKeepsEverything(t *testing.T) {
 	if err := r.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := r.Query(ctxT(t), Filter{})
+	got, _ := r.Query(ctxT(t), record.AuditFilter{})
 	if len(got) != 1 || got[0].Operation != "old" {
 		t.Fatalf("a year later: %v, want the old record kept", got)
 	}
@@ -385,13 +386,13 @@ func TestNegativeRetentionKeepsEverything(t *testing.T) {
 func TestDNSRecordMissingRecorded(t *testing.T) {
 	l := &Log{Storage: storage.NewMemory(), Node: "n"}
 	defer l.Close()
-	l.OnEvent(autotls.Event{Type: autotls.EventDNSRecordMissing, Name: "example.com", DNSRecord: &autotls.DNSRecord{
+	l.OnEvent(autotls.Event{Type: autotls.EventDNSRecordMissing, Name: "example.com", DNSRecord: &record.DNS{
 		Name: "_validation-persist.example.com", Type: "TXT", ZoneFileValue: `"ca.example; accounturi=https://ca/acct/1"`, Reason: "no TXT record"}})
-	recs, err := l.Query(ctxT(t), Filter{Name: "example.com"})
+	recs, err := l.Query(ctxT(t), record.AuditFilter{Name: "example.com"})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("Query: %v %v", recs, err)
 	}
-	if r := recs[0]; r.Outcome != OutcomeFailure || !strings.Contains(r.Detail, `_validation-persist.example.com. IN TXT "ca.example; accounturi=https://ca/acct/1": no TXT record`) {
+	if r := recs[0]; r.Outcome != record.OutcomeFailure || !strings.Contains(r.Detail, `_validation-persist.example.com. IN TXT "ca.example; accounturi=https://ca/acct/1": no TXT record`) {
 		t.Fatalf("record %+v, want a failure naming the record to publish", r)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tlsmint/tlsmint/internal/testenv"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -136,8 +137,8 @@ func TestFileJournalLayout(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 30, 0, 0, time.UTC)
 	l := &Log{Storage: store, Node: "web-1"}
 	defer l.Close()
-	l.Add(Record{Time: at, Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{"a.example"}})
-	l.Add(Record{Time: at.Add(time.Hour), Kind: KindDecision, Outcome: OutcomeOK, Operation: "renewed", Names: []string{"a.example"}})
+	l.Add(record.Audit{Time: at, Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained", Names: []string{"a.example"}})
+	l.Add(record.Audit{Time: at.Add(time.Hour), Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "renewed", Names: []string{"a.example"}})
 	if err := l.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +153,8 @@ func TestFileJournalLayout(t *testing.T) {
 		}
 		b, _ := os.ReadFile(p)
 		var line struct {
-			Node string `json:"node"`
-			Data Record `json:"data"`
+			Node string       `json:"node"`
+			Data record.Audit `json:"data"`
 		}
 		if err := json.Unmarshal(bytes.TrimSpace(b), &line); err != nil || line.Node != "web-1" || line.Data.Names[0] != "a.example" {
 			t.Errorf("%s: %q (%v), want one JSON line with the record", p, b, err)
@@ -178,7 +179,7 @@ func TestFileJournalDamaged(t *testing.T) {
 	defer l.Close()
 	add := func(i int) {
 		t.Helper()
-		l.Add(Record{Time: at.Add(time.Duration(i) * time.Minute), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("n%d.example", i)}})
+		l.Add(record.Audit{Time: at.Add(time.Duration(i) * time.Minute), Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("n%d.example", i)}})
 		if err := l.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +203,7 @@ func TestFileJournalDamaged(t *testing.T) {
 	add(2)
 	damage(append(bytes.Repeat([]byte("x"), 1<<20), '\n'))
 	add(3)
-	recs, err := l.Query(context.Background(), Filter{})
+	recs, err := l.Query(context.Background(), record.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestBatchValueDamaged(t *testing.T) {
 	store := storage.NewMemory()
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	line := func(name string) []byte {
-		b, _ := json.Marshal(Record{Time: at, Node: "web-1", Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{name}})
+		b, _ := json.Marshal(record.Audit{Time: at, Node: "web-1", Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained", Names: []string{name}})
 		return append(b, '\n')
 	}
 	var batch []byte
@@ -235,7 +236,7 @@ func TestBatchValueDamaged(t *testing.T) {
 	}
 	l := &Log{Storage: store, Node: "reader", Retention: -1}
 	defer l.Close()
-	recs, err := l.Query(context.Background(), Filter{})
+	recs, err := l.Query(context.Background(), record.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,15 +257,15 @@ func TestUnrecordableRecordDropped(t *testing.T) {
 		var logged bytes.Buffer
 		l := &Log{Storage: open(), Node: "web-1", Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 		defer l.Close()
-		l.Add(Record{Time: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained"})
-		l.Add(Record{Kind: KindProbe, Outcome: OutcomeFailure, Operation: "probe", Target: strings.Repeat("t", storage.MaxJournalData)})
-		l.Add(Record{Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{"good.example"}})
+		l.Add(record.Audit{Time: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained"})
+		l.Add(record.Audit{Kind: record.KindProbe, Outcome: record.OutcomeFailure, Operation: "probe", Target: strings.Repeat("t", storage.MaxJournalData)})
+		l.Add(record.Audit{Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained", Names: []string{"good.example"}})
 		if err := l.Flush(context.Background()); err != nil {
 			t.Fatalf("Flush: %v", err)
 		}
 		reader := &Log{Storage: open(), Node: "reader", Retention: -1}
 		defer reader.Close()
-		recs, err := reader.Query(context.Background(), Filter{})
+		recs, err := reader.Query(context.Background(), record.AuditFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +294,7 @@ func TestPostgresJournalTable(t *testing.T) {
 	l := &Log{Storage: s, Node: "db-node"}
 	defer l.Close()
 	for i := range 3 {
-		l.Add(Record{Kind: KindExchange, Outcome: OutcomeOK, Operation: "newOrder", Names: []string{fmt.Sprintf("n%d.example", i)}})
+		l.Add(record.Audit{Kind: record.KindExchange, Outcome: record.OutcomeOK, Operation: "newOrder", Names: []string{fmt.Sprintf("n%d.example", i)}})
 	}
 	if err := l.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -349,7 +350,7 @@ func TestBatchRetryNotDuplicated(t *testing.T) {
 			l := &Log{Storage: store, Node: "web-1", Retention: -1}
 			defer l.Close()
 			add := func(i int) {
-				l.Add(Record{Time: at.Add(time.Duration(i) * time.Second), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("n%d.example", i)}})
+				l.Add(record.Audit{Time: at.Add(time.Duration(i) * time.Second), Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("n%d.example", i)}})
 			}
 			add(0)
 			add(1)
@@ -367,7 +368,7 @@ func TestBatchRetryNotDuplicated(t *testing.T) {
 			}
 			reader := &Log{Storage: store, Node: "reader", Retention: -1}
 			defer reader.Close()
-			recs, err := reader.Query(ctxT(t), Filter{})
+			recs, err := reader.Query(ctxT(t), record.AuditFilter{})
 			if err != nil {
 				t.Fatal(err)
 			}

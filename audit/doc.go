@@ -5,16 +5,19 @@
 // a CA answered, how close each account and registered domain is to the
 // CA's rate limits.
 //
-// [Record] and [Filter] are [autotls.AuditRecord] and [autotls.AuditFilter]:
-// [autotls.Manager.Audit] queries the Log given as Manager.AuditLog, so code
-// that holds only the Manager can read its trail.
+// The records and the filter that selects them are package record's
+// [record.Audit] and [record.AuditFilter], with its kinds
+// ([record.KindExchange], …) and outcomes ([record.OutcomeOK], …):
+// [autotls.Manager.Audit] queries the Log given as Manager.AuditLog, the
+// relay and the watchdog write the same records, so code that holds only
+// the Manager can read its trail.
 //
 // # Getting started
 //
 //	log := &audit.Log{Storage: store, Node: "web-1"}
 //	defer log.Close()
 //	m := &autotls.Manager{Storage: store, AuditLog: log, …}
-//	recs, err := m.Audit(ctx, audit.Filter{Name: "example.com", Since: time.Now().Add(-24 * time.Hour)}) // or log.Query
+//	recs, err := m.Audit(ctx, record.AuditFilter{Name: "example.com", Since: time.Now().Add(-24 * time.Hour)}) // or log.Query
 //	usage, err := log.RateLimits(ctx, time.Now(), nil) // Let's Encrypt's limits
 //
 // # Storage

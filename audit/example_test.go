@@ -7,6 +7,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -25,7 +26,7 @@ func Example() {
 	defer m.Close()
 
 	ctx := context.Background()
-	failures, err := trail.Query(ctx, audit.Filter{Outcome: audit.OutcomeFailure, Since: time.Now().Add(-24 * time.Hour)})
+	failures, err := trail.Query(ctx, record.AuditFilter{Outcome: record.OutcomeFailure, Since: time.Now().Add(-24 * time.Hour)})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -73,7 +74,7 @@ func fsizeWalk(dir string) (int, error) {
 	defer l.Close()
 	p := filepath.Join(dir, ".journal", "audit", "web-1", "2026120110.jsonl")
 	add := func(i int) {
-		l.Add(Record{Time: at.Add(time.Duration(i) * time.Second), Kind: KindDecision, Outcome: OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("r%d.example", i)}})
+		l.Add(record.Audit{Time: at.Add(time.Duration(i) * time.Second), Kind: record.KindDecision, Outcome: record.OutcomeOK, Operation: "obtained", Names: []string{fmt.Sprintf("r%d.example", i)}})
 	}
 	for k := 0; ; k++ {
 		if err := store.TrimJournal(ctx, journalName, at.Add(time.Hour)); err != nil {
@@ -105,7 +106,7 @@ func fsizeWalk(dir string) (int, error) {
 				return 0, fmt.Errorf("limit +%d: the next Flush: %v", k, err)
 			}
 		}
-		recs, qerr := l.Query(ctx, Filter{})
+		recs, qerr := l.Query(ctx, record.AuditFilter{})
 		if qerr != nil {
 			return 0, qerr
 		}

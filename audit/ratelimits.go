@@ -10,6 +10,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // Limits are a CA's published rate limits that the audit trail can count.
@@ -72,7 +73,7 @@ func (l *Log) RateLimits(ctx context.Context, now time.Time, limits map[string]L
 	for _, lim := range limits {
 		longest = max(longest, lim.NewOrdersWindow, lim.CertificatesWindow)
 	}
-	recs, err := l.Query(ctx, Filter{Since: now.Add(-longest), Until: now.Add(time.Second), Limit: 1 << 30})
+	recs, err := l.Query(ctx, record.AuditFilter{Since: now.Add(-longest), Until: now.Add(time.Second), Limit: 1 << 30})
 	if err != nil {
 		return nil, err
 	}
@@ -92,11 +93,11 @@ func (l *Log) RateLimits(ctx context.Context, now time.Time, limits map[string]L
 	for _, r := range recs {
 		lim := limitsOf(r.Issuer)
 		switch {
-		case r.Kind == KindExchange && r.Operation == acme.OpNewOrder && r.Outcome == OutcomeOK:
+		case r.Kind == record.KindExchange && r.Operation == acme.OpNewOrder && r.Outcome == record.OutcomeOK:
 			if now.Sub(r.Time) < lim.NewOrdersWindow {
 				add(key{r.Issuer, UsageNewOrders, r.Account}, lim.NewOrders, lim.NewOrdersWindow, r.Time)
 			}
-		case r.Kind == KindDecision && isIssuance(r.Operation) && now.Sub(r.Time) < lim.CertificatesWindow:
+		case r.Kind == record.KindDecision && isIssuance(r.Operation) && now.Sub(r.Time) < lim.CertificatesWindow:
 			for _, d := range registeredDomains(r.Names) {
 				add(key{r.Issuer, UsageCertificates, d}, lim.CertificatesPerDomain, lim.CertificatesWindow, r.Time)
 			}

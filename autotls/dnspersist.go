@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 )
 
@@ -19,52 +19,13 @@ import (
 // [Manager.DNSRecordCheckInterval]).
 const DefaultDNSRecordCheckInterval = 30 * time.Second
 
-// A DNSRecord is a DNS record that the operator must publish for a name:
-// with a read-only [solvers.DNSPersist01], the dns-persist-01 TXT record
-// that binds the name to the Manager's account at a CA. It is what
-// EventDNSRecordMissing and EventDNSRecordEnding carry and what
-// [CertificateInfo.DNSRecords] lists.
-type DNSRecord struct {
-	// Name is where the record must be, fully qualified without the
-	// trailing dot, such as "_validation-persist.example.com".
-	Name string
-	// Type is the record type, "TXT".
-	Type string
-	// Value is the record's value, unquoted; ZoneFileValue is the same
-	// quoted in character-strings of at most 255 octets, as a zone file
-	// or DNS console takes it.
-	Value, ZoneFileValue string
-	// Issuer is the directory URL of the CA the record is for.
-	Issuer string
-	// Reason is what the authoritative nameservers answer instead, or,
-	// for a record that ends soon, when it ends.
-	Reason string
-	// PersistUntil is, for EventDNSRecordEnding, when the published
-	// record ends: after it the CA refuses it.
-	PersistUntil time.Time
-}
-
-// String returns the record as a zone file line.
-func (r DNSRecord) String() string {
-	return r.Name + ". IN " + r.Type + " " + r.ZoneFileValue
-}
-
-// LogValue implements [slog.LogValuer].
-func (r DNSRecord) LogValue() slog.Value {
-	attrs := []slog.Attr{slog.String("name", r.Name), slog.String("type", r.Type), slog.String("value", r.Value), slog.String("reason", r.Reason)}
-	if !r.PersistUntil.IsZero() {
-		attrs = append(attrs, slog.Time("persist_until", r.PersistUntil))
-	}
-	return slog.GroupValue(attrs...)
-}
-
 // dnsPersistKey identifies a name's record at one issuer.
 type dnsPersistKey struct{ name, issuer string }
 
 // dnsPersistNeed is a record a name waits for, or one that ends soon.
 type dnsPersistNeed struct {
 	want   solvers.PersistRecord // what Check looks for
-	record DNSRecord
+	record record.DNS
 	ending bool // the record is published but ends soon
 }
 
@@ -184,7 +145,7 @@ func (m *Manager) dnsPersistConfigEnding(ctx context.Context, iss *issuer, clien
 		ps.mu.Unlock()
 		return
 	}
-	rec := DNSRecord{
+	rec := record.DNS{
 		Name: solvers.PersistRecordLabel + "." + strings.TrimPrefix(name, "*."), Type: "TXT",
 		Value: want.String(), ZoneFileValue: want.ZoneFileValue(), Issuer: iss.url,
 		Reason:       fmt.Sprintf("DNSPersist01.PersistUntil (%s) is near: the records it creates end then; set a later one, or none", want.PersistUntil.UTC().Format(time.RFC3339)),
@@ -223,7 +184,7 @@ func (m *Manager) dnsPersistObtained(name string, iss *issuer, err error) {
 // dnsPersistMissing records that name waits for a record, reports it when
 // it is new or changed, and makes sure DNS is watched for it.
 func (m *Manager) dnsPersistMissing(name string, iss *issuer, want solvers.PersistRecord, pe *solvers.PersistRecordError) {
-	rec := DNSRecord{Name: pe.Name, Type: "TXT", Value: want.String(), ZoneFileValue: want.ZoneFileValue(), Issuer: iss.url, Reason: pe.Reason}
+	rec := record.DNS{Name: pe.Name, Type: "TXT", Value: want.String(), ZoneFileValue: want.ZoneFileValue(), Issuer: iss.url, Reason: pe.Reason}
 	st := m.st
 	ps := &st.dnsPersist
 	key := dnsPersistKey{name, iss.url}
@@ -268,10 +229,10 @@ func (m *Manager) dnsPersistFound(name string, iss *issuer, want, found solvers.
 	key := dnsPersistKey{name, iss.url}
 	ps.mu.Lock()
 	old := ps.needs[key]
-	var ending *DNSRecord
+	var ending *record.DNS
 	if d.EndsSoon(found) {
 		if old == nil || !old.ending || !old.record.PersistUntil.Equal(found.PersistUntil) {
-			rec := DNSRecord{
+			rec := record.DNS{
 				Name: solvers.PersistRecordLabel + "." + strings.TrimPrefix(name, "*."), Type: "TXT",
 				Value: want.String(), ZoneFileValue: want.ZoneFileValue(), Issuer: iss.url,
 				Reason:       fmt.Sprintf("the published record ends at %s (persistUntil): publish this one before then", found.PersistUntil.UTC().Format(time.RFC3339)),
@@ -379,17 +340,17 @@ func (m *Manager) issuerByURL(u string) *issuer {
 }
 
 // dnsRecords returns the records name waits for, or that end soon.
-func (m *Manager) dnsRecords(name string) []DNSRecord {
+func (m *Manager) dnsRecords(name string) []record.DNS {
 	ps := &m.st.dnsPersist
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	var out []DNSRecord
+	var out []record.DNS
 	for k, n := range ps.needs {
 		if k.name == name {
 			out = append(out, n.record)
 		}
 	}
-	slices.SortFunc(out, func(a, b DNSRecord) int { return strings.Compare(a.Issuer, b.Issuer) })
+	slices.SortFunc(out, func(a, b record.DNS) int { return strings.Compare(a.Issuer, b.Issuer) })
 	return out
 }
 
@@ -407,11 +368,11 @@ func (m *Manager) dnsRecordNames() []string {
 
 // addDNSRecords adds the records names need to their infos (a name that
 // has none yet gets one).
-func (m *Manager) addDNSRecords(infos map[string]*CertificateInfo) {
+func (m *Manager) addDNSRecords(infos map[string]*record.Certificate) {
 	for _, name := range m.dnsRecordNames() {
 		info := infos[name]
 		if info == nil {
-			info = &CertificateInfo{Name: name, Issuer: m.st.primary().url}
+			info = &record.Certificate{Name: name, Issuer: m.st.primary().url}
 			infos[name] = info
 		}
 		if info.DNSRecords == nil {

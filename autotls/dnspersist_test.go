@@ -17,6 +17,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 	"github.com/tlsmint/tlsmint/storage"
@@ -102,7 +103,7 @@ func TestDNSPersistReadOnly(t *testing.T) {
 	if n := e.ca.Requests("newOrder") + e.ca.Requests("challenge"); n != 0 {
 		t.Errorf("%d orders and challenge POSTs before the record exists, want none (%v)", n, e.ca.RequestCounts())
 	}
-	want := autotls.DNSRecord{
+	want := record.DNS{
 		Name: "_validation-persist.example.com", Type: "TXT",
 		Value:  pebbleIssuer + "; accounturi=" + storedAccountURL(t, store) + "; policy=wildcard",
 		Issuer: e.ca.DirectoryURL(),

@@ -68,7 +68,7 @@
 //
 // A read-only Manager looks each record up before ordering (no request to
 // the CA). While one is missing it says exactly which record to create —
-// in EventDNSRecordMissing, in [CertificateInfo.DNSRecords], in the log
+// in EventDNSRecordMissing, in [record.Certificate.DNSRecords], in the log
 // and in Manage's error (a [*solvers.PersistRecordError]) — and obtains
 // the certificate as soon as the record appears, looking it up every
 // DNSRecordCheckInterval. The record names the CA's issuer domain name

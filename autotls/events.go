@@ -3,6 +3,8 @@ package autotls
 import (
 	"log/slog"
 	"time"
+
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // EventType says what happened to a certificate.
@@ -126,7 +128,7 @@ type Event struct {
 	// DNSRecord is the DNS record the operator must publish, for
 	// EventDNSRecordMissing, EventDNSRecordFound and EventDNSRecordEnding;
 	// nil otherwise.
-	DNSRecord *DNSRecord
+	DNSRecord *record.DNS
 }
 
 // LogValue implements [slog.LogValuer].

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -126,7 +127,7 @@ func testRenewalOfEvicted(t *testing.T, managed bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var old autotls.CertificateInfo
+	var old record.Certificate
 	for _, info := range infos {
 		if info.Name == "example.com" {
 			old = info

@@ -20,6 +20,7 @@ import (
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/interopenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -344,7 +345,7 @@ func listenT(t *testing.T, addr string) net.Listener {
 	return ln
 }
 
-func mustCertificates(t *testing.T, ctx context.Context, m *autotls.Manager) []autotls.CertificateInfo {
+func mustCertificates(t *testing.T, ctx context.Context, m *autotls.Manager) []record.Certificate {
 	t.Helper()
 	infos, err := m.Certificates(ctx)
 	if err != nil {

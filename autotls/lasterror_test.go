@@ -8,11 +8,12 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-// certInfo returns m's CertificateInfo of name.
-func certInfo(t *testing.T, m *autotls.Manager, name string) autotls.CertificateInfo {
+// certInfo returns m's record.Certificate of name.
+func certInfo(t *testing.T, m *autotls.Manager, name string) record.Certificate {
 	t.Helper()
 	infos, err := m.Certificates(ctxT(t))
 	if err != nil {
@@ -24,7 +25,7 @@ func certInfo(t *testing.T, m *autotls.Manager, name string) autotls.Certificate
 		}
 	}
 	t.Fatalf("Certificates lists no %s: %+v", name, infos)
-	return autotls.CertificateInfo{}
+	return record.Certificate{}
 }
 
 // timeIn fails unless at lies in [from, to].

@@ -19,6 +19,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -154,7 +155,7 @@ func TestMalformedARIOwnSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the poll to have been applied (its next poll is set).
-	var info autotls.CertificateInfo
+	var info record.Certificate
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		infos, err := m.Certificates(ctxT(t))

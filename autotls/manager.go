@@ -158,7 +158,7 @@ type Manager struct {
 	// (read-only: no DNS credentials on the server) the Manager looks the
 	// record up before each order, at no cost to the CA; while it is
 	// missing it emits EventDNSRecordMissing with the exact record to
-	// create, lists it in [CertificateInfo.DNSRecords], orders with the
+	// create, lists it in [record.Certificate.DNSRecords], orders with the
 	// other challenge types if any are enabled (else fails the attempt
 	// without an order), and obtains the certificate as soon as the
 	// record appears (looked up every DNSRecordCheckInterval). The record

@@ -24,7 +24,7 @@ const (
 )
 
 // Reasons a renewal time was chosen, as reported in events and
-// [CertificateInfo].
+// [record.Certificate].
 const (
 	// ReasonSchedule: the Manager's own window, ending when a third of the
 	// lifetime is left (half, for certificates of ten days or less).
@@ -101,7 +101,7 @@ func planRenewal(name string, serial []byte, notBefore, notAfter time.Time, a *a
 // but no later than when a tenth of the lifetime is left; without a
 // usable window (none, malformed, or ending after notAfter), when a third
 // of the lifetime is left (half, for lifetimes of ten days or less). The
-// Manager plans each renewal at a point before it (see [CertificateInfo]'s
+// Manager plans each renewal at a point before it (see [record.Certificate]'s
 // RenewBy, which also accounts for the floor and the catch-up after a
 // restart); a view judges by it a certificate the Manager did not plan,
 // such as one an ACME relay issued. It is zero when notBefore is zero

@@ -9,13 +9,14 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
 
 // The CA's renewal window moves the Manager's deadline away from its own
 // window's end (a third of 90 days left), later for one name and earlier
 // for another; the Manager reports the deadline it works to (RenewBy, in
-// CertificateInfo and in the Snapshot), and the status page judges each
+// record.Certificate and in the Snapshot), and the status page judges each
 // certificate by it: ok between the planned renewal and the deadline,
 // expiring once the deadline has passed — in the rows it loads and in the
 // counts it takes from the snapshot.
@@ -48,7 +49,7 @@ func TestStatusPageFollowsRenewBy(t *testing.T) {
 		{"example.com", [2]time.Duration{70 * day, 75 * day}},     // later than day 60
 		{"www.example.org", [2]time.Duration{30 * day, 40 * day}}, // earlier
 	}
-	infos := map[string]autotls.CertificateInfo{}
+	infos := map[string]record.Certificate{}
 	for _, tc := range cases {
 		window.Store(&tc.window)
 		if _, err := m.GetCertificate(hello(tc.name)); err != nil {

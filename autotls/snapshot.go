@@ -68,7 +68,7 @@ type snapRow struct {
 	// are whole seconds), renewAt and failedAt Unix nanoseconds; 0:
 	// unknown or none.
 	notBefore, notAfter, renewAt, failedAt int64
-	// renewBy is the Manager's deadline (CertificateInfo.RenewBy) in
+	// renewBy is the Manager's deadline (record.Certificate.RenewBy) in
 	// whole seconds before notAfter, rounded towards notAfter, when
 	// flags has rowRenewBy: a row from memory or from a stored
 	// certificate read for the snapshot. A row only the index knows has
@@ -150,7 +150,7 @@ type CertificateSummary struct {
 	// only the index knows the name: it holds no reason).
 	RenewAt     time.Time
 	RenewReason string
-	// RenewBy is the deadline as in [CertificateInfo], in whole seconds
+	// RenewBy is the deadline as in [record.Certificate], in whole seconds
 	// (rounded towards NotAfter). For a name only the index knows
 	// it is estimated from what the index holds, without the CA's
 	// renewal window: the end of the Manager's own window, or RenewAt
@@ -161,7 +161,7 @@ type CertificateSummary struct {
 	// Manager's, or a renewal failure recorded in storage; zero when
 	// none. The error itself is loaded with the row (CertificatesOf).
 	LastErrorAt time.Time
-	// Stored, InMemory and Managed are as in [CertificateInfo].
+	// Stored, InMemory and Managed are as in [record.Certificate].
 	Stored, InMemory, Managed bool
 }
 

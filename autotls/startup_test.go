@@ -13,6 +13,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -145,7 +146,7 @@ func TestHandshakeBeforeScheduleBuilt(t *testing.T) {
 // storeOne has a first Manager on a new directory obtain name (with
 // before, if not nil, run on it before it closes) and returns the
 // directory and the certificate's state as that Manager listed it.
-func storeOne(t *testing.T, e *env, name string, before func(*autotls.Manager)) (storage.Storage, autotls.CertificateInfo) {
+func storeOne(t *testing.T, e *env, name string, before func(*autotls.Manager)) (storage.Storage, record.Certificate) {
 	t.Helper()
 	store := storage.Dir(t.TempDir())
 	first := e.manager(t, store, nil)

@@ -8,73 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// CertificateInfo is the state of one managed certificate (or of a managed
-// name that has none yet), as [Manager.Certificates] reports it. It never
-// carries key material.
-type CertificateInfo struct {
-	// Name is the name the certificate is managed under.
-	Name string
-	// Names are the certificate's subject alternative names (DNS names,
-	// then IP addresses); empty when there is no certificate.
-	Names []string
-	// Issuer is the ACME directory URL of the CA.
-	Issuer string
-	// Serial is the certificate's serial number in hex; empty when there
-	// is no certificate.
-	Serial string
-	// NotBefore and NotAfter bound the certificate's validity.
-	NotBefore, NotAfter time.Time
-	// RenewAt is when the Manager plans to renew it, and RenewReason why
-	// then: ReasonSchedule, ReasonARI or ReasonARIPast.
-	RenewAt     time.Time
-	RenewReason string
-	// RenewBy is the deadline the Manager works to: the end of the window
-	// RenewAt was chosen in ([RenewalDeadline]), or RenewAt when that is
-	// later (a new certificate's floor, the catch-up after a restart);
-	// never before RenewAt. A certificate still current after RenewBy was
-	// not renewed as planned. Zero when there is no certificate, and for
-	// a certificate the Manager does not plan (a relay's).
-	RenewBy time.Time
-	// ARIWindowStart and ARIWindowEnd are the CA's suggested renewal
-	// window (RFC 9773), zero when the CA offers none or it has not been
-	// fetched; ARIExplanationURL is the CA's explanation of it, and
-	// NextARIPoll when the Manager asks again.
-	ARIWindowStart, ARIWindowEnd time.Time
-	ARIExplanationURL            string
-	NextARIPoll                  time.Time
-	// LastError is the last failed attempt to obtain or renew it, at
-	// LastErrorAt: this Manager's, or, for a certificate read from
-	// storage by the call (not in memory), the failed renewal recorded
-	// with it in storage by any Manager sharing the storage, whichever is
-	// newer. A renewal that succeeds clears both. BackoffUntil is when
-	// this Manager's next attempt may be made (zero when none is pending).
-	LastError    string
-	LastErrorAt  time.Time
-	BackoffUntil time.Time
-	// Stored reports whether the certificate is in storage (false while a
-	// failed Store is retried); InMemory whether it is cached, and so
-	// served without a storage read.
-	Stored, InMemory bool
-	// Managed reports whether the name was given to Manage.
-	Managed bool
-	// DNSRecords are the name's dns-persist-01 records that need the
-	// operator: with a read-only Manager.DNSPersist01, the record while
-	// it is missing (the certificate is obtained as soon as it appears);
-	// and, once its persistUntil is near (see EventDNSRecordEnding), the
-	// record to publish instead (read-only) or the one the provider
-	// writes, whose DNSPersist01.PersistUntil should move (with a
-	// Provider). Empty when none needs anything.
-	DNSRecords []DNSRecord
-	// Tenant is the tenant a certificate issued through an ACME relay
-	// (relay.Server.Certificates in package relay) belongs to; a Manager
-	// leaves it empty.
-	Tenant string
-	// Revoked reports that the certificate was revoked (a relay records
-	// the revocations it passed upstream); a Manager never sets it.
-	Revoked bool
-}
+	"github.com/tlsmint/tlsmint/record"
+)
 
 // Certificates lists every certificate the Manager manages — those in
 // memory, those in its storage for its issuers (read from storage: the
@@ -90,10 +26,10 @@ type CertificateInfo struct {
 // 90 allocations each); a view of many names reads a [Snapshot] instead,
 // which loads no certificate the schedule index knows, and loads the rows
 // it shows with [Manager.CertificatesOf].
-func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
+func (m *Manager) Certificates(ctx context.Context) ([]record.Certificate, error) {
 	st := m.state()
 	now := m.now()
-	infos := map[string]*CertificateInfo{}
+	infos := map[string]*record.Certificate{}
 	for _, e := range st.cache.all() {
 		info := m.entryInfo(e)
 		info.InMemory = true
@@ -112,29 +48,29 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 	st.managedMu.RLock()
 	for name := range st.managed {
 		if infos[name] == nil {
-			infos[name] = &CertificateInfo{Name: name, Issuer: st.primary().url}
+			infos[name] = &record.Certificate{Name: name, Issuer: st.primary().url}
 		}
 		infos[name].Managed = true
 	}
 	st.managedMu.RUnlock()
 	m.addDNSRecords(infos)
 	m.addFailures(infos, now)
-	out := make([]CertificateInfo, 0, len(infos))
+	out := make([]record.Certificate, 0, len(infos))
 	for _, info := range infos {
 		out = append(out, *info)
 	}
-	slices.SortFunc(out, func(a, b CertificateInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b record.Certificate) int { return strings.Compare(a.Name, b.Name) })
 	return out, errors.Join(errs...)
 }
 
 // addFailures adds the failures the Manager remembers to the infos of
 // their names (a refused or failed on-demand name has none: it is not
 // managed).
-func (m *Manager) addFailures(infos map[string]*CertificateInfo, now time.Time) {
+func (m *Manager) addFailures(infos map[string]*record.Certificate, now time.Time) {
 	st := m.st
 	st.failMu.Lock()
 	defer st.failMu.Unlock()
-	add := func(info *CertificateInfo, f *failure) {
+	add := func(info *record.Certificate, f *failure) {
 		if info.LastErrorAt.IsZero() || !f.at.Before(info.LastErrorAt) {
 			info.LastError, info.LastErrorAt = f.err.Error(), f.at
 		}
@@ -164,10 +100,10 @@ func (m *Manager) addFailures(infos map[string]*CertificateInfo, now time.Time) 
 // names: at most one storage Load per name and issuer for a name not in
 // memory, eight at a time. It is how a view shows the rows of a
 // [Snapshot] it displays.
-func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]CertificateInfo, error) {
+func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]record.Certificate, error) {
 	st := m.state()
 	now := m.now()
-	infos := make(map[string]*CertificateInfo, len(names))
+	infos := make(map[string]*record.Certificate, len(names))
 	var jobs []storedJob
 	for _, name := range names {
 		if _, seen := infos[name]; seen {
@@ -204,7 +140,7 @@ func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]Certif
 			continue
 		}
 		if info == nil {
-			info = &CertificateInfo{Name: name, Issuer: st.primary().url}
+			info = &record.Certificate{Name: name, Issuer: st.primary().url}
 			infos[name] = info
 		}
 		info.Managed = true
@@ -216,12 +152,12 @@ func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]Certif
 			continue
 		}
 		if info == nil {
-			info = &CertificateInfo{Name: name, Issuer: st.primary().url}
+			info = &record.Certificate{Name: name, Issuer: st.primary().url}
 			infos[name] = info
 		}
 		info.DNSRecords = recs
 	}
-	known := make(map[string]*CertificateInfo, len(infos))
+	known := make(map[string]*record.Certificate, len(infos))
 	for name, info := range infos {
 		if info != nil {
 			known[name] = info
@@ -230,7 +166,7 @@ func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]Certif
 	// A failed on-demand name that is not managed has no info: it stays
 	// out, as in Certificates.
 	m.addFailures(known, now)
-	out := make([]CertificateInfo, 0, len(known))
+	out := make([]record.Certificate, 0, len(known))
 	for _, name := range names {
 		if info := known[name]; info != nil {
 			out = append(out, *info)
@@ -241,9 +177,9 @@ func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]Certif
 }
 
 // entryInfo describes a cached or loaded entry.
-func (m *Manager) entryInfo(e *entry) *CertificateInfo {
+func (m *Manager) entryInfo(e *entry) *record.Certificate {
 	leaf := e.cert.Leaf
-	info := &CertificateInfo{
+	info := &record.Certificate{
 		Name:        e.name,
 		Names:       append([]string(nil), leaf.DNSNames...),
 		Issuer:      e.iss.url,

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -28,7 +29,7 @@ type storedJob struct {
 // infos does not hold yet (those in memory are in it already): one List
 // per issuer, then loadStoredInfos. It returns the List failures, or the
 // context's error when ctx ends.
-func (m *Manager) storedInfos(ctx context.Context, store storage.Storage, infos map[string]*CertificateInfo) ([]error, error) {
+func (m *Manager) storedInfos(ctx context.Context, store storage.Storage, infos map[string]*record.Certificate) ([]error, error) {
 	var (
 		errs []error
 		jobs []storedJob
@@ -65,11 +66,11 @@ func (m *Manager) storedInfos(ctx context.Context, store storage.Storage, infos 
 // would serve it; a name with no readable value by the first failure to
 // read it. Values deleted meanwhile are left out. It fails only when ctx
 // ends.
-func (m *Manager) loadStoredInfos(ctx context.Context, store storage.Storage, jobs []storedJob) (map[string]*CertificateInfo, error) {
+func (m *Manager) loadStoredInfos(ctx context.Context, store storage.Storage, jobs []storedJob) (map[string]*record.Certificate, error) {
 	var (
 		mu     sync.Mutex
-		infos  = map[string]*CertificateInfo{}
-		failed = map[string]*CertificateInfo{} // names with no readable value yet
+		infos  = map[string]*record.Certificate{}
+		failed = map[string]*record.Certificate{} // names with no readable value yet
 		next   = make(chan storedJob)
 		wg     sync.WaitGroup
 	)
@@ -87,7 +88,7 @@ func (m *Manager) loadStoredInfos(ctx context.Context, store storage.Storage, jo
 				case errors.Is(err, fs.ErrNotExist) || ctx.Err() != nil:
 					// Deleted since the List, or the call is over.
 				case infos[j.name] == nil && failed[j.name] == nil:
-					failed[j.name] = &CertificateInfo{Name: j.name, Issuer: j.iss.url, LastError: err.Error()}
+					failed[j.name] = &record.Certificate{Name: j.name, Issuer: j.iss.url, LastError: err.Error()}
 				}
 				mu.Unlock()
 			}
@@ -115,7 +116,7 @@ func (m *Manager) loadStoredInfos(ctx context.Context, store storage.Storage, jo
 // leaf is parsed — not the private key, which a listing does not need:
 // format 2's checksum covers the key, and serving the certificate checks
 // that it matches.
-func (m *Manager) storedInfo(ctx context.Context, store storage.Storage, iss *issuer, name string) (*CertificateInfo, error) {
+func (m *Manager) storedInfo(ctx context.Context, store storage.Storage, iss *issuer, name string) (*record.Certificate, error) {
 	b, err := store.Load(ctx, certKey(iss, name))
 	if err != nil {
 		return nil, err

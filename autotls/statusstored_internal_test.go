@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -69,7 +70,7 @@ func TestCertificatesStored(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Certificates: %v", err)
 	}
-	byName := map[string]CertificateInfo{}
+	byName := map[string]record.Certificate{}
 	for _, info := range infos {
 		byName[info.Name] = info
 	}

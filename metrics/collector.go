@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -59,7 +60,7 @@ type Options struct {
 	// Certificates, if set, is read instead of the Manager's snapshot: for
 	// certificates no Manager holds, such as a server's own certificate
 	// files (tlsmint relay with tls.cert_file). Nil means the Manager's.
-	Certificates func(context.Context) ([]autotls.CertificateInfo, error)
+	Certificates func(context.Context) ([]record.Certificate, error)
 
 	// Storage is the storage whose connection pool is reported as
 	// tlsmint_storage_pool_*, read at each scrape, if it implements
@@ -83,7 +84,7 @@ type Collector struct {
 	// snapshot reads the Manager's shared snapshot (nil: none); source,
 	// when set, replaces it with a list (tests); now is the clock.
 	snapshot, freshSnapshot func(context.Context) (*autotls.Snapshot, error)
-	source                  func(context.Context) ([]autotls.CertificateInfo, error)
+	source                  func(context.Context) ([]record.Certificate, error)
 	now                     func() time.Time
 	// refusals reads the Manager's refusal counts (nil: none).
 	refusals func() autotls.Refusals

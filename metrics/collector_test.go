@@ -10,20 +10,21 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 const testIssuer = "https://ca.test/dir"
 
 // simulated returns n certificate infos, sorted by name, expiring one
 // minute apart in a shuffled order from now+1h on.
-func simulated(n int, now time.Time) []autotls.CertificateInfo {
-	infos := make([]autotls.CertificateInfo, n)
+func simulated(n int, now time.Time) []record.Certificate {
+	infos := make([]record.Certificate, n)
 	for i := range infos {
 		// i*7919 mod n spreads the expiries over the names (7919 is
 		// prime, so for n not a multiple of it this is a permutation).
 		k := (i * 7919) % n
 		notAfter := now.Add(time.Hour + time.Duration(k)*time.Minute)
-		infos[i] = autotls.CertificateInfo{
+		infos[i] = record.Certificate{
 			Name:        fmt.Sprintf("n%07d.example.com", i),
 			Issuer:      testIssuer,
 			Serial:      fmt.Sprintf("%x", i+1),
@@ -71,7 +72,7 @@ func TestMaxNames(t *testing.T) {
 			// The soonest: those with the smallest k, at now+1h+k minutes.
 			var want []string
 			sorted := slices.Clone(infos)
-			slices.SortFunc(sorted, func(a, b autotls.CertificateInfo) int { return a.NotAfter.Compare(b.NotAfter) })
+			slices.SortFunc(sorted, func(a, b record.Certificate) int { return a.NotAfter.Compare(b.NotAfter) })
 			for _, info := range sorted[:tt.want] {
 				want = append(want, info.Name)
 			}
@@ -98,8 +99,8 @@ func TestStates(t *testing.T) {
 	clk := newClock()
 	now := clk.now()
 	day := 24 * time.Hour
-	info := func(name string, left time.Duration, mod func(*autotls.CertificateInfo)) autotls.CertificateInfo {
-		i := autotls.CertificateInfo{Name: name, Issuer: testIssuer, Stored: true}
+	info := func(name string, left time.Duration, mod func(*record.Certificate)) record.Certificate {
+		i := record.Certificate{Name: name, Issuer: testIssuer, Stored: true}
 		if left != 0 {
 			i.NotAfter, i.NotBefore = now.Add(left), now.Add(left-90*day)
 		}
@@ -108,16 +109,16 @@ func TestStates(t *testing.T) {
 		}
 		return i
 	}
-	failing := func(i *autotls.CertificateInfo) { i.LastError, i.LastErrorAt = "acme: rateLimited", now }
-	infos := []autotls.CertificateInfo{
+	failing := func(i *record.Certificate) { i.LastError, i.LastErrorAt = "acme: rateLimited", now }
+	infos := []record.Certificate{
 		info("healthy.test", 60*day, nil),
 		info("month.test", 20*day, nil),
 		info("week.test", 5*day, nil),
 		info("day.test", time.Hour, nil),
 		info("failing.test", 3*day, failing),
 		info("expired.test", -time.Hour, nil),
-		info("missing.test", 0, func(i *autotls.CertificateInfo) { i.Managed = true }),
-		info("unstored.test", 80*day, func(i *autotls.CertificateInfo) { i.Stored = false }),
+		info("missing.test", 0, func(i *record.Certificate) { i.Managed = true }),
+		info("unstored.test", 80*day, func(i *record.Certificate) { i.Stored = false }),
 	}
 	c := fake(infos, Options{}, clk)
 	defer c.Close()
@@ -353,9 +354,9 @@ func TestRefreshKeepsEventsDuringRead(t *testing.T) {
 	reads := 0
 	c := New(nil, Options{RefreshInterval: -1})
 	c.now = clk.now
-	c.source = func(context.Context) ([]autotls.CertificateInfo, error) {
+	c.source = func(context.Context) ([]record.Certificate, error) {
 		reads++
-		infos := []autotls.CertificateInfo{
+		infos := []record.Certificate{
 			{Name: "a.test", Issuer: testIssuer, NotAfter: old, Stored: true},
 			{Name: "b.test", Issuer: testIssuer, NotAfter: old, Stored: true},
 		}
@@ -400,7 +401,7 @@ func TestBackgroundRefresh(t *testing.T) {
 	n := 0
 	c := New(nil, Options{RefreshInterval: time.Minute})
 	c.now = clk.now
-	c.source = func(context.Context) ([]autotls.CertificateInfo, error) {
+	c.source = func(context.Context) ([]record.Certificate, error) {
 		n++
 		reads <- n
 		infos := simulated(n, clk.now()) // one more name per read
@@ -451,7 +452,7 @@ func TestBackgroundRefresh(t *testing.T) {
 func TestRefreshPanic(t *testing.T) {
 	c := New(nil, Options{})
 	defer c.Close()
-	c.source = func(context.Context) ([]autotls.CertificateInfo, error) { panic("storage exploded") }
+	c.source = func(context.Context) ([]record.Certificate, error) { panic("storage exploded") }
 	if err := c.Refresh(context.Background()); err == nil {
 		t.Fatal("Refresh: got nil, want the panic as an error")
 	}
@@ -534,7 +535,7 @@ func TestSlowReadPaced(t *testing.T) {
 	c := New(nil, Options{RefreshInterval: time.Minute})
 	defer c.Close()
 	c.now = clk.now
-	c.source = func(context.Context) ([]autotls.CertificateInfo, error) {
+	c.source = func(context.Context) ([]record.Certificate, error) {
 		clk.add(10 * time.Minute) // a read of a million stored certificates
 		reads <- struct{}{}
 		return simulated(1, clk.now()), nil

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // maxOperations bounds the operation label of tlsmint_decisions_total:
@@ -77,7 +77,7 @@ func newDecisions(labels prometheus.Labels) *decisions {
 // kinds are ignored. At most 128 operation names are kept apart; others
 // are counted as "other". It is safe for concurrent use and does not
 // block.
-func (c *Collector) ObserveDecision(r autotls.AuditRecord) {
+func (c *Collector) ObserveDecision(r record.Audit) {
 	if r.Kind != "" && r.Kind != "decision" {
 		return
 	}

@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 func TestDecisions(t *testing.T) {
 	c := New(nil, Options{})
 	defer c.Close()
-	for _, r := range []autotls.AuditRecord{
+	for _, r := range []record.Audit{
 		{Kind: "decision", Operation: "relay.newOrder", Outcome: "ok"},
 		{Kind: "decision", Operation: "relay.newOrder", Outcome: "ok"},
 		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: "urn:ietf:params:acme:error:rejectedIdentifier"},
@@ -63,9 +63,9 @@ func TestDecisionOperationsBounded(t *testing.T) {
 	c := New(nil, Options{})
 	defer c.Close()
 	for i := range maxOperations + 20 {
-		c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "op" + strconv.Itoa(i), Outcome: "ok"})
+		c.ObserveDecision(record.Audit{Kind: "decision", Operation: "op" + strconv.Itoa(i), Outcome: "ok"})
 	}
-	c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "op0", Outcome: "ok"})
+	c.ObserveDecision(record.Audit{Kind: "decision", Operation: "op0", Outcome: "ok"})
 	m := scrape(t, c)
 	if got := len(m.series("tlsmint_decisions_total", nil)); got != maxOperations+1 {
 		t.Errorf("%d series, want %d (the cap plus other)", got, maxOperations+1)
@@ -81,7 +81,7 @@ func TestDecisionOperationsBounded(t *testing.T) {
 func TestHandler(t *testing.T) {
 	c := New(nil, Options{})
 	defer c.Close()
-	c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.finalize", Outcome: "ok"})
+	c.ObserveDecision(record.Audit{Kind: "decision", Operation: "relay.finalize", Outcome: "ok"})
 	srv := httptest.NewServer(c.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
@@ -106,7 +106,7 @@ func TestIssuedTenantsBounded(t *testing.T) {
 	c := New(nil, Options{})
 	defer c.Close()
 	for i := range maxTenants + 5 {
-		c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "t" + strconv.Itoa(i)})
+		c.ObserveDecision(record.Audit{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "t" + strconv.Itoa(i)})
 	}
 	m := scrape(t, c)
 	if got := len(m.series("tlsmint_relay_certificates_issued_total", nil)); got != maxTenants+1 {
@@ -124,7 +124,7 @@ func TestUnauthenticatedRefusals(t *testing.T) {
 	c := New(nil, Options{})
 	defer c.Close()
 	bad := "urn:ietf:params:acme:error:malformed"
-	for _, r := range []autotls.AuditRecord{
+	for _, r := range []record.Audit{
 		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "203.0.113.7"},
 		{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "203.0.113.200"},
 		{Kind: "decision", Operation: "relay.newAccount", Outcome: "refused", Problem: "urn:ietf:params:acme:error:unauthorized", Source: "2001:db8:1:2::5"},
@@ -145,7 +145,7 @@ func TestUnauthenticatedRefusals(t *testing.T) {
 		t.Errorf("%v counted, want 3", got)
 	}
 	for i := range maxNetworks + 3 {
-		c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "10." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256) + ".1"})
+		c.ObserveDecision(record.Audit{Kind: "decision", Operation: "relay.newOrder", Outcome: "refused", Problem: bad, Source: "10." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256) + ".1"})
 	}
 	m = scrape(t, c)
 	if got := len(m.series("tlsmint_relay_unauthenticated_refusals_total", nil)); got > maxNetworks+2 {
@@ -158,8 +158,8 @@ func TestUnauthenticatedRefusals(t *testing.T) {
 // certificate files get their per-name series.
 func TestCertificatesOption(t *testing.T) {
 	notAfter := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
-	c := New(nil, Options{Certificates: func(context.Context) ([]autotls.CertificateInfo, error) {
-		return []autotls.CertificateInfo{{Name: "relay.example", Names: []string{"relay.example"}, Issuer: "files", NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, Stored: true, InMemory: true}}, nil
+	c := New(nil, Options{Certificates: func(context.Context) ([]record.Certificate, error) {
+		return []record.Certificate{{Name: "relay.example", Names: []string{"relay.example"}, Issuer: "files", NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, Stored: true, InMemory: true}}, nil
 	}})
 	defer c.Close()
 	m := scrape(t, c)

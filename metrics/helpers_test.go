@@ -20,6 +20,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -117,9 +118,9 @@ func (c *clock) add(d time.Duration) {
 }
 
 // fake returns a collector over a simulated list of certificates, on clk.
-func fake(infos []autotls.CertificateInfo, opts Options, clk *clock) *Collector {
+func fake(infos []record.Certificate, opts Options, clk *clock) *Collector {
 	c := New(nil, opts)
-	c.source = func(context.Context) ([]autotls.CertificateInfo, error) { return infos, nil }
+	c.source = func(context.Context) ([]record.Certificate, error) { return infos, nil }
 	c.now = clk.now
 	return c
 }

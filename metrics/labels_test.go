@@ -6,6 +6,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestHostileLabelValues(t *testing.T) {
 	clk := newClock()
 	now := clk.now()
-	infos := []autotls.CertificateInfo{
+	infos := []record.Certificate{
 		{Name: "bad\xff.example", Issuer: "https://ca.test/\xfe", NotAfter: now.Add(time.Hour), RenewAt: now.Add(time.Minute), RenewReason: "\xfd"},
 		{Name: "bad\xfe.example", Issuer: "https://ca.test/\xfe", NotAfter: now.Add(2 * time.Hour)},
 		{Name: "q\"u\\o\nte\x1b.example", Issuer: "https://ca.test/\"dir", NotAfter: now.Add(3 * time.Hour)},
@@ -29,7 +30,7 @@ func TestHostileLabelValues(t *testing.T) {
 	c.OnEvent(autotls.Event{Type: autotls.EventRateLimited, Name: "bad\xff.example", Issuer: "https://ca.test/\xfe", RetryAt: now.Add(time.Hour)})
 	c.OnEvent(autotls.Event{Type: autotls.EventObtained, Name: "bad\xff.example", Issuer: "https://ca.test/\xfe", NotAfter: now.Add(time.Hour)})
 	c.OnEvent(autotls.Event{Type: autotls.EventIssuerFailed, Name: "bad\xff.example", Issuer: "\xff"})
-	c.ObserveDecision(autotls.AuditRecord{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "t\xff"})
+	c.ObserveDecision(record.Audit{Kind: "decision", Operation: "relay.issue", Outcome: "ok", Tenant: "t\xff"})
 	c.ObserveProbe(watchdog.Result{Target: watchdog.Target{Addr: "\xff:443", ServerName: "\xfe"}, Time: now, Problems: []error{watchdog.ErrInvalidTarget}})
 
 	m := scrape(t, c)

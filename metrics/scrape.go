@@ -68,7 +68,7 @@ func (c *Collector) collectCertificates(ch chan<- prometheus.Metric) {
 
 // summarize counts every record at now and returns copies of the k that
 // expire soonest (those without a certificate first, then by name).
-func (t *table) summarize(now int64, k int) (summary, []record) {
+func (t *table) summarize(now int64, k int) (summary, []nameRecord) {
 	var s summary
 	windows := expiryWindows()
 	h := topK{recs: t.recs, k: k}
@@ -100,7 +100,7 @@ func (t *table) summarize(now int64, k int) (summary, []record) {
 			h.offer(int32(i))
 		}
 	}
-	sel := make([]record, len(h.idx))
+	sel := make([]nameRecord, len(h.idx))
 	for i, j := range h.idx {
 		sel[i] = t.recs[j]
 	}
@@ -110,7 +110,7 @@ func (t *table) summarize(now int64, k int) (summary, []record) {
 // topK keeps the k records that expire soonest, as a heap whose root is
 // the one of them that expires last.
 type topK struct {
-	recs []record
+	recs []nameRecord
 	k    int
 	idx  []int32
 }

@@ -5,11 +5,12 @@ import (
 	"strings"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
-// A record is what the collector keeps per name: a few words, not the
-// whole CertificateInfo, so that a million names stay cheap.
-type record struct {
+// A nameRecord is what the collector keeps per name: a few words, not the
+// whole record.Certificate, so that a million names stay cheap.
+type nameRecord struct {
 	name, issuer, reason string
 	// notAfter and renewAt are Unix nanoseconds; zero means none (no
 	// certificate, no renewal planned).
@@ -21,22 +22,22 @@ type record struct {
 // of the last read of Manager.Certificates, sorted by name, then those
 // that events added since, indexed by extra.
 type table struct {
-	recs   []record
+	recs   []nameRecord
 	sorted int // recs[:sorted] are sorted by name
 	extra  map[string]int
 }
 
 // newTable builds a table from a read of Manager.Certificates.
-func newTable(infos []autotls.CertificateInfo) *table {
-	t := &table{recs: make([]record, 0, len(infos))}
+func newTable(infos []record.Certificate) *table {
+	t := &table{recs: make([]nameRecord, 0, len(infos))}
 	for i := range infos {
 		t.recs = append(t.recs, fromInfo(&infos[i]))
 	}
-	byName := func(a, b record) int { return strings.Compare(a.name, b.name) }
+	byName := func(a, b nameRecord) int { return strings.Compare(a.name, b.name) }
 	if !slices.IsSortedFunc(t.recs, byName) {
 		slices.SortFunc(t.recs, byName)
 	}
-	t.recs = slices.CompactFunc(t.recs, func(a, b record) bool { return a.name == b.name })
+	t.recs = slices.CompactFunc(t.recs, func(a, b nameRecord) bool { return a.name == b.name })
 	t.sorted = len(t.recs)
 	return t
 }
@@ -44,10 +45,10 @@ func newTable(infos []autotls.CertificateInfo) *table {
 // snapshotTable builds a table from the Manager's snapshot, the picture
 // the status page reads too: a record per row, sorted by name.
 func snapshotTable(s *autotls.Snapshot) *table {
-	t := &table{recs: make([]record, 0, s.Len())}
+	t := &table{recs: make([]nameRecord, 0, s.Len())}
 	for i := range s.Len() {
 		r := s.Row(i)
-		rec := record{
+		rec := nameRecord{
 			name:      r.Name,
 			issuer:    r.Issuer,
 			failing:   !r.LastErrorAt.IsZero(),
@@ -61,13 +62,13 @@ func snapshotTable(s *autotls.Snapshot) *table {
 		}
 		t.recs = append(t.recs, rec)
 	}
-	slices.SortFunc(t.recs, func(a, b record) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(t.recs, func(a, b nameRecord) int { return strings.Compare(a.name, b.name) })
 	t.sorted = len(t.recs)
 	return t
 }
 
-func fromInfo(info *autotls.CertificateInfo) record {
-	r := record{
+func fromInfo(info *record.Certificate) nameRecord {
+	r := nameRecord{
 		name:      info.Name,
 		issuer:    info.Issuer,
 		failing:   info.LastError != "",
@@ -84,7 +85,7 @@ func fromInfo(info *autotls.CertificateInfo) record {
 
 // find returns the index of name's record, or -1.
 func (t *table) find(name string) int {
-	if i, ok := slices.BinarySearchFunc(t.recs[:t.sorted], name, func(r record, n string) int { return strings.Compare(r.name, n) }); ok {
+	if i, ok := slices.BinarySearchFunc(t.recs[:t.sorted], name, func(r nameRecord, n string) int { return strings.Compare(r.name, n) }); ok {
 		return i
 	}
 	if i, ok := t.extra[name]; ok {
@@ -101,7 +102,7 @@ func (t *table) apply(name string, u update) {
 			t.extra = make(map[string]int)
 		}
 		i = len(t.recs)
-		t.recs = append(t.recs, record{name: name, issuer: u.issuer})
+		t.recs = append(t.recs, nameRecord{name: name, issuer: u.issuer})
 		t.extra[name] = i
 	}
 	r := &t.recs[i]

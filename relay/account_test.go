@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -142,9 +142,9 @@ func TestAccountLifecycle(t *testing.T) {
 	var created, refused int
 	for _, r := range e.records(t, "newAccount") {
 		switch {
-		case r.Outcome == audit.OutcomeOK && r.Tenant == "team" && r.Account == acct.URL:
+		case r.Outcome == record.OutcomeOK && r.Tenant == "team" && r.Account == acct.URL:
 			created++
-		case r.Outcome == audit.OutcomeRefused && r.Problem == acme.ErrAccountDoesNotExist.Type:
+		case r.Outcome == record.OutcomeRefused && r.Problem == acme.ErrAccountDoesNotExist.Type:
 			refused++
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // An EABKey describes an External Account Binding key of a tenant,
@@ -256,9 +256,9 @@ func (s *Server) AdminHandler() http.Handler {
 
 // adminAudit records an administration request.
 func (s *Server) adminAudit(r *http.Request, op, tenant string, err error) {
-	rec := audit.Record{Outcome: audit.OutcomeOK, Operation: OperationPrefix + "admin." + op, Tenant: tenant, Source: remoteAddr(r.RemoteAddr)}
+	rec := record.Audit{Outcome: record.OutcomeOK, Operation: OperationPrefix + "admin." + op, Tenant: tenant, Source: remoteAddr(r.RemoteAddr)}
 	if err != nil {
-		rec.Outcome, rec.Detail = audit.OutcomeRefused, clip(err.Error(), 1024)
+		rec.Outcome, rec.Detail = record.OutcomeRefused, clip(err.Error(), 1024)
 	}
 	s.auditBackground(rec)
 }

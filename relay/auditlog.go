@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // OperationPrefix starts the Operation of every audit record the relay
@@ -15,14 +15,21 @@ import (
 // "relay.finalize", "relay.issue", "relay.revoke", …
 const OperationPrefix = "relay."
 
+// An AuditLog keeps the relay's decision records ([Server.AuditLog]);
+// package audit's Log is one. Add must be safe for concurrent use and must
+// not block.
+type AuditLog interface {
+	Add(record.Audit)
+}
+
 // audit records the decision taken on the call: outcome, and the problem
 // when the request was refused or failed.
 func (c *call) audit(outcome string, p *acme.Problem) {
 	if c.s.AuditLog == nil && c.s.OnDecision == nil {
 		return
 	}
-	r := audit.Record{
-		Kind: audit.KindDecision, Outcome: outcome, Operation: OperationPrefix + c.op,
+	r := record.Audit{
+		Kind: record.KindDecision, Outcome: outcome, Operation: OperationPrefix + c.op,
 		Names: c.names, Tenant: c.tenant, Source: remoteAddr(c.r.RemoteAddr),
 	}
 	if c.acct != nil {
@@ -34,7 +41,7 @@ func (c *call) audit(outcome string, p *acme.Problem) {
 	if p != nil {
 		r.Problem, r.Detail, r.Status, r.RetryAfter = p.Type, p.Detail, p.Status, p.RetryAfter
 	}
-	if outcome == audit.OutcomeRefused && c.acct == nil && c.tenant == "" {
+	if outcome == record.OutcomeRefused && c.acct == nil && c.tenant == "" {
 		// No valid account, no tenant: a scan must not grow the trail.
 		// OnDecision (the metrics) sees every one; AuditLog a sample.
 		c.s.decideSampled(r)
@@ -88,7 +95,7 @@ func sourceNetwork(addr string) string {
 // decideSampled hands r to OnDecision, and to AuditLog when it is the
 // first of its problem and source network in
 // UnauthenticatedSampleInterval.
-func (s *Server) decideSampled(r audit.Record) {
+func (s *Server) decideSampled(r record.Audit) {
 	if s.OnDecision != nil {
 		s.OnDecision(r)
 	}
@@ -121,7 +128,7 @@ func (s *Server) decideSampled(r audit.Record) {
 }
 
 // accepted records that the call's request was accepted.
-func (c *call) accepted() { c.audit(audit.OutcomeOK, nil) }
+func (c *call) accepted() { c.audit(record.OutcomeOK, nil) }
 
 // remoteAddr returns the address part of a RemoteAddr.
 func remoteAddr(s string) string {
@@ -133,13 +140,13 @@ func remoteAddr(s string) string {
 
 // auditBackground records a decision taken outside a request (the
 // upstream issuance of a finalized order).
-func (s *Server) auditBackground(r audit.Record) {
-	r.Kind = audit.KindDecision
+func (s *Server) auditBackground(r record.Audit) {
+	r.Kind = record.KindDecision
 	s.decide(r)
 }
 
 // decide hands a decision record to AuditLog and OnDecision.
-func (s *Server) decide(r audit.Record) {
+func (s *Server) decide(r record.Audit) {
 	if s.AuditLog != nil {
 		s.AuditLog.Add(r)
 	}

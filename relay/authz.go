@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // loadAuthz returns a stored authorization, expired when past its expiry.
@@ -202,7 +202,7 @@ func (s *Server) challenge(c *call, authzID, chalID string) {
 	}
 	c.op = "validate." + ch.Type
 	if verr != nil {
-		c.audit(audit.OutcomeFailure, verr)
+		c.audit(record.OutcomeFailure, verr)
 		c.ctx = context.WithoutCancel(c.ctx) // counted even if the client went away
 		if p := c.record(failLimits); p != nil {
 			s.logger().Warn("relay: counting a failed validation failed", "problem", p)

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -255,7 +255,7 @@ func TestStorageFlaps(t *testing.T) {
 func TestPanicRecordingIssuance(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) {
-		s.OnDecision = func(r audit.Record) {
+		s.OnDecision = func(r record.Audit) {
 			if r.Operation == relay.OperationPrefix+"issue" {
 				panic("hook bug")
 			}

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
 )
@@ -155,10 +155,10 @@ func TestConcurrentClients(t *testing.T) {
 func TestOnDecision(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
-	var got []audit.Record
+	var got []record.Audit
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) {
 		s.AuditLog = nil
-		s.OnDecision = func(r audit.Record) {
+		s.OnDecision = func(r record.Audit) {
 			mu.Lock()
 			got = append(got, r)
 			mu.Unlock()
@@ -176,18 +176,18 @@ func TestOnDecision(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range got {
-			if r.Operation == relay.OperationPrefix+op && r.Outcome == outcome && r.Kind == audit.KindDecision && strings.HasSuffix(r.Problem, problem) {
+			if r.Operation == relay.OperationPrefix+op && r.Outcome == outcome && r.Kind == record.KindDecision && strings.HasSuffix(r.Problem, problem) {
 				return true
 			}
 		}
 		return false
 	}
 	for _, w := range []struct{ op, outcome, problem string }{
-		{"newAccount", audit.OutcomeOK, ""},
-		{"newOrder", audit.OutcomeOK, ""},
-		{"finalize", audit.OutcomeOK, ""},
-		{"issue", audit.OutcomeOK, ""},
-		{"newOrder", audit.OutcomeRefused, "rejectedIdentifier"},
+		{"newAccount", record.OutcomeOK, ""},
+		{"newOrder", record.OutcomeOK, ""},
+		{"finalize", record.OutcomeOK, ""},
+		{"issue", record.OutcomeOK, ""},
+		{"newOrder", record.OutcomeRefused, "rejectedIdentifier"},
 	} {
 		if !has(w.op, w.outcome, w.problem) {
 			t.Errorf("no %s %s %s decision among %d records", w.op, w.outcome, w.problem, len(got))

@@ -31,6 +31,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
@@ -366,9 +367,9 @@ func accountURL(t testing.TB, c *acme.Client) string {
 }
 
 // records returns the relay's audit records of an operation.
-func (e *env) records(t testing.TB, op string) []audit.Record {
+func (e *env) records(t testing.TB, op string) []record.Audit {
 	t.Helper()
-	recs, err := e.log.Query(ctxT(t), audit.Filter{Operation: relay.OperationPrefix + op})
+	recs, err := e.log.Query(ctxT(t), record.AuditFilter{Operation: relay.OperationPrefix + op})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // TestBadJWS sends what a hostile or broken client sends and checks that
@@ -127,7 +127,7 @@ func TestBadJWS(t *testing.T) {
 	kinds := map[string]bool{}
 	unauth := map[string]int{}
 	for _, r := range e.records(t, "newOrder") {
-		if r.Outcome == audit.OutcomeRefused && r.Problem != "" {
+		if r.Outcome == record.OutcomeRefused && r.Problem != "" {
 			kinds[r.Problem] = true
 			if r.Account == "" {
 				unauth[r.Problem]++

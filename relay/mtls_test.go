@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -157,7 +157,7 @@ func TestClientCertificates(t *testing.T) {
 	}
 	refused := 0
 	for _, r := range append(e.records(t, "newAccount"), e.records(t, "newOrder")...) {
-		if r.Outcome == audit.OutcomeRefused && r.Problem == "urn:ietf:params:acme:error:unauthorized" && r.Tenant == "web" {
+		if r.Outcome == record.OutcomeRefused && r.Problem == "urn:ietf:params:acme:error:unauthorized" && r.Tenant == "web" {
 			refused++
 		}
 	}
@@ -181,7 +181,7 @@ func TestRequireClientCert(t *testing.T) {
 		t.Fatalf("Register without a client certificate: %v, want unauthorized", err)
 	}
 	recs := e.records(t, "request")
-	if len(recs) == 0 || recs[len(recs)-1].Outcome != audit.OutcomeRefused || !strings.Contains(recs[len(recs)-1].Detail, "client certificate") {
+	if len(recs) == 0 || recs[len(recs)-1].Outcome != record.OutcomeRefused || !strings.Contains(recs[len(recs)-1].Detail, "client certificate") {
 		t.Errorf("audit records %+v, want the refusal for the missing client certificate", recs)
 	}
 

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -51,7 +51,7 @@ type sharedReplicas struct {
 func newSharedReplicas(t *testing.T, store1, store2 storage.Storage) *sharedReplicas {
 	t.Helper()
 	r := &sharedReplicas{}
-	count := func(rec audit.Record) {
+	count := func(rec record.Audit) {
 		if rec.Problem == "urn:ietf:params:acme:error:badNonce" {
 			r.badNonce.Add(1)
 		}

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -68,7 +68,7 @@ func TestObtainThroughRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	issued := e.records(t, "issue")
-	if len(issued) != 1 || issued[0].Outcome != audit.OutcomeOK || issued[0].Issuer != "pebble" || issued[0].Tenant != "team" {
+	if len(issued) != 1 || issued[0].Outcome != record.OutcomeOK || issued[0].Issuer != "pebble" || issued[0].Tenant != "team" {
 		t.Fatalf("issue records = %+v", issued)
 	}
 	if v := e.records(t, "validate.http-01"); len(v) != 3 {

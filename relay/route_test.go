@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -74,7 +74,7 @@ func TestRoutes(t *testing.T) {
 	if got := issuer("www.special.example.com"); got != "short" {
 		t.Errorf("www.special.example.com was issued by %q, want short (the route's second, after down)", got)
 	}
-	if !slices.ContainsFunc(e.records(t, "upstream"), func(r audit.Record) bool { return r.Issuer == "down" }) {
+	if !slices.ContainsFunc(e.records(t, "upstream"), func(r record.Audit) bool { return r.Issuer == "down" }) {
 		t.Error("no failure record of the down upstream")
 	}
 

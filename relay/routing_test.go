@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -167,7 +167,7 @@ func TestAPIRouting(t *testing.T) {
 	s := &relay.Server{
 		Storage: storage.NewMemory(),
 		BaseURL: "https://acme.example/acme",
-		OnDecision: func(r audit.Record) {
+		OnDecision: func(r record.Audit) {
 			mu.Lock()
 			ops = append(ops, strings.TrimPrefix(r.Operation, relay.OperationPrefix))
 			mu.Unlock()

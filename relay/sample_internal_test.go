@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -25,7 +26,7 @@ func TestUnauthenticatedRefusalsSampled(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	decisions := 0
-	s := &Server{Storage: store, AuditLog: log, now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }, OnDecision: func(audit.Record) { mu.Lock(); decisions++; mu.Unlock() }}
+	s := &Server{Storage: store, AuditLog: log, now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }, OnDecision: func(record.Audit) { mu.Lock(); decisions++; mu.Unlock() }}
 	defer s.Close()
 	post := func(from string) {
 		r := httptest.NewRequest(http.MethodPost, "https://relay.example/new-order", strings.NewReader("not a JWS"))
@@ -41,11 +42,11 @@ func TestUnauthenticatedRefusalsSampled(t *testing.T) {
 		post("203.0.113.9:4000")
 	}
 	post("198.51.100.1:4000") // another network: a record of its own
-	query := func() []audit.Record {
+	query := func() []record.Audit {
 		if err := log.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		recs, err := log.Query(context.Background(), audit.Filter{Operation: OperationPrefix + "newOrder"})
+		recs, err := log.Query(context.Background(), record.AuditFilter{Operation: OperationPrefix + "newOrder"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -96,14 +96,15 @@ type Server struct {
 	// requests that carry no valid account (a bad JWS, an unknown kid, no
 	// EAB) it gets a sample: one per problem type and source network per
 	// UnauthenticatedSampleInterval, saying how many were left out.
-	AuditLog *audit.Log
+	// An audit.Log of package audit is the usual one.
+	AuditLog AuditLog
 
 	// OnDecision, if set, is called with each decision record, including
 	// every unauthenticated refusal AuditLog gets only a sample of
 	// (whether or not AuditLog is set), for example
 	// metrics.Collector.ObserveDecision. It is called on the goroutine
 	// that decided, and must be safe for concurrent use and not block.
-	OnDecision func(audit.Record)
+	OnDecision func(record.Audit)
 
 	// AllowedSources, if not empty, are the only client addresses
 	// (RemoteAddr) the ACME API answers; others get 403 unauthorized.
@@ -458,9 +459,9 @@ func (c *call) fail(p *acme.Problem) {
 	default:
 		c.s.logger().Debug("relay: request refused", "op", c.op, "problem", p)
 	}
-	outcome := audit.OutcomeRefused
+	outcome := record.OutcomeRefused
 	if p.Status >= 500 {
-		outcome = audit.OutcomeFailure
+		outcome = record.OutcomeFailure
 	}
 	c.audit(outcome, p)
 	writeProblem(c.w, p)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // keyARIWindows holds, per certificate id, the upstream's renewal window
@@ -58,7 +58,7 @@ func (s *Server) noteARIWindow(ctx context.Context, certID string, ri *acme.Rene
 // written before the index existed builds it from the certificates
 // stored. A row that cannot be read is left out, and the first such
 // error is returned with the rest.
-func (s *Server) Certificates(ctx context.Context) ([]autotls.CertificateInfo, error) {
+func (s *Server) Certificates(ctx context.Context) ([]record.Certificate, error) {
 	s.init()
 	if s.initErr != nil {
 		return nil, s.initErr
@@ -71,7 +71,7 @@ func (s *Server) Certificates(ctx context.Context) ([]autotls.CertificateInfo, e
 		return nil, fmt.Errorf("relay: listing certificates: %w", err)
 	}
 	var firstErr error
-	out := make([]autotls.CertificateInfo, 0, len(keys))
+	out := make([]record.Certificate, 0, len(keys))
 	for _, k := range keys {
 		var r currentRecord
 		if err := s.load(ctx, k, &r); err != nil {
@@ -83,7 +83,7 @@ func (s *Server) Certificates(ctx context.Context) ([]autotls.CertificateInfo, e
 			}
 			continue
 		}
-		info := autotls.CertificateInfo{
+		info := record.Certificate{
 			Names: r.Names, Issuer: r.Upstream, Tenant: r.Tenant, Revoked: r.Revoked,
 			NotBefore: r.NotBefore, NotAfter: r.NotAfter, Stored: true, Serial: r.Serial,
 		}
@@ -101,7 +101,7 @@ func (s *Server) Certificates(ctx context.Context) ([]autotls.CertificateInfo, e
 		}
 		out = append(out, info)
 	}
-	slices.SortFunc(out, func(a, b autotls.CertificateInfo) int {
+	slices.SortFunc(out, func(a, b record.Certificate) int {
 		return cmp.Or(a.NotAfter.Compare(b.NotAfter), strings.Compare(a.Name, b.Name), strings.Compare(a.Tenant, b.Tenant), strings.Compare(a.Serial, b.Serial))
 	})
 	return out, firstErr

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
@@ -53,13 +53,13 @@ func TestCertificatesListed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	byTenant := func() map[string]autotls.CertificateInfo {
+	byTenant := func() map[string]record.Certificate {
 		t.Helper()
 		infos, err := e.srv.Certificates(ctx)
 		if err != nil {
 			t.Fatalf("Certificates: %v", err)
 		}
-		out := map[string]autotls.CertificateInfo{}
+		out := map[string]record.Certificate{}
 		for _, in := range infos {
 			if _, dup := out[in.Tenant]; dup {
 				t.Fatalf("two certificates of tenant %s listed: %+v", in.Tenant, infos)

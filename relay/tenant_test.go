@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -110,12 +110,12 @@ func TestAdminAPI(t *testing.T) {
 	if err := e.log.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if recs := e.records(t, "admin.newEABKey"); len(recs) != 2 || recs[0].Tenant != "web" || recs[0].Outcome != audit.OutcomeOK || recs[1].Outcome != audit.OutcomeRefused {
+	if recs := e.records(t, "admin.newEABKey"); len(recs) != 2 || recs[0].Tenant != "web" || recs[0].Outcome != record.OutcomeOK || recs[1].Outcome != record.OutcomeRefused {
 		t.Fatalf("newEABKey audit records = %+v", recs)
 	}
 	refused := 0
 	for _, r := range e.records(t, "admin.refused") {
-		if r.Outcome == audit.OutcomeRefused {
+		if r.Outcome == record.OutcomeRefused {
 			refused++
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 )
 
@@ -211,8 +211,8 @@ func (s *Server) obtainUpstream(ctx context.Context, o *orderRecord) (*acme.Cert
 		s.noteRateLimit(ctx, u, err)
 		last = &upstreamError{name: u.name(), err: err}
 		s.logger().Warn("relay: upstream issuance failed", "order", o.ID, "upstream", u.name(), "err", err)
-		rec := audit.Record{
-			Outcome: audit.OutcomeFailure, Operation: OperationPrefix + "upstream", Issuer: u.name(),
+		rec := record.Audit{
+			Outcome: record.OutcomeFailure, Operation: OperationPrefix + "upstream", Issuer: u.name(),
 			Tenant: o.Tenant, Names: names(o.Identifiers), Detail: clip(err.Error(), 1024), Latency: s.now().Sub(start),
 		}
 		var p *acme.Problem
@@ -412,7 +412,7 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 			ierr = err
 		}
 	}
-	ar := audit.Record{Operation: OperationPrefix + "issue", Tenant: o.Tenant, Names: names(o.Identifiers)}
+	ar := record.Audit{Operation: OperationPrefix + "issue", Tenant: o.Tenant, Names: names(o.Identifiers)}
 	interrupted := false
 	err := retryStorage(ctx, func() error {
 		interrupted = false
@@ -439,13 +439,13 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 		}
 		if ierr == nil {
 			cur.Status, cur.Cert, cur.Error, cur.Interrupted = acme.StatusValid, rec.ID, nil, ""
-			ar.Outcome, ar.Issuer, ar.Serial, ar.NotAfter = audit.OutcomeOK, up.name(), cert.Leaf().SerialNumber.Text(16), rec.NotAfter
+			ar.Outcome, ar.Issuer, ar.Serial, ar.NotAfter = record.OutcomeOK, up.name(), cert.Leaf().SerialNumber.Text(16), rec.NotAfter
 		} else {
 			cur.Status, cur.Error = acme.StatusInvalid, downstreamProblem(ierr)
 			if errors.Is(ierr, errCertNotStored) {
 				cur.Error = internalError("the upstream CA issued the certificate but the relay could not store it (the relay's log has it); order again")
 			}
-			ar.Outcome, ar.Problem, ar.Detail = audit.OutcomeFailure, cur.Error.Type, cur.Error.Detail
+			ar.Outcome, ar.Problem, ar.Detail = record.OutcomeFailure, cur.Error.Type, cur.Error.Detail
 			if p := new(acme.Problem); len(persistRecords(ierr)) == 0 && !errors.As(ierr, &p) {
 				ar.Detail = clip(ierr.Error(), 1024) // the audit trail is the operator's: the error itself
 			}
@@ -461,7 +461,7 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 		return
 	}
 	s.auditBackground(ar)
-	if ar.Outcome == audit.OutcomeOK {
+	if ar.Outcome == record.OutcomeOK {
 		s.logger().Info("relay: certificate issued", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "upstream", ar.Issuer, "serial", ar.Serial, "not_after", ar.NotAfter)
 	} else {
 		s.logger().Warn("relay: order failed", "order", o.ID, "tenant", tenantLabel(o.Tenant), "names", ar.Names, "problem", ar.Problem, "detail", ar.Detail)

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
@@ -65,7 +65,7 @@ func TestUpstreamFallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			fails := e.records(t, "upstream")
-			if len(fails) != 1 || fails[0].Issuer != "pebble" || fails[0].Outcome != audit.OutcomeFailure {
+			if len(fails) != 1 || fails[0].Issuer != "pebble" || fails[0].Outcome != record.OutcomeFailure {
 				t.Fatalf("upstream failure records = %+v, want one for the first upstream", fails)
 			}
 			if mode == "rate limited" && fails[0].Problem != acme.ErrRateLimited.Type {

@@ -16,6 +16,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -25,15 +26,15 @@ func pages(t *testing.T) map[string]string {
 	t.Helper()
 	trail := &audit.Log{Storage: storage.NewMemory(), Node: "node-a"}
 	t.Cleanup(func() { trail.Close() })
-	trail.Add(audit.Record{Time: t0.Add(-2 * time.Hour), Kind: audit.KindExchange, Outcome: audit.OutcomeOK,
+	trail.Add(record.Audit{Time: t0.Add(-2 * time.Hour), Kind: record.KindExchange, Outcome: record.OutcomeOK,
 		Issuer: "https://ca.example/dir", Account: "https://ca.example/acct/1", Operation: acme.OpNewOrder,
 		Names: []string{"healthy.example.com"}, Status: 201, Latency: 40 * time.Millisecond})
-	trail.Add(audit.Record{Time: t0.Add(-time.Hour), Kind: audit.KindDecision, Outcome: audit.OutcomeOK,
+	trail.Add(record.Audit{Time: t0.Add(-time.Hour), Kind: record.KindDecision, Outcome: record.OutcomeOK,
 		Issuer: "https://ca.example/dir", Operation: string(autotls.EventObtained), Names: []string{"healthy.example.com"}})
-	trail.Add(audit.Record{Time: t0.Add(-time.Minute), Kind: audit.KindExchange, Outcome: audit.OutcomeFailure,
+	trail.Add(record.Audit{Time: t0.Add(-time.Minute), Kind: record.KindExchange, Outcome: record.OutcomeFailure,
 		Issuer: "https://ca.example/dir", Operation: acme.OpNewOrder, Names: []string{"failing.example.com"},
 		Status: 429, Problem: "urn:ietf:params:acme:error:rateLimited", Detail: "<b>too many</b>"})
-	trail.Add(audit.Record{Time: t0.Add(-30 * time.Minute), Kind: audit.KindProbe, Outcome: audit.OutcomeFailure,
+	trail.Add(record.Audit{Time: t0.Add(-30 * time.Minute), Kind: record.KindProbe, Outcome: record.OutcomeFailure,
 		Operation: "probe", Target: "127.0.0.1:443", Names: []string{"failing.example.com"}, Serial: "0badc0de",
 		NotAfter: t0.Add(day), Problem: "expiring_soon", Detail: "watchdog: certificate expires soon: in 1 day"})
 	withAudit := synthetic(trio(), nil)
@@ -42,9 +43,9 @@ func pages(t *testing.T) map[string]string {
 
 	evil := cert(`<script>x</script>`, -day, 90*day)
 	evil.LastError = `"><svg onload=alert(1)>`
-	hostile := synthetic([]autotls.CertificateInfo{evil}, fmt.Errorf("storage: %s", `</ul><h1>`))
+	hostile := synthetic([]record.Certificate{evil}, fmt.Errorf("storage: %s", `</ul><h1>`))
 
-	many := make([]autotls.CertificateInfo, 0, 60)
+	many := make([]record.Certificate, 0, 60)
 	for i := range 60 {
 		many = append(many, cert(fmt.Sprintf("n%02d.example.com", i), -time.Duration(i)*day, 90*day))
 	}

@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // BenchmarkPage renders the page of 10,000 certificates (HTML with every
 // row and a page of the default MaxRows, and the JSON page), the figures BENCHMARKS.md
 // reports; each page reads the status anew (no sharing).
 func BenchmarkPage(b *testing.B) {
-	infos := make([]autotls.CertificateInfo, 10000)
+	infos := make([]record.Certificate, 10000)
 	for i := range infos {
 		infos[i] = cert(fmt.Sprintf("name-%05d.example.com", i), -time.Duration(i%90)*day, 90*day)
 		if i%100 == 0 {

@@ -65,7 +65,7 @@
 // Each certificate gets one [State], judged at the Handler's Now:
 // [StateExpired], [StateFailing] (its last attempt failed), [StateExpiring]
 // (past the deadline the Manager works to, its
-// [autotls.CertificateInfo].RenewBy; for another source's certificate,
+// [record.Certificate].RenewBy; for another source's certificate,
 // [autotls.RenewalDeadline]), [StatePending] (a managed name whose first order is under
 // way), [StateRevoked] (a relay's certificate revoked through it, or one
 // whose serial a watchdog's newest probe record found revoked) or
@@ -80,7 +80,7 @@
 // asset, no CDN. Every name, error text and URL — the CA's and the
 // client's words included — is escaped. Responses carry
 // X-Content-Type-Options: nosniff and Cache-Control: no-store. The data
-// holds no key material: [autotls.CertificateInfo] has none. A request
+// holds no key material: [record.Certificate] has none. A request
 // that [Handler.Authorize] refuses (by default, [LoopbackOnly]: any client
 // not on 127.0.0.0/8 or ::1) gets 403 and nothing else, so mounting the page
 // on a public listener by mistake leaks nothing.

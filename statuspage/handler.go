@@ -16,6 +16,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // DefaultTitle is the page's title when Handler.Title is empty.
@@ -93,7 +94,7 @@ type Handler struct {
 	MaxRows int
 
 	// source replaces Manager.Certificates in tests.
-	source func(context.Context) ([]autotls.CertificateInfo, error)
+	source func(context.Context) ([]record.Certificate, error)
 
 	once    sync.Once
 	page    *page
@@ -106,7 +107,7 @@ type Handler struct {
 // [autotls.Manager] is one; so is relay.Server (package relay), which lists
 // the certificates it issued to its downstream clients.
 type CertificateSource interface {
-	Certificates(ctx context.Context) ([]autotls.CertificateInfo, error)
+	Certificates(ctx context.Context) ([]record.Certificate, error)
 }
 
 // LoopbackOnly accepts requests whose RemoteAddr is a loopback address

@@ -18,27 +18,28 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
 // trio is the synthetic set: one healthy, one expiring soon, one failing,
 // plus an expired one and a pending one, in no particular order.
-func trio() []autotls.CertificateInfo {
+func trio() []record.Certificate {
 	healthy := cert("healthy.example.com", -7*day, 90*day)
 	soon := cert("soon.example.com", -85*day, 90*day)
 	failing := cert("failing.example.com", -65*day, 90*day)
 	failing.LastError = "acme: urn:ietf:params:acme:error:rateLimited: too many certificates"
 	failing.LastErrorAt, failing.BackoffUntil = t0.Add(-10*time.Minute), t0.Add(50*time.Minute)
 	expired := cert("expired.example.com", -100*day, 90*day)
-	pending := autotls.CertificateInfo{Name: "new.example.com", Issuer: "https://ca.example/dir", Managed: true}
-	return []autotls.CertificateInfo{healthy, soon, failing, pending, expired}
+	pending := record.Certificate{Name: "new.example.com", Issuer: "https://ca.example/dir", Managed: true}
+	return []record.Certificate{healthy, soon, failing, pending, expired}
 }
 
 // synthetic returns a Handler over infos at t0.
-func synthetic(infos []autotls.CertificateInfo, err error) *Handler {
+func synthetic(infos []record.Certificate, err error) *Handler {
 	return &Handler{
 		Now:    func() time.Time { return t0 },
-		source: func(context.Context) ([]autotls.CertificateInfo, error) { return infos, err },
+		source: func(context.Context) ([]record.Certificate, error) { return infos, err },
 	}
 }
 
@@ -124,7 +125,7 @@ func TestHTMLShowsEveryCertificate(t *testing.T) {
 // markup, in HTML or in JSON.
 func TestEscaping(t *testing.T) {
 	const evilName = `<script>alert("name")</script>.example.com`
-	infos := []autotls.CertificateInfo{cert(evilName, -day, 90*day), cert("ok.example.com", -day, 90*day)}
+	infos := []record.Certificate{cert(evilName, -day, 90*day), cert("ok.example.com", -day, 90*day)}
 	infos[0].Names = []string{evilName, `"><img src=x onerror=alert(1)>`}
 	infos[1].LastError = `</td><script>alert('ca')</script>&lt;`
 	infos[1].LastErrorAt = t0
@@ -337,12 +338,12 @@ func TestServedSection(t *testing.T) {
 	trail := &audit.Log{Storage: storage.NewMemory(), Node: "node-a"}
 	defer trail.Close()
 	probe := func(at time.Duration, target, name, outcome, problem string) {
-		trail.Add(audit.Record{Time: t0.Add(at), Kind: audit.KindProbe, Outcome: outcome, Operation: "probe",
+		trail.Add(record.Audit{Time: t0.Add(at), Kind: record.KindProbe, Outcome: outcome, Operation: "probe",
 			Target: target, Names: []string{name}, Serial: "01ab", NotAfter: t0.Add(30 * day), Problem: problem})
 	}
-	probe(-3*time.Hour, "10.0.0.1:443", "a.example.com", audit.OutcomeFailure, "not_manager_certificate")
-	probe(-2*time.Hour, "10.0.0.1:443", "a.example.com", audit.OutcomeOK, "") // recovered
-	probe(-time.Hour, "10.0.0.2:443", "b.example.com", audit.OutcomeFailure, "untrusted")
+	probe(-3*time.Hour, "10.0.0.1:443", "a.example.com", record.OutcomeFailure, "not_manager_certificate")
+	probe(-2*time.Hour, "10.0.0.1:443", "a.example.com", record.OutcomeOK, "") // recovered
+	probe(-time.Hour, "10.0.0.2:443", "b.example.com", record.OutcomeFailure, "untrusted")
 	h := synthetic(trio(), nil)
 	h.Audit = trail
 
@@ -352,7 +353,7 @@ func TestServedSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(st.Served) != 2 || st.Served[0].Names[0] != "b.example.com" || st.Served[0].Problem != "untrusted" ||
-		st.Served[1].Names[0] != "a.example.com" || st.Served[1].Outcome != audit.OutcomeOK {
+		st.Served[1].Names[0] != "a.example.com" || st.Served[1].Outcome != record.OutcomeOK {
 		t.Fatalf("Served = %+v, want b.example.com's problem, then a.example.com ok", st.Served)
 	}
 	body := get(t, h, "/", nil).Body.String()
@@ -371,10 +372,10 @@ func TestServedSection(t *testing.T) {
 func TestDNSRecordShown(t *testing.T) {
 	pending := cert("persist.example.com", 0, 0)
 	pending.NotBefore, pending.NotAfter, pending.Serial = time.Time{}, time.Time{}, ""
-	pending.DNSRecords = []autotls.DNSRecord{{Name: "_validation-persist.persist.example.com", Type: "TXT",
+	pending.DNSRecords = []record.DNS{{Name: "_validation-persist.persist.example.com", Type: "TXT",
 		Value: "ca.example; accounturi=https://ca.example/acct/1", ZoneFileValue: `"ca.example; accounturi=https://ca.example/acct/1"`,
 		Reason: "no TXT record"}}
-	h := synthetic([]autotls.CertificateInfo{pending}, nil)
+	h := synthetic([]record.Certificate{pending}, nil)
 	var st Status
 	if err := json.Unmarshal(get(t, h, "/?format=json", nil).Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
@@ -390,9 +391,9 @@ func TestDNSRecordShown(t *testing.T) {
 }
 
 // sourceFunc is a CertificateSource made of a function.
-type sourceFunc func(context.Context) ([]autotls.CertificateInfo, error)
+type sourceFunc func(context.Context) ([]record.Certificate, error)
 
-func (f sourceFunc) Certificates(ctx context.Context) ([]autotls.CertificateInfo, error) {
+func (f sourceFunc) Certificates(ctx context.Context) ([]record.Certificate, error) {
 	return f(ctx)
 }
 
@@ -406,10 +407,10 @@ func TestSources(t *testing.T) {
 	h := &Handler{
 		Now: func() time.Time { return t0 },
 		Sources: []CertificateSource{
-			sourceFunc(func(context.Context) ([]autotls.CertificateInfo, error) {
-				return []autotls.CertificateInfo{issued, revoked}, nil
+			sourceFunc(func(context.Context) ([]record.Certificate, error) {
+				return []record.Certificate{issued, revoked}, nil
 			}),
-			sourceFunc(func(context.Context) ([]autotls.CertificateInfo, error) {
+			sourceFunc(func(context.Context) ([]record.Certificate, error) {
 				return nil, errors.New("relay: storage down")
 			}),
 		},
@@ -454,8 +455,8 @@ func TestManagerAndSources(t *testing.T) {
 	issued := cert("web.example.com", -10*day, 90*day)
 	issued.Tenant = "team-web"
 	h := &Handler{Manager: m, Now: func() time.Time { return t0 }, Sources: []CertificateSource{
-		sourceFunc(func(context.Context) ([]autotls.CertificateInfo, error) {
-			return []autotls.CertificateInfo{issued}, nil
+		sourceFunc(func(context.Context) ([]record.Certificate, error) {
+			return []record.Certificate{issued}, nil
 		}),
 	}}
 	st := decodeStatus(t, get(t, h, "/?format=json", nil))
@@ -495,7 +496,7 @@ func TestAuditErrorShownOnce(t *testing.T) {
 // the failing certificate far down among those needing attention; the
 // counts and the total cover every certificate; a bad query is a 400.
 func TestPages(t *testing.T) {
-	var infos []autotls.CertificateInfo
+	var infos []record.Certificate
 	for i := range 30 {
 		infos = append(infos, cert(fmt.Sprintf("ok%02d.example.com", i), -time.Duration(i)*time.Hour, 90*day))
 	}
@@ -574,7 +575,7 @@ func TestPages(t *testing.T) {
 // A relay may issue one name to two tenants in the same second: pages of
 // one certificate list both, once each, through the cursor.
 func TestPagesSameNameTwoTenants(t *testing.T) {
-	var infos []autotls.CertificateInfo
+	var infos []record.Certificate
 	for _, tenant := range []string{"team b", "team-a", ""} {
 		c := cert("shared.example.com", -day, 90*day)
 		c.Tenant = tenant

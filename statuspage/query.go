@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // Bounds of a page of certificates.
@@ -179,10 +180,10 @@ func (h *Handler) classify(snap *autotls.Snapshot, now time.Time) *classified {
 		return cur
 	}
 	cl := &classified{snap: snap, at: now, byState: map[State][]int32{}}
-	var info autotls.CertificateInfo
+	var info record.Certificate
 	for i := range snap.Len() {
 		r := snap.Row(i)
-		info = autotls.CertificateInfo{
+		info = record.Certificate{
 			NotBefore: r.NotBefore, NotAfter: r.NotAfter,
 			RenewAt: r.RenewAt, RenewReason: r.RenewReason, RenewBy: r.RenewBy,
 		}
@@ -300,8 +301,8 @@ func choosePage(mp *managerPage, extra []Certificate, cursor string, limit int) 
 
 // fromSummary describes a snapshot row whose certificate could not be
 // loaded (deleted or unreadable since the snapshot).
-func fromSummary(r autotls.CertificateSummary) autotls.CertificateInfo {
-	info := autotls.CertificateInfo{
+func fromSummary(r autotls.CertificateSummary) record.Certificate {
+	info := record.Certificate{
 		Name: r.Name, Issuer: r.Issuer, NotBefore: r.NotBefore, NotAfter: r.NotAfter,
 		RenewAt: r.RenewAt, RenewReason: r.RenewReason, RenewBy: r.RenewBy,
 		Stored: r.Stored, InMemory: r.InMemory, Managed: r.Managed, LastErrorAt: r.LastErrorAt,
@@ -321,10 +322,10 @@ func (h *Handler) load(ctx context.Context, snap *autotls.Snapshot, picks []pick
 			names = append(names, snap.Name(p.pos))
 		}
 	}
-	byName := map[string]autotls.CertificateInfo{}
+	byName := map[string]record.Certificate{}
 	var err error
 	if len(names) > 0 {
-		var infos []autotls.CertificateInfo
+		var infos []record.Certificate
 		infos, err = h.Manager.CertificatesOf(ctx, names...)
 		for _, info := range infos {
 			byName[info.Name] = info

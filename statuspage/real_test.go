@@ -9,6 +9,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // A real fleet against the test CA: two nodes, one storage, one trail.
@@ -44,8 +45,8 @@ func TestRealManager(t *testing.T) {
 		if !healthy.Stored || !healthy.InMemory || !healthy.Managed || healthy.Serial == "" || healthy.Names[0] != healthyName {
 			t.Errorf("got %+v, want node-a's certificate in memory and stored", healthy)
 		}
-		if !slices.ContainsFunc(st.Activity, func(r audit.Record) bool {
-			return r.Kind == audit.KindExchange && r.Operation == acme.OpNewOrder && r.Outcome == audit.OutcomeFailure &&
+		if !slices.ContainsFunc(st.Activity, func(r record.Audit) bool {
+			return r.Kind == record.KindExchange && r.Operation == acme.OpNewOrder && r.Outcome == record.OutcomeFailure &&
 				slices.Contains(r.Names, brokenName) && strings.HasSuffix(r.Problem, "rejectedIdentifier")
 		}) {
 			t.Errorf("the activity lacks the refused newOrder: %+v", st.Activity)

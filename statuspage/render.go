@@ -14,6 +14,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // The page's template and stylesheet. The stylesheet is inlined into the
@@ -79,7 +80,7 @@ type view struct {
 	NextURL, FirstURL, AllURL string
 	// Activity is the newest activityShown records of the audit trail;
 	// Earlier the rest, collapsed.
-	Activity, Earlier []audit.Record
+	Activity, Earlier []record.Audit
 	// All is the number of certificates in every state.
 	All int
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -20,11 +20,11 @@ func TestWatchdogRevokedShown(t *testing.T) {
 	healthy.Serial = "0bad"
 	other := cert("other.example.com", -7*day, 90*day)
 	other.Serial = "0c0c"
-	trail.Add(audit.Record{Time: t0.Add(-time.Hour), Kind: audit.KindProbe, Outcome: audit.OutcomeFailure, Operation: "probe",
+	trail.Add(record.Audit{Time: t0.Add(-time.Hour), Kind: record.KindProbe, Outcome: record.OutcomeFailure, Operation: "probe",
 		Target: "10.0.0.1:443", Names: []string{"healthy.example.com"}, Serial: "0bad", Problem: "revoked"})
-	trail.Add(audit.Record{Time: t0.Add(-time.Hour), Kind: audit.KindProbe, Outcome: audit.OutcomeFailure, Operation: "probe",
+	trail.Add(record.Audit{Time: t0.Add(-time.Hour), Kind: record.KindProbe, Outcome: record.OutcomeFailure, Operation: "probe",
 		Target: "10.0.0.1:443", Names: []string{"other.example.com"}, Serial: "ffff", Problem: "name_mismatch,revoked"})
-	h := synthetic([]autotls.CertificateInfo{healthy, other}, nil)
+	h := synthetic([]record.Certificate{healthy, other}, nil)
 	h.Audit = trail
 	st := decodeStatus(t, get(t, h, "/?format=json", nil))
 	states := map[string]State{}

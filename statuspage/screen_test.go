@@ -12,14 +12,14 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // largeFleet is 300 certificates of which the failing ones expire last,
 // far down the table, with long errors that repeat their names, and an
 // issuer whose long host makes the table wider than the window.
-func largeFleet() []autotls.CertificateInfo {
-	var infos []autotls.CertificateInfo
+func largeFleet() []record.Certificate {
+	var infos []record.Certificate
 	for i := range 300 {
 		name := fmt.Sprintf("tenant-%03d.customers.example.com", i)
 		c := cert(name, -time.Duration(i%60)*day, 90*day)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // TestRequestsShareOneRead: page loads that arrive while the status is
@@ -24,7 +24,7 @@ func TestRequestsShareOneRead(t *testing.T) {
 	started := make(chan struct{}, 1)
 	h := &Handler{
 		Now: func() time.Time { return t0 },
-		source: func(ctx context.Context) ([]autotls.CertificateInfo, error) {
+		source: func(ctx context.Context) ([]record.Certificate, error) {
 			reads.Add(1)
 			select {
 			case started <- struct{}{}:
@@ -90,7 +90,7 @@ func TestRequestsShareOneRead(t *testing.T) {
 	var preads atomic.Int32
 	p := &Handler{
 		Now: func() time.Time { return t0 },
-		source: func(context.Context) ([]autotls.CertificateInfo, error) {
+		source: func(context.Context) ([]record.Certificate, error) {
 			preads.Add(1)
 			if panicking.Load() {
 				<-release

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // A State is a one-word verdict on a certificate, shown as text and colour.
@@ -11,7 +12,7 @@ type State string
 
 // States, from the worst. A state other than ok means the Manager's
 // renewal plan did not work out: the page judges by the deadline the
-// Manager works to ([autotls.CertificateInfo].RenewBy), so the two cannot
+// Manager works to ([record.Certificate].RenewBy), so the two cannot
 // disagree.
 const (
 	// StateRevoked: the certificate was revoked (a relay's certificates,
@@ -38,7 +39,7 @@ const (
 )
 
 // stateOf judges info at now.
-func stateOf(info autotls.CertificateInfo, now time.Time) State {
+func stateOf(info record.Certificate, now time.Time) State {
 	if info.NotAfter.IsZero() {
 		if info.LastError != "" {
 			return StateFailing
@@ -62,7 +63,7 @@ func stateOf(info autotls.CertificateInfo, now time.Time) State {
 
 // renewByOf is the deadline info is judged by: the Manager's, or, for a
 // certificate it does not plan, the one it would work to.
-func renewByOf(info autotls.CertificateInfo) time.Time {
+func renewByOf(info record.Certificate) time.Time {
 	if !info.RenewBy.IsZero() {
 		return info.RenewBy
 	}

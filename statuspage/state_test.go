@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -12,9 +13,9 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 const day = 24 * time.Hour
 
 // cert is a certificate issued at t0+from lasting life.
-func cert(name string, from, life time.Duration) autotls.CertificateInfo {
+func cert(name string, from, life time.Duration) record.Certificate {
 	nb := t0.Add(from)
-	return autotls.CertificateInfo{
+	return record.Certificate{
 		Name: name, Names: []string{name}, Issuer: "https://ca.example/dir", Serial: "0a1b",
 		NotBefore: nb, NotAfter: nb.Add(life), RenewAt: nb.Add(life * 2 / 3), RenewReason: autotls.ReasonSchedule,
 		Stored: true, InMemory: true, Managed: true,
@@ -22,38 +23,38 @@ func cert(name string, from, life time.Duration) autotls.CertificateInfo {
 }
 
 func TestStateOf(t *testing.T) {
-	with := func(c autotls.CertificateInfo, f func(*autotls.CertificateInfo)) autotls.CertificateInfo {
+	with := func(c record.Certificate, f func(*record.Certificate)) record.Certificate {
 		f(&c)
 		return c
 	}
-	failed := func(c *autotls.CertificateInfo) {
+	failed := func(c *record.Certificate) {
 		c.LastError, c.LastErrorAt, c.BackoffUntil = "acme: rateLimited", t0.Add(-time.Minute), t0.Add(time.Hour)
 	}
 	for _, tc := range []struct {
 		name string
-		info autotls.CertificateInfo
+		info record.Certificate
 		want State
 	}{
 		{"fresh 90 days", cert("a", -day, 90*day), StateOK},
 		{"90 days, 31 days left", cert("a", -59*day, 90*day), StateOK},
 		{"90 days, 29 days left", cert("a", -61*day, 90*day), StateExpiring},
 		// The Manager's deadline, whatever the rule that made it.
-		{"RenewBy ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
+		{"RenewBy ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *record.Certificate) {
 			c.RenewReason, c.RenewAt, c.RenewBy = autotls.ReasonARI, t0.Add(-time.Hour), t0.Add(time.Hour)
 		}), StateOK},
-		{"RenewBy passed, 40 days left", with(cert("a", -50*day, 90*day), func(c *autotls.CertificateInfo) {
+		{"RenewBy passed, 40 days left", with(cert("a", -50*day, 90*day), func(c *record.Certificate) {
 			c.RenewReason, c.RenewAt, c.RenewBy = autotls.ReasonARI, t0.Add(-2*time.Hour), t0.Add(-time.Hour)
 		}), StateExpiring},
-		{"RenewBy at now", with(cert("a", -50*day, 90*day), func(c *autotls.CertificateInfo) { c.RenewBy = t0 }), StateOK},
+		{"RenewBy at now", with(cert("a", -50*day, 90*day), func(c *record.Certificate) { c.RenewBy = t0 }), StateOK},
 		// Another source's certificate: the deadline the Manager would
 		// work to, from its validity and ARI window.
-		{"no RenewBy, ARI window ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
+		{"no RenewBy, ARI window ahead, 20 days left", with(cert("a", -70*day, 90*day), func(c *record.Certificate) {
 			c.ARIWindowStart, c.ARIWindowEnd = t0.Add(5*day), t0.Add(6*day)
 		}), StateOK},
-		{"no RenewBy, ARI window ahead, 8 days left", with(cert("a", -82*day, 90*day), func(c *autotls.CertificateInfo) {
+		{"no RenewBy, ARI window ahead, 8 days left", with(cert("a", -82*day, 90*day), func(c *record.Certificate) {
 			c.ARIWindowStart, c.ARIWindowEnd = t0.Add(time.Hour), t0.Add(2*time.Hour)
 		}), StateExpiring},
-		{"no RenewBy, ARI window passed, 40 days left", with(cert("a", -50*day, 90*day), func(c *autotls.CertificateInfo) {
+		{"no RenewBy, ARI window passed, 40 days left", with(cert("a", -50*day, 90*day), func(c *record.Certificate) {
 			c.ARIWindowStart, c.ARIWindowEnd = t0.Add(-2*day), t0.Add(-day)
 		}), StateExpiring},
 		{"6 days, 4 days left", cert("a", -2*day, 6*day), StateOK},
@@ -63,17 +64,17 @@ func TestStateOf(t *testing.T) {
 		{"expired", cert("a", -91*day, 90*day), StateExpired},
 		{"expires at now", cert("a", -90*day, 90*day), StateExpired},
 		{"expired and failing", with(cert("a", -91*day, 90*day), failed), StateExpired},
-		{"revoked", with(cert("a", -day, 90*day), func(c *autotls.CertificateInfo) { c.Revoked = true }), StateRevoked},
-		{"revoked and expired", with(cert("a", -91*day, 90*day), func(c *autotls.CertificateInfo) { c.Revoked = true }), StateRevoked},
+		{"revoked", with(cert("a", -day, 90*day), func(c *record.Certificate) { c.Revoked = true }), StateRevoked},
+		{"revoked and expired", with(cert("a", -91*day, 90*day), func(c *record.Certificate) { c.Revoked = true }), StateRevoked},
 		{"failing renewal, backing off", with(cert("a", -70*day, 90*day), failed), StateFailing},
-		{"failing renewal, back-off over", with(cert("a", -70*day, 90*day), func(c *autotls.CertificateInfo) {
+		{"failing renewal, back-off over", with(cert("a", -70*day, 90*day), func(c *record.Certificate) {
 			failed(c)
 			c.BackoffUntil = time.Time{}
 		}), StateFailing},
-		{"no certificate, failing", autotls.CertificateInfo{Name: "a", LastError: "acme: rejectedIdentifier"}, StateFailing},
-		{"no certificate yet", autotls.CertificateInfo{Name: "a", Managed: true}, StatePending},
-		{"lifetime unknown, no deadline", autotls.CertificateInfo{Name: "a", NotAfter: t0.Add(day)}, StateOK},
-		{"lifetime unknown, RenewBy passed", autotls.CertificateInfo{Name: "a", NotAfter: t0.Add(8 * day), RenewBy: t0.Add(-time.Second)}, StateExpiring},
+		{"no certificate, failing", record.Certificate{Name: "a", LastError: "acme: rejectedIdentifier"}, StateFailing},
+		{"no certificate yet", record.Certificate{Name: "a", Managed: true}, StatePending},
+		{"lifetime unknown, no deadline", record.Certificate{Name: "a", NotAfter: t0.Add(day)}, StateOK},
+		{"lifetime unknown, RenewBy passed", record.Certificate{Name: "a", NotAfter: t0.Add(8 * day), RenewBy: t0.Add(-time.Second)}, StateExpiring},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := stateOf(tc.info, t0); got != tc.want {
@@ -115,7 +116,7 @@ func TestLeftText(t *testing.T) {
 		{t0.Add(-2*day - time.Hour), "expired 2 days ago"},
 		{time.Time{}, "no certificate"},
 	} {
-		c := certificateOf(autotls.CertificateInfo{NotAfter: tc.notAfter}, t0)
+		c := certificateOf(record.Certificate{NotAfter: tc.notAfter}, t0)
 		if got := leftText(c, t0); got != tc.want {
 			t.Errorf("leftText(%v): got %q, want %q", tc.notAfter, got, tc.want)
 		}

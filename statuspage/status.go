@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // Bounds of what a page shows from the audit trail.
@@ -62,7 +62,7 @@ type Status struct {
 	SnapshotAt time.Time `json:"snapshot_at,omitzero"`
 	// Activity is the newest MaxActivity records of the audit trail
 	// within AuditWindow, newest first; nil without Handler.Audit.
-	Activity []audit.Record `json:"activity,omitempty"`
+	Activity []record.Audit `json:"activity,omitempty"`
 	// RateLimits is the audit trail's rate-limit picture, the closest to
 	// its limit first; nil without Handler.Audit.
 	RateLimits []RateLimit `json:"rate_limits,omitempty"`
@@ -74,7 +74,7 @@ type Status struct {
 	// name within AuditWindow, failures first; nil without Handler.Audit.
 	// A watchdog records healthy targets only when they recover, so a
 	// target never in trouble is not listed.
-	Served []audit.Record `json:"served,omitempty"`
+	Served []record.Audit `json:"served,omitempty"`
 	// Errors are what could not be read (storage, the audit trail); the
 	// rest of the status is still shown.
 	Errors []string `json:"errors,omitempty"`
@@ -82,7 +82,7 @@ type Status struct {
 
 // Certificate is one managed certificate (or a managed name without one)
 // as [autotls.Manager.Certificates] (or a [CertificateSource]) reports it — its fields mirror
-// [autotls.CertificateInfo] — with its State and days left.
+// [record.Certificate] — with its State and days left.
 type Certificate struct {
 	// Name is the name the certificate is managed under; Names its
 	// subject alternative names (empty without a certificate).
@@ -106,7 +106,7 @@ type Certificate struct {
 	RenewAt     time.Time `json:"renew_at,omitzero"`
 	RenewReason string    `json:"renew_reason,omitempty"`
 	// RenewBy is the deadline the certificate is judged by: past it, it
-	// is expiring (autotls.CertificateInfo.RenewBy, or for a certificate
+	// is expiring (record.Certificate.RenewBy, or for a certificate
 	// the Manager does not plan autotls.RenewalDeadline); zero when there
 	// is none.
 	RenewBy time.Time `json:"renew_by,omitzero"`
@@ -124,7 +124,7 @@ type Certificate struct {
 	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
 	BackoffUntil time.Time `json:"backoff_until,omitzero"`
 	// DNSRecords are the dns-persist-01 records the operator must
-	// publish for the name (autotls.CertificateInfo.DNSRecords): a zone
+	// publish for the name (record.Certificate.DNSRecords): a zone
 	// file line each, with why.
 	DNSRecords []DNSRecord `json:"dns_records,omitempty"`
 	// Stored reports whether the certificate is in storage, InMemory
@@ -140,7 +140,7 @@ type Certificate struct {
 	Revoked bool `json:"revoked,omitempty"`
 }
 
-// DNSRecord is a DNS record to publish ([autotls.DNSRecord]).
+// DNSRecord is a DNS record to publish ([record.DNS]).
 type DNSRecord struct {
 	// Line is the record as a zone file line.
 	Line string `json:"line"`
@@ -313,7 +313,7 @@ func (h *Handler) addAttention(ctx context.Context, st *Status, snap *autotls.Sn
 
 // sourceInfos lists the Sources' certificates (or the test's source),
 // with the errors of those that failed.
-func (h *Handler) sourceInfos(ctx context.Context) ([]autotls.CertificateInfo, []error) {
+func (h *Handler) sourceInfos(ctx context.Context) ([]record.Certificate, []error) {
 	if h.source != nil {
 		infos, err := h.source(ctx)
 		if err != nil {
@@ -324,7 +324,7 @@ func (h *Handler) sourceInfos(ctx context.Context) ([]autotls.CertificateInfo, [
 	if h.Manager == nil && len(h.Sources) == 0 {
 		return nil, []error{errors.New("statuspage: Handler.Manager is nil")}
 	}
-	var infos []autotls.CertificateInfo
+	var infos []record.Certificate
 	var errs []error
 	for _, src := range h.Sources {
 		if src == nil {
@@ -354,7 +354,7 @@ func (h *Handler) pageSize(q Query) int {
 	return DefaultMaxRows
 }
 
-func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
+func certificateOf(info record.Certificate, now time.Time) Certificate {
 	c := Certificate{
 		Name: info.Name, Names: info.Names, Issuer: info.Issuer, Serial: info.Serial,
 		NotBefore: info.NotBefore, NotAfter: info.NotAfter,
@@ -375,12 +375,12 @@ func certificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
 
 // auditStatus adds the audit trail's activity, rate limits and nodes.
 func (h *Handler) auditStatus(ctx context.Context, st *Status, now time.Time) {
-	recs, err := h.Audit.Query(ctx, audit.Filter{Since: now.Add(-AuditWindow), Until: now.Add(time.Second), Limit: maxNodeRecords})
+	recs, err := h.Audit.Query(ctx, record.AuditFilter{Since: now.Add(-AuditWindow), Until: now.Add(time.Second), Limit: maxNodeRecords})
 	if err != nil {
 		st.Errors = append(st.Errors, err.Error())
 	}
 	n := min(len(recs), MaxActivity)
-	st.Activity = make([]audit.Record, 0, n)
+	st.Activity = make([]record.Audit, 0, n)
 	for i := len(recs) - 1; i >= len(recs)-n; i-- {
 		st.Activity = append(st.Activity, recs[i])
 	}
@@ -425,11 +425,11 @@ func markRevoked(st *Status) {
 
 // servedOf returns the newest probe record of each target and name in
 // recs (oldest first): failures first, then by target and name.
-func servedOf(recs []audit.Record) []audit.Record {
+func servedOf(recs []record.Audit) []record.Audit {
 	type key struct{ target, name string }
-	latest := map[key]audit.Record{}
+	latest := map[key]record.Audit{}
 	for _, r := range recs {
-		if r.Kind != audit.KindProbe {
+		if r.Kind != record.KindProbe {
 			continue
 		}
 		k := key{target: r.Target}
@@ -438,12 +438,12 @@ func servedOf(recs []audit.Record) []audit.Record {
 		}
 		latest[k] = r
 	}
-	out := make([]audit.Record, 0, len(latest))
+	out := make([]record.Audit, 0, len(latest))
 	for _, r := range latest {
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b audit.Record) int {
-		af, bf := a.Outcome != audit.OutcomeOK, b.Outcome != audit.OutcomeOK
+	slices.SortFunc(out, func(a, b record.Audit) int {
+		af, bf := a.Outcome != record.OutcomeOK, b.Outcome != record.OutcomeOK
 		switch {
 		case af && !bf:
 			return -1
@@ -456,7 +456,7 @@ func servedOf(recs []audit.Record) []audit.Record {
 }
 
 // nodesOf describes the nodes of recs (oldest first).
-func nodesOf(recs []audit.Record) []Node {
+func nodesOf(recs []record.Audit) []Node {
 	nodes := map[string]*Node{}
 	holds := map[string]map[string]bool{}
 	for _, r := range recs {
@@ -467,13 +467,13 @@ func nodesOf(recs []audit.Record) []Node {
 			holds[r.Node] = map[string]bool{}
 		}
 		n.Records++
-		if r.Outcome == audit.OutcomeFailure {
+		if r.Outcome == record.OutcomeFailure {
 			n.Failures++
 		}
 		if r.Time.After(n.LastSeen) {
 			n.LastSeen = r.Time
 		}
-		if r.Kind != audit.KindDecision {
+		if r.Kind != record.KindDecision {
 			continue
 		}
 		switch autotls.EventType(r.Operation) {
@@ -508,7 +508,7 @@ func issuerHost(directory string) string {
 	return u.Host
 }
 
-func dnsRecords(in []autotls.DNSRecord) []DNSRecord {
+func dnsRecords(in []record.DNS) []DNSRecord {
 	if len(in) == 0 {
 		return nil
 	}
@@ -522,6 +522,6 @@ func dnsRecords(in []autotls.DNSRecord) []DNSRecord {
 // CertificateOf describes info as the page does, with its State and days
 // left judged at now: for a command that shows one certificate
 // (autotls.Manager.CertificatesOf) as the page would.
-func CertificateOf(info autotls.CertificateInfo, now time.Time) Certificate {
+func CertificateOf(info record.Certificate, now time.Time) Certificate {
 	return certificateOf(info, now)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
@@ -45,18 +46,18 @@ func TestAuditRecords(t *testing.T) {
 	}
 	defer w.Close()
 	ctx := ctxT(t)
-	probes := func() []audit.Record {
+	probes := func() []record.Audit {
 		t.Helper()
 		if err := trail.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		recs, err := trail.Query(ctx, audit.Filter{Kind: audit.KindProbe})
+		recs, err := trail.Query(ctx, record.AuditFilter{Kind: record.KindProbe})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return recs
 	}
-	summary := func(recs []audit.Record) []string {
+	summary := func(recs []record.Audit) []string {
 		var out []string
 		for _, r := range recs {
 			out = append(out, fmt.Sprintf("%s %s %s", r.Names[0], r.Outcome, r.Problem))

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/durfmt"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // Defaults for the zero values of [Watchdog]'s fields.
@@ -87,7 +87,7 @@ func (w *Watchdog) threshold(leaf *x509.Certificate) (th time.Duration, ok bool)
 
 // compareHeld checks that leaf is the certificate the Manager holds for
 // name (info, nil when it holds none): same serial and same expiry.
-func compareHeld(leaf *x509.Certificate, info *autotls.CertificateInfo, name string) error {
+func compareHeld(leaf *x509.Certificate, info *record.Certificate, name string) error {
 	if info == nil {
 		return fmt.Errorf("%w: the Manager holds no certificate for %q; served serial %s", ErrNotManagerCertificate, name, serialHex(leaf))
 	}

@@ -66,7 +66,7 @@
 //	w := &watchdog.Watchdog{Manager: m, Listeners: addrs, AuditLog: trail, OnResult: c.ObserveProbe}
 //
 // With an AuditLog each result with problems becomes an audit record
-// (audit.KindProbe, the problems by [ProblemName], target, serial and
+// (record.KindProbe, the problems by [ProblemName], target, serial and
 // expiry served), and a target that recovers writes one record with
 // outcome ok; metrics.Collector.ObserveProbe counts results and
 // problems and exposes the failing targets.

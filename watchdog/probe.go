@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/revocation"
 )
 
@@ -68,7 +68,7 @@ func (w *Watchdog) Check(ctx context.Context, t Target) (Result, error) {
 		return Result{}, ErrClosed
 	}
 	var (
-		infos   []autotls.CertificateInfo
+		infos   []record.Certificate
 		listErr error
 	)
 	if t.Managed && w.Manager != nil {
@@ -97,7 +97,7 @@ func (w *Watchdog) release() { <-w.sem }
 
 // check probes t and inspects what it serves. infos are the Manager's
 // certificates, and listErr the failure to list them.
-func (w *Watchdog) check(ctx context.Context, t Target, infos []autotls.CertificateInfo, listErr error) (r Result) {
+func (w *Watchdog) check(ctx context.Context, t Target, infos []record.Certificate, listErr error) (r Result) {
 	r.Target = t
 	defer func() {
 		if p := recover(); p != nil {

@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
 
@@ -225,9 +225,9 @@ func TestLoop(t *testing.T) {
 }
 
 // failingSource lists some certificates and fails.
-type failingSource struct{ infos []autotls.CertificateInfo }
+type failingSource struct{ infos []record.Certificate }
 
-func (s failingSource) Certificates(context.Context) ([]autotls.CertificateInfo, error) {
+func (s failingSource) Certificates(context.Context) ([]record.Certificate, error) {
 	return s.infos, errors.New("storage down")
 }
 
@@ -236,9 +236,9 @@ func TestProbeManagerListFails(t *testing.T) {
 	now := time.Now()
 	cert := ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "a.test", "b.test")
 	addr := serveCert(t, cert)
-	held := autotls.CertificateInfo{Name: "a.test", Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
+	held := record.Certificate{Name: "a.test", Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
 	w := &watchdog.Watchdog{
-		Manager:   failingSource{infos: []autotls.CertificateInfo{held}},
+		Manager:   failingSource{infos: []record.Certificate{held}},
 		Listeners: []string{addr},
 		Names:     []string{"a.test", "b.test"},
 		Roots:     ca.pool,
@@ -263,17 +263,17 @@ func TestProbeManagerListFails(t *testing.T) {
 func equal(a, b []string) bool { return slices.Equal(a, b) }
 
 // staticSource lists fixed certificates.
-type staticSource []autotls.CertificateInfo
+type staticSource []record.Certificate
 
-func (s staticSource) Certificates(context.Context) ([]autotls.CertificateInfo, error) { return s, nil }
+func (s staticSource) Certificates(context.Context) ([]record.Certificate, error) { return s, nil }
 
 func TestListenerNames(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
 	cert := ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "b.test", "a.test", "x.w.test", "pending.test")
 	addr := serveCert(t, cert)
-	info := func(name string) autotls.CertificateInfo {
-		return autotls.CertificateInfo{Name: name, Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
+	info := func(name string) record.Certificate {
+		return record.Certificate{Name: name, Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
 	}
 	src := staticSource{info("b.test"), info("a.test"), info("*.w.test"), {Name: "pending.test", Managed: true}}
 

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsmint/tlsmint/audit"
-	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/textclip"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/revocation"
 )
 
@@ -31,7 +30,7 @@ type Result struct {
 	// Held is the certificate the Manager holds for the target's name,
 	// for a managed target; nil for others and when the Manager holds
 	// none.
-	Held *autotls.CertificateInfo
+	Held *record.Certificate
 	// Revocation is what the CRLs the leaf names said (Checked false
 	// when it names none, or they could not be read: RevocationErr then
 	// says why, and the leaf is not reported revoked or not).
@@ -60,7 +59,7 @@ func (r Result) Leaf() *x509.Certificate {
 }
 
 // Serial returns the served leaf's serial number in hex, as
-// [autotls.CertificateInfo.Serial] spells it; empty without a leaf.
+// [record.Certificate.Serial] spells it; empty without a leaf.
 func (r Result) Serial() string {
 	if l := r.Leaf(); l != nil {
 		return serialHex(l)
@@ -87,9 +86,9 @@ const maxAuditDetail = 1024
 
 // auditRecord is the result as an audit record: the target, the served
 // leaf's serial and expiry, and the problems (names and text).
-func (r Result) auditRecord() audit.Record {
-	rec := audit.Record{
-		Time: r.Time, Kind: audit.KindProbe, Outcome: audit.OutcomeOK, Operation: "probe",
+func (r Result) auditRecord() record.Audit {
+	rec := record.Audit{
+		Time: r.Time, Kind: record.KindProbe, Outcome: record.OutcomeOK, Operation: "probe",
 		Target: r.Target.Addr, Serial: r.Serial(), Latency: r.Latency,
 	}
 	if r.Target.ServerName != "" {
@@ -99,7 +98,7 @@ func (r Result) auditRecord() audit.Record {
 		rec.NotAfter = l.NotAfter
 	}
 	if !r.OK() {
-		rec.Outcome = audit.OutcomeFailure
+		rec.Outcome = record.OutcomeFailure
 		rec.Problem = strings.Join(r.ProblemNames(), ",")
 		rec.Detail = r.Err().Error()
 		rec.Detail = textclip.Prefix(rec.Detail, maxAuditDetail)

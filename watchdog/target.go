@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // A Target is one endpoint and server name to probe.
@@ -50,7 +51,7 @@ func (t Target) key() targetKey { return targetKey{t.Addr, t.ServerName, t.Manag
 // A Source reports the certificates a Manager holds. [*autotls.Manager]
 // is one; the watchdog only reads it.
 type Source interface {
-	Certificates(ctx context.Context) ([]autotls.CertificateInfo, error)
+	Certificates(ctx context.Context) ([]record.Certificate, error)
 }
 
 // serverName returns the normalised name to check for t: a DNS name
@@ -84,7 +85,7 @@ func serverName(t Target) (name string, ip bool, err error) {
 // infos are the Manager's certificates (nil without a Manager); err is its
 // failure to list them, which still leaves the configured targets, and
 // whatever the Manager did list.
-func (w *Watchdog) targets(ctx context.Context) (ts []Target, infos []autotls.CertificateInfo, err error) {
+func (w *Watchdog) targets(ctx context.Context) (ts []Target, infos []record.Certificate, err error) {
 	if w.Manager != nil && (len(w.Listeners) > 0 || hasManaged(w.Targets)) {
 		infos, err = w.Manager.Certificates(ctx)
 		if err != nil {
@@ -113,7 +114,7 @@ func hasManaged(ts []Target) bool {
 // heldNames returns the names the Manager holds a certificate for, sorted,
 // without wildcards (no SNI can ask for "*.example.com"; list a name under
 // it in Names to probe one).
-func heldNames(infos []autotls.CertificateInfo) []string {
+func heldNames(infos []record.Certificate) []string {
 	var names []string
 	for _, info := range infos {
 		if info.Serial == "" || strings.HasPrefix(info.Name, "*.") {
@@ -127,8 +128,8 @@ func heldNames(infos []autotls.CertificateInfo) []string {
 
 // held returns the certificate the Manager holds for name: the one managed
 // under name, else the wildcard one label up; nil when there is none.
-func held(infos []autotls.CertificateInfo, name string) *autotls.CertificateInfo {
-	find := func(n string) *autotls.CertificateInfo {
+func held(infos []record.Certificate, name string) *record.Certificate {
+	find := func(n string) *record.Certificate {
 		for i := range infos {
 			if infos[i].Name == n && infos[i].Serial != "" {
 				return &infos[i]

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/revocation"
 )
 
@@ -87,9 +87,9 @@ type Watchdog struct {
 	// for rounds it runs), once every target of the round is probed. Nil
 	// means none.
 	OnResult, OnProblem func(Result)
-	// AuditLog, if set, receives an audit record (Kind audit.KindProbe)
+	// AuditLog, if set, receives an audit record (Kind record.KindProbe)
 	// for every result of a round that has problems, and one with
-	// Outcome audit.OutcomeOK for a target that had problems in the
+	// Outcome record.OutcomeOK for a target that had problems in the
 	// previous round and has none now. An [*audit.Log] is one; give the
 	// Manager's, and the trail says what clients were served next to
 	// what the Manager did. Nil means none.
@@ -123,7 +123,7 @@ type Watchdog struct {
 // A Recorder keeps audit records; [*audit.Log] is one. Add must be safe
 // for concurrent use and should not block.
 type Recorder interface {
-	Add(audit.Record)
+	Add(record.Audit)
 }
 
 func (w *Watchdog) init() {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/durfmt"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
 
@@ -39,14 +40,14 @@ func parseDays(s string) (time.Duration, error) {
 }
 
 // auditRecordJSON is an audit record as audit --json prints it: with its
-// latency in milliseconds beside the Record's nanoseconds.
+// latency in milliseconds beside the record's nanoseconds.
 type auditRecordJSON struct {
-	audit.Record
+	record.Audit
 	LatencyMS int64 `json:"latency_ms,omitempty"`
 }
 
 func (a *app) auditCommand() *cobra.Command {
-	var f audit.Filter
+	var f record.AuditFilter
 	var since string
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -65,10 +66,10 @@ body, key or secret is ever in it.`,
 			if err != nil {
 				return usagef("--since: %v", err)
 			}
-			if f.Outcome != "" && f.Outcome != audit.OutcomeOK && f.Outcome != audit.OutcomeFailure && f.Outcome != audit.OutcomeRefused {
+			if f.Outcome != "" && f.Outcome != record.OutcomeOK && f.Outcome != record.OutcomeFailure && f.Outcome != record.OutcomeRefused {
 				return usagef("--outcome %q: want ok, failure or refused", f.Outcome)
 			}
-			if f.Kind != "" && f.Kind != audit.KindExchange && f.Kind != audit.KindDecision {
+			if f.Kind != "" && f.Kind != record.KindExchange && f.Kind != record.KindDecision {
 				return usagef("--kind %q: want exchange or decision", f.Kind)
 			}
 			if f.Name != "" {
@@ -95,7 +96,7 @@ body, key or secret is ever in it.`,
 			if a.jsonOut {
 				out := make([]auditRecordJSON, len(recs))
 				for i, r := range recs {
-					out[i] = auditRecordJSON{Record: r, LatencyMS: r.Latency.Milliseconds()}
+					out[i] = auditRecordJSON{Audit: r, LatencyMS: r.Latency.Milliseconds()}
 				}
 				return a.printJSON(out)
 			}

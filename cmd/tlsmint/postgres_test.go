@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/statuspage"
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
@@ -54,9 +54,9 @@ func TestPostgresStorage(t *testing.T) {
 	if c.Serial != out.Serial || c.State != statuspage.StateOK {
 		t.Errorf("certs show: %+v", c)
 	}
-	var recs []audit.Record
+	var recs []record.Audit
 	ca.run(t, "--storage", dsn, "--json", "audit", "--name", name).ok(t).decode(t, &recs)
-	if !slices.ContainsFunc(recs, func(r audit.Record) bool { return r.Operation == "obtained" }) {
+	if !slices.ContainsFunc(recs, func(r record.Audit) bool { return r.Operation == "obtained" }) {
 		t.Errorf("audit over PostgreSQL: %+v", recs)
 	}
 	runCmd(t, nil, "--storage", "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", "certs", "list").fails(t, exitFailure, "opening PostgreSQL storage")

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/statuspage"
@@ -253,16 +254,16 @@ func upstreamKey(ctx context.Context, store storage.Storage, u *relayUpstreamCon
 type fileCertSource struct{ leaf *x509.Certificate }
 
 // Certificates implements statuspage.CertificateSource.
-func (f fileCertSource) Certificates(context.Context) ([]autotls.CertificateInfo, error) {
+func (f fileCertSource) Certificates(context.Context) ([]record.Certificate, error) {
 	names := certNames(f.leaf)
-	info := autotls.CertificateInfo{
+	info := record.Certificate{
 		Names: names, Issuer: "tls.cert_file (" + f.leaf.Issuer.CommonName + ")", Serial: hex.EncodeToString(f.leaf.SerialNumber.Bytes()),
 		NotBefore: f.leaf.NotBefore, NotAfter: f.leaf.NotAfter, Stored: true, InMemory: true,
 	}
 	if len(names) > 0 {
 		info.Name = names[0]
 	}
-	return []autotls.CertificateInfo{info}, nil
+	return []record.Certificate{info}, nil
 }
 
 // certNames returns a certificate's DNS names and addresses, or its

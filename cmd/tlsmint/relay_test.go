@@ -30,6 +30,7 @@ import (
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/statuspage"
@@ -308,8 +309,8 @@ func TestRelayCommand(t *testing.T) {
 		st.Certificates[i].Issuer != e.ca.DirectoryURL() || st.Certificates[i].State != statuspage.StateOK || st.Certificates[i].Revoked {
 		t.Errorf("status certificates = %+v, want www.example.com of tenant team, ok, expiring %v", st.Certificates, cert.Leaf().NotAfter)
 	}
-	if !slices.ContainsFunc(st.Activity, func(r audit.Record) bool {
-		return r.Operation == relay.OperationPrefix+"issue" && r.Outcome == audit.OutcomeOK && slices.Contains(r.Names, "www.example.com")
+	if !slices.ContainsFunc(st.Activity, func(r record.Audit) bool {
+		return r.Operation == relay.OperationPrefix+"issue" && r.Outcome == record.OutcomeOK && slices.Contains(r.Names, "www.example.com")
 	}) {
 		t.Errorf("status activity has no relay.issue record for www.example.com: %+v", st.Activity)
 	}
@@ -349,12 +350,12 @@ func TestRelayCommand(t *testing.T) {
 	defer store.Close()
 	trail := &audit.Log{Storage: store, Retention: -1}
 	defer trail.Close()
-	recs, err := trail.Query(ctxT(t), audit.Filter{Operation: relay.OperationPrefix + "issue"})
+	recs, err := trail.Query(ctxT(t), record.AuditFilter{Operation: relay.OperationPrefix + "issue"})
 	if err != nil || len(recs) != 1 || recs[0].Node != "relay-test" {
 		t.Fatalf("audit trail after the stop: %v, %+v; want one relay.issue record of node relay-test", err, recs)
 	}
 	for _, op := range []string{"admin.putTenant", "admin.newEABKey"} {
-		recs, err := trail.Query(ctxT(t), audit.Filter{Operation: relay.OperationPrefix + op})
+		recs, err := trail.Query(ctxT(t), record.AuditFilter{Operation: relay.OperationPrefix + op})
 		if err != nil || len(recs) < 1 {
 			t.Errorf("audit trail has no %s record: %v", op, err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -128,15 +129,15 @@ func TestRelayDNSPersist(t *testing.T) {
 	r.done <- 0
 	trail := &audit.Log{Storage: store, Retention: -1}
 	defer trail.Close()
-	recs, err := trail.Query(ctx, audit.Filter{Operation: relay.OperationPrefix + "issue"})
+	recs, err := trail.Query(ctx, record.AuditFilter{Operation: relay.OperationPrefix + "issue"})
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("audit relay.issue records %+v (%v), want two", recs, err)
 	}
-	slices.SortFunc(recs, func(a, b audit.Record) int { return a.Time.Compare(b.Time) })
-	if recs[0].Outcome != audit.OutcomeFailure || recs[0].Problem != acme.ErrUnauthorized.Type || recs[0].Detail != p.Detail {
+	slices.SortFunc(recs, func(a, b record.Audit) int { return a.Time.Compare(b.Time) })
+	if recs[0].Outcome != record.OutcomeFailure || recs[0].Problem != acme.ErrUnauthorized.Type || recs[0].Detail != p.Detail {
 		t.Errorf("first relay.issue record %+v, want the failure with the problem's detail", recs[0])
 	}
-	if recs[1].Outcome != audit.OutcomeOK || recs[1].Issuer != "pebble" {
+	if recs[1].Outcome != record.OutcomeOK || recs[1].Issuer != "pebble" {
 		t.Errorf("second relay.issue record %+v, want the issuance by pebble", recs[1])
 	}
 }

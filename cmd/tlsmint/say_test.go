@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // Usage errors: one line, naming the command's --help.
@@ -140,7 +140,7 @@ func TestInterruptedAndFailedObtain(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 130 and \"interrupted; nothing was written\"", code, msg)
 	}
 
-	var recs []audit.Record
+	var recs []record.Audit
 	runCmd(t, nil, "audit", "--storage", store, "--outcome", "failure", "--kind", "decision", "--json").ok(t).decode(t, &recs)
 	got := map[string]string{}
 	for _, rec := range recs {

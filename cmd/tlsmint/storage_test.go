@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
 
@@ -75,7 +75,7 @@ func TestCertsAuditRateLimits(t *testing.T) {
 	runCmd(t, nil, "certs", "list").fails(t, exitUsage, "no storage: pass --storage")
 
 	// audit: the exchanges of the obtains and their decisions.
-	var recs []audit.Record
+	var recs []record.Audit
 	runCmd(t, nil, "audit", "--storage", store, "--name", "list.example.com", "--json").ok(t).decode(t, &recs)
 	ops := map[string]bool{}
 	for _, rec := range recs {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -83,7 +84,7 @@ func TestAuditAndCertsHostileText(t *testing.T) {
 	dir := t.TempDir()
 	store := storage.Dir(dir)
 	log := &audit.Log{Storage: store, Node: "web-1"}
-	log.Add(audit.Record{Kind: audit.KindProbe, Operation: "probe", Outcome: audit.OutcomeFailure,
+	log.Add(record.Audit{Kind: record.KindProbe, Operation: "probe", Outcome: record.OutcomeFailure,
 		Target: "127.0.0.1:443", Names: []string{"a.example.com" + hostile}, Problem: "name_mismatch", Detail: hostile})
 	if err := log.Close(); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestAuditAndCertsHostileText(t *testing.T) {
 		t.Errorf("audit lacks the escaped detail:\n%s", r.stdout)
 	}
 	checkTerminalSafe(t, "audit", r.stdout)
-	var recs []audit.Record
+	var recs []record.Audit
 	r = runCmd(t, nil, "audit", "--storage", dir, "--json").ok(t)
 	r.decode(t, &recs)
 	if len(recs) != 1 || !strings.HasPrefix(recs[0].Detail, "\x1b]0;owned\x07\x1b[2J\u009b31m\u202eevil") {

@@ -42,6 +42,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 	"github.com/tlsmint/tlsmint/storage"
@@ -239,21 +240,21 @@ func runLocalPersist(ctx context.Context, out io.Writer, ca *testpebble.CA, doma
 	if err != nil {
 		return err
 	}
-	var record autotls.DNSRecord
+	var rec record.DNS
 	for _, info := range infos {
 		for _, r := range info.DNSRecords {
 			fmt.Fprintf(out, "%-15s needs  %s\n", info.Name, r)
-			record = r
+			rec = r
 		}
 	}
-	if record.Name == "" {
+	if rec.Name == "" {
 		return errors.New("no record asked for")
 	}
 	fmt.Fprintf(out, "orders placed so far: %d; challenges accepted: %d\n", ca.Requests("newOrder"), ca.Requests("challenge"))
 
 	// The operator publishes the record, once.
 	start := time.Now()
-	ca.DNS().AddTXT(record.Name, record.Value)
+	ca.DNS().AddTXT(rec.Name, rec.Value)
 	for obtained := 0; obtained < 2; {
 		select {
 		case e := <-events:
