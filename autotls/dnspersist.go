@@ -362,7 +362,7 @@ func (m *Manager) watchDNSRecords() {
 				continue
 			}
 			st.log.Info("autotls: dns-persist-01 record published; obtaining the certificate", "name", it.key.name)
-			st.clearFailure(it.key.name)
+			st.failures.clear(it.key.name)
 			m.enqueueIssue(it.key.name, e != nil)
 		}
 	}

@@ -319,12 +319,7 @@ type state struct {
 	// next order goes without it.
 	replacesRefused sync.Map
 
-	failMu   sync.Mutex
-	failures map[string]*failure // see failure: no cap, pruned
-	// failSweep is the number of failure records at which they are
-	// pruned next: twice what the last pruning left.
-	failSweep int
-	lapsed    map[string]bool // names whose expired certificate was dropped
+	failures failures
 
 	managedMu sync.RWMutex
 	managed   map[string]bool
@@ -380,11 +375,9 @@ func (m *Manager) state() *state {
 
 func (m *Manager) init() {
 	st := &state{
-		flights:  make(map[string]*flight),
-		failures: make(map[string]*failure),
-		lapsed:   make(map[string]bool),
-		managed:  make(map[string]bool),
-		log:      m.Logger,
+		flights: make(map[string]*flight),
+		managed: make(map[string]bool),
+		log:     m.Logger,
 
 		closeDone: make(chan struct{}),
 	}
@@ -393,6 +386,7 @@ func (m *Manager) init() {
 	}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.cache.init(m.CacheCapacity)
+	st.failures.init()
 	st.discovered = make(chan struct{})
 	st.issuers = m.issuersFrom()
 	st.store = m.Storage

@@ -184,7 +184,7 @@ func (m *Manager) step(name string, now time.Time) {
 	case !now.Before(e.notAfter):
 		if !m.ServeExpired {
 			st.cache.remove(e)
-			st.setLapsed(name, true)
+			st.failures.setLapsed(name, true)
 		}
 		m.emit(Event{Type: EventExpired, Name: name, NotAfter: e.notAfter, Serial: e.serial(), Err: m.lastFailure(name)})
 		m.enqueueIssue(name, true)
@@ -231,7 +231,7 @@ func planTime(e *entry, next time.Time) time.Time {
 func (m *Manager) retryLater(name string, now time.Time) {
 	st := m.st
 	next := now.Add(jitter(m.failureBackoff()))
-	if f := st.failureFor(name, now); f != nil {
+	if f := st.failures.failureFor(name, now); f != nil {
 		next = f.until
 	}
 	if e := st.cache.get(name); e != nil && next.After(e.notAfter) && now.Before(e.notAfter) {

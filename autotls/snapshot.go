@@ -507,12 +507,7 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 			over[name] = &overlay{row: snapRow{name: name}}
 		}
 	}
-	failed := map[string]int64{}
-	st.failMu.Lock()
-	for name, f := range st.failures {
-		failed[name] = f.at.UnixNano()
-	}
-	st.failMu.Unlock()
+	failed := st.failures.lastAt()
 	st.managedMu.RLock()
 	defer st.managedMu.RUnlock()
 	managedSeen := 0

@@ -131,30 +131,14 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 // their names (a refused or failed on-demand name has none: it is not
 // managed).
 func (m *Manager) addFailures(infos map[string]*CertificateInfo, now time.Time) {
-	st := m.st
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	add := func(info *CertificateInfo, f *failure) {
+	m.st.failures.each(infos, func(info *CertificateInfo, f *failure) {
 		if info.LastErrorAt.IsZero() || !f.at.Before(info.LastErrorAt) {
 			info.LastError, info.LastErrorAt = f.err.Error(), f.at
 		}
 		if now.Before(f.until) {
 			info.BackoffUntil = f.until
 		}
-	}
-	if len(infos) < len(st.failures) {
-		for name, info := range infos {
-			if f := st.failures[name]; f != nil {
-				add(info, f)
-			}
-		}
-		return
-	}
-	for name, f := range st.failures {
-		if info := infos[name]; info != nil {
-			add(info, f)
-		}
-	}
+	})
 }
 
 // CertificatesOf returns the state of the certificates managed under

@@ -47,7 +47,7 @@ func (m *Manager) notRenewed(name string, e *entry, err error) error {
 	} else if cached != nil {
 		st.cache.remove(cached)
 	}
-	st.setLapsed(name, false)
+	st.failures.setLapsed(name, false)
 	ev := Event{Type: EventNotRenewed, Name: name, Err: err}
 	if e != nil {
 		ev.Issuer, ev.NotAfter, ev.Serial = e.iss.url, e.notAfter, e.serial()
