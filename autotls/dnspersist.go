@@ -96,7 +96,7 @@ func (m *Manager) dnsRecordCheckInterval() time.Duration {
 // carry policy=wildcard: name is a wildcard, or its wildcard is managed
 // too, so that one record serves both.
 func (m *Manager) dnsPersistWildcard(name string) bool {
-	return strings.HasPrefix(name, "*.") || m.st.isManaged("*."+name)
+	return strings.HasPrefix(name, "*.") || m.st.managed.has("*."+name)
 }
 
 // dnsPersistIssuerName returns the issuer domain name the record for iss

@@ -157,7 +157,7 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	}
 	go func() {
 		defer release()
-		m.runFlight(name, f, func() bool { return st.isManaged(name) }, func() (*tls.Certificate, error) {
+		m.runFlight(name, f, func() bool { return st.managed.has(name) }, func() (*tls.Certificate, error) {
 			ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
 			defer cancel()
 			// Orders started by handshakes are capped too, so a burst of
@@ -216,7 +216,7 @@ func (m *Manager) serverName(sni string) (string, error) {
 // on-demand one (subject to the rate limits).
 func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (onDemand bool, err error) {
 	st := m.st
-	if st.isManaged(name) {
+	if st.managed.has(name) {
 		return false, nil
 	}
 	var hostErr error

@@ -321,8 +321,7 @@ type state struct {
 
 	failures failures
 
-	managedMu sync.RWMutex
-	managed   map[string]bool
+	managed managedNames
 
 	dnsPersist dnsPersistState
 
@@ -376,7 +375,6 @@ func (m *Manager) state() *state {
 func (m *Manager) init() {
 	st := &state{
 		flights: make(map[string]*flight),
-		managed: make(map[string]bool),
 		log:     m.Logger,
 
 		closeDone: make(chan struct{}),
@@ -387,6 +385,7 @@ func (m *Manager) init() {
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.cache.init(m.CacheCapacity)
 	st.failures.init()
+	st.managed.init()
 	st.discovered = make(chan struct{})
 	st.issuers = m.issuersFrom()
 	st.store = m.Storage
@@ -548,10 +547,4 @@ func (m *Manager) newCertKey() (crypto.Signer, error) {
 		return rsa.GenerateKey(rand.Reader, 4096)
 	}
 	return nil, fmt.Errorf("autotls: unknown KeyType %q", m.KeyType)
-}
-
-func (st *state) isManaged(name string) bool {
-	st.managedMu.RLock()
-	defer st.managedMu.RUnlock()
-	return st.managed[name]
 }

@@ -199,7 +199,7 @@ func (m *Manager) enqueueReload(name string) {
 				}
 				return m.renewStored(ctx, name, false, e)
 			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
-				if st.isManaged(name) || st.failures.isLapsed(name) {
+				if st.managed.has(name) || st.failures.isLapsed(name) {
 					if err := m.stillAllowed(ctx, name); err != nil {
 						forgotten = true
 						return nil, m.notRenewed(name, nil, err)

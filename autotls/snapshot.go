@@ -508,52 +508,52 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 		}
 	}
 	failed := st.failures.lastAt()
-	st.managedMu.RLock()
-	defer st.managedMu.RUnlock()
-	managedSeen := 0
-	merge := func(r *snapRow) {
-		if st.managed[r.name] {
-			r.flags |= rowManaged
-			managedSeen++
-		}
-		if at := failed[r.name]; at > r.failedAt {
-			r.failedAt = at
-		}
-	}
-	for i := range s.rows {
-		r := &s.rows[i]
-		if o := over[r.name]; o != nil {
-			o.matched = true
-			if o.hasRow {
-				failedAt := r.failedAt
-				*r = o.row
-				r.failedAt = max(r.failedAt, failedAt)
+	st.managed.read(func(managed map[string]bool) {
+		managedSeen := 0
+		merge := func(r *snapRow) {
+			if managed[r.name] {
+				r.flags |= rowManaged
+				managedSeen++
+			}
+			if at := failed[r.name]; at > r.failedAt {
+				r.failedAt = at
 			}
 		}
-		merge(r)
-	}
-	for _, o := range over {
-		if !o.matched {
-			s.rows = append(s.rows, o.row)
-			merge(&s.rows[len(s.rows)-1])
-		}
-	}
-	if managedSeen < len(st.managed) {
-		// Managed names without a row: pending (or failing) first
-		// orders.
-		have := make(map[string]bool, managedSeen)
 		for i := range s.rows {
-			if s.rows[i].flags&rowManaged != 0 {
-				have[s.rows[i].name] = true
+			r := &s.rows[i]
+			if o := over[r.name]; o != nil {
+				o.matched = true
+				if o.hasRow {
+					failedAt := r.failedAt
+					*r = o.row
+					r.failedAt = max(r.failedAt, failedAt)
+				}
+			}
+			merge(r)
+		}
+		for _, o := range over {
+			if !o.matched {
+				s.rows = append(s.rows, o.row)
+				merge(&s.rows[len(s.rows)-1])
 			}
 		}
-		for name := range st.managed {
-			if !have[name] {
-				r := snapRow{name: name, flags: rowManaged, failedAt: failed[name]}
-				s.rows = append(s.rows, r)
+		if managedSeen < len(managed) {
+			// Managed names without a row: pending (or failing) first
+			// orders.
+			have := make(map[string]bool, managedSeen)
+			for i := range s.rows {
+				if s.rows[i].flags&rowManaged != 0 {
+					have[s.rows[i].name] = true
+				}
+			}
+			for name := range managed {
+				if !have[name] {
+					r := snapRow{name: name, flags: rowManaged, failedAt: failed[name]}
+					s.rows = append(s.rows, r)
+				}
 			}
 		}
-	}
+	})
 	// A failure that predates the certificate is over: it was renewed
 	// since.
 	for i := range s.rows {

@@ -109,14 +109,14 @@ func (m *Manager) Certificates(ctx context.Context) ([]CertificateInfo, error) {
 		}
 		errs = append(errs, listErrs...)
 	}
-	st.managedMu.RLock()
-	for name := range st.managed {
-		if infos[name] == nil {
-			infos[name] = &CertificateInfo{Name: name, Issuer: st.primary().url}
+	st.managed.read(func(managed map[string]bool) {
+		for name := range managed {
+			if infos[name] == nil {
+				infos[name] = &CertificateInfo{Name: name, Issuer: st.primary().url}
+			}
+			infos[name].Managed = true
 		}
-		infos[name].Managed = true
-	}
-	st.managedMu.RUnlock()
+	})
 	m.addDNSRecords(infos)
 	m.addFailures(infos, now)
 	out := make([]CertificateInfo, 0, len(infos))
@@ -182,18 +182,18 @@ func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]Certif
 			}
 		}
 	}
-	st.managedMu.RLock()
-	for name, info := range infos {
-		if !st.managed[name] {
-			continue
+	st.managed.read(func(managed map[string]bool) {
+		for name, info := range infos {
+			if !managed[name] {
+				continue
+			}
+			if info == nil {
+				info = &CertificateInfo{Name: name, Issuer: st.primary().url}
+				infos[name] = info
+			}
+			info.Managed = true
 		}
-		if info == nil {
-			info = &CertificateInfo{Name: name, Issuer: st.primary().url}
-			infos[name] = info
-		}
-		info.Managed = true
-	}
-	st.managedMu.RUnlock()
+	})
 	for name, info := range infos {
 		recs := m.dnsRecords(name)
 		if len(recs) == 0 {

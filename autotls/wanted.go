@@ -15,7 +15,7 @@ import (
 // worth a CA's order, nor its failed validations once the name's DNS
 // points elsewhere.
 func (m *Manager) stillAllowed(ctx context.Context, name string) error {
-	if m.st.isManaged(name) {
+	if m.st.managed.has(name) {
 		return nil
 	}
 	if _, ok := parseIPName(name); ok && !m.AllowIPCertificates {
