@@ -224,7 +224,7 @@ func (fs *failures) prunePending() bool {
 // pruneFailures drops the failure records past their forget time, except
 // those of names whose retry is planned or running.
 func (st *state) pruneFailures(now time.Time) {
-	st.failures.prune(now, func(name string) bool { return st.sched.has(name) || st.inFlight(name) })
+	st.failures.prune(now, func(name string) bool { return st.sched.has(name) || st.flights.has(name) })
 }
 
 // prune drops the failure records past their forget time, except those
@@ -248,13 +248,6 @@ func (fs *failures) prune(now time.Time, busy func(name string) bool) {
 		}
 	}
 	fs.sweep = 2 * len(fs.byName)
-}
-
-// inFlight reports whether an issuance of name is in flight.
-func (st *state) inFlight(name string) bool {
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	return st.flights[name] != nil
 }
 
 // retryAfter returns the CA's Retry-After carried by err, if any.

@@ -248,16 +248,13 @@ func (m *Manager) dnsPersistMissing(name string, iss *issuer, want solvers.Persi
 // startDNSRecordWatch starts watchDNSRecords unless the Manager is closed.
 func (m *Manager) startDNSRecordWatch() {
 	st := m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
-		return
-	}
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		m.watchDNSRecords()
-	}()
+	st.flights.ifOpen(func() {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			m.watchDNSRecords()
+		}()
+	})
 }
 
 // dnsPersistFound clears name's missing record, and reports a published

@@ -287,15 +287,13 @@ func (r *manageRun) detach(ctx context.Context) error {
 	bg := &manageRun{m: r.m, names: slices.Clone(r.names), window: r.window, results: r.results, pending: r.pending, npend: r.npend}
 	r.names = nil
 	st := r.m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if !st.closed {
+	st.flights.ifOpen(func() {
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
 			bg.background()
 		}()
-	}
+	})
 	return err
 }
 

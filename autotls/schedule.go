@@ -42,8 +42,7 @@ func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool 
 	s.started = true
 	s.mu.Unlock()
 	if start {
-		st.flightMu.Lock()
-		if !st.closed {
+		st.flights.ifOpen(func() {
 			st.wg.Add(1)
 			go func() {
 				defer st.wg.Done()
@@ -64,8 +63,7 @@ func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool 
 					}
 				}
 			}()
-		}
-		st.flightMu.Unlock()
+		})
 	}
 	if earliest {
 		// Only a new earliest deadline changes the loop's timer.

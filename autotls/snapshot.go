@@ -378,38 +378,36 @@ func (m *Manager) Snapshot(ctx context.Context) (*Snapshot, error) {
 // held; nil when the Manager is closed.
 func (m *Manager) startSnapshot(v *snapshots, background bool) *snapBuild {
 	st := m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
-		return nil
-	}
-	b := &snapBuild{done: make(chan struct{})}
-	v.building = b
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		defer close(b.done)
-		defer func() {
-			if p := recover(); p != nil {
-				m.recovered("", p)
-				b.err = fmt.Errorf("autotls: building a snapshot panicked: %v", p)
+	var b *snapBuild
+	st.flights.ifOpen(func() {
+		b = &snapBuild{done: make(chan struct{})}
+		v.building = b
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			defer close(b.done)
+			defer func() {
+				if p := recover(); p != nil {
+					m.recovered("", p)
+					b.err = fmt.Errorf("autotls: building a snapshot panicked: %v", p)
+				}
+				v.mu.Lock()
+				if v.building == b {
+					v.building = nil
+				}
+				if b.s != nil && (v.cur == nil || !b.s.built.Before(v.cur.built)) {
+					v.cur = b.s
+				}
+				v.mu.Unlock()
+			}()
+			ctx, cancel := context.WithTimeout(st.ctx, snapshotTimeout)
+			defer cancel()
+			b.s, b.err = m.buildSnapshot(ctx)
+			if background && b.err != nil && b.s == nil && st.ctx.Err() == nil {
+				st.log.Warn("autotls: building a snapshot of the certificates failed", "err", b.err)
 			}
-			v.mu.Lock()
-			if v.building == b {
-				v.building = nil
-			}
-			if b.s != nil && (v.cur == nil || !b.s.built.Before(v.cur.built)) {
-				v.cur = b.s
-			}
-			v.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(st.ctx, snapshotTimeout)
-		defer cancel()
-		b.s, b.err = m.buildSnapshot(ctx)
-		if background && b.err != nil && b.s == nil && st.ctx.Err() == nil {
-			st.log.Warn("autotls: building a snapshot of the certificates failed", "err", b.err)
-		}
-	}()
+	})
 	return b
 }
 
