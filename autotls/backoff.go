@@ -6,10 +6,12 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/textclip"
+	"github.com/tlsmint/tlsmint/record"
 )
 
 // A failure is what the Manager remembers of a name's last failed attempt.
@@ -48,32 +50,49 @@ func backoffKey(iss *issuer, name string) string {
 	return "backoff/" + iss.key + "/" + iss.who + "/" + storageName(name) + ".json"
 }
 
-// isLapsed reports whether name's certificate expired and is no longer
-// served; the name is retried in the background until one is obtained.
-func (st *state) isLapsed(name string) bool {
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	return st.lapsed[name]
+// failures holds the failure records and the lapsed names, under one
+// mutex. Its lock nests no other: pruning asks the schedule and the
+// flights with it released.
+type failures struct {
+	mu     sync.Mutex
+	byName map[string]*failure // see failure: no cap, pruned
+	// sweep is the number of failure records at which they are pruned
+	// next: twice what the last pruning left.
+	sweep  int
+	lapsed map[string]bool // names whose expired certificate was dropped
 }
 
-func (st *state) setLapsed(name string, v bool) {
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
+func (fs *failures) init() {
+	fs.byName = make(map[string]*failure)
+	fs.lapsed = make(map[string]bool)
+}
+
+// isLapsed reports whether name's certificate expired and is no longer
+// served; the name is retried in the background until one is obtained.
+func (fs *failures) isLapsed(name string) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.lapsed[name]
+}
+
+func (fs *failures) setLapsed(name string, v bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	if v {
-		st.lapsed[name] = true
+		fs.lapsed[name] = true
 	} else {
-		delete(st.lapsed, name)
+		delete(fs.lapsed, name)
 	}
 }
 
 // failureFor returns a copy of the remembered failure of name if its
-// backoff has not elapsed: the record itself changes under failMu when
+// backoff has not elapsed: the record itself changes under fs.mu when
 // the next attempt fails, which may run while the caller reads it (a
 // handshake's attempt while the last one plans its retry).
-func (st *state) failureFor(name string, now time.Time) *failure {
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	f := st.failures[name]
+func (fs *failures) failureFor(name string, now time.Time) *failure {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f := fs.byName[name]
 	if f == nil || !now.Before(f.until) {
 		return nil
 	}
@@ -81,12 +100,11 @@ func (st *state) failureFor(name string, now time.Time) *failure {
 	return &c
 }
 
-// lastFailure returns the error of name's last failed attempt, if any.
-func (m *Manager) lastFailure(name string) error {
-	st := m.st
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	if f := st.failures[name]; f != nil {
+// lastError returns the error of name's last failed attempt, if any.
+func (fs *failures) lastError(name string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f := fs.byName[name]; f != nil {
 		return f.err
 	}
 	return nil
@@ -94,14 +112,49 @@ func (m *Manager) lastFailure(name string) error {
 
 // failedChallenge returns the challenge type that failed at name's last
 // attempt.
-func (st *state) failedChallenge(name string) string {
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	if f := st.failures[name]; f != nil {
+func (fs *failures) failedChallenge(name string) string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f := fs.byName[name]; f != nil {
 		return f.badType
 	}
 	return ""
 }
+
+// lastAt returns the time of each remembered failure, in Unix
+// nanoseconds.
+func (fs *failures) lastAt() map[string]int64 {
+	at := map[string]int64{}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for name, f := range fs.byName {
+		at[name] = f.at.UnixNano()
+	}
+	return at
+}
+
+// each calls add, with fs.mu held, for every name of infos that has a
+// failure record, walking the smaller of the two.
+func (fs *failures) each(infos map[string]*record.Certificate, add func(info *record.Certificate, f *failure)) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(infos) < len(fs.byName) {
+		for name, info := range infos {
+			if f := fs.byName[name]; f != nil {
+				add(info, f)
+			}
+		}
+		return
+	}
+	for name, f := range fs.byName {
+		if info := infos[name]; info != nil {
+			add(info, f)
+		}
+	}
+}
+
+// lastFailure returns the error of name's last failed attempt, if any.
+func (m *Manager) lastFailure(name string) error { return m.st.failures.lastError(name) }
 
 // recordFailure remembers a failure with a growing, jittered backoff and
 // returns when the next attempt may be made. retryAfter is the CA's
@@ -109,9 +162,19 @@ func (st *state) failedChallenge(name string) string {
 // otherwise; a longer one than the backoff is obeyed.
 func (m *Manager) recordFailure(name string, err error, now time.Time, retryAfter time.Duration) time.Time {
 	st := m.st
-	base := m.failureBackoff()
-	st.failMu.Lock()
-	f, added := st.failureRecord(name)
+	until, prune := st.failures.record(name, err, now, m.failureBackoff(), retryAfter)
+	if prune {
+		st.pruneFailures(now)
+	}
+	return until
+}
+
+// record is recordFailure's bookkeeping, base the failure backoff; prune
+// reports that the caller is to prune the records (see prunePending).
+func (fs *failures) record(name string, err error, now time.Time, base, retryAfter time.Duration) (until time.Time, prune bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, added := fs.recordLocked(name)
 	wait := base << min(f.n, 20)
 	if wait > maxFailureBackoff || wait <= 0 {
 		wait = maxFailureBackoff
@@ -130,23 +193,17 @@ func (m *Manager) recordFailure(name string, err error, now time.Time, retryAfte
 	f.at = now
 	f.until = now.Add(wait)
 	f.forget = f.until.Add(wait)
-	until := f.until
-	prune := added && st.prunePending()
-	st.failMu.Unlock()
-	if prune {
-		st.pruneFailures(now)
-	}
-	return until
+	return f.until, added && fs.prunePending()
 }
 
-// failureRecord returns name's failure record, adding an empty one if it
-// has none. It is called with failMu held.
-func (st *state) failureRecord(name string) (f *failure, added bool) {
-	if f = st.failures[name]; f != nil {
+// recordLocked returns name's failure record, adding an empty one if it
+// has none. It is called with fs.mu held.
+func (fs *failures) recordLocked(name string) (f *failure, added bool) {
+	if f = fs.byName[name]; f != nil {
 		return f, false
 	}
 	f = &failure{}
-	st.failures[name] = f
+	fs.byName[name] = f
 	return f, true
 }
 
@@ -156,44 +213,42 @@ const minFailureSweep = 1024
 
 // prunePending reports whether the failure records are due for pruning
 // (their number has doubled since the last), and if so makes the caller
-// the one to prune. It is called with failMu held.
-func (st *state) prunePending() bool {
-	if len(st.failures) < max(st.failSweep, minFailureSweep) {
+// the one to prune. It is called with fs.mu held.
+func (fs *failures) prunePending() bool {
+	if len(fs.byName) < max(fs.sweep, minFailureSweep) {
 		return false
 	}
-	st.failSweep = math.MaxInt // one pruning at a time
+	fs.sweep = math.MaxInt // one pruning at a time
 	return true
 }
 
 // pruneFailures drops the failure records past their forget time, except
-// those of names whose retry is planned or running. It holds failMu only
-// to collect and to delete, never while it asks the schedule or the
-// flights, so it nests no lock.
+// those of names whose retry is planned or running.
 func (st *state) pruneFailures(now time.Time) {
+	st.failures.prune(now, func(name string) bool { return st.sched.has(name) || st.flights.has(name) })
+}
+
+// prune drops the failure records past their forget time, except those
+// of names busy reports. It holds fs.mu only to collect and to delete,
+// never while it calls busy, so it nests no lock.
+func (fs *failures) prune(now time.Time, busy func(name string) bool) {
 	var old []string
-	st.failMu.Lock()
-	for name, f := range st.failures {
+	fs.mu.Lock()
+	for name, f := range fs.byName {
 		if !now.Before(f.forget) {
 			old = append(old, name)
 		}
 	}
-	st.failMu.Unlock()
-	old = slices.DeleteFunc(old, func(name string) bool { return st.sched.has(name) || st.inFlight(name) })
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
+	fs.mu.Unlock()
+	old = slices.DeleteFunc(old, busy)
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	for _, name := range old {
-		if f := st.failures[name]; f != nil && !now.Before(f.forget) {
-			delete(st.failures, name)
+		if f := fs.byName[name]; f != nil && !now.Before(f.forget) {
+			delete(fs.byName, name)
 		}
 	}
-	st.failSweep = 2 * len(st.failures)
-}
-
-// inFlight reports whether an issuance of name is in flight.
-func (st *state) inFlight(name string) bool {
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	return st.flights[name] != nil
+	fs.sweep = 2 * len(fs.byName)
 }
 
 // retryAfter returns the CA's Retry-After carried by err, if any.
@@ -210,27 +265,32 @@ func retryAfter(err error) time.Duration {
 func (st *state) rememberBackoff(name string, b *storedBackoff) error {
 	err := errors.New(b.Error)
 	now := st.clock.now()
-	st.failMu.Lock()
-	f, added := st.failureRecord(name)
+	if st.failures.remember(name, b, err) {
+		st.pruneFailures(now)
+	}
+	return err
+}
+
+// remember is rememberBackoff's bookkeeping; prune reports that the
+// caller is to prune the records (see prunePending).
+func (fs *failures) remember(name string, b *storedBackoff, err error) (prune bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, added := fs.recordLocked(name)
 	if b.Until.After(f.until) {
 		f.until, f.err, f.at = b.Until, err, b.At
 		if forget := b.Until.Add(b.Until.Sub(b.At)); forget.After(f.forget) {
 			f.forget = forget
 		}
 	}
-	prune := added && st.prunePending()
-	st.failMu.Unlock()
-	if prune {
-		st.pruneFailures(now)
-	}
-	return err
+	return added && fs.prunePending()
 }
 
-// clearFailure forgets name's failure.
-func (st *state) clearFailure(name string) {
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	delete(st.failures, name)
+// clear forgets name's failure.
+func (fs *failures) clear(name string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	delete(fs.byName, name)
 }
 
 // persistBackoff writes the CA's Retry-After for name to storage, when the

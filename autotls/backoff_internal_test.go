@@ -43,8 +43,8 @@ func TestFailureRecordsPruned(t *testing.T) {
 		m.recordFailure(first[i], errFail, t0, 0)
 	}
 	for _, name := range first {
-		if st.failureFor(name, t0.Add(50*time.Second)) == nil {
-			t.Fatalf("%s forgotten while its back-off runs (%d records)", name, len(st.failures))
+		if st.failures.failureFor(name, t0.Add(50*time.Second)) == nil {
+			t.Fatalf("%s forgotten while its back-off runs (%d records)", name, len(st.failures.byName))
 		}
 	}
 	planned := first[0]
@@ -61,11 +61,11 @@ func TestFailureRecordsPruned(t *testing.T) {
 		second[i] = fmt.Sprintf("b%d.example.com", i)
 		m.recordFailure(second[i], errFail, later, 0)
 	}
-	st.failMu.Lock()
-	n := len(st.failures)
-	_, keptPlanned := st.failures[planned]
-	_, keptOther := st.failures[first[1]]
-	st.failMu.Unlock()
+	st.failures.mu.Lock()
+	n := len(st.failures.byName)
+	_, keptPlanned := st.failures.byName[planned]
+	_, keptOther := st.failures.byName[first[1]]
+	st.failures.mu.Unlock()
 	if n != batch+1 {
 		t.Errorf("got %d failure records, want %d (the second batch and the planned name)", n, batch+1)
 	}
@@ -76,7 +76,7 @@ func TestFailureRecordsPruned(t *testing.T) {
 		t.Errorf("%s kept its failure record two back-offs after it failed", first[1])
 	}
 	for _, name := range second {
-		if st.failureFor(name, later.Add(50*time.Second)) == nil {
+		if st.failures.failureFor(name, later.Add(50*time.Second)) == nil {
 			t.Fatalf("%s forgotten while its back-off runs", name)
 		}
 	}
@@ -106,7 +106,7 @@ func TestFailureBackoffDoubles(t *testing.T) {
 	// failure waits the base again.
 	late := until2.Add(3 * time.Minute)
 	m.st.pruneFailures(late)
-	if f := m.st.failures["x.example.com"]; f != nil {
+	if f := m.st.failures.byName["x.example.com"]; f != nil {
 		t.Fatalf("record kept %v after its back-off ended", late.Sub(until2))
 	}
 	until3 := m.recordFailure("x.example.com", errFail, late, 0)

@@ -57,7 +57,7 @@ func (m *Manager) dnsRecordCheckInterval() time.Duration {
 // carry policy=wildcard: name is a wildcard, or its wildcard is managed
 // too, so that one record serves both.
 func (m *Manager) dnsPersistWildcard(name string) bool {
-	return strings.HasPrefix(name, "*.") || m.st.isManaged("*."+name)
+	return strings.HasPrefix(name, "*.") || m.st.managed.has("*."+name)
 }
 
 // dnsPersistIssuerName returns the issuer domain name the record for iss
@@ -209,16 +209,13 @@ func (m *Manager) dnsPersistMissing(name string, iss *issuer, want solvers.Persi
 // startDNSRecordWatch starts watchDNSRecords unless the Manager is closed.
 func (m *Manager) startDNSRecordWatch() {
 	st := m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
-		return
-	}
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		m.watchDNSRecords()
-	}()
+	st.flights.ifOpen(func() {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			m.watchDNSRecords()
+		}()
+	})
 }
 
 // dnsPersistFound clears name's missing record, and reports a published
@@ -323,7 +320,7 @@ func (m *Manager) watchDNSRecords() {
 				continue
 			}
 			st.log.Info("autotls: dns-persist-01 record published; obtaining the certificate", "name", it.key.name)
-			st.clearFailure(it.key.name)
+			st.failures.clear(it.key.name)
 			m.enqueueIssue(it.key.name, e != nil)
 		}
 	}

@@ -192,9 +192,9 @@ func StoredFormatForTest(value []byte) (int, error) {
 // the rest of its failure record (the failed challenge type) stays.
 func EndBackoffForTest(m *Manager, name string) {
 	st := m.state()
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	if f := st.failures[name]; f != nil {
+	st.failures.mu.Lock()
+	defer st.failures.mu.Unlock()
+	if f := st.failures.byName[name]; f != nil {
 		f.until = st.clock.now()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/tlsmint/tlsmint/solvers"
@@ -91,28 +92,93 @@ func (m *Manager) getSlow(st *state, hello *tls.ClientHelloInfo, sni string) (*t
 // joinFlight returns the issuance of name in flight, or registers a new one
 // that the caller must lead (lead is true).
 func (m *Manager) joinFlight(name string) (f *flight, lead bool, err error) {
-	st := m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
+	return m.st.flights.join(name, &m.st.wg)
+}
+
+// flights holds the issuances in flight and whether the Manager is
+// closed, under one mutex. Every goroutine of the Manager's is counted
+// in its WaitGroup (wg.Add) under that mutex, once join or ifOpen found
+// the Manager open; Close sets closed under it before it waits, so it
+// waits for every one.
+type flights struct {
+	mu     sync.Mutex
+	byName map[string]*flight
+	closed bool
+	// closeDone is closed when the first Close has ended.
+	closeDone chan struct{}
+}
+
+func (fl *flights) init() {
+	fl.byName = make(map[string]*flight)
+	fl.closeDone = make(chan struct{})
+}
+
+// join returns the issuance of name in flight, or registers a new one
+// that the caller must lead (lead is true, counted in wg); ErrClosed
+// once the Manager is closed.
+func (fl *flights) join(name string, wg *sync.WaitGroup) (f *flight, lead bool, err error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.closed {
 		return nil, false, ErrClosed
 	}
-	if f := st.flights[name]; f != nil {
+	if f := fl.byName[name]; f != nil {
 		return f, false, nil
 	}
 	f = &flight{done: make(chan struct{})}
-	st.flights[name] = f
-	st.wg.Add(1)
+	fl.byName[name] = f
+	wg.Add(1)
 	return f, true, nil
 }
+
+// finish removes name's flight: the next join registers a new one.
+func (fl *flights) finish(name string) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	delete(fl.byName, name)
+}
+
+// has reports whether an issuance of name is in flight.
+func (fl *flights) has(name string) bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.byName[name] != nil
+}
+
+// ifOpen calls f with the mutex held unless the Manager is closed, and
+// reports whether it did: a goroutine f counts in the WaitGroup is one
+// Close waits for.
+func (fl *flights) ifOpen(f func()) bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.closed {
+		return false
+	}
+	f()
+	return true
+}
+
+// close marks the Manager closed and reports whether this call was the
+// first; the first calls closeEnded when it has ended.
+func (fl *flights) close() (first bool) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	first = !fl.closed
+	fl.closed = true
+	return first
+}
+
+// closeEnded ends waitClosed.
+func (fl *flights) closeEnded() { close(fl.closeDone) }
+
+// waitClosed waits for the first close's caller to call closeEnded.
+func (fl *flights) waitClosed() { <-fl.closeDone }
 
 // finish completes a flight and wakes its waiters.
 func (m *Manager) finish(name string, f *flight, cert *tls.Certificate, err error) {
 	st := m.st
 	f.cert, f.err = cert, err
-	st.flightMu.Lock()
-	delete(st.flights, name)
-	st.flightMu.Unlock()
+	st.flights.finish(name)
 	close(f.done)
 	// A step that came due while this flight ran found it in flight and
 	// consumed its plan: plan the certificate again.
@@ -157,7 +223,7 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 	}
 	go func() {
 		defer release()
-		m.runFlight(name, f, func() bool { return st.isManaged(name) }, func() (*tls.Certificate, error) {
+		m.runFlight(name, f, func() bool { return st.managed.has(name) }, func() (*tls.Certificate, error) {
 			ctx, cancel := context.WithTimeout(st.ctx, issueTimeout)
 			defer cancel()
 			// Orders started by handshakes are capped too, so a burst of
@@ -216,7 +282,7 @@ func (m *Manager) serverName(sni string) (string, error) {
 // on-demand one (subject to the rate limits).
 func (m *Manager) authorize(ctx context.Context, name string, remote net.Addr) (onDemand bool, err error) {
 	st := m.st
-	if st.isManaged(name) {
+	if st.managed.has(name) {
 		return false, nil
 	}
 	var hostErr error

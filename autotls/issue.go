@@ -100,7 +100,7 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		return nil, err
 	}
 	now := m.now()
-	if f := st.failureFor(name, now); f != nil {
+	if f := st.failures.failureFor(name, now); f != nil {
 		return nil, fmt.Errorf("%w: %s until %s: %w", ErrBackoff, name, f.until.Format(time.RFC3339), f.err)
 	}
 	usable, lapsed, err := m.usableIssuers(ctx, name, now)
@@ -207,7 +207,7 @@ func (m *Manager) orderFrom(ctx, lockCtx context.Context, usable []*issuer, name
 				m.install(stored, EventLoaded)
 				return nil, stored.cert, nil
 			}
-			st.clearFailure(name)
+			st.failures.clear(name)
 			m.install(e, EventObtained)
 			m.emit(Event{Type: EventNotStored, Name: name, Issuer: iss.url, NotAfter: e.notAfter, Serial: e.serial(), Err: errFenced})
 			return nil, e.cert, nil
@@ -245,7 +245,7 @@ func (m *Manager) orderFrom(ctx, lockCtx context.Context, usable []*issuer, name
 // with its event.
 func (m *Manager) ordered(ctx context.Context, e, current *entry, lapsed []*issuer) {
 	st := m.st
-	st.clearFailure(e.name)
+	st.failures.clear(e.name)
 	st.nameOrders.obtained(e.name, m.now(), e.notAfter.Sub(e.notBefore))
 	for _, iss := range lapsed {
 		m.clearBackoff(ctx, iss, e.name)
@@ -343,7 +343,7 @@ func (m *Manager) install(e *entry, typ EventType) {
 		e.renewAt = m.catchUp(e.name, e.renewAt, e.notBefore, e.notAfter)
 	}
 	st.cache.put(e)
-	st.setLapsed(e.name, false)
+	st.failures.setLapsed(e.name, false)
 	st.replacesRefused.Delete(e.name)
 	m.plan(e)
 	if typ != EventLoaded {
@@ -663,7 +663,7 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	if len(s) == 0 {
 		return nil, nil, fmt.Errorf("autotls: %s: no challenge can be solved: enable HTTPHandler, tls-alpn-01 or dns-01", name)
 	}
-	if bad := st.failedChallenge(name); bad != "" && len(types) > 1 {
+	if bad := st.failures.failedChallenge(name); bad != "" && len(types) > 1 {
 		if i := slices.Index(types, bad); i >= 0 {
 			types = append(slices.Delete(types, i, i+1), bad)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // Limits of one Manage call's bookkeeping.
@@ -90,12 +91,41 @@ func (m *Manager) markManaged(names []string) {
 			v, _ := m.manageName(n)
 			buf = append(buf, v)
 		}
-		st.managedMu.Lock()
-		for _, v := range buf {
-			st.managed[v] = true
-		}
-		st.managedMu.Unlock()
+		st.managed.add(buf)
 	}
+}
+
+// managedNames holds the names the Manager was asked to manage (in
+// normal form), under a read-write mutex.
+type managedNames struct {
+	mu  sync.RWMutex
+	set map[string]bool
+}
+
+func (mn *managedNames) init() { mn.set = make(map[string]bool) }
+
+// add marks names managed, under one lock.
+func (mn *managedNames) add(names []string) {
+	mn.mu.Lock()
+	defer mn.mu.Unlock()
+	for _, v := range names {
+		mn.set[v] = true
+	}
+}
+
+// has reports whether name is managed.
+func (mn *managedNames) has(name string) bool {
+	mn.mu.RLock()
+	defer mn.mu.RUnlock()
+	return mn.set[name]
+}
+
+// read calls f with the names read-locked, for a merge that must see one
+// set throughout; f must neither change nor keep set.
+func (mn *managedNames) read(f func(set map[string]bool)) {
+	mn.mu.RLock()
+	defer mn.mu.RUnlock()
+	f(mn.set)
 }
 
 // manageRun feeds one Manage call's names to the background queue, window
@@ -257,15 +287,13 @@ func (r *manageRun) detach(ctx context.Context) error {
 	bg := &manageRun{m: r.m, names: slices.Clone(r.names), window: r.window, results: r.results, pending: r.pending, npend: r.npend}
 	r.names = nil
 	st := r.m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if !st.closed {
+	st.flights.ifOpen(func() {
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
 			bg.background()
 		}()
-	}
+	})
 	return err
 }
 

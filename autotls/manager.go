@@ -285,7 +285,10 @@ type Manager struct {
 type state struct {
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// wg counts the Manager's goroutines; each is added under flights'
+	// mutex while the Manager is open (see flights), so Close waits for
+	// all.
+	wg sync.WaitGroup
 
 	store     storage.Storage
 	storeErr  error
@@ -301,11 +304,7 @@ type state struct {
 
 	cache cache
 
-	flightMu sync.Mutex
-	flights  map[string]*flight
-	closed   bool
-	// closeDone is closed when the first Close has ended.
-	closeDone chan struct{}
+	flights flights
 
 	// nameOrders counts each name's recent certificates
 	// (MaxCertificatesPerName).
@@ -319,15 +318,9 @@ type state struct {
 	// next order goes without it.
 	replacesRefused sync.Map
 
-	failMu   sync.Mutex
-	failures map[string]*failure // see failure: no cap, pruned
-	// failSweep is the number of failure records at which they are
-	// pruned next: twice what the last pruning left.
-	failSweep int
-	lapsed    map[string]bool // names whose expired certificate was dropped
+	failures failures
 
-	managedMu sync.RWMutex
-	managed   map[string]bool
+	managed managedNames
 
 	dnsPersist dnsPersistState
 
@@ -380,19 +373,15 @@ func (m *Manager) state() *state {
 
 func (m *Manager) init() {
 	st := &state{
-		flights:  make(map[string]*flight),
-		failures: make(map[string]*failure),
-		lapsed:   make(map[string]bool),
-		managed:  make(map[string]bool),
-		log:      m.Logger,
-
-		closeDone: make(chan struct{}),
-	}
+		log: m.Logger}
 	if st.log == nil {
 		st.log = slog.New(slog.DiscardHandler)
 	}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.cache.init(m.CacheCapacity)
+	st.flights.init()
+	st.failures.init()
+	st.managed.init()
 	st.discovered = make(chan struct{})
 	st.issuers = m.issuersFrom()
 	st.store = m.Storage
@@ -513,15 +502,11 @@ func (m *Manager) handshakeTimeout() time.Duration {
 // and returns nil.
 func (m *Manager) Close() error {
 	st := m.state()
-	st.flightMu.Lock()
-	already := st.closed
-	st.closed = true
-	st.flightMu.Unlock()
-	if already {
-		<-st.closeDone
+	if !st.flights.close() {
+		st.flights.waitClosed()
 		return nil
 	}
-	defer close(st.closeDone)
+	defer st.flights.closeEnded()
 	st.cancel()
 	st.wg.Wait()
 	if m.Storage == nil && st.store != nil {
@@ -554,10 +539,4 @@ func (m *Manager) newCertKey() (crypto.Signer, error) {
 		return rsa.GenerateKey(rand.Reader, 4096)
 	}
 	return nil, fmt.Errorf("autotls: unknown KeyType %q", m.KeyType)
-}
-
-func (st *state) isManaged(name string) bool {
-	st.managedMu.RLock()
-	defer st.managedMu.RUnlock()
-	return st.managed[name]
 }

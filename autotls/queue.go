@@ -64,27 +64,23 @@ func (m *Manager) enqueueFirst(t task) bool { return m.enqueueAt(t, true) }
 func (m *Manager) enqueueAt(t task, first bool) bool {
 	st := m.st
 	q := &st.queue
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
-		return false
-	}
-	q.mu.Lock()
-	if first {
-		q.first = append(q.first, t)
-	} else {
-		q.tasks = append(q.tasks, t)
-	}
-	start := q.running < m.backgroundLimit()
-	if start {
-		q.running++
-	}
-	q.mu.Unlock()
-	if start {
-		st.wg.Add(1)
-		go m.worker()
-	}
-	return true
+	return st.flights.ifOpen(func() {
+		q.mu.Lock()
+		if first {
+			q.first = append(q.first, t)
+		} else {
+			q.tasks = append(q.tasks, t)
+		}
+		start := q.running < m.backgroundLimit()
+		if start {
+			q.running++
+		}
+		q.mu.Unlock()
+		if start {
+			st.wg.Add(1)
+			go m.worker()
+		}
+	})
 }
 
 func (q *queue) pop() (task, bool) {
@@ -220,7 +216,7 @@ func (m *Manager) enqueueReload(name string) {
 				}
 				return m.renewStored(ctx, name, false, e)
 			case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt):
-				if st.isManaged(name) || st.isLapsed(name) {
+				if st.managed.has(name) || st.failures.isLapsed(name) {
 					if err := m.stillAllowed(ctx, name); err != nil {
 						forgotten = true
 						return nil, m.notRenewed(name, nil, err)

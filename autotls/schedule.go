@@ -42,8 +42,7 @@ func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool 
 	s.started = true
 	s.mu.Unlock()
 	if start {
-		st.flightMu.Lock()
-		if !st.closed {
+		st.flights.ifOpen(func() {
 			st.wg.Add(1)
 			go func() {
 				defer st.wg.Done()
@@ -64,8 +63,7 @@ func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool 
 					}
 				}
 			}()
-		}
-		st.flightMu.Unlock()
+		})
 	}
 	if earliest {
 		// Only a new earliest deadline changes the loop's timer.
@@ -184,7 +182,7 @@ func (m *Manager) step(name string, now time.Time) {
 	case !now.Before(e.notAfter):
 		if !m.ServeExpired {
 			st.cache.remove(e)
-			st.setLapsed(name, true)
+			st.failures.setLapsed(name, true)
 		}
 		m.emit(Event{Type: EventExpired, Name: name, NotAfter: e.notAfter, Serial: e.serial(), Err: m.lastFailure(name)})
 		m.enqueueIssue(name, true)
@@ -231,7 +229,7 @@ func planTime(e *entry, next time.Time) time.Time {
 func (m *Manager) retryLater(name string, now time.Time) {
 	st := m.st
 	next := now.Add(jitter(m.failureBackoff()))
-	if f := st.failureFor(name, now); f != nil {
+	if f := st.failures.failureFor(name, now); f != nil {
 		next = f.until
 	}
 	if e := st.cache.get(name); e != nil && next.After(e.notAfter) && now.Before(e.notAfter) {

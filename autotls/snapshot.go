@@ -378,38 +378,36 @@ func (m *Manager) Snapshot(ctx context.Context) (*Snapshot, error) {
 // held; nil when the Manager is closed.
 func (m *Manager) startSnapshot(v *snapshots, background bool) *snapBuild {
 	st := m.st
-	st.flightMu.Lock()
-	defer st.flightMu.Unlock()
-	if st.closed {
-		return nil
-	}
-	b := &snapBuild{done: make(chan struct{})}
-	v.building = b
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		defer close(b.done)
-		defer func() {
-			if p := recover(); p != nil {
-				m.recovered("", p)
-				b.err = fmt.Errorf("autotls: building a snapshot panicked: %v", p)
+	var b *snapBuild
+	st.flights.ifOpen(func() {
+		b = &snapBuild{done: make(chan struct{})}
+		v.building = b
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			defer close(b.done)
+			defer func() {
+				if p := recover(); p != nil {
+					m.recovered("", p)
+					b.err = fmt.Errorf("autotls: building a snapshot panicked: %v", p)
+				}
+				v.mu.Lock()
+				if v.building == b {
+					v.building = nil
+				}
+				if b.s != nil && (v.cur == nil || !b.s.built.Before(v.cur.built)) {
+					v.cur = b.s
+				}
+				v.mu.Unlock()
+			}()
+			ctx, cancel := context.WithTimeout(st.ctx, snapshotTimeout)
+			defer cancel()
+			b.s, b.err = m.buildSnapshot(ctx)
+			if background && b.err != nil && b.s == nil && st.ctx.Err() == nil {
+				st.log.Warn("autotls: building a snapshot of the certificates failed", "err", b.err)
 			}
-			v.mu.Lock()
-			if v.building == b {
-				v.building = nil
-			}
-			if b.s != nil && (v.cur == nil || !b.s.built.Before(v.cur.built)) {
-				v.cur = b.s
-			}
-			v.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(st.ctx, snapshotTimeout)
-		defer cancel()
-		b.s, b.err = m.buildSnapshot(ctx)
-		if background && b.err != nil && b.s == nil && st.ctx.Err() == nil {
-			st.log.Warn("autotls: building a snapshot of the certificates failed", "err", b.err)
-		}
-	}()
+	})
 	return b
 }
 
@@ -507,58 +505,53 @@ func (m *Manager) buildSnapshot(ctx context.Context) (*Snapshot, error) {
 			over[name] = &overlay{row: snapRow{name: name}}
 		}
 	}
-	failed := map[string]int64{}
-	st.failMu.Lock()
-	for name, f := range st.failures {
-		failed[name] = f.at.UnixNano()
-	}
-	st.failMu.Unlock()
-	st.managedMu.RLock()
-	defer st.managedMu.RUnlock()
-	managedSeen := 0
-	merge := func(r *snapRow) {
-		if st.managed[r.name] {
-			r.flags |= rowManaged
-			managedSeen++
-		}
-		if at := failed[r.name]; at > r.failedAt {
-			r.failedAt = at
-		}
-	}
-	for i := range s.rows {
-		r := &s.rows[i]
-		if o := over[r.name]; o != nil {
-			o.matched = true
-			if o.hasRow {
-				failedAt := r.failedAt
-				*r = o.row
-				r.failedAt = max(r.failedAt, failedAt)
+	failed := st.failures.lastAt()
+	st.managed.read(func(managed map[string]bool) {
+		managedSeen := 0
+		merge := func(r *snapRow) {
+			if managed[r.name] {
+				r.flags |= rowManaged
+				managedSeen++
+			}
+			if at := failed[r.name]; at > r.failedAt {
+				r.failedAt = at
 			}
 		}
-		merge(r)
-	}
-	for _, o := range over {
-		if !o.matched {
-			s.rows = append(s.rows, o.row)
-			merge(&s.rows[len(s.rows)-1])
-		}
-	}
-	if managedSeen < len(st.managed) {
-		// Managed names without a row: pending (or failing) first
-		// orders.
-		have := make(map[string]bool, managedSeen)
 		for i := range s.rows {
-			if s.rows[i].flags&rowManaged != 0 {
-				have[s.rows[i].name] = true
+			r := &s.rows[i]
+			if o := over[r.name]; o != nil {
+				o.matched = true
+				if o.hasRow {
+					failedAt := r.failedAt
+					*r = o.row
+					r.failedAt = max(r.failedAt, failedAt)
+				}
+			}
+			merge(r)
+		}
+		for _, o := range over {
+			if !o.matched {
+				s.rows = append(s.rows, o.row)
+				merge(&s.rows[len(s.rows)-1])
 			}
 		}
-		for name := range st.managed {
-			if !have[name] {
-				r := snapRow{name: name, flags: rowManaged, failedAt: failed[name]}
-				s.rows = append(s.rows, r)
+		if managedSeen < len(managed) {
+			// Managed names without a row: pending (or failing) first
+			// orders.
+			have := make(map[string]bool, managedSeen)
+			for i := range s.rows {
+				if s.rows[i].flags&rowManaged != 0 {
+					have[s.rows[i].name] = true
+				}
+			}
+			for name := range managed {
+				if !have[name] {
+					r := snapRow{name: name, flags: rowManaged, failedAt: failed[name]}
+					s.rows = append(s.rows, r)
+				}
 			}
 		}
-	}
+	})
 	// A failure that predates the certificate is over: it was renewed
 	// since.
 	for i := range s.rows {

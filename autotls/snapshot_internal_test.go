@@ -101,10 +101,7 @@ func TestSnapshotFromIndex(t *testing.T) {
 	m := &Manager{DirectoryURL: dir, Storage: store}
 	defer m.Close()
 	st := m.state()
-	st.managedMu.Lock()
-	st.managed["pending.example.com"] = true
-	st.managed["late.example.com"] = true
-	st.managedMu.Unlock()
+	st.managed.add([]string{"pending.example.com", "late.example.com"})
 	m.recordFailure("pending.example.com", errors.New("acme: refused"), now, 0)
 
 	s, err := m.Snapshot(ctx)

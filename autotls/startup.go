@@ -214,27 +214,26 @@ func (m *Manager) startBackground() {
 			close(st.discovered)
 			return
 		}
-		st.flightMu.Lock()
-		defer st.flightMu.Unlock()
-		if st.closed {
-			close(st.discovered)
-			return
-		}
-		st.wg.Add(2)
-		go func() {
-			defer st.wg.Done()
-			m.indexLoop()
-		}()
-		go func() {
-			defer st.wg.Done()
-			defer close(st.discovered)
-			defer func() {
-				if v := recover(); v != nil {
-					m.recovered("", v)
-				}
+		started := st.flights.ifOpen(func() {
+			st.wg.Add(2)
+			go func() {
+				defer st.wg.Done()
+				m.indexLoop()
 			}()
-			m.discover(st.ctx)
-		}()
+			go func() {
+				defer st.wg.Done()
+				defer close(st.discovered)
+				defer func() {
+					if v := recover(); v != nil {
+						m.recovered("", v)
+					}
+				}()
+				m.discover(st.ctx)
+			}()
+		})
+		if !started {
+			close(st.discovered)
+		}
 	})
 }
 

@@ -45,14 +45,14 @@ func (m *Manager) Certificates(ctx context.Context) ([]record.Certificate, error
 		}
 		errs = append(errs, listErrs...)
 	}
-	st.managedMu.RLock()
-	for name := range st.managed {
-		if infos[name] == nil {
-			infos[name] = &record.Certificate{Name: name, Issuer: st.primary().url}
+	st.managed.read(func(managed map[string]bool) {
+		for name := range managed {
+			if infos[name] == nil {
+				infos[name] = &record.Certificate{Name: name, Issuer: st.primary().url}
+			}
+			infos[name].Managed = true
 		}
-		infos[name].Managed = true
-	}
-	st.managedMu.RUnlock()
+	})
 	m.addDNSRecords(infos)
 	m.addFailures(infos, now)
 	out := make([]record.Certificate, 0, len(infos))
@@ -67,30 +67,14 @@ func (m *Manager) Certificates(ctx context.Context) ([]record.Certificate, error
 // their names (a refused or failed on-demand name has none: it is not
 // managed).
 func (m *Manager) addFailures(infos map[string]*record.Certificate, now time.Time) {
-	st := m.st
-	st.failMu.Lock()
-	defer st.failMu.Unlock()
-	add := func(info *record.Certificate, f *failure) {
+	m.st.failures.each(infos, func(info *record.Certificate, f *failure) {
 		if info.LastErrorAt.IsZero() || !f.at.Before(info.LastErrorAt) {
 			info.LastError, info.LastErrorAt = f.err.Error(), f.at
 		}
 		if now.Before(f.until) {
 			info.BackoffUntil = f.until
 		}
-	}
-	if len(infos) < len(st.failures) {
-		for name, info := range infos {
-			if f := st.failures[name]; f != nil {
-				add(info, f)
-			}
-		}
-		return
-	}
-	for name, f := range st.failures {
-		if info := infos[name]; info != nil {
-			add(info, f)
-		}
-	}
+	})
 }
 
 // CertificatesOf returns the state of the certificates managed under
@@ -134,18 +118,18 @@ func (m *Manager) CertificatesOf(ctx context.Context, names ...string) ([]record
 			}
 		}
 	}
-	st.managedMu.RLock()
-	for name, info := range infos {
-		if !st.managed[name] {
-			continue
+	st.managed.read(func(managed map[string]bool) {
+		for name, info := range infos {
+			if !managed[name] {
+				continue
+			}
+			if info == nil {
+				info = &record.Certificate{Name: name, Issuer: st.primary().url}
+				infos[name] = info
+			}
+			info.Managed = true
 		}
-		if info == nil {
-			info = &record.Certificate{Name: name, Issuer: st.primary().url}
-			infos[name] = info
-		}
-		info.Managed = true
-	}
-	st.managedMu.RUnlock()
+	})
 	for name, info := range infos {
 		recs := m.dnsRecords(name)
 		if len(recs) == 0 {

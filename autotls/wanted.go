@@ -15,7 +15,7 @@ import (
 // worth a CA's order, nor its failed validations once the name's DNS
 // points elsewhere.
 func (m *Manager) stillAllowed(ctx context.Context, name string) error {
-	if m.st.isManaged(name) {
+	if m.st.managed.has(name) {
 		return nil
 	}
 	if _, ok := parseIPName(name); ok && !m.AllowIPCertificates {
@@ -47,7 +47,7 @@ func (m *Manager) notRenewed(name string, e *entry, err error) error {
 	} else if cached != nil {
 		st.cache.remove(cached)
 	}
-	st.setLapsed(name, false)
+	st.failures.setLapsed(name, false)
 	ev := Event{Type: EventNotRenewed, Name: name, Err: err}
 	if e != nil {
 		ev.Issuer, ev.NotAfter, ev.Serial = e.iss.url, e.notAfter, e.serial()

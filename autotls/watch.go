@@ -58,7 +58,7 @@ func (m *Manager) watch() {
 func (m *Manager) pickUp(name string) {
 	st := m.st
 	cur := st.cache.get(name)
-	if cur == nil && !st.isManaged(name) && !st.isLapsed(name) {
+	if cur == nil && !st.managed.has(name) && !st.failures.isLapsed(name) {
 		return // loaded on its first handshake, as at start-up
 	}
 	if cur == nil && st.cache.capacity > 0 && st.sched.has(name) {
