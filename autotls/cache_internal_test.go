@@ -102,6 +102,57 @@ func testCacheAgainstMap(t *testing.T, bases int) {
 	}
 }
 
+// TestCacheShardsShareGroups: every shard of the view has the view's
+// number of groups (a lookup finds its group from the view's mask without
+// reading the shard's header), a shard that outgrows them doubles them for
+// every shard while the shards stay as many, and every name is still found
+// after each put and removal.
+func TestCacheShardsShareGroups(t *testing.T) {
+	var c cache
+	c.init(0)
+	es := benchEntries(3000)
+	doubled := false
+	check := func(i int) {
+		t.Helper()
+		v := c.read.Load()
+		for j := range v.shards {
+			sh := v.shards[j].Load()
+			if sh.mask != v.gmask || len(sh.meta) != int(v.gmask+1)*groupSize || !fits(sh.n, int(v.gmask+1)) {
+				t.Fatalf("put %d: shard %d: mask %d, %d metas, %d names; the view's mask %d", i, j, sh.mask, len(sh.meta), sh.n, v.gmask)
+			}
+		}
+		for _, e := range es[:i+1] {
+			if got := c.lookupExact(e.name); got != e.cert {
+				t.Fatalf("put %d: lookupExact(%q) = %p, want %p", i, e.name, got, e.cert)
+			}
+		}
+	}
+	for i, e := range es {
+		before := c.read.Load()
+		c.put(e)
+		if v := c.read.Load(); len(v.shards) == len(before.shards) && v.gmask > before.gmask {
+			doubled = true
+		}
+		if i < 200 || i%100 == 0 {
+			check(i)
+		}
+	}
+	check(len(es) - 1)
+	if !doubled {
+		t.Error("no shard outgrew the view's groups: the doubling was not exercised")
+	}
+	for i, e := range es {
+		if i%2 == 0 {
+			c.remove(e)
+		}
+	}
+	for i, e := range es {
+		if got := c.lookupExact(e.name); (i%2 == 0) != (got == nil) {
+			t.Fatalf("after removals: lookupExact(%q) = %p", e.name, got)
+		}
+	}
+}
+
 // TestCacheEvictsToCapacity: puts beyond the capacity keep the cache at
 // it, never evict the entry just put, and count what they evict (which
 // entries go is TestEvictionKeepsHotNames's).
