@@ -1,7 +1,6 @@
 package autotls_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -21,18 +20,12 @@ func TestARIPastForEveryCertificate(t *testing.T) {
 	t.Parallel()
 	var asked atomic.Int32
 	e := newEnv(t, testpebble.Options{Wrap: func(next http.Handler) http.Handler {
+		past := ariPastAlways(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.Contains(r.URL.Path, "renewalInfo/") {
-				next.ServeHTTP(w, r)
-				return
+			if strings.HasPrefix(r.URL.Path, ariPath) {
+				asked.Add(1)
 			}
-			asked.Add(1)
-			now := time.Now().UTC()
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", "3600")
-			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{
-				"start": now.Add(-2 * time.Hour), "end": now.Add(-time.Hour),
-			}})
+			past.ServeHTTP(w, r)
 		})
 	}})
 	ev := newEventLog()

@@ -191,3 +191,11 @@ func orderLimiter(perMinute int) *limiter {
 	}
 	return newLimiter(&OnDemand{RateLimit: perMinute, RateInterval: time.Minute})
 }
+
+// boundWait is how long the bound that held err back still holds.
+func boundWait(err error, now time.Time) time.Duration {
+	if until, ok := boundUntil(err); ok {
+		return max(until.Sub(now), 0)
+	}
+	return 0
+}

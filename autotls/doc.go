@@ -167,7 +167,12 @@
 //
 // A failed order is retried after FailureBackoff, doubling to four hours,
 // or after the CA's Retry-After when longer, so failures have their own
-// bound.
+// bound. Every order is placed under the name's storage lock, taken
+// before the CA is asked: a storage that takes no writes takes no lock,
+// and nothing is ordered; a certificate whose own Store fails is served
+// from memory and its Store retried, never ordered again. Across restarts
+// of a process whose storage keeps failing, that lock, and the CA's own
+// limits, are the only bound.
 //
 // A background order is placed only for a name a handshake could still
 // get: one given to Manage, or one the host policy or OnDemand's decision

@@ -54,6 +54,18 @@ func (l *orderLog) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// lastReplaces returns the last "replaces" value sent (empty: none).
+func (l *orderLog) lastReplaces() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.replaces) - 1; i >= 0; i-- {
+		if l.replaces[i] != "" {
+			return l.replaces[i]
+		}
+	}
+	return ""
+}
+
 // counts returns the orders per name, and the replaces values sent more
 // than once.
 func (l *orderLog) counts() (map[string]int, []string) {

@@ -275,14 +275,6 @@ func (m *Manager) orderFailed(ctx context.Context, name string, current *entry, 
 	return err
 }
 
-// boundWait is how long the bound that held err back still holds.
-func boundWait(err error, now time.Time) time.Duration {
-	if until, ok := boundUntil(err); ok {
-		return max(until.Sub(now), 0)
-	}
-	return 0
-}
-
 // fresh reports whether a stored entry should be used instead of ordering:
 // any unexpired certificate, and when renewing one newer than the cached
 // one — even one that is due itself: another node renewed the cached one,

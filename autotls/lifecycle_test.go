@@ -1,12 +1,8 @@
 package autotls_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -85,30 +81,12 @@ func TestRenewsWithoutGap(t *testing.T) {
 // poll renews at once, with replaces naming the revoked certificate.
 func TestRevocationReplaced(t *testing.T) {
 	t.Parallel()
-	var replaces atomic.Value
-	replaces.Store("")
+	var orders orderLog
 	shortRetry := rewrite("/draft-ietf-acme-ari-03/renewalInfo", func(rec *httptest.ResponseRecorder) []byte {
 		rec.Header().Set("Retry-After", "1")
 		return rec.Body.Bytes()
 	})
-	capture := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/order-plz" {
-				body, _ := io.ReadAll(r.Body)
-				r.Body = io.NopCloser(bytes.NewReader(body))
-				var jws struct{ Payload string }
-				json.Unmarshal(body, &jws)
-				p, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
-				var o struct{ Replaces string }
-				json.Unmarshal(p, &o)
-				if o.Replaces != "" {
-					replaces.Store(o.Replaces)
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return capture(shortRetry(h)) }})
+	e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return orders.wrap(shortRetry(h)) }})
 	ev := newEventLog()
 	var logs syncBuffer
 	m := e.manager(t, nil, func(m *autotls.Manager) {
@@ -133,7 +111,7 @@ func TestRevocationReplaced(t *testing.T) {
 	}
 	renewed := ev.next(t, autotls.EventReplaced, "example.com", 30*time.Second)
 	id, _ := acme.CertificateID(first.Leaf)
-	if got := replaces.Load().(string); got != id {
+	if got := orders.lastReplaces(); got != id {
 		t.Fatalf("renewal order replaces %q, want %q", got, id)
 	}
 	cur, err := m.GetCertificate(hello("example.com"))
