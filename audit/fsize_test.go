@@ -1,39 +1,27 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/fsizelimit"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
 const helperEnv = "TLSMINT_AUDIT_TEST_HELPER"
 
-// TestMain lets the test binary double as a helper process whose file
-// writes the kernel cuts short.
 // fsizeHelper runs the helper process of TestFlushCutShortEveryPosition
 // (from TestMain) when the environment asks for it, and exits.
 func fsizeHelper() {
 	if os.Getenv(helperEnv) == "fsize-walk" {
-		signal.Ignore(syscall.SIGXFSZ)
-		n, err := fsizeWalk(os.Getenv("HELPER_DIR"))
-		if err != nil {
-			fmt.Println("error:", err)
-			os.Exit(1)
-		}
-		fmt.Println("positions:", n)
-		os.Exit(0)
+		os.Exit(fsizelimit.Walk(func() (int, error) { return fsizeWalk(os.Getenv(fsizelimit.DirEnv)) }))
 	}
 }
 
@@ -43,14 +31,7 @@ func fsizeHelper() {
 // next flush writes each of them once. Before, a failed flush kept its
 // whole lines and a torn one, and the next appended them all again.
 func TestFlushCutShortEveryPosition(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=fsize-walk", "HELPER_DIR="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "positions: ") {
-		t.Fatalf("helper: %v, %s", err, out)
-	}
-	t.Logf("%s", bytes.TrimSpace(out))
+	fsizelimit.Run(t, helperEnv, "fsize-walk", t.TempDir())
 }
 
 // fsizeWalk runs in the helper process. For k = 0, 1, 2, … it empties the
@@ -59,12 +40,9 @@ func TestFlushCutShortEveryPosition(t *testing.T) {
 // flushes again, until a flush fits; after each, it counts the records in
 // the trail.
 func fsizeWalk(dir string) (int, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+	limit, unlimited, err := fsizelimit.Limiter()
+	if err != nil {
 		return 0, err
-	}
-	limit := func(n uint64) error {
-		return syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: lim.Max})
 	}
 	ctx := context.Background()
 	store := storage.Dir(dir)
@@ -95,7 +73,7 @@ func fsizeWalk(dir string) (int, error) {
 			return 0, err
 		}
 		err = l.Flush(ctx)
-		if lerr := limit(lim.Max); lerr != nil {
+		if lerr := unlimited(); lerr != nil {
 			return 0, lerr
 		}
 		if err != nil {

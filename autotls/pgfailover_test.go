@@ -1,17 +1,11 @@
 package autotls_test
 
 import (
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tlsmint/tlsmint/internal/tcpproxy"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
@@ -38,7 +32,7 @@ func TestPostgresFailoverCachedHandshakes(t *testing.T) {
 	restart := os.Getenv(restartEnv)
 	pdsn, proxy := dsn, (*tcpproxy.Proxy)(nil)
 	if restart == "" {
-		pdsn, proxy = proxiedDSN(t, dsn)
+		pdsn, proxy = tcpproxy.StartPostgres(t, dsn)
 	}
 	store := openPostgres(t, postgres.Config{DSN: pdsn, TablePrefix: prefix, LockPollInterval: 20 * time.Millisecond})
 	m := e.manager(t, store, nil)
@@ -90,29 +84,4 @@ func TestPostgresFailoverCachedHandshakes(t *testing.T) {
 	if _, err := store.Load(ctxT(t), "accounts/none"); err == nil {
 		t.Fatal("Load of a missing key succeeded")
 	}
-}
-
-// proxiedDSN returns dsn with its host and port replaced by a proxy's,
-// which forwards to the server.
-func proxiedDSN(t *testing.T, dsn string) (string, *tcpproxy.Proxy) {
-	t.Helper()
-	pc, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tcpproxy.Start(net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	host, port, _ := net.SplitHostPort(p.Addr())
-	if !strings.Contains(dsn, "://") {
-		return dsn + " host=" + host + " port=" + port, p
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = p.Addr()
-	return u.String(), p
 }

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/fsizelimit"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -23,14 +23,7 @@ import (
 // the files as they were, and that its retry, with the limit lifted, keeps
 // each record once.
 func TestFileSizeLimitEveryPosition(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=fsize-walk", "HELPER_DIR="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "positions: ") {
-		t.Fatalf("helper: %v, %s", err, out)
-	}
-	t.Logf("%s", bytes.TrimSpace(out))
+	fsizelimit.Run(t, helperEnv, "fsize-walk", t.TempDir())
 }
 
 // fsizeWalk runs in the helper process: for each limit on the size of
@@ -38,14 +31,10 @@ func TestFileSizeLimitEveryPosition(t *testing.T) {
 // leave the files as they were, and succeed once the limit is lifted. It
 // returns the number of positions walked.
 func fsizeWalk(ctx context.Context, s *storage.FileStorage, dir string) (int, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+	limit, unlimited, err := fsizelimit.Limiter()
+	if err != nil {
 		return 0, err
 	}
-	limit := func(n uint64) error {
-		return syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: lim.Max})
-	}
-	unlimited := func() error { return limit(lim.Max) }
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	first := []storage.JournalEntry{journalEntry(0, "web-1", at)}
 	batch := []storage.JournalEntry{journalEntry(1, "web-1", at.Add(time.Minute)), journalEntry(2, "web-1", at.Add(2*time.Minute))}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/fsizelimit"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/storage/storagetest"
 )
@@ -28,7 +29,7 @@ const helperEnv = "TLSMINT_STORAGE_TEST_HELPER"
 // killed in the middle of a write or while holding a lock.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(helper(mode, os.Getenv("HELPER_DIR")))
+		os.Exit(helper(mode, os.Getenv(fsizelimit.DirEnv)))
 	}
 	os.Exit(m.Run())
 }
@@ -79,14 +80,7 @@ func helper(mode, dir string) int {
 		fmt.Println("store:", err)
 		return 0
 	case "fsize-walk":
-		signal.Ignore(syscall.SIGXFSZ)
-		n, err := fsizeWalk(ctx, s, dir)
-		if err != nil {
-			fmt.Println("error:", err)
-			return 1
-		}
-		fmt.Println("positions:", n)
-		return 0
+		return fsizelimit.Walk(func() (int, error) { return fsizeWalk(ctx, s, dir) })
 	}
 	return 2
 }

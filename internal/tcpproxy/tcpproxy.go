@@ -8,7 +8,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A Proxy forwards every connection accepted on its address to a target
@@ -117,4 +123,30 @@ func (p *Proxy) forward(c net.Conn) {
 	go func() { io.Copy(c, s); c.Close(); done <- struct{}{} }()
 	<-done
 	<-done
+}
+
+// StartPostgres starts a proxy to the PostgreSQL server of dsn, closed
+// when tb ends, and returns dsn with its host and port replaced by the
+// proxy's, in the DSN's own form (a URL or keyword/value pairs).
+func StartPostgres(tb testing.TB, dsn string) (string, *Proxy) {
+	tb.Helper()
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := Start(net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	if !strings.Contains(dsn, "://") {
+		host, port, _ := net.SplitHostPort(p.Addr())
+		return dsn + " host=" + host + " port=" + port, p
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.Host = p.Addr()
+	return u.String(), p
 }

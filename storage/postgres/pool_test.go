@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tlsmint/tlsmint/internal/tcpproxy"
 
@@ -184,31 +181,6 @@ func TestPoolParametersFromDSN(t *testing.T) {
 	}
 }
 
-// proxied returns dsn with its host and port replaced by a proxy's, which
-// forwards to the server.
-func proxied(t *testing.T, dsn string) (string, *tcpproxy.Proxy) {
-	t.Helper()
-	pc, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tcpproxy.Start(net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	host, port, _ := net.SplitHostPort(p.Addr())
-	if !strings.Contains(dsn, "://") {
-		return dsn + " host=" + host + " port=" + port, p
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = p.Addr()
-	return u.String(), p
-}
-
 // TestFailover cuts every connection of a store, its listener's included,
 // and keeps the server unreachable for a while, as a failover does: once
 // the server is back, Load, Store and Lock succeed at the first try and
@@ -216,7 +188,7 @@ func proxied(t *testing.T, dsn string) (string, *tcpproxy.Proxy) {
 func TestFailover(t *testing.T) {
 	dsn := testDSN(t)
 	prefix := testPrefix(t, dsn)
-	pdsn, proxy := proxied(t, dsn)
+	pdsn, proxy := tcpproxy.StartPostgres(t, dsn)
 	s := open(t, fastConfig(pdsn, prefix))
 	writer := open(t, fastConfig(dsn, prefix))
 	ctx := t.Context()
