@@ -687,18 +687,7 @@ func (m *Manager) indexFailed(iss *issuer, name string, s *storedCert) {
 		rec = indexRecord{leaf.NotAfter.Unix(), at.Unix(), leaf.NotBefore.Unix(), 0}
 	}
 	rec[3] = max(s.LastFailure.At.Unix(), rec[2]+1)
-	ref := indexRef{iss, bucketOf(name)}
-	st.index.mu.Lock()
-	defer st.index.mu.Unlock()
-	if st.index.pending == nil {
-		st.index.pending = make(map[indexRef]map[string]indexRecord)
-	}
-	b := st.index.pending[ref]
-	if b == nil {
-		b = make(map[string]indexRecord)
-		st.index.pending[ref] = b
-	}
-	b[name] = rec
+	st.index.put(indexRef{iss, bucketOf(name)}, name, rec)
 }
 
 // compactNames copies the names of rows, sliced from a bucket's JSON,

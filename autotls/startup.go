@@ -92,18 +92,42 @@ func (m *Manager) indexPut(e *entry) {
 	if st.storeErr != nil || e.iss == nil {
 		return
 	}
-	ref := indexRef{e.iss, bucketOf(e.name)}
-	st.index.mu.Lock()
-	defer st.index.mu.Unlock()
-	if st.index.pending == nil {
-		st.index.pending = make(map[indexRef]map[string]indexRecord)
+	st.index.put(indexRef{e.iss, bucketOf(e.name)}, e.name, indexRecord{e.notAfter.Unix(), e.renewAt.Unix(), e.notBefore.Unix(), 0})
+}
+
+// put records rec as name's pending update in ref's bucket.
+func (ix *index) put(ref indexRef, name string, rec indexRecord) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.pending == nil {
+		ix.pending = make(map[indexRef]map[string]indexRecord)
 	}
-	b := st.index.pending[ref]
+	b := ix.pending[ref]
 	if b == nil {
 		b = make(map[string]indexRecord)
-		st.index.pending[ref] = b
+		ix.pending[ref] = b
 	}
-	b[e.name] = indexRecord{e.notAfter.Unix(), e.renewAt.Unix(), e.notBefore.Unix(), 0}
+	b[name] = rec
+}
+
+// restore puts back the updates of ref's bucket that a write could not
+// store, except those of names updated again since.
+func (ix *index) restore(ref indexRef, names map[string]indexRecord) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.pending == nil {
+		ix.pending = make(map[indexRef]map[string]indexRecord)
+	}
+	b := ix.pending[ref]
+	if b == nil {
+		ix.pending[ref] = names
+		return
+	}
+	for n, v := range names {
+		if _, newer := b[n]; !newer {
+			b[n] = v
+		}
+	}
 }
 
 // flushIndex writes the pending updates, each bucket under its lock,
@@ -126,21 +150,7 @@ func (m *Manager) flushIndex(ctx context.Context) error {
 	for ref, names := range pending {
 		if err := m.writeBucket(ctx, store, ref, names); err != nil {
 			errs = append(errs, err)
-			st.index.mu.Lock()
-			if st.index.pending == nil {
-				st.index.pending = make(map[indexRef]map[string]indexRecord)
-			}
-			b := st.index.pending[ref]
-			if b == nil {
-				st.index.pending[ref] = names
-			} else {
-				for n, v := range names {
-					if _, newer := b[n]; !newer {
-						b[n] = v
-					}
-				}
-			}
-			st.index.mu.Unlock()
+			st.index.restore(ref, names)
 		}
 	}
 	return errors.Join(errs...)

@@ -11,8 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -184,18 +182,7 @@ func BenchmarkPageScale(b *testing.B) {
 			b.Run(fmt.Sprintf("names=%d/%s", n, format), func(b *testing.B) {
 				h := &Handler{Manager: m, Now: func() time.Time { return now }}
 				h.share.fresh = -1
-				r := httptest.NewRequest(http.MethodGet, "/?format="+format, nil)
-				r.RemoteAddr = "127.0.0.1:1"
-				var size int
-				for b.Loop() {
-					w := httptest.NewRecorder()
-					h.ServeHTTP(w, r)
-					if w.Code != 200 {
-						b.Fatalf("status %d", w.Code)
-					}
-					size = w.Body.Len()
-				}
-				b.ReportMetric(float64(size), "bytes/page")
+				benchServe(b, h, "/?format="+format)
 			})
 		}
 		m.Close()
