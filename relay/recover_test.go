@@ -134,17 +134,12 @@ func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 	}
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("unreachable.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
-	if code, p, _ := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`)); code != 200 {
+	o, csr := e.authorizedOrder(t, c, "unreachable.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
 		t.Fatalf("finalize: %d %v", code, p)
 	}
 	var got *acme.Order
+	var err error
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if got, err = c.GetOrder(ctx, o.URL); err != nil {
@@ -185,14 +180,8 @@ func TestRestartAfterUpstreamIssued(t *testing.T) {
 	l.block = make(chan struct{}, 1)
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("restart.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
-	if code, p, _ := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`)); code != 200 {
+	o, csr := e.authorizedOrder(t, c, "restart.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
 		t.Fatalf("finalize: %d %v", code, p)
 	}
 	<-l.block // the upstream has the finalization; its answer is held
@@ -225,13 +214,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { relay.SetClock(s, clock.now) }})
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("crashed.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
+	o, csr := e.authorizedOrder(t, c, "crashed.example.com")
 	if err := relay.MarkProcessing(ctx, e.srv, o.URL[strings.LastIndexByte(o.URL, '/')+1:], csr); err != nil {
 		t.Fatal(err)
 	}
