@@ -165,6 +165,49 @@ func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 	}
 }
 
+// TestResumesBounded: an issuance whose upstream stays unreachable is
+// resumed by each read of the order, at most three times, from the
+// upstream order it placed; the fourth read gives it up (invalid,
+// saying so), and the upstream saw one order only.
+func TestResumesBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
+	l := faultyUpstream(e)
+	l.lose = func(path string) bool {
+		if strings.HasPrefix(path, "/finalize-order/") {
+			l.refuse = true // the upstream is unreachable from now on (called with l.mu held)
+			return true
+		}
+		return false
+	}
+	c := e.registered(t)
+	ctx := ctxT(t)
+	o, csr := e.authorizedOrder(t, c, "resumes.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
+		t.Fatalf("finalize: %d %v", code, p)
+	}
+	var (
+		got *acme.Order
+		err error
+	)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if got, err = c.GetOrder(ctx, o.URL); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != acme.StatusProcessing || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Status != acme.StatusInvalid || got.Error == nil || !strings.Contains(got.Error.Detail, "interrupted 3 times") {
+		t.Fatalf("order after the resumptions: %+v; want invalid, given up after 3 interruptions", got)
+	}
+	if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
+		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
+	}
+}
+
 // TestRestartAfterUpstreamIssued: the relay shuts down while the
 // upstream's finalize answer is on its way (the upstream issued); the
 // relay started next on the storage delivers that certificate, without a
