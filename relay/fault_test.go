@@ -110,14 +110,8 @@ func TestFinalizeCertStoreFlaps(t *testing.T) {
 	e := newEnv(t, envOptions{store: fs})
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("flap.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
+	o, csr := e.authorizedOrder(t, c, "flap.example.com")
 	fs.set(failTimes(3, "Store", "relay/certs/"))
-	csr, _ := acme.CSR(newKey(t), ids)
 	got, err := c.FinalizeOrder(ctx, o, csr)
 	if err == nil && got.Status == acme.StatusProcessing {
 		got, err = c.WaitOrder(ctx, got)

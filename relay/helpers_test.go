@@ -419,3 +419,27 @@ func verifyOpts(ca *testpebble.CA, ch *acme.Chain, name string) x509.VerifyOptio
 	}
 	return x509.VerifyOptions{DNSName: name, Roots: ca.RootPool(), Intermediates: inter}
 }
+
+// authorizedOrder places an order for name through c, validates its
+// authorizations, and returns it ready with a CSR for it.
+func (e *env) authorizedOrder(t *testing.T, c *acme.Client, name string) (*acme.Order, []byte) {
+	t.Helper()
+	ids := acme.DNSNames(name)
+	o, err := c.NewOrder(ctxT(t), acme.OrderRequest{Identifiers: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize(t, e, c, o)
+	csr, err := acme.CSR(newKey(t), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, csr
+}
+
+// finalizeRaw posts csr to o's finalize URL as c's account and returns
+// the answer as it came: status code, problem and header.
+func (e *env) finalizeRaw(t testing.TB, c *acme.Client, o *acme.Order, csr []byte) (int, *acme.Problem, http.Header) {
+	t.Helper()
+	return e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`))
+}

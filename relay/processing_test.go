@@ -45,15 +45,9 @@ func TestFinalizeProcessing(t *testing.T) {
 	e.upstream.Solvers[acme.ChallengeHTTP01] = g
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("slow.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
+	o, csr := e.authorizedOrder(t, c, "slow.example.com")
 	// Finalize raw, to see the first answer.
-	code, p, hdr := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`))
+	code, p, hdr := e.finalizeRaw(t, c, o, csr)
 	if code != 200 || p != nil || hdr.Get("Retry-After") != "1" {
 		t.Fatalf("finalize: %d %v Retry-After %q; want 200 processing with Retry-After 1", code, p, hdr.Get("Retry-After"))
 	}
@@ -84,14 +78,8 @@ func TestCloseDuringIssuance(t *testing.T) {
 	e.upstream.Solvers[acme.ChallengeHTTP01] = g
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("closed.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
-	if code, p, _ := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`)); code != 200 {
+	o, csr := e.authorizedOrder(t, c, "closed.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
 		t.Fatalf("finalize: %d %v", code, p)
 	}
 	<-g.entered

@@ -138,24 +138,28 @@ type rateKey struct {
 
 // ordersLimits are the limits a new order counts against.
 func (c *call) ordersLimits(a *accountRecord, pol *Policy) []rateKey {
-	var out []rateKey
-	if lim, ok := pol.AccountRateLimit.effective(RateLimit{DefaultAccountOrders, DefaultAccountOrdersPeriod}); ok {
-		out = append(out, rateKey{key: keyRateAccountOrders + a.ID, lim: lim, what: "this account", verb: "place"})
-	}
-	if lim, ok := pol.RateLimit.effective(RateLimit{DefaultTenantOrders, DefaultTenantOrdersPeriod}); ok {
-		out = append(out, rateKey{key: keyRateTenantOrders + tenantKey(a.Tenant) + "/", lim: lim, what: "this account's tenant", verb: "place", sharded: true})
-	}
-	return out
+	return accountTenantLimits(a, "place",
+		pol.AccountRateLimit, RateLimit{DefaultAccountOrders, DefaultAccountOrdersPeriod}, keyRateAccountOrders,
+		pol.RateLimit, RateLimit{DefaultTenantOrders, DefaultTenantOrdersPeriod}, keyRateTenantOrders)
 }
 
 // failureLimits are the limits a failed validation counts against.
 func (c *call) failureLimits(a *accountRecord, pol *Policy) []rateKey {
+	return accountTenantLimits(a, "fail",
+		pol.FailedValidationLimit, RateLimit{DefaultAccountFailedValidations, DefaultFailedValidationsPeriod}, keyRateAccountFailed,
+		pol.TenantFailedValidationLimit, RateLimit{DefaultTenantFailedValidations, DefaultFailedValidationsPeriod}, keyRateTenantFailed)
+}
+
+// accountTenantLimits are the in-force ones of a pair of limits on one
+// verb: acct (or its default) on a's record under acctPrefix, and tenant
+// (or its default) on the shards of a's tenant under tenantPrefix.
+func accountTenantLimits(a *accountRecord, verb string, acct, acctDef RateLimit, acctPrefix string, tenant, tenantDef RateLimit, tenantPrefix string) []rateKey {
 	var out []rateKey
-	if lim, ok := pol.FailedValidationLimit.effective(RateLimit{DefaultAccountFailedValidations, DefaultFailedValidationsPeriod}); ok {
-		out = append(out, rateKey{key: keyRateAccountFailed + a.ID, lim: lim, what: "this account", verb: "fail"})
+	if lim, ok := acct.effective(acctDef); ok {
+		out = append(out, rateKey{key: acctPrefix + a.ID, lim: lim, what: "this account", verb: verb})
 	}
-	if lim, ok := pol.TenantFailedValidationLimit.effective(RateLimit{DefaultTenantFailedValidations, DefaultFailedValidationsPeriod}); ok {
-		out = append(out, rateKey{key: keyRateTenantFailed + tenantKey(a.Tenant) + "/", lim: lim, what: "this account's tenant", verb: "fail", sharded: true})
+	if lim, ok := tenant.effective(tenantDef); ok {
+		out = append(out, rateKey{key: tenantPrefix + tenantKey(a.Tenant) + "/", lim: lim, what: "this account's tenant", verb: verb, sharded: true})
 	}
 	return out
 }

@@ -134,17 +134,12 @@ func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 	}
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("unreachable.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
-	if code, p, _ := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`)); code != 200 {
+	o, csr := e.authorizedOrder(t, c, "unreachable.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
 		t.Fatalf("finalize: %d %v", code, p)
 	}
 	var got *acme.Order
+	var err error
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if got, err = c.GetOrder(ctx, o.URL); err != nil {
@@ -170,6 +165,49 @@ func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 	}
 }
 
+// TestResumesBounded: an issuance whose upstream stays unreachable is
+// resumed by each read of the order, at most three times, from the
+// upstream order it placed; the fourth read gives it up (invalid,
+// saying so), and the upstream saw one order only.
+func TestResumesBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
+	l := faultyUpstream(e)
+	l.lose = func(path string) bool {
+		if strings.HasPrefix(path, "/finalize-order/") {
+			l.refuse = true // the upstream is unreachable from now on (called with l.mu held)
+			return true
+		}
+		return false
+	}
+	c := e.registered(t)
+	ctx := ctxT(t)
+	o, csr := e.authorizedOrder(t, c, "resumes.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
+		t.Fatalf("finalize: %d %v", code, p)
+	}
+	var (
+		got *acme.Order
+		err error
+	)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if got, err = c.GetOrder(ctx, o.URL); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != acme.StatusProcessing || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Status != acme.StatusInvalid || got.Error == nil || !strings.Contains(got.Error.Detail, "interrupted 3 times") {
+		t.Fatalf("order after the resumptions: %+v; want invalid, given up after 3 interruptions", got)
+	}
+	if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
+		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
+	}
+}
+
 // TestRestartAfterUpstreamIssued: the relay shuts down while the
 // upstream's finalize answer is on its way (the upstream issued); the
 // relay started next on the storage delivers that certificate, without a
@@ -185,14 +223,8 @@ func TestRestartAfterUpstreamIssued(t *testing.T) {
 	l.block = make(chan struct{}, 1)
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("restart.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
-	if code, p, _ := e.signedPost(t, c.Key, accountURL(t, c), o.Finalize, []byte(`{"csr":"`+b64.EncodeToString(csr)+`"}`)); code != 200 {
+	o, csr := e.authorizedOrder(t, c, "restart.example.com")
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
 		t.Fatalf("finalize: %d %v", code, p)
 	}
 	<-l.block // the upstream has the finalization; its answer is held
@@ -225,13 +257,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { relay.SetClock(s, clock.now) }})
 	c := e.registered(t)
 	ctx := ctxT(t)
-	ids := acme.DNSNames("crashed.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
-	csr, _ := acme.CSR(newKey(t), ids)
+	o, csr := e.authorizedOrder(t, c, "crashed.example.com")
 	if err := relay.MarkProcessing(ctx, e.srv, o.URL[strings.LastIndexByte(o.URL, '/')+1:], csr); err != nil {
 		t.Fatal(err)
 	}

@@ -54,14 +54,8 @@ func testReplicas(t *testing.T, store1, store2 storage.Storage) {
 	if _, err := c.Register(ctx, acme.Account{ExternalAccountBinding: eab}); err != nil {
 		t.Fatalf("Register through replica 1: %v", err)
 	}
-	ids := acme.DNSNames("replica.example.com")
-	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorize(t, e, c, o)
+	o, csr := e.authorizedOrder(t, c, "replica.example.com")
 	lb.target.Store(1)
-	csr, _ := acme.CSR(newKey(t), ids)
 	final, err := c.FinalizeOrder(ctx, o, csr)
 	if err != nil {
 		t.Fatalf("finalize through replica 2: %v", err)

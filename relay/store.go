@@ -160,8 +160,9 @@ type orderRecord struct {
 	UpstreamName  string `json:"upstream_name,omitempty"`
 	UpstreamOrder string `json:"upstream_order,omitempty"`
 	// Interrupted says why a processing order's issuance stopped before
-	// its end (the relay shut down); Resumes counts the issuances
-	// resumed since.
+	// its end (the relay shut down, or the upstream could not be asked
+	// what became of its order); Resumes counts the order's resumed
+	// issuances (claimIssue gives it up past maxResumes).
 	Interrupted string `json:"interrupted,omitempty"`
 	Resumes     int    `json:"resumes,omitempty"`
 }

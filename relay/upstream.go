@@ -126,21 +126,22 @@ func (s *Server) startIssue(o *orderRecord, resume bool) <-chan struct{} {
 		close(done)
 		return done
 	}
-	s.running[o.ID] = done
+	id := o.ID
+	s.running[id] = done
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer func() {
 			s.mu.Lock()
-			delete(s.running, o.ID)
+			delete(s.running, id)
 			s.mu.Unlock()
 			close(done)
 		}()
 		// One issuance per order across the replicas: the lock is held
 		// until the outcome is recorded, and expires with a process that
 		// died holding it.
-		unlock, err := s.lock(s.ctx, "issue/"+o.ID)
+		unlock, err := s.lock(s.ctx, "issue/"+id)
 		if err != nil {
 			s.logger().Warn("relay: another issuance of the order is under way, or the storage failed", "order", o.ID, "err", err)
 			return
@@ -149,13 +150,14 @@ func (s *Server) startIssue(o *orderRecord, resume bool) <-chan struct{} {
 		if resume {
 			// Another process may have finished it, or be on its last
 			// resumption: read it again under the lock.
-			id := o.ID
-			if o, err = s.claimIssue(o); err != nil || o == nil {
-				if err != nil {
-					s.logger().Error("relay: resuming an issuance failed", "order", id, "err", err)
-				}
+			cur, err := s.claimIssue(o)
+			if err != nil {
+				s.logger().Error("relay: resuming an issuance failed", "order", id, "err", err)
+			}
+			if cur == nil {
 				return
 			}
+			o = cur
 		}
 		var (
 			cert *acme.Certificate
