@@ -18,10 +18,10 @@
 // With a Manager, everything is a field whose zero value is documented:
 //
 //	m := &autotls.Manager{
-//		Hosts:       autotls.HostWhitelist("example.com", "*.example.com"),
-//		Email:       "ops@example.com",
-//		AcceptTOS:   true, // the operator agrees to the CA's terms of service
-//		DNSProvider: provider,
+//		Hosts:     autotls.HostWhitelist("example.com", "*.example.com"),
+//		Issuers:   []autotls.Issuer{autotls.LetsEncrypt("ops@example.com")},
+//		AcceptTOS: true, // the operator agrees to the CA's terms of service
+//		DNS01:     &solvers.DNS01{Provider: provider},
 //	}
 //	defer m.Close()
 //	go http.ListenAndServe(":80", m.HTTPHandler(nil)) // http-01, and redirects to https
@@ -47,8 +47,8 @@
 // # Challenges
 //
 // The Manager solves tls-alpn-01 itself, and http-01 once
-// [Manager.HTTPHandler] serves port 80. With [Manager.DNSProvider] (or
-// [Manager.DNS01]) it solves dns-01, which wildcard names need, and with
+// [Manager.HTTPHandler] serves port 80. With [Manager.DNS01] (a
+// [solvers.DNS01] with a libdns Provider) it solves dns-01, which wildcard names need, and with
 // PreferDNSAccount01 dns-account-01, whose record is under a label of the
 // account so that other ACME clients validating the same name never
 // overwrite it. With [Manager.DNSPersist01] it uses dns-persist-01 first
@@ -59,7 +59,7 @@
 // at all:
 //
 //	m := &autotls.Manager{
-//		Email:            "ops@example.com",
+//		Issuers:          []autotls.Issuer{autotls.LetsEncrypt("ops@example.com")},
 //		AcceptTOS:        true,
 //		DNSPersist01:     &solvers.DNSPersist01{}, // read-only
 //		DisableTLSALPN01: true,
@@ -253,7 +253,8 @@
 //
 // [Manager.Issuers] lists ACME CAs in order of preference, each with its own
 // account ([LetsEncrypt], [LetsEncryptStaging], [ZeroSSL],
-// [GoogleTrustServices], or any directory). When one fails — an outage, a
+// [GoogleTrustServices], or any directory); empty means LetsEncrypt(""),
+// Let's Encrypt's production CA. When one fails — an outage, a
 // rate limit, a refusal — the next is tried (EventIssuerFailed), and an
 // error joins an [*IssuerError] per issuer tried. Stored certificates
 // remember their issuer; every renewal starts with the first again.

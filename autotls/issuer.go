@@ -128,17 +128,12 @@ func (iss *issuer) ariHeld(now time.Time) (time.Time, bool) {
 	return t, now.Before(t)
 }
 
-// issuersFrom builds the issuers of a Manager: Issuers, or the one that
-// DirectoryURL, Email, ExternalAccountBinding, Profile and PreferredChain
-// describe.
+// issuersFrom builds the issuers of a Manager: Issuers, or LetsEncrypt("")
+// when it is empty.
 func (m *Manager) issuersFrom() []*issuer {
 	cfgs := m.Issuers
 	if len(cfgs) == 0 {
-		url := m.DirectoryURL
-		if url == "" {
-			url = acme.LetsEncryptProduction
-		}
-		cfgs = []Issuer{{DirectoryURL: url, Email: m.Email, ExternalAccountBinding: m.ExternalAccountBinding, Profile: m.Profile, PreferredChain: m.PreferredChain}}
+		cfgs = []Issuer{LetsEncrypt("")}
 	}
 	out := make([]*issuer, 0, len(cfgs))
 	for _, c := range cfgs {

@@ -81,18 +81,9 @@ type Manager struct {
 	// [GoogleTrustServices]). When one fails (an outage, a rate limit, a
 	// refusal, an EAB error) the next is tried; every issuance and renewal
 	// starts with the first. Stored certificates remember their issuer.
-	// Empty means the one issuer that DirectoryURL, Email,
-	// ExternalAccountBinding, Profile and PreferredChain describe.
+	// Empty means LetsEncrypt(""): Let's Encrypt production, with no
+	// contact address.
 	Issuers []Issuer
-
-	// DirectoryURL is the ACME CA's directory, when Issuers is empty.
-	// Empty means Let's Encrypt production ([acme.LetsEncryptProduction]).
-	DirectoryURL string
-
-	// Email is the account's contact address, a bare address such as
-	// "ops@example.com" (Validate reports anything else); empty means
-	// none.
-	Email string
 
 	// AcceptTOS says that the operator agrees to the CA's terms of
 	// service. When the account is registered, the terms' URL is logged
@@ -100,10 +91,6 @@ type Manager struct {
 	// created, with an error that names the terms' URL and matches
 	// [acme.ErrTermsNotAgreed] (unless the CA has no terms).
 	AcceptTOS bool
-
-	// ExternalAccountBinding is required by some CAs (ZeroSSL, Google
-	// Trust Services) to register the account. Nil means none.
-	ExternalAccountBinding *acme.ExternalAccountBinding
 
 	// HTTPClient talks to the CA. Nil means [acme.NewHTTPClient](RootCAs):
 	// the acme package's documented timeouts (DefaultHTTPTimeout and
@@ -128,19 +115,15 @@ type Manager struct {
 	// KeyP256.
 	KeyType KeyType
 
-	// DNSProvider enables dns-01 through any libdns provider; it (or
-	// DNSPersist01) is needed for wildcard names. When set, dns-01 is
-	// preferred for every DNS name, after dns-persist-01 when DNSPersist01
-	// is set, since it needs no listener. Nil disables dns-01 unless DNS01
-	// is set.
-	DNSProvider solvers.DNSProvider
-
-	// DNS01 is a fully configured dns-01 solver (resolvers, propagation
-	// timeout, …); it takes precedence over DNSProvider. Nil means one
-	// built from DNSProvider with default settings.
+	// DNS01 enables dns-01 through a libdns provider (its Provider, and
+	// its resolvers, propagation timeout, …); it (or DNSPersist01) is
+	// needed for wildcard names. When set, dns-01 is preferred for every
+	// DNS name, after dns-persist-01 when DNSPersist01 is set, since it
+	// needs no listener. The solver logs to its own Logger. Nil disables
+	// dns-01.
 	DNS01 *solvers.DNS01
 
-	// PreferDNSAccount01 makes the dns-01 solver (DNSProvider or DNS01)
+	// PreferDNSAccount01 makes the dns-01 solver (DNS01)
 	// answer dns-account-01 (draft-ietf-acme-dns-account-label) when the
 	// CA offers it, and dns-01 otherwise: the record is then at
 	// _<label>._acme-challenge.<name>, with a label of the account, so
@@ -192,15 +175,6 @@ type Manager struct {
 	// AllowIPCertificates. Empty means such handshakes fail with an error
 	// wrapping ErrInvalidName.
 	DefaultServerName string
-
-	// Profile asks the CA for a certificate profile (for example
-	// "shortlived"); empty means the CA's default.
-	Profile string
-
-	// PreferredChain selects among the CA's chains by the common name of
-	// their root or an issuer; empty, or a name no chain has, means the
-	// CA's default chain.
-	PreferredChain string
 
 	// HandshakeTimeout is how long a handshake waits for a certificate being
 	// obtained before it fails with ErrIssuancePending (the issuance goes
@@ -297,8 +271,8 @@ type state struct {
 	// for getSlow to report), so that a client without SNI is served
 	// from the cache without allocating.
 	defaultName string
-	// issuers are Manager.Issuers (or the one the shorthand fields
-	// describe), in order of preference.
+	// issuers are Manager.Issuers (or LetsEncrypt("") when it is empty),
+	// in order of preference.
 	issuers []*issuer
 	log     *slog.Logger
 
@@ -400,11 +374,8 @@ func (m *Manager) init() {
 	}
 	st.http01 = &solvers.HTTP01{Store: tokens, Logger: m.Logger}
 	st.alpn = &solvers.TLSALPN01{Logger: m.Logger}
-	switch {
-	case m.DNS01 != nil:
+	if m.DNS01 != nil {
 		st.dns = m.DNS01
-	case m.DNSProvider != nil:
-		st.dns = &solvers.DNS01{Provider: m.DNSProvider, Logger: m.Logger}
 	}
 	if m.OnDemand != nil {
 		st.limiter = newLimiter(m.OnDemand)
