@@ -23,9 +23,12 @@ import (
 // account it holds there. [Manager.Issuers] lists them in order of
 // preference.
 type Issuer struct {
-	// DirectoryURL is the CA's ACME directory. Required.
+	// DirectoryURL is the CA's ACME directory, an absolute https URL.
+	// Required; [Manager.Validate] reports an empty or non-https one.
 	DirectoryURL string
-	// Email is the account's contact address; empty means none.
+	// Email is the account's contact address, a bare address such as
+	// "ops@example.com" (Validate reports anything else); empty means
+	// none.
 	Email string
 	// ExternalAccountBinding is required by some CAs (ZeroSSL, Google
 	// Trust Services) to register the account. Nil means none.
