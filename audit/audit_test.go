@@ -37,7 +37,7 @@ func manager(t *testing.T, store storage.Storage, mod func(*autotls.Manager)) (*
 	}
 	t.Cleanup(func() { ca.Close() })
 	m := &autotls.Manager{
-		DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: store,
+		Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: store,
 		Hosts: autotls.HostWhitelist("example.com", "www.example.com"), AcceptTOS: true,
 		DisableTLSALPN01: true,
 	}

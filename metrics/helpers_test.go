@@ -71,11 +71,11 @@ func (e *env) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 func (e *env) manager(t testing.TB, opts Options) (*autotls.Manager, *Collector) {
 	t.Helper()
 	m := &autotls.Manager{
-		DirectoryURL: e.ca.DirectoryURL(),
-		HTTPClient:   e.ca.HTTPClient(),
-		Storage:      storage.Dir(t.TempDir()),
-		Hosts:        autotls.HostWhitelist("example.com", "*.example.com"),
-		AcceptTOS:    true,
+		Issuers:    []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}},
+		HTTPClient: e.ca.HTTPClient(),
+		Storage:    storage.Dir(t.TempDir()),
+		Hosts:      autotls.HostWhitelist("example.com", "*.example.com"),
+		AcceptTOS:  true,
 	}
 	c := New(m, opts)
 	m.ACMEObserver = c

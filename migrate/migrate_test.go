@@ -135,7 +135,7 @@ func (f *fixture) servedWithoutOrders(t *testing.T, store storage.Storage, want 
 		names = append(names, n)
 	}
 	orders := f.ca.Requests("newOrder")
-	m := &autotls.Manager{DirectoryURL: f.ca.DirectoryURL(), HTTPClient: f.ca.HTTPClient(), Storage: store, AcceptTOS: true,
+	m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: f.ca.DirectoryURL()}}, HTTPClient: f.ca.HTTPClient(), Storage: store, AcceptTOS: true,
 		Hosts: autotls.HostWhitelist(names...)}
 	defer m.Close()
 	for name, leaf := range want {

@@ -85,13 +85,12 @@ func (f *fleet) node(t testing.TB, name, profile string) (*autotls.Manager, *aud
 	t.Helper()
 	trail := &audit.Log{Storage: f.store, Node: name}
 	m := &autotls.Manager{
-		DirectoryURL:     f.ca.DirectoryURL(),
+		Issuers:          []autotls.Issuer{{DirectoryURL: f.ca.DirectoryURL(), Profile: profile}},
 		HTTPClient:       f.ca.HTTPClient(),
 		Storage:          f.store,
 		Hosts:            autotls.HostWhitelist(healthyName, soonName, brokenName),
 		AcceptTOS:        true,
 		DisableTLSALPN01: true,
-		Profile:          profile,
 		AuditLog:         trail,
 	}
 	f.mu.Lock()

@@ -66,11 +66,11 @@ func newPebbleEnv(t *testing.T) *pebbleEnv {
 func (e *pebbleEnv) manager(t *testing.T) *autotls.Manager {
 	t.Helper()
 	m := &autotls.Manager{
-		DirectoryURL: e.ca.DirectoryURL(),
-		HTTPClient:   e.ca.HTTPClient(),
-		Storage:      storage.Dir(t.TempDir()),
-		Hosts:        autotls.HostWhitelist("example.com"),
-		AcceptTOS:    true,
+		Issuers:    []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}},
+		HTTPClient: e.ca.HTTPClient(),
+		Storage:    storage.Dir(t.TempDir()),
+		Hosts:      autotls.HostWhitelist("example.com"),
+		AcceptTOS:  true,
 	}
 	t.Cleanup(func() { m.Close() })
 	h := m.HTTPHandler(nil)
