@@ -41,39 +41,36 @@ func rewrite(prefix string, edit func(rec *httptest.ResponseRecorder) []byte) fu
 	}
 }
 
-// A certificate of a few seconds renews again and again while clients
-// keep handshaking, and no handshake ever gets an expired certificate. The
-// lifetime leaves each renewal (due at half of it) eight seconds to
-// finish, also under -race on a loaded machine (with 8 s certificates one
-// stress run saw a renewal miss the expiry).
+// A certificate of six days renews again and again, on the test clock,
+// and every two hours of it the certificate served is valid at that time
+// (twice a day through a TLS handshake whose client verifies the chain at
+// the clock's time). Each renewal is one order, and
+// twenty days hold at least five renewals (each when at most half the
+// lifetime, three days, is left). It ran for 45 s on certificates of 16 s
+// before, and one stress run saw a renewal miss the expiry under load.
 func TestRenewsWithoutGap(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 16 * time.Second}})
+	c := newClockedEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 6 * day}}, nil)
 	ev := newEventLog()
-	m := e.manager(t, nil, func(m *autotls.Manager) {
+	m := c.manager(t, func(m *autotls.Manager) {
 		m.Profile = "short"
 		m.OnEvent = ev.on
 	})
 	addr := serve(t, m)
-	first, err := e.handshake(ctxT(t), addr, "example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serials := map[string]bool{first.SerialNumber.String(): true}
-	deadline := time.Now().Add(45 * time.Second)
-	for len(serials) < 3 && time.Now().Before(deadline) {
-		leaf, err := e.handshake(ctxT(t), addr, "example.com")
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if now := time.Now(); !now.Before(leaf.NotAfter) {
-			t.Fatalf("served a certificate that expired at %v (now %v)", leaf.NotAfter, now)
+	serials := map[string]bool{c.handshake(t, addr, "example.com").SerialNumber.String(): true}
+	for i := range 20 * 12 {
+		c.advance(t, 2*time.Hour, m)
+		leaf := c.serving(t, m, "example.com")
+		if i%6 == 0 {
+			leaf = c.handshake(t, addr, "example.com")
 		}
 		serials[leaf.SerialNumber.String()] = true
-		time.Sleep(100 * time.Millisecond) // the clients' pace, not synchronisation
 	}
-	if len(serials) < 3 {
-		t.Fatalf("served %d certificates in 45s of a 16s profile, want at least 3 (two renewals); events %s", len(serials), ev)
+	if len(serials) < 6 {
+		t.Fatalf("served %d certificates in 20 days of a 6-day profile, want at least 6 (five renewals); events %s", len(serials), ev)
+	}
+	if n := len(c.cca.orderTimes()); n != len(serials) {
+		t.Fatalf("%d orders for %d certificates served, want one each", n, len(serials))
 	}
 }
 
