@@ -270,7 +270,13 @@ func (c *clockedEnv) manager(t testing.TB, mod func(*autotls.Manager)) *autotls.
 // advance moves the clock d ahead with m's due work done on the way.
 func (c *clockedEnv) advance(t testing.TB, d time.Duration, ms ...*autotls.Manager) {
 	t.Helper()
-	if err := c.clk.Advance(d, ms...); err != nil {
+	advanceT(t, c.clk, d, ms...)
+}
+
+// advanceT moves clk d ahead with the due work of ms done on the way.
+func advanceT(t testing.TB, clk *autotls.FakeClock, d time.Duration, ms ...*autotls.Manager) {
+	t.Helper()
+	if err := clk.Advance(d, ms...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -376,6 +377,20 @@ func (c *FakeClock) Advance(d time.Duration, ms ...*Manager) error {
 	return fmt.Errorf("autotls: Advance: more than a million due times in %v", d)
 }
 
+// Jump moves the clock d ahead at once, so that everything due on the way
+// comes due together (as after a host's sleep), and waits for the
+// Managers' work to settle (see Advance).
+func (c *FakeClock) Jump(d time.Duration, ms ...*Manager) error {
+	c.set(c.Now().Add(d))
+	for _, m := range ms {
+		select {
+		case m.state().sched.wake <- struct{}{}:
+		default:
+		}
+	}
+	return c.settle(ms)
+}
+
 // Settle waits until the Managers' due work is done (see Advance).
 func (c *FakeClock) Settle(ms ...*Manager) error { return c.settle(ms) }
 
@@ -391,12 +406,33 @@ func (c *FakeClock) settle(ms []*Manager) error {
 		}
 		calm = 0
 		if time.Now().After(deadline) {
-			return fmt.Errorf("autotls: the Managers' work did not settle in a minute (at %v)", c.Now())
+			return fmt.Errorf("autotls: the Managers' work did not settle in a minute (at %v): %s", c.Now(), c.busy(ms))
 		}
 		// Real time: the work may be waiting on the CA.
 		time.Sleep(50 * time.Microsecond)
 	}
 	return nil
+}
+
+// busy describes what keeps the Managers from settling.
+func (c *FakeClock) busy(ms []*Manager) string {
+	var b strings.Builder
+	for i, m := range ms {
+		st := m.state()
+		s := &st.sched
+		s.mu.Lock()
+		name, at, ok := s.plans.earliest()
+		fmt.Fprintf(&b, "Manager %d: %d steps running, first plan %q at %v (%v); ", i, s.stepping, name, time.Unix(0, at), ok)
+		s.mu.Unlock()
+		q := &st.queue
+		q.mu.Lock()
+		fmt.Fprintf(&b, "%d tasks queued first, %d queued, %d workers; ", len(q.first), len(q.tasks)-q.head, q.running)
+		q.mu.Unlock()
+	}
+	c.mu.Lock()
+	fmt.Fprintf(&b, "%d workers sleeping on the clock", c.workers)
+	c.mu.Unlock()
+	return b.String()
 }
 
 // idle reports whether no step of the Managers is due or running, no task

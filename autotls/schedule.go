@@ -209,11 +209,19 @@ func (m *Manager) step(name string, now time.Time) {
 // plan schedules the next step for a cached entry: its renewal, its next
 // ARI poll, a retried Store, or its expiry, whichever comes first.
 func (m *Manager) plan(e *entry) {
-	next := e.renewAt
 	if e.unstored != nil {
-		next = m.now().Add(jitter(m.failureBackoff()))
+		// The retried Store comes first (step does nothing else while it
+		// fails), after the back-off: an ARI poll or renewal due
+		// meanwhile would make it due at once, again and again, while
+		// storage fails. Only the expiry comes sooner.
+		next := m.now().Add(jitter(m.failureBackoff()))
+		if e.notAfter.Before(next) {
+			next = e.notAfter
+		}
+		m.st.sched.at(m, e.name, next)
+		return
 	}
-	m.st.sched.at(m, e.name, planTime(e, next))
+	m.st.sched.at(m, e.name, planTime(e, e.renewAt))
 }
 
 // planTime is the time of an entry's next step: next (its renewal, or the
