@@ -95,7 +95,10 @@ func (c *Client) fetchNonce(ctx context.Context, url string) (string, error) {
 	resp.Body.Close()
 	n := resp.Header.Get("Replay-Nonce")
 	if resp.StatusCode >= 500 {
-		return "", fmt.Errorf("acme: fetching a nonce: %w", &Problem{Type: ErrServerInternal.Type, Status: resp.StatusCode, Detail: "newNonce failed"})
+		// The Retry-After of a CA in an outage counts here as on any
+		// answer: a long one is not retried within the call.
+		after, _ := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return "", fmt.Errorf("acme: fetching a nonce: %w", &Problem{Type: ErrServerInternal.Type, Status: resp.StatusCode, Detail: "newNonce failed", RetryAfter: after})
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		return "", fmt.Errorf("%w: HEAD %s answered %d", ErrRedirect, req.URL.Redacted(), resp.StatusCode)

@@ -34,6 +34,12 @@ func TestTransientRetries(t *testing.T) {
 		{"newOrder 503 once is not repeated", "/order-plz", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) }, false, 1},
 		{"directory 502 twice", "/dir", 2, func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) }, true, 0},
 		{"newNonce 500 twice", "/nonce-plz", 2, func(w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) }, true, 0},
+		// A Retry-After past the bound is the caller's to obey: the
+		// first newNonce (Register's) is not repeated.
+		{"newNonce 503 with a long Retry-After is not repeated", "/nonce-plz", 1000, func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "60")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}, false, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -149,15 +149,11 @@ func (m *Manager) waitOrder(ctx context.Context, iss *issuer, name string) error
 		iss.orders.unreserve()
 		return &boundError{until: now.Add(wait), err: fmt.Errorf("%w: %s: %s's bound of %d orders a minute is reached", ErrOrderLimited, name, iss.url, int(iss.orders.max))}
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if err := m.st.clock.sleep(ctx, wait, true); err != nil {
 		iss.orders.unreserve()
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
+		return err
 	}
+	return nil
 }
 
 // reserve takes a token for an order at now, and returns how long the

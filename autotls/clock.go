@@ -1,6 +1,7 @@
 package autotls
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,9 +29,20 @@ const maxSkewCorrection = 365 * 24 * time.Hour
 
 // clock is the Manager's one source of time: the local clock (time.Now;
 // tests set another) corrected by the CA's when the two disagree by more
-// than ClockSkewTolerance.
+// than ClockSkewTolerance, and the timers the lifecycle waits on (the
+// schedule's, back-offs, the pacing of orders and of start-up). Tests
+// replace both with a clock they advance (see export_test.go), so that a
+// week of renewals, retries and rate limits runs in milliseconds; time
+// that is not the lifecycle's — network deadlines, the CA's own validity,
+// durations measured for logs — stays on the real clock.
 type clock struct {
 	local func() time.Time
+	// timers makes the timers and sleeps waits on them; nil means real
+	// ones. A test's sleeps counts the waits of the background queue's
+	// workers (worker set), so that it can tell when every worker waits
+	// on the clock.
+	timers func(d time.Duration) clockTimer
+	sleeps func(ctx context.Context, d time.Duration, worker bool) error
 	// fixed: the correction is never applied (tests whose clock stands
 	// for the world's time, which the test CA does not follow).
 	fixed bool
@@ -41,6 +53,47 @@ type clock struct {
 	skew atomic.Int64
 
 	mu sync.Mutex // serialises changes of offset and their events
+}
+
+// A clockTimer is a [time.Timer] of the Manager's clock.
+type clockTimer interface {
+	// C is the channel the time is sent on when the timer fires.
+	C() <-chan time.Time
+	// Reset and Stop are time.Timer's.
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
+type realTimer struct{ *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.Timer.C }
+
+// newTimer returns a timer of the clock that fires after d.
+func (c *clock) newTimer(d time.Duration) clockTimer {
+	if c.timers != nil {
+		return c.timers(d)
+	}
+	return realTimer{time.NewTimer(d)}
+}
+
+// sleep waits d on the clock, or until ctx ends (it returns ctx's cause
+// then). worker says that the caller is a worker of the background
+// queue (see clock.sleeps).
+func (c *clock) sleep(ctx context.Context, d time.Duration, worker bool) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	if c.sleeps != nil {
+		return c.sleeps(ctx, d, worker)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
 }
 
 // now is the time as the Manager sees it.

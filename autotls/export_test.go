@@ -6,6 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/tlsmint/tlsmint/storage"
@@ -197,4 +201,273 @@ func EndBackoffForTest(m *Manager, name string) {
 	if f := st.failures.byName[name]; f != nil {
 		f.until = st.clock.now()
 	}
+}
+
+// FakeClock is a clock for the Manager's lifecycle that moves only when a
+// test advances it: its time, the schedule's timer, back-offs and the
+// pacing of orders all follow it, so a test runs weeks of renewals in
+// milliseconds. The CA does not follow it (Pebble dates certificates by
+// the real clock); see the test CA wrap in clock_test.go for one that
+// does. It is safe for concurrent use.
+type FakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers map[*fakeTimer]struct{}
+	// workers counts the background queue's workers sleeping on it.
+	workers int
+}
+
+type fakeTimer struct {
+	c      *FakeClock
+	ch     chan time.Time
+	at     time.Time
+	worker bool
+}
+
+// NewFakeClock returns a clock standing at start.
+func NewFakeClock(start time.Time) *FakeClock {
+	return &FakeClock{now: start, timers: map[*fakeTimer]struct{}{}}
+}
+
+// Now returns the clock's time.
+func (c *FakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *FakeClock) timer(d time.Duration) clockTimer {
+	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
+	t.Reset(d)
+	return t
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, active := c.timers[t]
+	select {
+	case <-t.ch:
+	default:
+	}
+	t.at = c.now.Add(d)
+	c.timers[t] = struct{}{}
+	c.fireLocked()
+	return active
+}
+
+func (t *fakeTimer) Stop() bool {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, active := c.timers[t]
+	delete(c.timers, t)
+	return active
+}
+
+func (c *FakeClock) sleep(ctx context.Context, d time.Duration, worker bool) error {
+	t := &fakeTimer{c: c, ch: make(chan time.Time, 1), worker: worker}
+	c.mu.Lock()
+	t.at = c.now.Add(d)
+	c.timers[t] = struct{}{}
+	if worker {
+		c.workers++
+	}
+	c.fireLocked()
+	c.mu.Unlock()
+	select {
+	case <-t.ch:
+		return nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		if _, active := c.timers[t]; active {
+			delete(c.timers, t)
+			if worker {
+				c.workers--
+			}
+		}
+		c.mu.Unlock()
+		return context.Cause(ctx)
+	}
+}
+
+// fireLocked fires the timers due at the clock's time. The count of
+// sleeping workers drops as their timers fire, before they wake.
+func (c *FakeClock) fireLocked() {
+	for t := range c.timers {
+		if t.at.After(c.now) {
+			continue
+		}
+		delete(c.timers, t)
+		if t.worker {
+			c.workers--
+		}
+		select {
+		case t.ch <- c.now:
+		default:
+		}
+	}
+}
+
+// next returns the time of the earliest timer.
+func (c *FakeClock) next() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var at time.Time
+	for t := range c.timers {
+		if at.IsZero() || t.at.Before(at) {
+			at = t.at
+		}
+	}
+	return at, !at.IsZero()
+}
+
+func (c *FakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.now) {
+		c.now = t
+	}
+	c.fireLocked()
+}
+
+// SetFakeClockForTest makes the Manager read the time from c and wait on
+// its timers. c stands for the world's time, so the Manager does not
+// correct it from the CA's Date headers. Call it before the Manager's
+// first use.
+func SetFakeClockForTest(m *Manager, c *FakeClock) {
+	st := m.state()
+	st.clock.local, st.clock.fixed = c.Now, true
+	st.clock.timers, st.clock.sleeps = c.timer, c.sleep
+}
+
+// Advance moves the clock d ahead, one due time after another: at each
+// timer or plan of the Managers that comes due on the way, it stops, lets
+// the due work run and waits for it to finish (every queued task done,
+// every worker idle or waiting on the clock) before moving on. It fails
+// when the work does not settle within a minute of real time.
+func (c *FakeClock) Advance(d time.Duration, ms ...*Manager) error {
+	target := c.Now().Add(d)
+	for range 1_000_000 {
+		if err := c.settle(ms); err != nil {
+			return err
+		}
+		next, ok := c.next()
+		for _, m := range ms {
+			if at, planned := m.state().sched.earliest(); planned && (!ok || at.Before(next)) {
+				next, ok = at, true
+			}
+		}
+		if !ok || next.After(target) {
+			c.set(target)
+			return c.settle(ms)
+		}
+		c.set(next)
+		for _, m := range ms {
+			// The loop's timer fired; a plan due meanwhile wakes it too.
+			select {
+			case m.state().sched.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return fmt.Errorf("autotls: Advance: more than a million due times in %v", d)
+}
+
+// Jump moves the clock d ahead at once, so that everything due on the way
+// comes due together (as after a host's sleep), and waits for the
+// Managers' work to settle (see Advance).
+func (c *FakeClock) Jump(d time.Duration, ms ...*Manager) error {
+	c.set(c.Now().Add(d))
+	for _, m := range ms {
+		select {
+		case m.state().sched.wake <- struct{}{}:
+		default:
+		}
+	}
+	return c.settle(ms)
+}
+
+// Settle waits until the Managers' due work is done (see Advance).
+func (c *FakeClock) Settle(ms ...*Manager) error { return c.settle(ms) }
+
+func (c *FakeClock) settle(ms []*Manager) error {
+	deadline := time.Now().Add(time.Minute)
+	for calm := 0; calm < 2; {
+		if c.idle(ms) {
+			// Once more after the other goroutines ran: the checks of
+			// schedule, queue and clock are not one atomic read.
+			calm++
+			runtime.Gosched()
+			continue
+		}
+		calm = 0
+		if time.Now().After(deadline) {
+			return fmt.Errorf("autotls: the Managers' work did not settle in a minute (at %v): %s", c.Now(), c.busy(ms))
+		}
+		// Real time: the work may be waiting on the CA.
+		time.Sleep(50 * time.Microsecond)
+	}
+	return nil
+}
+
+// busy describes what keeps the Managers from settling.
+func (c *FakeClock) busy(ms []*Manager) string {
+	var b strings.Builder
+	for i, m := range ms {
+		st := m.state()
+		s := &st.sched
+		s.mu.Lock()
+		name, at, ok := s.plans.earliest()
+		fmt.Fprintf(&b, "Manager %d: %d steps running, first plan %q at %v (%v); ", i, s.stepping, name, time.Unix(0, at), ok)
+		s.mu.Unlock()
+		q := &st.queue
+		q.mu.Lock()
+		fmt.Fprintf(&b, "%d tasks queued first, %d queued, %d workers; ", len(q.first), len(q.tasks)-q.head, q.running)
+		q.mu.Unlock()
+	}
+	c.mu.Lock()
+	fmt.Fprintf(&b, "%d workers sleeping on the clock", c.workers)
+	c.mu.Unlock()
+	return b.String()
+}
+
+// idle reports whether no step of the Managers is due or running, no task
+// queued, and every running worker waits on the clock.
+func (c *FakeClock) idle(ms []*Manager) bool {
+	now := c.Now()
+	running := 0
+	for _, m := range ms {
+		st := m.state()
+		s := &st.sched
+		s.mu.Lock()
+		_, at, ok := s.plans.earliest()
+		busy := s.stepping > 0 || (ok && at <= now.UnixNano())
+		s.mu.Unlock()
+		if busy {
+			return false
+		}
+		q := &st.queue
+		q.mu.Lock()
+		queued := len(q.first) > 0 || q.head < len(q.tasks)
+		running += q.running
+		q.mu.Unlock()
+		if queued {
+			return false
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return running == c.workers
+}
+
+// earliest returns the time of the earliest plan.
+func (s *schedule) earliest() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, at, ok := s.plans.earliest()
+	return time.Unix(0, at), ok
 }

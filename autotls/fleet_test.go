@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,100 +262,53 @@ func TestCAResetNewAccount(t *testing.T) {
 	}
 }
 
-// ariSoon is a Wrap whose first renewalInfo answer suggests renewing in
-// about two seconds (and asking again in an hour); later ones answer 404.
-// It makes a renewal due at a time the test knows, early in a certificate's
-// life.
-func ariSoon() func(http.Handler) http.Handler {
-	var answered atomic.Bool
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, ariPath) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			if answered.Swap(true) {
-				notFound(w)
-				return
-			}
-			start := time.Now().Add(2 * time.Second).UTC()
-			body := fmt.Sprintf(`{"suggestedWindow":{"start":%q,"end":%q}}`,
-				start.Format(time.RFC3339Nano), start.Add(100*time.Millisecond).Format(time.RFC3339Nano))
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", "3600")
-			w.Write([]byte(body))
-		})
-	}
-}
-
-// The CA refuses connections during a renewal, then comes back: the old
-// certificate is served throughout, every failed attempt is reported with
-// a later retry than the one before, and the renewal succeeds once the CA
-// answers again.
+// The CA refuses connections during a renewal, then comes back: on the
+// test clock, the old certificate is served throughout (checked every
+// minute of it), every failed attempt is reported with a later retry than
+// the one before, and the renewal succeeds once the CA answers again.
+// (Each attempt takes about a second of real time: the ACME client tries
+// a refused connection again within the call, on the real clock.)
 func TestCADownRefused(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 30 * time.Second}, Wrap: ariSoon()})
-	ev := newEventLog()
-	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Issuers[0].Profile = "short"
-		m.FailureBackoff = 200 * time.Millisecond
-		m.OnEvent = ev.on
-	})
+	c := newClockedEnv(t, testpebble.Options{}, nil)
+	ev := &clockEvents{clk: c.clk}
+	m := c.manager(t, func(m *autotls.Manager) { m.OnEvent = ev.on })
 	const name = "example.com"
 	if err := m.Manage(ctxT(t), name); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
-	first, err := m.GetCertificate(hello(name))
-	if err != nil {
+	first := c.serving(t, m, name)
+	firstSerial := serialHex(first)
+	c.advance(t, time.Minute, m) // the first ARI poll
+	sched := ev.of(autotls.EventScheduled)
+	if len(sched) == 0 || sched[len(sched)-1].Reason != autotls.ReasonARI || !sched[len(sched)-1].RenewAt.After(c.clk.Now()) {
+		t.Fatalf("scheduled %+v, want a renewal to come chosen by ARI; events %s", sched, ev)
+	}
+	due := sched[len(sched)-1].RenewAt
+	c.advance(t, due.Add(-time.Minute).Sub(c.clk.Now()), m)
+	if err := c.ca.SetDown(testpebble.Refuse); err != nil {
 		t.Fatal(err)
 	}
-	firstSerial := serialHex(first.Leaf)
-	sched := ev.waitN(t, autotls.EventScheduled, name, 1, 30*time.Second)[0]
-	if sched.Reason != autotls.ReasonARI || !sched.RenewAt.After(time.Now()) {
-		t.Fatalf("renewal scheduled at %v by %q, want a time to come chosen by ARI", sched.RenewAt, sched.Reason)
-	}
-	if err := e.ca.SetDown(testpebble.Refuse); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.ca.SetDown(testpebble.Up) })
+	t.Cleanup(func() { c.ca.SetDown(testpebble.Up) })
 
-	// Clients keep handshaking; each must get a certificate valid at that
-	// moment: the old one until the renewal, then the new one.
-	stop := make(chan struct{})
-	type result struct {
-		serials []string // distinct serials in the order served
-		calls   int
-		bad     []string
-	}
-	results := make(chan result, 1)
-	go func() {
-		var r result
-		defer func() { results <- r }()
-		tick := time.NewTicker(5 * time.Millisecond) // the clients' pace
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			r.calls++
-			c, err := m.GetCertificate(hello(name))
-			now := time.Now()
-			switch {
-			case err != nil:
-				r.bad = append(r.bad, fmt.Sprintf("%s: error %v", now.Format("15:04:05.000"), err))
-				continue
-			case !now.Before(c.Leaf.NotAfter):
-				r.bad = append(r.bad, fmt.Sprintf("%s: served a certificate that expired at %v", now.Format("15:04:05.000"), c.Leaf.NotAfter))
-			}
-			if s := serialHex(c.Leaf); len(r.serials) == 0 || r.serials[len(r.serials)-1] != s {
-				r.serials = append(r.serials, s)
-			}
+	// Every minute, the certificate served is valid at that time: the
+	// old one until the renewal, then the new one.
+	var serials []string // distinct serials in the order served
+	check := func() {
+		t.Helper()
+		s := serialHex(c.serving(t, m, name))
+		if len(serials) == 0 || serials[len(serials)-1] != s {
+			serials = append(serials, s)
 		}
-	}()
-
-	fails := ev.waitN(t, autotls.EventFailed, name, 3, 60*time.Second)
+	}
+	for len(ev.of(autotls.EventFailed)) < 3 {
+		c.advance(t, time.Minute, m)
+		check()
+		if c.clk.Now().After(due.Add(time.Hour)) {
+			t.Fatalf("fewer than three failed attempts an hour after %v; events %s", due, ev)
+		}
+	}
+	fails := ev.of(autotls.EventFailed)[:3]
 	for i, f := range fails {
 		if !errors.Is(f.Err, syscall.ECONNREFUSED) {
 			t.Errorf("failure %d: got %v, want an error matching ECONNREFUSED", i+1, f.Err)
@@ -363,42 +317,39 @@ func TestCADownRefused(t *testing.T) {
 			continue
 		}
 		prev := fails[i-1]
-		if !f.RetryAt.After(prev.RetryAt) {
-			t.Errorf("failure %d: retry at %v, want after the previous retry at %v", i+1, f.RetryAt, prev.RetryAt)
+		// The attempt ran at the previous retry time, and its back-off
+		// doubles the previous one (±10 %), on the test clock.
+		if !f.at.Equal(prev.RetryAt) {
+			t.Errorf("failure %d at %v, want at the previous retry time %v", i+1, f.at, prev.RetryAt)
 		}
-		// The attempt that failed ran at the previous retry time or
-		// after, and its backoff doubles the previous one (±10 %): the
-		// gap between two retry times is at least that backoff, however
-		// slowly the machine delivers the events.
-		if gap, min := f.RetryAt.Sub(prev.RetryAt), 9*(200*time.Millisecond<<i)/10; gap < min {
-			t.Errorf("failure %d: retry %v after the previous one, want at least %v (a doubled backoff)", i+1, gap, min)
+		if gap, min, max := f.RetryAt.Sub(prev.RetryAt), 9*(time.Minute<<i)/10, 11*(time.Minute<<i)/10; gap < min || gap > max {
+			t.Errorf("failure %d: retry %v after the previous one, want %v to %v (a doubled back-off)", i+1, gap, min, max)
 		}
 	}
-	if n := ev.count(autotls.EventRenewed, name); n != 0 {
+	if n := len(ev.of(autotls.EventRenewed)); n != 0 {
 		t.Fatalf("%d renewals while the CA refused connections", n)
 	}
 	if got := served(t, m, name); got != firstSerial {
 		t.Fatalf("while the CA is down: served serial %s, want the old %s", got, firstSerial)
 	}
 
-	if err := e.ca.SetDown(testpebble.Up); err != nil {
+	if err := c.ca.SetDown(testpebble.Up); err != nil {
 		t.Fatal(err)
 	}
-	renewed := ev.waitN(t, autotls.EventRenewed, name, 1, 60*time.Second)[0]
-	// The new certificate is in the cache before the event is emitted.
+	for len(ev.of(autotls.EventRenewed)) == 0 {
+		c.advance(t, time.Minute, m)
+		check()
+		if c.clk.Now().After(due.Add(2 * time.Hour)) {
+			t.Fatalf("not renewed an hour after the CA came back; events %s", ev)
+		}
+	}
+	renewed := ev.of(autotls.EventRenewed)[0]
 	if got := served(t, m, name); got != renewed.Serial {
 		t.Errorf("after the renewal: served serial %s, want the renewed %s", got, renewed.Serial)
 	}
-	close(stop)
-	r := <-results
-	for _, b := range r.bad {
-		t.Error(b)
+	if want := []string{firstSerial, renewed.Serial}; !slices.Equal(serials, want) {
+		t.Errorf("served serials in order: got %q, want %q", serials, want)
 	}
-	want := []string{firstSerial, renewed.Serial}
-	if len(r.serials) > 2 || len(r.serials) == 0 || r.serials[0] != firstSerial || (len(r.serials) == 2 && r.serials[1] != renewed.Serial) {
-		t.Errorf("served serials in order: got %q, want %q (or only the first)", r.serials, want)
-	}
-	t.Logf("%d GetCertificate calls, %d failed attempts reported", r.calls, ev.count(autotls.EventFailed, name))
 }
 
 // fleetDSN returns the DSN of the test PostgreSQL server, or skips.

@@ -41,39 +41,36 @@ func rewrite(prefix string, edit func(rec *httptest.ResponseRecorder) []byte) fu
 	}
 }
 
-// A certificate of a few seconds renews again and again while clients
-// keep handshaking, and no handshake ever gets an expired certificate. The
-// lifetime leaves each renewal (due at half of it) eight seconds to
-// finish, also under -race on a loaded machine (with 8 s certificates one
-// stress run saw a renewal miss the expiry).
+// A certificate of six days renews again and again, on the test clock,
+// and every two hours of it the certificate served is valid at that time
+// (twice a day through a TLS handshake whose client verifies the chain at
+// the clock's time). Each renewal is one order, and
+// twenty days hold at least five renewals (each when at most half the
+// lifetime, three days, is left). It ran for 45 s on certificates of 16 s
+// before, and one stress run saw a renewal miss the expiry under load.
 func TestRenewsWithoutGap(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 16 * time.Second}})
+	c := newClockedEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 6 * day}}, nil)
 	ev := newEventLog()
-	m := e.manager(t, nil, func(m *autotls.Manager) {
+	m := c.manager(t, func(m *autotls.Manager) {
 		m.Issuers[0].Profile = "short"
 		m.OnEvent = ev.on
 	})
 	addr := serve(t, m)
-	first, err := e.handshake(ctxT(t), addr, "example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serials := map[string]bool{first.SerialNumber.String(): true}
-	deadline := time.Now().Add(45 * time.Second)
-	for len(serials) < 3 && time.Now().Before(deadline) {
-		leaf, err := e.handshake(ctxT(t), addr, "example.com")
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if now := time.Now(); !now.Before(leaf.NotAfter) {
-			t.Fatalf("served a certificate that expired at %v (now %v)", leaf.NotAfter, now)
+	serials := map[string]bool{c.handshake(t, addr, "example.com").SerialNumber.String(): true}
+	for i := range 20 * 12 {
+		c.advance(t, 2*time.Hour, m)
+		leaf := c.serving(t, m, "example.com")
+		if i%6 == 0 {
+			leaf = c.handshake(t, addr, "example.com")
 		}
 		serials[leaf.SerialNumber.String()] = true
-		time.Sleep(100 * time.Millisecond) // the clients' pace, not synchronisation
 	}
-	if len(serials) < 3 {
-		t.Fatalf("served %d certificates in 45s of a 16s profile, want at least 3 (two renewals); events %s", len(serials), ev)
+	if len(serials) < 6 {
+		t.Fatalf("served %d certificates in 20 days of a 6-day profile, want at least 6 (five renewals); events %s", len(serials), ev)
+	}
+	if n := len(c.cca.orderTimes()); n != len(serials) {
+		t.Fatalf("%d orders for %d certificates served, want one each", n, len(serials))
 	}
 }
 
@@ -154,38 +151,56 @@ func TestMalformedARIOwnSchedule(t *testing.T) {
 	}
 }
 
-// The CA answers 503 to everything during a renewal: the old certificate
-// is served throughout, attempts back off, and the renewal succeeds once
-// the CA is back.
+// The CA answers 503 to everything (with no Retry-After) during a
+// renewal: on the test clock, the old certificate is served throughout,
+// attempts back off further each time, and the renewal succeeds once the
+// CA is back. (Each attempt still takes about a second of real time: the
+// ACME client repeats a 503 within the call, on the real clock.)
 func TestCADown503DuringRenewal(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 30 * time.Second}})
-	ev := newEventLog()
-	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Issuers[0].Profile = "short"
-		m.FailureBackoff = 300 * time.Millisecond
-		m.OnEvent = ev.on
-	})
-	first, err := m.GetCertificate(hello("example.com"))
-	if err != nil {
+	c := newClockedEnv(t, testpebble.Options{}, nil)
+	ev := &clockEvents{clk: c.clk}
+	m := c.manager(t, func(m *autotls.Manager) { m.OnEvent = ev.on })
+	first := c.serving(t, m, "example.com")
+	// Down a minute before the renewal is due: the daily ARI polls
+	// before it would fail too, each taking its real second.
+	windowStart, _ := c.cca.window(first.NotBefore, first.NotAfter)
+	c.advance(t, windowStart.Sub(c.clk.Now()), m)
+	infos, err := m.Certificates(ctxT(t))
+	if err != nil || len(infos) != 1 || infos[0].RenewAt.Before(c.clk.Now()) {
+		t.Fatalf("Certificates = %+v, %v; want one renewal to come", infos, err)
+	}
+	due := infos[0].RenewAt
+	c.advance(t, due.Add(-time.Minute).Sub(c.clk.Now()), m)
+	if err := c.ca.SetDown(testpebble.Down503); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ca.SetDown(testpebble.Down503); err != nil {
+	for len(ev.of(autotls.EventFailed)) < 2 {
+		c.advance(t, time.Minute, m)
+		if leaf := c.serving(t, m, "example.com"); !leaf.Equal(first) {
+			t.Fatalf("at %v: renewed while the CA is down", c.clk.Now())
+		}
+		if c.clk.Now().After(due.Add(time.Hour)) {
+			t.Fatalf("fewer than two failed attempts an hour after %v; events %s", due, ev)
+		}
+	}
+	f := ev.of(autotls.EventFailed)
+	// The second attempt ran at the first's retry time (±10 % of a
+	// minute's back-off), and its retry is about two minutes later.
+	if !f[1].RetryAt.After(f[0].RetryAt) || f[1].at.Sub(f[0].at) > 2*time.Minute {
+		t.Errorf("attempts at %v and %v, retries at %v then %v, want the second at the first retry and later and later", f[0].at, f[1].at, f[0].RetryAt, f[1].RetryAt)
+	}
+	if gap, min := f[1].RetryAt.Sub(f[1].at), 9*2*time.Minute/10; gap < min {
+		t.Errorf("second retry %v after its attempt, want the doubled back-off (at least %v)", gap, min)
+	}
+	if err := c.ca.SetDown(testpebble.Up); err != nil {
 		t.Fatal(err)
 	}
-	f1 := ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
-	f2 := ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
-	if !f2.RetryAt.After(f1.RetryAt) {
-		t.Errorf("retries at %v then %v, want later and later", f1.RetryAt, f2.RetryAt)
+	c.advance(t, 5*time.Minute, m)
+	if n := len(ev.of(autotls.EventRenewed)); n != 1 {
+		t.Fatalf("%d renewals within the back-off after the CA's return, want 1; events %s", n, ev)
 	}
-	if cur, err := m.GetCertificate(hello("example.com")); err != nil || cur != first {
-		t.Fatalf("while the CA is down: got %v, want the old certificate", err)
-	}
-	if err := e.ca.SetDown(testpebble.Up); err != nil {
-		t.Fatal(err)
-	}
-	ev.next(t, autotls.EventRenewed, "example.com", 30*time.Second)
-	if cur, _ := m.GetCertificate(hello("example.com")); cur == first {
+	if leaf := c.serving(t, m, "example.com"); leaf.Equal(first) {
 		t.Fatal("the renewed certificate is not served")
 	}
 }
@@ -221,30 +236,35 @@ func TestRateLimitStored(t *testing.T) {
 	}
 }
 
-// failingStore fails every Store of a certificate while fail is set.
+// failingStore fails every Store of a certificate while fail is set, and
+// counts the ones it failed.
 type failingStore struct {
 	storage.Storage
-	fail atomic.Bool
+	fail   atomic.Bool
+	failed atomic.Int64
 }
 
 func (s *failingStore) Store(ctx context.Context, key string, value []byte) error {
 	if s.fail.Load() && strings.HasPrefix(key, "certificates/") {
+		s.failed.Add(1)
 		return errors.New("disk full")
 	}
 	return s.Storage.Store(ctx, key, value)
 }
 
 // A certificate whose Store failed is served from memory and stored once
-// storage recovers, without a second order.
+// storage recovers (on the test clock, at the next retry after the
+// failure back-off), without a second order.
 func TestFailedStoreRetried(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	store := &failingStore{Storage: storage.NewMemory()}
 	store.fail.Store(true)
 	ev := newEventLog()
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, store, func(m *autotls.Manager) {
-		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, clk)
 	})
 	if err := m.Manage(ctxT(t), "www.example.org"); err != nil {
 		t.Fatalf("Manage: %v", err)
@@ -257,8 +277,21 @@ func TestFailedStoreRetried(t *testing.T) {
 	if keys, err := store.List(ctxT(t), "certificates/"); err != nil || len(keys) != 0 {
 		t.Fatalf("stored certificates %v (%v) while every Store fails, want none", keys, err)
 	}
+	// The retries come once a minute (±10 %) and fail, also once the
+	// first ARI poll (due at once after issuance here) is overdue: it
+	// made them come at once, again and again, before.
+	advanceT(t, clk, 10*time.Minute, m)
+	if n := ev.count(autotls.EventStored, "www.example.org"); n != 0 {
+		t.Fatalf("%d stored events while every Store fails", n)
+	}
+	if n := store.failed.Load(); n < 9 || n > 13 {
+		t.Fatalf("%d failed Stores in 10 minutes of retries a minute apart, want 9 to 13", n)
+	}
 	store.fail.Store(false)
-	ev.next(t, autotls.EventStored, "www.example.org", 30*time.Second)
+	advanceT(t, clk, 3*time.Minute, m)
+	if n := ev.count(autotls.EventStored, "www.example.org"); n != 1 {
+		t.Fatalf("%d stored events within the back-off after storage recovered, want 1; events %s", n, ev)
+	}
 	if n := e.ca.Requests("newOrder"); n != 1 {
 		t.Fatalf("%d orders, want 1", n)
 	}
@@ -272,22 +305,32 @@ func TestFailedStoreRetried(t *testing.T) {
 }
 
 // A managed name whose first order failed is retried in the background
-// and obtained without any handshake.
+// after the failure back-off (a minute ±10 %, on the test clock), not
+// before, and obtained without any handshake.
 func TestManagedRetriedInBackground(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
 	e.failHost.Store("www.example.org")
 	ev := newEventLog()
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.DisableTLSALPN01 = true // http-01 only, which fails for now
-		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, clk)
 	})
 	if err := m.Manage(ctxT(t), "www.example.org"); err == nil {
 		t.Fatal("first Manage succeeded, want the validation failure")
 	}
 	e.failHost.Store("")
-	ev.next(t, autotls.EventObtained, "www.example.org", 30*time.Second)
+	orders := e.ca.Requests("newOrder")
+	advanceT(t, clk, 50*time.Second, m)
+	if n := e.ca.Requests("newOrder"); n != orders {
+		t.Fatalf("%d orders within the back-off, want none", n-orders)
+	}
+	advanceT(t, clk, 20*time.Second, m)
+	if n := ev.count(autotls.EventObtained, "www.example.org"); n != 1 {
+		t.Fatalf("%d obtained events after the back-off, want 1; events %s", n, ev)
+	}
 }
 
 // http-01 validation failing: the next attempt uses tls-alpn-01.
@@ -296,16 +339,23 @@ func TestChallengeFallback(t *testing.T) {
 	e := newEnv(t, testpebble.Options{})
 	e.failHost.Store("www.example.org") // http-01 never works for it
 	ev := newEventLog()
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, clk)
 	})
 	err := m.Manage(ctxT(t), "www.example.org")
 	var ce *acme.ChallengeError
 	if !errors.As(err, &ce) || ce.Type != acme.ChallengeHTTP01 {
 		t.Fatalf("first Manage: got %v, want an http-01 ChallengeError", err)
 	}
-	ev.next(t, autotls.EventObtained, "www.example.org", 30*time.Second)
+	advanceT(t, clk, 70*time.Second, m) // the failure back-off, a minute ±10 %
+	if n := ev.count(autotls.EventObtained, "www.example.org"); n != 1 {
+		t.Fatalf("%d obtained events after the back-off, want 1; events %s", n, ev)
+	}
+	if n := e.ca.Requests("newOrder"); n != 2 {
+		t.Fatalf("%d orders, want 2 (http-01, then tls-alpn-01)", n)
+	}
 }
 
 // ordersInFlight returns a Wrap that tracks the orders in flight at the CA
@@ -522,23 +572,23 @@ func TestDueAfterRestartBounded(t *testing.T) {
 		}
 	}
 	ev := newEventLog()
-	var offset atomic.Int64
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.MaxBackgroundOrders = limit
 		m.OnEvent = ev.on
 		autotls.UnboundedForTest(m)
-		autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+		autotls.SetFakeClockForTest(m, clk)
 	})
 	if err := m.Manage(ctxT(t), names...); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
 	// Overdue at start-up, they are spread over the next hour (catchUp):
-	// the hour passes.
-	offset.Store(int64(time.Hour))
-	deadline := time.Now().Add(60 * time.Second)
-	for e.ca.Requests("certificate") < n && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Hour))
-		time.Sleep(20 * time.Millisecond)
+	// the hour passes at once, so that all of them are due together.
+	if err := clk.Jump(time.Hour, m); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ca.Requests("certificate"); got != n {
+		t.Fatalf("%d certificates downloaded for %d due, want all", got, n)
 	}
 	if got := e.ca.Requests("newOrder"); got != n {
 		t.Fatalf("%d renewal orders for %d due certificates", got, n)
@@ -598,14 +648,20 @@ func TestServeExpiredFromStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := newEventLog()
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.ServeExpired = true
-		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, clk)
 	})
 	e.ca.SetDown(testpebble.Down503)
 	c, _ := m.GetCertificate(hello("example.com"))
-	ev.next(t, autotls.EventFailed, "example.com", 30*time.Second)
+	if err := clk.Settle(m); err != nil {
+		t.Fatal(err)
+	}
+	if n := ev.count(autotls.EventFailed, "example.com"); n != 1 {
+		t.Fatalf("%d failed events while the CA is down, want 1; events %s", n, ev)
+	}
 	if c == nil {
 		if c, _ = m.GetCertificate(hello("example.com")); c == nil {
 			t.Fatal("the expired stored certificate is not served as a last resort")
@@ -615,5 +671,8 @@ func TestServeExpiredFromStorage(t *testing.T) {
 		t.Fatalf("served serial %v, want the stored expired one", c.Leaf.SerialNumber)
 	}
 	e.ca.SetDown(testpebble.Up)
-	ev.next(t, autotls.EventRenewed, "example.com", 30*time.Second)
+	advanceT(t, clk, 70*time.Second, m) // the failure back-off, a minute ±10 %
+	if n := ev.count(autotls.EventRenewed, "example.com"); n != 1 {
+		t.Fatalf("%d renewed events after the back-off, want 1; events %s", n, ev)
+	}
 }

@@ -18,6 +18,9 @@ type schedule struct {
 	plans   planSet
 	wake    chan struct{}
 	started bool
+	// stepping counts the runDue calls acting on names they popped, so
+	// that a test can tell when no due step is under way.
+	stepping int
 }
 
 func (s *schedule) init() {
@@ -54,12 +57,8 @@ func (s *schedule) plan(m *Manager, name string, t time.Time, ifNone bool) bool 
 				for !s.loop(m) {
 					// A panic ended the loop; it was logged. Start
 					// again after the failure backoff.
-					t := time.NewTimer(m.failureBackoff())
-					select {
-					case <-st.ctx.Done():
-						t.Stop()
+					if st.clock.sleep(st.ctx, m.failureBackoff(), false) != nil {
 						return
-					case <-t.C:
 					}
 				}
 			}()
@@ -109,7 +108,7 @@ func (s *schedule) loop(m *Manager) (closed bool) {
 			closed = false
 		}
 	}()
-	t := time.NewTimer(time.Hour)
+	t := st.clock.newTimer(time.Hour)
 	defer t.Stop()
 	for {
 		wait := s.runDue(m, m.now())
@@ -118,18 +117,22 @@ func (s *schedule) loop(m *Manager) (closed bool) {
 		case <-st.ctx.Done():
 			return true
 		case <-s.wake:
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
 
 // runDue runs the steps due at now and returns the wait until the next.
 func (s *schedule) runDue(m *Manager, now time.Time) time.Duration {
-	for _, name := range s.due(now) {
+	due := s.due(now)
+	for _, name := range due {
 		m.safeStep(name, now)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(due) > 0 {
+		s.stepping--
+	}
 	_, at, ok := s.plans.earliest()
 	if !ok {
 		return time.Hour
@@ -145,6 +148,9 @@ func (s *schedule) due(now time.Time) []string {
 	for {
 		name, ok := s.plans.popDue(now.UnixNano())
 		if !ok {
+			if len(due) > 0 {
+				s.stepping++
+			}
 			return due
 		}
 		due = append(due, name)
@@ -203,11 +209,19 @@ func (m *Manager) step(name string, now time.Time) {
 // plan schedules the next step for a cached entry: its renewal, its next
 // ARI poll, a retried Store, or its expiry, whichever comes first.
 func (m *Manager) plan(e *entry) {
-	next := e.renewAt
 	if e.unstored != nil {
-		next = m.now().Add(jitter(m.failureBackoff()))
+		// The retried Store comes first (step does nothing else while it
+		// fails), after the back-off: an ARI poll or renewal due
+		// meanwhile would make it due at once, again and again, while
+		// storage fails. Only the expiry comes sooner.
+		next := m.now().Add(jitter(m.failureBackoff()))
+		if e.notAfter.Before(next) {
+			next = e.notAfter
+		}
+		m.st.sched.at(m, e.name, next)
+		return
 	}
-	m.st.sched.at(m, e.name, planTime(e, next))
+	m.st.sched.at(m, e.name, planTime(e, e.renewAt))
 }
 
 // planTime is the time of an entry's next step: next (its renewal, or the

@@ -251,6 +251,7 @@ func (m *Manager) startBackground() {
 // the Manager closes.
 func (m *Manager) indexLoop() {
 	st := m.st
+	// Real time, not the Manager's clock: it paces storage writes.
 	t := time.NewTicker(IndexFlushInterval)
 	defer t.Stop()
 	for {
@@ -311,6 +312,7 @@ func (m *Manager) discover(ctx context.Context) {
 			}
 		}
 	}
+	// Real time, not the Manager's clock: it paces storage reads.
 	pace := time.NewTicker(time.Second / discoveryRate)
 	defer pace.Stop()
 	for _, iss := range st.issuers {
@@ -373,12 +375,8 @@ func (m *Manager) listRetrying(ctx context.Context, store storage.Storage, prefi
 		}
 		wait := jitter(m.failureBackoff())
 		m.st.log.Warn("autotls: listing stored certificates to schedule them; trying again", "err", err, "in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if err := m.st.clock.sleep(ctx, wait, false); err != nil {
 			return nil, ctx.Err()
-		case <-t.C:
 		}
 	}
 }

@@ -42,12 +42,8 @@ func (m *Manager) watch() {
 				m.pickUp(nameFromKey(strings.TrimSuffix(rest[i+1:], ".json")))
 			}
 		}
-		t := time.NewTimer(watchRetry)
-		select {
-		case <-st.ctx.Done():
-			t.Stop()
+		if st.clock.sleep(st.ctx, watchRetry, false) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }
