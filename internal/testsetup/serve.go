@@ -27,10 +27,16 @@ func Listen(tb testing.TB, addr string) net.Listener {
 func ServeHTTP(tb testing.TB, addr string, h http.Handler) int {
 	tb.Helper()
 	ln := Listen(tb, addr)
+	Serve(tb, ln, h)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Serve serves h over plain HTTP on ln until the test ends.
+func Serve(tb testing.TB, ln net.Listener, h http.Handler) {
+	tb.Helper()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // ServeTLS completes TLS handshakes with cfg on addr (port 0: any free
