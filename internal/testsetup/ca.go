@@ -21,3 +21,18 @@ func CA(tb testing.TB, opts testpebble.Options) *testpebble.CA {
 	})
 	return ca
 }
+
+// DNS starts a mock DNS server of testpebble on its own, serving zones,
+// and closes it when the test ends.
+func DNS(tb testing.TB, zones ...string) *testpebble.DNSServer {
+	tb.Helper()
+	d, err := testpebble.NewDNSServer()
+	if err != nil {
+		tb.Fatalf("testpebble.NewDNSServer: %v", err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	for _, z := range zones {
+		d.AddZone(z)
+	}
+	return d
+}
