@@ -265,11 +265,7 @@ func TestValidateTLSALPN01(t *testing.T) {
 
 func TestValidateDNS01(t *testing.T) {
 	t.Parallel()
-	dns, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dns.Close() })
+	dns := testsetup.DNS(t)
 	sum := sha256.Sum256([]byte(vaKeyAuth))
 	value := b64.EncodeToString(sum[:])
 	dns.AddTXT("_acme-challenge.good.example.com", "unrelated")
