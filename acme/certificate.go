@@ -117,7 +117,7 @@ func (c *Client) fetchChain(ctx context.Context, url string) (*Chain, []string, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("acme: fetch certificate: %w", err)
 	}
-	certs, err := parsePEMChain(resp.body)
+	certs, err := ParseCertificateChain(resp.body)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,9 +133,14 @@ func (c *Client) fetchChain(ctx context.Context, url string) (*Chain, []string, 
 // PEM chain.
 var ErrMalformedChain = errors.New("acme: malformed certificate chain")
 
-// parsePEMChain parses a PEM certificate chain, leaf first, refusing
-// anything that is not a CERTIFICATE block and chains longer than the cap.
-func parsePEMChain(b []byte) ([]*x509.Certificate, error) {
+// ParseCertificateChain parses a PEM certificate chain, leaf first, as
+// a CA sends it (application/pem-certificate-chain, RFC 8555 section 9.1)
+// and as tlsmint stores and writes it. Text before each block is skipped
+// (as [pem.Decode] does); anything else that is not a CERTIFICATE block (a private key
+// beside the chain, trailing data), a certificate that does not parse,
+// no certificate at all, or more than ten are an error matching
+// [ErrMalformedChain].
+func ParseCertificateChain(b []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	rest := b
 	for {

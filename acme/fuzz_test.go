@@ -87,7 +87,7 @@ func FuzzPEMChain(f *testing.F) {
 	f.Add("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
-		certs, err := parsePEMChain([]byte(s))
+		certs, err := ParseCertificateChain([]byte(s))
 		if err == nil && (len(certs) == 0 || len(certs) > maxChainLen) {
 			t.Fatalf("accepted a chain of %d certificates", len(certs))
 		}

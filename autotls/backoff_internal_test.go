@@ -13,7 +13,7 @@ import (
 // clockManager returns a Manager whose clock is *now, guarded by mu.
 func clockManager(t *testing.T, mu *sync.Mutex, now *time.Time) *Manager {
 	t.Helper()
-	m := &Manager{DirectoryURL: "https://ca.invalid/directory", Storage: storage.NewMemory(), AcceptTOS: true, FailureBackoff: time.Minute}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: "https://ca.invalid/directory"}}, Storage: storage.NewMemory(), AcceptTOS: true, FailureBackoff: time.Minute}
 	st := m.state()
 	st.clock.local, st.clock.fixed = func() time.Time {
 		mu.Lock()

@@ -157,7 +157,7 @@ func storeNFor(b testing.TB, f *fixture, n int, dir string) (storage.Storage, []
 }
 
 func benchManager(store storage.Storage, names []string) *autotls.Manager {
-	return &autotls.Manager{DirectoryURL: benchDirectory, Storage: store, Hosts: autotls.HostWhitelist(names...), AcceptTOS: true}
+	return &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: benchDirectory}}, Storage: store, Hosts: autotls.HostWhitelist(names...), AcceptTOS: true}
 }
 
 // BenchmarkGetCertificate compares a cache hit with a bare map lookup of
@@ -319,7 +319,7 @@ func BenchmarkHandshakeCached(b *testing.B) {
 		}},
 		{"impl=manager", func() (*tls.Config, func()) {
 			m := benchManager(store, names)
-			m.DirectoryURL, m.HTTPClient = ca.DirectoryURL(), ca.HTTPClient()
+			m.Issuers, m.HTTPClient = []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, ca.HTTPClient()
 			cfg := m.TLSConfig()
 			for _, name := range names {
 				if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {

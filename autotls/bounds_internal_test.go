@@ -80,7 +80,7 @@ func TestOrderLimiterPaces(t *testing.T) {
 // once with ErrOrderLimited and when the bound lifts.
 func TestWaitOrderDeadline(t *testing.T) {
 	t.Parallel()
-	m := &Manager{DirectoryURL: "https://ca.invalid/directory", AcceptTOS: true, Issuers: []Issuer{{DirectoryURL: "https://ca.invalid/directory", MaxOrdersPerMinute: 1}}}
+	m := &Manager{AcceptTOS: true, Issuers: []Issuer{{DirectoryURL: "https://ca.invalid/directory", MaxOrdersPerMinute: 1}}}
 	st := m.state()
 	t.Cleanup(func() { m.Close() })
 	iss := st.issuers[0]

@@ -263,7 +263,7 @@ func BenchmarkScheduleFromIndex(b *testing.B) {
 		runtime.GC()
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
-		m := &Manager{DirectoryURL: dir, Storage: store, Hosts: HostWhitelist("example.com"), AcceptTOS: true}
+		m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store, Hosts: HostWhitelist("example.com"), AcceptTOS: true}
 		m.state().fastDiscovery = true
 		start := time.Now()
 		m.TLSConfig()

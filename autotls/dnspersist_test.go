@@ -245,7 +245,7 @@ func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	log := newEventLog()
 	store := storage.NewMemory()
 	m := &autotls.Manager{
-		DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: store, AcceptTOS: true,
+		Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: store, AcceptTOS: true,
 		DNSPersist01:           persistSolver(t, ca, nil),
 		DNSRecordCheckInterval: 20 * time.Millisecond,
 		OnEvent:                log.on,

@@ -18,10 +18,10 @@
 // With a Manager, everything is a field whose zero value is documented:
 //
 //	m := &autotls.Manager{
-//		Hosts:       autotls.HostWhitelist("example.com", "*.example.com"),
-//		Email:       "ops@example.com",
-//		AcceptTOS:   true, // the operator agrees to the CA's terms of service
-//		DNSProvider: provider,
+//		Hosts:     autotls.HostWhitelist("example.com", "*.example.com"),
+//		Issuers:   []autotls.Issuer{autotls.LetsEncrypt("ops@example.com")},
+//		AcceptTOS: true, // the operator agrees to the CA's terms of service
+//		DNS01:     &solvers.DNS01{Provider: provider},
 //	}
 //	defer m.Close()
 //	go http.ListenAndServe(":80", m.HTTPHandler(nil)) // http-01, and redirects to https
@@ -30,6 +30,20 @@
 //	}
 //	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), Handler: handler}
 //	log.Fatal(srv.ListenAndServeTLS("", ""))
+//
+// # Configuration
+//
+// Each thing is configured in one place. The Manager's fields come in
+// groups, in this order: the names it may obtain (explained under "Host
+// policy"), the CAs it orders from and how it reaches them ("Issuers"),
+// the challenges it answers ("Challenges"), its storage and memory
+// ("Scale", "Storage format"), its limits and timing ("Concurrency",
+// "Bounds on orders", "Failures"), and what observes it ("Events and
+// logs"). A field's comment says what its zero value means; these
+// sections say the rest. What differs from one CA to another — its
+// directory, the account's contact address, External Account Binding,
+// profile, preferred chain, order bound — is a field of its [Issuer],
+// and nowhere else.
 //
 // # Host policy
 //
@@ -40,33 +54,47 @@
 // edge ([NormalizeName]: IDNA to ASCII, lower case, no trailing dot) and
 // invalid ones are refused before storage or the CA is touched. A refused
 // name costs no CA request, no storage access and no lock. A client that
-// sends no server name (one connecting to an IP address, a health check)
-// gets the certificate of [Manager.DefaultServerName], if set, under the
-// same rules.
+// sends no server name gets the certificate of [Manager.DefaultServerName],
+// if set: clients that connect to an IP address (which RFC 6066 keeps out
+// of SNI, so curl to https://192.0.2.1/ sends none), old clients and health
+// checks. That name goes through the same normalisation and host policy as
+// a server name from the client.
+//
+// An IP address, in the SNI, in DefaultServerName or given to Manage, is
+// obtained (as RFC 8738 allows) only with [Manager.AllowIPCertificates],
+// and only if the host policy allows the address in canonical form, as
+// [net/netip.Addr.String] prints it (IPv4-mapped addresses as IPv4;
+// [NewHostWhitelist] canonicalises its entries).
 //
 // # Challenges
 //
 // The Manager solves tls-alpn-01 itself, and http-01 once
-// [Manager.HTTPHandler] serves port 80. With [Manager.DNSProvider] (or
-// [Manager.DNS01]) it solves dns-01, which wildcard names need, and with
-// PreferDNSAccount01 dns-account-01, whose record is under a label of the
-// account so that other ACME clients validating the same name never
-// overwrite it. With [Manager.DNSPersist01] it uses dns-persist-01 first
-// for every DNS name: one long-lived record at _validation-persist.<name>
-// binds the name to the account at the CA, and no later issuance or
-// renewal changes DNS. The solver can create the record through a libdns
-// provider, or be read-only, so that the servers hold no DNS credentials
-// at all:
+// [Manager.HTTPHandler] serves port 80 (DisableTLSALPN01 and DisableHTTP01
+// turn them off; [Manager.Validate] reports a Manager left with no
+// challenge it can solve). With [Manager.DNS01], a [solvers.DNS01] with a
+// libdns Provider (and, if needed, its resolvers, propagation timeout and
+// so on), it solves dns-01, which wildcard names need; the solver logs to
+// its own Logger, not the Manager's. With PreferDNSAccount01 it answers
+// dns-account-01 (draft-ietf-acme-dns-account-label) when the CA offers
+// it, and dns-01 otherwise: the record is then at
+// _<label>._acme-challenge.<name>, under a label of the account, so that
+// other ACME clients validating the same name (a CDN, another fleet) never
+// overwrite it. With [Manager.DNSPersist01] it uses dns-persist-01
+// (draft-ietf-acme-dns-persist) first for every DNS name, wildcards
+// included: one long-lived record at _validation-persist.<name> binds the
+// name to the account at the CA, and no later issuance or renewal changes
+// DNS. The solver can create the record once through a libdns provider,
+// or be read-only, so that the servers hold no DNS credentials at all:
 //
 //	m := &autotls.Manager{
-//		Email:            "ops@example.com",
+//		Issuers:          []autotls.Issuer{autotls.LetsEncrypt("ops@example.com")},
 //		AcceptTOS:        true,
 //		DNSPersist01:     &solvers.DNSPersist01{}, // read-only
 //		DisableTLSALPN01: true,
 //	}
 //	err := m.Manage(ctx, "example.com", "*.example.com")
 //
-// A read-only Manager looks each record up before ordering (no request to
+// A read-only Manager looks each record up before ordering (at no cost to
 // the CA). While one is missing it says exactly which record to create —
 // in EventDNSRecordMissing, in [record.Certificate.DNSRecords], in the log
 // and in Manage's error (a [*solvers.PersistRecordError]) — and obtains
@@ -77,7 +105,14 @@
 // policy=wildcard when a wildcard of the name is managed, so one record
 // serves both. When other challenge types are enabled, a name whose
 // record is missing is obtained with them meanwhile, and renewed with
-// dns-persist-01 once the record exists.
+// dns-persist-01 once the record exists; when none is, the attempt fails
+// without an order.
+//
+// The types are tried in this order, for each DNS name: dns-persist-01,
+// then dns-01 (neither needs a listener), then http-01 once HTTPHandler is
+// in use (it works behind load balancers that terminate TLS), then
+// tls-alpn-01. A type whose validation failed at the last attempt goes
+// last.
 //
 // # Concurrency
 //
@@ -86,7 +121,10 @@
 // runs at a time across goroutines, and across processes sharing a
 // [storage.Storage] through its lock, so a fleet orders each certificate
 // once. A handshake waits for an issuance at most HandshakeTimeout, or until
-// its client goes away; the issuance goes on either way. Failures are
+// its client goes away; the issuance goes on either way. At most
+// MaxHandshakeOrders orders started by handshakes run at once; handshakes
+// beyond it wait for a slot within HandshakeTimeout (on-demand names have
+// OnDemand's own limits). Failures are
 // remembered per name with a growing backoff, so a name that cannot be
 // validated does not reach the CA on every handshake.
 //
@@ -95,7 +133,9 @@
 // Every managed certificate — obtained on demand, through Manage, or loaded
 // from storage — is renewed in the background at its own time: one timer
 // for all certificates fires for what is due, through a bounded queue
-// (MaxBackgroundOrders), so nothing scans the cache and a restart with
+// (MaxBackgroundOrders, which all work no handshake waits for shares:
+// renewals, Manage, retries after failures, ARI polls, retried Stores), so
+// nothing scans the cache and a restart with
 // thousands of due certificates sends the CA a bounded number of orders.
 // The time is a point, fixed per certificate and uniformly spread, of a
 // window that ends when a third of the lifetime is left (half, for
@@ -189,9 +229,12 @@
 // read view is sharded: a renewal, a load or an eviction copies one shard
 // of a few dozen names, whatever the number of names. With
 // [Manager.CacheCapacity], certificates that have not served a handshake
-// for a while leave memory (a CLOCK policy) and are loaded again — one
+// for the longest while leave memory (a CLOCK policy: every handshake
+// marks its certificate, a sweep evicts the unmarked); they stay in
+// storage and in the renewal schedule, and are loaded again — one
 // storage read and one parse — on their next handshake or when their
-// renewal comes due; what a name costs while its certificate is not in
+// renewal comes due (a certificate whose Store is pending is never
+// evicted); what a name costs while its certificate is not in
 // memory is its plan in the schedule (about 34 bytes plus the name). Start-up
 // is O(1): the first handshake is served at once, while the schedule of
 // every stored certificate is built in the background from a schedule
@@ -229,9 +272,14 @@
 //
 // # Failures
 //
-// A failed attempt is remembered per name with a growing, jittered backoff
-// (FailureBackoff), for any number of names, and the old certificate keeps
-// being served; a managed name without a valid certificate is retried in
+// A failed attempt is remembered per name with a growing backoff: it starts
+// at FailureBackoff and doubles with each further failure up to four
+// hours, with ±10 % jitter, and a longer Retry-After from the CA is
+// obeyed. Failures are remembered in memory, for any number of names:
+// while the back-off runs, as long again after it (a failure in that time
+// doubles the wait, a later one starts again from FailureBackoff), and for
+// as long as a retry is planned; records past that are pruned. The old
+// certificate keeps being served; a managed name without a valid certificate is retried in
 // the background, handshake or not. A CA's Retry-After is obeyed and
 // written to storage, so a restarted Manager and the other nodes wait too.
 // An account the CA no longer knows or no longer accepts (the CA was
@@ -242,8 +290,12 @@
 // registered account, which is not registered again. Orders and their Store
 // run under the storage lock's context, so a node that lost its lock
 // (stalled, partitioned) cannot overwrite what the node that took over
-// stored. A certificate that expired while renewals failed is served only
-// with [Manager.ServeExpired].
+// stored. A certificate that expired while renewals failed (the CA is
+// down, renewal keeps failing) is served, as a last resort, only with
+// [Manager.ServeExpired]; without it the handshake fails with an error
+// naming the expiry and the last failure. The expired value stays in
+// storage until its replacement is stored, and renewal is retried either
+// way.
 //
 // Other nodes' certificates are picked up at once when the storage reports
 // changes ([storage.Watcher]), else at the next scheduled check.
@@ -253,10 +305,27 @@
 //
 // [Manager.Issuers] lists ACME CAs in order of preference, each with its own
 // account ([LetsEncrypt], [LetsEncryptStaging], [ZeroSSL],
-// [GoogleTrustServices], or any directory). When one fails — an outage, a
-// rate limit, a refusal — the next is tried (EventIssuerFailed), and an
+// [GoogleTrustServices], or an [Issuer] with any directory). An empty list
+// means LetsEncrypt(""): Let's Encrypt's production CA, with an account
+// that has no contact address. When one fails — an outage, a rate limit,
+// a refusal, an EAB error — the next is tried (EventIssuerFailed), and an
 // error joins an [*IssuerError] per issuer tried. Stored certificates
-// remember their issuer; every renewal starts with the first again.
+// remember their issuer; every issuance and renewal starts with the first
+// again.
+//
+// AcceptTOS, HTTPClient and RootCAs are the Manager's, not an Issuer's:
+// they apply to every issuer alike (one operator agrees to the terms; one
+// network path reaches the CAs). AcceptTOS agrees to each CA's terms of
+// service on the operator's behalf; when an account is registered, the
+// terms' URL is logged at Info, and without AcceptTOS registration fails,
+// before any account is created, with an error that names the terms' URL
+// and matches [acme.ErrTermsNotAgreed] (unless the CA has no terms). A nil
+// HTTPClient means [acme.NewHTTPClient](RootCAs): the acme package's
+// documented timeouts, the proxy from the environment, and the system's
+// roots unless RootCAs is set (for a private CA such as step-ca; RootCAs is
+// ignored when HTTPClient is set). To change the client (a proxy, a
+// dialer) without losing those defaults, start from acme.NewHTTPClient.
+// Redirects are never followed, whatever the client's CheckRedirect says.
 //
 // # Errors
 //
@@ -279,7 +348,15 @@
 // stored, expiring, expired, refused, not renewed, and a dns-persist-01
 // record missing, found or ending) and
 // [Manager.Logger] structured logs; neither ever carries key material or
-// account secrets.
+// account secrets. OnEvent runs on the Manager's background goroutines and
+// also inline on handshake goroutines (GetCertificate emits EventLoaded
+// when it loads a certificate from storage), so it must be safe for
+// concurrent use and must not block: a slow OnEvent delays TLS handshakes.
+// [Manager.ACMEObserver] is told of every exchange the Manager's ACME
+// clients have with the CAs (an [acme.Exchange]: operation, status,
+// problem, latency; never bodies or secrets), under the same rules.
+// [Manager.AuditLog] receives both, for an audit trail: package audit
+// provides one kept in storage, with queries and the rate-limit picture.
 //
 // # Importing
 //

@@ -26,7 +26,7 @@ func ExampleNewListener() {
 func ExampleManager() {
 	m := &autotls.Manager{
 		Hosts:     autotls.HostWhitelist("example.com", "www.example.com"),
-		Email:     "ops@example.com",
+		Issuers:   []autotls.Issuer{{Email: "ops@example.com"}},
 		AcceptTOS: true, // the operator agrees to Let's Encrypt's terms
 	}
 	defer m.Close()
@@ -63,7 +63,7 @@ func ExampleOnDemand() {
 
 // Obtain certificates eagerly at start-up and keep them renewed.
 func ExampleManager_Manage() {
-	m := &autotls.Manager{Email: "ops@example.com", AcceptTOS: true}
+	m := &autotls.Manager{Issuers: []autotls.Issuer{{Email: "ops@example.com"}}, AcceptTOS: true}
 	defer m.Close()
 	if err := m.Manage(context.Background(), "example.com", "api.example.com"); err != nil {
 		log.Printf("some certificates are not ready yet: %v", err)

@@ -204,7 +204,7 @@ func TestCAResetNewAccount(t *testing.T) {
 	store := storage.Dir(t.TempDir())
 	ev := newEventLog()
 	m1 := e.manager(t, store, func(m *autotls.Manager) {
-		m.Profile = "tiny"
+		m.Issuers[0].Profile = "tiny"
 		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
 	})
@@ -246,7 +246,7 @@ func TestCAResetNewAccount(t *testing.T) {
 
 	// A second Manager on the same storage orders with the stored account.
 	accounts, orders := e.ca.Requests("newAccount"), e.ca.Requests("newOrder")
-	m2 := e.manager(t, store, func(m *autotls.Manager) { m.Profile = "tiny" })
+	m2 := e.manager(t, store, func(m *autotls.Manager) { m.Issuers[0].Profile = "tiny" })
 	if err := m2.Manage(ctxT(t), "www.example.org"); err != nil {
 		t.Fatalf("second Manager: Manage: %v", err)
 	}
@@ -296,7 +296,7 @@ func TestCADownRefused(t *testing.T) {
 	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 30 * time.Second}, Wrap: ariSoon()})
 	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Profile = "short"
+		m.Issuers[0].Profile = "short"
 		m.FailureBackoff = 200 * time.Millisecond
 		m.OnEvent = ev.on
 	})

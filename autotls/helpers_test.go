@@ -78,11 +78,11 @@ func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Man
 		store = storage.Dir(t.TempDir())
 	}
 	m := &autotls.Manager{
-		DirectoryURL: e.ca.DirectoryURL(),
-		HTTPClient:   e.ca.HTTPClient(),
-		Storage:      store,
-		Hosts:        autotls.HostWhitelist("example.com", "*.example.com", "www.example.org"),
-		AcceptTOS:    true,
+		Issuers:    []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}},
+		HTTPClient: e.ca.HTTPClient(),
+		Storage:    store,
+		Hosts:      autotls.HostWhitelist("example.com", "*.example.com", "www.example.org"),
+		AcceptTOS:  true,
 	}
 	if mod != nil {
 		mod(m)

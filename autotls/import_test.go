@@ -59,7 +59,7 @@ func TestImportCertificateServedWithoutOrders(t *testing.T) {
 	}
 
 	orders := ca.Requests("newOrder")
-	m := &autotls.Manager{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: store, AcceptTOS: true,
+	m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: store, AcceptTOS: true,
 		Hosts: autotls.HostWhitelist("imp.example.com", "www.imp.example.com")}
 	defer m.Close()
 	for _, name := range []string{"imp.example.com", "www.imp.example.com"} {

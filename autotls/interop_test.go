@@ -72,7 +72,7 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	}
 	newManager := func(ops *opCounter, mod func(*autotls.Manager)) *autotls.Manager {
 		m := &autotls.Manager{
-			DirectoryURL:        dir,
+			Issuers:             []autotls.Issuer{{DirectoryURL: dir}},
 			RootCAs:             roots,
 			Storage:             store,
 			Hosts:               autotls.HostWhitelist(hosts...),
@@ -303,12 +303,12 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	// 11. A profile: the CA offers none, so the order is never placed.
 	ops3 := &opCounter{}
 	m3 := newManager(ops3, func(m *autotls.Manager) {
-		m.Profile = "shortlived"
+		m.Issuers[0].Profile = "shortlived"
 		m.Storage = storage.Dir(t.TempDir())
 	})
 	fe.set(m3, m3.HTTPHandler(nil))
 	_, err = m3.GetCertificate(&tls.ClientHelloInfo{ServerName: names[0]})
-	t.Logf("with Profile %q: %v; requests %v", m3.Profile, err, ops3.snapshot())
+	t.Logf("with Profile %q: %v; requests %v", m3.Issuers[0].Profile, err, ops3.snapshot())
 	if !errors.Is(err, acme.ErrInvalidProfile) {
 		t.Errorf("with a profile the CA does not offer: got %v, want ErrInvalidProfile", err)
 	}

@@ -623,7 +623,7 @@ func (m *Manager) solversFor(name string) (map[string]acme.Solver, []string, err
 	}
 	if strings.HasPrefix(name, "*.") {
 		if st.dns == nil && m.DNSPersist01 == nil {
-			return nil, nil, fmt.Errorf("autotls: %s: wildcard names need dns-01 or dns-persist-01: set Manager.DNSProvider or Manager.DNSPersist01", name)
+			return nil, nil, fmt.Errorf("autotls: %s: wildcard names need dns-01 or dns-persist-01: set Manager.DNS01 or Manager.DNSPersist01", name)
 		}
 		if st.dns != nil {
 			for _, t := range dnsTypes {

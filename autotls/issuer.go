@@ -23,9 +23,12 @@ import (
 // account it holds there. [Manager.Issuers] lists them in order of
 // preference.
 type Issuer struct {
-	// DirectoryURL is the CA's ACME directory. Required.
+	// DirectoryURL is the CA's ACME directory, an absolute https URL.
+	// Required; [Manager.Validate] reports an empty or non-https one.
 	DirectoryURL string
-	// Email is the account's contact address; empty means none.
+	// Email is the account's contact address, a bare address such as
+	// "ops@example.com" (Validate reports anything else); empty means
+	// none.
 	Email string
 	// ExternalAccountBinding is required by some CAs (ZeroSSL, Google
 	// Trust Services) to register the account. Nil means none.
@@ -128,17 +131,12 @@ func (iss *issuer) ariHeld(now time.Time) (time.Time, bool) {
 	return t, now.Before(t)
 }
 
-// issuersFrom builds the issuers of a Manager: Issuers, or the one that
-// DirectoryURL, Email, ExternalAccountBinding, Profile and PreferredChain
-// describe.
+// issuersFrom builds the issuers of a Manager: Issuers, or LetsEncrypt("")
+// when it is empty.
 func (m *Manager) issuersFrom() []*issuer {
 	cfgs := m.Issuers
 	if len(cfgs) == 0 {
-		url := m.DirectoryURL
-		if url == "" {
-			url = acme.LetsEncryptProduction
-		}
-		cfgs = []Issuer{{DirectoryURL: url, Email: m.Email, ExternalAccountBinding: m.ExternalAccountBinding, Profile: m.Profile, PreferredChain: m.PreferredChain}}
+		cfgs = []Issuer{LetsEncrypt("")}
 	}
 	out := make([]*issuer, 0, len(cfgs))
 	for _, c := range cfgs {

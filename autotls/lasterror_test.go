@@ -113,7 +113,7 @@ func TestStoredLastError(t *testing.T) {
 	timeIn(t, "the newer stored failure", i.LastErrorAt, before, after)
 
 	// A Manager that only reads the storage shows it as well.
-	m3 := &autotls.Manager{DirectoryURL: e.ca.DirectoryURL(), HTTPClient: e.ca.HTTPClient(), Storage: store}
+	m3 := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}}, HTTPClient: e.ca.HTTPClient(), Storage: store}
 	t.Cleanup(func() { m3.Close() })
 	if i := certInfo(t, m3, "example.com"); i.LastError != err3.Error() || !i.LastErrorAt.Equal(certInfo(t, m2, "example.com").LastErrorAt) {
 		t.Errorf("a fresh Manager: %+v, want the stored failure %q", i, err3)

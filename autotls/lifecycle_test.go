@@ -51,7 +51,7 @@ func TestRenewsWithoutGap(t *testing.T) {
 	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 16 * time.Second}})
 	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Profile = "short"
+		m.Issuers[0].Profile = "short"
 		m.OnEvent = ev.on
 	})
 	addr := serve(t, m)
@@ -162,7 +162,7 @@ func TestCADown503DuringRenewal(t *testing.T) {
 	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 30 * time.Second}})
 	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Profile = "short"
+		m.Issuers[0].Profile = "short"
 		m.FailureBackoff = 300 * time.Millisecond
 		m.OnEvent = ev.on
 	})

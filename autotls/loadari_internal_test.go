@@ -42,7 +42,7 @@ func TestLoadedCertificatesFirstARILookSpread(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := &Manager{DirectoryURL: dir, Storage: store, Hosts: HostWhitelist(names...), AcceptTOS: true}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store, Hosts: HostWhitelist(names...), AcceptTOS: true}
 	defer m.Close()
 	start := time.Now()
 	for _, name := range names {

@@ -32,7 +32,7 @@ const (
 // no valid certificate (its order failed, its stored one expired), retried
 // in the background with backoff. A name whose certificate is in storage
 // is loaded, not ordered; one already cached is left as it is. Wildcard
-// names ("*.example.com") need dns-01 (DNSProvider).
+// names ("*.example.com") need dns-01 (DNS01) or dns-persist-01 (DNSPersist01).
 //
 // The names are streamed through the queue: only a few per background
 // worker are queued or in flight at any moment, so the names still

@@ -76,7 +76,7 @@ func TestManageStreamsNames(t *testing.T) {
 	names := benchNames(n)
 	store := &probeStore{Storage: storage.NewMemory(), offline: true, probeAt: int64(n / 2)}
 	m := &autotls.Manager{
-		DirectoryURL:        benchDirectory,
+		Issuers:             []autotls.Issuer{{DirectoryURL: benchDirectory}},
 		Storage:             store,
 		AcceptTOS:           true,
 		MaxBackgroundOrders: 4,
@@ -246,7 +246,7 @@ func BenchmarkManage(b *testing.B) {
 			for b.Loop() {
 				store := &probeStore{Storage: mem, offline: bc.offline, probeAt: int64(bc.n / 2)}
 				m := &autotls.Manager{
-					DirectoryURL: benchDirectory, Storage: store, AcceptTOS: true,
+					Issuers: []autotls.Issuer{{DirectoryURL: benchDirectory}}, Storage: store, AcceptTOS: true,
 					FailureBackoff: time.Hour, CacheCapacity: 1000,
 				}
 				// A clock that stands still: no ARI poll or retry comes

@@ -64,214 +64,129 @@ var ErrBackoff = errors.New("autotls: waiting after a failed attempt")
 // [Manager.HTTPHandler] is in use). Without any policy nothing is ever
 // ordered.
 //
+// The fields come in groups, each headed by a one-line comment: names,
+// CA, challenges, storage and memory, limits and timing, observing. Each
+// field's comment says what its zero value means; the package doc
+// ("Configuration") says where each group is explained at length.
+//
 // Set the fields before first use and do not change them afterwards. A
 // Manager is safe for concurrent use. Call [Manager.Close] to stop its
 // background work.
 type Manager struct {
+	// Names: which may be obtained, and what a handshake without SNI gets.
+	//
 	// Hosts decides which names may be obtained. Nil refuses every name
-	// that is not given to Manage or allowed by OnDemand.
+	// not given to Manage or allowed by OnDemand.
 	Hosts HostPolicy
 
-	// OnDemand, if set, lets names beyond Hosts be obtained when its
-	// decision function allows them, within its rate limits.
+	// OnDemand lets names beyond Hosts be obtained when its decision
+	// function allows them, within its rate limits. Nil means none.
 	OnDemand *OnDemand
 
-	// Issuers are the ACME CAs to obtain certificates from, in order of
-	// preference, each with its own account (see [LetsEncrypt], [ZeroSSL],
-	// [GoogleTrustServices]). When one fails (an outage, a rate limit, a
-	// refusal, an EAB error) the next is tried; every issuance and renewal
-	// starts with the first. Stored certificates remember their issuer.
-	// Empty means the one issuer that DirectoryURL, Email,
-	// ExternalAccountBinding, Profile and PreferredChain describe.
+	// AllowIPCertificates lets an IP address (RFC 8738) be obtained when
+	// the host policy allows it in canonical form. False refuses IP names.
+	AllowIPCertificates bool
+
+	// DefaultServerName is the name served to a ClientHello without a
+	// server name (SNI), under the same rules as one from the client.
+	// Empty means such handshakes fail with an error wrapping ErrInvalidName.
+	DefaultServerName string
+
+	// CA: where certificates are ordered, and how the CAs are reached.
+	//
+	// Issuers are the ACME CAs to order from, in order of preference, each
+	// with its own account ([LetsEncrypt], [ZeroSSL], …). Empty means
+	// LetsEncrypt(""): Let's Encrypt production, with no contact address.
 	Issuers []Issuer
 
-	// DirectoryURL is the ACME CA's directory, when Issuers is empty.
-	// Empty means Let's Encrypt production ([acme.LetsEncryptProduction]).
-	DirectoryURL string
-
-	// Email is the account's contact address, a bare address such as
-	// "ops@example.com" (Validate reports anything else); empty means
-	// none.
-	Email string
-
-	// AcceptTOS says that the operator agrees to the CA's terms of
-	// service. When the account is registered, the terms' URL is logged
-	// at Info. False makes registration fail, before any account is
-	// created, with an error that names the terms' URL and matches
-	// [acme.ErrTermsNotAgreed] (unless the CA has no terms).
+	// AcceptTOS agrees to every issuer's terms of service on the
+	// operator's behalf. False makes registration fail with an error
+	// matching [acme.ErrTermsNotAgreed] (unless the CA has no terms).
 	AcceptTOS bool
 
-	// ExternalAccountBinding is required by some CAs (ZeroSSL, Google
-	// Trust Services) to register the account. Nil means none.
-	ExternalAccountBinding *acme.ExternalAccountBinding
-
-	// HTTPClient talks to the CA. Nil means [acme.NewHTTPClient](RootCAs):
-	// the acme package's documented timeouts (DefaultHTTPTimeout and
-	// friends), the proxy from the environment, and the system's roots
-	// unless RootCAs is set. To change it (a proxy, a dialer) without
-	// losing those defaults, start from acme.NewHTTPClient. Redirects are
-	// never followed, whatever its CheckRedirect says.
+	// HTTPClient talks to every issuer. Nil means [acme.NewHTTPClient](RootCAs).
+	// Redirects are never followed, whatever its CheckRedirect says.
 	HTTPClient *http.Client
 
-	// RootCAs are the roots trusted for the CA's HTTPS server when
-	// HTTPClient is nil, for a private CA such as step-ca. Nil means the
-	// system's roots. Ignored when HTTPClient is set.
+	// RootCAs are the roots trusted for the issuers' HTTPS servers when
+	// HTTPClient is nil. Nil means the system's roots.
 	RootCAs *x509.CertPool
-
-	// Storage keeps certificates, keys and the account, and provides the
-	// locks that make a fleet order each certificate once. Nil means
-	// files under the user's cache folder ("tlsmint" in
-	// os.UserCacheDir).
-	Storage storage.Storage
 
 	// KeyType is the kind of key for new certificates. Empty means
 	// KeyP256.
 	KeyType KeyType
 
-	// DNSProvider enables dns-01 through any libdns provider; it (or
-	// DNSPersist01) is needed for wildcard names. When set, dns-01 is
-	// preferred for every DNS name, after dns-persist-01 when DNSPersist01
-	// is set, since it needs no listener. Nil disables dns-01 unless DNS01
-	// is set.
-	DNSProvider solvers.DNSProvider
-
-	// DNS01 is a fully configured dns-01 solver (resolvers, propagation
-	// timeout, …); it takes precedence over DNSProvider. Nil means one
-	// built from DNSProvider with default settings.
-	DNS01 *solvers.DNS01
-
-	// PreferDNSAccount01 makes the dns-01 solver (DNSProvider or DNS01)
-	// answer dns-account-01 (draft-ietf-acme-dns-account-label) when the
-	// CA offers it, and dns-01 otherwise: the record is then at
-	// _<label>._acme-challenge.<name>, with a label of the account, so
-	// that other ACME clients validating the same name (a CDN, another
-	// fleet) never overwrite it. False uses dns-01 only.
-	PreferDNSAccount01 bool
-
-	// DNSPersist01 enables dns-persist-01 (draft-ietf-acme-dns-persist):
-	// one long-lived TXT record at _validation-persist.<name> binds the
-	// name to the account at the CA, and every later issuance and renewal
-	// validates with no DNS change. When set it is preferred for every
-	// DNS name, wildcards included (it needs neither a listener nor a DNS
-	// write per issuance), then the other types in their usual order. With
-	// a Provider the solver creates the record once. Without one
-	// (read-only: no DNS credentials on the server) the Manager looks the
-	// record up before each order, at no cost to the CA; while it is
-	// missing it emits EventDNSRecordMissing with the exact record to
-	// create, lists it in [record.Certificate.DNSRecords], orders with the
-	// other challenge types if any are enabled (else fails the attempt
-	// without an order), and obtains the certificate as soon as the
-	// record appears (looked up every DNSRecordCheckInterval). The record
-	// carries policy=wildcard for a wildcard name and for a name whose
-	// wildcard is managed too, so one record serves both. Nil disables it.
-	DNSPersist01 *solvers.DNSPersist01
-
-	// DNSRecordCheckInterval is how often a dns-persist-01 record that a
-	// name waits for is looked up again. Zero means
-	// DefaultDNSRecordCheckInterval.
-	DNSRecordCheckInterval time.Duration
-
+	// Challenges: how the CA's validation is answered.
+	//
 	// DisableHTTP01 and DisableTLSALPN01 turn off the challenges the
-	// Manager solves itself; [Manager.Validate] reports a Manager left
-	// with no challenge it can solve.
+	// Manager solves itself. False (both) means both are solved.
 	DisableHTTP01, DisableTLSALPN01 bool
 
-	// AllowIPCertificates lets an IP address in the SNI (or in Manage) be
-	// obtained, as RFC 8738 allows, if the host policy allows the address
-	// in canonical form (as [net/netip.Addr.String] prints it, IPv4-mapped
-	// addresses as IPv4; [NewHostWhitelist] canonicalises its entries).
-	// False refuses IP names.
-	AllowIPCertificates bool
+	// DNS01 enables dns-01 through a libdns provider (its Provider); it
+	// (or DNSPersist01) is needed for wildcard names. Nil disables dns-01.
+	DNS01 *solvers.DNS01
 
-	// DefaultServerName is the name whose certificate is served when the
-	// ClientHello carries no server name (SNI): clients that connect to an
-	// IP address (which RFC 6066 keeps out of SNI, so curl to
-	// https://192.0.2.1/ sends none), old clients and health checks. It
-	// goes through the same normalisation and host policy as a server
-	// name from the client; an IP address is allowed with
-	// AllowIPCertificates. Empty means such handshakes fail with an error
-	// wrapping ErrInvalidName.
-	DefaultServerName string
+	// PreferDNSAccount01 makes DNS01 answer dns-account-01 when the CA
+	// offers it, and dns-01 otherwise. False uses dns-01 only.
+	PreferDNSAccount01 bool
 
-	// Profile asks the CA for a certificate profile (for example
-	// "shortlived"); empty means the CA's default.
-	Profile string
+	// DNSPersist01 enables dns-persist-01: one long-lived TXT record binds
+	// each name to the account, read-only without a Provider. Nil
+	// disables it.
+	DNSPersist01 *solvers.DNSPersist01
 
-	// PreferredChain selects among the CA's chains by the common name of
-	// their root or an issuer; empty, or a name no chain has, means the
-	// CA's default chain.
-	PreferredChain string
+	// DNSRecordCheckInterval is how often a missing dns-persist-01 record
+	// is looked up again. Zero means DefaultDNSRecordCheckInterval.
+	DNSRecordCheckInterval time.Duration
 
-	// HandshakeTimeout is how long a handshake waits for a certificate being
-	// obtained before it fails with ErrIssuancePending (the issuance goes
-	// on). Zero means DefaultHandshakeTimeout.
+	// Storage and memory: where certificates are kept.
+
+	// Storage keeps certificates, keys and accounts, and locks them across
+	// a fleet. Nil means files under os.UserCacheDir()/tlsmint.
+	Storage storage.Storage
+
+	// CacheCapacity caps the certificates kept in memory; those that have
+	// not served a handshake for the longest while leave it, to be loaded
+	// again when needed. Zero or negative means no limit.
+	CacheCapacity int
+
+	// Limits and timing: handshake waits, orders at once, failures.
+	//
+	// HandshakeTimeout is how long a handshake waits for a certificate
+	// being obtained before it fails with ErrIssuancePending. Zero means
+	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 
-	// FailureBackoff is the wait after a failed attempt for a name before
-	// the next; it doubles with each further failure up to four hours,
-	// with ±10 % jitter, and a longer Retry-After from the CA is obeyed.
-	// Failures are remembered in memory per name, for any number of
-	// names: while the back-off runs, as long again after it (a failure
-	// in that time doubles the wait, a later one starts again from
-	// FailureBackoff), and for as long as a retry is planned; records
-	// past that are pruned. A CA's Retry-After (rate limits, 429 and 503
-	// answers) is also written to storage, so a restarted Manager and the
-	// other nodes of a fleet wait for it too. Zero means
-	// DefaultFailureBackoff.
-	FailureBackoff time.Duration
+	// MaxHandshakeOrders caps the orders handshakes start at once for
+	// names the host policy allows. Zero means DefaultMaxHandshakeOrders.
+	MaxHandshakeOrders int
 
-	// MaxBackgroundOrders caps the work no handshake waits for — renewals,
-	// Manage, retries after failures, ARI polls, retried Stores — which
-	// runs through one queue, so that a start-up with thousands of due
-	// names sends the CA a bounded number of requests at once. Zero means
+	// MaxBackgroundOrders caps the background work (renewals, Manage,
+	// retries, ARI polls, retried Stores) run at once. Zero means
 	// DefaultMaxBackgroundOrders.
 	MaxBackgroundOrders int
 
-	// CacheCapacity caps the certificates kept in memory. Beyond it, those
-	// that have not served a handshake for the longest while (a CLOCK
-	// policy: every handshake marks its certificate, a sweep evicts the
-	// unmarked) leave memory; they stay in storage and in the renewal
-	// schedule, and are loaded again — one storage read and one parse —
-	// on their next handshake or when their renewal comes due. A
-	// certificate whose Store is pending is never evicted. Zero or
-	// negative means no limit: every certificate obtained or loaded stays
-	// in memory.
-	CacheCapacity int
+	// FailureBackoff is the first wait after a failed attempt for a name;
+	// it doubles with each further failure up to four hours. Zero means
+	// DefaultFailureBackoff.
+	FailureBackoff time.Duration
 
-	// MaxHandshakeOrders caps the orders started by handshakes for names
-	// the host policy allows that run at once; handshakes beyond it wait
-	// for a slot within HandshakeTimeout. On-demand names have their own
-	// limits (OnDemand). Zero means DefaultMaxHandshakeOrders.
-	MaxHandshakeOrders int
-
-	// ServeExpired decides what a handshake gets while a name's only
-	// certificate has expired and no valid one can be had (the CA is down,
-	// renewal keeps failing). True serves the expired certificate as a
-	// last resort, as certmagic does; false, the default, fails the
-	// handshake with an error naming the expiry and the last failure. The
-	// expired value stays in storage until its replacement is stored, and
-	// renewal is retried either way.
+	// ServeExpired serves a name's expired certificate when no valid one
+	// can be had. False, the default, fails the handshake instead.
 	ServeExpired bool
 
-	// OnEvent, if set, is called for every step in a certificate's life
-	// (see [EventType]). It runs on the Manager's background goroutines
-	// and also inline on handshake goroutines (GetCertificate emits
-	// EventLoaded when it loads a certificate from storage), so it must be
-	// safe for concurrent use and must not block: a slow OnEvent delays
-	// TLS handshakes. Events never carry key material.
+	// Observing: events, exchanges with the CAs, logs.
+	//
+	// OnEvent is called for every step in a certificate's life; it must be
+	// safe for concurrent use and must not block. Nil means none.
 	OnEvent func(Event)
 
-	// ACMEObserver, if set, is told of every exchange the Manager's ACME
-	// clients have with the CAs (see [acme.Exchange]: operation, status,
-	// problem, latency; never bodies or secrets), for an audit trail or
-	// metrics. It must be safe for concurrent use and must not block. Nil
-	// means none.
+	// ACMEObserver is told of every exchange with the CAs; it must be safe
+	// for concurrent use and must not block. Nil means none.
 	ACMEObserver acme.Observer
 
-	// AuditLog, if set, receives the Manager's audit trail: every ACME
-	// exchange (as ACMEObserver does) and every event (as OnEvent does).
-	// Package audit provides one kept in storage, with queries and the
-	// rate-limit picture. Nil means none.
+	// AuditLog receives every exchange (as ACMEObserver) and every event
+	// (as OnEvent), for package audit. Nil means none.
 	AuditLog AuditLog
 
 	// Logger receives the Manager's logs. Nil means silent.
@@ -297,8 +212,8 @@ type state struct {
 	// for getSlow to report), so that a client without SNI is served
 	// from the cache without allocating.
 	defaultName string
-	// issuers are Manager.Issuers (or the one the shorthand fields
-	// describe), in order of preference.
+	// issuers are Manager.Issuers (or LetsEncrypt("") when it is empty),
+	// in order of preference.
 	issuers []*issuer
 	log     *slog.Logger
 
@@ -400,11 +315,8 @@ func (m *Manager) init() {
 	}
 	st.http01 = &solvers.HTTP01{Store: tokens, Logger: m.Logger}
 	st.alpn = &solvers.TLSALPN01{Logger: m.Logger}
-	switch {
-	case m.DNS01 != nil:
+	if m.DNS01 != nil {
 		st.dns = m.DNS01
-	case m.DNSProvider != nil:
-		st.dns = &solvers.DNS01{Provider: m.DNSProvider, Logger: m.Logger}
 	}
 	if m.OnDemand != nil {
 		st.limiter = newLimiter(m.OnDemand)

@@ -457,7 +457,7 @@ func TestRenewal(t *testing.T) {
 	renewed := make(chan autotls.Event, 4)
 	var dbg syncBuffer
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Profile = "tiny"
+		m.Issuers[0].Profile = "tiny"
 		m.Logger = slog.New(slog.NewTextHandler(&dbg, nil))
 		m.OnEvent = func(ev autotls.Event) {
 			if ev.Type == autotls.EventRenewed {
@@ -530,7 +530,7 @@ func TestRenewalFailureKeepsServingAndIsRecorded(t *testing.T) {
 	var lastGood string // serial of the last certificate obtained or renewed
 	store := storage.NewMemory()
 	m := e.manager(t, store, func(m *autotls.Manager) {
-		m.Profile = "tiny"
+		m.Issuers[0].Profile = "tiny"
 		m.DisableTLSALPN01 = true
 		m.OnEvent = func(ev autotls.Event) {
 			switch ev.Type {

@@ -191,7 +191,7 @@ func TestNoSecretsInLogsOrEvents(t *testing.T) {
 	}
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.Logger = logger
-		m.ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: mac}
+		m.Issuers[0].ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: mac}
 		m.OnEvent = onEvent
 	})
 	// Registration and issuance.
@@ -206,7 +206,7 @@ func TestNoSecretsInLogsOrEvents(t *testing.T) {
 	// A refused binding.
 	bad := e.manager(t, nil, func(m *autotls.Manager) {
 		m.Logger = logger
-		m.ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: wrong}
+		m.Issuers[0].ExternalAccountBinding = &acme.ExternalAccountBinding{KeyID: "kid-9", HMACKey: wrong}
 		m.OnEvent = onEvent
 	})
 	_, err := bad.GetCertificate(hello("example.com"))
@@ -215,7 +215,7 @@ func TestNoSecretsInLogsOrEvents(t *testing.T) {
 	}
 
 	printed := map[string]string{"error of the refused binding": err.Error()}
-	for _, b := range []*acme.ExternalAccountBinding{m.ExternalAccountBinding, bad.ExternalAccountBinding} {
+	for _, b := range []*acme.ExternalAccountBinding{m.Issuers[0].ExternalAccountBinding, bad.Issuers[0].ExternalAccountBinding} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 			printed[verb+" of the pointer"] += fmt.Sprintf(verb, b)
 			printed[verb+" of the value"] += fmt.Sprintf(verb, *b)

@@ -167,8 +167,7 @@ func TestIssuerOrderBound(t *testing.T) {
 	e := newEnv(t, testpebble.Options{})
 	ev := newEventLog()
 	m := e.manager(t, nil, func(m *autotls.Manager) {
-		m.Issuers = []autotls.Issuer{{DirectoryURL: m.DirectoryURL, MaxOrdersPerMinute: 2}}
-		m.DirectoryURL = ""
+		m.Issuers[0].MaxOrdersPerMinute = 2
 		m.OnEvent = ev.on
 	})
 	autotls.SetMaxOrderWaitForTest(m, 0)

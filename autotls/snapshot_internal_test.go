@@ -98,7 +98,7 @@ func TestSnapshotFromIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := newPrefixLoads(mem)
-	m := &Manager{DirectoryURL: dir, Storage: store}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store}
 	defer m.Close()
 	st := m.state()
 	st.managed.add([]string{"pending.example.com", "late.example.com"})
@@ -188,7 +188,7 @@ func TestSnapshotShared(t *testing.T) {
 	now := time.Now().Unix()
 	writeIndex(t, mem, dir, map[string]indexRecord{"a.example.com": {now + 1000, now + 500, now - 1000, 0}})
 	store := newPrefixLoads(mem)
-	m := &Manager{DirectoryURL: dir, Storage: store}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store}
 	defer m.Close()
 
 	var wg sync.WaitGroup
@@ -267,7 +267,7 @@ func TestSnapshotFailureIndexed(t *testing.T) {
 	if err := StoreForTest(ctx, store, dir, "fail.example.com", chain, key); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{DirectoryURL: dir, Storage: store}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store}
 	defer m.Close()
 	m.storeFailure(ctx, m.state().primary(), "fail.example.com", errors.New("acme: the CA is down"))
 	if err := m.flushIndex(ctx); err != nil {
@@ -275,7 +275,7 @@ func TestSnapshotFailureIndexed(t *testing.T) {
 	}
 
 	counting := newPrefixLoads(store)
-	reader := &Manager{DirectoryURL: dir, Storage: counting}
+	reader := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: counting}
 	defer reader.Close()
 	s, err := reader.Snapshot(ctx)
 	if err != nil {
@@ -315,7 +315,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			writeIndex(b, store, dir, recs)
 			recs = nil
 			runtime.GC()
-			m := &Manager{DirectoryURL: dir, Storage: store}
+			m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store}
 			defer m.Close()
 			for b.Loop() {
 				s, err := m.RefreshSnapshot(context.Background())
@@ -405,7 +405,7 @@ func TestIndexKeepsNewerCertificate(t *testing.T) {
 	now := time.Now().Unix()
 	newer := indexRecord{now + 90*86400, now + 60*86400, now - 60, 0}
 	writeIndex(t, store, dir, map[string]indexRecord{"a.example.com": newer})
-	m := &Manager{DirectoryURL: dir, Storage: store}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: dir}}, Storage: store}
 	defer m.Close()
 	iss := m.state().primary()
 	ref := indexRef{iss, bucketOf("a.example.com")}

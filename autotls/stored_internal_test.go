@@ -103,7 +103,7 @@ func BenchmarkStoredLoad(b *testing.B) {
 	if store.Store(ctx, "pem/"+name+".crt", chain) != nil || store.Store(ctx, "pem/"+name+".key", keyPEM) != nil {
 		b.Fatal("storing the PEM pair")
 	}
-	m := &Manager{DirectoryURL: testDirectory, Storage: store}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: testDirectory}}, Storage: store}
 	defer m.Close()
 	iss := m.state().issuers[0]
 	b.Run("impl=manager", func(b *testing.B) {
@@ -386,7 +386,7 @@ func TestStoredCorrupt(t *testing.T) {
 			}
 			var logs bytes.Buffer
 			store := storage.NewMemory()
-			m := &Manager{DirectoryURL: testDirectory, Storage: store, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+			m := &Manager{Issuers: []Issuer{{DirectoryURL: testDirectory}}, Storage: store, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 			defer m.Close()
 			if err := store.Store(context.Background(), certKey(m.state().issuers[0], "example.com"), b); err != nil {
 				t.Fatal(err)
@@ -474,7 +474,7 @@ func TestLoadStoredOther(t *testing.T) {
 	ca := newTestCA(t)
 	ctx := context.Background()
 	store := storage.NewMemory()
-	m := &Manager{DirectoryURL: testDirectory, Storage: store}
+	m := &Manager{Issuers: []Issuer{{DirectoryURL: testDirectory}}, Storage: store}
 	defer m.Close()
 	m.state()
 	const name = "example.com"

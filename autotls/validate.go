@@ -16,11 +16,12 @@ var ErrInvalidConfig = errors.New("autotls: invalid configuration")
 // Validate reports, before any handshake or CA request, whether the
 // Manager can obtain certificates as configured, with an error wrapping
 // [ErrInvalidConfig] for each problem that says what to change: no
-// challenge that can be solved, an unknown KeyType, a DirectoryURL that is
-// not an absolute https URL, no storage (Storage nil and no user cache
-// folder), an Email that is not a bare address, or a DefaultServerName
-// that is not a valid server name (or an IP address without
-// AllowIPCertificates).
+// challenge that can be solved, an unknown KeyType, an Issuers[i].DirectoryURL
+// that is not an absolute https URL, an Issuers[i].Email that is not a
+// bare address, no storage (Storage nil and no user cache folder), or a
+// DefaultServerName that is not a valid server name (or an IP address
+// without AllowIPCertificates). Every problem found is in the one error
+// (joined, so errors.Is matches ErrInvalidConfig), each naming its field.
 //
 // Whether a challenge can be solved depends on [Manager.HTTPHandler]
 // having been called when only http-01 is left, so call HTTPHandler first.
@@ -48,10 +49,10 @@ func (m *Manager) challengeErr(st *state) error {
 		return nil
 	}
 	if m.DisableHTTP01 {
-		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 and DisableHTTP01 are set and neither dns-01 nor dns-persist-01 is configured: enable tls-alpn-01 or http-01, or set DNSProvider or DNSPersist01", ErrInvalidConfig)
+		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 and DisableHTTP01 are set and neither dns-01 nor dns-persist-01 is configured: enable tls-alpn-01 or http-01, or set DNS01 or DNSPersist01", ErrInvalidConfig)
 	}
 	if !st.httpInUse.Load() {
-		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 is set, dns-01 is not configured and HTTPHandler has not been called: call HTTPHandler before Listen or enable tls-alpn-01 or dns-01 (DNSProvider)", ErrInvalidConfig)
+		return fmt.Errorf("%w: no challenge can be solved: DisableTLSALPN01 is set, dns-01 is not configured and HTTPHandler has not been called: call HTTPHandler before Listen or enable tls-alpn-01 or dns-01 (DNS01)", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -67,20 +68,16 @@ func (m *Manager) checkFields(st *state) error {
 	default:
 		bad("unknown KeyType %q: use KeyP256, KeyP384, KeyRSA2048 or KeyRSA4096 (empty means KeyP256)", clip(string(m.KeyType)))
 	}
-	field := func(i int, name string) string {
-		if len(m.Issuers) == 0 {
-			return name
-		}
-		return fmt.Sprintf("Issuers[%d].%s", i, name)
-	}
+	// Every issuer is checked, and named by its index in Issuers (the
+	// default issuer of an empty Issuers is valid).
 	for i, iss := range st.issuers {
 		u, err := url.Parse(iss.url)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
-			bad("%s %q is not an absolute https URL such as %s", field(i, "DirectoryURL"), clip(iss.url), "https://acme-v02.api.letsencrypt.org/directory")
+			bad("Issuers[%d].DirectoryURL %q is not an absolute https URL such as %s", i, clip(iss.url), "https://acme-v02.api.letsencrypt.org/directory")
 		}
 		if iss.cfg.Email != "" {
 			if err := checkEmail(iss.cfg.Email); err != nil {
-				bad("%s %q: %v: use a bare address such as ops@example.com", field(i, "Email"), clip(iss.cfg.Email), err)
+				bad("Issuers[%d].Email %q: %v: use a bare address such as ops@example.com", i, clip(iss.cfg.Email), err)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -45,25 +46,27 @@ func TestValidate(t *testing.T) {
 		want        string // "" for valid; else a part of the error
 	}{
 		{"defaults", nil, false, ""},
-		{"no challenge at all", func(m *autotls.Manager) { m.DisableTLSALPN01, m.DisableHTTP01 = true, true }, false, "enable tls-alpn-01 or http-01, or set DNSProvider"},
-		{"no challenge at all, handler called", func(m *autotls.Manager) { m.DisableTLSALPN01, m.DisableHTTP01 = true, true }, true, "enable tls-alpn-01 or http-01, or set DNSProvider"},
+		{"no challenge at all", func(m *autotls.Manager) { m.DisableTLSALPN01, m.DisableHTTP01 = true, true }, false, "enable tls-alpn-01 or http-01, or set DNS01"},
+		{"no challenge at all, handler called", func(m *autotls.Manager) { m.DisableTLSALPN01, m.DisableHTTP01 = true, true }, true, "enable tls-alpn-01 or http-01, or set DNS01"},
 		{"only http-01, no handler yet", func(m *autotls.Manager) { m.DisableTLSALPN01 = true }, false, "call HTTPHandler before Listen or enable tls-alpn-01 or dns-01"},
 		{"only http-01, handler called", func(m *autotls.Manager) { m.DisableTLSALPN01 = true }, true, ""},
 		{"only dns-01", func(m *autotls.Manager) {
-			m.DisableTLSALPN01, m.DisableHTTP01, m.DNSProvider = true, true, provider
+			m.DisableTLSALPN01, m.DisableHTTP01, m.DNS01 = true, true, &solvers.DNS01{Provider: provider}
 		}, false, ""},
 		{"unknown key type", func(m *autotls.Manager) { m.KeyType = "ed25519" }, false, `unknown KeyType "ed25519": use KeyP256`},
 		{"known key type", func(m *autotls.Manager) { m.KeyType = autotls.KeyRSA2048 }, false, ""},
-		{"http directory", func(m *autotls.Manager) { m.DirectoryURL = "http://ca.example/dir" }, false, "not an absolute https URL"},
-		{"relative directory", func(m *autotls.Manager) { m.DirectoryURL = "/directory" }, false, "not an absolute https URL"},
-		{"directory without host", func(m *autotls.Manager) { m.DirectoryURL = "https:///dir" }, false, "not an absolute https URL"},
-		{"https directory", func(m *autotls.Manager) { m.DirectoryURL = "https://ca.example/dir" }, false, ""},
-		{"email with mailto", func(m *autotls.Manager) { m.Email = "mailto:ops@example.com" }, false, "use a bare address"},
-		{"email with a name", func(m *autotls.Manager) { m.Email = "Ops <ops@example.com>" }, false, "use a bare address"},
-		{"email without domain", func(m *autotls.Manager) { m.Email = "ops" }, false, "use a bare address"},
-		{"email at a single label", func(m *autotls.Manager) { m.Email = "ops@localhost" }, false, "use a bare address"},
-		{"email", func(m *autotls.Manager) { m.Email = "ops@example.com" }, false, ""},
-		{"two problems", func(m *autotls.Manager) { m.KeyType, m.Email = "dsa", "x" }, false, "KeyType"},
+		{"http directory", issuer(autotls.Issuer{DirectoryURL: "http://ca.example/dir"}), false, `Issuers[0].DirectoryURL "http://ca.example/dir" is not an absolute https URL`},
+		{"relative directory", issuer(autotls.Issuer{DirectoryURL: "/directory"}), false, "Issuers[0].DirectoryURL \"/directory\" is not an absolute https URL"},
+		{"directory without host", issuer(autotls.Issuer{DirectoryURL: "https:///dir"}), false, "not an absolute https URL"},
+		{"empty directory", issuer(autotls.Issuer{Email: "ops@example.com"}), false, `Issuers[0].DirectoryURL "" is not an absolute https URL`},
+		{"https directory", issuer(autotls.Issuer{DirectoryURL: "https://ca.example/dir"}), false, ""},
+		{"email with mailto", issuer(autotls.LetsEncrypt("mailto:ops@example.com")), false, "Issuers[0].Email \"mailto:ops@example.com\""},
+		{"email with a name", issuer(autotls.LetsEncrypt("Ops <ops@example.com>")), false, "use a bare address"},
+		{"email without domain", issuer(autotls.LetsEncrypt("ops")), false, "use a bare address"},
+		{"email at a single label", issuer(autotls.LetsEncrypt("ops@localhost")), false, "use a bare address"},
+		{"email", issuer(autotls.LetsEncrypt("ops@example.com")), false, ""},
+		{"second issuer", issuer(autotls.LetsEncrypt("ops@example.com"), autotls.Issuer{DirectoryURL: "ca.example"}), false, `Issuers[1].DirectoryURL "ca.example"`},
+		{"two problems", func(m *autotls.Manager) { m.KeyType, m.Issuers = "dsa", []autotls.Issuer{autotls.LetsEncrypt("x")} }, false, "KeyType"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,15 +92,58 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// issuer returns a TestValidate change that sets Issuers.
+func issuer(iss ...autotls.Issuer) func(*autotls.Manager) {
+	return func(m *autotls.Manager) { m.Issuers = iss }
+}
+
+// Validate reports every misconfiguration in its one error, each problem
+// naming its field (an issuer's by its index in Issuers), the challenge
+// check included.
 func TestValidateReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	m := &autotls.Manager{Storage: storage.NewMemory(), KeyType: "dsa", Email: "x", DirectoryURL: "ftp://ca", AcceptTOS: true}
+	m := &autotls.Manager{
+		Storage: storage.NewMemory(),
+		KeyType: "dsa",
+		Issuers: []autotls.Issuer{
+			{DirectoryURL: "ftp://ca", Email: "x"},
+			autotls.LetsEncrypt("ops@example.com"), // valid: not named
+			{DirectoryURL: "https://ca.example/dir", Email: "Ops <ops@example.com>"},
+			{Email: "ops@example.com"},
+		},
+		DefaultServerName: "bad_name..example",
+		DisableTLSALPN01:  true,
+		DisableHTTP01:     true,
+		AcceptTOS:         true,
+	}
 	defer m.Close()
 	err := m.Validate()
-	for _, want := range []string{"KeyType", "Email", "DirectoryURL"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("got %v, want it to mention %s", err, want)
+	if !errors.Is(err, autotls.ErrInvalidConfig) {
+		t.Fatalf("got %v, want ErrInvalidConfig", err)
+	}
+	wants := []string{
+		`unknown KeyType "dsa"`,
+		`Issuers[0].DirectoryURL "ftp://ca" is not an absolute https URL`,
+		`Issuers[0].Email "x"`,
+		`Issuers[2].Email "Ops <ops@example.com>"`,
+		`Issuers[3].DirectoryURL "" is not an absolute https URL`,
+		`DefaultServerName "bad_name..example"`,
+		"no challenge can be solved",
+	}
+	for _, want := range wants {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want it to say %s", err, want)
 		}
+	}
+	for _, notWant := range []string{"Issuers[1]", "Issuers[2].DirectoryURL", "Issuers[3].Email"} {
+		if strings.Contains(err.Error(), notWant) {
+			t.Errorf("got %v, want nothing about %s (valid)", err, notWant)
+		}
+	}
+	// One line per problem: each is its own error, each matching
+	// ErrInvalidConfig.
+	if got := strings.Count(err.Error(), "autotls: invalid configuration"); got != len(wants) {
+		t.Errorf("got %d problems in %v, want %d", got, err, len(wants))
 	}
 }
 

@@ -120,7 +120,7 @@ func BenchmarkSnapshotTable(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			m := &autotls.Manager{DirectoryURL: dir, Storage: store}
+			m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: dir}}, Storage: store}
 			defer m.Close()
 			s, err := m.RefreshSnapshot(context.Background())
 			if err != nil || s.Len() != n {

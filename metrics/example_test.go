@@ -16,7 +16,7 @@ import (
 func ExampleNew() {
 	m := &autotls.Manager{
 		Hosts:     autotls.HostWhitelist("example.com", "www.example.com"),
-		Email:     "ops@example.com",
+		Issuers:   []autotls.Issuer{{Email: "ops@example.com"}},
 		AcceptTOS: true,
 	}
 	defer m.Close()

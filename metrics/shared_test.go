@@ -63,7 +63,7 @@ func TestSharedSnapshot(t *testing.T) {
 	mem := storage.NewMemory()
 	importTest(t, mem, dir, "shared.example.com")
 	store := &indexLists{Storage: mem}
-	m := &autotls.Manager{DirectoryURL: dir, Storage: store}
+	m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: dir}}, Storage: store}
 	defer m.Close()
 	c := New(m, Options{})
 	defer c.Close()

@@ -108,7 +108,7 @@ func TestPageLoadsOnlyItsRows(t *testing.T) {
 	now := time.Now()
 	const n, real = 5000, 120
 	store := &certLoads{Storage: indexedStore(t, n, real, now)}
-	m := &autotls.Manager{DirectoryURL: scaleDir, Storage: store}
+	m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: scaleDir}}, Storage: store}
 	defer m.Close()
 	h := &Handler{Manager: m, Now: func() time.Time { return now }}
 
@@ -155,7 +155,7 @@ func BenchmarkPageScale(b *testing.B) {
 	now := time.Now()
 	for _, n := range []int{1000, 10_000, 100_000, 1_000_000} {
 		store := indexedStore(b, n, 200, now)
-		m := &autotls.Manager{DirectoryURL: scaleDir, Storage: store}
+		m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: scaleDir}}, Storage: store}
 		if _, err := m.RefreshSnapshot(context.Background()); err != nil {
 			b.Fatal(err)
 		}

@@ -225,31 +225,16 @@ func loadKey(path string) (crypto.Signer, error) {
 	return k, nil
 }
 
-// parseCertFile reads a PEM chain, leaf first.
+// parseCertFile reads a PEM chain, leaf first, as acme reads a CA's
+// (see [acme.ParseCertificateChain]: certificates only).
 func parseCertFile(path string) ([]*x509.Certificate, []byte, error) {
 	b, err := readSmallFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading certificate: %w", err)
 	}
-	var chain []*x509.Certificate
-	rest := b
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("certificate file %s: %w", path, err)
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
-		return nil, nil, fmt.Errorf("certificate file %s: no PEM certificate in it", path)
+	chain, err := acme.ParseCertificateChain(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate file %s: %w", path, err)
 	}
 	return chain, b, nil
 }

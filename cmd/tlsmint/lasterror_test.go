@@ -43,7 +43,7 @@ func TestCertsShowStoredLastError(t *testing.T) {
 	}
 	failed := make(chan autotls.Event, 8)
 	m := &autotls.Manager{
-		DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: storage.Dir(dir),
+		Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: storage.Dir(dir),
 		Hosts: autotls.HostWhitelist(name), AcceptTOS: true, FailureBackoff: time.Hour,
 		OnEvent: func(e autotls.Event) {
 			if e.Type == autotls.EventFailed {

@@ -334,16 +334,14 @@ func (a *app) relayTLS(cfg *relayConfig, store storage.Storage, rt *relayRuntime
 		return nil, err
 	}
 	m := &autotls.Manager{
-		Hosts:                  hosts,
-		DirectoryURL:           dir,
-		RootCAs:                roots,
-		Email:                  t.Email,
-		AcceptTOS:              t.AcceptTOS,
-		ExternalAccountBinding: eab,
-		Storage:                store,
-		DisableHTTP01:          true,
-		AuditLog:               rt.trail,
-		Logger:                 logger,
+		Hosts:         hosts,
+		Issuers:       []autotls.Issuer{{DirectoryURL: dir, Email: t.Email, ExternalAccountBinding: eab}},
+		RootCAs:       roots,
+		AcceptTOS:     t.AcceptTOS,
+		Storage:       store,
+		DisableHTTP01: true,
+		AuditLog:      rt.trail,
+		Logger:        logger,
 	}
 	if err := m.Validate(); err != nil {
 		return nil, usagef("the relay's certificate: %v", err)

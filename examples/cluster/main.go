@@ -101,7 +101,7 @@ func run(dsn string) error {
 	)
 	for i := range nodes {
 		m := &autotls.Manager{
-			DirectoryURL:     ca.DirectoryURL(),
+			Issuers:          []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}},
 			HTTPClient:       ca.HTTPClient(),
 			Storage:          stores[i],
 			Hosts:            autotls.HostWhitelist(name),

@@ -60,7 +60,7 @@ func main() {
 	}
 	m := &autotls.Manager{
 		Hosts:     hosts,
-		Email:     *email,
+		Issuers:   []autotls.Issuer{autotls.LetsEncrypt(*email)},
 		AcceptTOS: true, // running this agrees to Let's Encrypt's terms of service
 		Logger:    slog.Default(),
 	}

@@ -80,11 +80,11 @@ func run(ctx context.Context, out io.Writer, addr string, serve bool, statusAddr
 		defer trail.Close()
 	}
 	m := &autotls.Manager{
-		DirectoryURL: ca.DirectoryURL(),
-		HTTPClient:   ca.HTTPClient(),             // trusts the CA's HTTPS front end
-		Storage:      store,                       // certificates, account, audit trail
-		Hosts:        autotls.HostWhitelist(name), // the only name that may be ordered
-		AcceptTOS:    true,                        // agree to the CA's terms of service
+		Issuers:    []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}},
+		HTTPClient: ca.HTTPClient(),             // trusts the CA's HTTPS front end
+		Storage:    store,                       // certificates, account, audit trail
+		Hosts:      autotls.HostWhitelist(name), // the only name that may be ordered
+		AcceptTOS:  true,                        // agree to the CA's terms of service
 	}
 	if trail != nil {
 		m.AuditLog = trail

@@ -87,9 +87,9 @@ func runProduction(domain, email string) error {
 		return err
 	}
 	m := &autotls.Manager{
-		DNSProvider: provider, // dns-01 with default propagation checks
-		Email:       email,
-		AcceptTOS:   true, // running this agrees to Let's Encrypt's terms of service
+		DNS01:     &solvers.DNS01{Provider: provider}, // dns-01 with default propagation checks
+		Issuers:   []autotls.Issuer{autotls.LetsEncrypt(email)},
+		AcceptTOS: true, // running this agrees to Let's Encrypt's terms of service
 		// dns-01 for DOMAIN too: otherwise tls-alpn-01 is tried first,
 		// and nothing listens on :443 yet while Manage runs.
 		DisableHTTP01:    true,
@@ -119,7 +119,7 @@ func runProduction(domain, email string) error {
 func runPersist(domain, email string) error {
 	m := &autotls.Manager{
 		DNSPersist01: &solvers.DNSPersist01{}, // no Provider: read-only
-		Email:        email,
+		Issuers:      []autotls.Issuer{autotls.LetsEncrypt(email)},
 		AcceptTOS:    true, // running this agrees to Let's Encrypt's terms of service
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		// Only dns-persist-01, so that the program waits for the record.
@@ -172,12 +172,12 @@ func runLocal(ctx context.Context, out io.Writer, domain string, persist bool) e
 		return runLocalPersist(ctx, out, ca, domain, nsPort)
 	}
 	m := &autotls.Manager{
-		DirectoryURL: ca.DirectoryURL(),
-		HTTPClient:   ca.HTTPClient(),
-		Storage:      storage.NewMemory(),
-		AcceptTOS:    true, // agree to the CA's terms of service
-		// A fully configured solver instead of DNSProvider: the mock
-		// server is the resolver and the zone's nameserver.
+		Issuers:    []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}},
+		HTTPClient: ca.HTTPClient(),
+		Storage:    storage.NewMemory(),
+		AcceptTOS:  true, // agree to the CA's terms of service
+		// A solver with more than a Provider: the mock server is the
+		// resolver and the zone's nameserver.
 		DNS01: &solvers.DNS01{
 			Provider:           &dns01test.Provider{Server: ca.DNS()},
 			Resolvers:          []string{ca.DNS().Addr()},
@@ -207,10 +207,10 @@ func runLocal(ctx context.Context, out io.Writer, domain string, persist bool) e
 func runLocalPersist(ctx context.Context, out io.Writer, ca *testpebble.CA, domain string, nsPort int) error {
 	events := make(chan autotls.Event, 16)
 	m := &autotls.Manager{
-		DirectoryURL: ca.DirectoryURL(),
-		HTTPClient:   ca.HTTPClient(),
-		Storage:      storage.NewMemory(),
-		AcceptTOS:    true, // agree to the CA's terms of service
+		Issuers:    []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}},
+		HTTPClient: ca.HTTPClient(),
+		Storage:    storage.NewMemory(),
+		AcceptTOS:  true, // agree to the CA's terms of service
 		// Read-only: no Provider, so no DNS credentials. The mock server
 		// is the resolver and the zone's nameserver.
 		DNSPersist01: &solvers.DNSPersist01{

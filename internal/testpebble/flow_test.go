@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -384,19 +383,11 @@ func x509VerifyOptions(c *CA) x509.VerifyOptions {
 // parsePEMChain parses the certificates of a PEM file.
 func parsePEMChain(t *testing.T, data []byte) []*x509.Certificate {
 	t.Helper()
-	var chain []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return chain
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			t.Fatalf("parse certificate: %v", err)
-		}
-		chain = append(chain, cert)
+	chain, err := acme.ParseCertificateChain(data)
+	if err != nil {
+		t.Fatalf("parse certificate chain: %v", err)
 	}
+	return chain
 }
 
 // TestAuthzReuse: with AuthzReusePercent zero no new order reuses a valid
