@@ -3,6 +3,7 @@ package testsetup
 import (
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -43,9 +44,10 @@ func Manager(tb testing.TB, ca *testpebble.CA, store storage.Storage, mod func(*
 //
 // A Challenges is safe for concurrent use.
 type Challenges struct {
-	mu   sync.Mutex
-	m    *autotls.Manager
-	http http.Handler
+	mu       sync.Mutex
+	m        *autotls.Manager
+	http     http.Handler
+	failHost string // http-01 answers 404 for it
 }
 
 // NewChallenges serves ca's http-01 and tls-alpn-01 ports until the test
@@ -69,11 +71,23 @@ func (c *Challenges) Use(m *autotls.Manager) {
 	c.mu.Unlock()
 }
 
-func (c *Challenges) serveHTTP(w http.ResponseWriter, r *http.Request) {
+// FailHTTP01 makes the http-01 server answer 404 for host from now on, so
+// that its validations fail; "" makes it answer for every host again.
+func (c *Challenges) FailHTTP01(host string) {
 	c.mu.Lock()
-	h := c.http
+	c.failHost = host
 	c.mu.Unlock()
-	if h == nil {
+}
+
+func (c *Challenges) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	c.mu.Lock()
+	h, fail := c.http, c.failHost
+	c.mu.Unlock()
+	if h == nil || (fail != "" && host == fail) {
 		http.NotFound(w, r)
 		return
 	}
