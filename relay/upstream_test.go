@@ -20,11 +20,7 @@ import (
 // secondUpstream starts another Pebble and returns it with an Upstream for it.
 func secondUpstream(t *testing.T, name string) (*testpebble.CA, *relay.Upstream) {
 	t.Helper()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := testsetup.CA(t, testpebble.Options{})
 	up := &solvers.HTTP01{}
 	testsetup.ServeHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), up)
 	return ca, &relay.Upstream{
