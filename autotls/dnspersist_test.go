@@ -17,6 +17,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
@@ -236,21 +237,16 @@ func alpnSwitch(t *testing.T, ca *testpebble.CA, m *autotls.Manager, on *atomic.
 // again, and the renewal validates with dns-persist-01 alone.
 func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	t.Parallel()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := testsetup.CA(t, testpebble.Options{})
 	ca.DNS().AddZone("example.com")
 	log := newEventLog()
 	store := storage.NewMemory()
-	m := &autotls.Manager{
-		Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: store, AcceptTOS: true,
-		DNSPersist01:           persistSolver(t, ca, nil),
-		DNSRecordCheckInterval: 20 * time.Millisecond,
-		OnEvent:                log.on,
-	}
-	t.Cleanup(func() { m.Close() })
+	m := testsetup.Manager(t, ca, store, func(m *autotls.Manager) {
+		m.Hosts = nil
+		m.DNSPersist01 = persistSolver(t, ca, nil)
+		m.DNSRecordCheckInterval = 20 * time.Millisecond
+		m.OnEvent = log.on
+	})
 	var alpn atomic.Bool
 	alpn.Store(true)
 	alpnSwitch(t, ca, m, &alpn)
