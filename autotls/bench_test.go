@@ -310,19 +310,14 @@ func BenchmarkHandshakeCached(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg, done := tc.setup()
 			defer done()
-			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			go serveHandshakes(ln)
+			addr := testsetup.ServeTLS(b, "127.0.0.1:0", cfg)
 			client := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
 			b.ReportAllocs()
 			ari := ca.Requests("renewalInfo")
 			i := 0
 			for b.Loop() {
 				client.ServerName = names[i]
-				c, err := tls.Dial("tcp", ln.Addr().String(), client)
+				c, err := tls.Dial("tcp", addr, client)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -351,21 +346,6 @@ func ariWindow(in time.Duration) func(http.Handler) http.Handler {
 			w.Header().Set("Retry-After", "21600")
 			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": start.Add(24 * time.Hour)}})
 		})
-	}
-}
-
-// serveHandshakes completes a handshake on each connection accepted and
-// closes it.
-func serveHandshakes(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_ = c.(*tls.Conn).Handshake()
-		}()
 	}
 }
 
