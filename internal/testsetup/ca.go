@@ -1,6 +1,8 @@
 package testsetup
 
 import (
+	"context"
+	"net"
 	"testing"
 
 	"github.com/tlsmint/tlsmint/internal/testpebble"
@@ -35,4 +37,13 @@ func DNS(tb testing.TB, zones ...string) *testpebble.DNSServer {
 		d.AddZone(z)
 	}
 	return d
+}
+
+// Resolver returns a resolver that asks d, over TCP, whatever the name: the
+// view of DNS that the test CA's validation authority has.
+func Resolver(d *testpebble.DNSServer) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dialer net.Dialer
+		return dialer.DialContext(ctx, "tcp", d.Addr())
+	}}
 }

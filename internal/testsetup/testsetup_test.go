@@ -123,3 +123,20 @@ func intermediates(t *testing.T, c *tls.Certificate) *x509.CertPool {
 	}
 	return p
 }
+
+// TestResolver: the resolver asks the test's DNS server, which answers
+// A 127.0.0.1 for any name and the TXT records it was given.
+func TestResolver(t *testing.T) {
+	t.Parallel()
+	d := testsetup.DNS(t, "example.com")
+	d.AddTXT("_acme-challenge.example.com", "token")
+	r := testsetup.Resolver(d)
+	txt, err := r.LookupTXT(testsetup.Context(t), "_acme-challenge.example.com")
+	if err != nil || len(txt) != 1 || txt[0] != "token" {
+		t.Errorf("LookupTXT: got %q, %v; want [token]", txt, err)
+	}
+	addrs, err := r.LookupHost(testsetup.Context(t), "anything.example.com")
+	if err != nil || len(addrs) != 1 || addrs[0] != "127.0.0.1" {
+		t.Errorf("LookupHost: got %v, %v; want [127.0.0.1]", addrs, err)
+	}
+}
