@@ -78,10 +78,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		testsetup.Serve(t, ln, e.up)
 	}
 	e.downPort = testsetup.ServeHTTP(t, "127.0.0.1:0", e.down)
-	e.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", ca.DNS().Addr())
-	}}
+	e.resolver = testsetup.Resolver(ca.DNS())
 	e.log = &audit.Log{Storage: e.store, Node: "relay-test", FlushInterval: time.Hour}
 	t.Cleanup(func() { e.log.Close() })
 	e.upstream = &relay.Upstream{

@@ -272,10 +272,7 @@ func TestValidateDNS01(t *testing.T) {
 	dns.AddTXT("_acme-challenge.good.example.com", value)
 	dns.AddTXT("_acme-challenge.wrong.example.com", "not it")
 	dns.SetCNAME("_acme-challenge.delegated.example.com", "_acme-challenge.good.example.com")
-	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", dns.Addr())
-	}}
+	res := testsetup.Resolver(dns)
 	v := &relay.Validator{Resolver: res, Timeout: 2 * time.Second}
 	for _, tc := range []struct {
 		name string
