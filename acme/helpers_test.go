@@ -5,15 +5,11 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,27 +18,14 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 )
 
-// newCA starts an in-process Pebble for one test.
-func newCA(t testing.TB, opts testpebble.Options) *testpebble.CA {
-	t.Helper()
-	ca, err := testpebble.New(opts)
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	return ca
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+// newCA, newKey and ctxT are testsetup's CA, Key and Context, under the
+// names the tests use.
+func newCA(t testing.TB, opts testpebble.Options) *testpebble.CA { return testsetup.CA(t, opts) }
+func newKey(t testing.TB) *ecdsa.PrivateKey                      { return testsetup.Key(t) }
+func ctxT(t testing.TB) context.Context                          { return testsetup.Context(t) }
 
 // newClient returns a client for ca with a fresh P-256 account key, not yet
 // registered.
@@ -61,12 +44,6 @@ func registered(t testing.TB, ca *testpebble.CA) *acme.Client {
 	return c
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // httpSolver answers http-01 challenges on the port Pebble's VA connects to.
 type httpSolver struct {
 	// delay, in nanoseconds, is how long each challenge request waits
@@ -79,19 +56,12 @@ type httpSolver struct {
 	tokens   map[string]string
 	presents int
 	cleanups int
-	srv      *http.Server
 }
 
 func newHTTPSolver(t testing.TB, ca *testpebble.CA) *httpSolver {
 	t.Helper()
 	s := &httpSolver{tokens: map[string]string{}}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatalf("listen for http-01: %v", err)
-	}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
-	go s.srv.Serve(ln)
-	t.Cleanup(func() { s.srv.Close() })
+	ca.ServeHTTP01(t, s)
 	return s
 }
 

@@ -3,17 +3,15 @@ package acme_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/interopenv"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 )
 
 // TestInteropExternalCA runs the issuance flow against an ACME server other
@@ -35,8 +33,8 @@ func TestInteropExternalCA(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 
-	var logs strings.Builder
-	c := &acme.Client{DirectoryURL: dir, Key: newKey(t), RootCAs: roots, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	var logs testsetup.Buffer
+	c := &acme.Client{DirectoryURL: dir, Key: newKey(t), RootCAs: roots, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	t.Cleanup(func() { t.Logf("client log:\n%s", logs.String()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -71,16 +69,4 @@ func TestInteropExternalCA(t *testing.T) {
 		_, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames(names[0]), Profile: "shortlived"})
 		wantIs(t, err, acme.ErrInvalidProfile)
 	}
-}
-
-// syncWriter serialises writes of concurrent loggers.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -17,35 +17,26 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT is testsetup.Context, under the name the tests use.
+func ctxT(t *testing.T) context.Context { return testsetup.Context(t) }
 
 // manager returns a Manager for a fresh in-process CA with http-01 served
 // on the port the CA validates.
 func manager(t *testing.T, store storage.Storage, mod func(*autotls.Manager)) (*autotls.Manager, *testpebble.CA) {
 	t.Helper()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	m := &autotls.Manager{
-		Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: store,
-		Hosts: autotls.HostWhitelist("example.com", "www.example.com"), AcceptTOS: true,
-		DisableTLSALPN01: true,
-	}
-	if mod != nil {
-		mod(m)
-	}
+	ca := testsetup.CA(t, testpebble.Options{})
+	m := testsetup.Manager(t, ca, store, func(m *autotls.Manager) {
+		m.DisableTLSALPN01 = true
+		if mod != nil {
+			mod(m)
+		}
+	}, "example.com", "www.example.com")
 	ca.ServeHTTP01(t, m.HTTPHandler(nil))
-	t.Cleanup(func() { m.Close() })
 	return m, ca
 }
 

@@ -3,8 +3,6 @@ package autotls_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -42,19 +41,14 @@ type fixture struct {
 
 func newFixture(b testing.TB) *fixture {
 	b.Helper()
-	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rt := &x509.Certificate{
+	rootKey := testsetup.Key(b)
+	root := testsetup.Sign(b, &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench root"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, rt, rt, &rootKey.PublicKey, rootKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(der)
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	it := &x509.Certificate{
+	}, rootKey.Public(), nil, rootKey)
+	caKey := testsetup.Key(b)
+	ca := testsetup.Sign(b, &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{Country: []string{"US"}, Organization: []string{"Bench Encrypt"}, CommonName: "B1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(3 * 365 * 24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
@@ -63,14 +57,8 @@ func newFixture(b testing.TB) *fixture {
 		IssuingCertificateURL: []string{"http://x2.i.bench.example/"},
 		CRLDistributionPoints: []string{"http://x2.c.bench.example/"},
 		Policies:              []x509.OID{mustOID(b, "2.23.140.1.2.1")},
-	}
-	der, err = x509.CreateCertificate(rand.Reader, it, root, &caKey.PublicKey, rootKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	return &fixture{rootKey: rootKey, root: root, caKey: caKey, ca: ca, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), leafKy: leafKey}
+	}, caKey.Public(), root, rootKey)
+	return &fixture{rootKey: rootKey, root: root, caKey: caKey, ca: ca, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), leafKy: testsetup.Key(b)}
 }
 
 func mustOID(b testing.TB, s string) x509.OID {
@@ -95,11 +83,8 @@ func (f *fixture) chainPEM(b testing.TB, name string, serial int64, notBefore, n
 		// Two SCTs, as public CAs embed (RFC 6962 section 3.3).
 		ExtraExtensions: []pkix.Extension{{Id: []int{1, 3, 6, 1, 4, 1, 11129, 2, 4, 2}, Value: sctBytes}},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.ca, &key.PublicKey, f.caKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), f.caPEM...)
+	leaf := testsetup.Sign(b, tmpl, key.Public(), f.ca, f.caKey)
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), f.caPEM...)
 }
 
 // sctBytes is the size of two embedded SCTs (an OCTET STRING of 0xf0
@@ -144,10 +129,7 @@ func storeNFor(b testing.TB, f *fixture, n int, dir string) (storage.Storage, []
 	names := benchNames(n)
 	pairs := make([]pemPair, n)
 	for i, name := range names {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			b.Fatal(err)
-		}
+		key := testsetup.Key(b)
 		pairs[i] = pemPair{f.chainPEM(b, name, int64(i+2), time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), key), keyPEM(b, key)}
 		if err := autotls.StoreForTest(context.Background(), store, dir, name, pairs[i].chain, key); err != nil {
 			b.Fatal(err)
@@ -291,11 +273,7 @@ func BenchmarkHandshake(b *testing.B) {
 func BenchmarkHandshakeCached(b *testing.B) {
 	f := newFixture(b)
 	const n = 10000
-	ca, err := testpebble.New(testpebble.Options{Wrap: ariWindow(60 * 24 * time.Hour)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ca.Close()
+	ca := testsetup.CA(b, testpebble.Options{Wrap: ariWindow(60 * 24 * time.Hour)})
 	store, names, pairs := storeNFor(b, f, n, ca.DirectoryURL())
 	bare := make(map[string]*tls.Certificate, n)
 	for i, name := range names {
@@ -332,19 +310,14 @@ func BenchmarkHandshakeCached(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg, done := tc.setup()
 			defer done()
-			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			go serveHandshakes(ln)
+			addr := testsetup.ServeTLS(b, "127.0.0.1:0", cfg)
 			client := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
 			b.ReportAllocs()
 			ari := ca.Requests("renewalInfo")
 			i := 0
 			for b.Loop() {
 				client.ServerName = names[i]
-				c, err := tls.Dial("tcp", ln.Addr().String(), client)
+				c, err := tls.Dial("tcp", addr, client)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -373,21 +346,6 @@ func ariWindow(in time.Duration) func(http.Handler) http.Handler {
 			w.Header().Set("Retry-After", "21600")
 			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": start.Add(24 * time.Hour)}})
 		})
-	}
-}
-
-// serveHandshakes completes a handshake on each connection accepted and
-// closes it.
-func serveHandshakes(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_ = c.(*tls.Conn).Handshake()
-		}()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
@@ -75,13 +76,12 @@ func (p *writeCounter) DeleteRecords(ctx context.Context, zone string, recs []li
 	return p.DNSProvider.DeleteRecords(ctx, zone, recs)
 }
 
-// TestDNSPersistReadOnly: a Manager whose only challenge is a read-only
-// dns-persist-01 says at start-up which record to create, per name (an
-// event and Certificates), places no order until it exists, and obtains
-// both certificates as soon as the operator publishes it — one record,
-// with policy=wildcard, for the name and its wildcard.
-func TestDNSPersistReadOnly(t *testing.T) {
-	t.Parallel()
+// readOnlyPersist returns a Manager of a test CA whose DNS serves
+// example.com, with a read-only dns-persist-01 as its only challenge,
+// checking for the record every 20 ms, its events in the log and its
+// storage in memory; mod, when not nil, changes it further.
+func readOnlyPersist(t *testing.T, mod func(*autotls.Manager)) (*env, *autotls.Manager, *eventLog, storage.Storage) {
+	t.Helper()
 	e := newEnv(t, testpebble.Options{})
 	e.ca.DNS().AddZone("example.com")
 	log := newEventLog()
@@ -90,8 +90,23 @@ func TestDNSPersistReadOnly(t *testing.T) {
 		m.DNSPersist01 = persistSolver(t, e.ca, nil)
 		m.DNSRecordCheckInterval = 20 * time.Millisecond
 		m.DisableHTTP01, m.DisableTLSALPN01 = true, true
-		m.FailureBackoff = time.Hour // only the record's appearance may retry
 		m.OnEvent = log.on
+		if mod != nil {
+			mod(m)
+		}
+	})
+	return e, m, log, store
+}
+
+// TestDNSPersistReadOnly: a Manager whose only challenge is a read-only
+// dns-persist-01 says at start-up which record to create, per name (an
+// event and Certificates), places no order until it exists, and obtains
+// both certificates as soon as the operator publishes it — one record,
+// with policy=wildcard, for the name and its wildcard.
+func TestDNSPersistReadOnly(t *testing.T) {
+	t.Parallel()
+	e, m, log, store := readOnlyPersist(t, func(m *autotls.Manager) {
+		m.FailureBackoff = time.Hour // only the record's appearance may retry
 	})
 	if err := m.Validate(); err != nil {
 		t.Fatalf("Validate with only dns-persist-01: %v", err)
@@ -236,21 +251,16 @@ func alpnSwitch(t *testing.T, ca *testpebble.CA, m *autotls.Manager, on *atomic.
 // again, and the renewal validates with dns-persist-01 alone.
 func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	t.Parallel()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := testsetup.CA(t, testpebble.Options{})
 	ca.DNS().AddZone("example.com")
 	log := newEventLog()
 	store := storage.NewMemory()
-	m := &autotls.Manager{
-		Issuers: []autotls.Issuer{{DirectoryURL: ca.DirectoryURL()}}, HTTPClient: ca.HTTPClient(), Storage: store, AcceptTOS: true,
-		DNSPersist01:           persistSolver(t, ca, nil),
-		DNSRecordCheckInterval: 20 * time.Millisecond,
-		OnEvent:                log.on,
-	}
-	t.Cleanup(func() { m.Close() })
+	m := testsetup.Manager(t, ca, store, func(m *autotls.Manager) {
+		m.Hosts = nil
+		m.DNSPersist01 = persistSolver(t, ca, nil)
+		m.DNSRecordCheckInterval = 20 * time.Millisecond
+		m.OnEvent = log.on
+	})
 	var alpn atomic.Bool
 	alpn.Store(true)
 	alpnSwitch(t, ca, m, &alpn)
@@ -282,16 +292,7 @@ func TestDNSPersistReadOnlyFallback(t *testing.T) {
 // near is used, and reported once, with the record to publish instead.
 func TestDNSPersistRecordEnding(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{})
-	e.ca.DNS().AddZone("example.com")
-	log := newEventLog()
-	store := storage.NewMemory()
-	m := e.manager(t, store, func(m *autotls.Manager) {
-		m.DNSPersist01 = persistSolver(t, e.ca, nil)
-		m.DNSRecordCheckInterval = 20 * time.Millisecond
-		m.DisableHTTP01, m.DisableTLSALPN01 = true, true
-		m.OnEvent = log.on
-	})
+	e, m, log, store := readOnlyPersist(t, nil)
 	// A first attempt registers the account and finds no record; then a
 	// record that ends in ten days is published.
 	if err := m.Manage(ctxT(t), "end.example.com"); !errors.Is(err, solvers.ErrPersistRecordMissing) {

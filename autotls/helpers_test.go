@@ -5,96 +5,47 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
-	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
 // env is a test CA plus the challenge servers its validation authority
-// reaches (http-01 on HTTPPort, tls-alpn-01 on TLSPort), which forward to
+// reaches (http-01 on HTTPPort, tls-alpn-01 on TLSPort), which answer for
 // the Manager currently "behind the load balancer".
 type env struct {
-	ca      *testpebble.CA
-	mu      sync.Mutex
-	current *autotls.Manager
-	http    http.Handler
+	ca *testpebble.CA
+	ch *testsetup.Challenges
 	// failHost, when set, makes the http-01 server answer 404 for it.
-	failHost atomic.Value
+	failHost failHost
 }
+
+// failHost is the http-01 host that fails: Store sets it ("" none).
+type failHost struct{ ch *testsetup.Challenges }
+
+// Store makes the http-01 server answer 404 for host.
+func (f failHost) Store(host string) { f.ch.FailHTTP01(host) }
 
 func newEnv(t testing.TB, opts testpebble.Options) *env {
 	t.Helper()
-	ca, err := testpebble.New(opts)
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	e := &env{ca: ca}
-	e.failHost.Store("")
-
-	ca.ServeHTTP01(t, http.HandlerFunc(e.serveHTTP))
-	ca.ServeTLSALPN01(t, e.getCertificate)
-	return e
-}
-
-func (e *env) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	host, _, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host = r.Host
-	}
-	if fh := e.failHost.Load().(string); fh != "" && host == fh {
-		http.NotFound(w, r)
-		return
-	}
-	e.mu.Lock()
-	h := e.http
-	e.mu.Unlock()
-	if h == nil {
-		http.NotFound(w, r)
-		return
-	}
-	h.ServeHTTP(w, r)
-}
-
-func (e *env) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	e.mu.Lock()
-	m := e.current
-	e.mu.Unlock()
-	return m.GetCertificate(hello)
+	ca := testsetup.CA(t, opts)
+	ch := testsetup.NewChallenges(t, ca)
+	return &env{ca: ca, ch: ch, failHost: failHost{ch}}
 }
 
 // manager returns a Manager pointed at the test CA, made the one the
-// challenge servers forward to.
+// challenge servers answer for.
 func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Manager)) *autotls.Manager {
 	t.Helper()
-	if store == nil {
-		store = storage.Dir(t.TempDir())
-	}
-	m := &autotls.Manager{
-		Issuers:    []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}},
-		HTTPClient: e.ca.HTTPClient(),
-		Storage:    store,
-		Hosts:      autotls.HostWhitelist("example.com", "*.example.com", "www.example.org"),
-		AcceptTOS:  true,
-	}
-	if mod != nil {
-		mod(m)
-	}
+	m := testsetup.Manager(t, e.ca, store, mod, "example.com", "*.example.com", "www.example.org")
 	// The tests were written for a first ARI poll right after issuance;
 	// TestFirstARIPollSpread checks the default.
 	autotls.SetARIFirstPollForTest(m, 0)
-	h := m.HTTPHandler(nil)
-	e.mu.Lock()
-	e.current, e.http = m, h
-	e.mu.Unlock()
-	t.Cleanup(func() { m.Close() })
+	e.ch.Use(m)
 	return m
 }
 
@@ -102,14 +53,7 @@ func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Man
 // address: each connection completes a handshake and is closed.
 func serve(t testing.TB, m *autotls.Manager) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := tls.NewListener(ln, m.TLSConfig())
-	go testpebble.ServeHandshakes(tl)
-	t.Cleanup(func() { tl.Close() })
-	return ln.Addr().String()
+	return testsetup.ServeTLS(t, "127.0.0.1:0", m.TLSConfig())
 }
 
 // handshake dials addr with SNI name and returns the server's leaf.
@@ -123,11 +67,8 @@ func (e *env) handshake(ctx context.Context, addr, name string) (*x509.Certifica
 	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT is testsetup.Context, under the name the tests use.
+func ctxT(t testing.TB) context.Context { return testsetup.Context(t) }
 
 // hello builds a ClientHelloInfo for calling GetCertificate directly.
 func hello(name string) *tls.ClientHelloInfo {

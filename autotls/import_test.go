@@ -3,8 +3,6 @@ package autotls_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"slices"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -23,12 +22,8 @@ func (nopSolver) CleanUp(context.Context, acme.Challenge) error { return nil }
 
 func obtainElsewhere(t *testing.T, ca *testpebble.CA, names ...string) (*acme.Certificate, *ecdsa.PrivateKey, string) {
 	t.Helper()
-	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	c := &acme.Client{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Key: ak}
-	if _, err := c.Register(ctxT(t), acme.Account{TermsOfServiceAgreed: true}); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c := testsetup.Registered(t, ca)
+	key := testsetup.Key(t)
 	cert, err := c.Obtain(ctxT(t), acme.ObtainRequest{Identifiers: acme.DNSNames(names...), CertKey: key, Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: nopSolver{}}})
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +32,7 @@ func obtainElsewhere(t *testing.T, ca *testpebble.CA, names ...string) (*acme.Ce
 }
 
 func TestImportCertificateServedWithoutOrders(t *testing.T) {
-	ca, err := testpebble.New(testpebble.Options{AlwaysValid: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca := testsetup.CA(t, testpebble.Options{AlwaysValid: true})
 	ctx := ctxT(t)
 	cert, key, account := obtainElsewhere(t, ca, "imp.example.com", "www.imp.example.com")
 	store := storage.Dir(t.TempDir())
@@ -91,13 +82,9 @@ func TestImportCertificateServedWithoutOrders(t *testing.T) {
 }
 
 func TestImportCertificateInvalid(t *testing.T) {
-	ca, err := testpebble.New(testpebble.Options{AlwaysValid: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca := testsetup.CA(t, testpebble.Options{AlwaysValid: true})
 	cert, key, _ := obtainElsewhere(t, ca, "a.example.com")
-	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other := testsetup.Key(t)
 	good := autotls.ImportedCertificate{Directory: ca.DirectoryURL(), Name: "a.example.com", ChainPEM: cert.Chain.PEM, Key: key}
 	cases := map[string]func(*autotls.ImportedCertificate){
 		"key mismatch":  func(c *autotls.ImportedCertificate) { c.Key = other },

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/interopenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
@@ -59,8 +59,8 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	_, port, _ := net.SplitHostPort(tlsLn.Addr().String())
 	addr := net.JoinHostPort("127.0.0.1", port)
 
-	var logs strings.Builder
-	logger := slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logs testsetup.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() { t.Logf("manager log:\n%s", logs.String()) })
 	store := storage.Dir(t.TempDir())
 	hosts := append([]string{failName}, names...)
@@ -430,16 +430,4 @@ func (o *opCounter) snapshot() map[string]int {
 		c[k] = v
 	}
 	return c
-}
-
-// syncWriter serialises writes of concurrent loggers.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -46,10 +46,7 @@ func twoIssuers(t *testing.T, mod func(*autotls.Manager)) (*autotls.Manager, *en
 			mod(m)
 		}
 	})
-	h := m.HTTPHandler(nil)
-	e2.mu.Lock()
-	e2.current, e2.http = m, h
-	e2.mu.Unlock()
+	e2.ch.Use(m)
 	return m, e1, e2
 }
 

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tlsmint/tlsmint/internal/clientnet"
 	"github.com/tlsmint/tlsmint/record"
 )
 
@@ -94,24 +94,17 @@ func (c *Collector) ObserveDecision(r record.Audit) {
 // /48 while fewer than maxNetworks are in use (or it is one of them),
 // else "other"; "other" also for what is not an address.
 func (d *decisions) network(source string) string {
-	a, err := netip.ParseAddr(source)
-	if err != nil {
-		return "other"
+	n := clientnet.Of(source)
+	if n == clientnet.Other {
+		return n
 	}
-	a = a.Unmap().WithZone("")
-	bits := 48
-	if a.Is4() {
-		bits = 24
-	}
-	p, _ := a.Prefix(bits)
-	n := p.String()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.networks[n] {
 		return n
 	}
 	if len(d.networks) >= maxNetworks {
-		return "other"
+		return clientnet.Other
 	}
 	d.networks[n] = true
 	return n

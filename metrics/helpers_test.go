@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -20,82 +19,41 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
-	"github.com/tlsmint/tlsmint/storage"
 )
 
 // env is a test CA plus the challenge servers its validation authority
-// reaches (http-01 on HTTPPort, tls-alpn-01 on TLSPort), which forward to
+// reaches (http-01 on HTTPPort, tls-alpn-01 on TLSPort), which answer for
 // the env's Manager.
 type env struct {
 	ca *testpebble.CA
-	mu sync.Mutex
-	m  *autotls.Manager
-	h  http.Handler
+	ch *testsetup.Challenges
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts testpebble.Options) *env {
 	t.Helper()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	e := &env{ca: ca}
-
-	ca.ServeHTTP01(t, http.HandlerFunc(e.serveHTTP))
-	ca.ServeTLSALPN01(t, e.getCertificate)
-	return e
-}
-
-func (e *env) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	h := e.h
-	e.mu.Unlock()
-	if h == nil {
-		http.NotFound(w, r)
-		return
-	}
-	h.ServeHTTP(w, r)
-}
-
-func (e *env) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	e.mu.Lock()
-	m := e.m
-	e.mu.Unlock()
-	return m.GetCertificate(hello)
+	ca := testsetup.CA(t, opts)
+	return &env{ca: ca, ch: testsetup.NewChallenges(t, ca)}
 }
 
 // manager returns a Manager pointed at the test CA, wired to a new
-// Collector made with opts.
+// Collector made with opts; the Collector is closed after the Manager.
 func (e *env) manager(t testing.TB, opts Options) (*autotls.Manager, *Collector) {
 	t.Helper()
-	m := &autotls.Manager{
-		Issuers:    []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}},
-		HTTPClient: e.ca.HTTPClient(),
-		Storage:    storage.Dir(t.TempDir()),
-		Hosts:      autotls.HostWhitelist("example.com", "*.example.com"),
-		AcceptTOS:  true,
-	}
-	c := New(m, opts)
-	m.ACMEObserver = c
-	m.OnEvent = c.OnEvent
-	h := m.HTTPHandler(nil)
-	e.mu.Lock()
-	e.m, e.h = m, h
-	e.mu.Unlock()
-	t.Cleanup(func() {
-		m.Close()
-		c.Close()
-	})
+	var c *Collector
+	m := testsetup.Manager(t, e.ca, nil, func(m *autotls.Manager) {
+		c = New(m, opts)
+		m.ACMEObserver = c
+		m.OnEvent = c.OnEvent
+		t.Cleanup(func() { c.Close() })
+	}, "example.com", "*.example.com")
+	e.ch.Use(m)
 	return m, c
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT is testsetup.Context, under the name the tests use.
+func ctxT(t testing.TB) context.Context { return testsetup.Context(t) }
 
 // clock is a settable time source.
 type clock struct {

@@ -10,13 +10,14 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testpebble"
 )
 
 // Certificates obtained from the in-process CA, scraped through promhttp:
 // expiry and renewal plans equal the Manager's, one newOrder per
 // certificate, and a rate-limited order shows up as a failure.
 func TestPebbleScrape(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, testpebble.Options{})
 	m, c := e.manager(t, Options{RefreshInterval: -1})
 	ctx := ctxT(t)
 	names := []string{"a.example.com", "b.example.com"}
@@ -126,7 +127,7 @@ func TestPebbleScrape(t *testing.T) {
 // TestRefusedTotal: every refused handshake is counted by its reason, also
 // past the pace of EventRefused (autotls.MaxRefusedEvents a minute).
 func TestRefusedTotal(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, testpebble.Options{})
 	m, c := e.manager(t, Options{RefreshInterval: -1})
 	refuse := func(sni string, want error) {
 		t.Helper()

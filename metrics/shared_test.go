@@ -3,9 +3,6 @@ package metrics
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
@@ -19,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/statuspage"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -49,14 +47,9 @@ func (s *indexLists) count() int {
 // importTest stores a certificate for name, valid for 60 days.
 func importTest(t *testing.T, store storage.Storage, dir, name string) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(60 * 24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testsetup.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(3), DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(60 * 24 * time.Hour)})
 	if err := autotls.ImportCertificate(context.Background(), store, autotls.ImportedCertificate{
-		Directory: dir, Name: name, ChainPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: crypto.Signer(key),
+		Directory: dir, Name: name, ChainPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Leaf.Raw}), Key: c.PrivateKey.(crypto.Signer),
 	}); err != nil {
 		t.Fatal(err)
 	}

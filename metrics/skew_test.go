@@ -19,14 +19,7 @@ func dateAhead(next http.Handler) http.Handler {
 
 // The Manager's clock skew is exported, measured and corrected.
 func TestClockSkewMetric(t *testing.T) {
-	ca, err := testpebble.New(testpebble.Options{Wrap: dateAhead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	e := &env{ca: ca}
-	ca.ServeHTTP01(t, http.HandlerFunc(e.serveHTTP))
-	ca.ServeTLSALPN01(t, e.getCertificate)
+	e := newEnv(t, testpebble.Options{Wrap: dateAhead})
 	m, c := e.manager(t, Options{RefreshInterval: -1})
 	if err := m.Manage(ctxT(t), "example.com"); err != nil {
 		t.Fatalf("Manage: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -23,17 +22,16 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
-	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/migrate"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT and ecKey are testsetup's Context and Key, under the names the
+// tests use.
+func ctxT(t *testing.T) context.Context    { return testsetup.Context(t) }
+func ecKey(t *testing.T) *ecdsa.PrivateKey { return testsetup.Key(t) }
 
 type nopSolver struct{}
 
@@ -55,17 +53,8 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	ca, err := testpebble.New(testpebble.Options{AlwaysValid: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	c := &acme.Client{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Key: ak}
-	if _, err := c.Register(ctxT(t), acme.Account{TermsOfServiceAgreed: true}); err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{ca: ca, client: c}
+	ca := testsetup.CA(t, testpebble.Options{AlwaysValid: true})
+	return &fixture{ca: ca, client: testsetup.Registered(t, ca)}
 }
 
 func (f *fixture) obtain(t *testing.T, key crypto.Signer, names ...string) issued {
@@ -76,14 +65,6 @@ func (f *fixture) obtain(t *testing.T, key crypto.Signer, names ...string) issue
 		t.Fatal(err)
 	}
 	return issued{chainPEM: cert.Chain.PEM, key: key, leaf: cert.Leaf(), account: f.client.AccountURL}
-}
-
-func ecKey(t *testing.T) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // autocertFile is autocert's cache value: the key (SEC 1 for ECDSA, PKCS#1
@@ -115,15 +96,9 @@ func write(t *testing.T, path string, b []byte) {
 }
 
 func expiredCert(t *testing.T, name string) issued {
-	key := ecKey(t)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return issued{chainPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key: key, leaf: leaf}
+	c := testsetup.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	return issued{chainPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Leaf.Raw}), key: c.PrivateKey.(crypto.Signer), leaf: c.Leaf}
 }
 
 // servedWithoutOrders checks that a Manager over store serves each name's
@@ -135,9 +110,7 @@ func (f *fixture) servedWithoutOrders(t *testing.T, store storage.Storage, want 
 		names = append(names, n)
 	}
 	orders := f.ca.Requests("newOrder")
-	m := &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: f.ca.DirectoryURL()}}, HTTPClient: f.ca.HTTPClient(), Storage: store, AcceptTOS: true,
-		Hosts: autotls.HostWhitelist(names...)}
-	defer m.Close()
+	m := testsetup.Manager(t, f.ca, store, nil, names...)
 	for name, leaf := range want {
 		sni := name
 		if strings.HasPrefix(name, "*.") {

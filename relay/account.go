@@ -136,9 +136,8 @@ func checkContacts(contacts []string) *acme.Problem {
 // newAccount registers an account, or returns the existing one for the
 // key (RFC 8555, section 7.3).
 func (s *Server) newAccount(c *call) {
-	req, p := c.verify(authJWK)
-	if p != nil {
-		c.fail(p)
+	req := c.verifyAs(authJWK, true, "newAccount needs a payload")
+	if req == nil {
 		return
 	}
 	var body struct {
@@ -147,12 +146,7 @@ func (s *Server) newAccount(c *call) {
 		OnlyReturnExisting     bool            `json:"onlyReturnExisting"`
 		ExternalAccountBinding json.RawMessage `json:"externalAccountBinding"`
 	}
-	if req.postAsGet {
-		c.fail(malformed("newAccount needs a payload"))
-		return
-	}
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
 	tp, p := thumbprint(req.key)
@@ -246,13 +240,8 @@ func (s *Server) newAccount(c *call) {
 // update, terms agreement and deactivation (RFC 8555, sections 7.3.2 and
 // 7.3.6).
 func (s *Server) account(c *call, id string) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if req.account.ID != id {
-		c.fail(unauthorized("the request is signed by another account than the one it is for"))
+	req := c.verifyOwner(id)
+	if req == nil {
 		return
 	}
 	if req.postAsGet {
@@ -265,8 +254,7 @@ func (s *Server) account(c *call, id string) {
 		Status               string    `json:"status"`
 		TermsOfServiceAgreed *bool     `json:"termsOfServiceAgreed"`
 	}
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
 	if body.Status != "" && body.Status != acme.StatusDeactivated && body.Status != acme.StatusValid {
@@ -329,13 +317,8 @@ const maxOrdersExamined = 4 * OrdersPageSize
 // OrdersPageSize a page, with a Link rel="next" to the rest. The cursor
 // of a next page is the index key of the last order the page examined.
 func (s *Server) accountOrders(c *call, id string) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
-		return
-	}
-	if req.account.ID != id {
-		c.fail(unauthorized("the request is signed by another account than the one it is for"))
+	req := c.verifyOwner(id)
+	if req == nil {
 		return
 	}
 	if !req.postAsGet {
@@ -437,8 +420,7 @@ func (s *Server) keyChange(c *call) {
 		Account string          `json:"account"`
 		OldKey  json.RawMessage `json:"oldKey"`
 	}
-	if p := decodePayload(payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(payload, &body) {
 		return
 	}
 	if body.Account != c.url(pathAccount+req.account.ID) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/clientnet"
 	"github.com/tlsmint/tlsmint/record"
 )
 
@@ -75,23 +76,6 @@ type sampleState struct {
 	suppressed int       // refusals since, not kept
 }
 
-// sourceNetwork returns the network a client address is counted in for
-// unauthenticated refusals: its IPv4 /24 or IPv6 /48 ("203.0.113.0/24"),
-// or "other" for what is not an address.
-func sourceNetwork(addr string) string {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		return "other"
-	}
-	a = a.Unmap().WithZone("")
-	bits := 48
-	if a.Is4() {
-		bits = 24
-	}
-	p, _ := a.Prefix(bits)
-	return p.String()
-}
-
 // decideSampled hands r to OnDecision, and to AuditLog when it is the
 // first of its problem and source network in
 // UnauthenticatedSampleInterval.
@@ -102,7 +86,7 @@ func (s *Server) decideSampled(r record.Audit) {
 	if s.AuditLog == nil {
 		return
 	}
-	network := sourceNetwork(r.Source)
+	network := clientnet.Of(r.Source)
 	key := r.Problem + " " + network
 	now := s.now()
 	s.sample.mu.Lock()

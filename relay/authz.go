@@ -24,11 +24,8 @@ func (c *call) loadAuthz(id string) (*authzRecord, error) {
 // ownAuthz loads an authorization of the signing account.
 func (c *call) ownAuthz(id string, acct *accountRecord) (*authzRecord, *acme.Problem) {
 	a, err := c.loadAuthz(id)
-	if isNotFound(err) {
-		return nil, notFound("authorization")
-	}
-	if err != nil {
-		return nil, c.storageFailed(err)
+	if p := c.loadFailed(err, "authorization"); p != nil {
+		return nil, p
 	}
 	if a.Account != acct.ID {
 		return nil, unauthorized("the authorization belongs to another account")
@@ -62,9 +59,8 @@ func (c *call) authzObject(a *authzRecord) acme.Authorization {
 // authz answers an authorization: POST-as-GET, or deactivation (RFC 8555,
 // section 7.5.2).
 func (s *Server) authz(c *call, id string) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
+	req := c.verified(authKID)
+	if req == nil {
 		return
 	}
 	a, p := c.ownAuthz(id, req.account)
@@ -79,8 +75,7 @@ func (s *Server) authz(c *call, id string) {
 	var body struct {
 		Status string `json:"status"`
 	}
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
 	if body.Status != acme.StatusDeactivated {
@@ -116,9 +111,8 @@ func (s *Server) authz(c *call, id string) {
 // authorization's lock, and answers with the outcome (valid or invalid):
 // the client then finds the authorization final on its first poll.
 func (s *Server) challenge(c *call, authzID, chalID string) {
-	req, p := c.verify(authKID)
-	if p != nil {
-		c.fail(p)
+	req := c.verified(authKID)
+	if req == nil {
 		return
 	}
 	a, p := c.ownAuthz(authzID, req.account)
@@ -145,8 +139,7 @@ func (s *Server) challenge(c *call, authzID, chalID string) {
 		return
 	}
 	var body map[string]any
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
 	unlock, err := s.lock(c.ctx, "authz/"+authzID)

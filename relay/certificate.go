@@ -83,12 +83,8 @@ func (s *Server) certificate(c *call, id string, n int) {
 		return
 	}
 	r, err := c.loadCert(id)
-	if isNotFound(err) {
-		c.fail(notFound("certificate"))
-		return
-	}
-	if err != nil {
-		c.fail(c.storageFailed(err))
+	if p := c.loadFailed(err, "certificate"); p != nil {
+		c.fail(p)
 		return
 	}
 	if r.Account != req.account.ID {
@@ -122,21 +118,15 @@ var revocationReasons = []int{acme.ReasonUnspecified, acme.ReasonKeyCompromise, 
 // signed by the account that ordered it or by the certificate's key, and
 // revokes it upstream.
 func (s *Server) revoke(c *call) {
-	req, p := c.verify(authEither)
-	if p != nil {
-		c.fail(p)
+	req := c.verifyAs(authEither, true, "revokeCert needs a payload")
+	if req == nil {
 		return
 	}
 	var body struct {
 		Certificate string `json:"certificate"`
 		Reason      *int   `json:"reason"`
 	}
-	if req.postAsGet {
-		c.fail(malformed("revokeCert needs a payload"))
-		return
-	}
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
 	der, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(body.Certificate, "="))
@@ -163,12 +153,8 @@ func (s *Server) revoke(c *call) {
 		return
 	}
 	r, err := c.certByARIID(ari)
-	if isNotFound(err) {
-		c.fail(notFound("certificate issued by this relay"))
-		return
-	}
-	if err != nil {
-		c.fail(c.storageFailed(err))
+	if p := c.loadFailed(err, "certificate issued by this relay"); p != nil {
+		c.fail(p)
 		return
 	}
 	if stored, err := r.leaf(); err != nil || !slices.Equal(stored.Raw, leaf.Raw) {
@@ -245,12 +231,8 @@ const defaultARIRetry = 6 * time.Hour
 func (s *Server) renewalInfo(c *call, id string) {
 	c.link(c.url(pathDirectory), "index")
 	r, err := c.certByARIID(id)
-	if isNotFound(err) {
-		c.fail(notFound("certificate"))
-		return
-	}
-	if err != nil {
-		c.fail(c.storageFailed(err))
+	if p := c.loadFailed(err, "certificate"); p != nil {
+		c.fail(p)
 		return
 	}
 	c.names, c.tenant = names(r.Identifiers), r.Tenant

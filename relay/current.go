@@ -46,8 +46,7 @@ func (cur *currentRecord) olderThan(r *certRecord) bool {
 // newest of its tenant and names, or when it is the indexed one (a
 // revocation).
 func (s *Server) noteCurrent(ctx context.Context, r *certRecord) error {
-	key := currentKey(r)
-	unlock, err := s.lock(ctx, key[len(keyRoot):])
+	key, unlock, err := s.lockCurrent(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -68,10 +67,17 @@ func (s *Server) noteCurrent(ctx context.Context, r *certRecord) error {
 	return s.save(ctx, key, &rec)
 }
 
-// dropCurrent removes r from the index when it is the indexed one.
-func (s *Server) dropCurrent(ctx context.Context, r *certRecord) error {
+// lockCurrent takes the lock of the index entry for r's tenant and names,
+// and returns the entry's key; the caller unlocks.
+func (s *Server) lockCurrent(ctx context.Context, r *certRecord) (string, func(), error) {
 	key := currentKey(r)
 	unlock, err := s.lock(ctx, key[len(keyRoot):])
+	return key, unlock, err
+}
+
+// dropCurrent removes r from the index when it is the indexed one.
+func (s *Server) dropCurrent(ctx context.Context, r *certRecord) error {
+	key, unlock, err := s.lockCurrent(ctx, r)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
@@ -66,27 +67,18 @@ const adminToken = "test-admin-token"
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	ca, err := testpebble.New(o.pebble)
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := testsetup.CA(t, o.pebble)
 	e := &env{ca: ca, store: o.store, up: &solvers.HTTP01{}, down: &solvers.HTTP01{}}
 	if e.store == nil {
 		e.store = storage.NewMemory()
 	}
-	serveHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), e.up)
+	testsetup.ServeHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), e.up)
 	if ln, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(ca.HTTPPort()))); err == nil {
 		// IPv6 identifiers, where the machine has ::1.
-		srv := &http.Server{Handler: e.up, ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
+		testsetup.Serve(t, ln, e.up)
 	}
-	e.downPort = serveHTTP(t, "127.0.0.1:0", e.down)
-	e.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", ca.DNS().Addr())
-	}}
+	e.downPort = testsetup.ServeHTTP(t, "127.0.0.1:0", e.down)
+	e.resolver = testsetup.Resolver(ca.DNS())
 	e.log = &audit.Log{Storage: e.store, Node: "relay-test", FlushInterval: time.Hour}
 	t.Cleanup(func() { e.log.Close() })
 	e.upstream = &relay.Upstream{
@@ -113,34 +105,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
-// serveHTTP serves h on addr until the test ends and returns the port.
-func serveHTTP(t testing.TB, addr string, h http.Handler) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT and newKey are testsetup's Context and Key, under the names the
+// tests use.
+func ctxT(t testing.TB) context.Context     { return testsetup.Context(t) }
+func newKey(t testing.TB) *ecdsa.PrivateKey { return testsetup.Key(t) }
 
 // dirURL is the relay's directory.
 func (e *env) dirURL() string { return e.ts.URL + "/directory" }
@@ -400,6 +368,19 @@ func (s *swap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := s.h
 	s.mu.Unlock()
 	h.ServeHTTP(w, r)
+}
+
+// newSwapEnv is newEnv with its relay served behind a swap, so that a
+// test can replace it with another on the same storage, as a restart
+// would.
+func newSwapEnv(t testing.TB, o envOptions) (*env, *swap) {
+	t.Helper()
+	o.noServe = true
+	e := newEnv(t, o)
+	h := &swap{}
+	h.set(e.srv)
+	e.ts = newTLSServer(t, h)
+	return e, h
 }
 
 func newTLSServer(t testing.TB, h http.Handler) *httptest.Server {

@@ -278,6 +278,41 @@ func (c *call) verifyAs(mode authMode, payload bool, detail string) *signed {
 	return req
 }
 
+// decode decodes a JSON object payload into v, answering the problem and
+// returning false when it does not decode.
+func (c *call) decode(payload []byte, v any) bool {
+	if p := decodePayload(payload, v); p != nil {
+		c.fail(p)
+		return false
+	}
+	return true
+}
+
+// verifyOwner is verify for a request to the resources of account id
+// itself: signed with its "kid", by that account and no other. It answers
+// the problem itself and returns nil then.
+func (c *call) verifyOwner(id string) *signed {
+	req, p := c.verify(authKID)
+	if p == nil && req.account.ID != id {
+		p = unauthorized("the request is signed by another account than the one it is for")
+	}
+	if p != nil {
+		c.fail(p)
+		return nil
+	}
+	return req
+}
+
+// verified is verify that answers the problem itself and returns nil then.
+func (c *call) verified(mode authMode) *signed {
+	req, p := c.verify(mode)
+	if p != nil {
+		c.fail(p)
+		return nil
+	}
+	return req
+}
+
 // decodePayload decodes a JSON object payload into v.
 func decodePayload(payload []byte, v any) *acme.Problem {
 	dec := json.NewDecoder(strings.NewReader(string(payload)))

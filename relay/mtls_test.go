@@ -2,12 +2,10 @@ package relay_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,44 +14,17 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
-// clientCA is a CA of client certificates for the mTLS tests.
-type clientCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newClientCA(t *testing.T, name string) *clientCA {
+// clientCert returns a client certificate of ca with the common name and
+// URI.
+func clientCert(t *testing.T, ca *testsetup.Authority, cn, uri string) tls.Certificate {
 	t.Helper()
-	key := newKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &clientCA{cert: cert, key: key}
-}
-
-func (ca *clientCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// issue returns a client certificate with the common name and URI.
-func (ca *clientCA) issue(t *testing.T, cn, uri string) tls.Certificate {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		Subject:   pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
@@ -61,19 +32,15 @@ func (ca *clientCA) issue(t *testing.T, cn, uri string) tls.Certificate {
 		u, _ := url.Parse(uri)
 		tmpl.URIs = []*url.URL{u}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return ca.Issue(t, tmpl)
 }
 
 // mtlsEnv is an env whose ACME API asks for client certificates of ca.
-func mtlsEnv(t *testing.T, ca *clientCA, modify func(*relay.Server)) *env {
+func mtlsEnv(t *testing.T, ca *testsetup.Authority, modify func(*relay.Server)) *env {
 	t.Helper()
 	e := newEnv(t, envOptions{noServe: true, modify: modify})
 	ts := httptest.NewUnstartedServer(e.srv)
-	ts.TLS = &tls.Config{ClientCAs: ca.pool(), ClientAuth: tls.VerifyClientCertIfGiven}
+	ts.TLS = &tls.Config{ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven}
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	e.ts = ts
@@ -101,11 +68,11 @@ func (e *env) clientWith(t *testing.T, cert *tls.Certificate, key *ecdsa.Private
 // each refusal is unauthorized with an audit record.
 func TestClientCertificates(t *testing.T) {
 	t.Parallel()
-	ca := newClientCA(t, "clients")
+	ca := testsetup.NewAuthority(t, "clients")
 	e := mtlsEnv(t, ca, nil)
 	ctx := ctxT(t)
-	webCert := ca.issue(t, "web-client", "spiffe://example.com/web")
-	opsCert := ca.issue(t, "ops-client", "")
+	webCert := clientCert(t, ca, "web-client", "spiffe://example.com/web")
+	opsCert := clientCert(t, ca, "ops-client", "")
 	pol := examplePolicy()
 	pol.ClientNames = []string{"spiffe://example.com/web"}
 	eab := e.tenant(t, "web", pol)
@@ -171,7 +138,7 @@ func TestClientCertificates(t *testing.T) {
 // registers and obtains as usual.
 func TestRequireClientCert(t *testing.T) {
 	t.Parallel()
-	ca := newClientCA(t, "clients")
+	ca := testsetup.NewAuthority(t, "clients")
 	e := mtlsEnv(t, ca, func(s *relay.Server) { s.RequireClientCert = true })
 	ctx := ctxT(t)
 	eab := e.tenant(t, "team", examplePolicy())
@@ -185,7 +152,7 @@ func TestRequireClientCert(t *testing.T) {
 		t.Errorf("audit records %+v, want the refusal for the missing client certificate", recs)
 	}
 
-	cert := ca.issue(t, "any-client", "")
+	cert := clientCert(t, ca, "any-client", "")
 	c := e.clientWith(t, &cert, nil)
 	if _, err := c.Register(ctx, acme.Account{ExternalAccountBinding: eab}); err != nil {
 		t.Fatalf("Register with a client certificate: %v", err)
@@ -195,7 +162,7 @@ func TestRequireClientCert(t *testing.T) {
 	}
 
 	// A certificate of another CA does not get through the handshake.
-	other := newClientCA(t, "strangers").issue(t, "any-client", "")
+	other := clientCert(t, testsetup.NewAuthority(t, "strangers"), "any-client", "")
 	if _, err := e.clientWith(t, &other, nil).Register(ctx, acme.Account{ExternalAccountBinding: eab}); err == nil {
 		t.Fatal("Register with a certificate of an unknown CA succeeded")
 	}

@@ -122,11 +122,8 @@ const issueLockProbe = 50 * time.Millisecond
 // ownOrder loads an order of the signing account.
 func (c *call) ownOrder(id string, acct *accountRecord) (*orderRecord, *acme.Problem) {
 	o, err := c.loadOrder(id)
-	if isNotFound(err) {
-		return nil, notFound("order")
-	}
-	if err != nil {
-		return nil, c.storageFailed(err)
+	if p := c.loadFailed(err, "order"); p != nil {
+		return nil, p
 	}
 	if o.Account != acct.ID {
 		return nil, unauthorized("the order belongs to another account")
@@ -168,13 +165,11 @@ func (s *Server) newOrder(c *call) {
 		Profile     string            `json:"profile"`
 		Replaces    string            `json:"replaces"`
 	}
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
-	pol, p := c.accountPolicy(req.account)
-	if p != nil {
-		c.fail(p)
+	pol := c.policyOf(req.account)
+	if pol == nil {
 		return
 	}
 	if len(body.Identifiers) > pol.maxNames() {
@@ -313,13 +308,11 @@ func (s *Server) finalize(c *call, id string) {
 	var body struct {
 		CSR string `json:"csr"`
 	}
-	if p := decodePayload(req.payload, &body); p != nil {
-		c.fail(p)
+	if !c.decode(req.payload, &body) {
 		return
 	}
-	pol, p := c.accountPolicy(req.account)
-	if p != nil {
-		c.fail(p)
+	pol := c.policyOf(req.account)
+	if pol == nil {
 		return
 	}
 	unlock, err := s.lock(c.ctx, "order/"+id)

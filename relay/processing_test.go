@@ -70,10 +70,7 @@ func TestFinalizeProcessing(t *testing.T) {
 // interrupted upstream order was never finalized: one certificate only.
 func TestCloseDuringIssuance(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{noServe: true, modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
-	h := &swap{}
-	h.set(e.srv)
-	e.ts = newTLSServer(t, h)
+	e, h := newSwapEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
 	g := &gateSolver{gate: make(chan struct{}), entered: make(chan struct{}, 1), next: e.up}
 	e.upstream.Solvers[acme.ChallengeHTTP01] = g
 	c := e.registered(t)

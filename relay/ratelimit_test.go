@@ -1,17 +1,16 @@
 package relay_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -167,7 +166,7 @@ func TestFailedValidationLimit(t *testing.T) {
 // account not at all.
 func TestLogsAtInfo(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testsetup.Buffer
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) {
 		s.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}})
@@ -199,20 +198,6 @@ func TestLogsAtInfo(t *testing.T) {
 		t.Fatalf("%d issuance and %d refusal lines, want 1 and 1:\n%s", issued, refused, buf.String())
 	}
 }
-
-// syncBuffer is a bytes.Buffer for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestTenantRateLimitAcrossReplicas: a tenant's order limit counts the
 // orders placed at every replica on the storage (each keeps its own

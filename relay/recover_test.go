@@ -59,6 +59,59 @@ func (l *loseAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, fmt.Errorf("read tcp: %w", syscall.ECONNRESET)
 }
 
+// unreachableAfterFinalize puts a loseAnswers in front of the env's
+// upstream that loses the first finalize answer and refuses every
+// connection after it.
+func unreachableAfterFinalize(e *env) *loseAnswers {
+	l := faultyUpstream(e)
+	l.lose = func(path string) bool {
+		if strings.HasPrefix(path, "/finalize-order/") {
+			l.refuse = true // from now on the upstream is unreachable (called with l.mu held)
+			return true
+		}
+		return false
+	}
+	return l
+}
+
+// finalizeLost places and authorizes an order for name through c and
+// finalizes it, wanting 200 (the order processing), and returns it.
+func (e *env) finalizeLost(t *testing.T, c *acme.Client, name string) *acme.Order {
+	t.Helper()
+	o, csr := e.authorizedOrder(t, c, name)
+	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
+		t.Fatalf("finalize: %d %v", code, p)
+	}
+	return o
+}
+
+// pollOrder reads the order at url every 20 ms until done says so or
+// within has passed, and returns the last read.
+func pollOrder(t *testing.T, c *acme.Client, url string, within time.Duration, done func(*acme.Order) bool) *acme.Order {
+	t.Helper()
+	ctx := ctxT(t)
+	deadline := time.Now().Add(within)
+	for {
+		got, err := c.GetOrder(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done(got) || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wantOneUpstreamOrder fails the test unless the upstream saw one
+// newOrder and one finalize.
+func (e *env) wantOneUpstreamOrder(t *testing.T) {
+	t.Helper()
+	if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
+		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
+	}
+}
+
 // faultyUpstream puts a loseAnswers in front of the env's upstream.
 func faultyUpstream(e *env) *loseAnswers {
 	hc := *e.upstream.Client.HTTPClient
@@ -110,9 +163,7 @@ func TestLostUpstreamAnswers(t *testing.T) {
 			if l.lost != tc.n {
 				t.Fatalf("%d answers lost, want %d", l.lost, tc.n)
 			}
-			if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
-				t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
-			}
+			e.wantOneUpstreamOrder(t)
 		})
 	}
 }
@@ -124,32 +175,11 @@ func TestLostUpstreamAnswers(t *testing.T) {
 func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
-	l := faultyUpstream(e)
-	l.lose = func(path string) bool {
-		if strings.HasPrefix(path, "/finalize-order/") {
-			l.refuse = true // from now on the upstream is unreachable (called with l.mu held)
-			return true
-		}
-		return false
-	}
+	l := unreachableAfterFinalize(e)
 	c := e.registered(t)
 	ctx := ctxT(t)
-	o, csr := e.authorizedOrder(t, c, "unreachable.example.com")
-	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
-		t.Fatalf("finalize: %d %v", code, p)
-	}
-	var got *acme.Order
-	var err error
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if got, err = c.GetOrder(ctx, o.URL); err != nil {
-			t.Fatal(err)
-		}
-		if got.Error != nil || got.Status != acme.StatusProcessing || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	o := e.finalizeLost(t, c, "unreachable.example.com")
+	got := pollOrder(t, c, o.URL, 30*time.Second, func(o *acme.Order) bool { return o.Error != nil || o.Status != acme.StatusProcessing })
 	if got.Status != acme.StatusProcessing || got.Error == nil || !strings.Contains(got.Error.Detail, "could not be asked") {
 		t.Fatalf("order while the upstream is unreachable: %+v; want processing, saying the upstream could not be asked", got)
 	}
@@ -160,9 +190,7 @@ func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 	if err != nil || done.Status != acme.StatusValid {
 		t.Fatalf("once the upstream is back: %+v, %v; want valid", done, err)
 	}
-	if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
-		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
-	}
+	e.wantOneUpstreamOrder(t)
 }
 
 // TestResumesBounded: an issuance whose upstream stays unreachable is
@@ -172,40 +200,14 @@ func TestLostAnswerUpstreamUnreachable(t *testing.T) {
 func TestResumesBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
-	l := faultyUpstream(e)
-	l.lose = func(path string) bool {
-		if strings.HasPrefix(path, "/finalize-order/") {
-			l.refuse = true // the upstream is unreachable from now on (called with l.mu held)
-			return true
-		}
-		return false
-	}
+	unreachableAfterFinalize(e)
 	c := e.registered(t)
-	ctx := ctxT(t)
-	o, csr := e.authorizedOrder(t, c, "resumes.example.com")
-	if code, p, _ := e.finalizeRaw(t, c, o, csr); code != 200 {
-		t.Fatalf("finalize: %d %v", code, p)
-	}
-	var (
-		got *acme.Order
-		err error
-	)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if got, err = c.GetOrder(ctx, o.URL); err != nil {
-			t.Fatal(err)
-		}
-		if got.Status != acme.StatusProcessing || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	o := e.finalizeLost(t, c, "resumes.example.com")
+	got := pollOrder(t, c, o.URL, 60*time.Second, func(o *acme.Order) bool { return o.Status != acme.StatusProcessing })
 	if got.Status != acme.StatusInvalid || got.Error == nil || !strings.Contains(got.Error.Detail, "interrupted 3 times") {
 		t.Fatalf("order after the resumptions: %+v; want invalid, given up after 3 interruptions", got)
 	}
-	if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
-		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
-	}
+	e.wantOneUpstreamOrder(t)
 }
 
 // TestRestartAfterUpstreamIssued: the relay shuts down while the
@@ -214,10 +216,7 @@ func TestResumesBounded(t *testing.T) {
 // second upstream order.
 func TestRestartAfterUpstreamIssued(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{noServe: true, modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
-	h := &swap{}
-	h.set(e.srv)
-	e.ts = newTLSServer(t, h)
+	e, h := newSwapEnv(t, envOptions{modify: func(s *relay.Server) { s.FinalizeWait = 10 * time.Millisecond }})
 	l := faultyUpstream(e)
 	l.lose = firstN("/finalize-order/", 1)
 	l.block = make(chan struct{}, 1)
@@ -242,9 +241,7 @@ func TestRestartAfterUpstreamIssued(t *testing.T) {
 	if err != nil || done.Status != acme.StatusValid || done.Certificate == "" {
 		t.Fatalf("after the restart: %+v, %v; want valid", done, err)
 	}
-	if n, f := e.ca.Requests("newOrder"), e.ca.Requests("finalize"); n != 1 || f != 1 {
-		t.Fatalf("upstream saw %d newOrders and %d finalizations, want 1 and 1", n, f)
-	}
+	e.wantOneUpstreamOrder(t)
 }
 
 // TestResumeAfterCrash: an order left processing by a process that died

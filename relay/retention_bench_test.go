@@ -3,7 +3,6 @@ package relay_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -70,13 +70,9 @@ func newYear(b *testing.B, sweep bool) *year {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "year CA"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: y.clock.now().Add(-time.Hour), NotAfter: y.clock.now().Add(3 * 365 * 24 * time.Hour), SubjectKeyId: []byte{1, 2, 3, 4}, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &y.caKey.PublicKey, y.caKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	y.ca, _ = x509.ParseCertificate(der)
+	y.ca = testsetup.Sign(b, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "year CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: y.clock.now().Add(-time.Hour), NotAfter: y.clock.now().Add(3 * 365 * 24 * time.Hour), SubjectKeyId: []byte{1, 2, 3, 4}, KeyUsage: x509.KeyUsageCertSign},
+		y.caKey.Public(), nil, y.caKey)
 	// Register through the API, with the EAB key.
 	c := &acme.Client{DirectoryURL: "https://relay.example/directory", Key: y.key, HTTPClient: &http.Client{Transport: handlerTransport{y.srv}}}
 	acct, err := c.Register(ctx, acme.Account{ExternalAccountBinding: eab})
@@ -124,12 +120,8 @@ func (y *year) order(b *testing.B, name string) string {
 func (y *year) issue(b *testing.B, id, name string) {
 	y.serial++
 	now := y.clock.now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(y.serial), DNSNames: []string{name}, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, y.ca, &y.csrKey.PublicKey, y.caKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
+	leaf := testsetup.Sign(b, &x509.Certificate{SerialNumber: big.NewInt(y.serial), DNSNames: []string{name}, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)},
+		y.csrKey.Public(), y.ca, y.caKey)
 	ch := &acme.Chain{Certificates: []*x509.Certificate{leaf, y.ca}}
 	if y.csr == nil {
 		y.csr, _ = acme.CSR(y.csrKey, acme.DNSNames(name))

@@ -482,6 +482,18 @@ func (c *call) storageFailed(err error) *acme.Problem {
 	return internalError("the relay's storage failed")
 }
 
+// loadFailed answers the error of loading a record: nil for none, a 404
+// naming what for a missing record, storageFailed's problem otherwise.
+func (c *call) loadFailed(err error, what string) *acme.Problem {
+	switch {
+	case err == nil:
+		return nil
+	case isNotFound(err):
+		return notFound(what)
+	}
+	return c.storageFailed(err)
+}
+
 // lockBusyRetryAfter is the Retry-After of a problem for a lock that
 // stayed busy.
 const lockBusyRetryAfter = 10 * time.Second

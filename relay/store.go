@@ -105,6 +105,21 @@ func (s *Server) lock(ctx context.Context, name string) (func(), error) {
 	}, nil
 }
 
+// lockOrder takes the lock of order id and loads the order as stored; the
+// caller unlocks. On an error the lock is not held.
+func (s *Server) lockOrder(ctx context.Context, id string) (*orderRecord, func(), error) {
+	unlock, err := s.lock(ctx, "order/"+id)
+	if err != nil {
+		return nil, nil, err
+	}
+	o := new(orderRecord)
+	if err := s.load(ctx, keyOrders+id, o); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return o, unlock, nil
+}
+
 // isNotFound reports whether err means a missing value.
 func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
 

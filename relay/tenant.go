@@ -305,6 +305,17 @@ func (c *call) accountPolicy(a *accountRecord) (*Policy, *acme.Problem) {
 	return c.tenantPolicy(a.Tenant, a.TenantCreated)
 }
 
+// policyOf is accountPolicy that answers the problem itself and returns
+// nil then.
+func (c *call) policyOf(a *accountRecord) *Policy {
+	pol, p := c.accountPolicy(a)
+	if p != nil {
+		c.fail(p)
+		return nil
+	}
+	return pol
+}
+
 // policy returns the policy of a tenant ("" for anonymous accounts) and
 // checks the request's source address against it.
 func (c *call) policy(tenant string) (*Policy, *acme.Problem) {

@@ -246,15 +246,11 @@ func (s *Server) claimIssue(o *orderRecord) (*orderRecord, error) {
 	defer cancel()
 	var out *orderRecord
 	err := retryStorage(ctx, func() error {
-		unlock, err := s.lock(ctx, "order/"+o.ID)
+		cur, unlock, err := s.lockOrder(ctx, o.ID)
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		cur := new(orderRecord)
-		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
-			return err
-		}
 		out = nil
 		if cur.Status != acme.StatusProcessing {
 			return nil
@@ -418,15 +414,11 @@ func (s *Server) finishIssue(o *orderRecord, cert *acme.Certificate, up *Upstrea
 	interrupted := false
 	err := retryStorage(ctx, func() error {
 		interrupted = false
-		unlock, err := s.lock(ctx, "order/"+o.ID)
+		cur, unlock, err := s.lockOrder(ctx, o.ID)
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		cur := new(orderRecord)
-		if err := s.load(ctx, keyOrders+o.ID, cur); err != nil {
-			return err
-		}
 		if ierr != nil && (s.ctx.Err() != nil || errors.Is(ierr, errUpstreamUnknown)) {
 			// Cut short by the relay's shutdown, or the upstream order's
 			// fate unknown: the order stays processing and says so, and is

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
@@ -19,13 +20,9 @@ import (
 // secondUpstream starts another Pebble and returns it with an Upstream for it.
 func secondUpstream(t *testing.T, name string) (*testpebble.CA, *relay.Upstream) {
 	t.Helper()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := testsetup.CA(t, testpebble.Options{})
 	up := &solvers.HTTP01{}
-	serveHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), up)
+	testsetup.ServeHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), up)
 	return ca, &relay.Upstream{
 		Name:    name,
 		Client:  &acme.Client{DirectoryURL: ca.DirectoryURL(), Key: newKey(t), HTTPClient: ca.HTTPClient(), PollInterval: 10 * time.Millisecond},
@@ -117,10 +114,7 @@ func TestUpstreamRefusal(t *testing.T) {
 func TestRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	e := newEnv(t, envOptions{store: storage.Dir(dir), noServe: true})
-	h := &swap{}
-	h.set(e.srv)
-	e.ts = newTLSServer(t, h)
+	e, h := newSwapEnv(t, envOptions{store: storage.Dir(dir)})
 	c := e.registered(t)
 	ctx := ctxT(t)
 	o, err := c.NewOrder(ctx, acme.OrderRequest{Identifiers: acme.DNSNames("restart.example.com")})

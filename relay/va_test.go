@@ -2,9 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +21,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
 )
@@ -113,7 +110,7 @@ func TestValidateHTTP01(t *testing.T) {
 		}
 	})
 	serve("127.0.0.1"+path, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(vaKeyAuth)) })
-	port := serveHTTP(t, "127.0.0.1:0", mux)
+	port := testsetup.ServeHTTP(t, "127.0.0.1:0", mux)
 	tlsSrv := httptest.NewUnstartedServer(mux)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -189,19 +186,14 @@ func freePort(t *testing.T) int {
 // and criticality, for name.
 func alpnCert(t *testing.T, names []string, ips []net.IP, ext []byte, critical bool) tls.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		DNSNames: names, IPAddresses: ips,
 	}
 	if ext != nil {
 		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 31}, Critical: critical, Value: ext}}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testsetup.SelfSigned(t, tmpl)
 }
 
 func TestValidateTLSALPN01(t *testing.T) {
@@ -244,7 +236,7 @@ func TestValidateTLSALPN01(t *testing.T) {
 	plain.StartTLS()
 	t.Cleanup(plain.Close)
 	plainPort, _ := strconv.Atoi(plain.URL[strings.LastIndexByte(plain.URL, ':')+1:])
-	httpOnly := serveHTTP(t, "127.0.0.1:0", http.NotFoundHandler())
+	httpOnly := testsetup.ServeHTTP(t, "127.0.0.1:0", http.NotFoundHandler())
 
 	v := &relay.Validator{TLSPort: port, Resolver: fakeResolver{}, Timeout: 2 * time.Second}
 	for _, tc := range []struct {
@@ -273,21 +265,14 @@ func TestValidateTLSALPN01(t *testing.T) {
 
 func TestValidateDNS01(t *testing.T) {
 	t.Parallel()
-	dns, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dns.Close() })
+	dns := testsetup.DNS(t)
 	sum := sha256.Sum256([]byte(vaKeyAuth))
 	value := b64.EncodeToString(sum[:])
 	dns.AddTXT("_acme-challenge.good.example.com", "unrelated")
 	dns.AddTXT("_acme-challenge.good.example.com", value)
 	dns.AddTXT("_acme-challenge.wrong.example.com", "not it")
 	dns.SetCNAME("_acme-challenge.delegated.example.com", "_acme-challenge.good.example.com")
-	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", dns.Addr())
-	}}
+	res := testsetup.Resolver(dns)
 	v := &relay.Validator{Resolver: res, Timeout: 2 * time.Second}
 	for _, tc := range []struct {
 		name string

@@ -2,11 +2,8 @@ package revocation_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"math/big"
 	"net/http"
@@ -16,40 +13,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/revocation"
 )
 
 // testCA issues certificates and CRLs.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+type testCA struct{ *testsetup.Authority }
 
 func newCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key}
+	return &testCA{testsetup.NewAuthority(t, name)}
 }
 
 func (ca *testCA) leaf(t *testing.T, serial int64, crls ...string) *x509.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), DNSNames: []string{"leaf.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), CRLDistributionPoints: crls}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return c
+	return ca.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(serial), DNSNames: []string{"leaf.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), CRLDistributionPoints: crls}).Leaf
 }
 
 func (ca *testCA) crl(t *testing.T, revoked ...int64) []byte {
@@ -59,7 +38,7 @@ func (ca *testCA) crl(t *testing.T, revoked ...int64) []byte {
 		entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: time.Unix(1700000000, 0), ReasonCode: 1})
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute),
-		NextUpdate: time.Now().Add(time.Hour), RevokedCertificateEntries: entries}, ca.cert, ca.key)
+		NextUpdate: time.Now().Add(time.Hour), RevokedCertificateEntries: entries}, ca.Cert, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,14 +84,14 @@ func TestCheck(t *testing.T) {
 	srv := newCRLServer(t, ca.crl(t, 7))
 	c := &revocation.Checker{}
 
-	st, err := c.Check(ctx, ca.leaf(t, 7, srv.URL+"/crl"), ca.cert)
+	st, err := c.Check(ctx, ca.leaf(t, 7, srv.URL+"/crl"), ca.Cert)
 	if err != nil || !st.Revoked || !st.Checked || st.Reason != 1 || !st.RevokedAt.Equal(time.Unix(1700000000, 0)) || st.CRL != srv.URL+"/crl" || st.Serial != "7" {
 		t.Errorf("revoked: %+v, %v", st, err)
 	}
-	if st, err := c.Check(ctx, ca.leaf(t, 8, srv.URL+"/crl"), ca.cert); err != nil || st.Revoked || !st.Checked {
+	if st, err := c.Check(ctx, ca.leaf(t, 8, srv.URL+"/crl"), ca.Cert); err != nil || st.Revoked || !st.Checked {
 		t.Errorf("not revoked: %+v, %v", st, err)
 	}
-	if st, err := c.Check(ctx, ca.leaf(t, 9), ca.cert); err != nil || st.Checked || st.Revoked {
+	if st, err := c.Check(ctx, ca.leaf(t, 9), ca.Cert); err != nil || st.Checked || st.Revoked {
 		t.Errorf("no CRL named: %+v, %v", st, err)
 	}
 	if n := srv.hits.Load(); n != 1 {
@@ -139,7 +118,7 @@ func TestCacheOneFetch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := c.Check(context.Background(), leaves[i%2], ca.cert)
+			st, err := c.Check(context.Background(), leaves[i%2], ca.Cert)
 			if err != nil {
 				t.Error(err)
 			}
@@ -160,14 +139,14 @@ func TestCacheOneFetch(t *testing.T) {
 	mu.Lock()
 	now = now.Add(revocation.DefaultCacheFor - time.Second)
 	mu.Unlock()
-	c.Check(context.Background(), leaves[0], ca.cert)
+	c.Check(context.Background(), leaves[0], ca.Cert)
 	if n := srv.hits.Load(); n != 1 {
 		t.Errorf("%d fetches within the hour, want 1", n)
 	}
 	mu.Lock()
 	now = now.Add(2 * time.Second)
 	mu.Unlock()
-	c.Check(context.Background(), leaves[0], ca.cert)
+	c.Check(context.Background(), leaves[0], ca.Cert)
 	if n := srv.hits.Load(); n != 2 {
 		t.Errorf("%d fetches after the hour, want 2", n)
 	}
@@ -193,12 +172,12 @@ func TestCheckRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newCRLServer(t, tt.body)
 			leaf := ca.leaf(t, 7, srv.URL+tt.path)
-			st, err := tt.c.Check(ctx, leaf, ca.cert)
+			st, err := tt.c.Check(ctx, leaf, ca.Cert)
 			if !errors.Is(err, tt.want) || st.Revoked || st.Checked {
 				t.Errorf("got %+v, %v; want %v and not revoked", st, err, tt.want)
 			}
 			// The failure is remembered: no second fetch at once.
-			tt.c.Check(ctx, leaf, ca.cert)
+			tt.c.Check(ctx, leaf, ca.Cert)
 			if n := srv.hits.Load(); n != 1 {
 				t.Errorf("%d fetches, want 1", n)
 			}

@@ -1,7 +1,6 @@
 package solvers_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/libdns/libdns"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 )
@@ -184,7 +184,7 @@ func TestDNS01PebbleFailures(t *testing.T) {
 			d.AddZone("example.com")
 			spy := &spyProvider{DNSProvider: &dns01test.Provider{Server: d, Delay: tt.delay}, dns: d, appendErr: tt.appendErr, deleteErr: tt.deleteErr}
 			s := newDNS01(ca, spy)
-			var logs syncBuffer
+			var logs testsetup.Buffer
 			s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			if tt.timeout != 0 {
 				s.PropagationTimeout = tt.timeout
@@ -224,32 +224,10 @@ func TestDNS01PebbleFailures(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestDNS01CleanUp checks that CleanUp deletes exactly its own record, even
 // with a cancelled context.
 func TestDNS01CleanUp(t *testing.T) {
-	dnsSrv, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnsSrv.Close()
-	dnsSrv.AddZone("example.com")
+	dnsSrv := testsetup.DNS(t, "example.com")
 	spy := &spyProvider{DNSProvider: &dns01test.Provider{Server: dnsSrv}, dns: dnsSrv}
 	s := &solvers.DNS01{Provider: spy, Resolvers: []string{dnsSrv.Addr()}}
 
@@ -309,12 +287,7 @@ func TestDNS01PresentRefuses(t *testing.T) {
 		{"no provider", func(_ *acme.Challenge, s *solvers.DNS01) { s.Provider = nil }, nil},
 		{"no zone", func(c *acme.Challenge, _ *solvers.DNS01) { c.Identifier.Value = "example.net" }, nil},
 	}
-	dnsSrv, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnsSrv.Close()
-	dnsSrv.AddZone("example.com")
+	dnsSrv := testsetup.DNS(t, "example.com")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spy := &spyProvider{DNSProvider: &dns01test.Provider{Server: dnsSrv}, dns: dnsSrv}
@@ -352,12 +325,7 @@ func (p blankProvider) AppendRecords(ctx context.Context, zone string, recs []li
 // value when the provider returned records without values, which
 // DeleteRecords would take for "every TXT record at the name".
 func TestDNS01CleanUpBlankRecords(t *testing.T) {
-	dnsSrv, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnsSrv.Close()
-	dnsSrv.AddZone("example.com")
+	dnsSrv := testsetup.DNS(t, "example.com")
 	s := &solvers.DNS01{Provider: blankProvider{&dns01test.Provider{Server: dnsSrv}}, Resolvers: []string{dnsSrv.Addr()}}
 	apex := acme.Challenge{Type: acme.ChallengeDNS01, URL: "https://ca.test/chal/a", Token: testToken,
 		Identifier: dnsID("example.com"), KeyAuthorization: testKeyAut}
@@ -390,12 +358,7 @@ func TestDNS01CleanUpBlankRecords(t *testing.T) {
 // values at its name than the solver keeps when it lists them (stale
 // records of failed clean-ups pile up).
 func TestDNS01WaitManyValues(t *testing.T) {
-	dnsSrv, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnsSrv.Close()
-	dnsSrv.AddZone("example.com")
+	dnsSrv := testsetup.DNS(t, "example.com")
 	name := "_acme-challenge.example.com"
 	for i := range 100 {
 		dnsSrv.AddTXT(name, "stale-value-"+strconv.Itoa(i))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 )
@@ -115,12 +116,7 @@ func TestDNSAccount01CNAME(t *testing.T) {
 }
 
 func TestDNSAccount01PresentRefuses(t *testing.T) {
-	dnsSrv, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnsSrv.Close()
-	dnsSrv.AddZone("example.com")
+	dnsSrv := testsetup.DNS(t, "example.com")
 	spy := &spyProvider{DNSProvider: &dns01test.Provider{Server: dnsSrv}, dns: dnsSrv}
 	s := &solvers.DNS01{Provider: spy, Resolvers: []string{dnsSrv.Addr()}}
 	chal := acme.Challenge{Type: acme.ChallengeDNSAccount01, URL: "u", Token: testToken, Identifier: dnsID("example.com"), KeyAuthorization: testKeyAut}

@@ -14,6 +14,7 @@ import (
 	"github.com/libdns/libdns"
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 )
@@ -82,13 +83,9 @@ func accountURL(t *testing.T, c *acme.Client) string {
 // nothing is ever deleted.
 func TestDNSPersist01Provider(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	d := ca.DNS()
-	d.AddZone("example.com")
+	ca, d, c, acct := persistEnv(t)
 	prov := &countingProvider{DNSProvider: &dns01test.Provider{Server: d}}
 	s := newPersist(ca, prov)
-	c := newClient(t, ca)
-	acct := accountURL(t, c)
 	const name = "_validation-persist.persist.example.com"
 	want := pebbleIssuer + "; accounturi=" + acct
 
@@ -136,17 +133,25 @@ func TestDNSPersist01Provider(t *testing.T) {
 	}
 }
 
+// persistEnv starts a CA whose DNS server serves the zone example.com
+// and registers a client with it; it returns them with the client's
+// account URL.
+func persistEnv(t *testing.T) (*testpebble.CA, *testpebble.DNSServer, *acme.Client, string) {
+	t.Helper()
+	ca := newCA(t, testpebble.Options{})
+	d := ca.DNS()
+	d.AddZone("example.com")
+	c := newClient(t, ca)
+	return ca, d, c, accountURL(t, c)
+}
+
 // TestDNSPersist01ReadOnly: without a provider, a missing record fails
 // before the challenge is accepted, with the exact record to create; once
 // it is created, issuance succeeds.
 func TestDNSPersist01ReadOnly(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	d := ca.DNS()
-	d.AddZone("example.com")
+	ca, d, c, acct := persistEnv(t)
 	s := newPersist(ca, nil)
-	c := newClient(t, ca)
-	acct := accountURL(t, c)
 
 	_, err := obtain(t, ca, c, acme.ChallengeDNSPersist01, s, acme.DNSNames("ro.example.com"))
 	var pe *solvers.PersistRecordError
@@ -187,11 +192,7 @@ func TestDNSPersist01ReadOnly(t *testing.T) {
 // challenge is accepted, and what it says.
 func TestDNSPersist01Refusals(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	d := ca.DNS()
-	d.AddZone("example.com")
-	c := newClient(t, ca)
-	acct := accountURL(t, c)
+	ca, d, c, acct := persistEnv(t)
 	past := time.Now().Add(-time.Hour).Unix()
 	tests := []struct {
 		name    string
@@ -298,11 +299,7 @@ func (acceptAll) CleanUp(context.Context, acme.Challenge) error { return nil }
 // order; with a provider, the record is created with it.
 func TestDNSPersist01Wildcard(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	d := ca.DNS()
-	d.AddZone("example.com")
-	c := newClient(t, ca)
-	acct := accountURL(t, c)
+	ca, d, c, acct := persistEnv(t)
 
 	ro := newPersist(ca, nil)
 	plain := pebbleIssuer + "; accounturi=" + acct
@@ -344,11 +341,7 @@ func TestDNSPersist01Wildcard(t *testing.T) {
 // replaced, keeping its wildcard scope; records of others stay.
 func TestDNSPersist01Replace(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	d := ca.DNS()
-	d.AddZone("example.com")
-	c := newClient(t, ca)
-	acct := accountURL(t, c)
+	ca, d, c, acct := persistEnv(t)
 	const name = "_validation-persist.replace.example.com"
 	old := pebbleIssuer + "; accounturi=" + acct + "; policy=wildcard; persistUntil=" + strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
 	other := pebbleIssuer + "; accounturi=https://127.0.0.1/my-account/other"
@@ -358,7 +351,7 @@ func TestDNSPersist01Replace(t *testing.T) {
 	s := newPersist(ca, prov)
 	until := time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second)
 	s.PersistUntil = until
-	var logs syncBuffer
+	var logs testsetup.Buffer
 	s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	if _, err := obtain(t, ca, c, acme.ChallengeDNSPersist01, s, acme.DNSNames("replace.example.com")); err != nil {
 		t.Fatalf("Obtain: %v", err)
@@ -432,12 +425,7 @@ func TestDNSPersist01PresentRefuses(t *testing.T) {
 		{"bad name", func(c *acme.Challenge) { c.Identifier.Value = "a..b" }, solvers.ErrInvalidIdentifier},
 		{"other type", func(c *acme.Challenge) { c.Type = acme.ChallengeDNS01 }, acme.ErrMalformedChallenge},
 	}
-	dnsSrv, err := testpebble.NewDNSServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnsSrv.Close()
-	dnsSrv.AddZone("example.com")
+	dnsSrv := testsetup.DNS(t, "example.com")
 	for _, tt := range tests {
 		prov := &countingProvider{DNSProvider: &dns01test.Provider{Server: dnsSrv}}
 		s := &solvers.DNSPersist01{Provider: prov, Resolvers: []string{dnsSrv.Addr()}}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -379,7 +381,7 @@ func TestHTTP01Pebble(t *testing.T) {
 					http.NotFound(w, r)
 				}))
 			}
-			serveHTTP(t, ca.HTTPPort(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			testsetup.ServeHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				served.Add(1)
 				handler.ServeHTTP(w, r)
 			}))
@@ -404,7 +406,7 @@ func TestHTTP01PebbleWrongHost(t *testing.T) {
 	h := &solvers.HTTP01{}
 	// Rewrite the Host header as a confused proxy would: the handler must
 	// refuse, and the CA must see a 404.
-	serveHTTP(t, ca.HTTPPort(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	testsetup.ServeHTTP(t, "127.0.0.1:"+strconv.Itoa(ca.HTTPPort()), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Host = "other.example.com"
 		h.ServeHTTP(w, r)
 	}))

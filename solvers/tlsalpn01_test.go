@@ -11,11 +11,13 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/solvers"
 )
 
@@ -220,7 +222,7 @@ func TestTLSALPN01Handshakes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln := tls.NewListener(listen(t, 0), tt.cfg)
+			ln := tls.NewListener(testsetup.Listen(t, "127.0.0.1:0"), tt.cfg)
 			defer ln.Close()
 			go func() {
 				c, err := ln.Accept()
@@ -286,7 +288,7 @@ func TestTLSALPN01Pebble(t *testing.T) {
 				cfg = &tls.Config{Certificates: []tls.Certificate{*app}, NextProtos: []string{"h2", "http/1.1", acme.ALPNProto}}
 				cfg.GetCertificate = s.Wrap(nil)
 			}
-			serveTLS(t, ca.TLSPort(), cfg)
+			testsetup.ServeTLS(t, "127.0.0.1:"+strconv.Itoa(ca.TLSPort()), cfg)
 			c := newClient(t, ca)
 			if _, err := obtain(t, ca, c, acme.ChallengeTLSALPN01, s, tt.ids); err != nil {
 				t.Fatalf("Obtain: %v", err)

@@ -2,26 +2,20 @@ package statuspage
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT is testsetup.Context, under the name the tests use.
+func ctxT(t testing.TB) context.Context { return testsetup.Context(t) }
 
 // Names of the real fleet: one healthy certificate (90 days), one with a
 // short lifetime that is expiring at the fleet's page time, and one the
@@ -41,62 +35,34 @@ const (
 )
 
 // fleet is a test CA, one storage and audit trail shared by two nodes,
-// and the http-01 server the CA validates against.
+// and the challenge servers the CA validates against.
 type fleet struct {
 	ca    *testpebble.CA
 	store storage.Storage
-	mu    sync.Mutex
-	http  http.Handler // of the Manager currently ordering
+	ch    *testsetup.Challenges // answering for the Manager currently ordering
 }
 
 func newFleet(t testing.TB) *fleet {
 	t.Helper()
-	ca, err := testpebble.New(testpebble.Options{
+	ca := testsetup.CA(t, testpebble.Options{
 		Profiles:       map[string]time.Duration{"default": 0, "short": shortLife},
 		BlockedDomains: []string{brokenName},
 	})
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	f := &fleet{ca: ca, store: storage.NewMemory()}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		h := f.http
-		f.mu.Unlock()
-		if h == nil {
-			http.NotFound(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return f
+	return &fleet{ca: ca, store: storage.NewMemory(), ch: testsetup.NewChallenges(t, ca)}
 }
 
 // node returns a Manager of the fleet with its audit trail, ordering with
-// profile, made the one the http-01 server forwards to.
+// profile over http-01, made the one the challenge servers answer for.
 func (f *fleet) node(t testing.TB, name, profile string) (*autotls.Manager, *audit.Log) {
 	t.Helper()
 	trail := &audit.Log{Storage: f.store, Node: name}
-	m := &autotls.Manager{
-		Issuers:          []autotls.Issuer{{DirectoryURL: f.ca.DirectoryURL(), Profile: profile}},
-		HTTPClient:       f.ca.HTTPClient(),
-		Storage:          f.store,
-		Hosts:            autotls.HostWhitelist(healthyName, soonName, brokenName),
-		AcceptTOS:        true,
-		DisableTLSALPN01: true,
-		AuditLog:         trail,
-	}
-	f.mu.Lock()
-	f.http = m.HTTPHandler(nil)
-	f.mu.Unlock()
-	t.Cleanup(func() { m.Close(); trail.Close() })
+	t.Cleanup(func() { trail.Close() })
+	m := testsetup.Manager(t, f.ca, f.store, func(m *autotls.Manager) {
+		m.Issuers[0].Profile = profile
+		m.DisableTLSALPN01 = true
+		m.AuditLog = trail
+	}, healthyName, soonName, brokenName)
+	f.ch.Use(m)
 	return m, trail
 }
 

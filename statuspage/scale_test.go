@@ -2,11 +2,8 @@ package statuspage
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"crypto"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -39,16 +37,7 @@ func indexedStore(tb testing.TB, n, real int, now time.Time) storage.Storage {
 	tb.Helper()
 	ctx := context.Background()
 	store := storage.NewMemory()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "scale CA"}, NotBefore: now.Add(-365 * 24 * time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	ca := testsetup.NewAuthority(tb, "scale CA")
 	notBefore := now.Add(-30 * 24 * time.Hour).Truncate(time.Second)
 	const buckets = 1024
 	index := make([]map[string][4]int64, buckets)
@@ -67,17 +56,9 @@ func indexedStore(tb testing.TB, n, real int, now time.Time) storage.Storage {
 		if i >= real {
 			continue
 		}
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), DNSNames: []string{name}, NotBefore: notBefore, NotAfter: notAfter}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
-		if err := autotls.ImportCertificate(ctx, store, autotls.ImportedCertificate{Directory: scaleDir, Name: name, ChainPEM: chain, Key: key}); err != nil {
+		c := ca.Issue(tb, &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), DNSNames: []string{name}, NotBefore: notBefore, NotAfter: notAfter})
+		chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Leaf.Raw}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})...)
+		if err := autotls.ImportCertificate(ctx, store, autotls.ImportedCertificate{Directory: scaleDir, Name: name, ChainPEM: chain, Key: c.PrivateKey.(crypto.Signer)}); err != nil {
 			tb.Fatal(err)
 		}
 	}

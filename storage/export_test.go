@@ -2,6 +2,8 @@ package storage
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"testing"
 )
 
@@ -9,10 +11,7 @@ import (
 // locks stop and their files stay behind.
 func Crash(s *FileStorage) {
 	s.mu.Lock()
-	locks := make([]*fileLock, 0, len(s.held))
-	for l := range s.held {
-		locks = append(locks, l)
-	}
+	locks := slices.Collect(maps.Keys(s.held))
 	s.mu.Unlock()
 	for _, l := range locks {
 		l.abandon()
@@ -47,10 +46,7 @@ func DiskOf(s *FileStorage) Disk { return s.disk }
 // heartbeat beat, as the heartbeat does.
 func RefreshLocks(s *FileStorage, beat uint64) error {
 	s.mu.Lock()
-	locks := make([]*fileLock, 0, len(s.held))
-	for l := range s.held {
-		locks = append(locks, l)
-	}
+	locks := slices.Collect(maps.Keys(s.held))
 	s.mu.Unlock()
 	var errs []error
 	for _, l := range locks {

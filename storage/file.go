@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -441,10 +442,7 @@ func (w *lister) walk(dir, keyPrefix, pending string) error {
 // calls on s return [ErrClosed]; calling Close again does nothing more.
 func (s *FileStorage) Close() error {
 	s.mu.Lock()
-	locks := make([]*fileLock, 0, len(s.held))
-	for l := range s.held {
-		locks = append(locks, l)
-	}
+	locks := slices.Collect(maps.Keys(s.held))
 	s.mu.Unlock()
 	var errs []error
 	for _, l := range locks {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 	"github.com/tlsmint/tlsmint/watchdog"
@@ -22,15 +23,15 @@ import (
 func TestAuditRecords(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
-	healthy := serveCert(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
+	healthy := testsetup.ServeCertificate(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
 	expiringCert := ca.leaf(t, now.Add(-80*day), now.Add(2*day), "expiring.test")
 	var served atomic.Pointer[tls.Certificate]
 	served.Store(&expiringCert)
-	expiring := serveTLS(t, &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	expiring := testsetup.ServeTLS(t, "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return served.Load(), nil
 	}})
-	wrongName := serveCert(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "other.test"))
-	selfSigned := serveCert(t, selfSigned(t, now.Add(-time.Hour), now.Add(90*day), "self.test"))
+	wrongName := testsetup.ServeCertificate(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "other.test"))
+	selfSigned := testsetup.ServeCertificate(t, selfSigned(t, now.Add(-time.Hour), now.Add(90*day), "self.test"))
 
 	trail := &audit.Log{Storage: storage.NewMemory(), Node: "probe-node"}
 	defer trail.Close()

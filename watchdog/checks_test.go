@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
 
@@ -99,7 +100,7 @@ func TestCheckServedChain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			addr := serveCert(t, tt.cert)
+			addr := testsetup.ServeCertificate(t, tt.cert)
 			w := &watchdog.Watchdog{Roots: ca.pool, Now: func() time.Time { return now }}
 			if tt.mod != nil {
 				tt.mod(w)
@@ -128,7 +129,7 @@ func TestCheckServedChain(t *testing.T) {
 
 func TestCheckUntrustedWrapsX509Error(t *testing.T) {
 	now := time.Now()
-	addr := serveCert(t, selfSigned(t, now.Add(-time.Hour), now.Add(day), "self.test"))
+	addr := testsetup.ServeCertificate(t, selfSigned(t, now.Add(-time.Hour), now.Add(day), "self.test"))
 	w := &watchdog.Watchdog{Roots: x509.NewCertPool()}
 	r, err := w.Check(ctxT(t), watchdog.Target{Addr: addr, ServerName: "self.test"})
 	if err != nil {
@@ -143,12 +144,12 @@ func TestCheckUntrustedWrapsX509Error(t *testing.T) {
 func TestCheckConnectionFailures(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
-	healthy := serveCert(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
+	healthy := testsetup.ServeCertificate(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
 	notTLS := serveRaw(t, func(c net.Conn) { c.Close() })
 	silent := make(chan struct{})
 	t.Cleanup(func() { close(silent) })
 	stalls := serveRaw(t, func(c net.Conn) { <-silent; c.Close() })
-	refuses := serveTLS(t, &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	refuses := testsetup.ServeTLS(t, "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return nil, errors.New("unknown name")
 	}})
 

@@ -1,63 +1,25 @@
 package watchdog_test
 
 import (
-	"crypto/tls"
-	"net"
-	"net/http"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
-	"github.com/tlsmint/tlsmint/storage"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
 
 // pebbleEnv is the in-process test CA with the challenge servers its
-// validation authority reaches, forwarding to the current Manager.
+// validation authority reaches, answering for the current Manager.
 type pebbleEnv struct {
-	ca      *testpebble.CA
-	mu      sync.Mutex
-	current *autotls.Manager
-	http    http.Handler
+	ca *testpebble.CA
+	ch *testsetup.Challenges
 }
 
 func newPebbleEnv(t *testing.T) *pebbleEnv {
 	t.Helper()
-	ca, err := testpebble.New(testpebble.Options{})
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	e := &pebbleEnv{ca: ca}
-	hl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		h := e.http
-		e.mu.Unlock()
-		h.ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go hs.Serve(hl)
-	t.Cleanup(func() { hs.Close() })
-	tl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsLn := tls.NewListener(tl, &tls.Config{NextProtos: []string{"acme-tls/1"},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			e.mu.Lock()
-			m := e.current
-			e.mu.Unlock()
-			return m.GetCertificate(hello)
-		}})
-	go testpebble.ServeHandshakes(tlsLn)
-	t.Cleanup(func() { tlsLn.Close() })
-	return e
+	ca := testsetup.CA(t, testpebble.Options{})
+	return &pebbleEnv{ca: ca, ch: testsetup.NewChallenges(t, ca)}
 }
 
 // manager returns a Manager for example.com on the test CA with its own
@@ -65,18 +27,8 @@ func newPebbleEnv(t *testing.T) *pebbleEnv {
 // obtained its certificate.
 func (e *pebbleEnv) manager(t *testing.T) *autotls.Manager {
 	t.Helper()
-	m := &autotls.Manager{
-		Issuers:    []autotls.Issuer{{DirectoryURL: e.ca.DirectoryURL()}},
-		HTTPClient: e.ca.HTTPClient(),
-		Storage:    storage.Dir(t.TempDir()),
-		Hosts:      autotls.HostWhitelist("example.com"),
-		AcceptTOS:  true,
-	}
-	t.Cleanup(func() { m.Close() })
-	h := m.HTTPHandler(nil)
-	e.mu.Lock()
-	e.current, e.http = m, h
-	e.mu.Unlock()
+	m := testsetup.Manager(t, e.ca, nil, nil, "example.com")
+	e.ch.Use(m)
 	if err := m.Manage(ctxT(t), "example.com"); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
@@ -87,8 +39,8 @@ func TestManagerListeners(t *testing.T) {
 	e := newPebbleEnv(t)
 	m := e.manager(t)
 	other := e.manager(t) // another certificate for the same name, from the same CA
-	own := serveTLS(t, m.TLSConfig())
-	stale := serveTLS(t, other.TLSConfig())
+	own := testsetup.ServeTLS(t, "127.0.0.1:0", m.TLSConfig())
+	stale := testsetup.ServeTLS(t, "127.0.0.1:0", other.TLSConfig())
 	infos, err := m.Certificates(ctxT(t))
 	if err != nil || len(infos) != 1 {
 		t.Fatalf("Certificates: got %v, %v; want one", infos, err)

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
@@ -19,8 +20,8 @@ import (
 func TestProbeReportsEveryTarget(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
-	healthy := serveCert(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
-	expiring := serveCert(t, ca.leaf(t, now.Add(-80*day), now.Add(2*day), "expiring.test"))
+	healthy := testsetup.ServeCertificate(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
+	expiring := testsetup.ServeCertificate(t, ca.leaf(t, now.Add(-80*day), now.Add(2*day), "expiring.test"))
 	down := closedAddr(t)
 	targets := []watchdog.Target{
 		{Addr: healthy, ServerName: "healthy.test"},
@@ -72,7 +73,7 @@ func TestProbeReportsEveryTarget(t *testing.T) {
 func TestProbeCancelled(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
-	addr := serveCert(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
+	addr := testsetup.ServeCertificate(t, ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "healthy.test"))
 	called := false
 	w := &watchdog.Watchdog{Targets: []watchdog.Target{{Addr: addr}}, OnResult: func(watchdog.Result) { called = true }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -235,7 +236,7 @@ func TestProbeManagerListFails(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
 	cert := ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "a.test", "b.test")
-	addr := serveCert(t, cert)
+	addr := testsetup.ServeCertificate(t, cert)
 	held := record.Certificate{Name: "a.test", Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
 	w := &watchdog.Watchdog{
 		Manager:   failingSource{infos: []record.Certificate{held}},
@@ -271,7 +272,7 @@ func TestListenerNames(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
 	cert := ca.leaf(t, now.Add(-time.Hour), now.Add(90*day), "b.test", "a.test", "x.w.test", "pending.test")
-	addr := serveCert(t, cert)
+	addr := testsetup.ServeCertificate(t, cert)
 	info := func(name string) record.Certificate {
 		return record.Certificate{Name: name, Serial: hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), NotAfter: cert.Leaf.NotAfter}
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"math/big"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/revocation"
 	"github.com/tlsmint/tlsmint/watchdog"
 )
@@ -24,11 +24,7 @@ import (
 func TestRevoked(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
-	issuerKey := newKey(t)
-	issuer := sign(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "watchdog test CRL issuer"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, ca.root, ca.rootKey, issuerKey)
+	issuer := ca.root.Intermediate(t, "watchdog test CRL issuer")
 
 	var crl []byte
 	var hits atomic.Int64
@@ -38,15 +34,13 @@ func TestRevoked(t *testing.T) {
 	}))
 	defer srv.Close()
 	leaf := func(name string) tls.Certificate {
-		key := newKey(t)
-		tmpl := leafTemplate(now.Add(-time.Hour), now.Add(90*24*time.Hour), []string{name})
+		tmpl := testsetup.Template(now.Add(-time.Hour), now.Add(90*24*time.Hour), name)
 		tmpl.CRLDistributionPoints = []string{srv.URL + "/1.crl"}
-		c := sign(t, tmpl, issuer, issuerKey, key)
-		return tls.Certificate{Certificate: [][]byte{c.Raw, issuer.Raw}, PrivateKey: key, Leaf: c}
+		return issuer.Issue(t, tmpl)
 	}
 	revoked, fine := leaf("revoked.test"), leaf("fine.test")
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Leaf.SerialNumber, RevocationTime: now.Add(-time.Minute), ReasonCode: 1}}}, issuer, issuerKey)
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Leaf.SerialNumber, RevocationTime: now.Add(-time.Minute), ReasonCode: 1}}}, issuer.Cert, issuer.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +48,7 @@ func TestRevoked(t *testing.T) {
 
 	w := &watchdog.Watchdog{Roots: ca.pool}
 	defer w.Close()
-	revAddr, fineAddr := serveCert(t, revoked), serveCert(t, fine)
+	revAddr, fineAddr := testsetup.ServeCertificate(t, revoked), testsetup.ServeCertificate(t, fine)
 	for range 3 {
 		r, err := w.Check(ctxT(t), watchdog.Target{Addr: revAddr, ServerName: "revoked.test"})
 		if err != nil {

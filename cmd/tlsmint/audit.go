@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -79,13 +80,11 @@ body, key or secret is ever in it.`,
 				}
 				f.Name = norm[0]
 			}
-			store, closeStore, err := a.openStorage(cmd.Context())
+			log, closeLog, err := a.openAuditLog(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeStore()
-			log := &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
-			defer log.Close()
+			defer closeLog()
 			if d > 0 {
 				f.Since = time.Now().Add(-d)
 			}
@@ -141,13 +140,11 @@ rate-limit picture of the status page.`,
   tlsmint ratelimits --storage postgres://tlsmint@db/tlsmint --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, closeStore, err := a.openStorage(cmd.Context())
+			log, closeLog, err := a.openAuditLog(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeStore()
-			log := &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
-			defer log.Close()
+			defer closeLog()
 			usage, err := log.RateLimits(cmd.Context(), time.Now(), nil)
 			if err != nil {
 				return err
@@ -174,4 +171,19 @@ rate-limit picture of the status page.`,
 			return w.Flush()
 		},
 	}
+}
+
+// openAuditLog opens the storage and the audit trail in it for reading, as
+// this command's node and with a negative Retention (a reader never
+// deletes a batch); the returned func closes both, the trail first.
+func (a *app) openAuditLog(ctx context.Context) (*audit.Log, func(), error) {
+	store, closeStore, err := a.openStorage(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := &audit.Log{Storage: store, Node: cliNode(), Retention: -1}
+	return log, func() {
+		log.Close()
+		closeStore()
+	}, nil
 }

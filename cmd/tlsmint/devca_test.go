@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 )
 
 // readEnvFile reads the exports of dev-ca's env file.
@@ -36,7 +38,7 @@ func TestDevCA(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "dev")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testsetup.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- runEnv(ctx, []string{"dev-ca", "--dir", dir}, strings.NewReader(""), out, io.Discard, func(string) string { return "" })

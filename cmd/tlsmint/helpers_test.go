@@ -12,16 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 )
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT is testsetup.Context, under the name the tests use.
+func ctxT(t testing.TB) context.Context { return testsetup.Context(t) }
 
 // testCA is the in-process test CA with a PEM file of its HTTPS server's
 // certificate, for --ca-roots.
@@ -33,11 +30,7 @@ type testCA struct {
 
 func newCA(t testing.TB, opts testpebble.Options) *testCA {
 	t.Helper()
-	ca, err := testpebble.New(opts)
-	if err != nil {
-		t.Fatalf("testpebble.New: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := testsetup.CA(t, opts)
 	u, _ := url.Parse(ca.DirectoryURL())
 	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {

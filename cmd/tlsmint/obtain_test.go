@@ -29,6 +29,18 @@ func (ca *testCA) account(t testing.TB) string {
 	return key
 }
 
+// obtained registers an account and obtains a certificate for name over
+// http-01 into a fresh folder; it returns the account key's file and the
+// certificate's and key's files.
+func (ca *testCA) obtained(t testing.TB, name string) (acct, crt, key string) {
+	t.Helper()
+	acct = ca.account(t)
+	dir := t.TempDir()
+	crt, key = filepath.Join(dir, "cert.crt"), filepath.Join(dir, "cert.key") // renew's default --key: --cert with .key for .crt
+	ca.run(t, "--account-key", acct, "obtain", name, "--http", ca.httpAddr(), "--cert", crt, "--key", key).ok(t)
+	return acct, crt, key
+}
+
 func (ca *testCA) httpAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort()))
 }
@@ -173,10 +185,8 @@ func TestObtainManualDNS01(t *testing.T) {
 func TestARIRenewRevoke(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, testpebble.Options{})
-	acct := ca.account(t)
-	dir := t.TempDir()
-	crt, key := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
-	ca.run(t, "--account-key", acct, "obtain", "ari.example.com", "--http", ca.httpAddr(), "--cert", crt, "--key", key).ok(t)
+	acct, crt, key := ca.obtained(t, "ari.example.com")
+	dir := filepath.Dir(crt)
 	leaf := ca.loadPair(t, crt, key, "ari.example.com")
 
 	var info ariOutput

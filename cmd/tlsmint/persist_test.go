@@ -70,6 +70,19 @@ func (ca *testCA) persistRun(t *testing.T, c *persistCatcher, acct string, args 
 	return code
 }
 
+// persistCA starts a test CA whose DNS serves the zone persist.example
+// and returns it with the file of a registered account key and that
+// account's URL.
+func persistCA(t *testing.T) (*testCA, string, string) {
+	t.Helper()
+	ca := newCA(t, testpebble.Options{})
+	acct := ca.account(t)
+	var info accountOutput
+	ca.run(t, "--account-key", acct, "--json", "account", "show").ok(t).decode(t, &info)
+	ca.DNS().AddZone("persist.example")
+	return ca, acct, info.URL
+}
+
 // TestObtainManualDNSPersist01: obtain --dns-persist prints the one
 // record a name and its wildcard need (the CA's issuer domain name, the
 // account URI, policy=wildcard), waits until the CA's nameserver answers
@@ -77,11 +90,7 @@ func (ca *testCA) persistRun(t *testing.T, c *persistCatcher, acct string, args 
 // it with nothing printed.
 func TestObtainManualDNSPersist01(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	acct := ca.account(t)
-	var info accountOutput
-	ca.run(t, "--account-key", acct, "--json", "account", "show").ok(t).decode(t, &info)
-	ca.DNS().AddZone("persist.example")
+	ca, acct, accountURL := persistCA(t)
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "p.crt"), filepath.Join(dir, "p.key")
 
@@ -91,7 +100,7 @@ func TestObtainManualDNSPersist01(t *testing.T) {
 	}
 	recs, stderr := c.printed()
 	wantName := "_validation-persist.persist.example"
-	wantValue := "pebble.letsencrypt.org; accounturi=" + info.URL + "; policy=wildcard"
+	wantValue := "pebble.letsencrypt.org; accounturi=" + accountURL + "; policy=wildcard"
 	want := [3]string{wantName, wantValue, wantName + `. IN TXT "` + wantValue + `"`}
 	if len(recs) != 1 || recs[0] != want {
 		t.Errorf("records printed %q, want once %q (one record serves the name and its wildcard)", recs, want)
@@ -131,11 +140,7 @@ func TestObtainManualDNSPersist01(t *testing.T) {
 // 1, no challenge submitted to the CA and no file written.
 func TestObtainManualDNSPersist01Timeout(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, testpebble.Options{})
-	acct := ca.account(t)
-	var info accountOutput
-	ca.run(t, "--account-key", acct, "--json", "account", "show").ok(t).decode(t, &info)
-	ca.DNS().AddZone("persist.example")
+	ca, acct, accountURL := persistCA(t)
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "n.crt"), filepath.Join(dir, "n.key")
 
@@ -150,7 +155,7 @@ func TestObtainManualDNSPersist01Timeout(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, exitFailure)
 	}
 	wantName := "_validation-persist.never.persist.example"
-	wantValue := "pebble.letsencrypt.org; accounturi=" + info.URL + "; policy=wildcard"
+	wantValue := "pebble.letsencrypt.org; accounturi=" + accountURL + "; policy=wildcard"
 	if len(recs) != 1 || recs[0][0] != wantName || recs[0][1] != wantValue {
 		t.Errorf("records printed %q, want %s %q (--wildcard-policy)", recs, wantName, wantValue)
 	}

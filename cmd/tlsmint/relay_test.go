@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -21,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +25,7 @@ import (
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/internal/testenv"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/solvers"
@@ -38,27 +34,9 @@ import (
 	"github.com/tlsmint/tlsmint/storage/postgres"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runningRelay is `tlsmint relay` started through run.
 type runningRelay struct {
-	stderr *syncBuffer
+	stderr *testsetup.Buffer
 	stop   context.CancelFunc
 	done   chan int
 	admin  string // http://host:port
@@ -71,7 +49,7 @@ const relayName = "acme.relay.example"
 func startRelay(t *testing.T, cfg string, env map[string]string) *runningRelay {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningRelay{stderr: &syncBuffer{}, stop: cancel, done: make(chan int, 1)}
+	r := &runningRelay{stderr: &testsetup.Buffer{}, stop: cancel, done: make(chan int, 1)}
 	go func() {
 		r.done <- runEnv(ctx, []string{"relay", "--config", cfg}, strings.NewReader(""), io.Discard, r.stderr, func(k string) string { return env[k] })
 	}()
@@ -172,10 +150,7 @@ func writeJSON(t testing.TB, path string, v any) {
 // whatever the URL's host, trusting the test CA's roots.
 func (e *relayEnv) client(t testing.TB) *acme.Client {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testsetup.Key(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e.ca.TLSPort()))
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: e.ca.RootPool(), ServerName: relayName},
@@ -251,7 +226,7 @@ func TestRelayCommand(t *testing.T) {
 	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
 		t.Fatalf("Register through the relay: %v", err)
 	}
-	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certKey := testsetup.Key(t)
 	cert, err := c.Obtain(ctx, acme.ObtainRequest{
 		Identifiers: acme.DNSNames("www.example.com"), CertKey: certKey,
 		Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: e.down},
@@ -437,13 +412,13 @@ func TestRelayCommandReplicasPostgres(t *testing.T) {
 		},
 		DisableKeepAlives: true,
 	}}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testsetup.Key(t)
 	c := &acme.Client{DirectoryURL: "https://" + relayName + "/directory", Key: key, HTTPClient: hc, PollInterval: 10 * time.Millisecond}
 	ctx := ctxT(t)
 	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: &acme.ExternalAccountBinding{KeyID: mint.KeyID, HMACKey: mac}}); err != nil {
 		t.Fatalf("Register across the replicas: %v", err)
 	}
-	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certKey := testsetup.Key(t)
 	if _, err := c.Obtain(ctx, acme.ObtainRequest{Identifiers: acme.DNSNames("replicas.example.com"), CertKey: certKey, Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: down}}); err != nil {
 		t.Fatalf("Obtain across the replicas: %v", err)
 	}

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -18,34 +15,22 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/acme"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 )
 
 // TestRelayClientAuth: with client_auth, a tenant added with
 // --client-name is usable only with that client certificate; without one
 // registration is refused with unauthorized.
 func TestRelayClientAuth(t *testing.T) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "clients"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	ca := testsetup.NewAuthority(t, "clients")
 	dir := t.TempDir()
 	rootsFile := filepath.Join(dir, "clients.pem")
-	if err := os.WriteFile(rootsFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	if err := os.WriteFile(rootsFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "web-client"},
+	clientCert := ca.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "web-client"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, caCert, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientCert := tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 
 	e := newRelayEnv(t, func(cfg map[string]any) { cfg["client_auth"] = map[string]any{"ca_roots": rootsFile} })
 	r := startRelay(t, e.cfgFile, e.env)
@@ -63,7 +48,7 @@ func TestRelayClientAuth(t *testing.T) {
 	if _, err := with.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: eab}); err != nil {
 		t.Fatalf("Register with the client certificate: %v", err)
 	}
-	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certKey := testsetup.Key(t)
 	if _, err := with.Obtain(ctx, acme.ObtainRequest{
 		Identifiers: acme.DNSNames("mtls.example.com"), CertKey: certKey,
 		Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: e.down},

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/audit"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/relay"
 	"github.com/tlsmint/tlsmint/storage"
@@ -52,7 +50,7 @@ func TestRelayDNSPersist(t *testing.T) {
 		t.Fatalf("Register through the relay: %v", err)
 	}
 	names := []string{"a.persist.example", "b.persist.example"}
-	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certKey := testsetup.Key(t)
 	req := acme.ObtainRequest{Identifiers: acme.DNSNames(names...), CertKey: certKey, Solvers: map[string]acme.Solver{acme.ChallengeHTTP01: e.down}}
 
 	// No record yet: the order fails with the records to publish.
@@ -177,7 +175,7 @@ func TestRelayDNSPersistWildcard(t *testing.T) {
 	if _, err := c.Register(ctx, acme.Account{TermsOfServiceAgreed: true, ExternalAccountBinding: eab}); err != nil {
 		t.Fatalf("Register through the relay: %v", err)
 	}
-	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certKey := testsetup.Key(t)
 	req := acme.ObtainRequest{Identifiers: acme.DNSNames("*.w.persist.example", "w.persist.example"), CertKey: certKey,
 		Solvers: map[string]acme.Solver{acme.ChallengeDNS01: dns01Down{e.ca}, acme.ChallengeHTTP01: e.down}, ChallengeTypes: []string{acme.ChallengeDNS01}}
 	_, err := c.Obtain(ctx, req)

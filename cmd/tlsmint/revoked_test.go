@@ -1,12 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net/http"
@@ -17,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 )
 
 // check of a server whose certificate its CA's CRL lists: revoked, a
@@ -24,12 +23,8 @@ import (
 func TestCheckRevoked(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CRL test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	caCert, _ := x509.ParseCertificate(caDER)
+	ca := testsetup.NewAuthority(t, "CRL test CA")
+	caCert, caDER := ca.Cert, ca.Cert.Raw
 	roots := filepath.Join(t.TempDir(), "roots.pem")
 	os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
 
@@ -41,24 +36,20 @@ func TestCheckRevoked(t *testing.T) {
 	}))
 	defer srv.Close()
 	leaf := func(serial int64, name string) tls.Certificate {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), DNSNames: []string{name}, NotBefore: now.Add(-time.Hour),
+		c := ca.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(serial), DNSNames: []string{name}, NotBefore: now.Add(-time.Hour),
 			NotAfter: now.Add(60 * 24 * time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			CRLDistributionPoints: []string{srv.URL + "/1.crl"}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}
+			CRLDistributionPoints: []string{srv.URL + "/1.crl"}})
+		c.Certificate = append(c.Certificate, caDER) // leaf and root, the chain the server sends
+		return c
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(66), RevocationTime: now.Add(-time.Minute), ReasonCode: 1}}}, caCert, caKey)
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(66), RevocationTime: now.Add(-time.Minute), ReasonCode: 1}}}, caCert, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	crl.Store(&der)
 
-	revoked := serveTLS(t, leaf(66, "revoked.example.com"))
+	revoked := testsetup.ServeCertificate(t, leaf(66, "revoked.example.com"))
 	r := runCmd(t, nil, "check", revoked, "--sni", "revoked.example.com", "--trust", roots)
 	if r.code != exitProblem || !strings.HasPrefix(r.stdout, "PROBLEM:") || !strings.Contains(r.stdout, "certificate revoked") ||
 		!strings.Contains(r.stdout, "revocation:  revoked at") || !strings.Contains(r.stdout, "reason keyCompromise") {
@@ -70,7 +61,7 @@ func TestCheckRevoked(t *testing.T) {
 		t.Errorf("revoked --json: %+v", out)
 	}
 
-	fine := serveTLS(t, leaf(67, "fine.example.com"))
+	fine := testsetup.ServeCertificate(t, leaf(67, "fine.example.com"))
 	r = runCmd(t, nil, "check", fine, "--sni", "fine.example.com", "--trust", roots).ok(t)
 	if !strings.Contains(r.stdout, "revocation:  not revoked (CRL "+srv.URL+"/1.crl)") {
 		t.Errorf("not revoked:\n%s", r.stdout)
@@ -80,7 +71,7 @@ func TestCheckRevoked(t *testing.T) {
 	// without making it a problem.
 	bad := []byte("not a CRL")
 	crl.Store(&bad)
-	other := serveTLS(t, leaf(68, "other.example.com"))
+	other := testsetup.ServeCertificate(t, leaf(68, "other.example.com"))
 	r = runCmd(t, nil, "check", other, "--sni", "other.example.com", "--trust", roots).ok(t)
 	if !strings.Contains(r.stdout, "revocation:  unknown: revocation: invalid CRL") {
 		t.Errorf("unreadable CRL:\n%s", r.stdout)

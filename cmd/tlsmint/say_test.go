@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 )
 
@@ -216,14 +214,8 @@ func TestSIGINT(t *testing.T) {
 // newer profiles issue.
 func noCN(t *testing.T, name string) tls.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90*24*time.Hour + time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testsetup.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(9), DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90*24*time.Hour + time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 }
 
 // check's text: durations as people write them, a certificate without a
@@ -231,7 +223,7 @@ func noCN(t *testing.T, name string) tls.Certificate {
 // asked for or on a terminal without NO_COLOR.
 func TestCheckSays(t *testing.T) {
 	t.Parallel()
-	addr := serveTLS(t, noCN(t, "nocn.example.com"))
+	addr := testsetup.ServeCertificate(t, noCN(t, "nocn.example.com"))
 	var out checkOutput
 	r := runCmd(t, nil, "check", addr, "--sni", "nocn.example.com", "--json")
 	r.decode(t, &out)

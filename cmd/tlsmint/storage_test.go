@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/statuspage"
 )
@@ -110,30 +108,15 @@ func TestCertsAuditRateLimits(t *testing.T) {
 	}
 }
 
-// serveTLS serves cert on a loopback port (handshakes only).
-func serveTLS(t *testing.T, cert tls.Certificate) string {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go testpebble.ServeHandshakes(ln)
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
-}
-
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, testpebble.Options{})
-	acct := ca.account(t)
-	dir := t.TempDir()
-	crt, key := filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key")
-	ca.run(t, "--account-key", acct, "obtain", "check.example.com", "--http", ca.httpAddr(), "--cert", crt, "--key", key).ok(t)
+	_, crt, key := ca.obtained(t, "check.example.com")
 	pair, err := tls.LoadX509KeyPair(crt, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveTLS(t, pair)
+	addr := testsetup.ServeCertificate(t, pair)
 
 	var out checkOutput
 	runCmd(t, nil, "check", addr, "--sni", "check.example.com", "--trust", ca.issuers, "--json").ok(t).decode(t, &out)
@@ -162,7 +145,7 @@ func TestCheck(t *testing.T) {
 	}
 	// An expired certificate, even with --warn 0.
 	expired := selfSigned(t, "old.example.com", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
-	old := serveTLS(t, expired)
+	old := testsetup.ServeCertificate(t, expired)
 	r = runCmd(t, nil, "check", old, "--sni", "old.example.com", "--warn", "0")
 	if r.code != exitProblem || !strings.Contains(r.stdout, "expired") {
 		t.Errorf("expired: exit %d, stdout %s", r.code, r.stdout)
@@ -193,12 +176,6 @@ func TestCheck(t *testing.T) {
 
 func selfSigned(t *testing.T, name string, nb, na time.Time) tls.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: nb, NotAfter: na, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testsetup.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: nb, NotAfter: na, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 }

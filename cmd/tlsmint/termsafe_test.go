@@ -2,10 +2,6 @@ package main
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/audit"
 	"github.com/tlsmint/tlsmint/autotls"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -59,16 +56,10 @@ func TestTermSafe(t *testing.T) {
 // terminal escapes cannot drive the operator's terminal through check.
 func TestCheckHostileCertificate(t *testing.T) {
 	t.Parallel()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9),
+	addr := testsetup.ServeCertificate(t, testsetup.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(9),
 		Subject:   pkix.Name{CommonName: "\x1b]0;owned\x07\u202eevil"},
 		DNSNames:  []string{"\x1b[2J.example.com"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serveTLS(t, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}))
 	r := runCmd(t, nil, "check", addr, "--sni", "hostile.example.com")
 	if r.code != exitProblem || !strings.Contains(r.stdout, `\x1b[2J.example.com`) || !strings.Contains(r.stdout, `\x1b]0;owned\x07\u202eevil`) {
 		t.Errorf("check of a hostile certificate: exit %d, stdout:\n%s", r.code, r.stdout)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -282,10 +283,7 @@ func (s *Storage) Close() error {
 		s.mu.Unlock()
 		return nil
 	}
-	held := make([]*lease, 0, len(s.held))
-	for l := range s.held {
-		held = append(held, l)
-	}
+	held := slices.Collect(maps.Keys(s.held))
 	s.mu.Unlock()
 	var errs []error
 	for _, l := range held {
