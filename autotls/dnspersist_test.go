@@ -213,13 +213,10 @@ func TestDNSPersistProvider(t *testing.T) {
 	}
 }
 
-// alpnSwitch serves tls-alpn-01 for m on the CA's TLS port while on is set.
-func alpnSwitch(t *testing.T, ca *testpebble.CA, m *autotls.Manager, on *atomic.Bool) {
+// alpnSwitch serves tls-alpn-01 for m on ln (the CA's TLS port) while on
+// is set.
+func alpnSwitch(t *testing.T, ln net.Listener, m *autotls.Manager, on *atomic.Bool) {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tl := tls.NewListener(ln, &tls.Config{NextProtos: []string{"acme-tls/1"}, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if !on.Load() {
 			return nil, errors.New("tls-alpn-01 is off")
@@ -236,7 +233,9 @@ func alpnSwitch(t *testing.T, ca *testpebble.CA, m *autotls.Manager, on *atomic.
 // again, and the renewal validates with dns-persist-01 alone.
 func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	t.Parallel()
-	ca, err := testpebble.New(testpebble.Options{})
+	opts := testpebble.Options{}
+	_, tlsLn := bindChallengePorts(t, &opts)
+	ca, err := testpebble.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +252,7 @@ func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	t.Cleanup(func() { m.Close() })
 	var alpn atomic.Bool
 	alpn.Store(true)
-	alpnSwitch(t, ca, m, &alpn)
+	alpnSwitch(t, tlsLn, m, &alpn)
 	if err := m.Manage(ctxT(t), "fb.example.com"); err != nil {
 		t.Fatalf("Manage with tls-alpn-01 to fall back on: %v", err)
 	}

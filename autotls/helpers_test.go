@@ -31,6 +31,7 @@ type env struct {
 
 func newEnv(t testing.TB, opts testpebble.Options) *env {
 	t.Helper()
+	httpLn, tlsLn := bindChallengePorts(t, &opts)
 	ca, err := testpebble.New(opts)
 	if err != nil {
 		t.Fatalf("testpebble.New: %v", err)
@@ -39,9 +40,35 @@ func newEnv(t testing.TB, opts testpebble.Options) *env {
 	e := &env{ca: ca}
 	e.failHost.Store("")
 
-	ca.ServeHTTP01(t, http.HandlerFunc(e.serveHTTP))
-	ca.ServeTLSALPN01(t, e.getCertificate)
+	srv := &http.Server{Handler: http.HandlerFunc(e.serveHTTP), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(httpLn)
+	t.Cleanup(func() { srv.Close() })
+	tl := tls.NewListener(tlsLn, &tls.Config{GetCertificate: e.getCertificate, NextProtos: []string{"acme-tls/1"}})
+	go testpebble.ServeHandshakes(tl)
+	t.Cleanup(func() { tl.Close() })
 	return e
+}
+
+// bindChallengePorts listens on two free loopback ports and makes them
+// the CA's http-01 and tls-alpn-01 ports: the listeners exist before the
+// CA does and stay open, so no port is picked, freed and bound again — in
+// between, a parallel test's socket could take it.
+func bindChallengePorts(t testing.TB, opts *testpebble.Options) (httpLn, tlsLn net.Listener) {
+	t.Helper()
+	httpLn, tlsLn = listenLoopback(t), listenLoopback(t)
+	opts.HTTPPort, opts.TLSPort = httpLn.Addr().(*net.TCPAddr).Port, tlsLn.Addr().(*net.TCPAddr).Port
+	return httpLn, tlsLn
+}
+
+// listenLoopback listens on a free loopback port until the test ends.
+func listenLoopback(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
 
 func (e *env) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -102,10 +129,7 @@ func (e *env) manager(t testing.TB, store storage.Storage, mod func(*autotls.Man
 // address: each connection completes a handshake and is closed.
 func serve(t testing.TB, m *autotls.Manager) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	tl := tls.NewListener(ln, m.TLSConfig())
 	go testpebble.ServeHandshakes(tl)
 	t.Cleanup(func() { tl.Close() })
