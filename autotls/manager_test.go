@@ -2,7 +2,6 @@ package autotls_test
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -547,48 +546,38 @@ func TestManageAndWildcard(t *testing.T) {
 	}
 }
 
+// A renewal that fails (on the test clock, when a 6-day certificate is
+// due) leaves the certificate served, and its failure recorded with it in
+// storage.
 func TestRenewalFailureKeepsServingAndIsRecorded(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"tiny": 6 * time.Second}})
-	failed := make(chan autotls.Event, 4)
-	var mu sync.Mutex
-	var lastGood string // serial of the last certificate obtained or renewed
+	c := newClockedEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"tiny": 6 * day}}, nil)
+	ev := &clockEvents{clk: c.clk}
 	store := storage.NewMemory()
-	m := e.manager(t, store, func(m *autotls.Manager) {
+	m := c.env.manager(t, store, func(m *autotls.Manager) {
 		m.Profile = "tiny"
 		m.DisableTLSALPN01 = true
-		m.OnEvent = func(ev autotls.Event) {
-			switch ev.Type {
-			case autotls.EventFailed:
-				failed <- ev
-			case autotls.EventObtained, autotls.EventRenewed:
-				mu.Lock()
-				lastGood = ev.Serial
-				mu.Unlock()
-			}
-		}
+		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, c.clk)
 	})
-	if _, err := m.GetCertificate(hello("example.com")); err != nil {
-		t.Fatal(err)
-	}
-	// Renewals cannot validate from now on. (On a slow machine a renewal
-	// may already be under way and succeed; the next one fails.)
-	e.failHost.Store("example.com")
-	select {
-	case ev := <-failed:
-		if ev.RetryAt.IsZero() || ev.Err == nil {
-			t.Fatalf("failure event = %+v", ev)
+	first := c.serving(t, m, "example.com")
+	// Renewals cannot validate from now on.
+	c.failHost.Store("example.com")
+	for len(ev.of(autotls.EventFailed)) == 0 {
+		c.advance(t, time.Hour, m)
+		if c.clk.Now().After(first.NotAfter) {
+			t.Fatalf("no failed renewal in the certificate's life; events %s", ev)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no failed renewal within 30s")
 	}
-	// The last good certificate is still served while it is valid.
-	cur, err := m.GetCertificate(hello("example.com"))
-	mu.Lock()
-	want := lastGood
-	mu.Unlock()
-	if err != nil || hex.EncodeToString(cur.Leaf.SerialNumber.Bytes()) != want {
-		t.Fatalf("after a failed renewal: serial %x, %v; want the last good certificate %s", cur.Leaf.SerialNumber, err, want)
+	if f := ev.of(autotls.EventFailed)[0]; f.RetryAt.IsZero() || f.Err == nil {
+		t.Fatalf("failure event = %+v", f.Event)
+	}
+	if n := len(ev.of(autotls.EventRenewed)); n != 0 {
+		t.Fatalf("%d renewals while validation fails", n)
+	}
+	// The certificate is still served while it is valid.
+	if cur := c.serving(t, m, "example.com"); !cur.Equal(first) {
+		t.Fatalf("after a failed renewal: serial %x, want the first certificate's %x", cur.SerialNumber, first.SerialNumber)
 	}
 	keys, _ := store.List(ctxT(t), "certificates")
 	if len(keys) != 1 {
