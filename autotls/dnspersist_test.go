@@ -79,7 +79,9 @@ func (p *writeCounter) DeleteRecords(ctx context.Context, zone string, recs []li
 // dns-persist-01 says at start-up which record to create, per name (an
 // event and Certificates), places no order until it exists, and obtains
 // both certificates as soon as the operator publishes it — one record,
-// with policy=wildcard, for the name and its wildcard.
+// with policy=wildcard, for the name and its wildcard. The record checks
+// run on the real clock (DNSRecordCheckInterval, kept short here): they
+// are DNS look-ups, paced by the network's time, not the lifecycle's.
 func TestDNSPersistReadOnly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{})
