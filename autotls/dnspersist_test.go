@@ -102,7 +102,9 @@ func readOnlyPersist(t *testing.T, mod func(*autotls.Manager)) (*env, *autotls.M
 // dns-persist-01 says at start-up which record to create, per name (an
 // event and Certificates), places no order until it exists, and obtains
 // both certificates as soon as the operator publishes it — one record,
-// with policy=wildcard, for the name and its wildcard.
+// with policy=wildcard, for the name and its wildcard. The record checks
+// run on the real clock (DNSRecordCheckInterval, kept short here): they
+// are DNS look-ups, paced by the network's time, not the lifecycle's.
 func TestDNSPersistReadOnly(t *testing.T) {
 	t.Parallel()
 	e, m, log, store := readOnlyPersist(t, func(m *autotls.Manager) {
@@ -228,13 +230,10 @@ func TestDNSPersistProvider(t *testing.T) {
 	}
 }
 
-// alpnSwitch serves tls-alpn-01 for m on the CA's TLS port while on is set.
-func alpnSwitch(t *testing.T, ca *testpebble.CA, m *autotls.Manager, on *atomic.Bool) {
+// alpnSwitch serves tls-alpn-01 for m on ln (the CA's TLS port) while on
+// is set.
+func alpnSwitch(t *testing.T, ln net.Listener, m *autotls.Manager, on *atomic.Bool) {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tl := tls.NewListener(ln, &tls.Config{NextProtos: []string{"acme-tls/1"}, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if !on.Load() {
 			return nil, errors.New("tls-alpn-01 is off")
@@ -251,7 +250,13 @@ func alpnSwitch(t *testing.T, ca *testpebble.CA, m *autotls.Manager, on *atomic.
 // again, and the renewal validates with dns-persist-01 alone.
 func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	t.Parallel()
-	ca := testsetup.CA(t, testpebble.Options{})
+	opts := testpebble.Options{}
+	_, tlsLn := bindChallengePorts(t, &opts)
+	ca, err := testpebble.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
 	ca.DNS().AddZone("example.com")
 	log := newEventLog()
 	store := storage.NewMemory()
@@ -263,7 +268,7 @@ func TestDNSPersistReadOnlyFallback(t *testing.T) {
 	})
 	var alpn atomic.Bool
 	alpn.Store(true)
-	alpnSwitch(t, ca, m, &alpn)
+	alpnSwitch(t, tlsLn, m, &alpn)
 	if err := m.Manage(ctxT(t), "fb.example.com"); err != nil {
 		t.Fatalf("Manage with tls-alpn-01 to fall back on: %v", err)
 	}

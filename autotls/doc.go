@@ -187,8 +187,7 @@
 // MaxOrdersPerMinute, the retries of a storage list at start-up and of a
 // storage watch. It is unexported, and the package's tests replace it
 // with one they advance, so that a week-long outage or a certificate's
-// whole life runs in a fraction of a second against a real (in-process)
-// CA. It is not an exported Clock field: a program has no use for a
+// whole life runs in about a second against a real (in-process) CA. It is not an exported Clock field: a program has no use for a
 // Manager on any time but the world's — a skewed host is what the CA's
 // correction is for — and a field would be one more thing to configure,
 // document and keep consistent with that correction. Network deadlines

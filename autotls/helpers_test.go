@@ -94,3 +94,14 @@ func dnsPort(t testing.TB, addr string) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
+
+// bindChallengePorts listens on two free loopback ports and makes them
+// the CA's http-01 and tls-alpn-01 ports: the listeners exist before the
+// CA does and stay open, so no port is picked, freed and bound again — in
+// between, a parallel test's socket could take it.
+func bindChallengePorts(t testing.TB, opts *testpebble.Options) (httpLn, tlsLn net.Listener) {
+	t.Helper()
+	httpLn, tlsLn = testsetup.Listen(t, "127.0.0.1:0"), testsetup.Listen(t, "127.0.0.1:0")
+	opts.HTTPPort, opts.TLSPort = httpLn.Addr().(*net.TCPAddr).Port, tlsLn.Addr().(*net.TCPAddr).Port
+	return httpLn, tlsLn
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
-	"github.com/tlsmint/tlsmint/record"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -75,38 +74,46 @@ func TestRenewsWithoutGap(t *testing.T) {
 }
 
 // Revocation at the CA moves its ARI window into the past: the next ARI
-// poll renews at once, with replaces naming the revoked certificate.
+// poll (an hour later on the test clock, as the CA's Retry-After asks)
+// renews at once, with replaces naming the revoked certificate.
 func TestRevocationReplaced(t *testing.T) {
 	t.Parallel()
 	var orders orderLog
-	shortRetry := rewrite("/draft-ietf-acme-ari-03/renewalInfo", func(rec *httptest.ResponseRecorder) []byte {
-		rec.Header().Set("Retry-After", "1")
+	hourly := rewrite("/draft-ietf-acme-ari-03/renewalInfo", func(rec *httptest.ResponseRecorder) []byte {
+		rec.Header().Set("Retry-After", "3600")
 		return rec.Body.Bytes()
 	})
-	e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return orders.wrap(shortRetry(h)) }})
+	e := newEnv(t, testpebble.Options{Wrap: func(h http.Handler) http.Handler { return orders.wrap(hourly(h)) }})
 	ev := newEventLog()
 	var logs syncBuffer
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, nil, func(m *autotls.Manager) {
 		m.OnEvent = ev.on
 		m.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		autotls.SetFakeClockForTest(m, clk)
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	})
-	autotls.SetMinARIPollForTest(m, time.Second)
 	first, err := m.GetCertificate(hello("example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := ev.next(t, autotls.EventScheduled, "example.com", 30*time.Second); s.Reason != autotls.ReasonARI {
+	advanceT(t, clk, time.Minute, m) // the first ARI poll, at once after issuance here
+	if s := ev.next(t, autotls.EventScheduled, "example.com", time.Second); s.Reason != autotls.ReasonARI {
 		t.Fatalf("scheduled by %q, want ari", s.Reason)
 	}
 	if err := e.ca.Revoke(first.Leaf, acme.ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
-	renewed := ev.next(t, autotls.EventReplaced, "example.com", 30*time.Second)
+	advanceT(t, clk, 50*time.Minute, m)
+	if n := ev.count(autotls.EventReplaced, "example.com"); n != 0 {
+		t.Fatalf("replaced before the next ARI poll the CA asked for")
+	}
+	advanceT(t, clk, 20*time.Minute, m)
+	renewed := ev.next(t, autotls.EventReplaced, "example.com", time.Second)
 	id, _ := acme.CertificateID(first.Leaf)
 	if got := orders.lastReplaces(); got != id {
 		t.Fatalf("renewal order replaces %q, want %q", got, id)
@@ -125,26 +132,22 @@ func TestMalformedARIOwnSchedule(t *testing.T) {
 		return []byte(`{"suggestedWindow":{"start":"2099-01-01T00:00:00Z","end":"2099-01-02T00:00:00Z"}}`)
 	})
 	e := newEnv(t, testpebble.Options{Wrap: late})
-	m := e.manager(t, nil, nil)
+	clk := autotls.NewFakeClock(time.Now())
+	m := e.manager(t, nil, func(m *autotls.Manager) { autotls.SetFakeClockForTest(m, clk) })
 	if _, err := m.GetCertificate(hello("example.com")); err != nil {
 		t.Fatal(err)
 	}
-	// Wait for the poll to have been applied (its next poll is set).
-	var info record.Certificate
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		infos, err := m.Certificates(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(infos) == 1 && !infos[0].ARIWindowStart.IsZero() {
-			info = infos[0]
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	// The first poll, at once after issuance here, is applied.
+	if err := clk.Settle(m); err != nil {
+		t.Fatal(err)
 	}
-	if info.ARIWindowStart.IsZero() {
-		t.Fatal("the ARI answer was never recorded")
+	infos, err := m.Certificates(ctxT(t))
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("Certificates = %+v, %v; want one", infos, err)
+	}
+	info := infos[0]
+	if info.ARIWindowStart.IsZero() || e.ca.Requests("renewalInfo") != 1 {
+		t.Fatalf("the ARI answer was not recorded after %d polls", e.ca.Requests("renewalInfo"))
 	}
 	if info.RenewReason != autotls.ReasonSchedule || !info.RenewAt.Before(info.NotAfter) {
 		t.Fatalf("renewal at %v by %q, want the Manager's own schedule before %v", info.RenewAt, info.RenewReason, info.NotAfter)

@@ -24,7 +24,9 @@ const restartEnv = "TLSMINT_TEST_POSTGRES_RESTART"
 // connection cut, the server unreachable for a while; or a real restart,
 // with TLSMINT_TEST_POSTGRES_RESTART): no handshake fails. Once the
 // server is back, the first name it has not seen is obtained, stored and
-// served, the storage's first calls succeeding.
+// served, the storage's first calls succeeding. It runs on the real clock:
+// the outage is PostgreSQL's and the kernel's (connections cut, a server
+// restarting), which no test clock moves.
 func TestPostgresFailoverCachedHandshakes(t *testing.T) {
 	dsn := fleetDSN(t)
 	e := newEnv(t, testpebble.Options{})

@@ -21,7 +21,9 @@ var lifetime47 = map[string]time.Duration{"default": 47 * day}
 // CA's Date headers, says so once, plans on the CA's time, and places
 // exactly one order — a 47-day certificate is not "due" the moment it
 // arrives on a clock 40 days ahead (it was ordered again at once, 417 to
-// 565 times in 8 s, before).
+// 565 times in 8 s, before). The local clock is an offset of the real
+// one, not a FakeClock: the skew is measured against the CA's Date
+// headers and its certificates' validity, which run on the real clock.
 func TestClockSkew(t *testing.T) {
 	t.Parallel()
 	for _, skew := range []time.Duration{5 * time.Minute, -5 * time.Minute, 40 * day, -40 * day} {
@@ -103,7 +105,8 @@ func noDate(next http.Handler) http.Handler {
 // headers): each new certificate looks due at once, but is renewed only
 // at its floor, six hours after it was obtained, and at most
 // MaxCertificatesPerName are obtained in a day; past that the name backs
-// off, and the failure says why.
+// off, and the failure says why. (An offset of the real clock, as in
+// TestClockSkew: the CA dates its certificates by the real one.)
 func TestClockSkewUncorrectedBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testpebble.Options{Profiles: lifetime47, Wrap: func(next http.Handler) http.Handler { return noDate(noARI(next)) }})

@@ -123,23 +123,26 @@ func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 	store, info := storeOne(t, e, "www.example.org", nil)
 
 	ev := newEventLog()
-	var offset atomic.Int64
+	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, store, func(m *autotls.Manager) {
 		m.Hosts = autotls.HostWhitelist("example.com") // www.example.org is gone
 		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, clk)
 	})
-	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
 	m.TLSConfig()
 	waitDiscovered(t, m)
 	if !autotls.PlannedAtForTest(m, "www.example.org") {
 		t.Fatal("the stored name was not planned from the index")
 	}
 	orders := e.ca.Requests("newOrder")
-	offset.Store(int64(time.Until(info.RenewAt) + time.Minute))
-	deadline := time.Now().Add(10 * time.Second)
-	for ev.count(autotls.EventNotRenewed, "www.example.org") == 0 && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		time.Sleep(10 * time.Millisecond)
+	// At once to a minute past the renewal time, on the test clock (a
+	// first ARI look on the way would move the renewal by the CA's
+	// window).
+	if err := clk.Jump(info.RenewAt.Add(time.Minute).Sub(clk.Now()), m); err != nil {
+		t.Fatal(err)
+	}
+	if n := ev.count(autotls.EventNotRenewed, "www.example.org"); n != 1 {
+		t.Fatalf("%d not_renewed events, want 1; events %s", n, ev)
 	}
 	nr := ev.next(t, autotls.EventNotRenewed, "www.example.org", time.Second)
 	if !errors.Is(nr.Err, autotls.ErrHostNotAllowed) {
@@ -147,7 +150,9 @@ func TestNoRenewalAfterRestartOnceRefused(t *testing.T) {
 	}
 	// Not in memory, still valid: the policy is asked again later (it may
 	// have failed for a moment), nothing is ordered.
-	waitFor(t, "the refused name to be planned for another look", func() bool { return autotls.PlannedAtForTest(m, "www.example.org") })
+	if !autotls.PlannedAtForTest(m, "www.example.org") {
+		t.Error("the refused name is not planned for another look")
+	}
 	if n := e.ca.Requests("newOrder") - orders; n != 0 {
 		t.Errorf("%d orders for a name the policy refuses, want none", n)
 	}
