@@ -198,3 +198,14 @@ func EndBackoffForTest(m *Manager, name string) {
 		f.until = st.clock.now()
 	}
 }
+
+// CompleteIndexForTest runs m's discovery of the stored certificates at
+// once (unpaced), waits for it and closes m, which writes the schedule
+// index of every stored name: storage as a Manager that ran for a while
+// leaves it, for the next one to start from.
+func CompleteIndexForTest(m *Manager) {
+	m.state().fastDiscovery = true
+	m.TLSConfig()
+	<-m.state().discovered
+	m.Close()
+}
