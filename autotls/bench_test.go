@@ -1,6 +1,7 @@
 package autotls_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -12,10 +13,16 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
@@ -396,9 +403,23 @@ func BenchmarkCacheMemory(b *testing.B) {
 
 // BenchmarkStartup measures a new Manager over storage holding N
 // certificates: the time to its first served handshake, and to serve every
-// stored name once, against reading the same certificates as bare PEM
-// pairs (chain and key, two values per name in the same kind of storage)
-// and parsing them into a map.
+// stored name once (serve-all), side by side with two other ways to start
+// serving the same certificates, in the same run:
+//
+//   - impl=pem-map, the floor: read each name's chain and key as two bare
+//     PEM values and parse them with tls.X509KeyPair into a map, the
+//     cheapest any loader can do;
+//   - impl=autocert: golang.org/x/crypto/acme/autocert's Manager over a
+//     Cache holding each name's key and chain in one PEM value (as
+//     autocert stores them), GetCertificate for each name once.
+//
+// Each reads from memory (storage=memory: storage.NewMemory, an in-memory
+// autocert.Cache) and, with 1,000 names, from files in a folder
+// (storage=dir: storage.Dir, the PEM files read with os.ReadFile,
+// autocert.DirCache). Every hello is the same, one that a TLS 1.3 client
+// sends (autocert chooses the ECDSA certificate from it). The Manager's
+// storage holds the schedule index a previous Manager left, as at a
+// restart.
 func BenchmarkStartup(b *testing.B) {
 	f := newFixture(b)
 	for _, n := range []int{0, 1000, 10000} {
@@ -415,47 +436,198 @@ func BenchmarkStartup(b *testing.B) {
 		if n == 0 {
 			continue
 		}
-		b.Run(fmt.Sprintf("stored=%d/serve-all", n), func(b *testing.B) {
-			for b.Loop() {
-				m := benchManager(store, names)
-				for _, name := range names {
-					if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {
-						b.Fatal(err)
+		storages := []string{"memory"}
+		if n == 1000 {
+			storages = append(storages, "dir")
+		}
+		for _, kind := range storages {
+			src := newStartupSource(b, kind, store, names, pairs)
+			for _, impl := range []struct {
+				name  string
+				serve func(b *testing.B, hello func(string) *tls.ClientHelloInfo)
+			}{
+				{"manager", src.serveManager},
+				{"pem-map", src.servePEMMap},
+				{"autocert", src.serveAutocert},
+			} {
+				b.Run(fmt.Sprintf("stored=%d/serve-all/storage=%s/impl=%s", n, kind, impl.name), func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						impl.serve(b, startupHello)
 					}
-				}
-				m.Close()
+				})
 			}
-		})
-		// The floor: read each name's PEM chain and key and parse them
-		// into a map, as the simplest loader does.
-		bareStore := storage.NewMemory()
-		ctx := context.Background()
+		}
+	}
+}
+
+// startupHello is the ClientHello of BenchmarkStartup: what a TLS 1.3
+// client offers, as crypto/tls passes it to GetCertificate.
+func startupHello(name string) *tls.ClientHelloInfo {
+	return &tls.ClientHelloInfo{
+		ServerName:        name,
+		CipherSuites:      []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+		SupportedCurves:   []tls.CurveID{tls.X25519, tls.CurveP256},
+		SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.PSSWithSHA256},
+		SupportedProtos:   []string{"h2", "http/1.1"},
+		SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+	}
+}
+
+// startupSource is the same certificates in the stores of the three
+// start-ups of BenchmarkStartup.
+type startupSource struct {
+	names []string
+	store storage.Storage // the Manager's
+	// pem loads a name's chain and key as two bare PEM values.
+	pem func(name string) (chain, key []byte, err error)
+	ac  autocert.Cache // autocert's: key and chain in one value
+}
+
+func newStartupSource(b *testing.B, kind string, mem storage.Storage, names []string, pairs []pemPair) *startupSource {
+	b.Helper()
+	ctx := context.Background()
+	src := &startupSource{names: names}
+	switch kind {
+	case "memory":
+		src.store = mem
+		bare := storage.NewMemory()
 		for i, name := range names {
-			if bareStore.Store(ctx, "pem/"+name+".crt", pairs[i].chain) != nil || bareStore.Store(ctx, "pem/"+name+".key", pairs[i].key) != nil {
+			if bare.Store(ctx, "pem/"+name+".crt", pairs[i].chain) != nil || bare.Store(ctx, "pem/"+name+".key", pairs[i].key) != nil {
 				b.Fatal("storing PEM pairs")
 			}
 		}
-		b.Run(fmt.Sprintf("stored=%d/pem-pairs-into-map", n), func(b *testing.B) {
-			for b.Loop() {
-				bare := make(map[string]*tls.Certificate, n)
-				for _, name := range names {
-					chain, err := bareStore.Load(ctx, "pem/"+name+".crt")
-					if err != nil {
-						b.Fatal(err)
-					}
-					key, err := bareStore.Load(ctx, "pem/"+name+".key")
-					if err != nil {
-						b.Fatal(err)
-					}
-					c, err := tls.X509KeyPair(chain, key)
-					if err != nil {
-						b.Fatal(err)
-					}
-					bare[name] = &c
-				}
+		src.pem = func(name string) ([]byte, []byte, error) {
+			chain, err := bare.Load(ctx, "pem/"+name+".crt")
+			if err != nil {
+				return nil, nil, err
 			}
-		})
+			key, err := bare.Load(ctx, "pem/"+name+".key")
+			return chain, key, err
+		}
+		src.ac = &autocertMemory{m: map[string][]byte{}}
+	case "dir":
+		dir := storage.Dir(b.TempDir())
+		keys, err := mem.List(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range keys {
+			v, err := mem.Load(ctx, k)
+			if err != nil || dir.Store(ctx, k, v) != nil {
+				b.Fatalf("copying %s: %v", k, err)
+			}
+		}
+		src.store = dir
+		pemDir := b.TempDir()
+		for i, name := range names {
+			if os.WriteFile(filepath.Join(pemDir, name+".crt"), pairs[i].chain, 0o600) != nil || os.WriteFile(filepath.Join(pemDir, name+".key"), pairs[i].key, 0o600) != nil {
+				b.Fatal("writing PEM files")
+			}
+		}
+		src.pem = func(name string) ([]byte, []byte, error) {
+			chain, err := os.ReadFile(filepath.Join(pemDir, name+".crt"))
+			if err != nil {
+				return nil, nil, err
+			}
+			key, err := os.ReadFile(filepath.Join(pemDir, name+".key"))
+			return chain, key, err
+		}
+		src.ac = autocert.DirCache(b.TempDir())
 	}
+	// A restart: the previous Manager left the schedule index of every
+	// name (without it, each start-up loads in the background the names
+	// the index lacks and writes their records).
+	autotls.CompleteIndexForTest(benchManager(src.store, names))
+	for i, name := range names {
+		// autocert's value: the key, then the chain; ECDSA under the name.
+		if err := src.ac.Put(ctx, name, append(append([]byte{}, pairs[i].key...), pairs[i].chain...)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return src
+}
+
+func (src *startupSource) serveManager(b *testing.B, hello func(string) *tls.ClientHelloInfo) {
+	m := benchManager(src.store, src.names)
+	for _, name := range src.names {
+		if c, err := m.GetCertificate(hello(name)); c == nil || err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+	}
+	m.Close()
+}
+
+func (src *startupSource) servePEMMap(b *testing.B, hello func(string) *tls.ClientHelloInfo) {
+	bare := make(map[string]*tls.Certificate, len(src.names))
+	for _, name := range src.names {
+		chain, key, err := src.pem(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := tls.X509KeyPair(chain, key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bare[name] = &c
+	}
+	for _, name := range src.names {
+		if bare[hello(name).ServerName] == nil {
+			b.Fatalf("%s: not loaded", name)
+		}
+	}
+}
+
+func (src *startupSource) serveAutocert(b *testing.B, hello func(string) *tls.ClientHelloInfo) {
+	m := &autocert.Manager{
+		Prompt:     autocert.AcceptTOS,
+		Cache:      src.ac,
+		HostPolicy: autocert.HostWhitelist(src.names...),
+		// A name autocert could not load would be ordered: from nowhere.
+		Client: &acme.Client{DirectoryURL: "http://127.0.0.1:1/directory"},
+	}
+	for _, name := range src.names {
+		c, err := m.GetCertificate(hello(name))
+		if c == nil || err != nil {
+			b.Fatalf("autocert, %s: %v", name, err)
+		}
+		if c.Leaf == nil || c.Leaf.DNSNames[0] != name {
+			b.Fatalf("autocert, %s: served another certificate", name)
+		}
+	}
+	// autocert.Manager has no Close: its renewal timers, one per name, fire
+	// 30 days before expiry, long after the benchmark.
+}
+
+// autocertMemory is an autocert.Cache in memory, as storage.NewMemory is
+// for the Manager.
+type autocertMemory struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (c *autocertMemory) Get(_ context.Context, key string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[key]
+	if !ok {
+		return nil, autocert.ErrCacheMiss
+	}
+	return bytes.Clone(v), nil
+}
+
+func (c *autocertMemory) Put(_ context.Context, key string, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key] = bytes.Clone(data)
+	return nil
+}
+
+func (c *autocertMemory) Delete(_ context.Context, key string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
+	return nil
 }
 
 // BenchmarkCertificates is Manager.Certificates for 10,000 stored

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
+	"sync/atomic"
 	"testing"
 )
 
@@ -196,5 +197,54 @@ func TestGetCertificateHitAllocs(t *testing.T) {
 			}
 		}
 		m.Close()
+	}
+}
+
+// TestGetCertificateFindsCached: GetCertificate, which writes the cache's
+// exact lookup out, serves every cached name its own certificate, a name
+// one label below a wildcard the wildcard's, and no other name a cached
+// certificate, with few names (the small set) and with enough that the
+// view has grown; with a capacity, a hit sets the entry's reference bit.
+func TestGetCertificateFindsCached(t *testing.T) {
+	for _, tc := range []struct {
+		names, capacity int
+	}{{5, 0}, {3000, 0}, {3000, 5000}} {
+		t.Run(fmt.Sprintf("names=%d/capacity=%d", tc.names, tc.capacity), func(t *testing.T) {
+			m := &Manager{Hosts: HostWhitelist("example.com"), CacheCapacity: tc.capacity}
+			defer m.Close()
+			st := m.state()
+			es := make([]*entry, tc.names)
+			for i := range es {
+				name := fmt.Sprintf("h%d.example.org", i)
+				if i%5 == 4 {
+					name = "*.w" + name
+				}
+				es[i] = &entry{entryData: entryData{name: name, cert: &tls.Certificate{Leaf: &x509.Certificate{SerialNumber: big.NewInt(int64(i))}}}}
+				st.cache.put(es[i])
+			}
+			for _, e := range es {
+				atomic.StoreUint32(&e.ref, 0)
+			}
+			for i, e := range es {
+				sni := e.name
+				if key, wild := split(e.name); wild {
+					sni = "x." + key
+				}
+				got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: sni})
+				if err != nil || got != e.cert {
+					t.Fatalf("GetCertificate(%s) = %p, %v; want %p", sni, got, err, e.cert)
+				}
+				if ref := atomic.LoadUint32(&e.ref); (ref != 0) != (tc.capacity > 0) {
+					t.Errorf("%s: reference bit %d after a hit, capacity %d", e.name, ref, tc.capacity)
+				}
+				// The same length, one byte different: not cached, and not
+				// allowed by the policy.
+				other := []byte(sni)
+				other[1] = 'q'
+				if got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: string(other)}); got != nil || err == nil {
+					t.Fatalf("GetCertificate(%s) = %p, %v; want an error (%d: %s cached)", other, got, err, i, e.name)
+				}
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"sync"
 	"time"
@@ -35,11 +36,36 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if sni == "" {
 		sni = st.defaultName
 	}
-	if c := st.cache.lookupExact(sni); c != nil {
-		return c, nil
+	// The exact lookup (cache.lookupExact) written out: a call fewer on
+	// every hit, about 1 ns of 16 at 10,000 names (BENCHMARKS.md).
+	c := &st.cache
+	if sm := c.small.Load(); sm != nil {
+		if cert := c.lookupSmall(sm, sni, false); cert != nil {
+			return cert, nil
+		}
+	} else {
+		v := c.read.Load()
+		h := v.hash(sni)
+		sh := v.shard(h)
+		tag := tagOf(h, false)
+		for g := h & v.gmask; ; g = (g + 1) & v.gmask {
+			gr := sh.group(g)
+			for mt := match(gr.ctrl, tag); mt != 0; mt &= mt - 1 {
+				k := bits.TrailingZeros64(mt) >> 3 & (groupSize - 1)
+				if s := &gr.slots[k]; sameName(s.name, sni) {
+					if c.capacity > 0 {
+						sh.meta[int(g)*groupSize+k].e.touch() // only eviction reads the bit
+					}
+					return s.cert, nil
+				}
+			}
+			if hasEmpty(gr.ctrl) {
+				break
+			}
+		}
 	}
-	if c := st.cache.lookupWild(sni); c != nil {
-		return c, nil
+	if cert := c.lookupWild(sni); cert != nil {
+		return cert, nil
 	}
 	return m.getSlow(st, hello, sni)
 }
