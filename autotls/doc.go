@@ -252,9 +252,11 @@
 // evicted); what a name costs while its certificate is not in
 // memory is its plan in the schedule (about 34 bytes plus the name). Start-up
 // is O(1): the first handshake is served at once, while the schedule of
-// every stored certificate is built in the background from a schedule
-// index the Manager keeps in its storage (index/, 1,024 small values per
-// issuer, whatever the number of names), without loading the certificates;
+// every stored certificate is built in the background, once the first
+// handshakes' storage loads pause for 250 ms (at most 5 s after the
+// Manager's first use), from a schedule index the Manager keeps in its
+// storage (index/, 1,024 small values per issuer, whatever the number of
+// names), without loading the certificates;
 // certificates the index does not know (stored by an older version) are
 // loaded at a paced rate and added to it (a failed listing of them is
 // tried again after FailureBackoff). An evicted certificate keeps its
@@ -313,7 +315,12 @@
 // way.
 //
 // Other nodes' certificates are picked up at once when the storage reports
-// changes ([storage.Watcher]), else at the next scheduled check.
+// changes ([storage.Watcher]), else at the next scheduled check. The watch
+// waits for the same pause of the first handshakes' loads as the
+// discovery (a file watch first stats every stored file); then each
+// certificate in memory whose stored value changed since shortly before
+// the start (ten minutes, for a storage server's clock) is read again, so
+// a renewal stored meanwhile is not missed.
 // [Manager.Close] stops this work, waits for it and releases every lock.
 //
 // # Issuers

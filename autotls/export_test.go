@@ -134,6 +134,15 @@ func DiscoveredForTest(m *Manager) <-chan struct{} { return m.state().discovered
 // Manager's first use.
 func SetFastDiscoveryForTest(m *Manager) { m.state().fastDiscovery = true }
 
+// HoldStartupForTest makes the discovery and the storage watcher wait, in
+// place of the pause of the handshakes' loads, until release is called.
+// Call it before the Manager's first use.
+func HoldStartupForTest(m *Manager) (release func()) {
+	ch := make(chan struct{})
+	m.state().startHold = ch
+	return sync.OnceFunc(func() { close(ch) })
+}
+
 // PlannedForTest returns the number of names with a plan.
 func PlannedForTest(m *Manager) int { return m.state().sched.planned() }
 

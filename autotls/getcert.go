@@ -228,6 +228,8 @@ func (m *Manager) leadFlight(f *flight, name string, onDemand bool) {
 			m.finish(name, f, nil, m.recovered(name, v))
 		}
 	}()
+	// The discovery and the watcher wait for these loads to pause.
+	st.lastLoad.Store(int64(time.Since(st.born)))
 	ctx, cancel := context.WithTimeout(st.ctx, m.handshakeTimeout())
 	defer cancel()
 	cert, err := m.fromStorage(ctx, name, nil, false)

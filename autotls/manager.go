@@ -256,6 +256,12 @@ type state struct {
 	bgOnce        sync.Once
 	discovered    chan struct{}
 	fastDiscovery bool
+	// born is when the state was made; lastLoad is when (time since born)
+	// a handshake last looked up a certificate in storage, and startHold
+	// (tests) replaces the wait for them to pause (see awaitQuiet).
+	born      time.Time
+	lastLoad  atomic.Int64
+	startHold chan struct{}
 	// indexComplete is set once the discovery has indexed every stored
 	// certificate it could read: views then read the index alone.
 	indexComplete atomic.Bool
@@ -293,6 +299,7 @@ func (m *Manager) init() {
 		st.log = slog.New(slog.DiscardHandler)
 	}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
+	st.born = time.Now()
 	st.cache.init(m.CacheCapacity)
 	st.flights.init()
 	st.failures.init()

@@ -23,7 +23,8 @@ import (
 // buckets of the certificates it stores (under a lock per bucket, merged
 // with what is there), in batches at most IndexFlushInterval apart.
 //
-// At start-up, in the background, the Manager reads the buckets (a
+// At start-up, in the background, once the first handshakes have loaded
+// their certificates (see awaitQuiet), the Manager reads the buckets (a
 // thousand small reads, whatever the number of names) and plans every name
 // at its renewal without loading its certificate; it then lists the stored
 // certificates and loads, at a paced rate, only those the index does not
@@ -40,7 +41,52 @@ const (
 	discoveryRate = 500
 	indexVersion  = 1
 	indexLockWait = 30 * time.Second
+	// startupQuiet and startupMaxWait: see awaitQuiet.
+	startupQuiet   = 250 * time.Millisecond
+	startupMaxWait = 5 * time.Second
 )
+
+// awaitQuiet waits until no handshake has looked up a certificate in
+// storage for startupQuiet, or until startupMaxWait has passed since the
+// Manager was made, whichever comes first, and reports whether ctx is
+// still live. The discovery and the storage watcher wait for it: their
+// reads (the index's buckets, the list of stored certificates, the file
+// watcher's first scan, which stats every file) would otherwise compete
+// with the first handshakes' loads for the CPU and the disk, while what
+// they build is not due for hours (see watch for the changes made while
+// the watcher waits). Real time, not the Manager's clock: it paces
+// storage reads. With fastDiscovery (tests) it does not wait; with
+// startHold (tests) it waits for that channel to close instead.
+func (m *Manager) awaitQuiet(ctx context.Context) bool {
+	st := m.st
+	if st.startHold != nil {
+		select {
+		case <-st.startHold:
+		case <-ctx.Done():
+		}
+		return ctx.Err() == nil
+	}
+	if st.fastDiscovery {
+		return ctx.Err() == nil
+	}
+	wait := startupQuiet
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		since := time.Since(st.born)
+		left := startupMaxWait - since
+		idle := since - time.Duration(st.lastLoad.Load())
+		if left <= 0 || idle >= startupQuiet {
+			return true
+		}
+		wait = min(startupQuiet-idle, left)
+	}
+}
 
 // indexValue is one bucket: name → its indexRecord. Issuer is the
 // directory URL of the bucket's issuer, so that a reader of the storage
@@ -273,14 +319,17 @@ func (m *Manager) indexLoop() {
 	}
 }
 
-// discover builds the schedule from storage: every name of the index is
-// planned at its renewal (or at its first ARI look, see planFromIndex),
-// then every stored certificate the index did not know is loaded (paced)
-// and planned.
+// discover builds the schedule from storage, once the first handshakes'
+// loads pause (awaitQuiet): every name of the index is planned at its
+// renewal (or at its first ARI look, see planFromIndex), then every stored
+// certificate the index did not know is loaded (paced) and planned.
 func (m *Manager) discover(ctx context.Context) {
 	st := m.st
 	store, err := m.storage()
 	if err != nil {
+		return
+	}
+	if !m.awaitQuiet(ctx) {
 		return
 	}
 	start := time.Now()

@@ -308,3 +308,71 @@ func TestDiscoveryListRetried(t *testing.T) {
 		t.Fatalf("%d names planned, want all %d", got, n)
 	}
 }
+
+// The discovery waits for the first handshakes' storage loads to pause
+// for 250 ms before it reads the index: it ends no sooner than that after
+// the last load, although from a complete index of twenty names it takes
+// a few milliseconds. It then plans every stored name.
+func TestStartupWaitsForHandshakeLoads(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	f := newFixture(t)
+	store, names, _ := storeN(t, f, n)
+	autotls.CompleteIndexForTest(benchManager(store, names))
+
+	m := benchManager(store, names)
+	defer m.Close()
+	var lastLoad time.Time
+	for _, name := range names[:5] {
+		lastLoad = time.Now()
+		if _, err := m.GetCertificate(hello(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDiscovered(t, m)
+	if waited := time.Since(lastLoad); waited < 250*time.Millisecond {
+		t.Errorf("the discovery ended %v after the last handshake's load, want at least 250ms", waited)
+	}
+	if got := autotls.PlannedForTest(m); got != n {
+		t.Errorf("planned %d names, want %d", got, n)
+	}
+}
+
+// The storage watcher starts after the first handshakes (here: when the
+// test releases it). A certificate another node stored between a
+// handshake's load and the watcher's start is in the file watcher's first
+// scan, so the watch never reports it: the Manager picks it up from the
+// modification times once the watch has begun.
+func TestWatchCatchesUpChangesBeforeItStarts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	dir := t.TempDir()
+	store := &storage.FileStorage{Path: dir, WatchInterval: 20 * time.Millisecond}
+	const name = "late.example.com"
+	ctx := context.Background()
+	if err := autotls.StoreForTest(ctx, store, benchDirectory, name, f.leafPEM(t, name, 1), f.leafKy); err != nil {
+		t.Fatal(err)
+	}
+
+	ev := newEventLog()
+	m := benchManager(store, []string{name})
+	m.OnEvent = ev.on
+	release := autotls.HoldStartupForTest(m)
+	defer m.Close()
+	if got := served(t, m, name); got != "01" {
+		t.Fatalf("serves %s, want the stored 01", got)
+	}
+	// Another node renews: a later expiry, another serial.
+	renewed := f.leafPEMValid(t, name, 2, time.Now().Add(-time.Minute), time.Now().Add(91*24*time.Hour))
+	if err := autotls.StoreForTest(ctx, &storage.FileStorage{Path: dir}, benchDirectory, name, renewed, f.leafKy); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	loaded := ev.waitN(t, autotls.EventLoaded, name, 2, 10*time.Second)[1]
+	if loaded.Serial != "02" {
+		t.Fatalf("loaded %s, want the renewed 02", loaded.Serial)
+	}
+	if got := served(t, m, name); got != "02" {
+		t.Errorf("serves %s, want the renewed 02", got)
+	}
+}
