@@ -338,6 +338,39 @@ func TestStartupWaitsForHandshakeLoads(t *testing.T) {
 	}
 }
 
+// Handshakes that keep loading certificates from storage, one every
+// 10 ms, do not hold the discovery back for longer than 5 s after the
+// Manager's first use.
+func TestStartupWaitsAtMostFiveSeconds(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	f := newFixture(t)
+	store, names, _ := storeN(t, f, n)
+	autotls.CompleteIndexForTest(benchManager(store, names))
+
+	m := benchManager(store, names)
+	defer m.Close()
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-autotls.DiscoveredForTest(m):
+			if took := time.Since(start); took > 7*time.Second {
+				t.Errorf("the discovery ended %v after the first handshake, want about 5s", took)
+			}
+			return
+		case <-tick.C:
+		}
+		if i == n {
+			t.Fatalf("the discovery did not end while %d handshakes loaded certificates over %v", n, time.Since(start))
+		}
+		if _, err := m.GetCertificate(hello(names[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // The storage watcher starts after the first handshakes (here: when the
 // test releases it). A certificate another node stored between a
 // handshake's load and the watcher's start is in the file watcher's first
