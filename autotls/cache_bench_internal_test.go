@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -277,5 +278,74 @@ func BenchmarkScheduleFromIndex(b *testing.B) {
 		b.ReportMetric(float64(took.Milliseconds()), "ms-to-schedule")
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "B/name")
 		m.Close()
+	}
+}
+
+// layout returns what the view's tables take: the slots of every shard,
+// the names in them, and the bytes of the groups (what a lookup reads),
+// of the slots' metadata and of the array of shard pointers.
+func (v *view) layout() (slots, names int, groupBytes, metaBytes, arrayBytes uintptr) {
+	for i := range v.shards {
+		sh := v.shards[i].Load()
+		slots += int(sh.mask+1) * groupSize
+		names += sh.n
+		groupBytes += uintptr(sh.mask+1) * unsafe.Sizeof(group{})
+		metaBytes += uintptr(len(sh.meta)) * unsafe.Sizeof(slotMeta{})
+	}
+	return slots, names, groupBytes, metaBytes, uintptr(len(v.shards)) * unsafe.Sizeof(atomic.Pointer[shard]{})
+}
+
+// heapOf returns the bytes that build allocates and keeps.
+func heapOf(build func() any) (uint64, any) {
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	x := build()
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	return m1.HeapAlloc - m0.HeapAlloc, x
+}
+
+// BenchmarkCacheLayout reports the memory a lookup walks at 10,000 and
+// 1,000,000 names: the view's groups per name and their load (names per
+// slot), its shard pointers, and the heap a bare map of the same names
+// takes (sized from the start, as the hit benchmarks make it, and grown
+// one name at a time), the names' bytes shared.
+func BenchmarkCacheLayout(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		c, es := filledCache(n)
+		b.Run(fmt.Sprintf("names=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				v := c.read.Load()
+				slots, names, gb, mb, ab := v.layout()
+				if names != n {
+					b.Fatalf("%d names in the view, want %d", names, n)
+				}
+				sized, m1 := heapOf(func() any {
+					m := make(map[string]*tls.Certificate, n)
+					for _, e := range es {
+						m[e.name] = e.cert
+					}
+					return m
+				})
+				grown, m2 := heapOf(func() any {
+					m := map[string]*tls.Certificate{}
+					for _, e := range es {
+						m[e.name] = e.cert
+					}
+					return m
+				})
+				runtime.KeepAlive(m1)
+				runtime.KeepAlive(m2)
+				b.ReportMetric(float64(len(v.shards)), "shards")
+				b.ReportMetric(float64(v.gmask+1), "groups/shard")
+				b.ReportMetric(float64(names)/float64(slots), "load")
+				b.ReportMetric(float64(gb)/float64(n), "group-B/name")
+				b.ReportMetric(float64(mb)/float64(n), "meta-B/name")
+				b.ReportMetric(float64(ab)/1024, "shard-array-KiB")
+				b.ReportMetric(float64(sized)/float64(n), "map-sized-B/name")
+				b.ReportMetric(float64(grown)/float64(n), "map-grown-B/name")
+			}
+		})
 	}
 }
