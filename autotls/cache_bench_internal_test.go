@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tlsmint/tlsmint/storage"
 )
@@ -168,7 +169,10 @@ func BenchmarkScheduleMemory(b *testing.B) {
 // built the hello, so it is in the core's cache, and only the names and
 // the tables compete for it. The server names are copies of the cached
 // ones, as those a client sends are, so that no lookup is answered by
-// comparing two pointers to the same bytes.
+// comparing two pointers to the same bytes. In mode=chained each name
+// depends on the previous hit's result, so that the processor cannot
+// overlap one lookup's cache misses with the next's: the latency of one
+// hit, where mode=seq is their throughput.
 func BenchmarkGetCertificateHit(b *testing.B) {
 	for _, n := range []int{1, 10_000, 1_000_000} {
 		if testing.Short() && n > 10_000 {
@@ -205,6 +209,25 @@ func BenchmarkGetCertificateHit(b *testing.B) {
 						b.Fatal("miss")
 					}
 					if i++; i == n {
+						i = 0
+					}
+				}
+			})
+		}
+		for _, impl := range impls {
+			b.Run(fmt.Sprintf("names=%d/mode=chained/impl=%s", n, impl.name), func(b *testing.B) {
+				b.ReportAllocs()
+				hello := newHello()
+				i := 0
+				for b.Loop() {
+					hello.ServerName = names[i]
+					c := impl.get(hello)
+					if c == nil {
+						b.Fatal("miss")
+					}
+					// The next name depends on this hit's certificate
+					// (len is 0): one lookup at a time, its latency.
+					if i += 1 + len(c.Certificate); i >= n {
 						i = 0
 					}
 				}
@@ -277,5 +300,74 @@ func BenchmarkScheduleFromIndex(b *testing.B) {
 		b.ReportMetric(float64(took.Milliseconds()), "ms-to-schedule")
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "B/name")
 		m.Close()
+	}
+}
+
+// layout returns what the view's tables take: the slots of every shard,
+// the names in them, and the bytes of the groups (what a lookup reads),
+// of the slots' metadata and of the array of shard pointers.
+func (v *view) layout() (slots, names int, groupBytes, metaBytes, arrayBytes uintptr) {
+	for i := range v.shards {
+		sh := v.shards[i].Load()
+		slots += int(sh.mask+1) * groupSize
+		names += sh.n
+		groupBytes += uintptr(sh.mask+1) * unsafe.Sizeof(group{})
+		metaBytes += uintptr(len(sh.meta)) * unsafe.Sizeof(slotMeta{})
+	}
+	return slots, names, groupBytes, metaBytes, uintptr(len(v.shards)) * unsafe.Sizeof(atomic.Pointer[shard]{})
+}
+
+// heapOf returns the bytes that build allocates and keeps.
+func heapOf(build func() any) (uint64, any) {
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	x := build()
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	return m1.HeapAlloc - m0.HeapAlloc, x
+}
+
+// BenchmarkCacheLayout reports the memory a lookup walks at 10,000 and
+// 1,000,000 names: the view's groups per name and their load (names per
+// slot), its shard pointers, and the heap a bare map of the same names
+// takes (sized from the start, as the hit benchmarks make it, and grown
+// one name at a time), the names' bytes shared.
+func BenchmarkCacheLayout(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		c, es := filledCache(n)
+		b.Run(fmt.Sprintf("names=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				v := c.read.Load()
+				slots, names, gb, mb, ab := v.layout()
+				if names != n {
+					b.Fatalf("%d names in the view, want %d", names, n)
+				}
+				sized, m1 := heapOf(func() any {
+					m := make(map[string]*tls.Certificate, n)
+					for _, e := range es {
+						m[e.name] = e.cert
+					}
+					return m
+				})
+				grown, m2 := heapOf(func() any {
+					m := map[string]*tls.Certificate{}
+					for _, e := range es {
+						m[e.name] = e.cert
+					}
+					return m
+				})
+				runtime.KeepAlive(m1)
+				runtime.KeepAlive(m2)
+				b.ReportMetric(float64(len(v.shards)), "shards")
+				b.ReportMetric(float64(v.gmask+1), "groups/shard")
+				b.ReportMetric(float64(names)/float64(slots), "load")
+				b.ReportMetric(float64(gb)/float64(n), "group-B/name")
+				b.ReportMetric(float64(mb)/float64(n), "meta-B/name")
+				b.ReportMetric(float64(ab)/1024, "shard-array-KiB")
+				b.ReportMetric(float64(sized)/float64(n), "map-sized-B/name")
+				b.ReportMetric(float64(grown)/float64(n), "map-grown-B/name")
+			}
+		})
 	}
 }
