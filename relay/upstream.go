@@ -319,7 +319,10 @@ const recoverTimeout = 2 * time.Minute
 
 // noteUpstreamOrder records the upstream order placed for o. The caller
 // holds the order's issue lock: while it is processing, nothing else
-// writes the order, so the order lock is not taken.
+// writes the order, so the order lock is not taken. The write is retried
+// until ctx (the issuance's) ends, holding the issuance meanwhile: the
+// upstream order is not worked on before its URL is stored, and when ctx
+// ends first the issuance fails there.
 func (s *Server) noteUpstreamOrder(ctx context.Context, o *orderRecord, u *Upstream, url string) {
 	o.UpstreamName, o.UpstreamOrder = u.name(), url
 	err := retryStorage(ctx, func() error {
