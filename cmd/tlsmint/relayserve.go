@@ -6,14 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tlsmint/tlsmint/audit"
@@ -370,11 +368,5 @@ func (rt *relayRuntime) close() {
 
 // relayListenError explains a listen failure of the relay.
 func relayListenError(what, addr string, err error) error {
-	msg := fmt.Sprintf("listening on %s for %s: %v", addr, what, err)
-	if errors.Is(err, fs.ErrPermission) {
-		msg += ": ports below 1024 need root or CAP_NET_BIND_SERVICE"
-	} else if errors.Is(err, syscall.EADDRINUSE) {
-		msg += ": another server listens there"
-	}
-	return errors.New(msg)
+	return explainListen(what, addr, err, "another server listens there")
 }

@@ -155,12 +155,19 @@ func checkListenAddr(addr string) error {
 	return nil
 }
 
+// listenError explains a listen failure of a challenge server.
 func listenError(kind, addr string, err error) error {
-	msg := fmt.Sprintf("listening on %s for %s: %v", addr, kind, err)
+	return explainListen(kind, addr, err, "another server listens there; stop it, or solve through it")
+}
+
+// explainListen explains a failure to listen on addr for what: a port
+// below 1024 needs privileges, and for an address in use, inUse advises.
+func explainListen(what, addr string, err error, inUse string) error {
+	msg := fmt.Sprintf("listening on %s for %s: %v", addr, what, err)
 	if errors.Is(err, fs.ErrPermission) {
 		msg += ": ports below 1024 need root or CAP_NET_BIND_SERVICE"
 	} else if errors.Is(err, syscall.EADDRINUSE) {
-		msg += ": another server listens there; stop it, or solve through it"
+		msg += ": " + inUse
 	}
 	return errors.New(msg)
 }
