@@ -252,7 +252,8 @@ func issuerHost(directory string) string {
 	return host
 }
 
-// clip cuts s to n bytes at a character boundary.
+// clip cuts s to n bytes at a character boundary, marking a cut with
+// "…" (textclip.Ellipsis), for a message or a table cell.
 func clip(s string, n int) string {
 	return textclip.Ellipsis(s, n)
 }

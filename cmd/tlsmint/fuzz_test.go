@@ -43,12 +43,12 @@ func FuzzParseDays(f *testing.F) {
 	})
 }
 
-// clipStr never cuts a UTF-8 sequence in two.
-func TestClipStrUTF8(t *testing.T) {
+// clip never cuts a UTF-8 sequence in two.
+func TestClipUTF8(t *testing.T) {
 	for _, s := range []string{"ééééé", "a€€€€", "日本語のテキスト", "plain ascii text"} {
 		for n := range len(s) {
-			if got := clipStr(s, n); !utf8.ValidString(got) {
-				t.Errorf("clipStr(%q, %d) = %q, not valid UTF-8", s, n, got)
+			if got := clip(s, n); !utf8.ValidString(got) {
+				t.Errorf("clip(%q, %d) = %q, not valid UTF-8", s, n, got)
 			}
 		}
 	}

@@ -175,7 +175,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body any, wan
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		ae := &adminError{status: resp.StatusCode, msg: clipStr(msg, 500)}
+		ae := &adminError{status: resp.StatusCode, msg: clip(msg, 500)}
 		if resp.StatusCode == http.StatusBadRequest {
 			return &exitError{code: exitUsage, err: ae}
 		}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tlsmint/tlsmint/acme"
 	"github.com/tlsmint/tlsmint/autotls"
-	"github.com/tlsmint/tlsmint/internal/textclip"
 	"github.com/tlsmint/tlsmint/relay"
 )
 
@@ -170,10 +169,10 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: want a number and a unit, such as 10s or 5m", clipStr(s, 32))
+		return fmt.Errorf("duration %q: want a number and a unit, such as 10s or 5m", clip(s, 32))
 	}
 	if v < 0 {
-		return fmt.Errorf("duration %q is negative", clipStr(s, 32))
+		return fmt.Errorf("duration %q is negative", clip(s, 32))
 	}
 	*d = duration(v)
 	return nil
@@ -235,7 +234,7 @@ func decodeStrict(data []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errors.New("empty: want a JSON object")
 		}
-		return fmt.Errorf("%s", clipStr(err.Error(), 300))
+		return fmt.Errorf("%s", clip(err.Error(), 300))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("data after the JSON value")
@@ -260,7 +259,7 @@ func (c *relayConfig) check() error {
 	if c.BaseURL != "" {
 		u, err := url.Parse(c.BaseURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return cfgErr("base_url", "%q is not an https:// URL without query", clipStr(c.BaseURL, 100))
+			return cfgErr("base_url", "%q is not an https:// URL without query", clip(c.BaseURL, 100))
 		}
 	}
 	if err := c.TLS.check(c); err != nil {
@@ -318,13 +317,13 @@ func (c *relayConfig) check() error {
 		}
 		for j, n := range r.Upstreams {
 			if !seen[n] {
-				return cfgErr(fmt.Sprintf("%s.upstreams[%d]", field, j), "no upstream is called %q", clipStr(n, 64))
+				return cfgErr(fmt.Sprintf("%s.upstreams[%d]", field, j), "no upstream is called %q", clip(n, 64))
 			}
 		}
 	}
 	if c.Validator.Resolver != "" {
 		if _, _, err := net.SplitHostPort(c.Validator.Resolver); err != nil {
-			return cfgErr("validator.resolver", "%q: want host:port", clipStr(c.Validator.Resolver, 64))
+			return cfgErr("validator.resolver", "%q: want host:port", clip(c.Validator.Resolver, 64))
 		}
 	}
 	for name, p := range map[string]int{"validator.http_port": c.Validator.HTTPPort, "validator.tls_port": c.Validator.TLSPort} {
@@ -356,7 +355,7 @@ func (t *relayTLSConfig) check(c *relayConfig) error {
 	for i, n := range t.Names {
 		norm, err := autotls.NormalizeName(n)
 		if err != nil {
-			return cfgErr(fmt.Sprintf("tls.names[%d]", i), "%q is not a DNS name (no wildcards, no addresses)", clipStr(n, 64))
+			return cfgErr(fmt.Sprintf("tls.names[%d]", i), "%q is not a DNS name (no wildcards, no addresses)", clip(n, 64))
 		}
 		t.Names[i] = norm
 	}
@@ -395,14 +394,14 @@ func (u *relayUpstreamConfig) check(c *relayConfig, field string) error {
 		u.Name = u.Directory
 	}
 	if len(u.Name) > 200 || strings.ContainsFunc(u.Name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		return cfgErr(field+".name", "%q: at most 200 characters, no control characters", clipStr(u.Name, 64))
+		return cfgErr(field+".name", "%q: at most 200 characters, no control characters", clip(u.Name, 64))
 	}
 	if !u.AcceptTOS {
 		return cfgErr(field+".accept_tos", "must be true: read the CA's terms of service")
 	}
 	if u.Email != "" {
 		if _, err := contacts([]string{u.Email}); err != nil {
-			return cfgErr(field+".email", "%q: want a bare address such as ops@example.com", clipStr(u.Email, 64))
+			return cfgErr(field+".email", "%q: want a bare address such as ops@example.com", clip(u.Email, 64))
 		}
 	}
 	if err := u.EAB.check(field + ".eab"); err != nil {
@@ -423,7 +422,7 @@ func (u *relayUpstreamConfig) check(c *relayConfig, field string) error {
 	}
 	for i, ch := range u.Challenges {
 		if !slices.Contains(upstreamChallenges, ch) {
-			return cfgErr(fmt.Sprintf("%s.challenges[%d]", field, i), "%q: the relay command solves %s upstream", clipStr(ch, 32), strings.Join(upstreamChallenges, ", "))
+			return cfgErr(fmt.Sprintf("%s.challenges[%d]", field, i), "%q: the relay command solves %s upstream", clip(ch, 32), strings.Join(upstreamChallenges, ", "))
 		}
 		if ch == acme.ChallengeHTTP01 && c.HTTP01Listen == "" {
 			return cfgErr(fmt.Sprintf("%s.challenges[%d]", field, i), "http-01 needs http01_listen")
@@ -472,10 +471,10 @@ func (c *relayConfig) path(p string) string {
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%q: want host:port or :port", clipStr(addr, 64))
+		return fmt.Errorf("%q: want host:port or :port", clip(addr, 64))
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("%q: bad port", clipStr(addr, 64))
+		return fmt.Errorf("%q: bad port", clip(addr, 64))
 	}
 	return nil
 }
@@ -487,7 +486,7 @@ func directoryURL(ca string) (string, error) {
 	}
 	u, err := url.Parse(ca)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return "", fmt.Errorf("%q: want letsencrypt, letsencrypt-staging, zerossl, google or an https:// directory URL", clipStr(ca, 100))
+		return "", fmt.Errorf("%q: want letsencrypt, letsencrypt-staging, zerossl, google or an https:// directory URL", clip(ca, 100))
 	}
 	return ca, nil
 }
@@ -522,14 +521,9 @@ func parseTenants(data []byte) ([]relay.Tenant, error) {
 			return nil, cfgErr(fmt.Sprintf("[%d].id", i), "missing")
 		}
 		if seen[t.ID] {
-			return nil, cfgErr(fmt.Sprintf("[%d].id", i), "%q is listed twice", clipStr(t.ID, 64))
+			return nil, cfgErr(fmt.Sprintf("[%d].id", i), "%q is listed twice", clip(t.ID, 64))
 		}
 		seen[t.ID] = true
 	}
 	return ts, nil
-}
-
-// clipStr shortens s to at most n bytes for a message.
-func clipStr(s string, n int) string {
-	return textclip.Ellipsis(s, n)
 }

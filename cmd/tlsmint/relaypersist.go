@@ -39,7 +39,7 @@ func (p *relayPersistConfig) check(field string) error {
 	}
 	for i, r := range p.Resolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
-			return cfgErr(fmt.Sprintf("%s.resolvers[%d]", field, i), "%q: want host:port", clipStr(r, 64))
+			return cfgErr(fmt.Sprintf("%s.resolvers[%d]", field, i), "%q: want host:port", clip(r, 64))
 		}
 	}
 	if p.NameserverPort < 0 || p.NameserverPort > 65535 {
@@ -47,7 +47,7 @@ func (p *relayPersistConfig) check(field string) error {
 	}
 	if p.IssuerDomainName != "" {
 		if n, err := autotls.NormalizeName(p.IssuerDomainName); err != nil || n != p.IssuerDomainName {
-			return cfgErr(field+".issuer_domain_name", "%q is not a lower-case domain name such as letsencrypt.org", clipStr(p.IssuerDomainName, 64))
+			return cfgErr(field+".issuer_domain_name", "%q is not a lower-case domain name such as letsencrypt.org", clip(p.IssuerDomainName, 64))
 		}
 	}
 	return nil
