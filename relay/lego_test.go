@@ -129,7 +129,8 @@ func (e *env) orderReplacing(t *testing.T, id string) bool {
 
 func containsJSON(b []byte, s string) bool { return hasWord(string(b), s) }
 
-func firstCert(t *testing.T, bundle []byte) *x509.Certificate {
+// firstCert parses the first certificate of a PEM bundle.
+func firstCert(t testing.TB, bundle []byte) *x509.Certificate {
 	t.Helper()
 	b, _ := pem.Decode(bundle)
 	if b == nil {

@@ -147,7 +147,7 @@ func TestCertificateLifecycle(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, der []byte) *x509.Certificate {
+func mustParse(t testing.TB, der []byte) *x509.Certificate {
 	t.Helper()
 	c, err := x509.ParseCertificate(der)
 	if err != nil {

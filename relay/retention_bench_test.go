@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -239,10 +238,7 @@ func BenchmarkCertificatesIssued(b *testing.B) {
 				if err := json.Unmarshal(v, &r); err != nil {
 					b.Fatal(err)
 				}
-				leaf, err := x509ParsePEM(r.Chains[0])
-				if err != nil {
-					b.Fatal(err)
-				}
+				leaf := firstCert(b, r.Chains[0])
 				newest[r.Tenant+r.Identifiers[0].Value] = hex.EncodeToString(leaf.SerialNumber.Bytes())
 			}
 			if len(newest) != sets {
@@ -250,13 +246,4 @@ func BenchmarkCertificatesIssued(b *testing.B) {
 			}
 		}
 	})
-}
-
-// x509ParsePEM parses the first certificate of a PEM chain.
-func x509ParsePEM(chain []byte) (*x509.Certificate, error) {
-	blk, _ := pem.Decode(chain)
-	if blk == nil {
-		return nil, fmt.Errorf("no PEM block")
-	}
-	return x509.ParseCertificate(blk.Bytes)
 }
