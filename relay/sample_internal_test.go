@@ -15,8 +15,8 @@ import (
 )
 
 // TestUnauthenticatedRefusalsSampled: requests that carry no valid
-// account (here: bodies that are no JWS, and JWS of an unknown kid)
-// reach OnDecision every one, but the audit trail only the first of each
+// account (here: bodies that are no JWS, from two networks) reach
+// OnDecision every one, but the audit trail only the first of each
 // problem and source network per UnauthenticatedSampleInterval; the next
 // record kept says how many were left out.
 func TestUnauthenticatedRefusalsSampled(t *testing.T) {
