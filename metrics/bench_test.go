@@ -48,9 +48,9 @@ func BenchmarkScrape(b *testing.B) {
 }
 
 // BenchmarkRefresh is the collector's part of a read of a list of n
-// certificates (building its copy from n infos, the tests' source), without
-// the source's own cost; a read of the Manager's snapshot is
-// BenchmarkSnapshotTable.
+// certificates (building its copy from n infos, as from
+// Options.Certificates), without the list's own cost; a read of the
+// Manager's snapshot is BenchmarkSnapshotTable.
 func BenchmarkRefresh(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
 		b.Run("names="+strconv.Itoa(n), func(b *testing.B) {
