@@ -28,7 +28,7 @@ import (
 // backends returns the storages the trail is tested on: in memory (batches
 // stored as values), files and PostgreSQL (journals: rotated JSON-lines
 // files, a table). PostgreSQL needs TLSMINT_TEST_POSTGRES; without it that
-// case is skipped. Each call of a backend's function opens another client of
+// case is skipped through testenv.Postgres (fails with CI=true). Each call of a backend's function opens another client of
 // the same backing store.
 func backends(t *testing.T) map[string]func() storage.Storage {
 	mem := storage.NewMemory()
@@ -42,7 +42,7 @@ func backends(t *testing.T) map[string]func() storage.Storage {
 		},
 	}
 	out["postgres"] = nil // skipped without a database
-	if dsn := os.Getenv("TLSMINT_TEST_POSTGRES"); dsn != "" {
+	if dsn := os.Getenv(testenv.PostgresEnv); dsn != "" {
 		b := make([]byte, 5)
 		_, _ = rand.Read(b)
 		prefix := "audit" + hex.EncodeToString(b) + "_"

@@ -20,8 +20,8 @@ import (
 
 // BenchmarkScrape is a scrape through promhttp (gather, encode as text)
 // with n names known to the collector and the default cap of 1,000
-// per-name names; the copy of Manager.Certificates is already read, as
-// for every scrape but the first.
+// per-name names; the collector's copy of the names' state is already
+// read, as for every scrape but the first.
 func BenchmarkScrape(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
 		b.Run("names="+strconv.Itoa(n), func(b *testing.B) {
@@ -47,9 +47,10 @@ func BenchmarkScrape(b *testing.B) {
 	}
 }
 
-// BenchmarkRefresh is the collector's part of a read of
-// Manager.Certificates (building its copy from n infos), without the
-// Manager's own cost.
+// BenchmarkRefresh is the collector's part of a read of a list of n
+// certificates (building its copy from n infos, as from
+// Options.Certificates), without the list's own cost; a read of the
+// Manager's snapshot is BenchmarkSnapshotTable.
 func BenchmarkRefresh(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
 		b.Run("names="+strconv.Itoa(n), func(b *testing.B) {

@@ -82,7 +82,8 @@ type Collector struct {
 	refreshTimeout  time.Duration
 
 	// snapshot reads the Manager's shared snapshot (nil: none); source,
-	// when set, replaces it with a list (tests); now is the clock.
+	// when set, replaces it with a list (Options.Certificates, or a
+	// test's); now is the clock.
 	snapshot, freshSnapshot func(context.Context) (*autotls.Snapshot, error)
 	source                  func(context.Context) ([]record.Certificate, error)
 	now                     func() time.Time

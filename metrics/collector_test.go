@@ -167,7 +167,7 @@ func TestStates(t *testing.T) {
 	}
 }
 
-// Events change a name's series between reads of Manager.Certificates.
+// Events change a name's series between reads of the names' state.
 func TestEvents(t *testing.T) {
 	clk := newClock()
 	now := clk.now()

@@ -76,8 +76,8 @@ func (c *Collector) read(ctx context.Context, fresh bool) error {
 	return nil
 }
 
-// readSource builds a table from the Manager's snapshot (or the test's
-// source), turning a panic into an error; nil when nothing was read.
+// readSource builds a table from the Manager's snapshot (or from the
+// list of Options.Certificates or a test), turning a panic into an error; nil when nothing was read.
 func (c *Collector) readSource(ctx context.Context, fresh bool) (tab *table, err error) {
 	defer func() {
 		if p := recover(); p != nil {

@@ -93,7 +93,8 @@ type Handler struct {
 	// every certificate on one page, each loaded — for small fleets only.
 	MaxRows int
 
-	// source replaces Manager.Certificates in tests.
+	// source, in tests, replaces the Manager and the Sources: the page
+	// lists what it returns.
 	source func(context.Context) ([]record.Certificate, error)
 
 	once    sync.Once

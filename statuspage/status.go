@@ -81,7 +81,8 @@ type Status struct {
 }
 
 // Certificate is one managed certificate (or a managed name without one)
-// as [autotls.Manager.Certificates] (or a [CertificateSource]) reports it — its fields mirror
+// as the Manager ([autotls.Manager.CertificatesOf], for the rows a page
+// shows) or a [CertificateSource] reports it — its fields mirror
 // [record.Certificate] — with its State and days left.
 type Certificate struct {
 	// Name is the name the certificate is managed under; Names its

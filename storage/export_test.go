@@ -2,18 +2,13 @@ package storage
 
 import (
 	"errors"
-	"maps"
-	"slices"
 	"testing"
 )
 
 // Crash makes s behave as if its process had died: the heartbeats of its
 // locks stop and their files stay behind.
 func Crash(s *FileStorage) {
-	s.mu.Lock()
-	locks := slices.Collect(maps.Keys(s.held))
-	s.mu.Unlock()
-	for _, l := range locks {
+	for _, l := range s.heldLocks() {
 		l.abandon()
 	}
 }
@@ -45,11 +40,8 @@ func DiskOf(s *FileStorage) Disk { return s.disk }
 // RefreshLocks rewrites the lock file of every lock held through s with
 // heartbeat beat, as the heartbeat does.
 func RefreshLocks(s *FileStorage, beat uint64) error {
-	s.mu.Lock()
-	locks := slices.Collect(maps.Keys(s.held))
-	s.mu.Unlock()
 	var errs []error
-	for _, l := range locks {
+	for _, l := range s.heldLocks() {
 		errs = append(errs, l.refresh(beat))
 	}
 	return errors.Join(errs...)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path"
 	"slices"
@@ -441,11 +440,8 @@ func (w *lister) walk(dir, keyPrefix, pending string) error {
 // its channel) and waits for its goroutine, and closes the folder. Later
 // calls on s return [ErrClosed]; calling Close again does nothing more.
 func (s *FileStorage) Close() error {
-	s.mu.Lock()
-	locks := slices.Collect(maps.Keys(s.held))
-	s.mu.Unlock()
 	var errs []error
-	for _, l := range locks {
+	for _, l := range s.heldLocks() {
 		if err := l.unlock(); err != nil {
 			errs = append(errs, err)
 		}

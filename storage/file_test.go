@@ -90,7 +90,7 @@ func helper(mode, dir string) int {
 func startHelper(t *testing.T, mode, dir string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "HELPER_DIR="+dir)
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, fsizelimit.DirEnv+"="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +466,7 @@ func TestFileDiskFull(t *testing.T) {
 	}
 	// The helper can write no file larger than 64 KiB, as on a full disk.
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=fsize", "HELPER_DIR="+dir)
+	cmd.Env = append(os.Environ(), helperEnv+"=fsize", fsizelimit.DirEnv+"="+dir)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("helper: %v, %s", err, out)

@@ -8,9 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
+	"slices"
 
 	"sync"
 	"time"
@@ -249,6 +251,13 @@ func (s *FileStorage) takeOver(root *os.Root, file, guard string, obs observatio
 		return false
 	}
 	return true
+}
+
+// heldLocks returns the locks held through s at the time of the call.
+func (s *FileStorage) heldLocks() []*fileLock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Keys(s.held))
 }
 
 // start registers the held lock and starts its heartbeat.
