@@ -34,8 +34,9 @@ var (
 	// ErrFetch: the CRL could not be fetched (network, status, redirect,
 	// too large).
 	ErrFetch = errors.New("revocation: fetching the CRL failed")
-	// ErrInvalidCRL: what was fetched is not a CRL of the issuer (it does
-	// not parse, its signature does not verify, or another CA issued it).
+	// ErrInvalidCRL: what was fetched is not a current CRL of the issuer
+	// (it does not parse, its signature does not verify, another CA issued
+	// it, or its NextUpdate has passed).
 	ErrInvalidCRL = errors.New("revocation: invalid CRL")
 	// ErrNoIssuer: the certificate names a CRL but no issuer was given to
 	// verify it with.
@@ -51,8 +52,8 @@ type Checker struct {
 	HTTPClient *http.Client
 	// MaxSize bounds a CRL's body in bytes. Zero means DefaultMaxSize.
 	MaxSize int64
-	// CacheFor is how long a fetched CRL is used. Zero means
-	// DefaultCacheFor (an hour).
+	// CacheFor is how long a fetched CRL is used, at most until its
+	// NextUpdate. Zero means DefaultCacheFor (an hour).
 	CacheFor time.Duration
 	// RetryAfter is how long a CRL that could not be fetched, or was
 	// invalid, is not asked for again (checks get the same error). Zero
@@ -222,6 +223,13 @@ func (c *Checker) fill(e *entry, u string, issuer *x509.Certificate) {
 		e.err, e.until = fmt.Errorf("%w: %s: %w", ErrInvalidCRL, u, err), c.now().Add(retry)
 		return
 	}
+	now := c.now()
+	if !crl.NextUpdate.IsZero() && !now.Before(crl.NextUpdate) {
+		// A list past its next update may have been replaced by one that
+		// revokes more: an old, validly signed copy says nothing now.
+		e.err, e.until = fmt.Errorf("%w: %s: stale: its next update was due %s", ErrInvalidCRL, u, crl.NextUpdate.UTC().Format(time.RFC3339)), now.Add(retry)
+		return
+	}
 	e.issuer = crl.RawIssuer
 	e.revoked = make(map[string]x509.RevocationListEntry, len(crl.RevokedCertificateEntries))
 	for _, r := range crl.RevokedCertificateEntries {
@@ -231,7 +239,10 @@ func (c *Checker) fill(e *entry, u string, issuer *x509.Certificate) {
 	if cacheFor <= 0 {
 		cacheFor = DefaultCacheFor
 	}
-	e.until = c.now().Add(cacheFor)
+	e.until = now.Add(cacheFor)
+	if !crl.NextUpdate.IsZero() && crl.NextUpdate.Before(e.until) {
+		e.until = crl.NextUpdate // not used past its next update
+	}
 }
 
 // errRedirect stops a redirect.

@@ -168,6 +168,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"too large", ca.crl(t, 7), "/crl", &revocation.Checker{MaxSize: 10}, revocation.ErrFetch},
 		{"redirect", ca.crl(t, 7), "/redirect", &revocation.Checker{}, revocation.ErrFetch},
 		{"missing", ca.crl(t, 7), "/nope", &revocation.Checker{}, revocation.ErrFetch},
+		{"past its next update", ca.crl(t), "/crl", &revocation.Checker{Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}, revocation.ErrInvalidCRL},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newCRLServer(t, tt.body)
@@ -185,5 +186,28 @@ func TestCheckRefuses(t *testing.T) {
 	}
 	if _, err := (&revocation.Checker{}).Check(ctx, ca.leaf(t, 7, "http://127.0.0.1:1/crl"), nil); !errors.Is(err, revocation.ErrNoIssuer) {
 		t.Errorf("no issuer: %v, want ErrNoIssuer", err)
+	}
+}
+
+// A CRL is used until its NextUpdate at most, even when CacheFor is
+// longer: the check after it fetches the list again (here the same,
+// now stale, list, which is refused).
+func TestCacheEndsAtNextUpdate(t *testing.T) {
+	ca := newCA(t, "Test CA")
+	srv := newCRLServer(t, ca.crl(t)) // NextUpdate in an hour
+	leaf := ca.leaf(t, 7, srv.URL+"/crl")
+	var offset atomic.Int64
+	c := &revocation.Checker{CacheFor: 24 * time.Hour, Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }}
+	if st, err := c.Check(context.Background(), leaf, ca.Cert); err != nil || !st.Checked || st.Revoked {
+		t.Fatalf("fresh CRL: %+v, %v; want checked, not revoked", st, err)
+	}
+	offset.Store(int64(30 * time.Minute))
+	if _, err := c.Check(context.Background(), leaf, ca.Cert); err != nil || srv.hits.Load() != 1 {
+		t.Fatalf("within the hour: %v after %d fetches, want the cached list", err, srv.hits.Load())
+	}
+	offset.Store(int64(61 * time.Minute))
+	st, err := c.Check(context.Background(), leaf, ca.Cert)
+	if !errors.Is(err, revocation.ErrInvalidCRL) || st.Checked || srv.hits.Load() != 2 {
+		t.Fatalf("past NextUpdate: %+v, %v after %d fetches; want a second fetch refused as stale", st, err, srv.hits.Load())
 	}
 }
