@@ -226,7 +226,8 @@
 // bound. Every order is placed under the name's storage lock, taken
 // before the CA is asked: a storage that takes no writes takes no lock,
 // and nothing is ordered; a certificate whose own Store fails is served
-// from memory and its Store retried, never ordered again. Across restarts
+// from memory and its Store retried, not ordered again before it
+// expires (it is not renewed meanwhile). Across restarts
 // of a process whose storage keeps failing, that lock, and the CA's own
 // limits, are the only bound.
 //
