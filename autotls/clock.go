@@ -30,7 +30,9 @@ const maxSkewCorrection = 365 * 24 * time.Hour
 // clock is the Manager's one source of time: the local clock (time.Now;
 // tests set another) corrected by the CA's when the two disagree by more
 // than ClockSkewTolerance, and the timers the lifecycle waits on (the
-// schedule's, back-offs, the pacing of orders and of start-up). Tests
+// schedule's, back-offs, the pacing of orders, the retries of the
+// start-up's storage list and of the storage watch; the pacing of the
+// start-up's reads stays on real time, see awaitQuiet). Tests
 // replace both with a clock they advance (see export_test.go), so that a
 // week of renewals, retries and rate limits runs in milliseconds; time
 // that is not the lifecycle's — network deadlines, the CA's own validity,

@@ -185,12 +185,13 @@
 // The same clock gives the waits of the lifecycle: the schedule's timer,
 // the retry after a failure, the pacing of orders within an issuer's
 // MaxOrdersPerMinute, the retries of a storage list at start-up and of a
-// storage watch. It is unexported, and the package's tests replace it
-// with one they advance, so that a week-long outage or a certificate's
-// whole life runs in about a second against a real (in-process) CA. It is not an exported Clock field: a program has no use for a
-// Manager on any time but the world's — a skewed host is what the CA's
-// correction is for — and a field would be one more thing to configure,
-// document and keep consistent with that correction. Network deadlines
+// storage watch. The package's tests replace it with one they advance,
+// so that a week-long outage or a certificate's whole life runs in about
+// a second against a real (in-process) CA. It is not an exported Clock
+// field: a program has no use for a Manager on any time but the world's —
+// a skewed host is what the CA's correction is for — and a field would be
+// one more thing to configure, document and keep consistent with that
+// correction. Network deadlines
 // (the handshake timeout, the time a call to the CA may take, the ACME
 // client's own polls and quick retries), the pacing of start-up reads
 // from storage and the flushes of the schedule index stay on the real
@@ -225,7 +226,8 @@
 // bound. Every order is placed under the name's storage lock, taken
 // before the CA is asked: a storage that takes no writes takes no lock,
 // and nothing is ordered; a certificate whose own Store fails is served
-// from memory and its Store retried, never ordered again. Across restarts
+// from memory and its Store retried, not ordered again before it
+// expires (it is not renewed meanwhile). Across restarts
 // of a process whose storage keeps failing, that lock, and the CA's own
 // limits, are the only bound.
 //

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -70,7 +69,7 @@ func (m *Manager) fromStorage(ctx context.Context, name string, current *entry, 
 				// names planned from the index get, so that the polls of
 				// a start-up's loads do not run beside its handshakes
 				// (BenchmarkHandshakeCached).
-				e.ariPoll, _ = m.firstARILook(e.iss)
+				e.ariPoll, _ = m.firstARILook(e.iss, defaultARIPoll)
 			}
 			m.install(e, EventLoaded)
 			return e.cert, nil
@@ -318,12 +317,9 @@ func (m *Manager) install(e *entry, typ EventType) {
 			// nor wakes the schedule for each.
 			switch {
 			case typ != EventLoaded:
-				e.ariPoll = m.now()
-				if st.ariFirstSpread > 0 {
-					e.ariPoll = e.ariPoll.Add(time.Duration(rand.Int64N(int64(st.ariFirstSpread))))
-				}
+				e.ariPoll, _ = m.firstARILook(e.iss, st.ariFirstSpread)
 			case e.ariPoll.IsZero(): // else planned by the loader
-				e.ariPoll = m.now().Add(time.Duration(rand.Int64N(int64(ariLoadSpread))))
+				e.ariPoll, _ = m.firstARILook(e.iss, ariLoadSpread)
 			}
 		}
 	} else {

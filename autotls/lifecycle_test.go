@@ -679,3 +679,32 @@ func TestServeExpiredFromStorage(t *testing.T) {
 		t.Fatalf("%d renewed events after the back-off, want 1; events %s", n, ev)
 	}
 }
+
+// A certificate whose Store keeps failing until it expires is retried once
+// per back-off (an hour here) until then; at its expiry it is treated as
+// expired (one new order, served from memory, its Store retried hourly
+// too), where the expiry made the retries come at once, again and again,
+// with the expired certificate still served, before.
+func TestFailedStoreUntilExpiry(t *testing.T) {
+	t.Parallel()
+	c := newClockedEnv(t, testpebble.Options{Profiles: map[string]time.Duration{"short": 6 * day}}, nil)
+	store := &failingStore{Storage: storage.NewMemory()}
+	store.fail.Store(true)
+	m := c.env.manager(t, store, func(m *autotls.Manager) {
+		autotls.SetFakeClockForTest(m, c.clk)
+		m.Issuers[0].Profile = "short"
+		m.FailureBackoff = time.Hour
+	})
+	if err := m.Manage(ctxT(t), "www.example.org"); err != nil {
+		t.Fatalf("Manage: %v", err)
+	}
+	c.advance(t, 8*day, m)
+	// 8 days of retries an hour apart (±10 %): about 192.
+	if n := store.failed.Load(); n > 250 {
+		t.Fatalf("%d failed Stores in 8 days of retries an hour apart, want at most 250", n)
+	}
+	if n := len(c.cca.orderTimes()); n != 2 {
+		t.Fatalf("%d orders in 8 days of a 6-day certificate never stored, want 2 (the first, and one at its expiry)", n)
+	}
+	c.serving(t, m, "www.example.org")
+}

@@ -183,15 +183,18 @@ func (m *Manager) step(name string, now time.Time) {
 		return
 	}
 	switch {
-	case e.unstored != nil:
-		m.enqueueStore(e)
 	case !now.Before(e.notAfter):
+		// Before a retried Store: an expired certificate is not worth
+		// storing, and its plan (at the expiry, now past) would make the
+		// retry due at once, again and again, while storage fails.
 		if !m.ServeExpired {
 			st.cache.remove(e)
 			st.failures.setLapsed(name, true)
 		}
 		m.emit(Event{Type: EventExpired, Name: name, NotAfter: e.notAfter, Serial: e.serial(), Err: m.lastFailure(name)})
 		m.enqueueIssue(name, true)
+	case e.unstored != nil:
+		m.enqueueStore(e)
 	case !now.Before(e.renewAt):
 		m.enqueueRenewal(e)
 	case e.ariDue(now) && !e.iss.noARI.Load():

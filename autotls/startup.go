@@ -389,7 +389,7 @@ func (m *Manager) discover(ctx context.Context) {
 			if e.reason != ReasonARIPast {
 				e.renewAt = m.catchUp(name, e.renewAt, e.notBefore, e.notAfter)
 			}
-			if t, ok := m.firstARILook(iss); ok {
+			if t, ok := m.firstARILook(iss, defaultARIPoll); ok {
 				// The stored poll time if it is still ahead, else a
 				// look within defaultARIPoll (see planFromIndex).
 				e.ariPoll = t
@@ -448,20 +448,26 @@ func (m *Manager) planFromIndex(iss *issuer, name string, x indexRecord) bool {
 	if notAfter.Before(next) {
 		next = notAfter
 	}
-	if t, ok := m.firstARILook(iss); ok && t.Before(next) {
+	if t, ok := m.firstARILook(iss, defaultARIPoll); ok && t.Before(next) {
 		next = t
 	}
 	return st.sched.atIfNone(m, name, next)
 }
 
-// firstARILook is when a certificate of iss planned at start-up without
-// its renewal information in memory is first looked at for an ARI poll: a
-// random point of the next defaultARIPoll, so that a million of them
-// neither reach storage nor the CA at once. ok is false when iss is known
-// to offer no ARI.
-func (m *Manager) firstARILook(iss *issuer) (time.Time, bool) {
+// firstARILook is when a certificate of iss without its renewal
+// information is first looked at for an ARI poll: a random point of the
+// next spread (now when spread is not positive), so that many of them
+// neither reach storage nor the CA at once. Certificates planned at
+// start-up or loaded for a handshake use defaultARIPoll, new ones
+// ariFirstSpread, loaded ones the loader planned none for ariLoadSpread
+// (install). ok is false when iss is known to offer no ARI.
+func (m *Manager) firstARILook(iss *issuer, spread time.Duration) (time.Time, bool) {
 	if iss.noARI.Load() {
 		return time.Time{}, false
 	}
-	return m.now().Add(time.Duration(rand.Int64N(int64(defaultARIPoll)))), true
+	t := m.now()
+	if spread > 0 {
+		t = t.Add(time.Duration(rand.Int64N(int64(spread))))
+	}
+	return t, true
 }
