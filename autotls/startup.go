@@ -444,7 +444,11 @@ func (m *Manager) planFromIndex(iss *issuer, name string, x indexRecord) bool {
 		return false
 	}
 	notAfter, renewAt := time.Unix(x[0], 0), time.Unix(x[1], 0)
-	next := m.catchUp(name, renewAt, time.Time{}, notAfter)
+	var notBefore time.Time // zero in a record written before it held one
+	if x[2] != 0 {
+		notBefore = time.Unix(x[2], 0)
+	}
+	next := m.catchUp(name, renewAt, notBefore, notAfter)
 	if notAfter.Before(next) {
 		next = notAfter
 	}
