@@ -225,7 +225,10 @@
 // or after the CA's Retry-After when longer, so failures have their own
 // bound. Every order is placed under the name's storage lock, taken
 // before the CA is asked: a storage that takes no writes takes no lock,
-// and nothing is ordered; a certificate whose own Store fails is served
+// and nothing is ordered; a storage that takes the lock but cannot read
+// the name's stored certificate under it gets no order either (it may
+// hold another node's new one), only a back-off; a certificate whose own
+// Store fails is served
 // from memory and its Store retried, not ordered again before it
 // expires (it is not renewed meanwhile). Across restarts
 // of a process whose storage keeps failing, that lock, and the CA's own

@@ -122,9 +122,16 @@ func (m *Manager) order(ctx context.Context, name string, onDemand, renew bool, 
 		}
 	}()
 	// Another process may have finished while we waited for the lock.
-	if e, err := m.loadStoredOther(lockCtx, name, renewing(current, renew)); err == nil && m.fresh(e, current, renew) {
+	e, err := m.loadStoredOther(lockCtx, name, renewing(current, renew))
+	if err == nil && m.fresh(e, current, renew) {
 		m.install(e, EventLoaded)
 		return e.cert, nil
+	}
+	// Storage that cannot be read may hold the certificate another node
+	// just obtained: order nothing until it can be read (after a back-off).
+	var unreadable storageReadError
+	if errors.As(err, &unreadable) {
+		return nil, m.orderFailed(lockCtx, name, current, fmt.Errorf("autotls: %s: not ordering while the stored certificate cannot be read: %w", name, err), 0)
 	}
 	// The safety bounds, whatever the reason for this order.
 	if err := m.checkNameBound(name, m.now()); err != nil {
@@ -392,6 +399,14 @@ func renewing(current *entry, renew bool) *entry {
 	return nil
 }
 
+// storageReadError marks a stored certificate that storage failed to
+// read (not one that is missing or does not parse); its text is the
+// storage's error.
+type storageReadError struct{ err error }
+
+func (e storageReadError) Error() string { return e.err.Error() }
+func (e storageReadError) Unwrap() error { return e.err }
+
 // errSameStored: storage holds the certificate the caller has already.
 var errSameStored = fmt.Errorf("autotls: storage holds the same certificate: %w", fs.ErrNotExist)
 
@@ -411,6 +426,9 @@ func (m *Manager) loadFrom(ctx context.Context, iss *issuer, name string, known 
 	}
 	b, err := store.Load(ctx, certKey(iss, name))
 	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			err = storageReadError{err}
+		}
 		return nil, err
 	}
 	s, err := decodeStored(b)

@@ -14,12 +14,13 @@ import (
 )
 
 // prefixFaults fails the chosen operations on keys under prefix while
-// fail is set.
+// fail is set, after letting passLoads more Loads through.
 type prefixFaults struct {
 	storage.Storage
 	prefix           string
 	failLoad, failSt bool
 	fail             atomic.Bool
+	passLoads        atomic.Int32
 }
 
 func (p *prefixFaults) hit(key string) bool {
@@ -27,7 +28,7 @@ func (p *prefixFaults) hit(key string) bool {
 }
 
 func (p *prefixFaults) Load(ctx context.Context, key string) ([]byte, error) {
-	if p.failLoad && p.hit(key) {
+	if p.failLoad && p.hit(key) && p.passLoads.Add(-1) < 0 {
 		return nil, errDisk
 	}
 	return p.Storage.Load(ctx, key)
@@ -135,4 +136,32 @@ func TestHandshakeTimeoutWithHangingStorage(t *testing.T) {
 		t.Errorf("the handshake waited %v, want about HandshakeTimeout (%v)", took, timeout)
 	}
 	store.hang.Store(false) // so that Close writes the index at once
+}
+
+// A renewal that finds the stored certificate unreadable under its lock
+// (the look before the lock read it) orders nothing: storage may hold the
+// one another node just obtained. The certificate in memory is still
+// served.
+func TestRenewalWhenStoredUnreadable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testpebble.Options{})
+	store := &prefixFaults{Storage: storage.NewMemory(), prefix: "certificates/", failLoad: true}
+	m := e.manager(t, store, nil)
+	first, err := m.GetCertificate(hello("example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := e.ca.Requests("newOrder")
+	store.passLoads.Store(1) // the renewal's look before the lock
+	store.fail.Store(true)
+	err = autotls.RenewForTest(m, "example.com")
+	if !errors.Is(err, errDisk) || !strings.Contains(err.Error(), "not ordering") {
+		t.Fatalf("renewal while the stored certificate cannot be read = %v, want an error saying so, wrapping the storage's", err)
+	}
+	if n := e.ca.Requests("newOrder"); n != orders {
+		t.Fatalf("%d newOrder requests during the renewal, want none", n-orders)
+	}
+	if c, err := m.GetCertificate(hello("example.com")); err != nil || c != first {
+		t.Fatalf("after the failed renewal: %v, want the certificate in memory", err)
+	}
 }
