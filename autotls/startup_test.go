@@ -309,6 +309,15 @@ func TestDiscoveryListRetried(t *testing.T) {
 	}
 }
 
+// storeIndexed stores n certificates with a complete index, as a
+// Manager's flush writes it, and returns the storage and the names.
+func storeIndexed(t *testing.T, n int) (storage.Storage, []string) {
+	t.Helper()
+	store, names, _ := storeN(t, newFixture(t), n)
+	autotls.CompleteIndexForTest(benchManager(store, names))
+	return store, names
+}
+
 // The discovery waits for the first handshakes' storage loads to pause
 // for 250 ms before it reads the index: it ends no sooner than that after
 // the last load, although from a complete index of twenty names it takes
@@ -316,10 +325,7 @@ func TestDiscoveryListRetried(t *testing.T) {
 func TestStartupWaitsForHandshakeLoads(t *testing.T) {
 	t.Parallel()
 	const n = 20
-	f := newFixture(t)
-	store, names, _ := storeN(t, f, n)
-	autotls.CompleteIndexForTest(benchManager(store, names))
-
+	store, names := storeIndexed(t, n)
 	m := benchManager(store, names)
 	defer m.Close()
 	var lastLoad time.Time
@@ -344,10 +350,7 @@ func TestStartupWaitsForHandshakeLoads(t *testing.T) {
 func TestStartupWaitsAtMostFiveSeconds(t *testing.T) {
 	t.Parallel()
 	const n = 1000
-	f := newFixture(t)
-	store, names, _ := storeN(t, f, n)
-	autotls.CompleteIndexForTest(benchManager(store, names))
-
+	store, names := storeIndexed(t, n)
 	m := benchManager(store, names)
 	defer m.Close()
 	start := time.Now()
