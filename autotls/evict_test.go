@@ -2,7 +2,6 @@ package autotls_test
 
 import (
 	"crypto/tls"
-	"encoding/hex"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -156,9 +155,7 @@ func testRenewalOfEvicted(t *testing.T, managed bool) {
 	// it may have been renewed again meanwhile: it must be one of the
 	// renewals.
 	renewals, _ := ev.matching(autotls.EventRenewed, "example.com")
-	if got := hexSerial(c); got == old.Serial || !slices.ContainsFunc(renewals, func(e loggedEvent) bool { return e.Serial == got }) {
+	if got := serialHex(c.Leaf); got == old.Serial || !slices.ContainsFunc(renewals, func(e loggedEvent) bool { return e.Serial == got }) {
 		t.Fatalf("served serial %s after the renewal, want %s (old %s); events: %s", got, renewed.Serial, old.Serial, ev)
 	}
 }
-
-func hexSerial(c *tls.Certificate) string { return hex.EncodeToString(c.Leaf.SerialNumber.Bytes()) }
