@@ -145,6 +145,22 @@ func storeNFor(b testing.TB, f *fixture, n int, dir string) (storage.Storage, []
 	return store, names, pairs
 }
 
+// storeDue stores in store n certificates of f, for due0.example.org on,
+// valid from notBefore to notAfter, as the CA whose directory is dir
+// issued them, and returns their names.
+func storeDue(t testing.TB, f *fixture, store storage.Storage, dir string, n int, notBefore, notAfter time.Time) []string {
+	t.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "due" + itoa(i) + ".example.org"
+		chain := f.leafPEMValid(t, names[i], int64(i+2), notBefore, notAfter)
+		if err := autotls.StoreForTest(context.Background(), store, dir, names[i], chain, f.leafKy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
+}
+
 func benchManager(store storage.Storage, names []string) *autotls.Manager {
 	return &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: benchDirectory}}, Storage: store, Hosts: autotls.HostWhitelist(names...), AcceptTOS: true}
 }

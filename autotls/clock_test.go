@@ -521,16 +521,9 @@ func TestThousandRenewalsSpread(t *testing.T) {
 	store := storage.NewMemory()
 	const n = 1000
 	now := c.clk.Now()
-	names := make([]string, n)
-	for i := range names {
-		names[i] = "due" + itoa(i) + ".example.org"
-		// 75 days into a 90-day life: past the renewal window, with more
-		// than a tenth of the life left (less is renewed at once).
-		chain := f.leafPEMValid(t, names[i], int64(i+2), now.Add(-75*day), now.Add(15*day))
-		if err := autotls.StoreForTest(ctxT(t), store, c.ca.DirectoryURL(), names[i], chain, f.leafKy); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// 75 days into a 90-day life: past the renewal window, with more
+	// than a tenth of the life left (less is renewed at once).
+	names := storeDue(t, f, store, c.ca.DirectoryURL(), n, now.Add(-75*day), now.Add(15*day))
 	m := c.env.manager(t, store, func(m *autotls.Manager) {
 		m.FailureBackoff = day
 		autotls.SetFakeClockForTest(m, c.clk)
