@@ -27,19 +27,21 @@ func newPrefixLoads(s storage.Storage) *prefixLoads {
 }
 
 func (p *prefixLoads) Load(ctx context.Context, key string) ([]byte, error) {
-	seg, _, _ := strings.Cut(key, "/")
-	p.mu.Lock()
-	p.loads[seg]++
-	p.mu.Unlock()
+	p.note(p.loads, key)
 	return p.Storage.Load(ctx, key)
 }
 
 func (p *prefixLoads) List(ctx context.Context, prefix string) ([]string, error) {
-	seg, _, _ := strings.Cut(prefix, "/")
-	p.mu.Lock()
-	p.lists[seg]++
-	p.mu.Unlock()
+	p.note(p.lists, prefix)
 	return p.Storage.List(ctx, prefix)
+}
+
+// note counts key under its first segment in counts (loads or lists).
+func (p *prefixLoads) note(counts map[string]int, key string) {
+	seg, _, _ := strings.Cut(key, "/")
+	p.mu.Lock()
+	counts[seg]++
+	p.mu.Unlock()
 }
 
 func (p *prefixLoads) count(seg string) (loads, lists int) {
