@@ -3,7 +3,6 @@ package autotls_test
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -71,10 +71,7 @@ const outageRetryAfter = 30 * time.Second
 // window when not nil.
 func newClockCA(t testing.TB, clk *autotls.FakeClock, window func(nb, na time.Time) (time.Time, time.Time)) *clockCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testsetup.Key(t)
 	if window == nil {
 		window = func(nb, na time.Time) (time.Time, time.Time) {
 			end := na.Add(-na.Sub(nb) / 3)
