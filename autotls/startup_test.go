@@ -164,37 +164,35 @@ func storeOne(t *testing.T, e *env, name string, before func(*autotls.Manager)) 
 	return store, infos[0]
 }
 
-// restartFromIndex starts a Manager on store whose clock runs offset
-// ahead, waits for its schedule to be built, and checks that name was
-// planned from the index without being loaded.
-func restartFromIndex(t *testing.T, e *env, store storage.Storage, name string) (*autotls.Manager, *eventLog, *atomic.Int64) {
+// restartFromIndex starts a Manager on store, changed by mod (its clock),
+// waits for its schedule to be built, and checks that name was planned
+// from the index without being loaded.
+func restartFromIndex(t *testing.T, e *env, store storage.Storage, name string, mod func(*autotls.Manager)) (*autotls.Manager, *eventLog) {
 	t.Helper()
 	ev := newEventLog()
-	offset := new(atomic.Int64)
-	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
-	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.OnEvent = ev.on
+		mod(m)
+	})
 	m.TLSConfig()
 	waitDiscovered(t, m)
 	if !autotls.PlannedAtForTest(m, name) || autotls.CachedForTest(m, name) {
 		t.Fatalf("%s: planned %v, in memory %v; want planned from the index, not loaded",
 			name, autotls.PlannedAtForTest(m, name), autotls.CachedForTest(m, name))
 	}
-	return m, ev, offset
+	return m, ev
 }
 
 // A certificate planned from the index, never loaded, is renewed when its
 // renewal comes due.
 func TestRenewalPlannedFromIndex(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{})
-	store, old := storeOne(t, e, "example.com", nil)
+	c := newClockedEnv(t, testpebble.Options{}, nil)
+	store, old := storeOne(t, c.env, "example.com", nil)
 
-	m, ev, offset := restartFromIndex(t, e, store, "example.com")
-	offset.Store(int64(time.Until(old.RenewAt) + time.Minute))
-	deadline := time.Now().Add(30 * time.Second)
-	for ev.count(autotls.EventRenewed, "example.com") == 0 && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		time.Sleep(20 * time.Millisecond)
+	m, ev := restartFromIndex(t, c.env, store, "example.com", func(m *autotls.Manager) { autotls.SetFakeClockForTest(m, c.clk) })
+	if err := c.clk.Jump(old.RenewAt.Add(time.Minute).Sub(c.clk.Now()), m); err != nil {
+		t.Fatal(err)
 	}
 	if r := ev.next(t, autotls.EventRenewed, "example.com", time.Second); r.Serial == old.Serial {
 		t.Fatalf("renewed to the same serial")
@@ -222,7 +220,10 @@ func TestARIReachesNamesPlannedFromIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, ev, offset := restartFromIndex(t, e, store, "example.com")
+	var offset atomic.Int64
+	m, ev := restartFromIndex(t, e, store, "example.com", func(m *autotls.Manager) {
+		autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	})
 	// Six hours and a few minutes on, a minute per step: far before the
 	// planned renewal.
 	offset.Store(int64(6 * time.Hour))
