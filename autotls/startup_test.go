@@ -220,20 +220,12 @@ func TestARIReachesNamesPlannedFromIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var offset atomic.Int64
-	m, ev := restartFromIndex(t, e, store, "example.com", func(m *autotls.Manager) {
-		autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
-	})
-	// Six hours and a few minutes on, a minute per step: far before the
-	// planned renewal.
-	offset.Store(int64(6 * time.Hour))
-	deadline := time.Now().Add(30 * time.Second)
-	for ev.count(autotls.EventReplaced, "example.com") == 0 && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		if offset.Load() < int64(6*time.Hour+10*time.Minute) {
-			offset.Add(int64(time.Minute))
-		}
-		time.Sleep(20 * time.Millisecond)
+	clk := autotls.NewFakeClock(time.Now())
+	m, ev := restartFromIndex(t, e, store, "example.com", func(m *autotls.Manager) { autotls.SetFakeClockForTest(m, clk) })
+	// Six hours and ten minutes on, on the test clock, each due time on
+	// the way run: far before the planned renewal.
+	if err := clk.Advance(6*time.Hour+10*time.Minute, m); err != nil {
+		t.Fatal(err)
 	}
 	r := ev.next(t, autotls.EventReplaced, "example.com", time.Second)
 	if r.Serial == serialHex(leaf) {
