@@ -145,6 +145,22 @@ func storeNFor(b testing.TB, f *fixture, n int, dir string) (storage.Storage, []
 	return store, names, pairs
 }
 
+// storeDue stores in store n certificates of f, for due0.example.org on,
+// valid from notBefore to notAfter, as the CA whose directory is dir
+// issued them, and returns their names.
+func storeDue(t testing.TB, f *fixture, store storage.Storage, dir string, n int, notBefore, notAfter time.Time) []string {
+	t.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "due" + itoa(i) + ".example.org"
+		chain := f.leafPEMValid(t, names[i], int64(i+2), notBefore, notAfter)
+		if err := autotls.StoreForTest(context.Background(), store, dir, names[i], chain, f.leafKy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
+}
+
 func benchManager(store storage.Storage, names []string) *autotls.Manager {
 	return &autotls.Manager{Issuers: []autotls.Issuer{{DirectoryURL: benchDirectory}}, Storage: store, Hosts: autotls.HostWhitelist(names...), AcceptTOS: true}
 }
@@ -511,16 +527,7 @@ func newStartupSource(b *testing.B, kind string, mem storage.Storage, names []st
 		src.ac = &autocertMemory{m: map[string][]byte{}}
 	case "dir":
 		dir := storage.Dir(b.TempDir())
-		keys, err := mem.List(ctx, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, k := range keys {
-			v, err := mem.Load(ctx, k)
-			if err != nil || dir.Store(ctx, k, v) != nil {
-				b.Fatalf("copying %s: %v", k, err)
-			}
-		}
+		copyStorage(b, dir, mem)
 		src.store = dir
 		pemDir := b.TempDir()
 		for i, name := range names {
@@ -633,6 +640,25 @@ func (c *autocertMemory) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// copyStorage copies every key of src into dst.
+func copyStorage(tb testing.TB, dst, src storage.Storage) {
+	tb.Helper()
+	ctx := context.Background()
+	keys, err := src.List(ctx, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, k := range keys {
+		v, err := src.Load(ctx, k)
+		if err == nil {
+			err = dst.Store(ctx, k, v)
+		}
+		if err != nil {
+			tb.Fatalf("copying %s: %v", k, err)
+		}
+	}
+}
+
 // BenchmarkCertificates is Manager.Certificates for 10,000 stored
 // certificates of which none is in memory, from a memory storage and from
 // a directory: a status page's or `tlsmint certs list`'s cost.
@@ -641,17 +667,7 @@ func BenchmarkCertificates(b *testing.B) {
 	const n = 10000
 	mem, names, _ := storeN(b, f, n)
 	dir := storage.Dir(b.TempDir())
-	ctx := context.Background()
-	keys, err := mem.List(ctx, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, k := range keys {
-		v, err := mem.Load(ctx, k)
-		if err != nil || dir.Store(ctx, k, v) != nil {
-			b.Fatalf("copying %s: %v", k, err)
-		}
-	}
+	copyStorage(b, dir, mem)
 	for _, s := range []struct {
 		name  string
 		store storage.Storage
@@ -661,7 +677,7 @@ func BenchmarkCertificates(b *testing.B) {
 			defer m.Close()
 			b.ReportAllocs()
 			for b.Loop() {
-				infos, err := m.Certificates(ctx)
+				infos, err := m.Certificates(context.Background())
 				if err != nil || len(infos) != n {
 					b.Fatalf("Certificates: %d, %v", len(infos), err)
 				}

@@ -3,7 +3,6 @@ package autotls_test
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/storage"
 )
 
@@ -71,10 +71,7 @@ const outageRetryAfter = 30 * time.Second
 // window when not nil.
 func newClockCA(t testing.TB, clk *autotls.FakeClock, window func(nb, na time.Time) (time.Time, time.Time)) *clockCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testsetup.Key(t)
 	if window == nil {
 		window = func(nb, na time.Time) (time.Time, time.Time) {
 			end := na.Add(-na.Sub(nb) / 3)
@@ -521,16 +518,9 @@ func TestThousandRenewalsSpread(t *testing.T) {
 	store := storage.NewMemory()
 	const n = 1000
 	now := c.clk.Now()
-	names := make([]string, n)
-	for i := range names {
-		names[i] = "due" + itoa(i) + ".example.org"
-		// 75 days into a 90-day life: past the renewal window, with more
-		// than a tenth of the life left (less is renewed at once).
-		chain := f.leafPEMValid(t, names[i], int64(i+2), now.Add(-75*day), now.Add(15*day))
-		if err := autotls.StoreForTest(ctxT(t), store, c.ca.DirectoryURL(), names[i], chain, f.leafKy); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// 75 days into a 90-day life: past the renewal window, with more
+	// than a tenth of the life left (less is renewed at once).
+	names := storeDue(t, f, store, c.ca.DirectoryURL(), n, now.Add(-75*day), now.Add(15*day))
 	m := c.env.manager(t, store, func(m *autotls.Manager) {
 		m.FailureBackoff = day
 		autotls.SetFakeClockForTest(m, c.clk)

@@ -2,7 +2,6 @@ package autotls_test
 
 import (
 	"crypto/tls"
-	"encoding/hex"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -99,15 +98,14 @@ func TestRenewalOfEvictedCertificate(t *testing.T) {
 }
 
 func testRenewalOfEvicted(t *testing.T, managed bool) {
-	e := newEnv(t, testpebble.Options{})
+	ce := newClockedEnv(t, testpebble.Options{}, nil)
 	ev := newEventLog()
-	var offset atomic.Int64
 	store := storage.Dir(t.TempDir())
-	m := e.manager(t, store, func(m *autotls.Manager) {
+	m := ce.env.manager(t, store, func(m *autotls.Manager) {
 		m.CacheCapacity = 1
 		m.OnEvent = ev.on
+		autotls.SetFakeClockForTest(m, ce.clk)
 	})
-	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
 	ctx := ctxT(t)
 	for _, name := range []string{"example.com", "www.example.org"} {
 		var err error
@@ -136,13 +134,10 @@ func testRenewalOfEvicted(t *testing.T, managed bool) {
 	if old.Serial == "" || old.InMemory {
 		t.Fatalf("example.com: %+v, want a stored certificate not in memory", old)
 	}
-	offset.Store(int64(time.Until(old.RenewAt) + time.Minute))
 	// The due plan reloads it, the reload plans the renewal at once, and
 	// the renewal runs.
-	deadline := time.Now().Add(30 * time.Second)
-	for ev.count(autotls.EventRenewed, "example.com") == 0 && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		time.Sleep(20 * time.Millisecond)
+	if err := ce.clk.Jump(old.RenewAt.Sub(ce.clk.Now())+time.Minute, m); err != nil {
+		t.Fatal(err)
 	}
 	renewed := ev.next(t, autotls.EventRenewed, "example.com", time.Second)
 	if renewed.Serial == old.Serial {
@@ -156,9 +151,7 @@ func testRenewalOfEvicted(t *testing.T, managed bool) {
 	// it may have been renewed again meanwhile: it must be one of the
 	// renewals.
 	renewals, _ := ev.matching(autotls.EventRenewed, "example.com")
-	if got := hexSerial(c); got == old.Serial || !slices.ContainsFunc(renewals, func(e loggedEvent) bool { return e.Serial == got }) {
+	if got := serialHex(c.Leaf); got == old.Serial || !slices.ContainsFunc(renewals, func(e loggedEvent) bool { return e.Serial == got }) {
 		t.Fatalf("served serial %s after the renewal, want %s (old %s); events: %s", got, renewed.Serial, old.Serial, ev)
 	}
 }
-
-func hexSerial(c *tls.Certificate) string { return hex.EncodeToString(c.Leaf.SerialNumber.Bytes()) }

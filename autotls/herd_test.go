@@ -21,16 +21,9 @@ func TestRestartKeepsSpread(t *testing.T) {
 	f := newFixture(t)
 	store := storage.NewMemory()
 	const n = 300
-	names := make([]string, n)
-	for i := range names {
-		names[i] = "due" + itoa(i) + ".example.org"
-		// 75 days into a 90-day life: past the renewal window, with more
-		// than a tenth of the life left (less is renewed at once).
-		chain := f.leafPEMValid(t, names[i], int64(i+2), time.Now().Add(-75*24*time.Hour), time.Now().Add(15*24*time.Hour))
-		if err := autotls.StoreForTest(ctxT(t), store, e.ca.DirectoryURL(), names[i], chain, f.leafKy); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// 75 days into a 90-day life: past the renewal window, with more
+	// than a tenth of the life left (less is renewed at once).
+	names := storeDue(t, f, store, e.ca.DirectoryURL(), n, time.Now().Add(-75*24*time.Hour), time.Now().Add(15*24*time.Hour))
 	// The next step of each name (a renewal, or an ARI look further
 	// ahead), or, for certificates in memory, their renewal.
 	check := func(t *testing.T, m *autotls.Manager, how string) {

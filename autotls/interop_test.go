@@ -48,11 +48,11 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	// The front end: port 80 and port 443 forward to the Manager of the
 	// moment, and count the challenges the CA sends each.
 	fe := &front{}
-	httpLn := listenT(t, env.HTTPAddr)
+	httpLn := testsetup.Listen(t, env.HTTPAddr)
 	hs := &http.Server{Handler: fe, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(httpLn)
 	t.Cleanup(func() { hs.Close() })
-	tlsLn := listenT(t, interopenv.Or("TLSMINT_INTEROP_TLS", ":443"))
+	tlsLn := testsetup.Listen(t, interopenv.Or("TLSMINT_INTEROP_TLS", ":443"))
 	tl := tls.NewListener(tlsLn, &tls.Config{GetCertificate: fe.getCertificate, NextProtos: []string{"h2", "http/1.1", acme.ALPNProto}})
 	go testpebble.ServeHandshakes(tl)
 	t.Cleanup(func() { tl.Close() })
@@ -334,15 +334,6 @@ func TestInteropManagerExternalCA(t *testing.T) {
 	if n := ops4.get(acme.OpNewOrder); n != 2 {
 		t.Errorf("Manage placed %d orders, want 2", n)
 	}
-}
-
-func listenT(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	return ln
 }
 
 func mustCertificates(t *testing.T, ctx context.Context, m *autotls.Manager) []record.Certificate {

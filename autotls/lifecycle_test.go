@@ -566,14 +566,7 @@ func TestDueAfterRestartBounded(t *testing.T) {
 	f := newFixture(t)
 	store := storage.NewMemory()
 	const n, limit = 300, 3
-	names := make([]string, n)
-	for i := range names {
-		names[i] = "due" + itoa(i) + ".example.org"
-		chain := f.leafPEMValid(t, names[i], int64(i+2), time.Now().Add(-80*24*time.Hour), time.Now().Add(10*24*time.Hour))
-		if err := autotls.StoreForTest(ctxT(t), store, e.ca.DirectoryURL(), names[i], chain, f.leafKy); err != nil {
-			t.Fatal(err)
-		}
-	}
+	names := storeDue(t, f, store, e.ca.DirectoryURL(), n, time.Now().Add(-80*24*time.Hour), time.Now().Add(10*24*time.Hour))
 	ev := newEventLog()
 	clk := autotls.NewFakeClock(time.Now())
 	m := e.manager(t, store, func(m *autotls.Manager) {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -120,11 +119,7 @@ func TestHTTPHandler(t *testing.T) {
 
 func TestListenErrorsAtOnce(t *testing.T) {
 	t.Parallel()
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testsetup.Listen(t, "127.0.0.1:0")
 	m := &autotls.Manager{Storage: storage.NewMemory(), AcceptTOS: true}
 	defer m.Close()
 	if _, err := m.Listen("tcp", busy.Addr().String()); err == nil {

@@ -76,6 +76,9 @@ func TestStatusPageFollowsRenewBy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if snap.Len() != len(cases) {
+		t.Fatalf("snapshot of %d rows, want %d", snap.Len(), len(cases))
+	}
 	for i := range snap.Len() {
 		r := snap.Row(i)
 		if want := infos[r.Name].RenewBy; !r.RenewBy.Equal(want) {
@@ -97,6 +100,9 @@ func TestStatusPageFollowsRenewBy(t *testing.T) {
 			st, err := h.Query(ctx, statuspage.Query{})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(st.Certificates) != len(cases) {
+				t.Fatalf("%s %s: %d certificates on the page, want %d", tc.name, at.what, len(st.Certificates), len(cases))
 			}
 			want := map[statuspage.State]int{}
 			for _, c := range st.Certificates {

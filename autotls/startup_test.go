@@ -164,37 +164,35 @@ func storeOne(t *testing.T, e *env, name string, before func(*autotls.Manager)) 
 	return store, infos[0]
 }
 
-// restartFromIndex starts a Manager on store whose clock runs offset
-// ahead, waits for its schedule to be built, and checks that name was
-// planned from the index without being loaded.
-func restartFromIndex(t *testing.T, e *env, store storage.Storage, name string) (*autotls.Manager, *eventLog, *atomic.Int64) {
+// restartFromIndex starts a Manager on store, changed by mod (its clock),
+// waits for its schedule to be built, and checks that name was planned
+// from the index without being loaded.
+func restartFromIndex(t *testing.T, e *env, store storage.Storage, name string, mod func(*autotls.Manager)) (*autotls.Manager, *eventLog) {
 	t.Helper()
 	ev := newEventLog()
-	offset := new(atomic.Int64)
-	m := e.manager(t, store, func(m *autotls.Manager) { m.OnEvent = ev.on })
-	autotls.SetClockForTest(m, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	m := e.manager(t, store, func(m *autotls.Manager) {
+		m.OnEvent = ev.on
+		mod(m)
+	})
 	m.TLSConfig()
 	waitDiscovered(t, m)
 	if !autotls.PlannedAtForTest(m, name) || autotls.CachedForTest(m, name) {
 		t.Fatalf("%s: planned %v, in memory %v; want planned from the index, not loaded",
 			name, autotls.PlannedAtForTest(m, name), autotls.CachedForTest(m, name))
 	}
-	return m, ev, offset
+	return m, ev
 }
 
 // A certificate planned from the index, never loaded, is renewed when its
 // renewal comes due.
 func TestRenewalPlannedFromIndex(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testpebble.Options{})
-	store, old := storeOne(t, e, "example.com", nil)
+	c := newClockedEnv(t, testpebble.Options{}, nil)
+	store, old := storeOne(t, c.env, "example.com", nil)
 
-	m, ev, offset := restartFromIndex(t, e, store, "example.com")
-	offset.Store(int64(time.Until(old.RenewAt) + time.Minute))
-	deadline := time.Now().Add(30 * time.Second)
-	for ev.count(autotls.EventRenewed, "example.com") == 0 && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		time.Sleep(20 * time.Millisecond)
+	m, ev := restartFromIndex(t, c.env, store, "example.com", func(m *autotls.Manager) { autotls.SetFakeClockForTest(m, c.clk) })
+	if err := c.clk.Jump(old.RenewAt.Add(time.Minute).Sub(c.clk.Now()), m); err != nil {
+		t.Fatal(err)
 	}
 	if r := ev.next(t, autotls.EventRenewed, "example.com", time.Second); r.Serial == old.Serial {
 		t.Fatalf("renewed to the same serial")
@@ -222,17 +220,12 @@ func TestARIReachesNamesPlannedFromIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, ev, offset := restartFromIndex(t, e, store, "example.com")
-	// Six hours and a few minutes on, a minute per step: far before the
-	// planned renewal.
-	offset.Store(int64(6 * time.Hour))
-	deadline := time.Now().Add(30 * time.Second)
-	for ev.count(autotls.EventReplaced, "example.com") == 0 && time.Now().Before(deadline) {
-		autotls.RunDueForTest(m, time.Now().Add(time.Duration(offset.Load())))
-		if offset.Load() < int64(6*time.Hour+10*time.Minute) {
-			offset.Add(int64(time.Minute))
-		}
-		time.Sleep(20 * time.Millisecond)
+	clk := autotls.NewFakeClock(time.Now())
+	m, ev := restartFromIndex(t, e, store, "example.com", func(m *autotls.Manager) { autotls.SetFakeClockForTest(m, clk) })
+	// Six hours and ten minutes on, on the test clock, each due time on
+	// the way run: far before the planned renewal.
+	if err := clk.Advance(6*time.Hour+10*time.Minute, m); err != nil {
+		t.Fatal(err)
 	}
 	r := ev.next(t, autotls.EventReplaced, "example.com", time.Second)
 	if r.Serial == serialHex(leaf) {
@@ -309,6 +302,15 @@ func TestDiscoveryListRetried(t *testing.T) {
 	}
 }
 
+// storeIndexed stores n certificates with a complete index, as a
+// Manager's flush writes it, and returns the storage and the names.
+func storeIndexed(t *testing.T, n int) (storage.Storage, []string) {
+	t.Helper()
+	store, names, _ := storeN(t, newFixture(t), n)
+	autotls.CompleteIndexForTest(benchManager(store, names))
+	return store, names
+}
+
 // The discovery waits for the first handshakes' storage loads to pause
 // for 250 ms before it reads the index: it ends no sooner than that after
 // the last load, although from a complete index of twenty names it takes
@@ -316,10 +318,7 @@ func TestDiscoveryListRetried(t *testing.T) {
 func TestStartupWaitsForHandshakeLoads(t *testing.T) {
 	t.Parallel()
 	const n = 20
-	f := newFixture(t)
-	store, names, _ := storeN(t, f, n)
-	autotls.CompleteIndexForTest(benchManager(store, names))
-
+	store, names := storeIndexed(t, n)
 	m := benchManager(store, names)
 	defer m.Close()
 	var lastLoad time.Time
@@ -344,10 +343,7 @@ func TestStartupWaitsForHandshakeLoads(t *testing.T) {
 func TestStartupWaitsAtMostFiveSeconds(t *testing.T) {
 	t.Parallel()
 	const n = 1000
-	f := newFixture(t)
-	store, names, _ := storeN(t, f, n)
-	autotls.CompleteIndexForTest(benchManager(store, names))
-
+	store, names := storeIndexed(t, n)
 	m := benchManager(store, names)
 	defer m.Close()
 	start := time.Now()

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,9 +47,8 @@ func TestStoredFormatMigration(t *testing.T) {
 	}
 
 	orders := e.ca.Requests("newOrder")
-	var offset atomic.Int64
-	b := e.manager(t, store, nil)
-	autotls.SetClockForTest(b, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	clk := autotls.NewFakeClock(time.Now())
+	b := e.manager(t, store, func(m *autotls.Manager) { autotls.SetFakeClockForTest(m, clk) })
 	got, err := b.GetCertificate(hello("example.com"))
 	if err != nil {
 		t.Fatal(err)
@@ -60,21 +58,15 @@ func TestStoredFormatMigration(t *testing.T) {
 	}
 	// The first ARI poll of a certificate loaded for a handshake is within
 	// the first hours (defaultARIPoll, six).
-	offset.Store(int64(6*time.Hour + 2*time.Minute))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		autotls.RunDueForTest(b, time.Now().Add(time.Duration(offset.Load())))
-		v, err := store.Load(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f, _ := autotls.StoredFormatForTest(v); f == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still stored in format 1 after the ARI poll")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := clk.Advance(6*time.Hour+2*time.Minute, b); err != nil {
+		t.Fatal(err)
+	}
+	v, err := store.Load(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := autotls.StoredFormatForTest(v); f != 2 {
+		t.Fatalf("stored in format %d (%v) after the ARI poll, want 2", f, err)
 	}
 	b.Close()
 	if n := e.ca.Requests("newOrder") - orders; n != 0 {

@@ -3,13 +3,13 @@ package autotls_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/tlsmint/tlsmint/autotls"
 	"github.com/tlsmint/tlsmint/internal/testpebble"
+	"github.com/tlsmint/tlsmint/internal/testsetup"
 	"github.com/tlsmint/tlsmint/solvers"
 	"github.com/tlsmint/tlsmint/solvers/dns01test"
 	"github.com/tlsmint/tlsmint/storage"
@@ -155,11 +155,7 @@ func TestInvalidConfigFailsEarly(t *testing.T) {
 	e := newEnv(t, testpebble.Options{})
 	store := &countingStorage{Storage: storage.NewMemory()}
 	m := e.manager(t, store, func(m *autotls.Manager) { m.KeyType = "dsa" })
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testsetup.Listen(t, "127.0.0.1:0")
 	if _, err := m.Listen("tcp", busy.Addr().String()); !errors.Is(err, autotls.ErrInvalidConfig) {
 		t.Errorf("Listen: got %v, want ErrInvalidConfig before the listen error", err)
 	}

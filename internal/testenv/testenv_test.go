@@ -31,6 +31,7 @@ func child(t *testing.T, ci string, verbose bool) (string, error) {
 	}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), helperEnv+"=1", "CI="+ci)
+	detach(cmd)
 	out, err := cmd.CombinedOutput()
 	t.Logf("CI=%s: %v\n%s", ci, err, out)
 	return string(out), err

@@ -128,9 +128,6 @@ func noReuseKey(account string, id identifier) string {
 	return account + "\x00" + id.Type + "\x00" + strings.ToLower(id.Value)
 }
 
-// orderRequest returns the account ID (the last segment of the JWS key ID)
-// and the identifiers of a newOrder request body, or what of them it could
-// read: a malformed request is Pebble's to refuse.
 // replacedOrder returns the order that issued the certificate a newOrder's
 // "replaces" names (an ARI CertID, base64url(AKI) "." base64url(serial)),
 // or nil.
@@ -150,6 +147,9 @@ func (n *noReuse) replacedOrder(replaces string) *core.Order {
 	return order
 }
 
+// orderRequest returns the account ID (the last segment of the JWS key ID),
+// the identifiers and the "replaces" value of a newOrder request body, or
+// what of them it could read: a malformed request is Pebble's to refuse.
 func orderRequest(body []byte) (account string, idents []identifier, replaces string) {
 	var jws struct {
 		Protected string `json:"protected"`
