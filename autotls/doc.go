@@ -194,9 +194,10 @@
 // correction. Network deadlines
 // (the handshake timeout, the time a call to the CA may take, the ACME
 // client's own polls and quick retries), the pacing of start-up reads
-// from storage and the flushes of the schedule index stay on the real
-// clock: they measure the network's and the storage's time, not the
-// certificates'.
+// from storage, the start-up's wait for the first handshakes' loads to
+// pause, the dns-persist-01 record checks (DNSRecordCheckInterval) and
+// the flushes of the schedule index stay on the real clock: they measure
+// the network's and the storage's time, not the certificates'.
 //
 // # Bounds on orders
 //
